@@ -1,0 +1,6 @@
+// jpeglib.h needs stdio.h (FILE, size_t) before it.
+#include <stdio.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <jpeglib.h>
+#include <png.h>
