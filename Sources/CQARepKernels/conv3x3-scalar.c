@@ -1,0 +1,57 @@
+// Scalar 3x3 conv: the oracle every SIMD path is compared against. Written for obviousness first;
+// the tap-pointer table keeps the padding logic in one place.
+#include "qk-internal.h"
+
+#include <string.h>
+
+size_t qk_conv3x3_packed_size_scalar(const qk_conv_geometry *geo) {
+    return (size_t)geo->out_c * (size_t)geo->in_per_group * 9;
+}
+
+void qk_conv3x3_pack_scalar(const qk_conv_geometry *geo, const int8_t *weight_oihw, void *packed) {
+    memcpy(packed, weight_oihw, qk_conv3x3_packed_size_scalar(geo));
+}
+
+// One output pixel, all output channels. tap[t] points at the input pixel for tap t (or at the padding
+// values), already offset to channel 0.
+static void conv_pixel(const qk_conv_args *args, const uint8_t *const tap[9], uint8_t *out) {
+    const qk_conv_geometry *geo = &args->geo;
+    const int8_t *weights = (const int8_t *)args->packed;
+    const int32_t ipg = geo->in_per_group;
+    for (int32_t o = 0; o < geo->out_c; o++) {
+        const int32_t first_in = (o / geo->out_per_group) * ipg;
+        const int8_t *w = weights + (size_t)o * (size_t)ipg * 9;
+        int32_t acc = 0;
+        for (int32_t c = 0; c < ipg; c++) {
+            for (int t = 0; t < 9; t++) {
+                acc += (int32_t)tap[t][first_in + c] * (int32_t)w[c * 9 + t];
+            }
+        }
+        out[o] = qk_requantize(acc + args->bias[o], args->multiplier[o]);
+    }
+}
+
+void qk_conv3x3_scalar(const qk_conv_args *args) {
+    const qk_conv_geometry *geo = &args->geo;
+    const int32_t rows = args->batch * geo->out_h;
+#pragma omp parallel for num_threads(args->threads) schedule(static) if (args->threads > 1)
+    for (int32_t row = 0; row < rows; row++) {
+        const int32_t n = row / geo->out_h;
+        const int32_t oy = row % geo->out_h;
+        const uint8_t *image = args->input + (size_t)n * geo->in_h * geo->in_w * geo->in_c;
+        uint8_t *out = args->output + ((size_t)n * geo->out_h + oy) * geo->out_w * geo->out_c;
+        for (int32_t ox = 0; ox < geo->out_w; ox++) {
+            const uint8_t *tap[9];
+            for (int ky = 0; ky < 3; ky++) {
+                for (int kx = 0; kx < 3; kx++) {
+                    const int32_t iy = oy * geo->stride + ky - 1;
+                    const int32_t ix = ox * geo->stride + kx - 1;
+                    const int inside = iy >= 0 && iy < geo->in_h && ix >= 0 && ix < geo->in_w;
+                    tap[ky * 3 + kx] =
+                        inside ? image + ((size_t)iy * geo->in_w + ix) * geo->in_c : args->pad_value;
+                }
+            }
+            conv_pixel(args, tap, out + (size_t)ox * geo->out_c);
+        }
+    }
+}
