@@ -1,0 +1,183 @@
+// Semantic validation of a model and the quantities derived from it at load time (docs/model-format.md,
+// "Derived at load time"). Everything the kernels rely on for memory safety and exact int32 arithmetic is
+// established here, once, so the engine can call the kernels without re-checking.
+
+/// One conv layer as the engine runs it.
+struct DerivedConvLayer: Sendable {
+    var inHeight: Int, inWidth: Int, inChannels: Int
+    var outHeight: Int, outWidth: Int, outChannels: Int
+    var stride: Int, groups: Int
+    var multiplier: [Float]
+    /// Bias with the first layer's zero-point correction folded in.
+    var bias: [Int32]
+    /// Per input channel border value, followed by QK_EXTRA_BYTES of slack the SIMD kernels may read.
+    var padValue: [UInt8]
+    var macs: Int
+
+    var inputBytes: Int { inHeight * inWidth * inChannels }
+    var outputBytes: Int { outHeight * outWidth * outChannels }
+}
+
+struct DerivedArithmetic: Sendable {
+    var layers: [DerivedConvLayer]
+    var poolMultiplier: Float
+    var fcMultiplier: [Float]
+    var fcInChannels: Int
+    var lastPixels: Int
+    /// Largest per-image activation (network input included), in bytes.
+    var maxActivationBytes: Int
+    var macsPerImage: Double
+}
+
+private let int32Limit: Int64 = 1 << 31
+let kernelExtraBytes = 64  // QK_EXTRA_BYTES
+
+private func checkScale(_ value: Float, _ name: String) throws(QARepError) {
+    guard value.isFinite, value > 0 else { throw .invalidModel("tensor \"\(name)\" holds scale \(value), expected finite and > 0") }
+}
+
+private func checkMultiplier(_ value: Float, _ name: String) throws(QARepError) {
+    guard value.isFinite, value > 0 else {
+        throw .invalidModel("derived multiplier of \(name) is \(value) after rounding to float32, expected finite and > 0")
+    }
+}
+
+private func checkWeights(_ weights: [Int8], _ name: String) throws(QARepError) {
+    if let index = weights.firstIndex(of: -128) {
+        throw .invalidModel("tensor \"\(name)\" holds -128 at element \(index), weights must lie in -127...127")
+    }
+}
+
+extension QuantizedModelDescription {
+    /// Checks every rule of docs/model-format.md and computes the derived arithmetic.
+    func validate() throws(QARepError) -> DerivedArithmetic {
+        guard (1...ModelFormat.maxInputSide).contains(inputHeight), (1...ModelFormat.maxInputSide).contains(inputWidth) else {
+            throw .invalidModel("input size \(inputWidth)x\(inputHeight) outside 1...\(ModelFormat.maxInputSide)")
+        }
+        guard preprocessing.mean.count == 3, preprocessing.std.count == 3,
+              preprocessing.mean.allSatisfy(\.isFinite), preprocessing.std.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+            throw .invalidModel("metadata \"mean\"/\"std\" must be 3 finite numbers each, std > 0")
+        }
+        guard preprocessing.cropRatio.isFinite, preprocessing.cropRatio > 0, preprocessing.cropRatio <= 1 else {
+            throw .invalidModel("metadata key \"crop_ratio\" is \(preprocessing.cropRatio), expected a value in (0, 1]")
+        }
+        try checkScale(inputScale, "input.scale")
+        guard inputZeroPoint.count == 3 else { throw .invalidModel("tensor \"input.zero_point\" must have 3 values") }
+        guard (1...ModelFormat.maxConvLayers).contains(convs.count) else {
+            throw .invalidModel("model has \(convs.count) conv layers, expected 1...\(ModelFormat.maxConvLayers)")
+        }
+        let inputBytes = inputHeight * inputWidth * 3
+        var maxActivation = inputBytes
+        var height = inputHeight, width = inputWidth, channels = 3
+        var inputScaleOfLayer = inputScale
+        var layers: [DerivedConvLayer] = []
+        var macs = 0
+        for (i, conv) in convs.enumerated() {
+            let name = "conv.\(i)"
+            guard conv.inChannels == channels else {
+                throw .invalidModel("layers[\(i)] \"in\" is \(conv.inChannels) but the previous layer produces \(channels) channels")
+            }
+            guard (1...ModelFormat.maxChannels).contains(conv.outChannels) else {
+                throw .invalidModel("layers[\(i)] \"out\" is \(conv.outChannels), expected 1...\(ModelFormat.maxChannels)")
+            }
+            guard conv.stride == 1 || conv.stride == 2 else { throw .invalidModel("layers[\(i)] stride is \(conv.stride), expected 1 or 2") }
+            guard conv.groups >= 1, conv.inChannels % conv.groups == 0, conv.outChannels % conv.groups == 0 else {
+                throw .invalidModel("layers[\(i)] groups \(conv.groups) does not divide in \(conv.inChannels) and out \(conv.outChannels)")
+            }
+            let inPerGroup = conv.inChannels / conv.groups
+            guard conv.weight.count == conv.outChannels * inPerGroup * 9 else {
+                throw .invalidModel("tensor \"\(name).weight\" has \(conv.weight.count) values, expected \(conv.outChannels * inPerGroup * 9)")
+            }
+            guard conv.weightScale.count == conv.outChannels, conv.bias.count == conv.outChannels else {
+                throw .invalidModel("tensors \"\(name).weight_scale\" and \"\(name).bias\" must have \(conv.outChannels) values")
+            }
+            try checkWeights(conv.weight, "\(name).weight")
+            for s in conv.weightScale { try checkScale(s, "\(name).weight_scale") }
+            try checkScale(conv.outputScale, "\(name).output_scale")
+
+            let outHeight = (height - 1) / conv.stride + 1, outWidth = (width - 1) / conv.stride + 1
+            let outputBytes = outHeight * outWidth * conv.outChannels
+            guard outputBytes <= ModelFormat.maxActivationBytes else {
+                throw .invalidModel("layer \(i) output of \(outputBytes) bytes per image exceeds the \(ModelFormat.maxActivationBytes)-byte activation limit")
+            }
+            maxActivation = max(maxActivation, outputBytes)
+
+            var multipliers: [Float] = []
+            multipliers.reserveCapacity(conv.outChannels)
+            for o in 0..<conv.outChannels {
+                let m = Float(Double(inputScaleOfLayer) * Double(conv.weightScale[o]) / Double(conv.outputScale))
+                try checkMultiplier(m, "\(name) channel \(o)")
+                multipliers.append(m)
+            }
+            let accumulationBound = Int64(9 * inPerGroup * 255 * 127)
+            var bias: [Int32] = []
+            bias.reserveCapacity(conv.outChannels)
+            for o in 0..<conv.outChannels {
+                var b = Int64(conv.bias[o])
+                if i == 0 {
+                    let group = o / (conv.outChannels / conv.groups)
+                    for c in 0..<inPerGroup {
+                        let zeroPoint = Int64(inputZeroPoint[group * inPerGroup + c])
+                        let base = (o * inPerGroup + c) * 9
+                        for tap in 0..<9 { b -= Int64(conv.weight[base + tap]) * zeroPoint }
+                    }
+                }
+                guard abs(b) + accumulationBound < int32Limit else {
+                    throw .invalidModel("tensor \"\(name).bias\" channel \(o): bias \(b) plus the largest accumulation (\(accumulationBound)) could overflow int32")
+                }
+                bias.append(Int32(b))
+            }
+            var pad = [UInt8](repeating: 0, count: conv.inChannels + kernelExtraBytes)
+            if i == 0 { for c in 0..<3 { pad[c] = inputZeroPoint[c] } }
+            let layerMacs = outHeight * outWidth * conv.outChannels * inPerGroup * 9
+            macs += layerMacs
+            layers.append(DerivedConvLayer(inHeight: height, inWidth: width, inChannels: channels,
+                                           outHeight: outHeight, outWidth: outWidth, outChannels: conv.outChannels,
+                                           stride: conv.stride, groups: conv.groups, multiplier: multipliers,
+                                           bias: bias, padValue: pad, macs: layerMacs))
+            height = outHeight; width = outWidth; channels = conv.outChannels
+            inputScaleOfLayer = conv.outputScale
+        }
+
+        let lastPixels = height * width
+        guard Int64(lastPixels) * 255 < int32Limit else {
+            throw .invalidModel("last activation of \(lastPixels) pixels could overflow the int32 pooling sum")
+        }
+        try checkScale(poolOutputScale, "pool.output_scale")
+        let poolMultiplier = Float(Double(inputScaleOfLayer) / (Double(lastPixels) * Double(poolOutputScale)))
+        try checkMultiplier(poolMultiplier, "pool")
+
+        guard (1...ModelFormat.maxClasses).contains(numClasses) else {
+            throw .invalidModel("num_classes is \(numClasses), expected 1...\(ModelFormat.maxClasses)")
+        }
+        guard fcWeight.count == numClasses * channels else {
+            throw .invalidModel("tensor \"fc.weight\" has \(fcWeight.count) values, expected \(numClasses * channels)")
+        }
+        guard fcWeightScale.count == numClasses, fcBias.count == numClasses else {
+            throw .invalidModel("tensors \"fc.weight_scale\" and \"fc.bias\" must have \(numClasses) values")
+        }
+        try checkWeights(fcWeight, "fc.weight")
+        var fcMultiplier: [Float] = []
+        fcMultiplier.reserveCapacity(numClasses)
+        let fcBound = Int64(channels * 255 * 127)
+        for k in 0..<numClasses {
+            try checkScale(fcWeightScale[k], "fc.weight_scale")
+            let m = Float(Double(poolOutputScale) * Double(fcWeightScale[k]))
+            try checkMultiplier(m, "fc class \(k)")
+            fcMultiplier.append(m)
+            guard abs(Int64(fcBias[k])) + fcBound < int32Limit else {
+                throw .invalidModel("tensor \"fc.bias\" class \(k): bias \(fcBias[k]) plus the largest accumulation (\(fcBound)) could overflow int32")
+            }
+        }
+        guard labels.count == numClasses else {
+            throw .invalidModel("metadata key \"labels\" has \(labels.count) entries, num_classes is \(numClasses)")
+        }
+        for (k, label) in labels.enumerated() where label.utf8.count > ModelFormat.maxLabelBytes {
+            throw .invalidModel("metadata key \"labels\": label \(k) is \(label.utf8.count) bytes, the limit is \(ModelFormat.maxLabelBytes)")
+        }
+        macs += channels * numClasses
+        return DerivedArithmetic(layers: layers, poolMultiplier: poolMultiplier, fcMultiplier: fcMultiplier,
+                                 fcInChannels: channels, lastPixels: lastPixels, maxActivationBytes: maxActivation,
+                                 macsPerImage: Double(macs))
+    }
+}
