@@ -43,9 +43,16 @@ let package = Package(
         .systemLibrary(name: "CImageCodecs", path: "Sources/CImageCodecs"),
         // OpenBLAS sgemm for the FP32 forward used by calibration (Debian: libopenblas-dev); offline only.
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
+        // JPEG/PNG decode behind a C setjmp boundary (libjpeg's error_exit must not return; Swift cannot longjmp).
+        .target(
+            name: "CImageDecode",
+            dependencies: ["CImageCodecs"],
+            path: "Sources/CImageDecode",
+            linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]
+        ),
         .target(
             name: "QARepOffline",
-            dependencies: ["QARep", "CImageCodecs", "COpenBLAS"],
+            dependencies: ["QARep", "CImageCodecs", "COpenBLAS", "CImageDecode"],
             path: "Sources/QARepOffline"
         ),
         .executableTarget(

@@ -1,0 +1,234 @@
+// FP32 forward pass of a FusedNetwork, used to observe activations for calibration and as the float reference
+// the INT8 model is compared with. Convolutions are im2col + sgemm per group. Activations are kept as
+// [channel][image][row][column] so that one GEMM covers the whole batch (wide N even for the 7x7 last stage).
+import COpenBLAS
+import Foundation
+import QARep
+
+public struct ForwardError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Where an observed activation comes from.
+public enum ActivationSite: Sendable, Equatable, Hashable {
+    /// Output of conv layer i after bias and ReLU.
+    case conv(Int)
+    /// Global-average-pooled vector fed to the FC layer.
+    case pool
+}
+
+/// Called once per site and batch with every value of that activation (in no particular order).
+public typealias ActivationObserver = (ActivationSite, UnsafeBufferPointer<Float>) -> Void
+
+public struct FP32Forward: Sendable {
+    public let network: FusedNetwork
+    private let layerHeights: [Int]
+    private let layerWidths: [Int]
+
+    public init(network: FusedNetwork) throws {
+        guard network.inputHeight > 0, network.inputWidth > 0, !network.convs.isEmpty else {
+            throw ForwardError("network has no conv layers or an empty input size")
+        }
+        var channels = 3
+        var height = network.inputHeight, width = network.inputWidth
+        var heights: [Int] = [], widths: [Int] = []
+        for (index, conv) in network.convs.enumerated() {
+            guard conv.inChannels == channels, conv.outChannels > 0, conv.groups > 0,
+                  conv.inChannels % conv.groups == 0, conv.outChannels % conv.groups == 0,
+                  conv.stride == 1 || conv.stride == 2 else {
+                throw ForwardError("conv \(index): inconsistent shape (in \(conv.inChannels), expected \(channels); out \(conv.outChannels); groups \(conv.groups); stride \(conv.stride))")
+            }
+            guard conv.weight.count == conv.outChannels * (conv.inChannels / conv.groups) * 9,
+                  conv.bias.count == conv.outChannels else {
+                throw ForwardError("conv \(index): weight or bias size does not match its shape")
+            }
+            height = (height - 1) / conv.stride + 1
+            width = (width - 1) / conv.stride + 1
+            heights.append(height)
+            widths.append(width)
+            channels = conv.outChannels
+        }
+        guard network.numClasses > 0, network.fcWeight.count == network.numClasses * channels,
+              network.fcBias.count == network.numClasses else {
+            throw ForwardError("fc weight/bias size does not match \(network.numClasses) classes x \(channels) channels")
+        }
+        self.network = network
+        self.layerHeights = heights
+        self.layerWidths = widths
+    }
+
+    public var inputPixelCount: Int { network.inputHeight * network.inputWidth * 3 }
+
+    /// Logits [count][numClasses] for `count` images given as uint8 HWC RGB pixels (input size of the network),
+    /// normalized exactly as docs/model-format.md says: (pixel / 255 - mean) / std.
+    public func logits(pixels: UnsafeBufferPointer<UInt8>, count: Int, observer: ActivationObserver? = nil) throws -> [Float] {
+        let plane = network.inputHeight * network.inputWidth
+        guard count > 0, pixels.count == count * plane * 3 else {
+            throw ForwardError("expected \(count) images of \(plane * 3) bytes, got \(pixels.count) bytes")
+        }
+        let mean = network.preprocessing.mean, std = network.preprocessing.std
+        guard mean.count == 3, std.count == 3 else { throw ForwardError("preprocessing needs 3 means and 3 stds") }
+        var input = [Float](repeating: 0, count: count * plane * 3)
+        input.withUnsafeMutableBufferPointer { target in
+            for channel in 0..<3 {
+                let m = mean[channel], s = std[channel]
+                for image in 0..<count {
+                    let out = (channel * count + image) * plane
+                    let source = image * plane * 3 + channel
+                    for index in 0..<plane {
+                        target[out + index] = (Float(pixels[source + 3 * index]) / 255 - m) / s
+                    }
+                }
+            }
+        }
+        return try run(channelMajorInput: &input, count: count, observer: observer)
+    }
+
+    /// Logits [count][numClasses] for already-normalized NCHW float input.
+    public func logits(nchw: [Float], count: Int, observer: ActivationObserver? = nil) throws -> [Float] {
+        let plane = network.inputHeight * network.inputWidth
+        guard count > 0, nchw.count == count * plane * 3 else {
+            throw ForwardError("expected \(count) x 3 x \(network.inputHeight) x \(network.inputWidth) floats, got \(nchw.count)")
+        }
+        var input = [Float](repeating: 0, count: nchw.count)
+        for image in 0..<count {
+            for channel in 0..<3 {
+                let from = (image * 3 + channel) * plane, to = (channel * count + image) * plane
+                input[to..<(to + plane)] = nchw[from..<(from + plane)]
+            }
+        }
+        return try run(channelMajorInput: &input, count: count, observer: observer)
+    }
+
+    private func run(channelMajorInput: inout [Float], count: Int, observer: ActivationObserver?) throws -> [Float] {
+        var activation = channelMajorInput
+        var height = network.inputHeight, width = network.inputWidth
+        var columns: [Float] = []
+        for (index, conv) in network.convs.enumerated() {
+            let outHeight = layerHeights[index], outWidth = layerWidths[index]
+            var output = [Float](repeating: 0, count: conv.outChannels * count * outHeight * outWidth)
+            convolve(conv, input: activation, count: count, height: height, width: width,
+                     outHeight: outHeight, outWidth: outWidth, columns: &columns, output: &output)
+            if let observer { output.withUnsafeBufferPointer { observer(.conv(index), $0) } }
+            activation = output
+            height = outHeight
+            width = outWidth
+        }
+        let channels = network.convs[network.convs.count - 1].outChannels
+        let plane = height * width
+        // pooled [count][channels], ready as the GEMM's row-major A.
+        var pooled = [Float](repeating: 0, count: count * channels)
+        activation.withUnsafeBufferPointer { source in
+            for channel in 0..<channels {
+                for image in 0..<count {
+                    var sum: Float = 0
+                    let base = (channel * count + image) * plane
+                    for index in 0..<plane { sum += source[base + index] }
+                    pooled[image * channels + channel] = sum / Float(plane)
+                }
+            }
+        }
+        if let observer { pooled.withUnsafeBufferPointer { observer(.pool, $0) } }
+        let classes = network.numClasses
+        var logits = [Float](repeating: 0, count: count * classes)
+        for image in 0..<count {
+            for k in 0..<classes { logits[image * classes + k] = network.fcBias[k] }
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(count), Int32(classes), Int32(channels),
+                    1, pooled, Int32(channels), network.fcWeight, Int32(channels), 1, &logits, Int32(classes))
+        return logits
+    }
+
+    private func convolve(_ conv: FusedConv, input: [Float], count: Int, height: Int, width: Int,
+                          outHeight: Int, outWidth: Int, columns: inout [Float], output: inout [Float]) {
+        let inPerGroup = conv.inChannels / conv.groups, outPerGroup = conv.outChannels / conv.groups
+        let depth = inPerGroup * 9
+        let spatial = count * outHeight * outWidth
+        if columns.count < depth * spatial { columns = [Float](repeating: 0, count: depth * spatial) }
+        let stride = conv.stride
+        for group in 0..<conv.groups {
+            input.withUnsafeBufferPointer { source in
+                columns.withUnsafeMutableBufferPointer { target in
+                    guard let sourceBase = source.baseAddress, let targetBase = target.baseAddress else { return }
+                    let shape = ColumnShape(channelOffset: group * inPerGroup, rows: depth, count: count, height: height,
+                                            width: width, outHeight: outHeight, outWidth: outWidth, stride: stride)
+                    fillColumns(shape, source: SendablePointer(sourceBase), target: SendableMutablePointer(targetBase))
+                }
+            }
+            let weightOffset = group * outPerGroup * depth
+            let outputOffset = group * outPerGroup * spatial
+            conv.weight.withUnsafeBufferPointer { weights in
+                columns.withUnsafeBufferPointer { cols in
+                    output.withUnsafeMutableBufferPointer { out in
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(outPerGroup), Int32(spatial), Int32(depth),
+                                    1, weights.baseAddress.map { $0 + weightOffset }, Int32(depth),
+                                    cols.baseAddress, Int32(spatial), 0,
+                                    out.baseAddress.map { $0 + outputOffset }, Int32(spatial))
+                    }
+                }
+            }
+        }
+        output.withUnsafeMutableBufferPointer { out in
+            for channel in 0..<conv.outChannels {
+                let bias = conv.bias[channel]
+                let base = channel * spatial
+                for index in base..<(base + spatial) { out[index] = max(out[index] + bias, 0) }
+            }
+        }
+    }
+}
+
+struct SendablePointer: @unchecked Sendable {
+    let base: UnsafePointer<Float>
+    init(_ base: UnsafePointer<Float>) { self.base = base }
+}
+
+struct SendableMutablePointer: @unchecked Sendable {
+    let base: UnsafeMutablePointer<Float>
+    init(_ base: UnsafeMutablePointer<Float>) { self.base = base }
+}
+
+struct ColumnShape: Sendable {
+    var channelOffset: Int
+    var rows: Int
+    var count: Int
+    var height: Int
+    var width: Int
+    var outHeight: Int
+    var outWidth: Int
+    var stride: Int
+}
+
+/// im2col for a 3x3, pad-1 conv over channel-major activations: row (c, ky, kx), column (image, oy, ox), with
+/// the FP32 network's zero padding. Rows are split across cores; each worker writes only its own rows.
+func fillColumns(_ shape: ColumnShape, source: SendablePointer, target: SendableMutablePointer) {
+    let workers = max(1, min(shape.rows, ProcessInfo.processInfo.activeProcessorCount))
+    let spatial = shape.count * shape.outHeight * shape.outWidth
+    DispatchQueue.concurrentPerform(iterations: workers) { part in
+        let input = source.base, columns = target.base
+        let height = shape.height, width = shape.width, outWidth = shape.outWidth, stride = shape.stride
+        for row in (part * shape.rows / workers)..<((part + 1) * shape.rows / workers) {
+            let channel = shape.channelOffset + row / 9
+            let ky = (row % 9) / 3 - 1, kx = row % 3 - 1
+            var out = row * spatial
+            for image in 0..<shape.count {
+                let planeBase = (channel * shape.count + image) * height * width
+                for oy in 0..<shape.outHeight {
+                    let iy = oy * stride + ky
+                    if iy < 0 || iy >= height {
+                        (columns + out).update(repeating: 0, count: outWidth)
+                    } else {
+                        let rowBase = input + planeBase + iy * width
+                        for ox in 0..<outWidth {
+                            let ix = ox * stride + kx
+                            columns[out + ox] = (ix >= 0 && ix < width) ? rowBase[ix] : 0
+                        }
+                    }
+                    out += outWidth
+                }
+            }
+        }
+    }
+}
