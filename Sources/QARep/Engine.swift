@@ -1,0 +1,385 @@
+// The model (immutable, shareable) and the session (per-thread workspace) that run a network through the
+// kernels. Packed weights are cached in the model, one set per kernel path, built the first time a session
+// asks for that path: many sessions on one model (one per serving thread) then share a single packed copy
+// instead of each holding its own (A0's weights packed are several MB), and packing runs once per path.
+import CQARepKernels
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+public enum Kernel: Sendable, Equatable, CaseIterable {
+    /// QAREP_KERNEL if set, else the fastest this CPU supports.
+    case auto
+    case scalar
+    case avx2
+    case avx512vnni
+
+    public var name: String {
+        switch self {
+        case .auto: return "auto"
+        case .scalar: return "scalar"
+        case .avx2: return "avx2"
+        case .avx512vnni: return "avx512vnni"
+        }
+    }
+
+    public init?(name: String) {
+        guard let kernel = Kernel.allCases.first(where: { $0.name == name }) else { return nil }
+        self = kernel
+    }
+
+    var path: qk_path? {
+        switch self {
+        case .auto: return nil
+        case .scalar: return QK_PATH_SCALAR
+        case .avx2: return QK_PATH_AVX2
+        case .avx512vnni: return QK_PATH_AVX512VNNI
+        }
+    }
+
+    init(path: qk_path) {
+        switch path {
+        case QK_PATH_AVX2: self = .avx2
+        case QK_PATH_AVX512VNNI: self = .avx512vnni
+        default: self = .scalar
+        }
+    }
+
+    /// Whether this CPU can run the path (auto always can).
+    public var isSupported: Bool {
+        guard let path else { return true }
+        return qk_path_supported(path) != 0
+    }
+
+    /// The concrete path a session with this request runs.
+    public func resolved() throws(QARepError) -> Kernel {
+        var kernel = self
+        if kernel == .auto, let requested = Platform.environment("QAREP_KERNEL"), !requested.isEmpty {
+            guard let named = Kernel(name: requested), named != .auto else {
+                throw QARepError(.invalidArgument, "QAREP_KERNEL=\"\(requested.prefix(40))\" is not one of scalar, avx2, avx512vnni")
+            }
+            kernel = named
+        }
+        guard let path = kernel.path else { return Kernel(path: qk_best_path()) }
+        guard qk_path_supported(path) != 0 else {
+            throw QARepError(.unsupportedKernel, "kernel path \(kernel.name) cannot run on this CPU")
+        }
+        return kernel
+    }
+}
+
+/// One step of the forward pass, for reports and profiling.
+public struct LayerInfo: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable { case conv3x3, globalAveragePool, fullyConnected }
+    public var kind: Kind
+    public var name: String
+    public var inputHeight: Int, inputWidth: Int, inputChannels: Int
+    public var outputHeight: Int, outputWidth: Int, outputChannels: Int
+    public var stride: Int
+    public var groups: Int
+    public var macs: Int
+}
+
+/// Packed weights of every layer for one kernel path; immutable once built.
+final class PackedWeights: Sendable {
+    let convs: [AlignedBuffer]
+    let fc: AlignedBuffer
+
+    init(path: qk_path, arithmetic: DerivedArithmetic, description: QuantizedModelDescription) throws(QARepError) {
+        var convs: [AlignedBuffer] = []
+        for (layer, conv) in zip(arithmetic.layers, description.convs) {
+            var shape = layer.kernelShape
+            let size = qk_conv3x3_packed_size(path, &shape)
+            guard size > 0 else { throw QARepError(.internal, "kernel rejected the shape of layer \(convs.count)") }
+            let buffer = try AlignedBuffer(count: size)
+            conv.weight.withUnsafeBufferPointer { qk_conv3x3_pack(path, &shape, $0.baseAddress, buffer.pointer) }
+            convs.append(buffer)
+        }
+        let inC = Int32(arithmetic.fcInChannels), outC = Int32(description.numClasses)
+        let fcSize = qk_fc_packed_size(path, inC, outC)
+        guard fcSize > 0 else { throw QARepError(.internal, "kernel rejected the shape of the fc layer") }
+        let fc = try AlignedBuffer(count: fcSize)
+        description.fcWeight.withUnsafeBufferPointer { qk_fc_pack(path, inC, outC, $0.baseAddress, fc.pointer) }
+        self.fc = fc
+        self.convs = convs
+    }
+}
+
+extension DerivedConvLayer {
+    var kernelShape: qk_conv_shape {
+        qk_conv_shape(in_h: Int32(inHeight), in_w: Int32(inWidth), in_c: Int32(inChannels), out_c: Int32(outChannels),
+                      stride: Int32(stride), groups: Int32(groups))
+    }
+}
+
+/// A validated model, immutable and safe to share across threads.
+public final class Model: Sendable {
+    public let description: QuantizedModelDescription
+    let arithmetic: DerivedArithmetic
+    private let packedByPath = Mutex<[Int: PackedWeights]>([:])
+
+    public init(description: QuantizedModelDescription) throws(QARepError) {
+        arithmetic = try description.validate()
+        self.description = description
+    }
+
+    public convenience init(bytes: [UInt8]) throws(QARepError) {
+        try self.init(description: QuantizedModelDescription(fileBytes: bytes))
+    }
+
+    public convenience init(contentsOfFile path: String) throws(QARepError) {
+        try self.init(bytes: readFileBytes(path: path))
+    }
+
+    public var inputHeight: Int { description.inputHeight }
+    public var inputWidth: Int { description.inputWidth }
+    public var inputChannels: Int { 3 }
+    public var numClasses: Int { description.numClasses }
+    public var labels: [String] { description.labels }
+    public var numConvLayers: Int { description.convs.count }
+    /// Format version of the file this model was loaded from (models built in memory report the current one).
+    public var formatVersion: UInt32 { ModelFormat.version }
+    public var macsPerImage: Double { arithmetic.macsPerImage }
+    public var imageBytes: Int { inputHeight * inputWidth * 3 }
+
+    /// Every conv layer, then the pool and the fc layer.
+    public var layers: [LayerInfo] {
+        var list = arithmetic.layers.enumerated().map { i, l in
+            LayerInfo(kind: .conv3x3, name: "conv.\(i)", inputHeight: l.inHeight, inputWidth: l.inWidth,
+                      inputChannels: l.inChannels, outputHeight: l.outHeight, outputWidth: l.outWidth,
+                      outputChannels: l.outChannels, stride: l.stride, groups: l.groups, macs: l.macs)
+        }
+        let last = arithmetic.layers.last
+        let c = arithmetic.fcInChannels
+        list.append(LayerInfo(kind: .globalAveragePool, name: "pool", inputHeight: last?.outHeight ?? 1,
+                              inputWidth: last?.outWidth ?? 1, inputChannels: c, outputHeight: 1, outputWidth: 1,
+                              outputChannels: c, stride: 1, groups: 1, macs: 0))
+        list.append(LayerInfo(kind: .fullyConnected, name: "fc", inputHeight: 1, inputWidth: 1, inputChannels: c,
+                              outputHeight: 1, outputWidth: 1, outputChannels: numClasses, stride: 1, groups: 1,
+                              macs: c * numClasses))
+        return list
+    }
+
+    /// Resizes and center-crops an RGB image to this model's input, as its metadata says.
+    public func preprocess(rgb: UnsafeBufferPointer<UInt8>, width: Int, height: Int, rowStride: Int) throws(QARepError) -> [UInt8] {
+        try resizeAndCrop(rgb: rgb, width: width, height: height, rowStride: rowStride, outputWidth: inputWidth,
+                          outputHeight: inputHeight, cropRatio: description.preprocessing.cropRatio)
+    }
+
+    func packedWeights(for kernel: Kernel) throws(QARepError) -> PackedWeights {
+        guard let path = kernel.path else { throw QARepError(.internal, "packing requested for an unresolved kernel") }
+        let key = Int(path.rawValue)
+        // Packing under the lock: two sessions racing for the same path must not both pay for (and hold) it.
+        return try packedByPath.withLock { (cache) throws(QARepError) -> PackedWeights in
+            if let packed = cache[key] { return packed }
+            let packed = try PackedWeights(path: path, arithmetic: arithmetic, description: description)
+            cache[key] = packed
+            return packed
+        }
+    }
+}
+
+public struct Prediction: Sendable, Equatable {
+    public var classIndex: Int
+    public var label: String
+    /// Softmax over all classes.
+    public var probability: Float
+}
+
+/// A workspace for running one model on one thread at a time.
+public final class Session {
+    public let model: Model
+    /// The kernel path this session really runs (never .auto).
+    public let kernel: Kernel
+    public let threads: Int
+    public let maxBatch: Int
+    static let maxBatchLimit = 65536
+
+    private let packed: PackedWeights
+    private let ping: AlignedBuffer
+    private let pong: AlignedBuffer
+    private let pooled: AlignedBuffer
+    private var logits: [Float]
+    /// Images in the last successful run; nil before one (and after a failed run).
+    public private(set) var lastBatch: Int? = nil
+
+    public init(model: Model, threads: Int = 0, maxBatch: Int = 1, kernel: Kernel = .auto) throws(QARepError) {
+        guard threads >= 0, threads <= 4096 else { throw .invalidArgument("threads is \(threads), expected 0...4096 (0: all online CPUs)") }
+        guard maxBatch >= 1, maxBatch <= Session.maxBatchLimit else {
+            throw .invalidArgument("maxBatch is \(maxBatch), expected 1...\(Session.maxBatchLimit)")
+        }
+        self.kernel = try kernel.resolved()
+        self.model = model
+        self.threads = threads == 0 ? Platform.onlineCPUs() : threads
+        self.maxBatch = maxBatch
+        let activationBytes = maxBatch * model.arithmetic.maxActivationBytes  // <= 2^16 * 2^28, no overflow
+        let workspace = 2 * activationBytes + maxBatch * model.arithmetic.fcInChannels
+        if let memory = Platform.physicalMemoryBytes(), workspace > memory {
+            throw QARepError(.outOfMemory, "a workspace of \(workspace) bytes for maxBatch \(maxBatch) exceeds this machine's memory")
+        }
+        ping = try AlignedBuffer(count: activationBytes + kernelExtraBytes)
+        pong = try AlignedBuffer(count: activationBytes + kernelExtraBytes)
+        pooled = try AlignedBuffer(count: maxBatch * model.arithmetic.fcInChannels + kernelExtraBytes)
+        // The kernels may read the slack; keep it defined.
+        ping.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: ping.count)
+        pong.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: pong.count)
+        pooled.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: pooled.count)
+        packed = try model.packedWeights(for: self.kernel)
+        logits = [Float](repeating: 0, count: maxBatch * model.numClasses)
+    }
+
+    private func checkBatch(_ batch: Int) throws(QARepError) {
+        guard batch >= 1, batch <= maxBatch else { throw .invalidArgument("batch is \(batch), expected 1...\(maxBatch)") }
+    }
+
+    /// Runs uint8 RGB HWC images stored one after another; returns logits [batch][numClasses].
+    public func run(images: UnsafeBufferPointer<UInt8>, batch: Int) throws(QARepError) -> [Float] {
+        try runInternal(images: images, batch: batch, observe: nil)
+        return Array(logits[0..<(batch * model.numClasses)])
+    }
+
+    public func run(images: [UInt8], batch: Int) throws(QARepError) -> [Float] {
+        try images.withUnsafeBufferPointer { (buffer) throws(QARepError) -> [Float] in try run(images: buffer, batch: batch) }
+    }
+
+    /// Runs normalized NCHW float input (x = (pixel / 255 - mean) / std), converted back to pixels first.
+    public func run(normalized input: UnsafeBufferPointer<Float>, batch: Int) throws(QARepError) -> [Float] {
+        try checkBatch(batch)
+        let pixels = try pixelsFromNormalized(input, batch: batch)
+        return try run(images: pixels, batch: batch)
+    }
+
+    public func run(normalized input: [Float], batch: Int) throws(QARepError) -> [Float] {
+        try input.withUnsafeBufferPointer { (buffer) throws(QARepError) -> [Float] in try run(normalized: buffer, batch: batch) }
+    }
+
+    /// Like run(images:batch:), also returning the wall time of each step of `model.layers`, in seconds.
+    public func runProfiled(images: UnsafeBufferPointer<UInt8>, batch: Int) throws(QARepError) -> (logits: [Float], layerSeconds: [Double]) {
+        var seconds: [Double] = []
+        var start = Platform.monotonicSeconds()
+        try runInternal(images: images, batch: batch) { _, _ in
+            let now = Platform.monotonicSeconds()
+            seconds.append(now - start)
+            start = now
+        }
+        return (Array(logits[0..<(batch * model.numClasses)]), seconds)
+    }
+
+    public func classify(images: [UInt8], batch: Int, topK: Int) throws(QARepError) -> [[Prediction]] {
+        _ = try run(images: images, batch: batch)
+        return try (0..<batch).map { (i) throws(QARepError) -> [Prediction] in try self.topK(imageIndex: i, k: topK) }
+    }
+
+    /// Logits of the last run, [lastBatch][numClasses].
+    public func lastLogits() throws(QARepError) -> [Float] {
+        guard let batch = lastBatch else { throw QARepError(.noResult, "no successful run yet") }
+        return Array(logits[0..<(batch * model.numClasses)])
+    }
+
+    /// The k most probable classes of one image of the last run, most probable first, ties lower index first.
+    public func topK(imageIndex: Int, k: Int) throws(QARepError) -> [Prediction] {
+        guard let batch = lastBatch else { throw QARepError(.noResult, "no successful run yet") }
+        guard imageIndex >= 0, imageIndex < batch else {
+            throw .invalidArgument("image index \(imageIndex) outside the last batch of \(batch)")
+        }
+        guard k >= 1 else { throw .invalidArgument("k is \(k), expected >= 1") }
+        let classes = model.numClasses
+        let row = Array(logits[(imageIndex * classes)..<((imageIndex + 1) * classes)])
+        return topKPredictions(logits: row, k: k, labels: model.labels)
+    }
+
+    /// Runs the batch; `observe` sees each step's output (conv layers, pool) in order, then is called once
+    /// more after the fc layer with an empty buffer.
+    func runInternal(images: UnsafeBufferPointer<UInt8>, batch: Int,
+                     observe: ((Int, UnsafeBufferPointer<UInt8>) -> Void)?) throws(QARepError) {
+        try checkBatch(batch)
+        let imageBytes = model.imageBytes
+        guard images.count == batch * imageBytes else {
+            throw QARepError(.bufferSize, "images hold \(images.count) bytes, expected batch \(batch) x \(imageBytes)")
+        }
+        guard let source = images.baseAddress else { throw .invalidArgument("images buffer is empty") }
+        lastBatch = nil
+        let arithmetic = model.arithmetic
+        let path = kernel.path ?? QK_PATH_SCALAR
+        let threads = Int32(self.threads)
+        ping.pointer.copyMemory(from: source, byteCount: batch * imageBytes)
+        var input = ping, output = pong
+        for (i, layer) in arithmetic.layers.enumerated() {
+            var shape = layer.kernelShape
+            layer.bias.withUnsafeBufferPointer { bias in
+                layer.multiplier.withUnsafeBufferPointer { multiplier in
+                    layer.padValue.withUnsafeBufferPointer { pad in
+                        qk_conv3x3_u8(path, &shape, Int32(batch), packed.convs[i].pointer, bias.baseAddress,
+                                      multiplier.baseAddress, pad.baseAddress, input.bytes, output.bytes, threads)
+                    }
+                }
+            }
+            observe?(i, UnsafeBufferPointer(start: output.bytes, count: batch * layer.outputBytes))
+            swap(&input, &output)
+        }
+        let channels = arithmetic.fcInChannels
+        qk_global_avgpool_u8(path, Int32(batch), Int32(arithmetic.lastPixels), Int32(channels), input.bytes,
+                             arithmetic.poolMultiplier, pooled.bytes, threads)
+        observe?(arithmetic.layers.count, UnsafeBufferPointer(start: pooled.bytes, count: batch * channels))
+        model.description.fcBias.withUnsafeBufferPointer { bias in
+            arithmetic.fcMultiplier.withUnsafeBufferPointer { multiplier in
+                logits.withUnsafeMutableBufferPointer { out in
+                    qk_fc_u8(path, Int32(batch), Int32(channels), Int32(model.numClasses), packed.fc.pointer,
+                             bias.baseAddress, multiplier.baseAddress, pooled.bytes, out.baseAddress, threads)
+                }
+            }
+        }
+        observe?(arithmetic.layers.count + 1, UnsafeBufferPointer(start: nil, count: 0))
+        lastBatch = batch
+    }
+
+    /// Every intermediate activation of one run (conv outputs, then the pooled vector), for tests.
+    func runCapturingActivations(images: [UInt8], batch: Int) throws(QARepError) -> (activations: [[UInt8]], logits: [Float]) {
+        var captured: [[UInt8]] = []
+        try images.withUnsafeBufferPointer { (buffer) throws(QARepError) in
+            try runInternal(images: buffer, batch: batch) { _, output in
+                if output.count > 0 { captured.append(Array(output)) }
+            }
+        }
+        return (captured, Array(logits[0..<(batch * model.numClasses)]))
+    }
+
+    private func pixelsFromNormalized(_ input: UnsafeBufferPointer<Float>, batch: Int) throws(QARepError) -> [UInt8] {
+        let height = model.inputHeight, width = model.inputWidth, plane = height * width
+        guard input.count == batch * 3 * plane else {
+            throw QARepError(.bufferSize, "input holds \(input.count) floats, expected batch \(batch) x 3 x \(height) x \(width)")
+        }
+        let mean = model.description.preprocessing.mean, std = model.description.preprocessing.std
+        var pixels = [UInt8](repeating: 0, count: batch * plane * 3)
+        for n in 0..<batch {
+            for c in 0..<3 {
+                let planeStart = (n * 3 + c) * plane
+                for p in 0..<plane {
+                    var t = input[planeStart + p] * std[c]
+                    t = t + mean[c]
+                    t = t * 255
+                    // Written so that NaN clamps to 0 like C's fmaxf.
+                    if !(t > 0) { t = 0 }
+                    if t > 255 { t = 255 }
+                    pixels[(n * plane + p) * 3 + c] = UInt8(t.rounded(.toNearestOrEven))
+                }
+            }
+        }
+        return pixels
+    }
+}
+
+/// Softmax (max subtracted first, so large logits cannot overflow) and the k best classes.
+func topKPredictions(logits: [Float], k: Int, labels: [String]) -> [Prediction] {
+    guard let maxLogit = logits.max() else { return [] }
+    var exps = logits.map { exp(Double($0) - Double(maxLogit)) }
+    let sum = exps.reduce(0, +)
+    for i in exps.indices { exps[i] /= sum }
+    let order = logits.indices.sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
+    return order.prefix(k).map { Prediction(classIndex: $0, label: labels[$0], probability: Float(exps[$0])) }
+}

@@ -1,0 +1,128 @@
+// Resize + center crop (docs/model-format.md, "Preprocessing"). The offline module calls this same function
+// for calibration so that the quantization ranges are measured on exactly the pixels the runtime produces.
+
+public enum PreprocessLimits {
+    public static let maxSourceSide = 1 << 16
+}
+
+/// Filter taps of one axis: output pixel j reads source pixels start[j] ..< start[j] + count[j] with weights
+/// weights[j * maxTaps ..< j * maxTaps + count[j]].
+private struct AxisFilter {
+    var start: [Int] = []
+    var count: [Int] = []
+    var weights: [Float] = []
+    var maxTaps = 0
+
+    /// Output pixels first ..< first + outputCount of a resize from inSize to resizedSize: triangle filter
+    /// with half-pixel centers, widened to the scale factor when shrinking (as PIL's BILINEAR does).
+    init(inSize: Int, resizedSize: Int, first: Int, outputCount: Int) {
+        let scale = Float(inSize) / Float(resizedSize)
+        let filterScale = max(scale, 1)
+        let support = filterScale
+        maxTaps = Int((support * 2).rounded(.up)) + 2
+        weights = [Float](repeating: 0, count: outputCount * maxTaps)
+        for j in 0..<outputCount {
+            let center = (Float(first + j) + 0.5) * scale
+            let lo = max(Int((center - support + 0.5).rounded(.down)), 0)
+            let hi = min(max(Int((center + support + 0.5).rounded(.down)), lo), inSize, lo + maxTaps)
+            var sum: Float = 0
+            for i in lo..<hi {
+                let t = (Float(i) - center + 0.5) / filterScale
+                let w = max(0, 1 - abs(t))
+                weights[j * maxTaps + i - lo] = w
+                sum += w
+            }
+            if sum > 0 {
+                for i in 0..<(hi - lo) { weights[j * maxTaps + i] /= sum }
+            }
+            start.append(lo)
+            count.append(hi - lo)
+        }
+    }
+}
+
+@inline(__always)
+private func roundToPixel(_ value: Float) -> UInt8 {
+    var t = value
+    if !(t > 0) { t = 0 }
+    if t > 255 { t = 255 }
+    return UInt8(t.rounded(.toNearestOrEven))
+}
+
+/// Resizes an RGB image (rows of width * 3 bytes, rowStride bytes apart) and center-crops it to
+/// outputWidth x outputHeight; returns outputHeight * outputWidth * 3 bytes, HWC.
+///
+/// cropRatio 1 resizes straight to the output size; otherwise the scale factor is
+/// max(W / (w * cropRatio), H / (h * cropRatio)) (computed in double), the resized size
+/// max(W, round(w * f)) x max(H, round(h * f)) (half away from zero), and the crop offset
+/// ((rw - W) / 2, (rh - H) / 2). Resizing is separable, horizontal pass first, each pass computed in float32
+/// and rounded half to even to uint8 (like PIL, which also stores the intermediate image as 8-bit).
+public func resizeAndCrop(rgb: UnsafeBufferPointer<UInt8>, width: Int, height: Int, rowStride: Int,
+                          outputWidth: Int, outputHeight: Int, cropRatio: Float) throws(QARepError) -> [UInt8] {
+    guard (1...PreprocessLimits.maxSourceSide).contains(width), (1...PreprocessLimits.maxSourceSide).contains(height) else {
+        throw .invalidArgument("image size \(width)x\(height) outside 1...\(PreprocessLimits.maxSourceSide)")
+    }
+    guard (1...ModelFormat.maxInputSide).contains(outputWidth), (1...ModelFormat.maxInputSide).contains(outputHeight) else {
+        throw .invalidArgument("output size \(outputWidth)x\(outputHeight) outside 1...\(ModelFormat.maxInputSide)")
+    }
+    guard rowStride >= width * 3 else { throw .invalidArgument("row stride \(rowStride) is less than width * 3 = \(width * 3)") }
+    let (rowsBytes, overflow) = (height - 1).multipliedReportingOverflow(by: rowStride)
+    guard !overflow, rgb.count >= rowsBytes + width * 3, let source = rgb.baseAddress else {
+        throw QARepError(.bufferSize, "image buffer holds \(rgb.count) bytes, too few for \(height) rows of stride \(rowStride)")
+    }
+    guard cropRatio.isFinite, cropRatio > 0, cropRatio <= 1 else {
+        throw .invalidArgument("crop ratio \(cropRatio) outside (0, 1]")
+    }
+
+    var resizedWidth = outputWidth, resizedHeight = outputHeight
+    if cropRatio != 1 {
+        let f = max(Double(outputWidth) / (Double(width) * Double(cropRatio)),
+                    Double(outputHeight) / (Double(height) * Double(cropRatio)))
+        // f <= 4096 / (1 * tiny crop) could be huge; clamp the product before converting to Int.
+        let rw = min((Double(width) * f).rounded(.toNearestOrAwayFromZero), Double(1 << 30))
+        let rh = min((Double(height) * f).rounded(.toNearestOrAwayFromZero), Double(1 << 30))
+        resizedWidth = max(outputWidth, Int(rw))
+        resizedHeight = max(outputHeight, Int(rh))
+    }
+    let offsetX = (resizedWidth - outputWidth) / 2, offsetY = (resizedHeight - outputHeight) / 2
+
+    let horizontal = AxisFilter(inSize: width, resizedSize: resizedWidth, first: offsetX, outputCount: outputWidth)
+    let vertical = AxisFilter(inSize: height, resizedSize: resizedHeight, first: offsetY, outputCount: outputHeight)
+
+    // Horizontal pass over only the source rows the vertical pass reads.
+    let firstRow = vertical.start.first ?? 0
+    let lastRow = zip(vertical.start, vertical.count).map { $0 + $1 }.max() ?? 0
+    let rowCount = max(lastRow - firstRow, 0)
+    var intermediate = [UInt8](repeating: 0, count: rowCount * outputWidth * 3)
+    for r in 0..<rowCount {
+        let row = source + (firstRow + r) * rowStride
+        for j in 0..<outputWidth {
+            let base = j * horizontal.maxTaps
+            var acc: (Float, Float, Float) = (0, 0, 0)
+            for t in 0..<horizontal.count[j] {
+                let w = horizontal.weights[base + t]
+                let p = row + (horizontal.start[j] + t) * 3
+                acc.0 += Float(p[0]) * w
+                acc.1 += Float(p[1]) * w
+                acc.2 += Float(p[2]) * w
+            }
+            let o = (r * outputWidth + j) * 3
+            intermediate[o] = roundToPixel(acc.0)
+            intermediate[o + 1] = roundToPixel(acc.1)
+            intermediate[o + 2] = roundToPixel(acc.2)
+        }
+    }
+    var output = [UInt8](repeating: 0, count: outputHeight * outputWidth * 3)
+    let rowBytes = outputWidth * 3
+    for i in 0..<outputHeight {
+        let base = i * vertical.maxTaps
+        for x in 0..<rowBytes {
+            var acc: Float = 0
+            for t in 0..<vertical.count[i] {
+                acc += Float(intermediate[(vertical.start[i] + t - firstRow) * rowBytes + x]) * vertical.weights[base + t]
+            }
+            output[i * rowBytes + x] = roundToPixel(acc)
+        }
+    }
+    return output
+}
