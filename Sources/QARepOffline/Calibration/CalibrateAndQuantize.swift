@@ -1,0 +1,222 @@
+// The offline pipeline after import: observe activations of the FP32 network on calibration images, choose
+// scales, quantize, then check the INT8 model on the real runtime against FP32 on held-aside images.
+import COpenBLAS
+import Foundation
+import QARep
+
+public struct CalibrationOptions: Sendable {
+    public var method: ActivationCalibrationMethod = .mse
+    /// For `.percentile`: percentile of all activation values (zeros included) used as the threshold.
+    public var percentile: Double = 99.99
+    public var weightMethod: WeightCalibrationMethod = .maxabs
+    /// Use at most this many images (calibration + hold-out); nil: all.
+    public var count: Int? = nil
+    /// Fraction of the images held aside (never calibrated on) to compare INT8 with FP32; 0 skips the check.
+    public var holdoutFraction: Double = 0.2
+    /// Threads for the FP32 forward (OpenBLAS) and the runtime session; 0: all online CPUs.
+    public var threads: Int = 0
+    /// Passed to `CalibrationData.load` by callers that load through it.
+    public var skipBadImages: Bool = false
+    /// Images per FP32 forward batch.
+    public var batchSize: Int = 8
+    /// Written to the model's `producer` metadata.
+    public var producer: String = "qarep calibrate"
+
+    public init() {}
+}
+
+public struct CalibrationError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Indices held aside for the INT8-vs-FP32 check: every image whose position crosses a multiple of 1/fraction,
+/// so the hold-out spreads over the whole (often class-sorted) set instead of being its last class.
+func holdoutIndices(count: Int, fraction: Double) -> [Int] {
+    guard fraction > 0, count > 1 else { return [] }
+    let f = min(fraction, 0.9)
+    return (0..<count).filter { index in
+        (Double(index + 1) * f).rounded(.down) > (Double(index) * f).rounded(.down)
+    }
+}
+
+/// Calibrates `network` on `calibration` and returns the quantized model (valid per docs/model-format.md: it is
+/// loaded by the runtime before being returned) and a report. `progress(done, total)` counts images through the
+/// FP32 forward and the runtime.
+public func calibrateAndQuantize(network: FusedNetwork, calibration: CalibrationData, options: CalibrationOptions,
+                                 progress: ((Int, Int) -> Void)? = nil) throws -> (QuantizedModelDescription, CalibrationReport) {
+    guard calibration.inputHeight == network.inputHeight, calibration.inputWidth == network.inputWidth else {
+        throw CalibrationError("calibration images are \(calibration.inputWidth)x\(calibration.inputHeight), the network input is \(network.inputWidth)x\(network.inputHeight)")
+    }
+    guard options.batchSize >= 1, options.threads >= 0, options.holdoutFraction >= 0, options.holdoutFraction < 1,
+          options.percentile > 0, options.percentile <= 100 else {
+        throw CalibrationError("invalid options: batch size >= 1, threads >= 0, hold-out fraction in [0, 1), percentile in (0, 100]")
+    }
+    let forward = try FP32Forward(network: network)
+    var data = calibration
+    if let limit = options.count {
+        guard limit >= 1 else { throw CalibrationError("image count \(limit) must be at least 1") }
+        if limit < data.count { data = try data.subset(evenlySpaced(Array(0..<data.count), count: limit)) }
+    }
+    let heldAside = holdoutIndices(count: data.count, fraction: options.holdoutFraction)
+    let heldSet = Set(heldAside)
+    let calibrationSet = try data.subset((0..<data.count).filter { !heldSet.contains($0) })
+    let holdoutSet = try data.subset(heldAside)
+    guard calibrationSet.count > 0 else { throw CalibrationError("no calibration images left after the hold-out") }
+    let threads = options.threads == 0 ? ProcessInfo.processInfo.activeProcessorCount : options.threads
+    openblas_set_num_threads(Int32(clamping: threads))
+    let total = calibrationSet.count + holdoutSet.count
+
+    // One pass: every conv output and the pooled vector go into an adaptive histogram.
+    let started = Date()
+    var histograms = [ActivationHistogram](repeating: ActivationHistogram(), count: network.convs.count)
+    var poolHistogram = ActivationHistogram()
+    try forEachBatch(calibrationSet, size: options.batchSize) { pixels, count, done in
+        _ = try forward.logits(pixels: pixels, count: count) { site, values in
+            switch site {
+            case .conv(let index): histograms[index].add(values)
+            case .pool: poolHistogram.add(values)
+            }
+        }
+        progress?(done, total)
+    }
+    if let broken = histograms.firstIndex(where: { $0.nonFiniteCount > 0 }) {
+        throw CalibrationError("conv \(broken) produced non-finite activations on the calibration images; the network weights are broken")
+    }
+    let thresholds = histograms.map { activationThreshold($0, method: options.method, percentile: options.percentile) }
+    // The pooled vector averages the last layer's clipped uint8 values, so it never exceeds that layer's range.
+    let poolThreshold = min(Double(poolHistogram.maxValue), thresholds[thresholds.count - 1])
+    let calibrationSeconds = Date().timeIntervalSince(started)
+
+    var settings = "method=\(options.method.rawValue)"
+    if options.method == .percentile { settings += " percentile=\(options.percentile)" }
+    settings += " weights=\(options.weightMethod.rawValue) images=\(calibrationSet.count)"
+    let quantized = try quantizeNetwork(network, convThresholds: thresholds, poolThreshold: poolThreshold,
+                                        weightMethod: options.weightMethod,
+                                        metadata: ["producer": options.producer, "calibration": settings])
+    let model: Model
+    do {
+        model = try Model(description: quantized.description)
+    } catch {
+        throw CalibrationError("the quantized model does not pass the runtime's validation: \(error)")
+    }
+
+    var holdout: HoldoutReport? = nil
+    let holdoutStarted = Date()
+    if holdoutSet.count > 0 {
+        holdout = try compareWithRuntime(model: model, forward: forward, data: holdoutSet, threads: threads,
+                                         batchSize: options.batchSize) { done in
+            progress?(calibrationSet.count + done, total)
+        }
+    }
+    var layers: [LayerReport] = []
+    for (index, conv) in network.convs.enumerated() {
+        layers.append(LayerReport(name: "conv.\(index)", inChannels: conv.inChannels, outChannels: conv.outChannels,
+                                  stride: conv.stride, groups: conv.groups, weight: quantized.convWeightStatistics[index],
+                                  activation: activationStatistics(histograms[index], threshold: thresholds[index])))
+    }
+    let report = CalibrationReport(
+        method: options.method.rawValue, percentile: options.method == .percentile ? options.percentile : nil,
+        weightMethod: options.weightMethod.rawValue, calibrationImages: calibrationSet.count,
+        skippedImages: calibration.skipped.map(\.description), layers: layers,
+        pool: activationStatistics(poolHistogram, threshold: poolThreshold), fc: quantized.fcWeightStatistics,
+        clampedBiases: quantized.clampedBiases, holdout: holdout, calibrationSeconds: calibrationSeconds,
+        holdoutSeconds: Date().timeIntervalSince(holdoutStarted))
+    return (quantized.description, report)
+}
+
+/// Calls `body(pixels, count, imagesDoneAfterThisBatch)` for consecutive batches of at most `size` images.
+func forEachBatch(_ data: CalibrationData, size: Int,
+                  _ body: (UnsafeBufferPointer<UInt8>, Int, Int) throws -> Void) throws {
+    let imageBytes = data.imageBytes
+    var start = 0
+    while start < data.count {
+        let count = min(size, data.count - start)
+        try data.pixels.withUnsafeBufferPointer { all in
+            try body(UnsafeBufferPointer(rebasing: all[(start * imageBytes)..<((start + count) * imageBytes)]), count, start + count)
+        }
+        start += count
+    }
+}
+
+/// INT8 logits from the runtime against FP32 logits on the same pixels.
+func compareWithRuntime(model: Model, forward: FP32Forward, data: CalibrationData, threads: Int, batchSize: Int,
+                        progress: (Int) -> Void) throws -> HoldoutReport {
+    let session: Session
+    do {
+        session = try Session(model: model, threads: threads, maxBatch: batchSize)
+    } catch {
+        throw CalibrationError("cannot create a runtime session for the hold-out check: \(error)")
+    }
+    let classes = model.numClasses
+    var agreeing = 0
+    var cosineSum = 0.0, cosineMin = 1.0
+    try forEachBatch(data, size: batchSize) { pixels, count, done in
+        let reference = try forward.logits(pixels: pixels, count: count)
+        let quantized: [Float]
+        do {
+            quantized = try session.run(images: pixels, batch: count)
+        } catch {
+            throw CalibrationError("runtime failed on the hold-out images: \(error)")
+        }
+        for image in 0..<count {
+            let a = reference[(image * classes)..<((image + 1) * classes)]
+            let b = quantized[(image * classes)..<((image + 1) * classes)]
+            if argmax(a) == argmax(b) { agreeing += 1 }
+            let similarity = cosine(a, b)
+            cosineSum += similarity
+            cosineMin = min(cosineMin, similarity)
+        }
+        progress(done)
+    }
+    return HoldoutReport(images: data.count, top1Agreement: Double(agreeing) / Double(data.count),
+                         meanLogitCosine: cosineSum / Double(data.count), minLogitCosine: cosineMin,
+                         kernel: "\(session.kernel)")
+}
+
+/// Index of the first maximum (relative to the slice start).
+func argmax(_ values: ArraySlice<Float>) -> Int {
+    var best = values.startIndex
+    for index in values.indices where values[index] > values[best] { best = index }
+    return best - values.startIndex
+}
+
+func cosine(_ a: ArraySlice<Float>, _ b: ArraySlice<Float>) -> Double {
+    var dot = 0.0, normA = 0.0, normB = 0.0
+    for (x, y) in zip(a, b) {
+        dot += Double(x) * Double(y)
+        normA += Double(x) * Double(x)
+        normB += Double(y) * Double(y)
+    }
+    guard normA > 0, normB > 0 else { return normA == normB ? 1 : 0 }
+    return dot / (normA.squareRoot() * normB.squareRoot())
+}
+
+/// Expected squared quantization error of the histogram's positive values with clipping value `threshold`
+/// (same model as the mse method: clipping error above T, step^2 / 12 below).
+func expectedQuantizationError(_ histogram: ActivationHistogram, threshold: Double) -> Double {
+    let step = threshold / Double(activationLevels - 1)
+    var error = 0.0
+    for index in 0..<histogram.occupiedBins where histogram.counts[index] > 0 {
+        let x = histogram.center(index)
+        error += x > threshold ? histogram.counts[index] * (x - threshold) * (x - threshold)
+                               : histogram.counts[index] * step * step / 12
+    }
+    return error
+}
+
+func activationStatistics(_ histogram: ActivationHistogram, threshold: Double) -> ActivationStatistics {
+    let total = max(histogram.totalCount, 1)
+    let mean = histogram.sum / total
+    let variance = max(histogram.sumOfSquares / total - mean * mean, 0)
+    var clipped = 0.0
+    for index in 0..<histogram.occupiedBins where histogram.center(index) > threshold { clipped += histogram.counts[index] }
+    let noise = expectedQuantizationError(histogram, threshold: threshold)
+    let sqnr = noise > 0 && histogram.sumOfSquares > 0 ? 10 * log10(histogram.sumOfSquares / noise) : 999
+    return ActivationStatistics(max: histogram.maxValue, mean: mean, std: variance.squareRoot(),
+                                zeroFraction: histogram.zeroCount / total, threshold: threshold,
+                                scale: activationScale(threshold: threshold),
+                                clippedFraction: histogram.positiveCount > 0 ? clipped / histogram.positiveCount : 0,
+                                estimatedSQNR: sqnr)
+}

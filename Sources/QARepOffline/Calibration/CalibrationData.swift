@@ -1,0 +1,165 @@
+// Calibration input: images decoded and resized by the runtime's own preprocessing, so calibration sees exactly
+// the uint8 pixels the INT8 model will see at inference.
+import Foundation
+import QARep
+
+public struct CalibrationData: Sendable {
+    public var inputHeight: Int
+    public var inputWidth: Int
+    /// `count` images of inputHeight x inputWidth x 3 bytes (RGB, HWC), one after another.
+    public var pixels: [UInt8]
+    /// One name per image (file path, or "file.npy[i]").
+    public var names: [String]
+    /// Files that could not be decoded and were skipped (only with skipBad).
+    public var skipped: [InputFileError]
+
+    public var count: Int { names.count }
+    public var imageBytes: Int { inputHeight * inputWidth * 3 }
+
+    public init(inputHeight: Int, inputWidth: Int, pixels: [UInt8], names: [String], skipped: [InputFileError] = []) throws {
+        guard inputHeight > 0, inputWidth > 0, pixels.count == names.count * inputHeight * inputWidth * 3 else {
+            throw InputFileError(source: "calibration data", reason: "\(pixels.count) bytes do not hold \(names.count) images of \(inputWidth)x\(inputHeight)x3")
+        }
+        self.inputHeight = inputHeight
+        self.inputWidth = inputWidth
+        self.pixels = pixels
+        self.names = names
+        self.skipped = skipped
+    }
+
+    /// The images with the given indices, in that order.
+    public func subset(_ indices: [Int]) throws -> CalibrationData {
+        let size = imageBytes
+        var selected = [UInt8]()
+        selected.reserveCapacity(indices.count * size)
+        for index in indices where names.indices.contains(index) {
+            selected.append(contentsOf: pixels[(index * size)..<((index + 1) * size)])
+        }
+        return try CalibrationData(inputHeight: inputHeight, inputWidth: inputWidth, pixels: selected,
+                                   names: indices.filter { names.indices.contains($0) }.map { names[$0] }, skipped: skipped)
+    }
+
+    /// Loads a folder of images (.jpg/.jpeg/.png, recursive, sorted) or an .npy float32 NCHW array of normalized
+    /// images. Images are resized and center-cropped with the runtime's `resizeAndCrop` and `cropRatio`. An .npy
+    /// array must already be inputHeight x inputWidth; its values are turned into pixels the way the runtime's
+    /// float input path does (x * std + mean, * 255, rounded half to even, clamped), so both sides see the same.
+    /// `limit` keeps that many images: the first ones of an .npy, evenly spaced ones of a folder (folders are
+    /// often sorted by class, and the first N would then be one class). An undecodable image is an error naming
+    /// it, or with `skipBad` is skipped and listed in `skipped`.
+    public static func load(path: String, inputHeight: Int, inputWidth: Int, preprocessing: Preprocessing,
+                            limit: Int? = nil, skipBad: Bool = false) throws -> CalibrationData {
+        if let limit, limit < 1 { throw InputFileError(source: path, reason: "image limit \(limit) must be at least 1") }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw InputFileError(source: path, reason: "no such file or directory")
+        }
+        if isDirectory.boolValue {
+            return try loadFolder(path, inputHeight: inputHeight, inputWidth: inputWidth, preprocessing: preprocessing,
+                                  limit: limit, skipBad: skipBad)
+        }
+        guard path.lowercased().hasSuffix(".npy") else {
+            throw InputFileError(source: path, reason: "calibration input must be a folder of images or an .npy file")
+        }
+        return try loadNPY(path, inputHeight: inputHeight, inputWidth: inputWidth, preprocessing: preprocessing, limit: limit)
+    }
+
+    private static func loadNPY(_ path: String, inputHeight: Int, inputWidth: Int, preprocessing: Preprocessing,
+                                limit: Int?) throws -> CalibrationData {
+        let array = try readNPYFloat32NCHW(path: path)
+        guard array.height == inputHeight, array.width == inputWidth else {
+            throw InputFileError(source: path, reason: "arrays are \(array.height)x\(array.width), the model input is \(inputHeight)x\(inputWidth)")
+        }
+        guard preprocessing.mean.count == 3, preprocessing.std.count == 3 else {
+            throw InputFileError(source: path, reason: "preprocessing needs 3 means and 3 stds")
+        }
+        let count = min(array.count, limit ?? array.count)
+        let plane = inputHeight * inputWidth
+        var pixels = [UInt8](repeating: 0, count: count * plane * 3)
+        for image in 0..<count {
+            for channel in 0..<3 {
+                let std = preprocessing.std[channel], mean = preprocessing.mean[channel]
+                let base = (image * 3 + channel) * plane
+                for index in 0..<plane {
+                    var t = array.values[base + index] * std
+                    t = t + mean
+                    t = t * 255
+                    let clamped = t.isNaN ? 0 : min(max(t, 0), 255)
+                    pixels[image * plane * 3 + index * 3 + channel] = UInt8(clamped.rounded(.toNearestOrEven))
+                }
+            }
+        }
+        let name = URL(fileURLWithPath: path).lastPathComponent
+        return try CalibrationData(inputHeight: inputHeight, inputWidth: inputWidth, pixels: pixels,
+                                   names: (0..<count).map { "\(name)[\($0)]" })
+    }
+
+    private static func loadFolder(_ path: String, inputHeight: Int, inputWidth: Int, preprocessing: Preprocessing,
+                                   limit: Int?, skipBad: Bool) throws -> CalibrationData {
+        let all = try listImageFiles(in: path)
+        guard !all.isEmpty else { throw InputFileError(source: path, reason: "no .jpg, .jpeg or .png files found") }
+        let files = evenlySpaced(all, count: min(limit ?? all.count, all.count))
+        let size = inputHeight * inputWidth * 3
+        let cropRatio = preprocessing.cropRatio
+        let results = ResultSlots(count: files.count)
+        let workers = max(1, min(files.count, ProcessInfo.processInfo.activeProcessorCount))
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            var index = worker
+            while index < files.count {
+                results.set(index, Result { () throws -> [UInt8] in
+                    let image = try decodeImage(path: files[index])
+                    do {
+                        return try image.pixels.withUnsafeBufferPointer { buffer in
+                            try resizeAndCrop(rgb: buffer, width: image.width, height: image.height, rowStride: image.width * 3,
+                                              outputWidth: inputWidth, outputHeight: inputHeight, cropRatio: cropRatio)
+                        }
+                    } catch {
+                        throw InputFileError(source: files[index], reason: "cannot resize: \(error)")
+                    }
+                })
+                index += workers
+            }
+        }
+        var pixels = [UInt8]()
+        pixels.reserveCapacity(files.count * size)
+        var names: [String] = []
+        var skipped: [InputFileError] = []
+        for (index, result) in results.values.enumerated() {
+            switch result {
+            case .success(let image)?:
+                pixels.append(contentsOf: image)
+                names.append(files[index])
+            case .failure(let error)?:
+                let named = error as? InputFileError ?? InputFileError(source: files[index], reason: "\(error)")
+                guard skipBad else { throw named }
+                skipped.append(named)
+            case nil:
+                throw InputFileError(source: files[index], reason: "was not loaded")
+            }
+        }
+        guard !names.isEmpty else { throw InputFileError(source: path, reason: "none of the \(files.count) images could be decoded") }
+        return try CalibrationData(inputHeight: inputHeight, inputWidth: inputWidth, pixels: pixels, names: names, skipped: skipped)
+    }
+}
+
+/// `count` elements of `items` spread evenly over it (all of them when count >= items.count), in order.
+func evenlySpaced<T>(_ items: [T], count: Int) -> [T] {
+    guard count < items.count else { return items }
+    return (0..<count).map { items[$0 * items.count / count] }
+}
+
+/// Per-index result storage written by concurrent workers, each index by exactly one worker.
+private final class ResultSlots: @unchecked Sendable {
+    private var storage: [Result<[UInt8], Error>?]
+    private let lock = NSLock()
+    init(count: Int) { storage = Array(repeating: nil, count: count) }
+    func set(_ index: Int, _ value: Result<[UInt8], Error>) {
+        lock.lock()
+        storage[index] = value
+        lock.unlock()
+    }
+    var values: [Result<[UInt8], Error>?] {
+        lock.lock()
+        defer { lock.unlock() }
+        return storage
+    }
+}

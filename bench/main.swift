@@ -1,0 +1,216 @@
+// bench: latency and throughput of a QARep model, run through the public C API exactly as a C program would.
+import CQARepAPI
+import CQARepKernels
+import Foundation
+import QARep
+
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data("bench: \(message)\n".utf8))
+}
+
+struct BenchFailure: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// Throws the library's own message when a C API call fails.
+func check(_ status: qarep_status, _ call: String) throws {
+    guard status != QAREP_OK else { return }
+    let summary = String(cString: qarep_status_string(status))
+    let message = String(cString: qarep_last_error_message())
+    throw BenchFailure(description: "\(call) failed: \(summary): \(message)")
+}
+
+func monotonicSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) * 1e-9
+}
+
+func peakResidentMegabytes() -> Double {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return Double(usage.ru_maxrss) / 1024  // Linux reports kilobytes
+}
+
+let kernelsByName: [String: (api: qarep_kernel, path: qk_path)] = [
+    "scalar": (QAREP_KERNEL_SCALAR, QK_PATH_SCALAR),
+    "avx2": (QAREP_KERNEL_AVX2, QK_PATH_AVX2),
+    "avx512vnni": (QAREP_KERNEL_AVX512VNNI, QK_PATH_AVX512VNNI),
+]
+
+/// How long the peak measurement runs; long enough for the core to reach its sustained clock.
+let peakMeasurementSeconds = 0.5
+
+func format(_ value: Double, _ decimals: Int = 1) -> String { String(format: "%.\(decimals)f", value) }
+
+func runBenchmark(_ options: BenchOptions) throws {
+    if options.peak {
+        let perCore = qk_measure_peak_gmacs(1.0)
+        if options.json {
+            print("{\"peak_gmacs_per_core\": \(format(perCore, 2)), \"threads\": \(options.threads), \"peak_gmacs\": \(format(perCore * Double(options.threads), 2))}")
+        } else {
+            print("int8 peak: \(format(perCore)) GMAC/s per core (\(String(cString: qk_path_name(qk_best_path())))), x \(options.threads) threads = \(format(perCore * Double(options.threads))) GMAC/s")
+        }
+        return
+    }
+
+    // The model: a file, or a synthetic one serialized and loaded from memory (so loading is measured too).
+    var description: QuantizedModelDescription?
+    var modelLabel: String
+    var model: OpaquePointer?
+    var loadSeconds: Double
+    if let path = options.modelPath {
+        modelLabel = path
+        let start = monotonicSeconds()
+        try check(qarep_model_load_file(path, &model), "qarep_model_load_file(\(path))")
+        loadSeconds = monotonicSeconds() - start
+    } else {
+        guard let architecture = options.architecture else { throw BenchFailure(description: "no architecture") }
+        let synthetic = SyntheticModel.make(architecture: architecture, inputHeight: options.size,
+                                            inputWidth: options.size, seed: options.seed)
+        description = synthetic
+        modelLabel = "RepVGG-\(architecture.name) synthetic (seed \(options.seed))"
+        let bytes = try synthetic.serialized()
+        if let savePath = options.savePath {
+            guard FileManager.default.createFile(atPath: savePath, contents: Data(bytes)) else {
+                throw BenchFailure(description: "cannot write \(savePath)")
+            }
+        }
+        let start = monotonicSeconds()
+        try bytes.withUnsafeBytes { try check(qarep_model_load_memory($0.baseAddress, $0.count, &model), "qarep_model_load_memory") }
+        loadSeconds = monotonicSeconds() - start
+    }
+    defer { qarep_model_release(model) }
+
+    var info = qarep_model_info()
+    try check(qarep_model_get_info(model, &info), "qarep_model_get_info")
+
+    var sessionOptions = qarep_session_options_default()
+    sessionOptions.num_threads = Int32(options.threads)
+    sessionOptions.max_batch = Int32(options.batch)
+    if let kernel = options.kernel, let entry = kernelsByName[kernel] { sessionOptions.kernel = entry.api }
+    var session: OpaquePointer?
+    try check(qarep_session_create(model, &sessionOptions, &session), "qarep_session_create")
+    defer { qarep_session_destroy(session) }
+    let kernelName = String(cString: qarep_kernel_name(qarep_session_kernel(session)))
+
+    var random = SplitMix64(seed: options.seed &+ 0x1234)
+    let imageBytes = Int(info.input_height) * Int(info.input_width) * Int(info.input_channels)
+    let images = random.bytes(count: imageBytes * options.batch)
+
+    func runOnce() throws {
+        try images.withUnsafeBufferPointer {
+            try check(qarep_session_run_u8(session, $0.baseAddress, $0.count, Int32(options.batch)), "qarep_session_run_u8")
+        }
+    }
+    for _ in 0..<options.warmup { try runOnce() }
+    var samples: [Double] = []
+    samples.reserveCapacity(options.iterations)
+    for _ in 0..<options.iterations {
+        let start = monotonicSeconds()
+        try runOnce()
+        samples.append(monotonicSeconds() - start)
+    }
+
+    let medianSeconds = median(samples)
+    let p90Seconds = percentile(samples, 0.9)
+    let imagesPerSecond = Double(options.batch) / medianSeconds
+    let gmacs = info.macs_per_image * imagesPerSecond / 1e9
+    let peakPerCore = qk_measure_peak_gmacs(peakMeasurementSeconds)
+    let peakFraction = gmacs / (peakPerCore * Double(options.threads))
+
+    var layerTimings: [LayerTiming] = []
+    if options.layers {
+        // The same bytes the C API loaded, through the Swift API, whose sessions can time each layer.
+        let swiftModel = try description.map { try Model(description: $0) }
+            ?? Model(contentsOfFile: options.modelPath ?? "")
+        layerTimings = try profileLayers(model: swiftModel, kernel: Kernel(name: kernelName) ?? .auto,
+                                         threads: options.threads, batch: options.batch, images: images,
+                                         warmup: options.warmup, iterations: options.iterations)
+    }
+    let rss = peakResidentMegabytes()
+
+    if options.json {
+        var fields: [(String, String)] = [
+            ("model", jsonString(modelLabel)),
+            ("arch", options.modelPath == nil ? jsonString(options.architecture?.name ?? "") : "null"),
+            ("input", "[\(info.input_height), \(info.input_width)]"),
+            ("batch", "\(options.batch)"), ("threads", "\(options.threads)"), ("kernel", jsonString(kernelName)),
+            ("iterations", "\(options.iterations)"),
+            ("macs_per_image", format(info.macs_per_image, 0)),
+            ("median_ms", format(medianSeconds * 1e3, 3)), ("p90_ms", format(p90Seconds * 1e3, 3)),
+            ("images_per_s", format(imagesPerSecond, 2)), ("gmacs", format(gmacs, 2)),
+            ("peak_gmacs_per_core", format(peakPerCore, 2)), ("peak_fraction", format(peakFraction, 4)),
+            ("load_ms", format(loadSeconds * 1e3, 3)), ("peak_rss_mb", format(rss, 1)),
+        ]
+        if options.layers {
+            let rows = layerTimings.map { layer -> String in
+                let layerGmacs = layer.macsPerImage * Double(options.batch) / layer.medianSeconds / 1e9
+                return "{\"name\": \(jsonString(layer.name)), \"median_ms\": \(format(layer.medianSeconds * 1e3, 4)), "
+                    + "\"gmacs\": \(format(layerGmacs, 2)), "
+                    + "\"peak_fraction\": \(format(layerGmacs / (peakPerCore * Double(options.threads)), 4))}"
+            }
+            fields.append(("layers", "[" + rows.joined(separator: ", ") + "]"))
+        }
+        print("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
+        return
+    }
+
+    print("model       \(modelLabel), \(info.input_width)x\(info.input_height), \(info.num_conv_layers) conv layers, \(format(info.macs_per_image / 1e9, 3)) GMAC/image")
+    print("run         kernel \(kernelName), \(options.threads) thread(s), batch \(options.batch), \(options.iterations) runs after \(options.warmup) warm-up")
+    print("load        \(format(loadSeconds * 1e3, 2)) ms")
+    print("latency     median \(format(medianSeconds * 1e3, 3)) ms, p90 \(format(p90Seconds * 1e3, 3)) ms per batch")
+    print("throughput  \(format(imagesPerSecond)) images/s, \(format(gmacs)) GMAC/s")
+    print("peak        \(format(100 * peakFraction))% of int8 peak (\(format(peakPerCore)) GMAC/s per core x \(options.threads))")
+    print("peak RSS    \(format(rss)) MB\(description != nil ? " (includes building the synthetic model; use --model for the runtime alone)" : "")")
+    if options.layers { printLayerTable(layerTimings, batch: options.batch, peak: peakPerCore * Double(options.threads)) }
+}
+
+func printLayerTable(_ layers: [LayerTiming], batch: Int, peak: Double) {
+    print("")
+    let header = ["layer", "ms", "GMAC/s", "% peak", "% time"]
+    let total = layers.reduce(0) { $0 + $1.medianSeconds }
+    var rows: [[String]] = []
+    for layer in layers {
+        let layerGmacs = layer.macsPerImage * Double(batch) / layer.medianSeconds / 1e9
+        rows.append([
+            layer.name, format(layer.medianSeconds * 1e3, 3), format(layerGmacs), format(100 * layerGmacs / peak),
+            format(100 * layer.medianSeconds / total),
+        ])
+    }
+    let totalMacs = layers.reduce(0) { $0 + $1.macsPerImage } * Double(batch)
+    rows.append(["sum of layers", format(total * 1e3, 3), format(totalMacs / total / 1e9), format(100 * totalMacs / total / 1e9 / peak), "100"])
+    let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
+    for row in [header] + rows {
+        let cells = row.enumerated().map { column, cell in
+            column == 0 ? cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+                : String(repeating: " ", count: widths[column] - cell.count) + cell
+        }
+        print(cells.joined(separator: "  "))
+    }
+}
+
+func jsonString(_ text: String) -> String {
+    var escaped = "\""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": escaped += "\\\""
+        case "\\": escaped += "\\\\"
+        case "\n": escaped += "\\n"
+        case _ where scalar.value < 0x20: escaped += String(format: "\\u%04x", scalar.value)
+        default: escaped.unicodeScalars.append(scalar)
+        }
+    }
+    return escaped + "\""
+}
+
+do {
+    guard let options = try BenchOptions.parse(Array(CommandLine.arguments.dropFirst())) else {
+        print(BenchOptions.usage)
+        exit(0)
+    }
+    try runBenchmark(options)
+} catch {
+    printError("\(error)")
+    exit(1)
+}
