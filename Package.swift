@@ -34,7 +34,7 @@ let package = Package(
         ),
         .target(
             name: "QARep",
-            dependencies: ["CQARepKernels"],
+            dependencies: ["CQARepKernels", "CQARepAPI"],
             path: "Sources/QARep"
         ),
         // Exposes the public header include/qarep.h to Swift tests of the C ABI.
