@@ -1,14 +1,19 @@
 #include "qk-internal.h"
 
+void qk_avgpool_channels_scalar(const uint8_t *image, int32_t pixels, int32_t channels, int32_t first,
+                                int32_t end, float multiplier, uint8_t *out) {
+    for (int32_t c = first; c < end; c++) {
+        int32_t sum = 0;
+        for (int32_t p = 0; p < pixels; p++) sum += image[(size_t)p * channels + c];
+        out[c] = qk_requantize(sum, multiplier);
+    }
+}
+
 void qk_global_avgpool_scalar(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
                               float multiplier, uint8_t *output, int32_t threads) {
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (int32_t n = 0; n < batch; n++) {
-        const uint8_t *image = input + (size_t)n * pixels * channels;
-        for (int32_t c = 0; c < channels; c++) {
-            int32_t sum = 0;
-            for (int32_t p = 0; p < pixels; p++) sum += image[(size_t)p * channels + c];
-            output[(size_t)n * channels + c] = qk_requantize(sum, multiplier);
-        }
+        qk_avgpool_channels_scalar(input + (size_t)n * pixels * channels, pixels, channels, 0, channels, multiplier,
+                                   output + (size_t)n * channels);
     }
 }

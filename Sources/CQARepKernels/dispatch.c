@@ -100,6 +100,10 @@ size_t qk_conv3x3_packed_size(qk_path path, const qk_conv_shape *shape) {
     if (!shape_is_valid(shape) || !qk_path_supported(path)) return 0;
     const qk_conv_geometry geo = qk_conv_geometry_of(shape);
     switch (path) {
+#if QK_HAVE_X86
+    case QK_PATH_AVX2: return qk_conv3x3_packed_size_avx2(&geo);
+    case QK_PATH_AVX512VNNI: return qk_conv3x3_packed_size_avx512vnni(&geo);
+#endif
     default: return qk_conv3x3_packed_size_scalar(&geo);
     }
 }
@@ -108,6 +112,10 @@ void qk_conv3x3_pack(qk_path path, const qk_conv_shape *shape, const int8_t *wei
     if (!shape_is_valid(shape) || !qk_path_supported(path) || weight_oihw == NULL || packed == NULL) return;
     const qk_conv_geometry geo = qk_conv_geometry_of(shape);
     switch (path) {
+#if QK_HAVE_X86
+    case QK_PATH_AVX2: qk_conv3x3_pack_avx2(&geo, weight_oihw, packed); return;
+    case QK_PATH_AVX512VNNI: qk_conv3x3_pack_avx512vnni(&geo, weight_oihw, packed); return;
+#endif
     default: qk_conv3x3_pack_scalar(&geo, weight_oihw, packed); return;
     }
 }
@@ -130,6 +138,10 @@ void qk_conv3x3_u8(qk_path path, const qk_conv_shape *shape, int32_t batch, cons
         .output = output,
     };
     switch (path) {
+#if QK_HAVE_X86
+    case QK_PATH_AVX2: qk_conv3x3_avx2(&args); return;
+    case QK_PATH_AVX512VNNI: qk_conv3x3_avx512vnni(&args); return;
+#endif
     default: qk_conv3x3_scalar(&args); return;
     }
 }
@@ -142,6 +154,12 @@ void qk_global_avgpool_u8(qk_path path, int32_t batch, int32_t pixels, int32_t c
     if (pixels > INT32_MAX / 255) return;
     if (threads < 1) threads = 1;
     switch (path) {
+#if QK_HAVE_X86
+    case QK_PATH_AVX2: qk_global_avgpool_avx2(batch, pixels, channels, input, multiplier, output, threads); return;
+    case QK_PATH_AVX512VNNI:
+        qk_global_avgpool_avx512vnni(batch, pixels, channels, input, multiplier, output, threads);
+        return;
+#endif
     default: qk_global_avgpool_scalar(batch, pixels, channels, input, multiplier, output, threads); return;
     }
 }
@@ -153,6 +171,10 @@ static bool fc_shape_is_valid(int32_t in_c, int32_t out_c) {
 size_t qk_fc_packed_size(qk_path path, int32_t in_c, int32_t out_c) {
     if (!fc_shape_is_valid(in_c, out_c) || !qk_path_supported(path)) return 0;
     switch (path) {
+#if QK_HAVE_X86
+    case QK_PATH_AVX2: return qk_fc_blocked_size(in_c, out_c, 8);
+    case QK_PATH_AVX512VNNI: return qk_fc_blocked_size(in_c, out_c, 16);
+#endif
     default: return (size_t)in_c * (size_t)out_c;
     }
 }
@@ -160,6 +182,10 @@ size_t qk_fc_packed_size(qk_path path, int32_t in_c, int32_t out_c) {
 void qk_fc_pack(qk_path path, int32_t in_c, int32_t out_c, const int8_t *weight, void *packed) {
     if (!fc_shape_is_valid(in_c, out_c) || !qk_path_supported(path) || weight == NULL || packed == NULL) return;
     switch (path) {
+#if QK_HAVE_X86
+    case QK_PATH_AVX2: qk_fc_pack_blocked(in_c, out_c, 8, weight, packed, qk_pack_unit_avx2); return;
+    case QK_PATH_AVX512VNNI: qk_fc_pack_blocked(in_c, out_c, 16, weight, packed, qk_pack_unit_avx512vnni); return;
+#endif
     default: qk_fc_pack_scalar(in_c, out_c, weight, packed); return;
     }
 }
@@ -171,6 +197,12 @@ void qk_fc_u8(qk_path path, int32_t batch, int32_t in_c, int32_t out_c, const vo
     if (packed == NULL || bias == NULL || multiplier == NULL || input == NULL || logits == NULL) return;
     if (threads < 1) threads = 1;
     switch (path) {
+#if QK_HAVE_X86
+    case QK_PATH_AVX2: qk_fc_avx2(batch, in_c, out_c, packed, bias, multiplier, input, logits, threads); return;
+    case QK_PATH_AVX512VNNI:
+        qk_fc_avx512vnni(batch, in_c, out_c, packed, bias, multiplier, input, logits, threads);
+        return;
+#endif
     default: qk_fc_scalar(batch, in_c, out_c, packed, bias, multiplier, input, logits, threads); return;
     }
 }

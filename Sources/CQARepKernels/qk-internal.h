@@ -58,4 +58,99 @@ void qk_fc_scalar(int32_t batch, int32_t in_c, int32_t out_c, const void *packed
 
 double qk_measure_peak_gmacs_impl(double seconds);
 
+// ---- Blocked SIMD conv layout, shared by the AVX2 and AVX-512 VNNI paths ----
+//
+// Output channels of each group are cut into blocks of `lanes` (16 for a zmm of int32, 8 for a ymm);
+// `blocks_per_tile` consecutive blocks form a tile, the output channels one microkernel call produces.
+// Input channels of a group are cut into chunks of 4 (one vpdpbusd step). Packed weights:
+//   [group][tile][tap 0..8][chunk][block within tile][64 bytes]
+// so one microkernel call streams its weights strictly sequentially. The 64-byte unit holds
+// lanes x 4 weights in the path's own arrangement, zero where the output channel or the input channel
+// does not exist: a zero weight makes the over-read input bytes of a partial chunk contribute exactly 0.
+typedef struct qk_conv_blocking {
+    int32_t lanes;             // output channels per block
+    int32_t blocks_per_group;  // ceil(out_per_group / lanes)
+    int32_t blocks_per_tile;   // the last tile of a group may have fewer
+    int32_t tiles_per_group;
+    int32_t chunks;            // ceil(in_per_group / 4)
+} qk_conv_blocking;
+
+enum { QK_PACK_UNIT_BYTES = 64 };
+
+qk_conv_blocking qk_conv_blocking_of(const qk_conv_geometry *geo, int32_t lanes, int32_t max_blocks_per_tile);
+size_t qk_conv_blocked_size(const qk_conv_geometry *geo, const qk_conv_blocking *blocking);
+// Lays out one unit from weights[lane][4] (int8, already zero padded).
+typedef void (*qk_pack_unit_fn)(const int8_t weights[][4], int32_t lanes, uint8_t unit[QK_PACK_UNIT_BYTES]);
+void qk_conv_pack_blocked(const qk_conv_geometry *geo, const qk_conv_blocking *blocking,
+                          const int8_t *weight_oihw, void *packed, qk_pack_unit_fn pack_unit);
+// Start of tile `tile` of group `group` inside the packed weights.
+static inline const uint8_t *qk_conv_tile_weights(const void *packed, const qk_conv_blocking *b,
+                                                  int32_t group, int32_t tile) {
+    const size_t block_bytes = (size_t)9 * (size_t)b->chunks * QK_PACK_UNIT_BYTES;
+    const size_t first_block = (size_t)group * (size_t)b->blocks_per_group + (size_t)tile * (size_t)b->blocks_per_tile;
+    return (const uint8_t *)packed + first_block * block_bytes;
+}
+
+// One microkernel call: `pixels` consecutive output pixels of one row, starting at out_x, times the
+// output channels of tile `tile` of group `group`.
+typedef struct qk_conv_tile {
+    int32_t image, out_y, out_x, pixels, group, tile;
+} qk_conv_tile;
+
+typedef void (*qk_conv_tile_fn)(const qk_conv_args *args, const qk_conv_blocking *blocking,
+                                const qk_conv_tile *tile);
+
+// Runs the whole layer as tiles on args->threads threads; each output byte is written by exactly one tile,
+// so results do not depend on the thread count.
+void qk_conv3x3_tiled(const qk_conv_args *args, const qk_conv_blocking *blocking, int32_t max_pixels,
+                      qk_conv_tile_fn run_tile);
+
+// Where tap (ky, kx) of output pixel (out_y, out_x) reads its input channels from `first_channel` on:
+// the input pixel, or the padding values on the border.
+static inline const uint8_t *qk_conv_tap_source(const qk_conv_args *args, const uint8_t *image, int32_t out_y,
+                                                int32_t out_x, int32_t ky, int32_t kx, int32_t first_channel) {
+    const qk_conv_geometry *geo = &args->geo;
+    const int32_t iy = out_y * geo->stride + ky - 1;
+    const int32_t ix = out_x * geo->stride + kx - 1;
+    if ((uint32_t)iy < (uint32_t)geo->in_h && (uint32_t)ix < (uint32_t)geo->in_w)
+        return image + ((size_t)iy * (size_t)geo->in_w + (size_t)ix) * (size_t)geo->in_c + (size_t)first_channel;
+    return args->pad_value + first_channel;
+}
+
+static inline int32_t qk_load_u32(const uint8_t *p) {
+    int32_t v;
+    __builtin_memcpy(&v, p, sizeof v);
+    return v;
+}
+
+// Fully connected weights use the same units: [block of `lanes` outputs][chunk of 4 inputs][64 bytes].
+size_t qk_fc_blocked_size(int32_t in_c, int32_t out_c, int32_t lanes);
+void qk_fc_pack_blocked(int32_t in_c, int32_t out_c, int32_t lanes, const int8_t *weight, void *packed,
+                        qk_pack_unit_fn pack_unit);
+
+// The unit arrangement each SIMD path multiplies with (see the path's file).
+void qk_pack_unit_avx512vnni(const int8_t weights[][4], int32_t lanes, uint8_t unit[QK_PACK_UNIT_BYTES]);
+void qk_pack_unit_avx2(const int8_t weights[][4], int32_t lanes, uint8_t unit[QK_PACK_UNIT_BYTES]);
+
+// Channels [first, end) of one image's average pool; SIMD paths finish their channel tails with it.
+void qk_avgpool_channels_scalar(const uint8_t *image, int32_t pixels, int32_t channels, int32_t first,
+                                int32_t end, float multiplier, uint8_t *out);
+
+#if QK_HAVE_X86
+size_t qk_conv3x3_packed_size_avx512vnni(const qk_conv_geometry *geo);
+void qk_conv3x3_pack_avx512vnni(const qk_conv_geometry *geo, const int8_t *weight_oihw, void *packed);
+void qk_conv3x3_avx512vnni(const qk_conv_args *args);
+size_t qk_conv3x3_packed_size_avx2(const qk_conv_geometry *geo);
+void qk_conv3x3_pack_avx2(const qk_conv_geometry *geo, const int8_t *weight_oihw, void *packed);
+void qk_conv3x3_avx2(const qk_conv_args *args);
+void qk_global_avgpool_avx512vnni(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
+                                  float multiplier, uint8_t *output, int32_t threads);
+void qk_global_avgpool_avx2(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
+                            float multiplier, uint8_t *output, int32_t threads);
+void qk_fc_avx512vnni(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
+                      const float *multiplier, const uint8_t *input, float *logits, int32_t threads);
+void qk_fc_avx2(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
+                const float *multiplier, const uint8_t *input, float *logits, int32_t threads);
+#endif
+
 #endif  // QK_INTERNAL_H

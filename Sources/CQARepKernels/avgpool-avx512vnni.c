@@ -1,0 +1,42 @@
+// AVX-512 global average pool: 64 channels per step, widened to int32 and summed over the pixels.
+#include "qk-x86.h"
+
+#if QK_HAVE_X86
+
+enum { POOL_CHANNELS = 64 };
+
+// OpenMP's outlined loop body does not inherit target attributes, so the SIMD work is a separate function.
+QK_TARGET_VNNI
+static void pool_step(int32_t pixels, int32_t channels, const uint8_t *image, int32_t first, float multiplier,
+                      uint8_t *image_out) {
+    const int32_t valid = channels - first < POOL_CHANNELS ? channels - first : POOL_CHANNELS;
+    const __mmask64 mask = valid == POOL_CHANNELS ? ~(__mmask64)0 : (((__mmask64)1 << valid) - 1);
+    const uint8_t *x = image + first;
+    __m512i sum[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                      _mm512_setzero_si512()};
+    for (int32_t p = 0; p < pixels; p++) {
+        const __m512i bytes = _mm512_maskz_loadu_epi8(mask, x + (size_t)p * channels);
+        sum[0] = _mm512_add_epi32(sum[0], _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(bytes, 0)));
+        sum[1] = _mm512_add_epi32(sum[1], _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(bytes, 1)));
+        sum[2] = _mm512_add_epi32(sum[2], _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(bytes, 2)));
+        sum[3] = _mm512_add_epi32(sum[3], _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(bytes, 3)));
+    }
+    uint8_t *out = image_out + first;
+    const __m512 m = _mm512_set1_ps(multiplier);
+    for (int q = 0; q < 4 && q * 16 < valid; q++)
+        _mm_mask_storeu_epi8(out + q * 16, qk_lane_mask16(valid - q * 16),
+                             qk_requantize16(sum[q], _mm512_setzero_si512(), m));
+}
+
+void qk_global_avgpool_avx512vnni(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
+                                  float multiplier, uint8_t *output, int32_t threads) {
+    const int32_t steps = (channels + POOL_CHANNELS - 1) / POOL_CHANNELS;
+    const int32_t items = batch * steps;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int32_t item = 0; item < items; item++) {
+        const int32_t n = item / steps;
+        pool_step(pixels, channels, input + (size_t)n * pixels * channels, (item % steps) * POOL_CHANNELS, multiplier,
+                  output + (size_t)n * channels);
+    }
+}
+#endif

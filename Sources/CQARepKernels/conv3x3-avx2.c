@@ -1,0 +1,122 @@
+// AVX2 3x3 conv, exact. vpmaddubsw would saturate its int16 pair sums (255 * 127 * 2 > 32767), so inputs
+// and weights are both used as int16 and multiplied with vpmaddwd, whose int32 pair sums are exact.
+// An input chunk of 4 channels is broadcast as one dword; masking and shifting split it into the int16
+// pairs (c0, c2) and (c1, c3), so no shuffle is needed, and the packed unit holds the weights in that
+// even/odd arrangement: [half 0..1][lane 0..7][2] int16.
+#include "qk-x86.h"
+
+#if QK_HAVE_X86
+
+enum { AVX2_LANES = 8, AVX2_MAX_PIXELS = 4, AVX2_MAX_BLOCKS = 2 };
+
+static qk_conv_blocking avx2_blocking(const qk_conv_geometry *geo) {
+    return qk_conv_blocking_of(geo, AVX2_LANES, AVX2_MAX_BLOCKS);
+}
+
+size_t qk_conv3x3_packed_size_avx2(const qk_conv_geometry *geo) {
+    const qk_conv_blocking b = avx2_blocking(geo);
+    return qk_conv_blocked_size(geo, &b);
+}
+
+void qk_pack_unit_avx2(const int8_t weights[][4], int32_t lanes, uint8_t unit[QK_PACK_UNIT_BYTES]) {
+    int16_t arranged[2][AVX2_LANES][2];
+    memset(arranged, 0, sizeof arranged);
+    for (int32_t lane = 0; lane < lanes && lane < AVX2_LANES; lane++) {
+        for (int half = 0; half < 2; half++) {
+            arranged[half][lane][0] = weights[lane][half];
+            arranged[half][lane][1] = weights[lane][half + 2];
+        }
+    }
+    memcpy(unit, arranged, sizeof arranged);
+}
+
+void qk_conv3x3_pack_avx2(const qk_conv_geometry *geo, const int8_t *weight_oihw, void *packed) {
+    const qk_conv_blocking b = avx2_blocking(geo);
+    qk_conv_pack_blocked(geo, &b, weight_oihw, packed, qk_pack_unit_avx2);
+}
+
+QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_blocking *b, const qk_conv_tile *tile,
+               const int pixels, const int blocks) {
+    const qk_conv_geometry *geo = &args->geo;
+    const uint8_t *image = args->input + (size_t)tile->image * geo->in_h * geo->in_w * geo->in_c;
+    const int32_t first_channel = tile->group * geo->in_per_group;
+    const uint8_t *w = qk_conv_tile_weights(args->packed, b, tile->group, tile->tile);
+    const int32_t chunks = b->chunks;
+
+    __m256i acc[AVX2_MAX_PIXELS][AVX2_MAX_BLOCKS];
+#pragma clang loop unroll(full)
+    for (int p = 0; p < pixels; p++)
+#pragma clang loop unroll(full)
+        for (int j = 0; j < blocks; j++) acc[p][j] = _mm256_setzero_si256();
+
+    for (int32_t tap = 0; tap < 9; tap++) {
+        const uint8_t *src[AVX2_MAX_PIXELS];
+#pragma clang loop unroll(full)
+        for (int p = 0; p < pixels; p++)
+            src[p] = qk_conv_tap_source(args, image, tile->out_y, tile->out_x + p, tap / 3, tap % 3, first_channel);
+        for (int32_t k = 0; k < chunks; k++) {
+            __m256i even[AVX2_MAX_BLOCKS], odd[AVX2_MAX_BLOCKS];
+#pragma clang loop unroll(full)
+            for (int j = 0; j < blocks; j++) {
+                even[j] = _mm256_loadu_si256((const __m256i *)(w + j * QK_PACK_UNIT_BYTES));
+                odd[j] = _mm256_loadu_si256((const __m256i *)(w + j * QK_PACK_UNIT_BYTES + 32));
+            }
+#pragma clang loop unroll(full)
+            for (int p = 0; p < pixels; p++) {
+                const __m256i x = _mm256_set1_epi32(qk_load_u32(src[p] + 4 * k));
+                __m256i x_even, x_odd;
+                qk_split_chunk(x, &x_even, &x_odd);
+#pragma clang loop unroll(full)
+                for (int j = 0; j < blocks; j++) {
+                    const __m256i sum = _mm256_add_epi32(_mm256_madd_epi16(x_even, even[j]),
+                                                         _mm256_madd_epi16(x_odd, odd[j]));
+                    acc[p][j] = _mm256_add_epi32(acc[p][j], sum);
+                }
+            }
+            w += blocks * QK_PACK_UNIT_BYTES;
+        }
+    }
+
+    const int32_t first_out = tile->group * geo->out_per_group;
+    uint8_t *out = args->output +
+                   (((size_t)tile->image * geo->out_h + tile->out_y) * geo->out_w + tile->out_x) * geo->out_c +
+                   first_out;
+#pragma clang loop unroll(full)
+    for (int j = 0; j < blocks; j++) {
+        const int32_t o = (tile->tile * b->blocks_per_tile + j) * AVX2_LANES;
+        const int32_t valid = geo->out_per_group - o;
+        const __m256i bias = qk_load8_epi32(args->bias + first_out + o, valid);
+        const __m256 multiplier = qk_load8_ps(args->multiplier + first_out + o, valid);
+#pragma clang loop unroll(full)
+        for (int p = 0; p < pixels; p++)
+            qk_requantize8_store(acc[p][j], bias, multiplier, out + (size_t)p * geo->out_c + o, valid);
+    }
+}
+
+#define AVX2_TILE(P, B)                                                                                \
+    static QK_TARGET_AVX2 void avx2_tile_##P##x##B(const qk_conv_args *args, const qk_conv_blocking *b, \
+                                                   const qk_conv_tile *tile) {                         \
+        avx2_tile(args, b, tile, P, B);                                                                \
+    }
+#define AVX2_TILES_FOR_PIXELS(P) AVX2_TILE(P, 1) AVX2_TILE(P, 2)
+AVX2_TILES_FOR_PIXELS(1)
+AVX2_TILES_FOR_PIXELS(2)
+AVX2_TILES_FOR_PIXELS(3)
+AVX2_TILES_FOR_PIXELS(4)
+
+#define AVX2_ROW(P) {avx2_tile_##P##x1, avx2_tile_##P##x2}
+static const qk_conv_tile_fn avx2_tiles[AVX2_MAX_PIXELS][AVX2_MAX_BLOCKS] = {
+    AVX2_ROW(1), AVX2_ROW(2), AVX2_ROW(3), AVX2_ROW(4),
+};
+
+static void avx2_run_tile(const qk_conv_args *args, const qk_conv_blocking *b, const qk_conv_tile *tile) {
+    int32_t blocks = b->blocks_per_group - tile->tile * b->blocks_per_tile;
+    if (blocks > b->blocks_per_tile) blocks = b->blocks_per_tile;
+    avx2_tiles[tile->pixels - 1][blocks - 1](args, b, tile);
+}
+
+void qk_conv3x3_avx2(const qk_conv_args *args) {
+    const qk_conv_blocking b = avx2_blocking(&args->geo);
+    qk_conv3x3_tiled(args, &b, AVX2_MAX_PIXELS, avx2_run_tile);
+}
+#endif

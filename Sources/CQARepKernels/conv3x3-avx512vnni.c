@@ -1,0 +1,110 @@
+// AVX-512 VNNI 3x3 conv. Each vpdpbusd multiplies one broadcast 4-channel input chunk (u8) by the 16x4
+// weights (s8) of a block of 16 output channels, exactly (int32 sums of four products cannot overflow).
+// A microkernel keeps up to 8 output pixels x 3 blocks (48 channels) = 24 zmm accumulators, so every
+// weight load feeds 8 products and every input broadcast feeds 3.
+#include "qk-x86.h"
+
+#if QK_HAVE_X86
+
+enum { VNNI_LANES = 16, VNNI_MAX_PIXELS = 8, VNNI_MAX_BLOCKS = 3 };
+
+static qk_conv_blocking vnni_blocking(const qk_conv_geometry *geo) {
+    return qk_conv_blocking_of(geo, VNNI_LANES, VNNI_MAX_BLOCKS);
+}
+
+size_t qk_conv3x3_packed_size_avx512vnni(const qk_conv_geometry *geo) {
+    const qk_conv_blocking b = vnni_blocking(geo);
+    return qk_conv_blocked_size(geo, &b);
+}
+
+// vpdpbusd wants lane l's four weights in dword l, which is the natural [lane][4] order.
+void qk_pack_unit_avx512vnni(const int8_t weights[][4], int32_t lanes, uint8_t unit[QK_PACK_UNIT_BYTES]) {
+    memcpy(unit, weights, (size_t)lanes * 4);
+}
+
+void qk_conv3x3_pack_avx512vnni(const qk_conv_geometry *geo, const int8_t *weight_oihw, void *packed) {
+    const qk_conv_blocking b = vnni_blocking(geo);
+    qk_conv_pack_blocked(geo, &b, weight_oihw, packed, qk_pack_unit_avx512vnni);
+}
+
+QK_INLINE QK_TARGET_VNNI void vnni_tile(const qk_conv_args *args, const qk_conv_blocking *b, const qk_conv_tile *tile,
+               const int pixels, const int blocks) {
+    const qk_conv_geometry *geo = &args->geo;
+    const uint8_t *image = args->input + (size_t)tile->image * geo->in_h * geo->in_w * geo->in_c;
+    const int32_t first_channel = tile->group * geo->in_per_group;
+    const uint8_t *w = qk_conv_tile_weights(args->packed, b, tile->group, tile->tile);
+    const int32_t chunks = b->chunks;
+
+    __m512i acc[VNNI_MAX_PIXELS][VNNI_MAX_BLOCKS];
+#pragma clang loop unroll(full)
+    for (int p = 0; p < pixels; p++)
+#pragma clang loop unroll(full)
+        for (int j = 0; j < blocks; j++) acc[p][j] = _mm512_setzero_si512();
+
+    for (int32_t tap = 0; tap < 9; tap++) {
+        const uint8_t *src[VNNI_MAX_PIXELS];
+#pragma clang loop unroll(full)
+        for (int p = 0; p < pixels; p++)
+            src[p] = qk_conv_tap_source(args, image, tile->out_y, tile->out_x + p, tap / 3, tap % 3, first_channel);
+        for (int32_t k = 0; k < chunks; k++) {
+            __m512i wv[VNNI_MAX_BLOCKS];
+#pragma clang loop unroll(full)
+            for (int j = 0; j < blocks; j++) wv[j] = _mm512_loadu_si512(w + j * QK_PACK_UNIT_BYTES);
+#pragma clang loop unroll(full)
+            for (int p = 0; p < pixels; p++) {
+                const __m512i x = _mm512_set1_epi32(qk_load_u32(src[p] + 4 * k));
+#pragma clang loop unroll(full)
+                for (int j = 0; j < blocks; j++) acc[p][j] = _mm512_dpbusd_epi32(acc[p][j], x, wv[j]);
+            }
+            w += blocks * QK_PACK_UNIT_BYTES;
+        }
+    }
+
+    const int32_t first_out = tile->group * geo->out_per_group;
+    uint8_t *out = args->output +
+                   (((size_t)tile->image * geo->out_h + tile->out_y) * geo->out_w + tile->out_x) * geo->out_c +
+                   first_out;
+#pragma clang loop unroll(full)
+    for (int j = 0; j < blocks; j++) {
+        const int32_t o = (tile->tile * b->blocks_per_tile + j) * VNNI_LANES;
+        const int32_t valid = geo->out_per_group - o;
+        const __mmask16 mask = qk_lane_mask16(valid);
+        const __m512i bias = _mm512_maskz_loadu_epi32(mask, args->bias + first_out + o);
+        const __m512 multiplier = _mm512_maskz_loadu_ps(mask, args->multiplier + first_out + o);
+#pragma clang loop unroll(full)
+        for (int p = 0; p < pixels; p++)
+            _mm_mask_storeu_epi8(out + (size_t)p * geo->out_c + o, mask, qk_requantize16(acc[p][j], bias, multiplier));
+    }
+}
+
+#define VNNI_TILE(P, B)                                                                                \
+    static QK_TARGET_VNNI void vnni_tile_##P##x##B(const qk_conv_args *args, const qk_conv_blocking *b, \
+                                                   const qk_conv_tile *tile) {                         \
+        vnni_tile(args, b, tile, P, B);                                                                \
+    }
+#define VNNI_TILES_FOR_PIXELS(P) VNNI_TILE(P, 1) VNNI_TILE(P, 2) VNNI_TILE(P, 3)
+VNNI_TILES_FOR_PIXELS(1)
+VNNI_TILES_FOR_PIXELS(2)
+VNNI_TILES_FOR_PIXELS(3)
+VNNI_TILES_FOR_PIXELS(4)
+VNNI_TILES_FOR_PIXELS(5)
+VNNI_TILES_FOR_PIXELS(6)
+VNNI_TILES_FOR_PIXELS(7)
+VNNI_TILES_FOR_PIXELS(8)
+
+#define VNNI_ROW(P) {vnni_tile_##P##x1, vnni_tile_##P##x2, vnni_tile_##P##x3}
+static const qk_conv_tile_fn vnni_tiles[VNNI_MAX_PIXELS][VNNI_MAX_BLOCKS] = {
+    VNNI_ROW(1), VNNI_ROW(2), VNNI_ROW(3), VNNI_ROW(4), VNNI_ROW(5), VNNI_ROW(6), VNNI_ROW(7), VNNI_ROW(8),
+};
+
+static void vnni_run_tile(const qk_conv_args *args, const qk_conv_blocking *b, const qk_conv_tile *tile) {
+    int32_t blocks = b->blocks_per_group - tile->tile * b->blocks_per_tile;
+    if (blocks > b->blocks_per_tile) blocks = b->blocks_per_tile;
+    vnni_tiles[tile->pixels - 1][blocks - 1](args, b, tile);
+}
+
+void qk_conv3x3_avx512vnni(const qk_conv_args *args) {
+    const qk_conv_blocking b = vnni_blocking(&args->geo);
+    qk_conv3x3_tiled(args, &b, VNNI_MAX_PIXELS, vnni_run_tile);
+}
+#endif

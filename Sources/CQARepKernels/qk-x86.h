@@ -1,0 +1,73 @@
+// x86 SIMD helpers shared by the AVX2 and AVX-512 VNNI files. Only included by x86 builds.
+#ifndef QK_X86_H
+#define QK_X86_H
+
+#include "qk-internal.h"
+
+#if QK_HAVE_X86
+#include <immintrin.h>
+#include <string.h>
+
+#define QK_TARGET_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+#define QK_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define QK_INLINE static inline __attribute__((always_inline))
+
+// The scalar qk_requantize on sixteen lanes: convert, multiply, clamp, round half to even (cvtps2dq under
+// the default MXCSR, like nearbyintf), narrow to bytes.
+QK_INLINE QK_TARGET_VNNI __m128i qk_requantize16(__m512i acc, __m512i bias, __m512 multiplier) {
+    __m512 t = _mm512_cvtepi32_ps(_mm512_add_epi32(acc, bias));
+    t = _mm512_mul_ps(t, multiplier);
+    t = _mm512_max_ps(t, _mm512_setzero_ps());
+    t = _mm512_min_ps(t, _mm512_set1_ps(255.0f));
+    return _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(t));
+}
+
+QK_INLINE QK_TARGET_VNNI __mmask16 qk_lane_mask16(int32_t valid) {
+    return valid >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << valid) - 1);
+}
+
+// The same on eight lanes; stores `valid` (1..8) bytes.
+QK_INLINE QK_TARGET_AVX2 void qk_requantize8_store(__m256i acc, __m256i bias, __m256 multiplier, uint8_t *out,
+                                                   int32_t valid) {
+    __m256 t = _mm256_cvtepi32_ps(_mm256_add_epi32(acc, bias));
+    t = _mm256_mul_ps(t, multiplier);
+    t = _mm256_max_ps(t, _mm256_setzero_ps());
+    t = _mm256_min_ps(t, _mm256_set1_ps(255.0f));
+    const __m256i y = _mm256_cvtps_epi32(t);
+    const __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1));
+    const __m128i bytes = _mm_packus_epi16(words, words);
+    if (valid >= 8) {
+        _mm_storel_epi64((__m128i *)out, bytes);
+    } else {
+        uint8_t lanes[16];
+        _mm_storeu_si128((__m128i *)lanes, bytes);
+        memcpy(out, lanes, (size_t)valid);
+    }
+}
+
+// Loads `valid` (1..8) int32 or float values without reading past them (bias and multiplier arrays carry
+// no slack); missing lanes are zero.
+QK_INLINE QK_TARGET_AVX2 __m256i qk_load8_epi32(const int32_t *p, int32_t valid) {
+    if (valid >= 8) return _mm256_loadu_si256((const __m256i *)p);
+    int32_t lanes[8] = {0};
+    memcpy(lanes, p, (size_t)valid * sizeof(int32_t));
+    return _mm256_loadu_si256((const __m256i *)lanes);
+}
+
+QK_INLINE QK_TARGET_AVX2 __m256 qk_load8_ps(const float *p, int32_t valid) {
+    if (valid >= 8) return _mm256_loadu_ps(p);
+    float lanes[8] = {0};
+    memcpy(lanes, p, (size_t)valid * sizeof(float));
+    return _mm256_loadu_ps(lanes);
+}
+
+// Splits a broadcast chunk of 4 input bytes into the int16 pairs (c0, c2) and (c1, c3) that vpmaddwd
+// multiplies with the AVX2 unit's even and odd halves.
+QK_INLINE QK_TARGET_AVX2 void qk_split_chunk(__m256i x, __m256i *even, __m256i *odd) {
+    const __m256i low_bytes = _mm256_set1_epi32(0x00FF00FF);
+    *even = _mm256_and_si256(x, low_bytes);
+    *odd = _mm256_and_si256(_mm256_srli_epi32(x, 8), low_bytes);
+}
+#endif
+
+#endif  // QK_X86_H

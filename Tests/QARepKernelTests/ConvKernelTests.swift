@@ -1,0 +1,112 @@
+import CQARepKernels
+import XCTest
+
+final class ConvKernelTests: XCTestCase {
+    static let baseSeed: UInt64 = 0x5EED_C0DE_2024
+
+    /// Checks one case: scalar oracle against the naive Swift statement of the spec (when `naive`), then
+    /// every supported path at every thread count against the scalar oracle, byte for byte.
+    /// Returns the paths actually compared.
+    @discardableResult
+    func check(_ c: ConvCase, seed: UInt64, naive: Bool, tinyWeights: Bool = false,
+               coverage: inout RequantizeCoverage) -> Set<String> {
+        var rng = SeededGenerator(seed: seed)
+        let data = ConvData.random(c, &rng, tinyWeights: tinyWeights)
+        let context = "seed \(seed) case \(c)"
+        guard let oracle = runConv(QK_PATH_SCALAR, c, data, threads: 1) else {
+            XCTFail("scalar path refused a valid shape: \(context)")
+            return []
+        }
+        XCTAssertTrue(oracle.guardsIntact, "scalar wrote outside its output: \(context)")
+        if naive {
+            let expected = NaiveReference.conv(c, weightsOIHW: data.weights, bias: data.bias,
+                                               multiplier: data.multiplier, pad: data.pad, input: data.input,
+                                               coverage: &coverage)
+            XCTAssertTrue(oracle.payload == expected,
+                          "scalar differs from the naive spec reference at \(firstMismatch(oracle.payload, expected)): \(context)")
+        }
+        var compared = Set<String>()
+        for path in allPaths where qk_path_supported(path) != 0 {
+            for threads in threadCounts {
+                guard let result = runConv(path, c, data, threads: threads) else {
+                    XCTFail("\(pathName(path)) is supported but refused the shape: \(context)")
+                    continue
+                }
+                XCTAssertTrue(result.guardsIntact, "\(pathName(path)) x\(threads) wrote outside its output: \(context)")
+                XCTAssertTrue(result.payload == oracle.payload,
+                              "\(pathName(path)) x\(threads) differs from scalar at \(firstMismatch(result.payload, oracle.payload)): \(context)")
+            }
+            compared.insert(pathName(path))
+        }
+        return compared
+    }
+
+    func assertComparedEverySupportedPath(_ compared: Set<String>) {
+        let supported = Set(allPaths.filter { qk_path_supported($0) != 0 }.map(pathName))
+        XCTAssertEqual(compared, supported, "paths compared vs supported")
+        print("conv paths compared on this CPU: \(compared.sorted())")
+    }
+
+    func testRandomShapesMatchNaiveSpecAndScalar() {
+        var rng = SeededGenerator(seed: Self.baseSeed)
+        var coverage = RequantizeCoverage()
+        var compared = Set<String>()
+        for index in 0..<60 {
+            let groups = [1, 1, 2, 4].randomElement(using: &rng) ?? 1
+            let c = ConvCase(inH: Int.random(in: 1...9, using: &rng), inW: Int.random(in: 1...9, using: &rng),
+                             inC: groups * Int.random(in: 1...11, using: &rng),
+                             outC: groups * Int.random(in: 1...26, using: &rng),
+                             stride: Int.random(in: 1...2, using: &rng), groups: groups,
+                             batch: Int.random(in: 1...3, using: &rng))
+            compared.formUnion(check(c, seed: Self.baseSeed &+ UInt64(index), naive: true,
+                                     tinyWeights: index % 5 == 4, coverage: &coverage))
+        }
+        assertComparedEverySupportedPath(compared)
+        // The data must actually reach both clamps, the interior and exact halves, or the test proves little.
+        XCTAssertGreaterThan(coverage.zeros, 100, "coverage \(coverage)")
+        XCTAssertGreaterThan(coverage.saturated, 100, "coverage \(coverage)")
+        XCTAssertGreaterThan(coverage.between, 1000, "coverage \(coverage)")
+        XCTAssertGreaterThan(coverage.ties, 50, "coverage \(coverage)")
+    }
+
+    /// Shapes chosen for their edges: the 3-channel stem, 1x1 and 2x2 images, odd sizes with stride 2,
+    /// groups whose channel counts are not multiples of 4, 8 or 16, several channel tiles, batches up to 5.
+    func testEdgeShapesMatchNaiveSpecAndScalar() {
+        let cases = [
+            ConvCase(inH: 17, inW: 15, inC: 3, outC: 48, stride: 2, groups: 1, batch: 2),
+            ConvCase(inH: 1, inW: 1, inC: 20, outC: 33, stride: 1, groups: 1, batch: 5),
+            ConvCase(inH: 1, inW: 1, inC: 5, outC: 17, stride: 2, groups: 1, batch: 4),
+            ConvCase(inH: 2, inW: 2, inC: 7, outC: 19, stride: 2, groups: 1, batch: 3),
+            ConvCase(inH: 2, inW: 2, inC: 16, outC: 16, stride: 1, groups: 1, batch: 1),
+            ConvCase(inH: 9, inW: 7, inC: 24, outC: 40, stride: 1, groups: 4, batch: 2),
+            ConvCase(inH: 6, inW: 6, inC: 10, outC: 6, stride: 2, groups: 2, batch: 5),
+            ConvCase(inH: 5, inW: 11, inC: 12, outC: 100, stride: 1, groups: 4, batch: 1),
+            ConvCase(inH: 5, inW: 5, inC: 13, outC: 100, stride: 1, groups: 1, batch: 1),
+            ConvCase(inH: 7, inW: 9, inC: 8, outC: 64, stride: 2, groups: 2, batch: 2),
+        ]
+        var coverage = RequantizeCoverage()
+        var compared = Set<String>()
+        for (index, c) in cases.enumerated() {
+            compared.formUnion(check(c, seed: Self.baseSeed &+ 1000 &+ UInt64(index), naive: true, coverage: &coverage))
+        }
+        assertComparedEverySupportedPath(compared)
+    }
+
+    /// RepVGG-A0-like layers, too big for the naive Swift reference in a debug build: SIMD vs scalar only.
+    func testNetworkSizedLayersMatchScalar() {
+        let cases = [
+            ConvCase(inH: 32, inW: 32, inC: 3, outC: 48, stride: 2, groups: 1, batch: 1),
+            ConvCase(inH: 14, inW: 14, inC: 48, outC: 48, stride: 1, groups: 1, batch: 2),
+            ConvCase(inH: 14, inW: 14, inC: 96, outC: 96, stride: 1, groups: 1, batch: 1),
+            ConvCase(inH: 13, inW: 13, inC: 96, outC: 192, stride: 2, groups: 1, batch: 1),
+            ConvCase(inH: 7, inW: 7, inC: 64, outC: 1280, stride: 1, groups: 1, batch: 1),
+            ConvCase(inH: 10, inW: 10, inC: 64, outC: 64, stride: 1, groups: 4, batch: 2),
+        ]
+        var coverage = RequantizeCoverage()
+        var compared = Set<String>()
+        for (index, c) in cases.enumerated() {
+            compared.formUnion(check(c, seed: Self.baseSeed &+ 2000 &+ UInt64(index), naive: false, coverage: &coverage))
+        }
+        assertComparedEverySupportedPath(compared)
+    }
+}
