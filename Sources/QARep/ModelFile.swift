@@ -142,6 +142,9 @@ private struct ModelFileReader {
         let inputWidth = try decimal("input_width", in: 1...ModelFormat.maxInputSide)
         let numClasses = try decimal("num_classes", in: 1...ModelFormat.maxClasses)
         let layers = try readLayers()
+        _ = try checkLayerGeometry(inputHeight: inputHeight, inputWidth: inputWidth, layers: layers.map {
+            LayerGeometry(inChannels: $0.in, outChannels: $0.out, stride: $0.stride, groups: $0.groups)
+        })
         let mean = try threeFloats("mean")
         let std = try threeFloats("std")
         let channelOrder = try metadataValue("channel_order")
@@ -222,13 +225,6 @@ private struct ModelFileReader {
                 return v
             }
             let layer = LayerHeader(in: try field("in"), out: try field("out"), stride: try field("stride"), groups: try field("groups"))
-            // Only bounds here, so that the tensor shapes computed from them are safe; validate() checks the rest.
-            for (name, v) in [("in", layer.in), ("out", layer.out)] where !(1...ModelFormat.maxChannels).contains(v) {
-                throw .invalidModel("layers[\(i)] \"\(name)\" is \(v), expected 1...\(ModelFormat.maxChannels)")
-            }
-            guard layer.groups >= 1, layer.in % layer.groups == 0, layer.out % layer.groups == 0 else {
-                throw .invalidModel("layers[\(i)] groups \(layer.groups) does not divide in \(layer.in) and out \(layer.out)")
-            }
             layers.append(layer)
         }
         return layers

@@ -48,6 +48,38 @@ private func checkWeights(_ weights: [Int8], _ name: String) throws(QARepError) 
     }
 }
 
+struct LayerGeometry {
+    var inChannels: Int, outChannels: Int, stride: Int, groups: Int
+}
+
+/// The layer chain, channel, stride, group and activation-size rules; returns each layer's output size.
+/// Runs on the header alone, before any tensor is decoded, so absurd sizes are refused before they cost memory.
+func checkLayerGeometry(inputHeight: Int, inputWidth: Int, layers: [LayerGeometry]) throws(QARepError) -> [(Int, Int)] {
+    var height = inputHeight, width = inputWidth, channels = 3
+    var sizes: [(Int, Int)] = []
+    for (i, layer) in layers.enumerated() {
+        guard layer.inChannels == channels else {
+            throw .invalidModel("layers[\(i)] \"in\" is \(layer.inChannels) but the previous layer produces \(channels) channels")
+        }
+        guard (1...ModelFormat.maxChannels).contains(layer.outChannels) else {
+            throw .invalidModel("layers[\(i)] \"out\" is \(layer.outChannels), expected 1...\(ModelFormat.maxChannels)")
+        }
+        guard layer.stride == 1 || layer.stride == 2 else { throw .invalidModel("layers[\(i)] stride is \(layer.stride), expected 1 or 2") }
+        guard layer.groups >= 1, layer.inChannels % layer.groups == 0, layer.outChannels % layer.groups == 0 else {
+            throw .invalidModel("layers[\(i)] groups \(layer.groups) does not divide in \(layer.inChannels) and out \(layer.outChannels)")
+        }
+        height = (height - 1) / layer.stride + 1
+        width = (width - 1) / layer.stride + 1
+        let outputBytes = height * width * layer.outChannels  // <= 4096 * 4096 * 8192, fits in Int
+        guard outputBytes <= ModelFormat.maxActivationBytes else {
+            throw .invalidModel("layers[\(i)] output of \(outputBytes) bytes per image exceeds the \(ModelFormat.maxActivationBytes)-byte activation limit")
+        }
+        sizes.append((height, width))
+        channels = layer.outChannels
+    }
+    return sizes
+}
+
 extension QuantizedModelDescription {
     /// Checks every rule of docs/model-format.md and computes the derived arithmetic.
     func validate() throws(QARepError) -> DerivedArithmetic {
@@ -72,18 +104,11 @@ extension QuantizedModelDescription {
         var inputScaleOfLayer = inputScale
         var layers: [DerivedConvLayer] = []
         var macs = 0
+        let geometry = try checkLayerGeometry(inputHeight: inputHeight, inputWidth: inputWidth, layers: convs.map {
+            LayerGeometry(inChannels: $0.inChannels, outChannels: $0.outChannels, stride: $0.stride, groups: $0.groups)
+        })
         for (i, conv) in convs.enumerated() {
             let name = "conv.\(i)"
-            guard conv.inChannels == channels else {
-                throw .invalidModel("layers[\(i)] \"in\" is \(conv.inChannels) but the previous layer produces \(channels) channels")
-            }
-            guard (1...ModelFormat.maxChannels).contains(conv.outChannels) else {
-                throw .invalidModel("layers[\(i)] \"out\" is \(conv.outChannels), expected 1...\(ModelFormat.maxChannels)")
-            }
-            guard conv.stride == 1 || conv.stride == 2 else { throw .invalidModel("layers[\(i)] stride is \(conv.stride), expected 1 or 2") }
-            guard conv.groups >= 1, conv.inChannels % conv.groups == 0, conv.outChannels % conv.groups == 0 else {
-                throw .invalidModel("layers[\(i)] groups \(conv.groups) does not divide in \(conv.inChannels) and out \(conv.outChannels)")
-            }
             let inPerGroup = conv.inChannels / conv.groups
             guard conv.weight.count == conv.outChannels * inPerGroup * 9 else {
                 throw .invalidModel("tensor \"\(name).weight\" has \(conv.weight.count) values, expected \(conv.outChannels * inPerGroup * 9)")
@@ -95,12 +120,8 @@ extension QuantizedModelDescription {
             for s in conv.weightScale { try checkScale(s, "\(name).weight_scale") }
             try checkScale(conv.outputScale, "\(name).output_scale")
 
-            let outHeight = (height - 1) / conv.stride + 1, outWidth = (width - 1) / conv.stride + 1
-            let outputBytes = outHeight * outWidth * conv.outChannels
-            guard outputBytes <= ModelFormat.maxActivationBytes else {
-                throw .invalidModel("layer \(i) output of \(outputBytes) bytes per image exceeds the \(ModelFormat.maxActivationBytes)-byte activation limit")
-            }
-            maxActivation = max(maxActivation, outputBytes)
+            let (outHeight, outWidth) = geometry[i]
+            maxActivation = max(maxActivation, outHeight * outWidth * conv.outChannels)
 
             var multipliers: [Float] = []
             multipliers.reserveCapacity(conv.outChannels)
