@@ -18,35 +18,29 @@ struct SplitMix64: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 
-    /// Uniform int8 weights in [-127, 127] (never -128, which the format forbids), four per draw.
+    /// Uniform int8 weights in [-127, 127] (never -128, which the format forbids): 16 random bits each,
+    /// scaled onto 0...254 and shifted.
     mutating func int8Weights(count: Int) -> [Int8] {
-        var weights = [Int8](repeating: 0, count: count)
-        var index = 0
-        while index < count {
-            var bits = next()
-            for _ in 0..<min(4, count - index) {
-                // 16 random bits scaled onto 0...254, then shifted to -127...127.
-                weights[index] = Int8(Int(((bits & 0xFFFF) * 255) >> 16) - 127)
-                bits >>= 16
-                index += 1
-            }
-        }
-        return weights
+        values(count: count, bitsEach: 16) { Int8(Int((($0 & 0xFFFF) * 255) >> 16) - 127) }
     }
 
     /// Uniform bytes, e.g. random images.
     mutating func bytes(count: Int) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: count)
-        var index = 0
-        while index < count {
+        values(count: count, bitsEach: 8) { UInt8(truncatingIfNeeded: $0) }
+    }
+
+    /// Several values per 64-bit draw, each made from the low `bitsEach` bits.
+    private mutating func values<T>(count: Int, bitsEach: Int, _ make: (UInt64) -> T) -> [T] {
+        var result: [T] = []
+        result.reserveCapacity(count)
+        while result.count < count {
             var bits = next()
-            for _ in 0..<min(8, count - index) {
-                bytes[index] = UInt8(truncatingIfNeeded: bits)
-                bits >>= 8
-                index += 1
+            for _ in 0..<min(64 / bitsEach, count - result.count) {
+                result.append(make(bits))
+                bits >>= UInt64(bitsEach)
             }
         }
-        return bytes
+        return result
     }
 }
 
@@ -98,9 +92,9 @@ enum SyntheticModel {
         let pooledTarget = 40.0
         let poolOutputScale = Float(Double(activationScale) * pooledMean / pooledTarget)
         let lastChannels = architecture.convLayers.last?.outChannels ?? 1
-        // Logits with a spread of about 3, so softmax is neither flat nor one-hot.
+        // Logits with a spread of about 1.5, so softmax is neither flat nor one-hot.
         let fcAccumulatorSpread = Double(lastChannels).squareRoot() * pooledTarget * 1.2 * weightSpread
-        let baseFCScale = 3.0 / (fcAccumulatorSpread * Double(poolOutputScale))
+        let baseFCScale = 1.5 / (fcAccumulatorSpread * Double(poolOutputScale))
         let fcWeightScale = (0..<numClasses).map { _ in Float(baseFCScale * Double.random(in: 0.5...1.5, using: &random)) }
         let fcBiasBound = Int32(fcAccumulatorSpread / 3)
         let fcBias = (0..<numClasses).map { _ in Int32.random(in: -fcBiasBound...fcBiasBound, using: &random) }
