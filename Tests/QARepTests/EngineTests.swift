@@ -1,3 +1,5 @@
+import Foundation
+import Synchronization
 import XCTest
 @testable import QARep
 
@@ -216,5 +218,39 @@ final class EngineTests: XCTestCase {
         let profiled = try image.withUnsafeBufferPointer { try session.runProfiled(images: $0, batch: 1) }
         XCTAssertEqual(profiled.layerSeconds.count, model.layers.count)
         XCTAssertEqual(model.layers.map(\.macs).reduce(0, +), Int(model.macsPerImage))
+    }
+
+    func testKernelEnvironmentVariable() throws {
+        let model = try Model(description: smallModel())
+        defer { unsetenv("QAREP_KERNEL") }
+        setenv("QAREP_KERNEL", "scalar", 1)
+        XCTAssertEqual(try Session(model: model, kernel: .auto).kernel, .scalar)
+        setenv("QAREP_KERNEL", "fastest", 1)
+        XCTAssertThrowsError(try Session(model: model, kernel: .auto)) { error in
+            XCTAssertEqual((error as? QARepError)?.code, .invalidArgument)
+            XCTAssertTrue("\(error)".contains("QAREP_KERNEL=\"fastest\""))
+        }
+        // An explicit kernel wins over the environment.
+        XCTAssertEqual(try Session(model: model, kernel: .scalar).kernel, .scalar)
+        for kernel in [Kernel.avx2, .avx512vnni] where !kernel.isSupported {
+            setenv("QAREP_KERNEL", kernel.name, 1)
+            XCTAssertThrowsError(try Session(model: model)) { XCTAssertEqual(($0 as? QARepError)?.code, .unsupportedKernel) }
+        }
+    }
+
+    /// One model shared by sessions created and run concurrently: packing races must not corrupt anything.
+    func testSharedModelAcrossThreads() throws {
+        let description = makeRandomModel(seed: 21, height: 16, width: 16,
+                                          layers: [LayerSpec(out: 16, stride: 2), LayerSpec(out: 32, stride: 2)], numClasses: 7)
+        let model = try Model(description: description)
+        let images = randomImages(description, batch: 1, seed: 2)
+        let expected = try Session(model: try Model(description: description), threads: 1, kernel: .scalar).run(images: images, batch: 1)
+        let kernels = [Kernel.scalar, .avx2, .avx512vnni].filter(\.isSupported)
+        let results = Mutex<[[Float]]>([])
+        DispatchQueue.concurrentPerform(iterations: 8) { i in
+            let logits = try? Session(model: model, threads: 1, kernel: kernels[i % kernels.count]).run(images: images, batch: 1)
+            results.withLock { $0.append(logits ?? []) }
+        }
+        XCTAssertEqual(results.withLock { $0 }, Array(repeating: expected, count: 8))
     }
 }
