@@ -23,8 +23,9 @@ private struct AxisFilter {
         weights = [Float](repeating: 0, count: outputCount * maxTaps)
         for j in 0..<outputCount {
             let center = (Float(first + j) + 0.5) * scale
-            let lo = max(Int((center - support + 0.5).rounded(.down)), 0)
-            let hi = min(max(Int((center + support + 0.5).rounded(.down)), lo), inSize, lo + maxTaps)
+            // Clamped so that float rounding at extreme scales can never produce an empty or inverted window.
+            let lo = min(max(Int((center - support + 0.5).rounded(.down)), 0), inSize - 1)
+            let hi = max(min(Int((center + support + 0.5).rounded(.down)), inSize, lo + maxTaps), lo + 1)
             var sum: Float = 0
             for i in lo..<hi {
                 let t = (Float(i) - center + 0.5) / filterScale
@@ -34,6 +35,8 @@ private struct AxisFilter {
             }
             if sum > 0 {
                 for i in 0..<(hi - lo) { weights[j * maxTaps + i] /= sum }
+            } else {
+                weights[j * maxTaps] = 1
             }
             start.append(lo)
             count.append(hi - lo)
