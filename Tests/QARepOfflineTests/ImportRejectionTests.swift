@@ -45,8 +45,13 @@ final class ImportRejectionTests: XCTestCase {
         try assertImportFails(try builder.archive(root: importTestPickleRoot(sd), tensors: sd), name: "bigstorage.pth",
                               mentioning: ["linear.bias", "1000000 elements"])
         builder.claimedStorageCounts = ["linear.bias": 2]
+        try assertImportFails(try builder.archive(root: importTestPickleRoot(sd), tensors: sd), name: "few.pth",
+                              mentioning: ["size [5]", "more elements than its 2-element storage"])
+        // A transposed view after a 3-element offset: 63 stored values, the view's last element is index 62.
+        builder.stridedTensors = ["linear.weight"]
+        builder.claimedStorageCounts = ["linear.weight": 62]
         try assertImportFails(try builder.archive(root: importTestPickleRoot(sd), tensors: sd), name: "view.pth",
-                              mentioning: ["reaches past"])
+                              mentioning: ["reaches past its 62-element storage"])
     }
 
     func testTruncatedFilesAreRejected() throws {

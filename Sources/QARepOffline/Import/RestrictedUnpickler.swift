@@ -2,16 +2,22 @@
 // strings and tensor *descriptions* (storage key, dtype, offset, shape, strides); it never calls anything.
 // The only globals it resolves are the tensor rebuild functions, storage dtypes, OrderedDict and
 // argparse.Namespace (a trainer's saved command-line arguments, kept as an inert placeholder); any other
-// global stops the read with an error naming it. Every length is checked against the bytes left, and the
-// stack and memo are capped.
+// global stops the read with an error naming it. Every length is checked against the bytes left, the
+// stack and memo are capped, and so is nesting: a container may not change once it sits inside another
+// (Python's pickler always fills a container before nesting it), so the depth recorded at nesting is final
+// and deeply nested input cannot overflow the stack when the values are released.
 
 final class PickleList {
     var items: [PickleValue] = []
+    var depth = 1
+    var isNested = false
 }
 
 final class PickleDict {
     private(set) var entries: [(key: PickleValue, value: PickleValue)] = []
     private var indexByStringKey: [String: Int] = [:]
+    var depth = 1
+    var isNested = false
 
     func set(_ key: PickleValue, _ value: PickleValue) {
         if case .string(let name) = key {
@@ -56,7 +62,7 @@ indirect enum PickleValue {
     case string(String)
     /// Raw bytes are never needed by a state_dict; only their length is kept.
     case bytes(count: Int)
-    case tuple([PickleValue])
+    case tuple([PickleValue], depth: Int)
     case list(PickleList)
     case dict(PickleDict)
     case global(AllowedGlobal)
@@ -70,6 +76,7 @@ struct RestrictedUnpickler {
     static let maximumStackDepth = 1 << 22
     static let maximumMemoEntries = 1 << 22
     static let maximumTensorRank = 8
+    static let maximumNesting = 64
 
     private let bytes: UnsafeRawBufferPointer
     private var position = 0
@@ -213,7 +220,7 @@ struct RestrictedUnpickler {
                 try push(top)
             case 0x7D: try push(.dict(PickleDict()))          // EMPTY_DICT
             case 0x5D: try push(.list(PickleList()))          // EMPTY_LIST
-            case 0x29: try push(.tuple([]))                   // EMPTY_TUPLE
+            case 0x29: try push(.tuple([], depth: 1))         // EMPTY_TUPLE
             case 0x4E: try push(.none)                        // NONE
             case 0x88: try push(.bool(true))                  // NEWTRUE
             case 0x89: try push(.bool(false))                 // NEWFALSE
@@ -245,30 +252,34 @@ struct RestrictedUnpickler {
             case 0x47: // BINFLOAT: big-endian double
                 let raw = try readLittleEndian(byteCount: 8)
                 try push(.float(Double(bitPattern: raw.byteSwapped)))
-            case 0x85: try push(.tuple([try pop()])) // TUPLE1
+            case 0x85: try push(try makeTuple([try pop()])) // TUPLE1
             case 0x86: // TUPLE2
                 let b = try pop(), a = try pop()
-                try push(.tuple([a, b]))
+                try push(try makeTuple([a, b]))
             case 0x87: // TUPLE3
                 let c = try pop(), b = try pop(), a = try pop()
-                try push(.tuple([a, b, c]))
-            case 0x74: try push(.tuple(try popToMark())) // TUPLE
+                try push(try makeTuple([a, b, c]))
+            case 0x74: try push(try makeTuple(try popToMark())) // TUPLE
             case 0x73: // SETITEM
                 let value = try pop(), key = try pop()
                 guard case .dict(let dict) = stack.last else { throw fail("SETITEM target is not a dict") }
+                try nest([key, value], into: &dict.depth, targetIsNested: dict.isNested)
                 dict.set(key, value)
             case 0x75: // SETITEMS
                 let items = try popToMark()
                 guard items.count % 2 == 0 else { throw fail("SETITEMS with an odd number of items") }
                 guard case .dict(let dict) = stack.last else { throw fail("SETITEMS target is not a dict") }
+                try nest(items, into: &dict.depth, targetIsNested: dict.isNested)
                 for pair in stride(from: 0, to: items.count, by: 2) { dict.set(items[pair], items[pair + 1]) }
             case 0x61: // APPEND
                 let value = try pop()
                 guard case .list(let list) = stack.last else { throw fail("APPEND target is not a list") }
+                try nest([value], into: &list.depth, targetIsNested: list.isNested)
                 list.items.append(value)
             case 0x65: // APPENDS
                 let items = try popToMark()
                 guard case .list(let list) = stack.last else { throw fail("APPENDS target is not a list") }
+                try nest(items, into: &list.depth, targetIsNested: list.isNested)
                 list.items.append(contentsOf: items)
             case 0x71: try memoize(Int(try readLittleEndian(byteCount: 1)))  // BINPUT
             case 0x72: try memoize(Int(try readLittleEndian(byteCount: 4)))  // LONG_BINPUT
@@ -289,11 +300,11 @@ struct RestrictedUnpickler {
                 try push(try persistentLoad(try pop()))
             case 0x52: // REDUCE
                 let arguments = try pop(), callable = try pop()
-                guard case .tuple(let args) = arguments else { throw fail("REDUCE arguments are not a tuple") }
+                guard case .tuple(let args, _) = arguments else { throw fail("REDUCE arguments are not a tuple") }
                 try push(try call(callable, args))
             case 0x81: // NEWOBJ
                 let arguments = try pop(), cls = try pop()
-                guard case .tuple(let args) = arguments else { throw fail("NEWOBJ arguments are not a tuple") }
+                guard case .tuple(let args, _) = arguments else { throw fail("NEWOBJ arguments are not a tuple") }
                 switch cls {
                 case .global(.namespace): try push(.inert("argparse.Namespace"))
                 case .global(.orderedDict): try push(try call(cls, args))
@@ -311,8 +322,37 @@ struct RestrictedUnpickler {
         }
     }
 
+    private func depth(of value: PickleValue) -> Int {
+        switch value {
+        case .tuple(_, let depth): return depth
+        case .list(let list): return list.depth
+        case .dict(let dict): return dict.depth
+        default: return 0
+        }
+    }
+
+    /// Records that `children` now sit inside a container, whose depth grows to cover them.
+    private func nest(_ children: [PickleValue], into depth: inout Int, targetIsNested: Bool) throws {
+        guard !targetIsNested else { throw fail("a list or dict is changed after being placed inside another container") }
+        for child in children {
+            switch child {
+            case .list(let list): list.isNested = true
+            case .dict(let dict): dict.isNested = true
+            default: break
+            }
+            depth = max(depth, self.depth(of: child) + 1)
+        }
+        guard depth <= Self.maximumNesting else { throw fail("containers nested deeper than \(Self.maximumNesting) levels") }
+    }
+
+    private func makeTuple(_ items: [PickleValue]) throws -> PickleValue {
+        var depth = 1
+        try nest(items, into: &depth, targetIsNested: false)
+        return .tuple(items, depth: depth)
+    }
+
     private func persistentLoad(_ pid: PickleValue) throws -> PickleValue {
-        guard case .tuple(let record) = pid, record.count == 5, case .string("storage") = record[0] else {
+        guard case .tuple(let record, _) = pid, record.count == 5, case .string("storage") = record[0] else {
             throw fail("persistent id is not a ('storage', type, key, location, count) record")
         }
         guard case .global(.storageType(let dtype)) = record[1] else { throw fail("persistent id names no storage type") }
@@ -322,7 +362,7 @@ struct RestrictedUnpickler {
     }
 
     private func integers(_ value: PickleValue, _ what: String) throws -> [Int] {
-        guard case .tuple(let items) = value, items.count <= Self.maximumTensorRank else {
+        guard case .tuple(let items, _) = value, items.count <= Self.maximumTensorRank else {
             throw fail("tensor \(what) is not a tuple of at most \(Self.maximumTensorRank) integers")
         }
         return try items.map {
@@ -351,6 +391,15 @@ struct RestrictedUnpickler {
                 guard !o1, !o2 else { throw fail("tensor strides overflow") }
                 lastIndex = sum
             }
+            // Also bound the element count: a zero stride could otherwise expand one stored value without limit.
+            var elementCount = 1
+            for size in shape {
+                let (product, overflow) = elementCount.multipliedReportingOverflow(by: size)
+                guard !overflow, product <= storage.elementCount || isEmpty else {
+                    throw fail("tensor of size \(shape) has more elements than its \(storage.elementCount)-element storage '\(storage.key)'")
+                }
+                elementCount = product
+            }
             guard isEmpty || lastIndex < storage.elementCount else {
                 throw fail("tensor view (offset \(offset), size \(shape), stride \(strides)) reaches past its \(storage.elementCount)-element storage '\(storage.key)'")
             }
@@ -363,7 +412,8 @@ struct RestrictedUnpickler {
             if let first = args.first {
                 guard case .list(let pairs) = first else { throw fail("OrderedDict argument is not a list of pairs") }
                 for pair in pairs.items {
-                    guard case .tuple(let kv) = pair, kv.count == 2 else { throw fail("OrderedDict item is not a pair") }
+                    guard case .tuple(let kv, _) = pair, kv.count == 2 else { throw fail("OrderedDict item is not a pair") }
+                    try nest(kv, into: &dict.depth, targetIsNested: false)
                     dict.set(kv[0], kv[1])
                 }
             }
