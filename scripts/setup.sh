@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# One-time set-up on Debian 12 (or a Swift toolchain image based on it): the system libraries QARep builds
+# against, make and a C/C++ compiler for the C example, then a release build of every product.
+# Needs the Swift 6 toolchain on PATH already. Runs apt-get through sudo unless it already is root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(libc6-dev libomp-dev libjpeg62-turbo-dev libpng-dev libopenblas-dev pkg-config make gcc g++)
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+
+"${sudo[@]}" apt-get update -q
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}"
+swift build -c release
