@@ -8,6 +8,13 @@
 #if QK_HAVE_X86
 
 enum { AVX2_LANES = 8, AVX2_MAX_PIXELS = 4, AVX2_MAX_BLOCKS = 2 };
+_Static_assert(AVX2_MAX_PIXELS <= QK_MAX_TILE_PIXELS && AVX2_MAX_BLOCKS * AVX2_LANES <= QK_MAX_TILE_LANES,
+               "partial-sum buffer too small");
+
+// Weight bytes per tap slice (see conv3x3-blocked.c); AVX2 CPUs mostly have a 32 KB L1.
+#ifndef QK_AVX2_SLICE_BYTES
+#define QK_AVX2_SLICE_BYTES 16384
+#endif
 
 static qk_conv_blocking avx2_blocking(const qk_conv_geometry *geo) {
     return qk_conv_blocking_of(geo, AVX2_LANES, AVX2_MAX_BLOCKS);
@@ -43,13 +50,18 @@ QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_
     const uint8_t *w = qk_conv_tile_weights(args->packed, b, tile->group, tile->tile);
     const int32_t chunks = b->chunks;
 
+    const int32_t partial_stride = b->blocks_per_tile * AVX2_LANES;
     __m256i acc[AVX2_MAX_PIXELS][AVX2_MAX_BLOCKS];
 #pragma clang loop unroll(full)
     for (int p = 0; p < pixels; p++)
 #pragma clang loop unroll(full)
-        for (int j = 0; j < blocks; j++) acc[p][j] = _mm256_setzero_si256();
+        for (int j = 0; j < blocks; j++)
+            acc[p][j] = tile->first_tap == 0
+                            ? _mm256_setzero_si256()
+                            : _mm256_load_si256((const __m256i *)(tile->partial + p * partial_stride + j * AVX2_LANES));
 
-    for (int32_t tap = 0; tap < 9; tap++) {
+    w += (size_t)tile->first_tap * (size_t)chunks * (size_t)blocks * QK_PACK_UNIT_BYTES;
+    for (int32_t tap = tile->first_tap; tap < tile->first_tap + tile->taps; tap++) {
         const uint8_t *src[AVX2_MAX_PIXELS];
 #pragma clang loop unroll(full)
         for (int p = 0; p < pixels; p++)
@@ -75,6 +87,15 @@ QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_
             }
             w += blocks * QK_PACK_UNIT_BYTES;
         }
+    }
+
+    if (tile->first_tap + tile->taps < 9) {
+#pragma clang loop unroll(full)
+        for (int p = 0; p < pixels; p++)
+#pragma clang loop unroll(full)
+            for (int j = 0; j < blocks; j++)
+                _mm256_store_si256((__m256i *)(tile->partial + p * partial_stride + j * AVX2_LANES), acc[p][j]);
+        return;
     }
 
     const int32_t first_out = tile->group * geo->out_per_group;
@@ -117,6 +138,6 @@ static void avx2_run_tile(const qk_conv_args *args, const qk_conv_blocking *b, c
 
 void qk_conv3x3_avx2(const qk_conv_args *args) {
     const qk_conv_blocking b = avx2_blocking(&args->geo);
-    qk_conv3x3_tiled(args, &b, AVX2_MAX_PIXELS, avx2_run_tile);
+    qk_conv3x3_tiled(args, &b, AVX2_MAX_PIXELS, QK_AVX2_SLICE_BYTES, avx2_run_tile);
 }
 #endif

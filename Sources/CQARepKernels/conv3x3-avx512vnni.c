@@ -7,6 +7,13 @@
 #if QK_HAVE_X86
 
 enum { VNNI_LANES = 16, VNNI_MAX_PIXELS = 8, VNNI_MAX_BLOCKS = 3 };
+_Static_assert(VNNI_MAX_PIXELS <= QK_MAX_TILE_PIXELS && VNNI_MAX_BLOCKS * VNNI_LANES <= QK_MAX_TILE_LANES,
+               "partial-sum buffer too small");
+
+// Weight bytes per tap slice: half of a 48 KB L1, leaving room for the input rows.
+#ifndef QK_VNNI_SLICE_BYTES
+#define QK_VNNI_SLICE_BYTES 24576
+#endif
 
 static qk_conv_blocking vnni_blocking(const qk_conv_geometry *geo) {
     return qk_conv_blocking_of(geo, VNNI_LANES, VNNI_MAX_BLOCKS);
@@ -35,13 +42,17 @@ QK_INLINE QK_TARGET_VNNI void vnni_tile(const qk_conv_args *args, const qk_conv_
     const uint8_t *w = qk_conv_tile_weights(args->packed, b, tile->group, tile->tile);
     const int32_t chunks = b->chunks;
 
+    const int32_t partial_stride = b->blocks_per_tile * VNNI_LANES;
     __m512i acc[VNNI_MAX_PIXELS][VNNI_MAX_BLOCKS];
 #pragma clang loop unroll(full)
     for (int p = 0; p < pixels; p++)
 #pragma clang loop unroll(full)
-        for (int j = 0; j < blocks; j++) acc[p][j] = _mm512_setzero_si512();
+        for (int j = 0; j < blocks; j++)
+            acc[p][j] = tile->first_tap == 0 ? _mm512_setzero_si512()
+                                             : _mm512_load_si512(tile->partial + p * partial_stride + j * VNNI_LANES);
 
-    for (int32_t tap = 0; tap < 9; tap++) {
+    w += (size_t)tile->first_tap * (size_t)chunks * (size_t)blocks * QK_PACK_UNIT_BYTES;
+    for (int32_t tap = tile->first_tap; tap < tile->first_tap + tile->taps; tap++) {
         const uint8_t *src[VNNI_MAX_PIXELS];
 #pragma clang loop unroll(full)
         for (int p = 0; p < pixels; p++)
@@ -58,6 +69,15 @@ QK_INLINE QK_TARGET_VNNI void vnni_tile(const qk_conv_args *args, const qk_conv_
             }
             w += blocks * QK_PACK_UNIT_BYTES;
         }
+    }
+
+    if (tile->first_tap + tile->taps < 9) {
+#pragma clang loop unroll(full)
+        for (int p = 0; p < pixels; p++)
+#pragma clang loop unroll(full)
+            for (int j = 0; j < blocks; j++)
+                _mm512_store_si512(tile->partial + p * partial_stride + j * VNNI_LANES, acc[p][j]);
+        return;
     }
 
     const int32_t first_out = tile->group * geo->out_per_group;
@@ -105,6 +125,6 @@ static void vnni_run_tile(const qk_conv_args *args, const qk_conv_blocking *b, c
 
 void qk_conv3x3_avx512vnni(const qk_conv_args *args) {
     const qk_conv_blocking b = vnni_blocking(&args->geo);
-    qk_conv3x3_tiled(args, &b, VNNI_MAX_PIXELS, vnni_run_tile);
+    qk_conv3x3_tiled(args, &b, VNNI_MAX_PIXELS, QK_VNNI_SLICE_BYTES, vnni_run_tile);
 }
 #endif

@@ -91,19 +91,28 @@ static inline const uint8_t *qk_conv_tile_weights(const void *packed, const qk_c
     return (const uint8_t *)packed + first_block * block_bytes;
 }
 
+// Largest microkernel any path uses, which sizes the driver's buffer of partial sums.
+enum { QK_MAX_TILE_PIXELS = 8, QK_MAX_TILE_LANES = 48 };
+
 // One microkernel call: `pixels` consecutive output pixels of one row, starting at out_x, times the
-// output channels of tile `tile` of group `group`.
+// output channels of tile `tile` of group `group`, over taps [first_tap, first_tap + taps).
+// partial == NULL: all 9 taps at once, start from zero and store requantized bytes. Otherwise the call
+// is one slice: it starts from zero (first_tap == 0) or from partial[pixel][lane], and stores either the
+// sums back there or, on the last slice, the requantized bytes.
 typedef struct qk_conv_tile {
     int32_t image, out_y, out_x, pixels, group, tile;
+    int32_t first_tap, taps;
+    int32_t *partial;
 } qk_conv_tile;
 
 typedef void (*qk_conv_tile_fn)(const qk_conv_args *args, const qk_conv_blocking *blocking,
                                 const qk_conv_tile *tile);
 
-// Runs the whole layer as tiles on args->threads threads; each output byte is written by exactly one tile,
-// so results do not depend on the thread count.
+// Runs the whole layer as tiles on args->threads threads; each output byte is produced by exactly one
+// thread, so results do not depend on the thread count. slice_bytes: the weight bytes one tap slice may
+// span (see conv3x3-blocked.c).
 void qk_conv3x3_tiled(const qk_conv_args *args, const qk_conv_blocking *blocking, int32_t max_pixels,
-                      qk_conv_tile_fn run_tile);
+                      size_t slice_bytes, qk_conv_tile_fn run_tile);
 
 // Where tap (ky, kx) of output pixel (out_y, out_x) reads its input channels from `first_channel` on:
 // the input pixel, or the padding values on the border.

@@ -92,7 +92,7 @@ final class ConvKernelTests: XCTestCase {
         assertComparedEverySupportedPath(compared)
     }
 
-    /// RepVGG-A0-like layers, too big for the naive Swift reference in a debug build: SIMD vs scalar only.
+    /// RepVGG-A0-like layers and deep layers whose weights the SIMD paths process in tap slices, too big for the naive Swift reference in a debug build: SIMD vs scalar only.
     func testNetworkSizedLayersMatchScalar() {
         let cases = [
             ConvCase(inH: 32, inW: 32, inC: 3, outC: 48, stride: 2, groups: 1, batch: 1),
@@ -101,6 +101,10 @@ final class ConvKernelTests: XCTestCase {
             ConvCase(inH: 13, inW: 13, inC: 96, outC: 192, stride: 2, groups: 1, batch: 1),
             ConvCase(inH: 7, inW: 7, inC: 64, outC: 1280, stride: 1, groups: 1, batch: 1),
             ConvCase(inH: 10, inW: 10, inC: 64, outC: 64, stride: 1, groups: 4, batch: 2),
+            // Deep and wide: weights split into tap slices, rows into several segments of pixel tiles.
+            ConvCase(inH: 3, inW: 70, inC: 160, outC: 20, stride: 1, groups: 1, batch: 2),
+            ConvCase(inH: 4, inW: 141, inC: 161, outC: 50, stride: 2, groups: 1, batch: 1),
+            ConvCase(inH: 5, inW: 9, inC: 512, outC: 36, stride: 1, groups: 2, batch: 1),
         ]
         var coverage = RequantizeCoverage()
         var compared = Set<String>()
