@@ -65,7 +65,9 @@ QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_
         const uint8_t *src[AVX2_MAX_PIXELS];
 #pragma clang loop unroll(full)
         for (int p = 0; p < pixels; p++)
-            src[p] = qk_conv_tap_source(args, image, tile->out_y, tile->out_x + p, tap / 3, tap % 3, first_channel);
+            src[p] = tile->im2col != NULL ? tile->im2col + p * tile->im2col_stride
+                                          : qk_conv_tap_source(args, image, tile->out_y, tile->out_x + p, tap / 3,
+                                                               tap % 3, first_channel);
         for (int32_t k = 0; k < chunks; k++) {
             __m256i even[AVX2_MAX_BLOCKS], odd[AVX2_MAX_BLOCKS];
 #pragma clang loop unroll(full)
@@ -89,7 +91,7 @@ QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_
         }
     }
 
-    if (tile->first_tap + tile->taps < 9) {
+    if (tile->first_tap + tile->taps < b->taps) {
 #pragma clang loop unroll(full)
         for (int p = 0; p < pixels; p++)
 #pragma clang loop unroll(full)

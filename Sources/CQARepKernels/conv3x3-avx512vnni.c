@@ -7,6 +7,7 @@
 #if QK_HAVE_X86
 
 enum { VNNI_LANES = 16, VNNI_MAX_PIXELS = 8, VNNI_MAX_BLOCKS = 3 };
+_Static_assert(VNNI_MAX_BLOCKS <= 4, "the narrowing packs four blocks at most");
 _Static_assert(VNNI_MAX_PIXELS <= QK_MAX_TILE_PIXELS && VNNI_MAX_BLOCKS * VNNI_LANES <= QK_MAX_TILE_LANES,
                "partial-sum buffer too small");
 
@@ -43,20 +44,38 @@ QK_INLINE QK_TARGET_VNNI void vnni_tile(const qk_conv_args *args, const qk_conv_
     const int32_t chunks = b->chunks;
 
     const int32_t partial_stride = b->blocks_per_tile * VNNI_LANES;
+    const int32_t first_out = tile->group * geo->out_per_group;
+    const int32_t first_lane = tile->tile * b->blocks_per_tile * VNNI_LANES;  // within the group
+    __mmask16 lane_mask[VNNI_MAX_BLOCKS];
+#pragma clang loop unroll(full)
+    for (int j = 0; j < blocks; j++) lane_mask[j] = qk_lane_mask16(geo->out_per_group - first_lane - j * VNNI_LANES);
+
+    // Accumulation starts from the bias: the integer sum acc + bias is the same, one add fewer per output.
     __m512i acc[VNNI_MAX_PIXELS][VNNI_MAX_BLOCKS];
+    if (tile->first_tap == 0) {
 #pragma clang loop unroll(full)
-    for (int p = 0; p < pixels; p++)
+        for (int j = 0; j < blocks; j++) {
+            const __m512i bias =
+                _mm512_maskz_loadu_epi32(lane_mask[j], args->bias + first_out + first_lane + j * VNNI_LANES);
 #pragma clang loop unroll(full)
-        for (int j = 0; j < blocks; j++)
-            acc[p][j] = tile->first_tap == 0 ? _mm512_setzero_si512()
-                                             : _mm512_load_si512(tile->partial + p * partial_stride + j * VNNI_LANES);
+            for (int p = 0; p < pixels; p++) acc[p][j] = bias;
+        }
+    } else {
+#pragma clang loop unroll(full)
+        for (int p = 0; p < pixels; p++)
+#pragma clang loop unroll(full)
+            for (int j = 0; j < blocks; j++)
+                acc[p][j] = _mm512_load_si512(tile->partial + p * partial_stride + j * VNNI_LANES);
+    }
 
     w += (size_t)tile->first_tap * (size_t)chunks * (size_t)blocks * QK_PACK_UNIT_BYTES;
     for (int32_t tap = tile->first_tap; tap < tile->first_tap + tile->taps; tap++) {
         const uint8_t *src[VNNI_MAX_PIXELS];
 #pragma clang loop unroll(full)
         for (int p = 0; p < pixels; p++)
-            src[p] = qk_conv_tap_source(args, image, tile->out_y, tile->out_x + p, tap / 3, tap % 3, first_channel);
+            src[p] = tile->im2col != NULL ? tile->im2col + p * tile->im2col_stride
+                                          : qk_conv_tap_source(args, image, tile->out_y, tile->out_x + p, tap / 3,
+                                                               tap % 3, first_channel);
         for (int32_t k = 0; k < chunks; k++) {
             __m512i wv[VNNI_MAX_BLOCKS];
 #pragma clang loop unroll(full)
@@ -71,7 +90,7 @@ QK_INLINE QK_TARGET_VNNI void vnni_tile(const qk_conv_args *args, const qk_conv_
         }
     }
 
-    if (tile->first_tap + tile->taps < 9) {
+    if (tile->first_tap + tile->taps < b->taps) {
 #pragma clang loop unroll(full)
         for (int p = 0; p < pixels; p++)
 #pragma clang loop unroll(full)
@@ -80,20 +99,28 @@ QK_INLINE QK_TARGET_VNNI void vnni_tile(const qk_conv_args *args, const qk_conv_
         return;
     }
 
-    const int32_t first_out = tile->group * geo->out_per_group;
     uint8_t *out = args->output +
                    (((size_t)tile->image * geo->out_h + tile->out_y) * geo->out_w + tile->out_x) * geo->out_c +
-                   first_out;
+                   first_out + first_lane;
+    __m512 multiplier[VNNI_MAX_BLOCKS];
+    __mmask64 store_mask = 0;
 #pragma clang loop unroll(full)
     for (int j = 0; j < blocks; j++) {
-        const int32_t o = (tile->tile * b->blocks_per_tile + j) * VNNI_LANES;
-        const int32_t valid = geo->out_per_group - o;
-        const __mmask16 mask = qk_lane_mask16(valid);
-        const __m512i bias = _mm512_maskz_loadu_epi32(mask, args->bias + first_out + o);
-        const __m512 multiplier = _mm512_maskz_loadu_ps(mask, args->multiplier + first_out + o);
+        multiplier[j] = _mm512_maskz_loadu_ps(lane_mask[j], args->multiplier + first_out + first_lane + j * VNNI_LANES);
+        store_mask |= (__mmask64)lane_mask[j] << (j * VNNI_LANES);
+    }
+    // Saturating packs narrow up to four blocks at once: dword i*4 + j of the packed vector holds lanes
+    // 4i..4i+3 of block j, and this permutation puts the blocks back in channel order.
+    const __m512i channel_order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
 #pragma clang loop unroll(full)
-        for (int p = 0; p < pixels; p++)
-            _mm_mask_storeu_epi8(out + (size_t)p * geo->out_c + o, mask, qk_requantize16(acc[p][j], bias, multiplier));
+    for (int p = 0; p < pixels; p++) {
+        __m512i y[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                        _mm512_setzero_si512()};
+#pragma clang loop unroll(full)
+        for (int j = 0; j < blocks; j++) y[j] = qk_round_clamped16(acc[p][j], multiplier[j]);
+        const __m512i bytes = _mm512_packus_epi16(_mm512_packus_epi32(y[0], y[1]), _mm512_packus_epi32(y[2], y[3]));
+        _mm512_mask_storeu_epi8(out + (size_t)p * geo->out_c, store_mask,
+                                _mm512_permutexvar_epi32(channel_order, bytes));
     }
 }
 

@@ -3,19 +3,33 @@
 
 #include <string.h>
 
+// Up to 7 channels per group the window row fits 64 bytes, and the 8-byte copies that build it (see
+// build_window_rows) initialize every byte of it.
+enum { QK_DENSE_MAX_CHANNELS = 7, QK_DENSE_ROW_BYTES = 64 };
+
+int qk_conv_uses_dense_mode(const qk_conv_geometry *geo) {
+    return geo->in_per_group <= QK_DENSE_MAX_CHANNELS;
+}
+
 qk_conv_blocking qk_conv_blocking_of(const qk_conv_geometry *geo, int32_t lanes, int32_t max_blocks_per_tile) {
     qk_conv_blocking b;
     b.lanes = lanes;
     b.blocks_per_group = (geo->out_per_group + lanes - 1) / lanes;
     b.blocks_per_tile = b.blocks_per_group < max_blocks_per_tile ? b.blocks_per_group : max_blocks_per_tile;
     b.tiles_per_group = (b.blocks_per_group + b.blocks_per_tile - 1) / b.blocks_per_tile;
-    b.chunks = (geo->in_per_group + 3) / 4;
+    if (qk_conv_uses_dense_mode(geo)) {
+        b.taps = 1;
+        b.chunks = (9 * geo->in_per_group + 3) / 4;
+    } else {
+        b.taps = 9;
+        b.chunks = (geo->in_per_group + 3) / 4;
+    }
     return b;
 }
 
 size_t qk_conv_blocked_size(const qk_conv_geometry *geo, const qk_conv_blocking *blocking) {
-    return (size_t)geo->groups * (size_t)blocking->blocks_per_group * 9 * (size_t)blocking->chunks *
-           QK_PACK_UNIT_BYTES;
+    return (size_t)geo->groups * (size_t)blocking->blocks_per_group * (size_t)blocking->taps *
+           (size_t)blocking->chunks * QK_PACK_UNIT_BYTES;
 }
 
 void qk_conv_pack_blocked(const qk_conv_geometry *geo, const qk_conv_blocking *blocking,
@@ -27,7 +41,7 @@ void qk_conv_pack_blocked(const qk_conv_geometry *geo, const qk_conv_blocking *b
             const int32_t first_block = tile * blocking->blocks_per_tile;
             int32_t blocks = blocking->blocks_per_group - first_block;
             if (blocks > blocking->blocks_per_tile) blocks = blocking->blocks_per_tile;
-            for (int32_t tap = 0; tap < 9; tap++) {
+            for (int32_t packed_tap = 0; packed_tap < blocking->taps; packed_tap++) {
                 for (int32_t chunk = 0; chunk < blocking->chunks; chunk++) {
                     for (int32_t block = 0; block < blocks; block++) {
                         int8_t weights[16][4];
@@ -36,8 +50,11 @@ void qk_conv_pack_blocked(const qk_conv_geometry *geo, const qk_conv_blocking *b
                             const int32_t o = (first_block + block) * lanes + lane;
                             if (o >= opg) break;
                             for (int32_t q = 0; q < 4; q++) {
-                                const int32_t c = chunk * 4 + q;
-                                if (c >= ipg) break;
+                                // Dense mode: position chunk * 4 + q of the window row is (tap, channel).
+                                const int32_t position = chunk * 4 + q;
+                                const int32_t tap = blocking->taps == 1 ? position / ipg : packed_tap;
+                                const int32_t c = blocking->taps == 1 ? position % ipg : position;
+                                if (tap >= 9 || c >= ipg) break;
                                 const size_t oc = (size_t)g * opg + (size_t)o;
                                 weights[lane][q] = weight_oihw[(oc * (size_t)ipg + (size_t)c) * 9 + (size_t)tap];
                             }
@@ -84,7 +101,41 @@ void qk_fc_pack_blocked(int32_t in_c, int32_t out_c, int32_t lanes, const int8_t
 // whose weights fit the budget, and each slice visits all pixel tiles of a row segment, carrying the int32
 // sums between slices in a small per-thread buffer. The sums are exact integers, so slicing cannot change
 // a result.
-enum { QK_SEGMENT_TILES = 8 };
+enum { QK_SEGMENT_TILES = 8, QK_SEGMENT_PIXELS = QK_SEGMENT_TILES * QK_MAX_TILE_PIXELS };
+
+// Dense mode: the 3x3 windows of `pixels` output pixels from out_x on, each as one row of
+// QK_DENSE_ROW_BYTES. On the border every tap is an 8-byte copy at offset tap * in_per_group, in
+// increasing order, so each copy's excess is overwritten by the next one and the last reaches the end of
+// the row (8 * ipg + 8 >= the row's rounded-up length for ipg <= 7). Inside the image, with one group, the
+// three taps of a window row are adjacent in memory and one 32-byte copy per kernel row does (6 * ipg +
+// 32 >= the row's length). Sources may be read up to 32 bytes past a pixel: covered by QK_EXTRA_BYTES
+// after the input and the pad values.
+enum { QK_WINDOW_COPY_SLACK = 32 };
+
+static void build_window_rows(const qk_conv_args *args, const qk_conv_tile *tile, int32_t pixels, uint8_t *rows) {
+    const qk_conv_geometry *geo = &args->geo;
+    const uint8_t *image = args->input + (size_t)tile->image * geo->in_h * geo->in_w * geo->in_c;
+    const int32_t ipg = geo->in_per_group, first_channel = tile->group * ipg;
+    const int32_t top = tile->out_y * geo->stride - 1;
+    const int rows_inside = geo->groups == 1 && top >= 0 && top + 2 < geo->in_h;
+    const size_t row_stride = (size_t)geo->in_w * (size_t)geo->in_c;
+    for (int32_t p = 0; p < pixels; p++) {
+        uint8_t *row = rows + (size_t)p * QK_DENSE_ROW_BYTES;
+        const int32_t left = (tile->out_x + p) * geo->stride - 1;
+        if (rows_inside && left >= 0 && left + 2 < geo->in_w) {
+            const uint8_t *src = image + ((size_t)top * (size_t)geo->in_w + (size_t)left) * (size_t)geo->in_c;
+            memcpy(row, src, QK_WINDOW_COPY_SLACK);
+            memcpy(row + 3 * ipg, src + row_stride, QK_WINDOW_COPY_SLACK);
+            memcpy(row + 6 * ipg, src + 2 * row_stride, QK_WINDOW_COPY_SLACK);
+            continue;
+        }
+        for (int32_t tap = 0; tap < 9; tap++) {
+            const uint8_t *src =
+                qk_conv_tap_source(args, image, tile->out_y, tile->out_x + p, tap / 3, tap % 3, first_channel);
+            memcpy(row + tap * ipg, src, 8);
+        }
+    }
+}
 
 void qk_conv3x3_tiled(const qk_conv_args *args, const qk_conv_blocking *blocking, int32_t max_pixels,
                       size_t slice_bytes, qk_conv_tile_fn run_tile) {
@@ -94,7 +145,8 @@ void qk_conv3x3_tiled(const qk_conv_args *args, const qk_conv_blocking *blocking
     const size_t tap_bytes = (size_t)blocking->chunks * (size_t)blocking->blocks_per_tile * QK_PACK_UNIT_BYTES;
     int32_t taps_per_slice = (int32_t)(slice_bytes / tap_bytes);
     if (taps_per_slice < 1) taps_per_slice = 1;
-    if (taps_per_slice > 9) taps_per_slice = 9;
+    if (taps_per_slice > blocking->taps) taps_per_slice = blocking->taps;
+    const int dense = blocking->taps == 1;
     // Channel tiles outermost: consecutive work items of one thread reuse the same packed weights,
     // which matter more than the input rows once the weights outgrow L1 (deep, narrow layers).
     const int64_t rows = (int64_t)args->batch * geo->out_h;
@@ -102,7 +154,9 @@ void qk_conv3x3_tiled(const qk_conv_args *args, const qk_conv_blocking *blocking
 #pragma omp parallel for num_threads(args->threads) schedule(static) if (args->threads > 1)
     for (int64_t item = 0; item < items; item++) {
         // Sums of one row segment between tap slices: [pixel][lane of the tile].
-        int32_t partial[QK_SEGMENT_TILES * QK_MAX_TILE_PIXELS * QK_MAX_TILE_LANES] __attribute__((aligned(64)));
+        int32_t partial[QK_SEGMENT_PIXELS * QK_MAX_TILE_LANES] __attribute__((aligned(64)));
+        // Window rows of one segment in dense mode, plus room for the last row's copies.
+        uint8_t windows[QK_SEGMENT_PIXELS * QK_DENSE_ROW_BYTES + QK_WINDOW_COPY_SLACK] __attribute__((aligned(64)));
         const int64_t channel_tile = item / rows, row = item % rows;
         qk_conv_tile tile;
         tile.group = (int32_t)(channel_tile / blocking->tiles_per_group);
@@ -113,14 +167,24 @@ void qk_conv3x3_tiled(const qk_conv_args *args, const qk_conv_blocking *blocking
         for (int32_t first_row_tile = 0; first_row_tile < row_tiles; first_row_tile += QK_SEGMENT_TILES) {
             const int32_t segment_end = first_row_tile + QK_SEGMENT_TILES < row_tiles ? first_row_tile + QK_SEGMENT_TILES
                                                                                       : row_tiles;
-            for (int32_t first_tap = 0; first_tap < 9; first_tap += taps_per_slice) {
+            const int32_t segment_x =
+                first_row_tile * base_pixels + (first_row_tile < wider_tiles ? first_row_tile : wider_tiles);
+            if (dense) {
+                const int32_t segment_pixels =
+                    segment_end * base_pixels + (segment_end < wider_tiles ? segment_end : wider_tiles) - segment_x;
+                tile.out_x = segment_x;
+                build_window_rows(args, &tile, segment_pixels, windows);
+            }
+            for (int32_t first_tap = 0; first_tap < blocking->taps; first_tap += taps_per_slice) {
                 tile.first_tap = first_tap;
-                tile.taps = 9 - first_tap < taps_per_slice ? 9 - first_tap : taps_per_slice;
-                tile.out_x = first_row_tile * base_pixels + (first_row_tile < wider_tiles ? first_row_tile : wider_tiles);
+                tile.taps = blocking->taps - first_tap < taps_per_slice ? blocking->taps - first_tap : taps_per_slice;
+                tile.out_x = segment_x;
                 int32_t *sums = partial;
                 for (int32_t t = first_row_tile; t < segment_end; t++) {
                     tile.pixels = base_pixels + (t < wider_tiles ? 1 : 0);
-                    tile.partial = taps_per_slice < 9 ? sums : NULL;
+                    tile.partial = taps_per_slice < blocking->taps ? sums : NULL;
+                    tile.im2col = dense ? windows + (size_t)(tile.out_x - segment_x) * QK_DENSE_ROW_BYTES : NULL;
+                    tile.im2col_stride = QK_DENSE_ROW_BYTES;
                     run_tile(args, blocking, &tile);
                     tile.out_x += tile.pixels;
                     sums += tile.pixels * tile_lanes;

@@ -67,16 +67,23 @@ double qk_measure_peak_gmacs_impl(double seconds);
 // so one microkernel call streams its weights strictly sequentially. The 64-byte unit holds
 // lanes x 4 weights in the path's own arrangement, zero where the output channel or the input channel
 // does not exist: a zero weight makes the over-read input bytes of a partial chunk contribute exactly 0.
+//
+// Dense mode, for groups of few input channels (the 3-channel stem): 9 taps x 3 channels would take 9
+// chunks of which a quarter is padding, and the per-tap setup would dominate. Instead the driver copies
+// each output pixel's 3x3 window into one contiguous row (im2col, 9 * in_per_group bytes), and the
+// weights are packed as a single "tap" whose chunks run over (tap, channel) pairs: 7 chunks for the stem.
 typedef struct qk_conv_blocking {
     int32_t lanes;             // output channels per block
     int32_t blocks_per_group;  // ceil(out_per_group / lanes)
     int32_t blocks_per_tile;   // the last tile of a group may have fewer
     int32_t tiles_per_group;
-    int32_t chunks;            // ceil(in_per_group / 4)
+    int32_t taps;              // 9, or 1 in dense mode
+    int32_t chunks;            // per tap: ceil(in_per_group / 4), or ceil(9 * in_per_group / 4) in dense mode
 } qk_conv_blocking;
 
 enum { QK_PACK_UNIT_BYTES = 64 };
 
+int qk_conv_uses_dense_mode(const qk_conv_geometry *geo);
 qk_conv_blocking qk_conv_blocking_of(const qk_conv_geometry *geo, int32_t lanes, int32_t max_blocks_per_tile);
 size_t qk_conv_blocked_size(const qk_conv_geometry *geo, const qk_conv_blocking *blocking);
 // Lays out one unit from weights[lane][4] (int8, already zero padded).
@@ -86,7 +93,7 @@ void qk_conv_pack_blocked(const qk_conv_geometry *geo, const qk_conv_blocking *b
 // Start of tile `tile` of group `group` inside the packed weights.
 static inline const uint8_t *qk_conv_tile_weights(const void *packed, const qk_conv_blocking *b,
                                                   int32_t group, int32_t tile) {
-    const size_t block_bytes = (size_t)9 * (size_t)b->chunks * QK_PACK_UNIT_BYTES;
+    const size_t block_bytes = (size_t)b->taps * (size_t)b->chunks * QK_PACK_UNIT_BYTES;
     const size_t first_block = (size_t)group * (size_t)b->blocks_per_group + (size_t)tile * (size_t)b->blocks_per_tile;
     return (const uint8_t *)packed + first_block * block_bytes;
 }
@@ -99,10 +106,13 @@ enum { QK_MAX_TILE_PIXELS = 8, QK_MAX_TILE_LANES = 48 };
 // partial == NULL: all 9 taps at once, start from zero and store requantized bytes. Otherwise the call
 // is one slice: it starts from zero (first_tap == 0) or from partial[pixel][lane], and stores either the
 // sums back there or, on the last slice, the requantized bytes.
+// In dense mode im2col points at the first pixel's window row, the next pixel's is im2col_stride further.
 typedef struct qk_conv_tile {
     int32_t image, out_y, out_x, pixels, group, tile;
     int32_t first_tap, taps;
     int32_t *partial;
+    const uint8_t *im2col;
+    int32_t im2col_stride;
 } qk_conv_tile;
 
 typedef void (*qk_conv_tile_fn)(const qk_conv_args *args, const qk_conv_blocking *blocking,

@@ -22,6 +22,18 @@ QK_INLINE QK_TARGET_VNNI __m128i qk_requantize16(__m512i acc, __m512i bias, __m5
     return _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(t));
 }
 
+// The same up to the narrowing, for callers that accumulated the bias already and narrow with saturating
+// packs: int32 results, where the packs' saturation of negatives to 0 stands in for the clamp at 0.
+// round(min(t, 255)) saturated at 0 equals round(min(max(t, 0), 255)) because both bounds are integers
+// (rounding is monotonic and leaves integers alone); the float min must stay, as cvtps2dq cannot
+// represent values beyond 2^31.
+QK_INLINE QK_TARGET_VNNI __m512i qk_round_clamped16(__m512i acc_plus_bias, __m512 multiplier) {
+    __m512 t = _mm512_cvtepi32_ps(acc_plus_bias);
+    t = _mm512_mul_ps(t, multiplier);
+    t = _mm512_min_ps(t, _mm512_set1_ps(255.0f));
+    return _mm512_cvtps_epi32(t);
+}
+
 QK_INLINE QK_TARGET_VNNI __mmask16 qk_lane_mask16(int32_t valid) {
     return valid >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << valid) - 1);
 }
