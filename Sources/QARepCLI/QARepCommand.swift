@@ -1,0 +1,48 @@
+// `qarep`: turn a trained checkpoint into a calibrated INT8 model, inspect it, classify and evaluate with it.
+// Every command exits 0 on success and otherwise prints one line, "qarep: error: ...", to stderr.
+import ArgumentParser
+import Foundation
+import QARep
+import QARepOffline
+
+@main
+struct QARepCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "qarep",
+        abstract: "QARep offline tool: import, fuse, calibrate and export INT8 RepVGG-family models; classify and evaluate.",
+        version: "0.1.0",
+        subcommands: [Quantize.self, Fuse.self, Classify.self, Evaluate.self, Inspect.self, ExportONNX.self]
+    )
+}
+
+/// Runs a command body and turns any error into the one-line message and a non-zero exit code.
+func reportingErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let exit as ExitCode {
+        throw exit
+    } catch {
+        FileHandle.standardError.write(Data("qarep: error: \(oneLine(error))\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+func oneLine(_ error: Error) -> String {
+    String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " ")
+}
+
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+func writeFile(_ bytes: [UInt8], to path: String) throws {
+    guard FileManager.default.createFile(atPath: path, contents: Data(bytes)) else {
+        throw CLIError("cannot write \(path)")
+    }
+}
+
+func printJSON(_ object: [String: Any]) throws {
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+}

@@ -1,0 +1,123 @@
+import ArgumentParser
+import Foundation
+import QARep
+import QARepOffline
+
+struct Quantize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Calibrate a checkpoint on a folder of images (or a .npy array) and write the INT8 model.")
+
+    @Argument(help: "Training or fused checkpoint (.safetensors, .pth, .pt).")
+    var checkpoint: String
+
+    @Option(help: "Calibration images: a folder of JPEG/PNG (recursive) or a float32 NCHW .npy file.")
+    var calib: String
+
+    @Option(help: "Activation calibration: minmax, percentile, mse, entropy.")
+    var method: String = "mse"
+
+    @Option(help: "Percentile for --method percentile.")
+    var percentile: Double = 99.99
+
+    @Option(name: .customLong("weight-method"), help: "Weight scales per output channel: maxabs or mse.")
+    var weightMethod: String = "maxabs"
+
+    @Option(help: "Use at most this many calibration images (evenly spaced over the folder).")
+    var count: Int?
+
+    @Option(help: "Fraction of the calibration images held aside to measure INT8-vs-FP32 agreement.")
+    var holdout: Double = 0.2
+
+    @Option(help: "Threads for the INT8 check (0 = all CPUs).")
+    var threads: Int = 0
+
+    @Flag(name: .customLong("skip-bad"), help: "Skip and count undecodable images instead of failing.")
+    var skipBad = false
+
+    @Option(help: "Write the calibration report (JSON) here; default MODEL.report.json.")
+    var report: String?
+
+    @Option(name: .shortAndLong, help: "Output INT8 model file.")
+    var output: String
+
+    @OptionGroup var importFlags: ImportFlags
+
+    func run() throws {
+        try reportingErrors {
+            let importOptions = try importFlags.importOptions()
+            guard let activation = ActivationCalibrationMethod(rawValue: method) else {
+                throw CLIError("--method must be minmax, percentile, mse or entropy, got '\(method)'")
+            }
+            guard let weights = WeightCalibrationMethod(rawValue: weightMethod) else {
+                throw CLIError("--weight-method must be maxabs or mse, got '\(weightMethod)'")
+            }
+            let network = try importCheckpoint(path: checkpoint, options: importOptions)
+            let data = try CalibrationData.load(path: calib, inputHeight: network.inputHeight, inputWidth: network.inputWidth,
+                                                preprocessing: network.preprocessing, limit: count, skipBad: skipBad)
+            for skipped in data.skipped { FileHandle.standardError.write(Data("qarep: skipped \(skipped)\n".utf8)) }
+            var options = CalibrationOptions()
+            options.method = activation
+            options.percentile = percentile
+            options.weightMethod = weights
+            options.holdoutFraction = holdout
+            options.threads = threads
+            options.skipBadImages = skipBad
+            options.producer = "qarep quantize (qarep \(QARepCommand.configuration.version))"
+            let progress = ProgressReporter(label: "calibrating")
+            let (model, calibrationReport) = try calibrateAndQuantize(network: network, calibration: data, options: options,
+                                                                      progress: { progress.update(done: $0, total: $1) })
+            try writeFile(try model.serialized(), to: output)
+            let reportPath = report ?? output + ".report.json"
+            try writeFile(Array(try calibrationReport.jsonString().utf8), to: reportPath)
+            var summary = "wrote \(output) (\(model.convs.count) conv layers, \(model.numClasses) classes, method \(method))"
+            if let holdout = calibrationReport.holdout {
+                summary += String(format: "; hold-out %d images: INT8-vs-FP32 top-1 agreement %.2f%%, mean logit cosine %.5f",
+                                  holdout.images, holdout.top1Agreement * 100, holdout.meanLogitCosine)
+            }
+            print(summary)
+            print("report: \(reportPath)")
+        }
+    }
+}
+
+struct Fuse: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fuse a training checkpoint into FP32 deploy weights (safetensors, RepVGG deploy key names).")
+
+    @Argument(help: "Training or fused checkpoint (.safetensors, .pth, .pt).")
+    var checkpoint: String
+
+    @Option(name: .shortAndLong, help: "Output .safetensors file.")
+    var output: String
+
+    @OptionGroup var importFlags: ImportFlags
+
+    func run() throws {
+        try reportingErrors {
+            let (network, report) = try importCheckpointWithReport(path: checkpoint, options: try importFlags.importOptions())
+            try writeFusedCheckpoint(network, path: output)
+            print(report.layerListing)
+            print("wrote \(output)")
+        }
+    }
+}
+
+struct ExportONNX: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export-onnx",
+        abstract: "Write an INT8 model as an ONNX QDQ graph (opset 13) with exactly its integers and scales.")
+
+    @Argument(help: "INT8 model file.")
+    var model: String
+
+    @Option(name: .shortAndLong, help: "Output .onnx file.")
+    var output: String
+
+    func run() throws {
+        try reportingErrors {
+            let loaded = try Model(contentsOfFile: model)
+            try writeFile(try exportONNX(loaded.description), to: output)
+            print("wrote \(output)")
+        }
+    }
+}
