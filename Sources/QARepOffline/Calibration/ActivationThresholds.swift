@@ -83,6 +83,8 @@ func mseThreshold(_ histogram: ActivationHistogram) -> Double {
 
 /// Bins of the entropy method's reference histogram over [0, max], as TensorRT and pytorch-quantization use.
 let entropyBins = 2048
+/// Smallest candidate threshold, in reference bins (pytorch-quantization's start_bin).
+let entropyFirstCandidate = 128
 
 func entropyThreshold(_ histogram: ActivationHistogram) -> Double {
     let maxValue = Double(histogram.maxValue)
@@ -97,35 +99,37 @@ func entropyThreshold(_ histogram: ActivationHistogram) -> Double {
     let quantizedBins = activationLevels
     var bestCut = entropyBins
     var bestDivergence = Double.infinity
-    var clipped = [Double](repeating: 0, count: entropyBins)
-    var expanded = [Double](repeating: 0, count: entropyBins)
+    var candidate = [Double](repeating: 0, count: entropyBins)
     var outliers = reference.reduce(0, +)
-    for index in 0..<quantizedBins { outliers -= reference[index] }
-    for cut in quantizedBins...entropyBins {
-        // P: the first `cut` bins with everything above folded into the last one.
-        for index in 0..<cut { clipped[index] = reference[index] }
-        clipped[cut - 1] += outliers
-        if cut < entropyBins { outliers -= reference[cut] }
-        // Q: P merged into 256 chunks, each chunk's mass spread evenly over its non-empty bins.
+    for index in 0..<entropyFirstCandidate { outliers -= reference[index] }
+    for cut in entropyFirstCandidate...entropyBins {
+        // Q: the unclipped first `cut` bins merged into 256 chunks, each chunk's mass spread evenly over its
+        // non-empty bins; P: the same bins with everything above folded into the last one. The folded mass is
+        // what Q misses, so thresholds that clip much are penalized (TensorRT, pytorch-quantization).
         for chunk in 0..<quantizedBins {
             let start = chunk * cut / quantizedBins, stop = (chunk + 1) * cut / quantizedBins
             var mass = 0.0, nonEmpty = 0
-            for index in start..<stop where clipped[index] > 0 {
-                mass += clipped[index]
+            for index in start..<stop where reference[index] > 0 {
+                mass += reference[index]
                 nonEmpty += 1
             }
             let share = nonEmpty > 0 ? mass / Double(nonEmpty) : 0
-            for index in start..<stop { expanded[index] = clipped[index] > 0 ? share : 0 }
+            for index in start..<stop { candidate[index] = reference[index] > 0 ? share : 0 }
         }
-        var totalP = 0.0, totalQ = 0.0
-        for index in 0..<cut {
-            totalP += clipped[index]
-            totalQ += expanded[index]
-        }
+        var totalQ = 0.0
+        for index in 0..<cut { totalQ += candidate[index] }
+        let totalP = totalQ + outliers
+        defer { if cut < entropyBins { outliers -= reference[cut] } }
         guard totalP > 0, totalQ > 0 else { continue }
         var divergence = 0.0
-        for index in 0..<cut where clipped[index] > 0 {
-            let p = clipped[index] / totalP, q = expanded[index] / totalQ
+        for index in 0..<cut {
+            let p = (reference[index] + (index == cut - 1 ? outliers : 0)) / totalP
+            guard p > 0 else { continue }
+            let q = candidate[index] / totalQ
+            if q == 0 {
+                divergence = .infinity
+                break
+            }
             divergence += p * log(p / q)
         }
         if divergence < bestDivergence {

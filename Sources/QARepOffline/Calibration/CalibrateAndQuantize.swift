@@ -72,8 +72,9 @@ public func calibrateAndQuantize(network: FusedNetwork, calibration: Calibration
     let started = Date()
     var histograms = [ActivationHistogram](repeating: ActivationHistogram(), count: network.convs.count)
     var poolHistogram = ActivationHistogram()
+    let workspace = FP32ForwardWorkspace()
     try forEachBatch(calibrationSet, size: options.batchSize) { pixels, count, done in
-        _ = try forward.logits(pixels: pixels, count: count) { site, values in
+        _ = try forward.logits(pixels: pixels, count: count, workspace: workspace) { site, values in
             switch site {
             case .conv(let index): histograms[index].add(values)
             case .pool: poolHistogram.add(values)
@@ -152,8 +153,9 @@ func compareWithRuntime(model: Model, forward: FP32Forward, data: CalibrationDat
     let classes = model.numClasses
     var agreeing = 0
     var cosineSum = 0.0, cosineMin = 1.0
+    let workspace = FP32ForwardWorkspace()
     try forEachBatch(data, size: batchSize) { pixels, count, done in
-        let reference = try forward.logits(pixels: pixels, count: count)
+        let reference = try forward.logits(pixels: pixels, count: count, workspace: workspace)
         let quantized: [Float]
         do {
             quantized = try session.run(images: pixels, batch: count)

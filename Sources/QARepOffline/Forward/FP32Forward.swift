@@ -63,7 +63,8 @@ public struct FP32Forward: Sendable {
 
     /// Logits [count][numClasses] for `count` images given as uint8 HWC RGB pixels (input size of the network),
     /// normalized exactly as docs/model-format.md says: (pixel / 255 - mean) / std.
-    public func logits(pixels: UnsafeBufferPointer<UInt8>, count: Int, observer: ActivationObserver? = nil) throws -> [Float] {
+    public func logits(pixels: UnsafeBufferPointer<UInt8>, count: Int, workspace: FP32ForwardWorkspace? = nil,
+                       observer: ActivationObserver? = nil) throws -> [Float] {
         let plane = network.inputHeight * network.inputWidth
         guard count > 0, pixels.count == count * plane * 3 else {
             throw ForwardError("expected \(count) images of \(plane * 3) bytes, got \(pixels.count) bytes")
@@ -83,11 +84,12 @@ public struct FP32Forward: Sendable {
                 }
             }
         }
-        return try run(channelMajorInput: &input, count: count, observer: observer)
+        return try run(channelMajorInput: &input, count: count, workspace: workspace, observer: observer)
     }
 
     /// Logits [count][numClasses] for already-normalized NCHW float input.
-    public func logits(nchw: [Float], count: Int, observer: ActivationObserver? = nil) throws -> [Float] {
+    public func logits(nchw: [Float], count: Int, workspace: FP32ForwardWorkspace? = nil,
+                       observer: ActivationObserver? = nil) throws -> [Float] {
         let plane = network.inputHeight * network.inputWidth
         guard count > 0, nchw.count == count * plane * 3 else {
             throw ForwardError("expected \(count) x 3 x \(network.inputHeight) x \(network.inputWidth) floats, got \(nchw.count)")
@@ -99,20 +101,25 @@ public struct FP32Forward: Sendable {
                 input[to..<(to + plane)] = nchw[from..<(from + plane)]
             }
         }
-        return try run(channelMajorInput: &input, count: count, observer: observer)
+        return try run(channelMajorInput: &input, count: count, workspace: workspace, observer: observer)
     }
 
-    private func run(channelMajorInput: inout [Float], count: Int, observer: ActivationObserver?) throws -> [Float] {
-        var activation = channelMajorInput
+    private func run(channelMajorInput: inout [Float], count: Int, workspace: FP32ForwardWorkspace?,
+                     observer: ActivationObserver?) throws -> [Float] {
+        let workspace = workspace ?? FP32ForwardWorkspace()
+        var current = workspace.buffer(0, count: channelMajorInput.count)
+        _ = channelMajorInput.withUnsafeBufferPointer { current.initialize(fromContentsOf: $0) }
         var height = network.inputHeight, width = network.inputWidth
-        var columns: [Float] = []
         for (index, conv) in network.convs.enumerated() {
             let outHeight = layerHeights[index], outWidth = layerWidths[index]
-            var output = [Float](repeating: 0, count: conv.outChannels * count * outHeight * outWidth)
-            convolve(conv, input: activation, count: count, height: height, width: width,
-                     outHeight: outHeight, outWidth: outWidth, columns: &columns, output: &output)
-            if let observer { output.withUnsafeBufferPointer { observer(.conv(index), $0) } }
-            activation = output
+            let inPerGroup = conv.inChannels / conv.groups
+            let spatial = count * outHeight * outWidth
+            let output = workspace.buffer(index % 2 == 0 ? 1 : 0, count: conv.outChannels * spatial)
+            let columns = workspace.buffer(2, count: inPerGroup * 9 * spatial)
+            convolve(conv, input: UnsafeBufferPointer(current), count: count, height: height, width: width,
+                     outHeight: outHeight, outWidth: outWidth, columns: columns, output: output)
+            if let observer { observer(.conv(index), UnsafeBufferPointer(output)) }
+            current = output
             height = outHeight
             width = outWidth
         }
@@ -120,14 +127,12 @@ public struct FP32Forward: Sendable {
         let plane = height * width
         // pooled [count][channels], ready as the GEMM's row-major A.
         var pooled = [Float](repeating: 0, count: count * channels)
-        activation.withUnsafeBufferPointer { source in
-            for channel in 0..<channels {
-                for image in 0..<count {
-                    var sum: Float = 0
-                    let base = (channel * count + image) * plane
-                    for index in 0..<plane { sum += source[base + index] }
-                    pooled[image * channels + channel] = sum / Float(plane)
-                }
+        for channel in 0..<channels {
+            for image in 0..<count {
+                var sum: Float = 0
+                let base = (channel * count + image) * plane
+                for index in 0..<plane { sum += current[base + index] }
+                pooled[image * channels + channel] = sum / Float(plane)
             }
         }
         if let observer { pooled.withUnsafeBufferPointer { observer(.pool, $0) } }
@@ -141,42 +146,50 @@ public struct FP32Forward: Sendable {
         return logits
     }
 
-    private func convolve(_ conv: FusedConv, input: [Float], count: Int, height: Int, width: Int,
-                          outHeight: Int, outWidth: Int, columns: inout [Float], output: inout [Float]) {
+    private func convolve(_ conv: FusedConv, input: UnsafeBufferPointer<Float>, count: Int, height: Int, width: Int,
+                          outHeight: Int, outWidth: Int, columns: UnsafeMutableBufferPointer<Float>,
+                          output: UnsafeMutableBufferPointer<Float>) {
         let inPerGroup = conv.inChannels / conv.groups, outPerGroup = conv.outChannels / conv.groups
         let depth = inPerGroup * 9
         let spatial = count * outHeight * outWidth
-        if columns.count < depth * spatial { columns = [Float](repeating: 0, count: depth * spatial) }
-        let stride = conv.stride
+        guard let inputBase = input.baseAddress, let columnBase = columns.baseAddress, let outputBase = output.baseAddress else { return }
         for group in 0..<conv.groups {
-            input.withUnsafeBufferPointer { source in
-                columns.withUnsafeMutableBufferPointer { target in
-                    guard let sourceBase = source.baseAddress, let targetBase = target.baseAddress else { return }
-                    let shape = ColumnShape(channelOffset: group * inPerGroup, rows: depth, count: count, height: height,
-                                            width: width, outHeight: outHeight, outWidth: outWidth, stride: stride)
-                    fillColumns(shape, source: SendablePointer(sourceBase), target: SendableMutablePointer(targetBase))
-                }
-            }
-            let weightOffset = group * outPerGroup * depth
-            let outputOffset = group * outPerGroup * spatial
+            let shape = ColumnShape(channelOffset: group * inPerGroup, rows: depth, count: count, height: height,
+                                    width: width, outHeight: outHeight, outWidth: outWidth, stride: conv.stride)
+            fillColumns(shape, source: SendablePointer(inputBase), target: SendableMutablePointer(columnBase))
             conv.weight.withUnsafeBufferPointer { weights in
-                columns.withUnsafeBufferPointer { cols in
-                    output.withUnsafeMutableBufferPointer { out in
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(outPerGroup), Int32(spatial), Int32(depth),
-                                    1, weights.baseAddress.map { $0 + weightOffset }, Int32(depth),
-                                    cols.baseAddress, Int32(spatial), 0,
-                                    out.baseAddress.map { $0 + outputOffset }, Int32(spatial))
-                    }
-                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(outPerGroup), Int32(spatial), Int32(depth),
+                            1, weights.baseAddress.map { $0 + group * outPerGroup * depth }, Int32(depth),
+                            columnBase, Int32(spatial), 0, outputBase + group * outPerGroup * spatial, Int32(spatial))
             }
         }
-        output.withUnsafeMutableBufferPointer { out in
-            for channel in 0..<conv.outChannels {
-                let bias = conv.bias[channel]
-                let base = channel * spatial
-                for index in base..<(base + spatial) { out[index] = max(out[index] + bias, 0) }
-            }
+        for channel in 0..<conv.outChannels {
+            let bias = conv.bias[channel]
+            let base = channel * spatial
+            for index in base..<(base + spatial) { output[index] = max(output[index] + bias, 0) }
         }
+    }
+}
+
+/// Reusable activation and im2col buffers, so that a calibration loop does not allocate (and page-fault in)
+/// tens of megabytes per layer and batch. One workspace serves one thread at a time.
+public final class FP32ForwardWorkspace {
+    private var buffers: [UnsafeMutableBufferPointer<Float>] = []
+
+    public init() {}
+
+    /// Buffer `slot`, at least `count` floats; contents are unspecified.
+    func buffer(_ slot: Int, count: Int) -> UnsafeMutableBufferPointer<Float> {
+        while buffers.count <= slot { buffers.append(UnsafeMutableBufferPointer(start: nil, count: 0)) }
+        if buffers[slot].count < count {
+            buffers[slot].deallocate()
+            buffers[slot] = UnsafeMutableBufferPointer<Float>.allocate(capacity: count)
+        }
+        return UnsafeMutableBufferPointer(rebasing: buffers[slot][0..<count])
+    }
+
+    deinit {
+        for buffer in buffers { buffer.deallocate() }
     }
 }
 
