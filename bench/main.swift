@@ -32,10 +32,8 @@ func peakResidentMegabytes() -> Double {
     return Double(usage.ru_maxrss) / 1024  // Linux reports kilobytes
 }
 
-let kernelsByName: [String: (api: qarep_kernel, path: qk_path)] = [
-    "scalar": (QAREP_KERNEL_SCALAR, QK_PATH_SCALAR),
-    "avx2": (QAREP_KERNEL_AVX2, QK_PATH_AVX2),
-    "avx512vnni": (QAREP_KERNEL_AVX512VNNI, QK_PATH_AVX512VNNI),
+let kernelsByName: [String: qarep_kernel] = [
+    "scalar": QAREP_KERNEL_SCALAR, "avx2": QAREP_KERNEL_AVX2, "avx512vnni": QAREP_KERNEL_AVX512VNNI,
 ]
 
 /// How long the peak measurement runs; long enough for the core to reach its sustained clock.
@@ -88,7 +86,7 @@ func runBenchmark(_ options: BenchOptions) throws {
     var sessionOptions = qarep_session_options_default()
     sessionOptions.num_threads = Int32(options.threads)
     sessionOptions.max_batch = Int32(options.batch)
-    if let kernel = options.kernel, let entry = kernelsByName[kernel] { sessionOptions.kernel = entry.api }
+    if let kernel = options.kernel, let requested = kernelsByName[kernel] { sessionOptions.kernel = requested }
     var session: OpaquePointer?
     try check(qarep_session_create(model, &sessionOptions, &session), "qarep_session_create")
     defer { qarep_session_destroy(session) }
