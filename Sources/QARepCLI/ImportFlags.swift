@@ -23,6 +23,15 @@ struct ImportFlags: ParsableArguments {
     @Option(help: "A file with one class label per line.")
     var labels: String?
 
+    @Option(name: .customLong("stem-stride"), help: "Stride of the first block (default: 1 for inputs of at most 64 px, else 2).")
+    var stemStride: Int?
+
+    @Option(help: "Every block's stride, comma-separated, overriding the inferred ones.")
+    var strides: String?
+
+    @Flag(name: .customLong("avgpool-branch"), help: "Blocks have YOLOv6 QARepVGGBlockV2's parameter-free 3x3 average-pool branch.")
+    var averagePoolBranch = false
+
     func importOptions() throws -> ImportOptions {
         var options = ImportOptions()
         guard bnEps.isFinite, bnEps > 0 else { throw CLIError("--bn-eps must be a positive number") }
@@ -39,6 +48,18 @@ struct ImportFlags: ParsableArguments {
             }
             options.labels = text.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
         }
+        if let stemStride {
+            guard stemStride == 1 || stemStride == 2 else { throw CLIError("--stem-stride must be 1 or 2") }
+            options.stemStride = stemStride
+        }
+        if let strides {
+            let values = strides.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !values.isEmpty, values.count == strides.split(separator: ",").count, values.allSatisfy({ $0 == 1 || $0 == 2 }) else {
+                throw CLIError("--strides must be a comma-separated list of 1s and 2s, got '\(strides)'")
+            }
+            options.blockStrides = values
+        }
+        options.averagePoolBranch = averagePoolBranch
         return options
     }
 }
