@@ -137,6 +137,12 @@ static void build_window_rows(const qk_conv_args *args, const qk_conv_tile *tile
     }
 }
 
+// Pixel tile `index` of a row: the first `wider` tiles get one pixel more.
+static void place_row_tile(int32_t index, int32_t base_pixels, int32_t wider, qk_conv_tile *tile) {
+    tile->out_x = index * base_pixels + (index < wider ? index : wider);
+    tile->pixels = base_pixels + (index < wider ? 1 : 0);
+}
+
 void qk_conv3x3_tiled(const qk_conv_args *args, const qk_conv_blocking *blocking, int32_t max_pixels,
                       size_t slice_bytes, qk_conv_tile_fn run_tile) {
     const qk_conv_geometry *geo = &args->geo;
@@ -147,47 +153,56 @@ void qk_conv3x3_tiled(const qk_conv_args *args, const qk_conv_blocking *blocking
     if (taps_per_slice < 1) taps_per_slice = 1;
     if (taps_per_slice > blocking->taps) taps_per_slice = blocking->taps;
     const int dense = blocking->taps == 1;
+    // A work item is a band of output rows of one image for one channel tile. Narrow rows are banded
+    // together so that a segment still has up to QK_SEGMENT_TILES pixel tiles sharing each weight slice
+    // (a 7x7 layer: 7 rows of one tile each).
+    const int32_t band_rows = row_tiles >= QK_SEGMENT_TILES ? 1 : QK_SEGMENT_TILES / row_tiles;
+    const int32_t bands = (geo->out_h + band_rows - 1) / band_rows;
     // Channel tiles outermost: consecutive work items of one thread reuse the same packed weights,
     // which matter more than the input rows once the weights outgrow L1 (deep, narrow layers).
-    const int64_t rows = (int64_t)args->batch * geo->out_h;
-    const int64_t items = (int64_t)geo->groups * blocking->tiles_per_group * rows;
+    const int64_t image_bands = (int64_t)args->batch * bands;
+    const int64_t items = (int64_t)geo->groups * blocking->tiles_per_group * image_bands;
 #pragma omp parallel for num_threads(args->threads) schedule(static) if (args->threads > 1)
     for (int64_t item = 0; item < items; item++) {
-        // Sums of one row segment between tap slices: [pixel][lane of the tile].
+        // Sums of one segment between tap slices: [pixel][lane of the tile].
         int32_t partial[QK_SEGMENT_PIXELS * QK_MAX_TILE_LANES] __attribute__((aligned(64)));
         // Window rows of one segment in dense mode, plus room for the last row's copies.
         uint8_t windows[QK_SEGMENT_PIXELS * QK_DENSE_ROW_BYTES + QK_WINDOW_COPY_SLACK] __attribute__((aligned(64)));
-        const int64_t channel_tile = item / rows, row = item % rows;
+        const int64_t channel_tile = item / image_bands, image_band = item % image_bands;
         qk_conv_tile tile;
         tile.group = (int32_t)(channel_tile / blocking->tiles_per_group);
         tile.tile = (int32_t)(channel_tile % blocking->tiles_per_group);
-        tile.image = (int32_t)(row / geo->out_h);
-        tile.out_y = (int32_t)(row % geo->out_h);
+        tile.image = (int32_t)(image_band / bands);
+        tile.im2col_stride = QK_DENSE_ROW_BYTES;
+        const int32_t first_row = (int32_t)(image_band % bands) * band_rows;
+        const int32_t end_row = first_row + band_rows < geo->out_h ? first_row + band_rows : geo->out_h;
         const int32_t tile_lanes = blocking->blocks_per_tile * blocking->lanes;
-        for (int32_t first_row_tile = 0; first_row_tile < row_tiles; first_row_tile += QK_SEGMENT_TILES) {
-            const int32_t segment_end = first_row_tile + QK_SEGMENT_TILES < row_tiles ? first_row_tile + QK_SEGMENT_TILES
-                                                                                      : row_tiles;
-            const int32_t segment_x =
-                first_row_tile * base_pixels + (first_row_tile < wider_tiles ? first_row_tile : wider_tiles);
+        // Pixel tiles of the band, numbered row by row, taken QK_SEGMENT_TILES at a time.
+        const int32_t first_tile = first_row * row_tiles, end_tile = end_row * row_tiles;
+        for (int32_t segment = first_tile; segment < end_tile; segment += QK_SEGMENT_TILES) {
+            const int32_t segment_end = segment + QK_SEGMENT_TILES < end_tile ? segment + QK_SEGMENT_TILES : end_tile;
             if (dense) {
-                const int32_t segment_pixels =
-                    segment_end * base_pixels + (segment_end < wider_tiles ? segment_end : wider_tiles) - segment_x;
-                tile.out_x = segment_x;
-                build_window_rows(args, &tile, segment_pixels, windows);
+                uint8_t *rows = windows;
+                for (int32_t t = segment; t < segment_end; t++) {
+                    tile.out_y = t / row_tiles;
+                    place_row_tile(t % row_tiles, base_pixels, wider_tiles, &tile);
+                    build_window_rows(args, &tile, tile.pixels, rows);
+                    rows += (size_t)tile.pixels * QK_DENSE_ROW_BYTES;
+                }
             }
             for (int32_t first_tap = 0; first_tap < blocking->taps; first_tap += taps_per_slice) {
                 tile.first_tap = first_tap;
                 tile.taps = blocking->taps - first_tap < taps_per_slice ? blocking->taps - first_tap : taps_per_slice;
-                tile.out_x = segment_x;
                 int32_t *sums = partial;
-                for (int32_t t = first_row_tile; t < segment_end; t++) {
-                    tile.pixels = base_pixels + (t < wider_tiles ? 1 : 0);
+                const uint8_t *rows = windows;
+                for (int32_t t = segment; t < segment_end; t++) {
+                    tile.out_y = t / row_tiles;
+                    place_row_tile(t % row_tiles, base_pixels, wider_tiles, &tile);
                     tile.partial = taps_per_slice < blocking->taps ? sums : NULL;
-                    tile.im2col = dense ? windows + (size_t)(tile.out_x - segment_x) * QK_DENSE_ROW_BYTES : NULL;
-                    tile.im2col_stride = QK_DENSE_ROW_BYTES;
+                    tile.im2col = dense ? rows : NULL;
                     run_tile(args, blocking, &tile);
-                    tile.out_x += tile.pixels;
                     sums += tile.pixels * tile_lanes;
+                    rows += (size_t)tile.pixels * QK_DENSE_ROW_BYTES;
                 }
             }
         }

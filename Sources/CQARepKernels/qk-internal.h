@@ -136,6 +136,33 @@ static inline const uint8_t *qk_conv_tap_source(const qk_conv_args *args, const 
     return args->pad_value + first_channel;
 }
 
+// Input pointers of tap `tap` for the `pixels` output pixels of a tile (from their window rows in dense
+// mode). Inside the image the pixels are `stride * in_c` bytes apart, which needs one add per pixel;
+// only tiles touching the border pay for the per-pixel bounds checks.
+static inline __attribute__((always_inline)) void qk_conv_tile_sources(const qk_conv_args *args,
+                                                                       const qk_conv_tile *tile, const uint8_t *image,
+                                                                       int32_t first_channel, int32_t tap, int pixels,
+                                                                       const uint8_t **src) {
+    if (tile->im2col != NULL) {
+        for (int p = 0; p < pixels; p++) src[p] = tile->im2col + p * tile->im2col_stride;
+        return;
+    }
+    const qk_conv_geometry *geo = &args->geo;
+    const int32_t ky = tap / 3, kx = tap % 3;
+    const int32_t iy = tile->out_y * geo->stride + ky - 1;
+    const int32_t first_ix = tile->out_x * geo->stride + kx - 1;
+    const int32_t last_ix = first_ix + (pixels - 1) * geo->stride;
+    if ((uint32_t)iy < (uint32_t)geo->in_h && first_ix >= 0 && last_ix < geo->in_w) {
+        const uint8_t *first = image + ((size_t)iy * (size_t)geo->in_w + (size_t)first_ix) * (size_t)geo->in_c +
+                               (size_t)first_channel;
+        const size_t step = (size_t)geo->stride * (size_t)geo->in_c;
+        for (int p = 0; p < pixels; p++) src[p] = first + (size_t)p * step;
+        return;
+    }
+    for (int p = 0; p < pixels; p++)
+        src[p] = qk_conv_tap_source(args, image, tile->out_y, tile->out_x + p, ky, kx, first_channel);
+}
+
 static inline int32_t qk_load_u32(const uint8_t *p) {
     int32_t v;
     __builtin_memcpy(&v, p, sizeof v);

@@ -105,6 +105,7 @@ final class ConvKernelTests: XCTestCase {
             ConvCase(inH: 3, inW: 70, inC: 160, outC: 20, stride: 1, groups: 1, batch: 2),
             ConvCase(inH: 4, inW: 141, inC: 161, outC: 50, stride: 2, groups: 1, batch: 1),
             ConvCase(inH: 5, inW: 9, inC: 512, outC: 36, stride: 1, groups: 2, batch: 1),
+            ConvCase(inH: 3, inW: 20, inC: 1200, outC: 40, stride: 1, groups: 1, batch: 1),
         ]
         var coverage = RequantizeCoverage()
         var compared = Set<String>()
