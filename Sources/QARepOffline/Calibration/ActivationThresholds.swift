@@ -85,6 +85,8 @@ func mseThreshold(_ histogram: ActivationHistogram) -> Double {
 let entropyBins = 2048
 /// Smallest candidate threshold, in reference bins (pytorch-quantization's start_bin).
 let entropyFirstCandidate = 128
+/// Probability given to a bin that Q leaves empty but P does not.
+let entropySmoothing = 1e-4
 
 func entropyThreshold(_ histogram: ActivationHistogram) -> Double {
     let maxValue = Double(histogram.maxValue)
@@ -125,11 +127,10 @@ func entropyThreshold(_ histogram: ActivationHistogram) -> Double {
         for index in 0..<cut {
             let p = (reference[index] + (index == cut - 1 ? outliers : 0)) / totalP
             guard p > 0 else { continue }
-            let q = candidate[index] / totalQ
-            if q == 0 {
-                divergence = .infinity
-                break
-            }
+            // Folded outliers can land in a bin Q leaves empty; an infinite divergence would then reject every
+            // clipping threshold and leave the maximum. Smooth such bins to a small probability as MXNet's and
+            // ncnn's KL calibrators do.
+            let q = max(candidate[index] / totalQ, entropySmoothing)
             divergence += p * log(p / q)
         }
         if divergence < bestDivergence {
