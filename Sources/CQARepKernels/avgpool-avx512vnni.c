@@ -10,16 +10,15 @@ QK_TARGET_VNNI
 static void pool_step(int32_t pixels, int32_t channels, const uint8_t *image, int32_t first, float multiplier,
                       uint8_t *image_out) {
     const int32_t valid = channels - first < POOL_CHANNELS ? channels - first : POOL_CHANNELS;
-    const __mmask64 mask = valid == POOL_CHANNELS ? ~(__mmask64)0 : (((__mmask64)1 << valid) - 1);
+    __mmask16 masks[4];
+    for (int q = 0; q < 4; q++) masks[q] = valid > q * 16 ? qk_lane_mask16(valid - q * 16) : 0;
     const uint8_t *x = image + first;
     __m512i sum[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
                       _mm512_setzero_si512()};
     for (int32_t p = 0; p < pixels; p++) {
-        const __m512i bytes = _mm512_maskz_loadu_epi8(mask, x + (size_t)p * channels);
-        sum[0] = _mm512_add_epi32(sum[0], _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(bytes, 0)));
-        sum[1] = _mm512_add_epi32(sum[1], _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(bytes, 1)));
-        sum[2] = _mm512_add_epi32(sum[2], _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(bytes, 2)));
-        sum[3] = _mm512_add_epi32(sum[3], _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(bytes, 3)));
+        const uint8_t *pixel = x + (size_t)p * channels;
+        for (int q = 0; q < 4; q++)
+            sum[q] = _mm512_add_epi32(sum[q], _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(masks[q], pixel + q * 16)));
     }
     uint8_t *out = image_out + first;
     const __m512 m = _mm512_set1_ps(multiplier);
