@@ -24,10 +24,10 @@ static void pool_step(int32_t pixels, int32_t channels, const uint8_t *image, in
 void qk_global_avgpool_avx2(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
                             float multiplier, uint8_t *output, int32_t threads) {
     const int32_t steps = channels / POOL_CHANNELS + 1;  // the last step is the scalar tail, maybe empty
-    const int32_t items = batch * steps;
+    const int64_t items = (int64_t)batch * steps;
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (int32_t item = 0; item < items; item++) {
-        const int32_t n = item / steps, first = (item % steps) * POOL_CHANNELS;
+    for (int64_t item = 0; item < items; item++) {
+        const int32_t n = (int32_t)(item / steps), first = (int32_t)(item % steps) * POOL_CHANNELS;
         const uint8_t *image = input + (size_t)n * pixels * channels;
         uint8_t *out = output + (size_t)n * channels;
         if (first + POOL_CHANNELS > channels)

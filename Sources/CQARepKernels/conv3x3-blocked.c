@@ -96,11 +96,11 @@ void qk_fc_pack_blocked(int32_t in_c, int32_t out_c, int32_t lanes, const int8_t
 // Pixel tiles of a row are as even as possible (e.g. 14 -> 7 + 7, not 8 + 6), so rows whose width is a
 // multiple of 7 (every RepVGG width at 224 px) run only full-size microkernels.
 //
-// When a channel tile's weights outgrow L1 (deep layers: 9 taps x 48 chunks x 192 bytes = 83 KB at 192
-// input channels), every pixel tile would stream them again from L2. Instead the taps are cut into slices
-// whose weights fit the budget, and each slice visits all pixel tiles of a row segment, carrying the int32
-// sums between slices in a small per-thread buffer. The sums are exact integers, so slicing cannot change
-// a result.
+// Every pixel tile streams its channel tile's weights once (9 taps x 48 chunks x 192 bytes = 83 KB at 192
+// input channels). When they outgrow the path's budget (a cache level), the taps are cut into slices whose
+// weights fit, and each slice visits all pixel tiles of a segment (up to QK_SEGMENT_TILES tiles, possibly
+// over several rows), carrying the int32 sums between slices in a small per-thread buffer. The sums are
+// exact integers, so slicing cannot change a result.
 enum { QK_SEGMENT_TILES = 8, QK_SEGMENT_PIXELS = QK_SEGMENT_TILES * QK_MAX_TILE_PIXELS };
 
 // Dense mode: the 3x3 windows of `pixels` output pixels from out_x on, each as one row of
@@ -158,8 +158,8 @@ void qk_conv3x3_tiled(const qk_conv_args *args, const qk_conv_blocking *blocking
     // (a 7x7 layer: 7 rows of one tile each).
     const int32_t band_rows = row_tiles >= QK_SEGMENT_TILES ? 1 : QK_SEGMENT_TILES / row_tiles;
     const int32_t bands = (geo->out_h + band_rows - 1) / band_rows;
-    // Channel tiles outermost: consecutive work items of one thread reuse the same packed weights,
-    // which matter more than the input rows once the weights outgrow L1 (deep, narrow layers).
+    // Channel tiles outermost: consecutive work items of one thread reuse the same packed weights, which
+    // outweigh the input rows in deep, narrow layers.
     const int64_t image_bands = (int64_t)args->batch * bands;
     const int64_t items = (int64_t)geo->groups * blocking->tiles_per_group * image_bands;
 #pragma omp parallel for num_threads(args->threads) schedule(static) if (args->threads > 1)

@@ -33,11 +33,11 @@ static void conv_pixel(const qk_conv_args *args, const uint8_t *const tap[9], ui
 
 void qk_conv3x3_scalar(const qk_conv_args *args) {
     const qk_conv_geometry *geo = &args->geo;
-    const int32_t rows = args->batch * geo->out_h;
+    const int64_t rows = (int64_t)args->batch * geo->out_h;
 #pragma omp parallel for num_threads(args->threads) schedule(static) if (args->threads > 1)
-    for (int32_t row = 0; row < rows; row++) {
-        const int32_t n = row / geo->out_h;
-        const int32_t oy = row % geo->out_h;
+    for (int64_t row = 0; row < rows; row++) {
+        const int32_t n = (int32_t)(row / geo->out_h);
+        const int32_t oy = (int32_t)(row % geo->out_h);
         const uint8_t *image = args->input + (size_t)n * geo->in_h * geo->in_w * geo->in_c;
         uint8_t *out = args->output + ((size_t)n * geo->out_h + oy) * geo->out_w * geo->out_c;
         for (int32_t ox = 0; ox < geo->out_w; ox++) {

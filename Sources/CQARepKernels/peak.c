@@ -46,7 +46,7 @@ static double peak_avx512vnni(double seconds) {
             // Keeps the compiler from hoisting or merging iterations while costing nothing in the loop.
             __asm__ volatile("" : "+v"(acc[0]), "+v"(acc[6]));
         }
-        now = qk_best_burst(&best, 12.0 * QK_PEAK_INNER, &burst_start);
+        now = qk_best_burst(&best, 12.0 * (double)QK_PEAK_INNER, &burst_start);
     } while (now - start < seconds);
     __m512i total = acc[0];
     for (int i = 1; i < 12; i++) total = _mm512_add_epi32(total, acc[i]);
@@ -69,7 +69,7 @@ static double peak_avx2(double seconds) {
             for (int i = 0; i < 12; i++) acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(a, b));
             __asm__ volatile("" : "+x"(acc[0]), "+x"(acc[6]));
         }
-        now = qk_best_burst(&best, 12.0 * QK_PEAK_INNER, &burst_start);
+        now = qk_best_burst(&best, 12.0 * (double)QK_PEAK_INNER, &burst_start);
     } while (now - start < seconds);
     __m256i total = acc[0];
     for (int i = 1; i < 12; i++) total = _mm256_add_epi32(total, acc[i]);
@@ -89,7 +89,7 @@ static double peak_scalar(double seconds) {
             for (int i = 0; i < 8; i++) acc[i] += a * b;
             __asm__ volatile("" : "+r"(a), "+r"(b));
         }
-        now = qk_best_burst(&best, 8.0 * QK_PEAK_INNER, &burst_start);
+        now = qk_best_burst(&best, 8.0 * (double)QK_PEAK_INNER, &burst_start);
     } while (now - start < seconds);
     int32_t total = 0;
     for (int i = 0; i < 8; i++) total += acc[i];

@@ -103,9 +103,10 @@ enum { QK_MAX_TILE_PIXELS = 8, QK_MAX_TILE_LANES = 48 };
 
 // One microkernel call: `pixels` consecutive output pixels of one row, starting at out_x, times the
 // output channels of tile `tile` of group `group`, over taps [first_tap, first_tap + taps).
-// partial == NULL: all 9 taps at once, start from zero and store requantized bytes. Otherwise the call
-// is one slice: it starts from zero (first_tap == 0) or from partial[pixel][lane], and stores either the
-// sums back there or, on the last slice, the requantized bytes.
+// partial == NULL: all taps of the packing (9, or the one dense-mode tap) at once, then store the
+// requantized bytes. Otherwise the call is one slice: it starts afresh (first_tap == 0) or from the sums in
+// partial[pixel][lane] (lanes counted over a full tile), and stores either the sums back there or, on the
+// last slice, the requantized bytes.
 // In dense mode im2col points at the first pixel's window row, the next pixel's is im2col_stride further.
 typedef struct qk_conv_tile {
     int32_t image, out_y, out_x, pixels, group, tile;
