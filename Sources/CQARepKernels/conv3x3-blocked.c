@@ -156,12 +156,17 @@ void qk_conv3x3_tiled(const qk_conv_args *args, const qk_conv_blocking *blocking
     // A work item is a band of output rows of one image for one channel tile. Narrow rows are banded
     // together so that a segment still has up to QK_SEGMENT_TILES pixel tiles sharing each weight slice
     // (a 7x7 layer: 7 rows of one tile each).
-    const int32_t band_rows = row_tiles >= QK_SEGMENT_TILES ? 1 : QK_SEGMENT_TILES / row_tiles;
+    // Bands shrink again while they would leave threads idle (a 7x7 layer with one channel tile).
+    const int64_t channel_tiles = (int64_t)geo->groups * blocking->tiles_per_group;
+    int32_t band_rows = row_tiles >= QK_SEGMENT_TILES ? 1 : QK_SEGMENT_TILES / row_tiles;
+    while (band_rows > 1 &&
+           channel_tiles * args->batch * ((geo->out_h + band_rows - 1) / band_rows) < (int64_t)args->threads)
+        band_rows = (band_rows + 1) / 2;
     const int32_t bands = (geo->out_h + band_rows - 1) / band_rows;
     // Channel tiles outermost: consecutive work items of one thread reuse the same packed weights, which
     // outweigh the input rows in deep, narrow layers.
     const int64_t image_bands = (int64_t)args->batch * bands;
-    const int64_t items = (int64_t)geo->groups * blocking->tiles_per_group * image_bands;
+    const int64_t items = channel_tiles * image_bands;
 #pragma omp parallel for num_threads(args->threads) schedule(static) if (args->threads > 1)
     for (int64_t item = 0; item < items; item++) {
         // Sums of one segment between tap slices: [pixel][lane of the tile].
