@@ -14,21 +14,12 @@ enum { AVX2_LANES = 8, AVX2_MAX_PIXELS = 4, AVX2_MAX_BLOCKS = 3 };
 _Static_assert(AVX2_MAX_PIXELS <= QK_MAX_TILE_PIXELS && AVX2_MAX_BLOCKS * AVX2_LANES <= QK_MAX_TILE_LANES,
                "partial-sum buffer too small");
 
-// Weight bytes per tap slice (see conv3x3-blocked.c); AVX2 CPUs mostly have a 32 KB L1.
+// Weight bytes per tap slice (see blocked-driver.c); AVX2 CPUs mostly have a 32 KB L1.
 #ifndef QK_AVX2_SLICE_BYTES
 #define QK_AVX2_SLICE_BYTES 16384
 #endif
 
-static qk_conv_blocking avx2_blocking(const qk_conv_geometry *geo) {
-    return qk_conv_blocking_of(geo, AVX2_LANES, AVX2_MAX_BLOCKS);
-}
-
-size_t qk_conv3x3_packed_size_avx2(const qk_conv_geometry *geo) {
-    const qk_conv_blocking b = avx2_blocking(geo);
-    return qk_conv_blocked_size(geo, &b);
-}
-
-void qk_pack_unit_avx2(const int8_t weights[][4], int32_t lanes, uint8_t unit[QK_PACK_UNIT_BYTES]) {
+static void pack_unit_avx2(const int8_t weights[][4], int32_t lanes, uint8_t unit[QK_PACK_UNIT_BYTES]) {
     int16_t arranged[2][AVX2_LANES][2];
     memset(arranged, 0, sizeof arranged);
     for (int32_t lane = 0; lane < lanes && lane < AVX2_LANES; lane++) {
@@ -38,11 +29,6 @@ void qk_pack_unit_avx2(const int8_t weights[][4], int32_t lanes, uint8_t unit[QK
         }
     }
     memcpy(unit, arranged, sizeof arranged);
-}
-
-void qk_conv3x3_pack_avx2(const qk_conv_geometry *geo, const int8_t *weight_oihw, void *packed) {
-    const qk_conv_blocking b = avx2_blocking(geo);
-    qk_conv_pack_blocked(geo, &b, weight_oihw, packed, qk_pack_unit_avx2);
 }
 
 QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_blocking *b, const qk_conv_tile *tile,
@@ -126,19 +112,17 @@ AVX2_TILES_FOR_PIXELS(2)
 AVX2_TILES_FOR_PIXELS(3)
 AVX2_TILES_FOR_PIXELS(4)
 
-#define AVX2_ROW(P) {avx2_tile_##P##x1, avx2_tile_##P##x2, avx2_tile_##P##x3}
-static const qk_conv_tile_fn avx2_tiles[AVX2_MAX_PIXELS][AVX2_MAX_BLOCKS] = {
-    AVX2_ROW(1), AVX2_ROW(2), AVX2_ROW(3), AVX2_ROW(4),
+#define AVX2_ROW(P) avx2_tile_##P##x1, avx2_tile_##P##x2, avx2_tile_##P##x3
+static const qk_conv_tile_fn avx2_tiles[AVX2_MAX_PIXELS * AVX2_MAX_BLOCKS] = {
+    AVX2_ROW(1), AVX2_ROW(2), AVX2_ROW(3), AVX2_ROW(4)
 };
 
-static void avx2_run_tile(const qk_conv_args *args, const qk_conv_blocking *b, const qk_conv_tile *tile) {
-    int32_t blocks = b->blocks_per_group - tile->tile * b->blocks_per_tile;
-    if (blocks > b->blocks_per_tile) blocks = b->blocks_per_tile;
-    avx2_tiles[tile->pixels - 1][blocks - 1](args, b, tile);
-}
-
-void qk_conv3x3_avx2(const qk_conv_args *args) {
-    const qk_conv_blocking b = avx2_blocking(&args->geo);
-    qk_conv3x3_tiled(args, &b, AVX2_MAX_PIXELS, QK_AVX2_SLICE_BYTES, avx2_run_tile);
-}
+const qk_conv_microkernels qk_conv_microkernels_avx2 = {
+    .lanes = AVX2_LANES,
+    .max_pixels = AVX2_MAX_PIXELS,
+    .max_blocks = AVX2_MAX_BLOCKS,
+    .slice_bytes = QK_AVX2_SLICE_BYTES,
+    .pack_unit = pack_unit_avx2,
+    .tiles = avx2_tiles,
+};
 #endif

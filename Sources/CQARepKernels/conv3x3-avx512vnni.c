@@ -18,23 +18,9 @@ _Static_assert(VNNI_MAX_PIXELS <= QK_MAX_TILE_PIXELS && VNNI_MAX_BLOCKS * VNNI_L
 #define QK_VNNI_SLICE_BYTES 262144
 #endif
 
-static qk_conv_blocking vnni_blocking(const qk_conv_geometry *geo) {
-    return qk_conv_blocking_of(geo, VNNI_LANES, VNNI_MAX_BLOCKS);
-}
-
-size_t qk_conv3x3_packed_size_avx512vnni(const qk_conv_geometry *geo) {
-    const qk_conv_blocking b = vnni_blocking(geo);
-    return qk_conv_blocked_size(geo, &b);
-}
-
 // vpdpbusd wants lane l's four weights in dword l, which is the natural [lane][4] order.
-void qk_pack_unit_avx512vnni(const int8_t weights[][4], int32_t lanes, uint8_t unit[QK_PACK_UNIT_BYTES]) {
+static void pack_unit_vnni(const int8_t weights[][4], int32_t lanes, uint8_t unit[QK_PACK_UNIT_BYTES]) {
     memcpy(unit, weights, (size_t)lanes * 4);
-}
-
-void qk_conv3x3_pack_avx512vnni(const qk_conv_geometry *geo, const int8_t *weight_oihw, void *packed) {
-    const qk_conv_blocking b = vnni_blocking(geo);
-    qk_conv_pack_blocked(geo, &b, weight_oihw, packed, qk_pack_unit_avx512vnni);
 }
 
 QK_INLINE QK_TARGET_VNNI void vnni_tile(const qk_conv_args *args, const qk_conv_blocking *b, const qk_conv_tile *tile,
@@ -137,19 +123,17 @@ VNNI_TILES_FOR_PIXELS(6)
 VNNI_TILES_FOR_PIXELS(7)
 VNNI_TILES_FOR_PIXELS(8)
 
-#define VNNI_ROW(P) {vnni_tile_##P##x1, vnni_tile_##P##x2, vnni_tile_##P##x3}
-static const qk_conv_tile_fn vnni_tiles[VNNI_MAX_PIXELS][VNNI_MAX_BLOCKS] = {
-    VNNI_ROW(1), VNNI_ROW(2), VNNI_ROW(3), VNNI_ROW(4), VNNI_ROW(5), VNNI_ROW(6), VNNI_ROW(7), VNNI_ROW(8),
+#define VNNI_ROW(P) vnni_tile_##P##x1, vnni_tile_##P##x2, vnni_tile_##P##x3
+static const qk_conv_tile_fn vnni_tiles[VNNI_MAX_PIXELS * VNNI_MAX_BLOCKS] = {
+    VNNI_ROW(1), VNNI_ROW(2), VNNI_ROW(3), VNNI_ROW(4), VNNI_ROW(5), VNNI_ROW(6), VNNI_ROW(7), VNNI_ROW(8)
 };
 
-static void vnni_run_tile(const qk_conv_args *args, const qk_conv_blocking *b, const qk_conv_tile *tile) {
-    int32_t blocks = b->blocks_per_group - tile->tile * b->blocks_per_tile;
-    if (blocks > b->blocks_per_tile) blocks = b->blocks_per_tile;
-    vnni_tiles[tile->pixels - 1][blocks - 1](args, b, tile);
-}
-
-void qk_conv3x3_avx512vnni(const qk_conv_args *args) {
-    const qk_conv_blocking b = vnni_blocking(&args->geo);
-    qk_conv3x3_tiled(args, &b, VNNI_MAX_PIXELS, QK_VNNI_SLICE_BYTES, vnni_run_tile);
-}
+const qk_conv_microkernels qk_conv_microkernels_avx512vnni = {
+    .lanes = VNNI_LANES,
+    .max_pixels = VNNI_MAX_PIXELS,
+    .max_blocks = VNNI_MAX_BLOCKS,
+    .slice_bytes = QK_VNNI_SLICE_BYTES,
+    .pack_unit = pack_unit_vnni,
+    .tiles = vnni_tiles,
+};
 #endif

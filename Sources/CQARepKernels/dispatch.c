@@ -115,8 +115,8 @@ size_t qk_conv3x3_packed_size(qk_path path, const qk_conv_shape *shape) {
     const qk_conv_geometry geo = qk_conv_geometry_of(shape);
     switch (path) {
 #if QK_HAVE_X86
-    case QK_PATH_AVX2: return qk_conv3x3_packed_size_avx2(&geo);
-    case QK_PATH_AVX512VNNI: return qk_conv3x3_packed_size_avx512vnni(&geo);
+    case QK_PATH_AVX2: return qk_conv_blocked_packed_size(&geo, &qk_conv_microkernels_avx2);
+    case QK_PATH_AVX512VNNI: return qk_conv_blocked_packed_size(&geo, &qk_conv_microkernels_avx512vnni);
 #endif
     default: return qk_conv3x3_packed_size_scalar(&geo);
     }
@@ -127,8 +127,8 @@ void qk_conv3x3_pack(qk_path path, const qk_conv_shape *shape, const int8_t *wei
     const qk_conv_geometry geo = qk_conv_geometry_of(shape);
     switch (path) {
 #if QK_HAVE_X86
-    case QK_PATH_AVX2: qk_conv3x3_pack_avx2(&geo, weight_oihw, packed); return;
-    case QK_PATH_AVX512VNNI: qk_conv3x3_pack_avx512vnni(&geo, weight_oihw, packed); return;
+    case QK_PATH_AVX2: qk_conv_blocked_pack(&geo, &qk_conv_microkernels_avx2, weight_oihw, packed); return;
+    case QK_PATH_AVX512VNNI: qk_conv_blocked_pack(&geo, &qk_conv_microkernels_avx512vnni, weight_oihw, packed); return;
 #endif
     default: qk_conv3x3_pack_scalar(&geo, weight_oihw, packed); return;
     }
@@ -153,8 +153,8 @@ void qk_conv3x3_u8(qk_path path, const qk_conv_shape *shape, int32_t batch, cons
     };
     switch (path) {
 #if QK_HAVE_X86
-    case QK_PATH_AVX2: qk_conv3x3_avx2(&args); return;
-    case QK_PATH_AVX512VNNI: qk_conv3x3_avx512vnni(&args); return;
+    case QK_PATH_AVX2: qk_conv_blocked_run(&args, &qk_conv_microkernels_avx2); return;
+    case QK_PATH_AVX512VNNI: qk_conv_blocked_run(&args, &qk_conv_microkernels_avx512vnni); return;
 #endif
     default: qk_conv3x3_scalar(&args); return;
     }
@@ -186,8 +186,8 @@ size_t qk_fc_packed_size(qk_path path, int32_t in_c, int32_t out_c) {
     if (!fc_shape_is_valid(in_c, out_c) || !qk_path_supported(path)) return 0;
     switch (path) {
 #if QK_HAVE_X86
-    case QK_PATH_AVX2: return qk_fc_blocked_size(in_c, out_c, 8);
-    case QK_PATH_AVX512VNNI: return qk_fc_blocked_size(in_c, out_c, 16);
+    case QK_PATH_AVX2: return qk_fc_blocked_size(in_c, out_c, qk_conv_microkernels_avx2.lanes);
+    case QK_PATH_AVX512VNNI: return qk_fc_blocked_size(in_c, out_c, qk_conv_microkernels_avx512vnni.lanes);
 #endif
     default: return (size_t)in_c * (size_t)out_c;
     }
@@ -197,8 +197,10 @@ void qk_fc_pack(qk_path path, int32_t in_c, int32_t out_c, const int8_t *weight,
     if (!fc_shape_is_valid(in_c, out_c) || !qk_path_supported(path) || weight == NULL || packed == NULL) return;
     switch (path) {
 #if QK_HAVE_X86
-    case QK_PATH_AVX2: qk_fc_pack_blocked(in_c, out_c, 8, weight, packed, qk_pack_unit_avx2); return;
-    case QK_PATH_AVX512VNNI: qk_fc_pack_blocked(in_c, out_c, 16, weight, packed, qk_pack_unit_avx512vnni); return;
+    case QK_PATH_AVX2: qk_fc_pack_blocked(in_c, out_c, &qk_conv_microkernels_avx2, weight, packed); return;
+    case QK_PATH_AVX512VNNI:
+        qk_fc_pack_blocked(in_c, out_c, &qk_conv_microkernels_avx512vnni, weight, packed);
+        return;
 #endif
     default: qk_fc_pack_scalar(in_c, out_c, weight, packed); return;
     }

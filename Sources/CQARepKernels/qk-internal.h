@@ -83,13 +83,8 @@ typedef struct qk_conv_blocking {
 
 enum { QK_PACK_UNIT_BYTES = 64 };
 
-int qk_conv_uses_dense_mode(const qk_conv_geometry *geo);
-qk_conv_blocking qk_conv_blocking_of(const qk_conv_geometry *geo, int32_t lanes, int32_t max_blocks_per_tile);
-size_t qk_conv_blocked_size(const qk_conv_geometry *geo, const qk_conv_blocking *blocking);
 // Lays out one unit from weights[lane][4] (int8, already zero padded).
 typedef void (*qk_pack_unit_fn)(const int8_t weights[][4], int32_t lanes, uint8_t unit[QK_PACK_UNIT_BYTES]);
-void qk_conv_pack_blocked(const qk_conv_geometry *geo, const qk_conv_blocking *blocking,
-                          const int8_t *weight_oihw, void *packed, qk_pack_unit_fn pack_unit);
 // Start of tile `tile` of group `group` inside the packed weights.
 static inline const uint8_t *qk_conv_tile_weights(const void *packed, const qk_conv_blocking *b,
                                                   int32_t group, int32_t tile) {
@@ -119,11 +114,22 @@ typedef struct qk_conv_tile {
 typedef void (*qk_conv_tile_fn)(const qk_conv_args *args, const qk_conv_blocking *blocking,
                                 const qk_conv_tile *tile);
 
+// What a blocked SIMD path contributes: its block width, its unit arrangement and its microkernels,
+// one per tile size, tiles[(pixels - 1) * max_blocks + blocks - 1]. Everything else (packing order,
+// dense mode, tap slices, tiling of rows, threads) is shared, in blocked-driver.c.
+typedef struct qk_conv_microkernels {
+    int32_t lanes, max_pixels, max_blocks;
+    size_t slice_bytes;  // weight bytes one tap slice may span (see blocked-driver.c)
+    qk_pack_unit_fn pack_unit;
+    const qk_conv_tile_fn *tiles;
+} qk_conv_microkernels;
+
+size_t qk_conv_blocked_packed_size(const qk_conv_geometry *geo, const qk_conv_microkernels *kernels);
+void qk_conv_blocked_pack(const qk_conv_geometry *geo, const qk_conv_microkernels *kernels,
+                          const int8_t *weight_oihw, void *packed);
 // Runs the whole layer as tiles on args->threads threads; each output byte is produced by exactly one
-// thread, so results do not depend on the thread count. slice_bytes: the weight bytes one tap slice may
-// span (see conv3x3-blocked.c).
-void qk_conv3x3_tiled(const qk_conv_args *args, const qk_conv_blocking *blocking, int32_t max_pixels,
-                      size_t slice_bytes, qk_conv_tile_fn run_tile);
+// thread, so results do not depend on the thread count.
+void qk_conv_blocked_run(const qk_conv_args *args, const qk_conv_microkernels *kernels);
 
 // Where tap (ky, kx) of output pixel (out_y, out_x) reads its input channels from `first_channel` on:
 // the input pixel, or the padding values on the border.
@@ -172,24 +178,32 @@ static inline int32_t qk_load_u32(const uint8_t *p) {
 
 // Fully connected weights use the same units: [block of `lanes` outputs][chunk of 4 inputs][64 bytes].
 size_t qk_fc_blocked_size(int32_t in_c, int32_t out_c, int32_t lanes);
-void qk_fc_pack_blocked(int32_t in_c, int32_t out_c, int32_t lanes, const int8_t *weight, void *packed,
-                        qk_pack_unit_fn pack_unit);
+// The path's conv microkernels descriptor supplies the block width and the unit arrangement.
+void qk_fc_pack_blocked(int32_t in_c, int32_t out_c, const qk_conv_microkernels *kernels, const int8_t *weight,
+                        void *packed);
 
-// The unit arrangement each SIMD path multiplies with (see the path's file).
-void qk_pack_unit_avx512vnni(const int8_t weights[][4], int32_t lanes, uint8_t unit[QK_PACK_UNIT_BYTES]);
-void qk_pack_unit_avx2(const int8_t weights[][4], int32_t lanes, uint8_t unit[QK_PACK_UNIT_BYTES]);
+// One block of `lanes` logits of one image: a SIMD path's part of the fully connected head.
+typedef struct qk_fc_block {
+    int32_t chunks;            // ceil(in_c / 4)
+    int32_t outputs;           // logits of this block that exist (1..lanes)
+    const uint8_t *weights;    // the block's packed units
+    const uint8_t *input;      // the image's in_c bytes (+ readable slack)
+    const int32_t *bias;       // from this block's first output on
+    const float *multiplier;
+    float *logits;
+} qk_fc_block;
+typedef void (*qk_fc_block_fn)(const qk_fc_block *block);
+void qk_fc_blocked_run(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
+                       const float *multiplier, const uint8_t *input, float *logits, int32_t threads,
+                       int32_t lanes, qk_fc_block_fn run_block);
 
 // Channels [first, end) of one image's average pool; SIMD paths finish their channel tails with it.
 void qk_avgpool_channels_scalar(const uint8_t *image, int32_t pixels, int32_t channels, int32_t first,
                                 int32_t end, float multiplier, uint8_t *out);
 
 #if QK_HAVE_X86
-size_t qk_conv3x3_packed_size_avx512vnni(const qk_conv_geometry *geo);
-void qk_conv3x3_pack_avx512vnni(const qk_conv_geometry *geo, const int8_t *weight_oihw, void *packed);
-void qk_conv3x3_avx512vnni(const qk_conv_args *args);
-size_t qk_conv3x3_packed_size_avx2(const qk_conv_geometry *geo);
-void qk_conv3x3_pack_avx2(const qk_conv_geometry *geo, const int8_t *weight_oihw, void *packed);
-void qk_conv3x3_avx2(const qk_conv_args *args);
+extern const qk_conv_microkernels qk_conv_microkernels_avx512vnni;
+extern const qk_conv_microkernels qk_conv_microkernels_avx2;
 void qk_global_avgpool_avx512vnni(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
                                   float multiplier, uint8_t *output, int32_t threads);
 void qk_global_avgpool_avx2(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,

@@ -1,4 +1,5 @@
-// Packing and threading shared by the blocked SIMD conv paths (layout described in qk-internal.h).
+// Packing, tiling and threading shared by the blocked SIMD paths (conv layout described in qk-internal.h,
+// fully connected head below); the paths contribute only their microkernels.
 #include "qk-internal.h"
 
 #include <string.h>
@@ -7,17 +8,18 @@
 // build_window_rows) initialize every byte of it.
 enum { QK_DENSE_MAX_CHANNELS = 7, QK_DENSE_ROW_BYTES = 64 };
 
-int qk_conv_uses_dense_mode(const qk_conv_geometry *geo) {
+static int uses_dense_mode(const qk_conv_geometry *geo) {
     return geo->in_per_group <= QK_DENSE_MAX_CHANNELS;
 }
 
-qk_conv_blocking qk_conv_blocking_of(const qk_conv_geometry *geo, int32_t lanes, int32_t max_blocks_per_tile) {
+static qk_conv_blocking blocking_of(const qk_conv_geometry *geo, const qk_conv_microkernels *kernels) {
+    const int32_t lanes = kernels->lanes, max_blocks_per_tile = kernels->max_blocks;
     qk_conv_blocking b;
     b.lanes = lanes;
     b.blocks_per_group = (geo->out_per_group + lanes - 1) / lanes;
     b.blocks_per_tile = b.blocks_per_group < max_blocks_per_tile ? b.blocks_per_group : max_blocks_per_tile;
     b.tiles_per_group = (b.blocks_per_group + b.blocks_per_tile - 1) / b.blocks_per_tile;
-    if (qk_conv_uses_dense_mode(geo)) {
+    if (uses_dense_mode(geo)) {
         b.taps = 1;
         b.chunks = (9 * geo->in_per_group + 3) / 4;
     } else {
@@ -27,13 +29,17 @@ qk_conv_blocking qk_conv_blocking_of(const qk_conv_geometry *geo, int32_t lanes,
     return b;
 }
 
-size_t qk_conv_blocked_size(const qk_conv_geometry *geo, const qk_conv_blocking *blocking) {
+size_t qk_conv_blocked_packed_size(const qk_conv_geometry *geo, const qk_conv_microkernels *kernels) {
+    const qk_conv_blocking b = blocking_of(geo, kernels);
+    const qk_conv_blocking *blocking = &b;
     return (size_t)geo->groups * (size_t)blocking->blocks_per_group * (size_t)blocking->taps *
            (size_t)blocking->chunks * QK_PACK_UNIT_BYTES;
 }
 
-void qk_conv_pack_blocked(const qk_conv_geometry *geo, const qk_conv_blocking *blocking,
-                          const int8_t *weight_oihw, void *packed, qk_pack_unit_fn pack_unit) {
+void qk_conv_blocked_pack(const qk_conv_geometry *geo, const qk_conv_microkernels *kernels,
+                          const int8_t *weight_oihw, void *packed) {
+    const qk_conv_blocking b = blocking_of(geo, kernels);
+    const qk_conv_blocking *blocking = &b;
     const int32_t ipg = geo->in_per_group, opg = geo->out_per_group, lanes = blocking->lanes;
     uint8_t *unit = (uint8_t *)packed;
     for (int32_t g = 0; g < geo->groups; g++) {
@@ -59,7 +65,7 @@ void qk_conv_pack_blocked(const qk_conv_geometry *geo, const qk_conv_blocking *b
                                 weights[lane][q] = weight_oihw[(oc * (size_t)ipg + (size_t)c) * 9 + (size_t)tap];
                             }
                         }
-                        pack_unit((const int8_t(*)[4])weights, lanes, unit);
+                        kernels->pack_unit((const int8_t(*)[4])weights, lanes, unit);
                         unit += QK_PACK_UNIT_BYTES;
                     }
                 }
@@ -73,8 +79,9 @@ size_t qk_fc_blocked_size(int32_t in_c, int32_t out_c, int32_t lanes) {
     return blocks * chunks * QK_PACK_UNIT_BYTES;
 }
 
-void qk_fc_pack_blocked(int32_t in_c, int32_t out_c, int32_t lanes, const int8_t *weight, void *packed,
-                        qk_pack_unit_fn pack_unit) {
+void qk_fc_pack_blocked(int32_t in_c, int32_t out_c, const qk_conv_microkernels *kernels, const int8_t *weight,
+                        void *packed) {
+    const int32_t lanes = kernels->lanes;
     const int32_t blocks = (out_c + lanes - 1) / lanes, chunks = (in_c + 3) / 4;
     uint8_t *unit = (uint8_t *)packed;
     for (int32_t block = 0; block < blocks; block++) {
@@ -87,8 +94,40 @@ void qk_fc_pack_blocked(int32_t in_c, int32_t out_c, int32_t lanes, const int8_t
                 for (int32_t q = 0; q < 4 && chunk * 4 + q < in_c; q++)
                     weights[lane][q] = weight[(size_t)k * (size_t)in_c + (size_t)(chunk * 4 + q)];
             }
-            pack_unit((const int8_t(*)[4])weights, lanes, unit);
+            kernels->pack_unit((const int8_t(*)[4])weights, lanes, unit);
             unit += QK_PACK_UNIT_BYTES;
+        }
+    }
+}
+
+// Each work item is a group of output blocks for all images, so a block's weights are fetched once per
+// batch; each logit is computed by exactly one item.
+enum { QK_FC_BLOCKS_PER_ITEM = 4 };
+
+void qk_fc_blocked_run(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
+                       const float *multiplier, const uint8_t *input, float *logits, int32_t threads,
+                       int32_t lanes, qk_fc_block_fn run_block) {
+    const int32_t chunks = (in_c + 3) / 4;
+    const int32_t blocks = (out_c + lanes - 1) / lanes;
+    const int32_t items = (blocks + QK_FC_BLOCKS_PER_ITEM - 1) / QK_FC_BLOCKS_PER_ITEM;
+    const size_t block_bytes = (size_t)chunks * QK_PACK_UNIT_BYTES;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int32_t item = 0; item < items; item++) {
+        const int32_t end = (item + 1) * QK_FC_BLOCKS_PER_ITEM < blocks ? (item + 1) * QK_FC_BLOCKS_PER_ITEM : blocks;
+        for (int32_t n = 0; n < batch; n++) {
+            for (int32_t b = item * QK_FC_BLOCKS_PER_ITEM; b < end; b++) {
+                const int32_t k = b * lanes;
+                const qk_fc_block block = {
+                    .chunks = chunks,
+                    .outputs = out_c - k,
+                    .weights = (const uint8_t *)packed + (size_t)b * block_bytes,
+                    .input = input + (size_t)n * in_c,
+                    .bias = bias + k,
+                    .multiplier = multiplier + k,
+                    .logits = logits + (size_t)n * out_c + k,
+                };
+                run_block(&block);
+            }
         }
     }
 }
@@ -143,13 +182,15 @@ static void place_row_tile(int32_t index, int32_t base_pixels, int32_t wider, qk
     tile->pixels = base_pixels + (index < wider ? 1 : 0);
 }
 
-void qk_conv3x3_tiled(const qk_conv_args *args, const qk_conv_blocking *blocking, int32_t max_pixels,
-                      size_t slice_bytes, qk_conv_tile_fn run_tile) {
+void qk_conv_blocked_run(const qk_conv_args *args, const qk_conv_microkernels *kernels) {
     const qk_conv_geometry *geo = &args->geo;
+    const qk_conv_blocking b = blocking_of(geo, kernels);
+    const qk_conv_blocking *blocking = &b;
+    const int32_t max_pixels = kernels->max_pixels;
     const int32_t row_tiles = (geo->out_w + max_pixels - 1) / max_pixels;
     const int32_t base_pixels = geo->out_w / row_tiles, wider_tiles = geo->out_w % row_tiles;
     const size_t tap_bytes = (size_t)blocking->chunks * (size_t)blocking->blocks_per_tile * QK_PACK_UNIT_BYTES;
-    int32_t taps_per_slice = (int32_t)(slice_bytes / tap_bytes);
+    int32_t taps_per_slice = (int32_t)(kernels->slice_bytes / tap_bytes);
     if (taps_per_slice < 1) taps_per_slice = 1;
     if (taps_per_slice > blocking->taps) taps_per_slice = blocking->taps;
     const int dense = blocking->taps == 1;
@@ -182,6 +223,9 @@ void qk_conv3x3_tiled(const qk_conv_args *args, const qk_conv_blocking *blocking
         const int32_t first_row = (int32_t)(image_band % bands) * band_rows;
         const int32_t end_row = first_row + band_rows < geo->out_h ? first_row + band_rows : geo->out_h;
         const int32_t tile_lanes = blocking->blocks_per_tile * blocking->lanes;
+        int32_t blocks = blocking->blocks_per_group - tile.tile * blocking->blocks_per_tile;
+        if (blocks > blocking->blocks_per_tile) blocks = blocking->blocks_per_tile;
+        const qk_conv_tile_fn *tiles_of_width = kernels->tiles + (blocks - 1);
         // Pixel tiles of the band, numbered row by row, taken QK_SEGMENT_TILES at a time.
         const int32_t first_tile = first_row * row_tiles, end_tile = end_row * row_tiles;
         for (int32_t segment = first_tile; segment < end_tile; segment += QK_SEGMENT_TILES) {
@@ -205,7 +249,7 @@ void qk_conv3x3_tiled(const qk_conv_args *args, const qk_conv_blocking *blocking
                     place_row_tile(t % row_tiles, base_pixels, wider_tiles, &tile);
                     tile.partial = taps_per_slice < blocking->taps ? sums : NULL;
                     tile.im2col = dense ? rows : NULL;
-                    run_tile(args, blocking, &tile);
+                    tiles_of_width[(tile.pixels - 1) * kernels->max_blocks](args, blocking, &tile);
                     sums += tile.pixels * tile_lanes;
                     rows += (size_t)tile.pixels * QK_DENSE_ROW_BYTES;
                 }
