@@ -11,7 +11,7 @@ struct QARepCommand: ParsableCommand {
         commandName: "qarep",
         abstract: "QARep offline tool: import, fuse, calibrate and export INT8 RepVGG-family models; classify and evaluate.",
         version: "0.1.0",
-        subcommands: [Quantize.self, Fuse.self, Classify.self, Evaluate.self, Inspect.self, ExportONNX.self]
+        subcommands: [Quantize.self, Fuse.self, Classify.self, Evaluate.self, Inspect.self, ExportONNX.self, Synthesize.self]
     )
 }
 
