@@ -64,7 +64,7 @@ let package = Package(
             name: "Bench",
             dependencies: ["QARep", "QARepOffline", "CQARepKernels", "CQARepAPI"],
             path: "bench",
-            exclude: ["compare-peers"]
+            exclude: ["compare-peers", "peers"]
         ),
         .executableTarget(
             name: "SwiftExample",

@@ -140,6 +140,8 @@ func runBenchmark(_ options: BenchOptions) throws {
             ("images_per_s", format(imagesPerSecond, 2)), ("gmacs", format(gmacs, 2)),
             ("peak_gmacs_per_core", format(peakPerCore, 2)), ("peak_fraction", format(peakFraction, 4)),
             ("load_ms", format(loadSeconds * 1e3, 3)), ("peak_rss_mb", format(rss, 1)),
+            // Every timed run, so a caller interleaving runtimes (bench/compare-peers) can pool samples.
+            ("samples_ms", "[" + samples.map { format($0 * 1e3, 4) }.joined(separator: ", ") + "]"),
         ]
         if options.layers {
             let rows = layerTimings.map { layer -> String in

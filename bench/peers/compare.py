@@ -1,0 +1,191 @@
+"""Side-by-side latency of QARep, ONNX Runtime and OpenVINO on the same INT8 RepVGG models.
+
+Run through bench/compare-peers, which prepares the venv and the models. For each model, batch size and
+thread count the three runtimes are interleaved in rounds (ours through the `bench` executable, which
+drives the C API; the peers in this process), so that load from elsewhere on a shared machine hits all of
+them alike; medians are taken over all timed runs. Then our logits are compared with ONNX Runtime's on the
+same QDQ graph.
+"""
+import argparse
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from qarep_ctypes import QARep  # noqa: E402
+
+
+def read_safetensors(path):
+    """The header and a tensor reader of a safetensors file (no dependency on the safetensors package)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    dtypes = {"F32": np.float32, "I32": np.int32, "I8": np.int8, "U8": np.uint8}
+
+    def tensor(name):
+        info = header[name]
+        begin, end = info["data_offsets"]
+        return np.frombuffer(data[8 + n + begin:8 + n + end], dtype=dtypes[info["dtype"]]).reshape(info["shape"])
+
+    return header, tensor
+
+
+def peer_sessions(onnx_path, threads):
+    import onnxruntime as ort
+    import openvino as ov
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    ort_session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+
+    core = ov.Core()
+    compiled = core.compile_model(onnx_path, "CPU", {
+        "INFERENCE_NUM_THREADS": str(threads),
+        "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": "1",
+    })
+    request = compiled.create_infer_request()
+
+    def run_ort(x):
+        return ort_session.run(None, {"pixels": x})[0]
+
+    def run_ov(x):
+        request.infer({0: x})
+        return request.get_output_tensor(0).data
+
+    return {"onnxruntime": run_ort, "openvino": run_ov}
+
+
+def time_peer(run, x, iterations, warmup):
+    for _ in range(warmup):
+        run(x)
+    samples = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        run(x)
+        samples.append((time.perf_counter() - start) * 1e3)
+    return samples
+
+
+def time_ours(bench, model, batch, threads, iterations, warmup):
+    out = subprocess.run([bench, "--model", model, "--batch", str(batch), "--threads", str(threads),
+                          "--iterations", str(iterations), "--warmup", str(warmup), "--json"],
+                         check=True, capture_output=True, text=True).stdout
+    result = json.loads(out)
+    return result["samples_ms"], result
+
+
+def agreement(library, model, onnx_path, images):
+    """Top-1 agreement and the largest logit difference in units of the FC's accumulator (pool scale x weight scale)."""
+    import onnxruntime as ort
+
+    ours_runtime = QARep(library, model, max_batch=len(images), threads=2)
+    ours = ours_runtime.logits(images)
+    ours_runtime.close()
+    theirs = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"]).run(
+        None, {"pixels": np.ascontiguousarray(images.transpose(0, 3, 1, 2))})[0]
+    _, tensor = read_safetensors(model)
+    lsb = tensor("pool.output_scale")[0] * tensor("fc.weight_scale").astype(np.float64)
+    diff_lsb = np.abs(ours.astype(np.float64) - theirs.astype(np.float64)) / lsb[None, :]
+    return {
+        "images": len(images),
+        "top1_agreement": float((ours.argmax(1) == theirs.argmax(1)).mean()),
+        "max_abs_logit_diff": float(np.abs(ours - theirs).max()),
+        "max_diff_fc_lsb": float(diff_lsb.max()),
+        "mean_diff_fc_lsb": float(diff_lsb.mean()),
+    }
+
+
+def load_images(folder, size, count, rng):
+    """Real photos resized like the model's preprocessing (PIL bilinear, shorter side, center crop), or noise."""
+    if folder and os.path.isdir(folder):
+        from PIL import Image
+        files = sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                       if f.lower().endswith((".jpg", ".jpeg", ".png")))[:count]
+        images = []
+        for f in files:
+            im = Image.open(f).convert("RGB")
+            scale = size / 0.875 / min(im.size)
+            im = im.resize((max(size, round(im.size[0] * scale)), max(size, round(im.size[1] * scale))),
+                           Image.BILINEAR)
+            left, top = (im.size[0] - size) // 2, (im.size[1] - size) // 2
+            images.append(np.asarray(im.crop((left, top, left + size, top + size))))
+        if images:
+            return np.stack(images)
+    return rng.integers(0, 256, size=(count, size, size, 3), dtype=np.uint8)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bench", required=True)
+    parser.add_argument("--library", required=True)
+    parser.add_argument("--models", nargs="+", required=True, help="NAME=MODEL.qarep=MODEL.onnx")
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--iterations", type=int, default=10, help="timed runs per runtime per round")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--images", default=None, help="folder of photos for the agreement check")
+    parser.add_argument("--agreement-images", type=int, default=32)
+    parser.add_argument("--json", default=None, help="also write all results here")
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    rows, agreements = [], {}
+    for spec in args.models:
+        name, model, onnx_path = spec.split("=")
+        header, _ = read_safetensors(model)
+        size = int(header["__metadata__"]["input_height"])
+        for threads in args.threads:
+            peers = peer_sessions(onnx_path, threads)
+            for batch in args.batches:
+                x = np.ascontiguousarray(rng.integers(0, 256, size=(batch, 3, size, size), dtype=np.uint8))
+                samples = {"qarep": [], "onnxruntime": [], "openvino": []}
+                info = {}
+                for _ in range(args.rounds):
+                    ours, info = time_ours(args.bench, model, batch, threads, args.iterations, args.warmup)
+                    samples["qarep"] += ours
+                    for peer, run in peers.items():
+                        samples[peer] += time_peer(run, x, args.iterations, args.warmup)
+                medians = {k: float(np.median(v)) for k, v in samples.items()}
+                row = {"model": name, "batch": batch, "threads": threads, "runs": len(samples["qarep"]),
+                       "median_ms": medians, "peak_fraction": info.get("peak_fraction"),
+                       "macs_per_image": info.get("macs_per_image")}
+                rows.append(row)
+                print("%-4s b%-2d %dT  qarep %7.2f ms  ort %7.2f ms  openvino %7.2f ms  ratio vs ort %.2f  vs ov %.2f  "
+                      "(qarep %.0f img/s, %.0f%% of peak)" % (
+                          name, batch, threads, medians["qarep"], medians["onnxruntime"], medians["openvino"],
+                          medians["qarep"] / medians["onnxruntime"], medians["qarep"] / medians["openvino"],
+                          batch * 1e3 / medians["qarep"], 100 * (info.get("peak_fraction") or 0)), flush=True)
+        images = load_images(args.images, size, args.agreement_images, rng)
+        agreements[name] = agreement(args.library, model, onnx_path, images)
+        print("%-4s logits vs onnxruntime on %d images: top-1 agreement %.1f%%, max diff %.3f FC LSB (%.5f in logits)" % (
+            name, agreements[name]["images"], 100 * agreements[name]["top1_agreement"],
+            agreements[name]["max_diff_fc_lsb"], agreements[name]["max_abs_logit_diff"]), flush=True)
+
+    print()
+    print("| model | batch | threads | QARep ms | ORT ms | OpenVINO ms | QARep/ORT | QARep/OV | QARep img/s | best peer img/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        m = r["median_ms"]
+        best_peer = min(m["onnxruntime"], m["openvino"])
+        print("| %s | %d | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f |" % (
+            r["model"], r["batch"], r["threads"], m["qarep"], m["onnxruntime"], m["openvino"],
+            m["qarep"] / m["onnxruntime"], m["qarep"] / m["openvino"], r["batch"] * 1e3 / m["qarep"],
+            r["batch"] * 1e3 / best_peer))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": rows, "agreement": agreements}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
