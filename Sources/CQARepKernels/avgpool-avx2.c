@@ -21,11 +21,11 @@ static void pool_step(int32_t pixels, int32_t channels, const uint8_t *image, in
     for (int q = 0; q < 4; q++) qk_requantize8_store(sum[q], _mm256_setzero_si256(), m, out + first + 8 * q, 8);
 }
 
-void qk_global_avgpool_avx2(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
-                            float multiplier, uint8_t *output, int32_t threads) {
+void qk_global_avgpool_avx2_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
+                                  float multiplier, uint8_t *output) {
     const int32_t steps = channels / POOL_CHANNELS + 1;  // the last step is the scalar tail, maybe empty
     const int64_t items = (int64_t)batch * steps;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+#pragma omp for schedule(static)
     for (int64_t item = 0; item < items; item++) {
         const int32_t n = (int32_t)(item / steps), first = (int32_t)(item % steps) * POOL_CHANNELS;
         const uint8_t *image = input + (size_t)n * pixels * channels;

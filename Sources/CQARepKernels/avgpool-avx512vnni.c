@@ -27,11 +27,11 @@ static void pool_step(int32_t pixels, int32_t channels, const uint8_t *image, in
                              qk_requantize16(sum[q], _mm512_setzero_si512(), m));
 }
 
-void qk_global_avgpool_avx512vnni(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
-                                  float multiplier, uint8_t *output, int32_t threads) {
+void qk_global_avgpool_avx512vnni_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
+                                        float multiplier, uint8_t *output) {
     const int32_t steps = (channels + POOL_CHANNELS - 1) / POOL_CHANNELS;
     const int64_t items = (int64_t)batch * steps;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+#pragma omp for schedule(static)
     for (int64_t item = 0; item < items; item++) {
         const int32_t n = (int32_t)(item / steps);
         const int32_t first = (int32_t)(item % steps) * POOL_CHANNELS;

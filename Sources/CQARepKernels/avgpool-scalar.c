@@ -9,9 +9,9 @@ void qk_avgpool_channels_scalar(const uint8_t *image, int32_t pixels, int32_t ch
     }
 }
 
-void qk_global_avgpool_scalar(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
-                              float multiplier, uint8_t *output, int32_t threads) {
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+void qk_global_avgpool_scalar_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
+                                    float multiplier, uint8_t *output) {
+#pragma omp for schedule(static)
     for (int32_t n = 0; n < batch; n++) {
         qk_avgpool_channels_scalar(input + (size_t)n * pixels * channels, pixels, channels, 0, channels, multiplier,
                                    output + (size_t)n * channels);

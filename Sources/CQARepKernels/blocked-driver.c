@@ -104,14 +104,14 @@ void qk_fc_pack_blocked(int32_t in_c, int32_t out_c, const qk_conv_microkernels 
 // batch; each logit is computed by exactly one item.
 enum { QK_FC_BLOCKS_PER_ITEM = 4 };
 
-void qk_fc_blocked_run(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
-                       const float *multiplier, const uint8_t *input, float *logits, int32_t threads,
-                       int32_t lanes, qk_fc_block_fn run_block) {
+void qk_fc_blocked_share(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
+                         const float *multiplier, const uint8_t *input, float *logits, int32_t lanes,
+                         qk_fc_block_fn run_block) {
     const int32_t chunks = (in_c + 3) / 4;
     const int32_t blocks = (out_c + lanes - 1) / lanes;
     const int32_t items = (blocks + QK_FC_BLOCKS_PER_ITEM - 1) / QK_FC_BLOCKS_PER_ITEM;
     const size_t block_bytes = (size_t)chunks * QK_PACK_UNIT_BYTES;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+#pragma omp for schedule(static)
     for (int32_t item = 0; item < items; item++) {
         const int32_t end = (item + 1) * QK_FC_BLOCKS_PER_ITEM < blocks ? (item + 1) * QK_FC_BLOCKS_PER_ITEM : blocks;
         for (int32_t n = 0; n < batch; n++) {
@@ -182,7 +182,7 @@ static void place_row_tile(int32_t index, int32_t base_pixels, int32_t wider, qk
     tile->pixels = base_pixels + (index < wider ? 1 : 0);
 }
 
-void qk_conv_blocked_run(const qk_conv_args *args, const qk_conv_microkernels *kernels) {
+void qk_conv_blocked_share(const qk_conv_args *args, const qk_conv_microkernels *kernels) {
     const qk_conv_geometry *geo = &args->geo;
     const qk_conv_blocking b = blocking_of(geo, kernels);
     const qk_conv_blocking *blocking = &b;
@@ -208,7 +208,7 @@ void qk_conv_blocked_run(const qk_conv_args *args, const qk_conv_microkernels *k
     // outweigh the input rows in deep, narrow layers.
     const int64_t image_bands = (int64_t)args->batch * bands;
     const int64_t items = channel_tiles * image_bands;
-#pragma omp parallel for num_threads(args->threads) schedule(static) if (args->threads > 1)
+#pragma omp for schedule(static)
     for (int64_t item = 0; item < items; item++) {
         // Sums of one segment between tap slices: [pixel][lane of the tile].
         int32_t partial[QK_SEGMENT_PIXELS * QK_MAX_TILE_LANES] __attribute__((aligned(64)));

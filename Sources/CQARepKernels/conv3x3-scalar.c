@@ -35,10 +35,10 @@ static void conv_pixel(const qk_conv_args *args, const uint8_t *const tap[9], ui
     }
 }
 
-void qk_conv3x3_scalar(const qk_conv_args *args) {
+void qk_conv3x3_scalar_share(const qk_conv_args *args) {
     const qk_conv_geometry *geo = &args->geo;
     const int64_t rows = (int64_t)args->batch * geo->out_h;
-#pragma omp parallel for num_threads(args->threads) schedule(static) if (args->threads > 1)
+#pragma omp for schedule(static)
     for (int64_t row = 0; row < rows; row++) {
         const int32_t n = (int32_t)(row / geo->out_h);
         const int32_t oy = (int32_t)(row % geo->out_h);

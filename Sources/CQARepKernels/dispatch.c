@@ -85,7 +85,7 @@ int32_t qk_conv_out_dim(int32_t in, int32_t stride) {
     return (in - 1) / stride + 1;
 }
 
-static bool shape_is_valid(const qk_conv_shape *shape) {
+bool qk_conv_shape_is_valid(const qk_conv_shape *shape) {
     if (shape == NULL) return false;
     if (shape->in_h < 1 || shape->in_h > QK_MAX_SIDE || shape->in_w < 1 || shape->in_w > QK_MAX_SIDE) return false;
     if (shape->in_c < 1 || shape->in_c > QK_MAX_CHANNELS || shape->out_c < 1 || shape->out_c > QK_MAX_CHANNELS)
@@ -111,7 +111,7 @@ qk_conv_geometry qk_conv_geometry_of(const qk_conv_shape *shape) {
 }
 
 size_t qk_conv3x3_packed_size(qk_path path, const qk_conv_shape *shape) {
-    if (!shape_is_valid(shape) || !qk_path_supported(path)) return 0;
+    if (!qk_conv_shape_is_valid(shape) || !qk_path_supported(path)) return 0;
     const qk_conv_geometry geo = qk_conv_geometry_of(shape);
     switch (path) {
 #if QK_HAVE_X86
@@ -123,7 +123,7 @@ size_t qk_conv3x3_packed_size(qk_path path, const qk_conv_shape *shape) {
 }
 
 void qk_conv3x3_pack(qk_path path, const qk_conv_shape *shape, const int8_t *weight_oihw, void *packed) {
-    if (!shape_is_valid(shape) || !qk_path_supported(path) || weight_oihw == NULL || packed == NULL) return;
+    if (!qk_conv_shape_is_valid(shape) || !qk_path_supported(path) || weight_oihw == NULL || packed == NULL) return;
     const qk_conv_geometry geo = qk_conv_geometry_of(shape);
     switch (path) {
 #if QK_HAVE_X86
@@ -137,7 +137,7 @@ void qk_conv3x3_pack(qk_path path, const qk_conv_shape *shape, const int8_t *wei
 void qk_conv3x3_u8(qk_path path, const qk_conv_shape *shape, int32_t batch, const void *packed,
                    const int32_t *bias, const float *multiplier, const uint8_t *pad_value,
                    const uint8_t *input, uint8_t *output, int32_t threads) {
-    if (!shape_is_valid(shape) || !qk_path_supported(path) || batch < 1) return;
+    if (!qk_conv_shape_is_valid(shape) || !qk_path_supported(path) || batch < 1) return;
     if (packed == NULL || bias == NULL || multiplier == NULL || pad_value == NULL || input == NULL || output == NULL)
         return;
     const qk_conv_args args = {
@@ -151,39 +151,54 @@ void qk_conv3x3_u8(qk_path path, const qk_conv_shape *shape, int32_t batch, cons
         .input = input,
         .output = output,
     };
+#pragma omp parallel num_threads(args.threads) if (args.threads > 1)
+    qk_conv3x3_share(path, &args);
+}
+
+void qk_conv3x3_share(qk_path path, const qk_conv_args *args) {
     switch (path) {
 #if QK_HAVE_X86
-    case QK_PATH_AVX2: qk_conv_blocked_run(&args, &qk_conv_microkernels_avx2); return;
-    case QK_PATH_AVX512VNNI: qk_conv_blocked_run(&args, &qk_conv_microkernels_avx512vnni); return;
+    case QK_PATH_AVX2: qk_conv_blocked_share(args, &qk_conv_microkernels_avx2); return;
+    case QK_PATH_AVX512VNNI: qk_conv_blocked_share(args, &qk_conv_microkernels_avx512vnni); return;
 #endif
-    default: qk_conv3x3_scalar(&args); return;
+    default: qk_conv3x3_scalar_share(args); return;
     }
 }
 
 void qk_global_avgpool_u8(qk_path path, int32_t batch, int32_t pixels, int32_t channels,
                           const uint8_t *input, float multiplier, uint8_t *output, int32_t threads) {
-    if (!qk_path_supported(path) || batch < 1 || pixels < 1 || channels < 1 || input == NULL || output == NULL)
+    if (!qk_path_supported(path) || !qk_pool_shape_is_valid(batch, pixels, channels) || input == NULL ||
+        output == NULL)
         return;
-    // The int32 channel sum must not overflow: pixels * 255 < 2^31.
-    if (pixels > INT32_MAX / 255) return;
     if (threads < 1) threads = 1;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    qk_global_avgpool_share(path, batch, pixels, channels, input, multiplier, output);
+}
+
+bool qk_pool_shape_is_valid(int32_t batch, int32_t pixels, int32_t channels) {
+    // The int32 channel sum must not overflow: pixels * 255 < 2^31.
+    return batch >= 1 && pixels >= 1 && channels >= 1 && pixels <= INT32_MAX / 255;
+}
+
+void qk_global_avgpool_share(qk_path path, int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
+                             float multiplier, uint8_t *output) {
     switch (path) {
 #if QK_HAVE_X86
-    case QK_PATH_AVX2: qk_global_avgpool_avx2(batch, pixels, channels, input, multiplier, output, threads); return;
+    case QK_PATH_AVX2: qk_global_avgpool_avx2_share(batch, pixels, channels, input, multiplier, output); return;
     case QK_PATH_AVX512VNNI:
-        qk_global_avgpool_avx512vnni(batch, pixels, channels, input, multiplier, output, threads);
+        qk_global_avgpool_avx512vnni_share(batch, pixels, channels, input, multiplier, output);
         return;
 #endif
-    default: qk_global_avgpool_scalar(batch, pixels, channels, input, multiplier, output, threads); return;
+    default: qk_global_avgpool_scalar_share(batch, pixels, channels, input, multiplier, output); return;
     }
 }
 
-static bool fc_shape_is_valid(int32_t in_c, int32_t out_c) {
+bool qk_fc_shape_is_valid(int32_t in_c, int32_t out_c) {
     return in_c >= 1 && in_c <= QK_MAX_CHANNELS && out_c >= 1 && out_c <= 100000;
 }
 
 size_t qk_fc_packed_size(qk_path path, int32_t in_c, int32_t out_c) {
-    if (!fc_shape_is_valid(in_c, out_c) || !qk_path_supported(path)) return 0;
+    if (!qk_fc_shape_is_valid(in_c, out_c) || !qk_path_supported(path)) return 0;
     switch (path) {
 #if QK_HAVE_X86
     case QK_PATH_AVX2: return qk_fc_blocked_size(in_c, out_c, qk_conv_microkernels_avx2.lanes);
@@ -194,7 +209,7 @@ size_t qk_fc_packed_size(qk_path path, int32_t in_c, int32_t out_c) {
 }
 
 void qk_fc_pack(qk_path path, int32_t in_c, int32_t out_c, const int8_t *weight, void *packed) {
-    if (!fc_shape_is_valid(in_c, out_c) || !qk_path_supported(path) || weight == NULL || packed == NULL) return;
+    if (!qk_fc_shape_is_valid(in_c, out_c) || !qk_path_supported(path) || weight == NULL || packed == NULL) return;
     switch (path) {
 #if QK_HAVE_X86
     case QK_PATH_AVX2: qk_fc_pack_blocked(in_c, out_c, &qk_conv_microkernels_avx2, weight, packed); return;
@@ -209,17 +224,21 @@ void qk_fc_pack(qk_path path, int32_t in_c, int32_t out_c, const int8_t *weight,
 void qk_fc_u8(qk_path path, int32_t batch, int32_t in_c, int32_t out_c, const void *packed,
               const int32_t *bias, const float *multiplier, const uint8_t *input, float *logits,
               int32_t threads) {
-    if (!fc_shape_is_valid(in_c, out_c) || !qk_path_supported(path) || batch < 1) return;
+    if (!qk_fc_shape_is_valid(in_c, out_c) || !qk_path_supported(path) || batch < 1) return;
     if (packed == NULL || bias == NULL || multiplier == NULL || input == NULL || logits == NULL) return;
     if (threads < 1) threads = 1;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    qk_fc_share(path, batch, in_c, out_c, packed, bias, multiplier, input, logits);
+}
+
+void qk_fc_share(qk_path path, int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
+                 const float *multiplier, const uint8_t *input, float *logits) {
     switch (path) {
 #if QK_HAVE_X86
-    case QK_PATH_AVX2: qk_fc_avx2(batch, in_c, out_c, packed, bias, multiplier, input, logits, threads); return;
-    case QK_PATH_AVX512VNNI:
-        qk_fc_avx512vnni(batch, in_c, out_c, packed, bias, multiplier, input, logits, threads);
-        return;
+    case QK_PATH_AVX2: qk_fc_avx2_share(batch, in_c, out_c, packed, bias, multiplier, input, logits); return;
+    case QK_PATH_AVX512VNNI: qk_fc_avx512vnni_share(batch, in_c, out_c, packed, bias, multiplier, input, logits); return;
 #endif
-    default: qk_fc_scalar(batch, in_c, out_c, packed, bias, multiplier, input, logits, threads); return;
+    default: qk_fc_scalar_share(batch, in_c, out_c, packed, bias, multiplier, input, logits); return;
     }
 }
 

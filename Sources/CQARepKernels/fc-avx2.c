@@ -21,9 +21,9 @@ static void fc_block_avx2(const qk_fc_block *block) {
     memcpy(block->logits, lanes, (size_t)valid * sizeof(float));
 }
 
-void qk_fc_avx2(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
-                const float *multiplier, const uint8_t *input, float *logits, int32_t threads) {
-    qk_fc_blocked_run(batch, in_c, out_c, packed, bias, multiplier, input, logits, threads,
-                      qk_conv_microkernels_avx2.lanes, fc_block_avx2);
+void qk_fc_avx2_share(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
+                      const float *multiplier, const uint8_t *input, float *logits) {
+    qk_fc_blocked_share(batch, in_c, out_c, packed, bias, multiplier, input, logits,
+                        qk_conv_microkernels_avx2.lanes, fc_block_avx2);
 }
 #endif

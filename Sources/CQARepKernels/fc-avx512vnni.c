@@ -26,9 +26,9 @@ static void fc_block_vnni(const qk_fc_block *block) {
     _mm512_mask_storeu_ps(block->logits, mask, t);
 }
 
-void qk_fc_avx512vnni(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
-                      const float *multiplier, const uint8_t *input, float *logits, int32_t threads) {
-    qk_fc_blocked_run(batch, in_c, out_c, packed, bias, multiplier, input, logits, threads,
-                      qk_conv_microkernels_avx512vnni.lanes, fc_block_vnni);
+void qk_fc_avx512vnni_share(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
+                            const float *multiplier, const uint8_t *input, float *logits) {
+    qk_fc_blocked_share(batch, in_c, out_c, packed, bias, multiplier, input, logits,
+                        qk_conv_microkernels_avx512vnni.lanes, fc_block_vnni);
 }
 #endif

@@ -6,11 +6,11 @@ void qk_fc_pack_scalar(int32_t in_c, int32_t out_c, const int8_t *weight, void *
     memcpy(packed, weight, (size_t)in_c * (size_t)out_c);
 }
 
-void qk_fc_scalar(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
-                  const float *multiplier, const uint8_t *input, float *logits, int32_t threads) {
+void qk_fc_scalar_share(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
+                        const float *multiplier, const uint8_t *input, float *logits) {
     const int8_t *weights = (const int8_t *)packed;
     const int64_t outputs = (int64_t)batch * out_c;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+#pragma omp for schedule(static)
     for (int64_t i = 0; i < outputs; i++) {
         const int32_t n = (int32_t)(i / out_c);
         const int32_t k = (int32_t)(i % out_c);

@@ -5,6 +5,7 @@
 #define QK_INTERNAL_H
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
 
@@ -46,15 +47,32 @@ typedef struct qk_conv_args {
     uint8_t *output;
 } qk_conv_args;
 
+// Functions named *_share do the calling thread's share of one step as an orphaned `omp for`: inside a
+// parallel region every thread of the team must call them, and they end in the team's barrier, so one
+// region can run a whole network (network.c); outside a region the calling thread does all the work.
+// Which thread computes an output never changes its value, so results do not depend on the team size.
+
 // Scalar: the oracle. Packed layout is the OIHW weights unchanged.
 size_t qk_conv3x3_packed_size_scalar(const qk_conv_geometry *geo);
 void qk_conv3x3_pack_scalar(const qk_conv_geometry *geo, const int8_t *weight_oihw, void *packed);
-void qk_conv3x3_scalar(const qk_conv_args *args);
-void qk_global_avgpool_scalar(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
-                              float multiplier, uint8_t *output, int32_t threads);
+void qk_conv3x3_scalar_share(const qk_conv_args *args);
+void qk_global_avgpool_scalar_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
+                                    float multiplier, uint8_t *output);
 void qk_fc_pack_scalar(int32_t in_c, int32_t out_c, const int8_t *weight, void *packed);
-void qk_fc_scalar(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
-                  const float *multiplier, const uint8_t *input, float *logits, int32_t threads);
+void qk_fc_scalar_share(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
+                        const float *multiplier, const uint8_t *input, float *logits);
+
+// Argument checks of the public entry points (dispatch.c).
+bool qk_conv_shape_is_valid(const qk_conv_shape *shape);
+bool qk_pool_shape_is_valid(int32_t batch, int32_t pixels, int32_t channels);
+bool qk_fc_shape_is_valid(int32_t in_c, int32_t out_c);
+
+// One step on the chosen path (dispatch.c), for arguments already validated.
+void qk_conv3x3_share(qk_path path, const qk_conv_args *args);
+void qk_global_avgpool_share(qk_path path, int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
+                             float multiplier, uint8_t *output);
+void qk_fc_share(qk_path path, int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
+                 const float *multiplier, const uint8_t *input, float *logits);
 
 double qk_measure_peak_gmacs_impl(double seconds);
 
@@ -127,9 +145,9 @@ typedef struct qk_conv_microkernels {
 size_t qk_conv_blocked_packed_size(const qk_conv_geometry *geo, const qk_conv_microkernels *kernels);
 void qk_conv_blocked_pack(const qk_conv_geometry *geo, const qk_conv_microkernels *kernels,
                           const int8_t *weight_oihw, void *packed);
-// Runs the whole layer as tiles on args->threads threads; each output byte is produced by exactly one
-// thread, so results do not depend on the thread count.
-void qk_conv_blocked_run(const qk_conv_args *args, const qk_conv_microkernels *kernels);
+// The layer as tiles shared by the team (args->threads is the team size the work split plans for); each
+// output byte is produced by exactly one thread.
+void qk_conv_blocked_share(const qk_conv_args *args, const qk_conv_microkernels *kernels);
 
 // Where tap (ky, kx) of output pixel (out_y, out_x) reads its input channels from `first_channel` on:
 // the input pixel, or the padding values on the border.
@@ -193,9 +211,9 @@ typedef struct qk_fc_block {
     float *logits;
 } qk_fc_block;
 typedef void (*qk_fc_block_fn)(const qk_fc_block *block);
-void qk_fc_blocked_run(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
-                       const float *multiplier, const uint8_t *input, float *logits, int32_t threads,
-                       int32_t lanes, qk_fc_block_fn run_block);
+void qk_fc_blocked_share(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
+                         const float *multiplier, const uint8_t *input, float *logits, int32_t lanes,
+                         qk_fc_block_fn run_block);
 
 // Channels [first, end) of one image's average pool; SIMD paths finish their channel tails with it.
 void qk_avgpool_channels_scalar(const uint8_t *image, int32_t pixels, int32_t channels, int32_t first,
@@ -204,14 +222,14 @@ void qk_avgpool_channels_scalar(const uint8_t *image, int32_t pixels, int32_t ch
 #if QK_HAVE_X86
 extern const qk_conv_microkernels qk_conv_microkernels_avx512vnni;
 extern const qk_conv_microkernels qk_conv_microkernels_avx2;
-void qk_global_avgpool_avx512vnni(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
-                                  float multiplier, uint8_t *output, int32_t threads);
-void qk_global_avgpool_avx2(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
-                            float multiplier, uint8_t *output, int32_t threads);
-void qk_fc_avx512vnni(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
-                      const float *multiplier, const uint8_t *input, float *logits, int32_t threads);
-void qk_fc_avx2(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
-                const float *multiplier, const uint8_t *input, float *logits, int32_t threads);
+void qk_global_avgpool_avx512vnni_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
+                                        float multiplier, uint8_t *output);
+void qk_global_avgpool_avx2_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
+                                  float multiplier, uint8_t *output);
+void qk_fc_avx512vnni_share(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
+                            const float *multiplier, const uint8_t *input, float *logits);
+void qk_fc_avx2_share(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
+                      const float *multiplier, const uint8_t *input, float *logits);
 #endif
 
 #endif  // QK_INTERNAL_H

@@ -89,6 +89,11 @@ public struct LayerInfo: Sendable, Equatable {
 final class PackedWeights: Sendable {
     let convs: [AlignedBuffer]
     let fc: AlignedBuffer
+    /// The qk_network that qk_network_run takes, and the biases, multipliers and pad values it points to:
+    /// the kernels keep pointers for a whole run, so they live in memory owned here, not in Swift arrays.
+    private let network: AlignedBuffer
+    private let networkConvs: AlignedBuffer
+    private let networkParameters: AlignedBuffer
 
     init(path: qk_path, arithmetic: DerivedArithmetic, description: QuantizedModelDescription) throws(QARepError) {
         var convs: [AlignedBuffer] = []
@@ -107,6 +112,41 @@ final class PackedWeights: Sendable {
         description.fcWeight.withUnsafeBufferPointer { qk_fc_pack(path, inC, outC, $0.baseAddress, fc.pointer) }
         self.fc = fc
         self.convs = convs
+        (network, networkConvs, networkParameters) = try Self.buildNetwork(
+            arithmetic: arithmetic, fcBias: description.fcBias, classes: description.numClasses, convs: convs, fc: fc)
+    }
+
+    var networkPointer: UnsafePointer<qk_network> { UnsafePointer(network.pointer.assumingMemoryBound(to: qk_network.self)) }
+
+    private static func buildNetwork(arithmetic: DerivedArithmetic, fcBias: [Int32], classes: Int, convs: [AlignedBuffer],
+                                     fc: AlignedBuffer) throws(QARepError) -> (AlignedBuffer, AlignedBuffer, AlignedBuffer) {
+        func aligned(_ bytes: Int) -> Int { (bytes + 63) & ~63 }
+        var parameterBytes = aligned(classes * 4) * 2
+        for layer in arithmetic.layers {
+            parameterBytes += aligned(layer.outChannels * 4) * 2 + aligned(layer.padValue.count)
+        }
+        let parameters = try AlignedBuffer(count: parameterBytes)
+        var offset = 0
+        func place<T>(_ values: [T]) -> UnsafePointer<T> {
+            let destination = (parameters.pointer + offset).bindMemory(to: T.self, capacity: values.count)
+            _ = UnsafeMutableBufferPointer(start: destination, count: values.count).initialize(from: values)
+            offset += aligned(values.count * MemoryLayout<T>.stride)
+            return UnsafePointer(destination)
+        }
+        let convTable = try AlignedBuffer(count: arithmetic.layers.count * MemoryLayout<qk_network_conv>.stride)
+        let table = convTable.pointer.bindMemory(to: qk_network_conv.self, capacity: arithmetic.layers.count)
+        for (i, layer) in arithmetic.layers.enumerated() {
+            (table + i).initialize(to: qk_network_conv(shape: layer.kernelShape, packed: UnsafeRawPointer(convs[i].pointer),
+                                                       bias: place(layer.bias), multiplier: place(layer.multiplier),
+                                                       pad_value: place(layer.padValue)))
+        }
+        let fcBiasPointer = place(fcBias), fcMultiplierPointer = place(arithmetic.fcMultiplier)
+        let network = try AlignedBuffer(count: MemoryLayout<qk_network>.stride)
+        network.pointer.bindMemory(to: qk_network.self, capacity: 1).initialize(to: qk_network(
+            conv_count: Int32(arithmetic.layers.count), convs: UnsafePointer(table),
+            pool_multiplier: arithmetic.poolMultiplier, classes: Int32(classes),
+            fc_packed: UnsafeRawPointer(fc.pointer), fc_bias: fcBiasPointer, fc_multiplier: fcMultiplierPointer))
+        return (network, convTable, parameters)
     }
 }
 
@@ -308,6 +348,16 @@ public final class Session {
         let path = kernel.path ?? QK_PATH_SCALAR
         let threads = Int32(self.threads)
         ping.pointer.copyMemory(from: source, byteCount: batch * imageBytes)
+        if observe == nil {
+            let status = logits.withUnsafeMutableBufferPointer { out in
+                qk_network_run(path, packed.networkPointer, Int32(batch), ping.bytes, ping.bytes, pong.bytes,
+                               pooled.bytes, out.baseAddress, threads)
+            }
+            guard status == 0 else { throw QARepError(.internal, "the kernels rejected the network") }
+            lastBatch = batch
+            return
+        }
+        // Step by step, so that `observe` sees every activation (tests, per-layer profiling).
         var input = ping, output = pong
         for (i, layer) in arithmetic.layers.enumerated() {
             var shape = layer.kernelShape

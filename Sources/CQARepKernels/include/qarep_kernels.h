@@ -76,6 +76,37 @@ void qk_fc_u8(qk_path path, int32_t batch, int32_t in_c, int32_t out_c, const vo
               const int32_t *bias, const float *multiplier, const uint8_t *input, float *logits,
               int32_t threads);
 
+// A whole network: conv layers in order, then the global average pool and the fully connected head, with
+// the arguments the single-layer functions above take. Layer i's shape must chain from layer i-1's output
+// (in_h, in_w, in_c equal to its out_h, out_w, out_c).
+typedef struct qk_network_conv {
+    qk_conv_shape shape;
+    const void *packed;
+    const int32_t *bias;
+    const float *multiplier;
+    const uint8_t *pad_value;  // in_c values + QK_EXTRA_BYTES of readable slack
+} qk_network_conv;
+
+typedef struct qk_network {
+    int32_t conv_count;  // >= 1
+    const qk_network_conv *convs;
+    float pool_multiplier;
+    int32_t classes;
+    const void *fc_packed;  // qk_fc_pack of [classes][last out_c] for the same path
+    const int32_t *fc_bias;
+    const float *fc_multiplier;
+} qk_network;
+
+// Runs the network over a batch on one team of up to `threads` threads, with the same result, byte for byte,
+// as calling qk_conv3x3_u8 for each layer, then qk_global_avgpool_u8 and qk_fc_u8 (one parallel region
+// instead of one per step; the steps still wait for each other). Layer 0 reads `input`; layer i writes
+// `pong` when i is even and `ping` when it is odd, so `input` may be `ping` but never `pong`. ping and pong
+// each hold the largest activation of the batch plus QK_EXTRA_BYTES, `input` has that slack too; `pooled`
+// holds batch x last out_c bytes plus the slack, `logits` batch x classes floats.
+// Returns 0, or -1 (nothing computed) for an invalid network or argument.
+int qk_network_run(qk_path path, const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
+                   uint8_t *pong, uint8_t *pooled, float *logits, int32_t threads);
+
 // Measured int8 multiply-accumulate throughput of one core, in GMAC/s, with the best dot-product
 // instruction this CPU has (vpdpbusd where present), running for about `seconds`.
 double qk_measure_peak_gmacs(double seconds);
