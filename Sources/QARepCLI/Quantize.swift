@@ -22,6 +22,10 @@ struct Quantize: ParsableCommand {
     @Option(name: .customLong("weight-method"), help: "Weight scales per output channel: maxabs or mse.")
     var weightMethod: String = "maxabs"
 
+    @Flag(name: .customLong("bias-correction"), inversion: .prefixedNo,
+          help: "Empirical bias correction: fold the INT8-vs-FP32 mean output shift of every layer into its bias.")
+    var biasCorrection = CalibrationOptions().biasCorrection
+
     @Option(help: "Use at most this many calibration images (evenly spaced over the folder).")
     var count: Int?
 
@@ -59,6 +63,7 @@ struct Quantize: ParsableCommand {
             options.method = activation
             options.percentile = percentile
             options.weightMethod = weights
+            options.biasCorrection = biasCorrection
             options.holdoutFraction = holdout
             options.threads = threads
             options.skipBadImages = skipBad

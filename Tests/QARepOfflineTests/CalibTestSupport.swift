@@ -78,6 +78,13 @@ func calibTestImages(count: Int, height: Int, width: Int, seed: UInt64) -> [UInt
     return pixels
 }
 
+/// `count` smooth synthetic images at the network's input size, as calibration data.
+func calibTestData(_ network: FusedNetwork, count: Int, seed: UInt64) throws -> CalibrationData {
+    let pixels = calibTestImages(count: count, height: network.inputHeight, width: network.inputWidth, seed: seed)
+    return try CalibrationData(inputHeight: network.inputHeight, inputWidth: network.inputWidth, pixels: pixels,
+                               names: (0..<count).map { "image\($0)" })
+}
+
 /// NCHW activations of one image.
 struct CalibTensor {
     var channels: Int

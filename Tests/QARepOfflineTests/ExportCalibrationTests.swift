@@ -4,19 +4,13 @@ import XCTest
 @testable import QARepOffline
 
 final class ExportCalibrationTests: XCTestCase {
-    private func data(_ network: FusedNetwork, count: Int, seed: UInt64) throws -> CalibrationData {
-        let pixels = calibTestImages(count: count, height: network.inputHeight, width: network.inputWidth, seed: seed)
-        return try CalibrationData(inputHeight: network.inputHeight, inputWidth: network.inputWidth, pixels: pixels,
-                                   names: (0..<count).map { "image\($0)" })
-    }
-
     /// Layer 0 evaluated with the spec's integer arithmetic (zero-point padding, B_0, float multiplier,
     /// half-to-even) from the exported numbers, against the FP32 conv on normalized input with zero padding.
     /// The difference must stay within the error the format allows: weight rounding, bias rounding, output
     /// rounding and, on border taps only, |zero_point - 255 * mean| / 255.
     func testFirstLayerArithmeticIncludingBorderMatchesFP32() throws {
         let network = calibTestNetwork(plan: [CalibLayerPlan(out: 6, stride: 1, groups: 1)], height: 6, width: 5, classes: 3, seed: 11)
-        let calibration = try data(network, count: 12, seed: 12)
+        let calibration = try calibTestData(network, count: 12, seed: 12)
         var options = CalibrationOptions()
         options.method = .minmax
         options.holdoutFraction = 0
@@ -79,7 +73,7 @@ final class ExportCalibrationTests: XCTestCase {
                     CalibLayerPlan(out: 16, stride: 2, groups: 1), CalibLayerPlan(out: 16, stride: 1, groups: 4),
                     CalibLayerPlan(out: 24, stride: 1, groups: 1)]
         let network = calibTestNetwork(plan: plan, height: 16, width: 14, classes: 6, seed: 21)
-        let calibration = try data(network, count: 120, seed: 22)
+        let calibration = try calibTestData(network, count: 120, seed: 22)
         for method in ActivationCalibrationMethod.allCases {
             var options = CalibrationOptions()
             options.method = method
@@ -114,7 +108,7 @@ final class ExportCalibrationTests: XCTestCase {
         network.fcBias[1] = 1e15
         var options = CalibrationOptions()
         options.holdoutFraction = 0
-        let (description, report) = try calibrateAndQuantize(network: network, calibration: try data(network, count: 8, seed: 32), options: options)
+        let (description, report) = try calibrateAndQuantize(network: network, calibration: try calibTestData(network, count: 8, seed: 32), options: options)
         XCTAssertEqual(report.clampedBiases, ["conv.1.bias", "fc.bias"])
         XCTAssertEqual(Int64(description.convs[1].bias[2]), -(Int64(Int32.max) - 9 * 4 * 255 * 127))
         XCTAssertNoThrow(try Model(description: description))
@@ -126,7 +120,7 @@ final class ExportCalibrationTests: XCTestCase {
         XCTAssertThrowsError(try calibrateAndQuantize(network: network, calibration: wrongSize, options: CalibrationOptions()))
         var options = CalibrationOptions()
         options.holdoutFraction = 1
-        XCTAssertThrowsError(try calibrateAndQuantize(network: network, calibration: try data(network, count: 4, seed: 1), options: options))
+        XCTAssertThrowsError(try calibrateAndQuantize(network: network, calibration: try calibTestData(network, count: 4, seed: 1), options: options))
         XCTAssertThrowsError(try CalibrationData(inputHeight: 4, inputWidth: 4, pixels: [1, 2, 3], names: ["a"]))
     }
 }

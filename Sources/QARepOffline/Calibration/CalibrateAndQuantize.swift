@@ -9,6 +9,9 @@ public struct CalibrationOptions: Sendable {
     /// For `.percentile`: percentile of all activation values (zeros included) used as the threshold.
     public var percentile: Double = 99.99
     public var weightMethod: WeightCalibrationMethod = .maxabs
+    /// Empirical bias correction after the scales are chosen (see BiasCorrection.swift), on at most
+    /// `biasCorrectionPixelBudget` pixels' worth of the calibration images.
+    public var biasCorrection: Bool = false
     /// Use at most this many images (calibration + hold-out); nil: all.
     public var count: Int? = nil
     /// Fraction of the images held aside (never calibrated on) to compare INT8 with FP32; 0 skips the check.
@@ -68,19 +71,34 @@ public func calibrateAndQuantize(network: FusedNetwork, calibration: Calibration
     openblas_set_num_threads(Int32(clamping: threads))
     let total = calibrationSet.count + holdoutSet.count
 
+    // Bias correction measures FP32 and INT8 means on the same images: an evenly spaced subset, observed first
+    // so its FP32 means come out of the same pass that fills the histograms.
+    let correctionIndices = options.biasCorrection
+        ? evenlySpaced(Array(0..<calibrationSet.count),
+                       count: max(1, biasCorrectionPixelBudget / (network.inputHeight * network.inputWidth)))
+        : []
+    let correctionSet = try calibrationSet.subset(correctionIndices)
+    let correctionMembers = Set(correctionIndices)
+    let remainingSet = try calibrationSet.subset((0..<calibrationSet.count).filter { !correctionMembers.contains($0) })
+
     // One pass: every conv output and the pooled vector go into an adaptive histogram.
     let started = Date()
     var histograms = [ActivationHistogram](repeating: ActivationHistogram(), count: network.convs.count)
     var poolHistogram = ActivationHistogram()
+    var fp32Means = FP32MeanStatistics(forward: forward)
     let workspace = FP32ForwardWorkspace()
-    try forEachBatch(calibrationSet, size: options.batchSize) { pixels, count, done in
-        _ = try forward.logits(pixels: pixels, count: count, workspace: workspace) { site, values in
-            switch site {
-            case .conv(let index): histograms[index].add(values)
-            case .pool: poolHistogram.add(values)
+    for (set, gathersMeans, offset) in [(correctionSet, true, 0), (remainingSet, false, correctionSet.count)] where set.count > 0 {
+        try forEachBatch(set, size: options.batchSize) { pixels, count, done in
+            if gathersMeans { fp32Means.addInput(pixels: pixels, count: count) }
+            _ = try forward.logits(pixels: pixels, count: count, workspace: workspace) { site, values in
+                switch site {
+                case .conv(let index): histograms[index].add(values)
+                case .pool: poolHistogram.add(values)
+                }
+                if gathersMeans { fp32Means.observe(site, values, count: count) }
             }
+            progress?(offset + done, total)
         }
-        progress?(done, total)
     }
     if let broken = histograms.firstIndex(where: { $0.nonFiniteCount > 0 }) {
         throw CalibrationError("conv \(broken) produced non-finite activations on the calibration images; the network weights are broken")
@@ -93,9 +111,17 @@ public func calibrateAndQuantize(network: FusedNetwork, calibration: Calibration
     var settings = "method=\(options.method.rawValue)"
     if options.method == .percentile { settings += " percentile=\(options.percentile)" }
     settings += " weights=\(options.weightMethod.rawValue) images=\(calibrationSet.count)"
-    let quantized = try quantizeNetwork(network, convThresholds: thresholds, poolThreshold: poolThreshold,
+    if options.biasCorrection { settings += " bias_correction_images=\(correctionSet.count)" }
+    var quantized = try quantizeNetwork(network, convThresholds: thresholds, poolThreshold: poolThreshold,
                                         weightMethod: options.weightMethod,
                                         metadata: ["producer": options.producer, "calibration": settings])
+    let correctionStarted = Date()
+    var biasShifts: [Double]? = nil
+    if correctionSet.count > 0 {
+        biasShifts = try correctBiases(&quantized.description, forward: forward, data: correctionSet,
+                                       reference: fp32Means, batchSize: options.batchSize)
+    }
+    let correctionSeconds = Date().timeIntervalSince(correctionStarted)
     let model: Model
     do {
         model = try Model(description: quantized.description)
@@ -115,14 +141,17 @@ public func calibrateAndQuantize(network: FusedNetwork, calibration: Calibration
     for (index, conv) in network.convs.enumerated() {
         layers.append(LayerReport(name: "conv.\(index)", inChannels: conv.inChannels, outChannels: conv.outChannels,
                                   stride: conv.stride, groups: conv.groups, weight: quantized.convWeightStatistics[index],
-                                  activation: activationStatistics(histograms[index], threshold: thresholds[index])))
+                                  activation: activationStatistics(histograms[index], threshold: thresholds[index]),
+                                  biasCorrectionShift: biasShifts?[index]))
     }
     let report = CalibrationReport(
         method: options.method.rawValue, percentile: options.method == .percentile ? options.percentile : nil,
         weightMethod: options.weightMethod.rawValue, calibrationImages: calibrationSet.count,
+        biasCorrectionImages: correctionSet.count, fcBiasCorrectionShift: biasShifts?.last,
         skippedImages: calibration.skipped.map(\.description), layers: layers,
         pool: activationStatistics(poolHistogram, threshold: poolThreshold), fc: quantized.fcWeightStatistics,
         clampedBiases: quantized.clampedBiases, holdout: holdout, calibrationSeconds: calibrationSeconds,
+        biasCorrectionSeconds: correctionSeconds,
         holdoutSeconds: Date().timeIntervalSince(holdoutStarted))
     return (quantized.description, report)
 }

@@ -26,6 +26,9 @@ public struct LayerReport: Sendable, Codable, Equatable {
     public var groups: Int
     public var weight: WeightStatistics
     public var activation: ActivationStatistics
+    /// Mean |bias correction| over output channels, in steps of this layer's output scale; nil without
+    /// bias correction.
+    public var biasCorrectionShift: Double? = nil
 }
 
 /// INT8 (the real runtime) against FP32 on images not used for calibration.
@@ -44,6 +47,10 @@ public struct CalibrationReport: Sendable, Codable, Equatable {
     public var percentile: Double?
     public var weightMethod: String
     public var calibrationImages: Int
+    /// Images the bias correction measured its means on; 0 when it was off.
+    public var biasCorrectionImages: Int = 0
+    /// Mean |FC bias correction| over classes, in logit units; nil without bias correction.
+    public var fcBiasCorrectionShift: Double? = nil
     public var skippedImages: [String]
     public var layers: [LayerReport]
     public var pool: ActivationStatistics
@@ -52,6 +59,7 @@ public struct CalibrationReport: Sendable, Codable, Equatable {
     public var clampedBiases: [String]
     public var holdout: HoldoutReport?
     public var calibrationSeconds: Double
+    public var biasCorrectionSeconds: Double = 0
     public var holdoutSeconds: Double
 
     public func jsonString() throws -> String {

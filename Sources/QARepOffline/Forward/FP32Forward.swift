@@ -24,8 +24,9 @@ public typealias ActivationObserver = (ActivationSite, UnsafeBufferPointer<Float
 
 public struct FP32Forward: Sendable {
     public let network: FusedNetwork
-    private let layerHeights: [Int]
-    private let layerWidths: [Int]
+    /// Output height and width of each conv layer.
+    let layerHeights: [Int]
+    let layerWidths: [Int]
 
     public init(network: FusedNetwork) throws {
         guard network.inputHeight > 0, network.inputWidth > 0, !network.convs.isEmpty else {
