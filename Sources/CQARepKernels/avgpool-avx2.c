@@ -22,11 +22,12 @@ static void pool_step(int32_t pixels, int32_t channels, const uint8_t *image, in
 }
 
 void qk_global_avgpool_avx2_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
-                                  float multiplier, uint8_t *output) {
+                                  float multiplier, uint8_t *output, const qk_team *team) {
     const int32_t steps = channels / POOL_CHANNELS + 1;  // the last step is the scalar tail, maybe empty
     const int64_t items = (int64_t)batch * steps;
-#pragma omp for schedule(static)
-    for (int64_t item = 0; item < items; item++) {
+    int64_t first_item, end_item;
+    qk_team_share(team, items, &first_item, &end_item);
+    for (int64_t item = first_item; item < end_item; item++) {
         const int32_t n = (int32_t)(item / steps), first = (int32_t)(item % steps) * POOL_CHANNELS;
         const uint8_t *image = input + (size_t)n * pixels * channels;
         uint8_t *out = output + (size_t)n * channels;

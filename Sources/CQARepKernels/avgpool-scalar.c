@@ -10,9 +10,10 @@ void qk_avgpool_channels_scalar(const uint8_t *image, int32_t pixels, int32_t ch
 }
 
 void qk_global_avgpool_scalar_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
-                                    float multiplier, uint8_t *output) {
-#pragma omp for schedule(static)
-    for (int32_t n = 0; n < batch; n++) {
+                                    float multiplier, uint8_t *output, const qk_team *team) {
+    int64_t first, end;
+    qk_team_share(team, batch, &first, &end);
+    for (int32_t n = (int32_t)first; n < (int32_t)end; n++) {
         qk_avgpool_channels_scalar(input + (size_t)n * pixels * channels, pixels, channels, 0, channels, multiplier,
                                    output + (size_t)n * channels);
     }

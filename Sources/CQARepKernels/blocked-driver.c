@@ -106,13 +106,14 @@ enum { QK_FC_BLOCKS_PER_ITEM = 4 };
 
 void qk_fc_blocked_share(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
                          const float *multiplier, const uint8_t *input, float *logits, int32_t lanes,
-                         qk_fc_block_fn run_block) {
+                         qk_fc_block_fn run_block, const qk_team *team) {
     const int32_t chunks = (in_c + 3) / 4;
     const int32_t blocks = (out_c + lanes - 1) / lanes;
     const int32_t items = (blocks + QK_FC_BLOCKS_PER_ITEM - 1) / QK_FC_BLOCKS_PER_ITEM;
     const size_t block_bytes = (size_t)chunks * QK_PACK_UNIT_BYTES;
-#pragma omp for schedule(static)
-    for (int32_t item = 0; item < items; item++) {
+    int64_t first_item, end_item;
+    qk_team_share(team, items, &first_item, &end_item);
+    for (int32_t item = (int32_t)first_item; item < (int32_t)end_item; item++) {
         const int32_t end = (item + 1) * QK_FC_BLOCKS_PER_ITEM < blocks ? (item + 1) * QK_FC_BLOCKS_PER_ITEM : blocks;
         for (int32_t n = 0; n < batch; n++) {
             for (int32_t b = item * QK_FC_BLOCKS_PER_ITEM; b < end; b++) {
@@ -130,6 +131,19 @@ void qk_fc_blocked_share(int32_t batch, int32_t in_c, int32_t out_c, const void 
             }
         }
     }
+}
+
+// The member's whole share: the head reads each weight once per batch, straight from L3 or memory unless
+// it was fetched during the last conv layer.
+void qk_fc_blocked_first_weights(int32_t in_c, int32_t out_c, const void *packed, int32_t lanes, const qk_team *team,
+                                 const uint8_t **weights, size_t *bytes) {
+    const int32_t blocks = (out_c + lanes - 1) / lanes;
+    const int32_t items = (blocks + QK_FC_BLOCKS_PER_ITEM - 1) / QK_FC_BLOCKS_PER_ITEM;
+    const size_t item_bytes = (size_t)((in_c + 3) / 4) * QK_PACK_UNIT_BYTES * QK_FC_BLOCKS_PER_ITEM;
+    int64_t first_item, end_item;
+    qk_team_share(team, items, &first_item, &end_item);
+    *weights = (const uint8_t *)packed + (size_t)first_item * item_bytes;
+    *bytes = (size_t)(end_item - first_item) * item_bytes;
 }
 
 // Pixel tiles of a row are as even as possible (e.g. 14 -> 7 + 7, not 8 + 6), so rows whose width is a
@@ -182,59 +196,117 @@ static void place_row_tile(int32_t index, int32_t base_pixels, int32_t wider, qk
     tile->pixels = base_pixels + (index < wider ? 1 : 0);
 }
 
-void qk_conv_blocked_share(const qk_conv_args *args, const qk_conv_microkernels *kernels) {
+// How a layer is cut into work items: a band of output rows of one image for one channel tile. Narrow
+// rows are banded together so that a segment still has up to QK_SEGMENT_TILES pixel tiles sharing each
+// weight slice (a 7x7 layer: 7 rows of one tile each). Bands shrink again while they would leave threads
+// idle (a 7x7 layer with one channel tile). Channel tiles are outermost: consecutive work items of one
+// thread reuse the same packed weights, which outweigh the input rows in deep, narrow layers.
+typedef struct qk_conv_plan {
+    qk_conv_blocking blocking;
+    int32_t row_tiles, base_pixels, wider_tiles, band_rows, bands;
+    int64_t image_bands, items;
+} qk_conv_plan;
+
+static qk_conv_plan plan_of(const qk_conv_args *args, const qk_conv_microkernels *kernels) {
     const qk_conv_geometry *geo = &args->geo;
-    const qk_conv_blocking b = blocking_of(geo, kernels);
-    const qk_conv_blocking *blocking = &b;
-    const int32_t max_pixels = kernels->max_pixels;
-    const int32_t row_tiles = (geo->out_w + max_pixels - 1) / max_pixels;
-    const int32_t base_pixels = geo->out_w / row_tiles, wider_tiles = geo->out_w % row_tiles;
+    qk_conv_plan plan;
+    plan.blocking = blocking_of(geo, kernels);
+    plan.row_tiles = (geo->out_w + kernels->max_pixels - 1) / kernels->max_pixels;
+    plan.base_pixels = geo->out_w / plan.row_tiles;
+    plan.wider_tiles = geo->out_w % plan.row_tiles;
+    const int64_t channel_tiles = (int64_t)geo->groups * plan.blocking.tiles_per_group;
+    int32_t band_rows = plan.row_tiles >= QK_SEGMENT_TILES ? 1 : QK_SEGMENT_TILES / plan.row_tiles;
+    while (band_rows > 1 &&
+           channel_tiles * args->batch * ((geo->out_h + band_rows - 1) / band_rows) < (int64_t)args->threads)
+        band_rows = (band_rows + 1) / 2;
+    plan.band_rows = band_rows;
+    plan.bands = (geo->out_h + band_rows - 1) / band_rows;
+    plan.image_bands = (int64_t)args->batch * plan.bands;
+    plan.items = channel_tiles * plan.image_bands;
+    return plan;
+}
+
+// Packed weights of the channel tile that work item `item` uses.
+static const uint8_t *item_weights(const qk_conv_args *args, const qk_conv_plan *plan, int64_t item, size_t *bytes) {
+    const qk_conv_blocking *b = &plan->blocking;
+    const int64_t channel_tile = item / plan->image_bands;
+    const int32_t group = (int32_t)(channel_tile / b->tiles_per_group), tile = (int32_t)(channel_tile % b->tiles_per_group);
+    int32_t blocks = b->blocks_per_group - tile * b->blocks_per_tile;
+    if (blocks > b->blocks_per_tile) blocks = b->blocks_per_tile;
+    *bytes = (size_t)b->taps * (size_t)b->chunks * (size_t)blocks * QK_PACK_UNIT_BYTES;
+    return qk_conv_tile_weights(args->packed, b, group, tile);
+}
+
+void qk_conv_blocked_first_weights(const qk_conv_args *args, const qk_conv_microkernels *kernels, const qk_team *team,
+                                   const uint8_t **weights, size_t *bytes) {
+    const qk_conv_plan plan = plan_of(args, kernels);
+    int64_t first_item, end_item;
+    qk_team_share(team, plan.items, &first_item, &end_item);
+    *bytes = 0;
+    *weights = NULL;
+    if (first_item < end_item) *weights = item_weights(args, &plan, first_item, bytes);
+}
+
+// Prefetches of one work item are spread evenly over its taps; more than this many lines per tap would
+// crowd out the microkernel's own loads.
+enum { QK_MAX_PREFETCH_LINES_PER_TAP = 64 };
+
+void qk_conv_blocked_share(const qk_conv_args *args, const qk_conv_microkernels *kernels, const qk_team *team) {
+    const qk_conv_geometry *geo = &args->geo;
+    const qk_conv_plan plan = plan_of(args, kernels);
+    const qk_conv_blocking *blocking = &plan.blocking;
+    const int32_t row_tiles = plan.row_tiles;
     const size_t tap_bytes = (size_t)blocking->chunks * (size_t)blocking->blocks_per_tile * QK_PACK_UNIT_BYTES;
     int32_t taps_per_slice = (int32_t)(kernels->slice_bytes / tap_bytes);
     if (taps_per_slice < 1) taps_per_slice = 1;
     if (taps_per_slice > blocking->taps) taps_per_slice = blocking->taps;
     const int dense = blocking->taps == 1;
-    // A work item is a band of output rows of one image for one channel tile. Narrow rows are banded
-    // together so that a segment still has up to QK_SEGMENT_TILES pixel tiles sharing each weight slice
-    // (a 7x7 layer: 7 rows of one tile each).
-    // Bands shrink again while they would leave threads idle (a 7x7 layer with one channel tile).
-    const int64_t channel_tiles = (int64_t)geo->groups * blocking->tiles_per_group;
-    int32_t band_rows = row_tiles >= QK_SEGMENT_TILES ? 1 : QK_SEGMENT_TILES / row_tiles;
-    while (band_rows > 1 &&
-           channel_tiles * args->batch * ((geo->out_h + band_rows - 1) / band_rows) < (int64_t)args->threads)
-        band_rows = (band_rows + 1) / 2;
-    const int32_t bands = (geo->out_h + band_rows - 1) / band_rows;
-    // Channel tiles outermost: consecutive work items of one thread reuse the same packed weights, which
-    // outweigh the input rows in deep, narrow layers.
-    const int64_t image_bands = (int64_t)args->batch * bands;
-    const int64_t items = channel_tiles * image_bands;
-#pragma omp for schedule(static)
-    for (int64_t item = 0; item < items; item++) {
+    int64_t first_item, end_item;
+    qk_team_share(team, plan.items, &first_item, &end_item);
+    for (int64_t item = first_item; item < end_item; item++) {
         // Sums of one segment between tap slices: [pixel][lane of the tile].
         int32_t partial[QK_SEGMENT_PIXELS * QK_MAX_TILE_LANES] __attribute__((aligned(64)));
         // Window rows of one segment in dense mode, plus room for the last row's copies.
         uint8_t windows[QK_SEGMENT_PIXELS * QK_DENSE_ROW_BYTES + QK_WINDOW_COPY_SLACK] __attribute__((aligned(64)));
-        const int64_t channel_tile = item / image_bands, image_band = item % image_bands;
+        const int64_t channel_tile = item / plan.image_bands, image_band = item % plan.image_bands;
         qk_conv_tile tile;
         tile.group = (int32_t)(channel_tile / blocking->tiles_per_group);
         tile.tile = (int32_t)(channel_tile % blocking->tiles_per_group);
-        tile.image = (int32_t)(image_band / bands);
+        tile.image = (int32_t)(image_band / plan.bands);
         tile.im2col_stride = QK_DENSE_ROW_BYTES;
-        const int32_t first_row = (int32_t)(image_band % bands) * band_rows;
-        const int32_t end_row = first_row + band_rows < geo->out_h ? first_row + band_rows : geo->out_h;
+        const int32_t first_row = (int32_t)(image_band % plan.bands) * plan.band_rows;
+        const int32_t end_row = first_row + plan.band_rows < geo->out_h ? first_row + plan.band_rows : geo->out_h;
         const int32_t tile_lanes = blocking->blocks_per_tile * blocking->lanes;
         int32_t blocks = blocking->blocks_per_group - tile.tile * blocking->blocks_per_tile;
         if (blocks > blocking->blocks_per_tile) blocks = blocking->blocks_per_tile;
         const qk_conv_tile_fn *tiles_of_width = kernels->tiles + (blocks - 1);
         // Pixel tiles of the band, numbered row by row, taken QK_SEGMENT_TILES at a time.
         const int32_t first_tile = first_row * row_tiles, end_tile = end_row * row_tiles;
+
+        // The first item of a channel tile would stream its weights from L3 at the speed of L3; fetch them
+        // into L2 during the item before, when the channel tile changes, and in the member's last item fetch
+        // what it needs first in the next step.
+        const uint8_t *prefetch = NULL;
+        size_t prefetch_bytes = 0;
+        if (item + 1 < end_item) {
+            if ((item + 1) / plan.image_bands != channel_tile) prefetch = item_weights(args, &plan, item + 1, &prefetch_bytes);
+        } else {
+            prefetch = args->prefetch_next;
+            prefetch_bytes = prefetch != NULL ? args->prefetch_next_bytes : 0;
+        }
+        const int64_t item_taps = (int64_t)(end_tile - first_tile) * blocking->taps;
+        int64_t lines_per_tap = ((int64_t)(prefetch_bytes + 63) / 64 + item_taps - 1) / item_taps;
+        if (lines_per_tap > QK_MAX_PREFETCH_LINES_PER_TAP) lines_per_tap = QK_MAX_PREFETCH_LINES_PER_TAP;
+        tile.prefetch_lines_per_tap = (int32_t)lines_per_tap;
+        tile.prefetch = prefetch;
+
         for (int32_t segment = first_tile; segment < end_tile; segment += QK_SEGMENT_TILES) {
             const int32_t segment_end = segment + QK_SEGMENT_TILES < end_tile ? segment + QK_SEGMENT_TILES : end_tile;
             if (dense) {
                 uint8_t *rows = windows;
                 for (int32_t t = segment; t < segment_end; t++) {
                     tile.out_y = t / row_tiles;
-                    place_row_tile(t % row_tiles, base_pixels, wider_tiles, &tile);
+                    place_row_tile(t % row_tiles, plan.base_pixels, plan.wider_tiles, &tile);
                     build_window_rows(args, &tile, tile.pixels, rows);
                     rows += (size_t)tile.pixels * QK_DENSE_ROW_BYTES;
                 }
@@ -246,12 +318,13 @@ void qk_conv_blocked_share(const qk_conv_args *args, const qk_conv_microkernels 
                 const uint8_t *rows = windows;
                 for (int32_t t = segment; t < segment_end; t++) {
                     tile.out_y = t / row_tiles;
-                    place_row_tile(t % row_tiles, base_pixels, wider_tiles, &tile);
+                    place_row_tile(t % row_tiles, plan.base_pixels, plan.wider_tiles, &tile);
                     tile.partial = taps_per_slice < blocking->taps ? sums : NULL;
                     tile.im2col = dense ? rows : NULL;
                     tiles_of_width[(tile.pixels - 1) * kernels->max_blocks](args, blocking, &tile);
                     sums += tile.pixels * tile_lanes;
                     rows += (size_t)tile.pixels * QK_DENSE_ROW_BYTES;
+                    if (tile.prefetch != NULL) tile.prefetch += (size_t)tile.prefetch_lines_per_tap * tile.taps * 64;
                 }
             }
         }

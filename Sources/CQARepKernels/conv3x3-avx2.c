@@ -53,6 +53,7 @@ QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_
     for (int32_t tap = tile->first_tap; tap < tile->first_tap + tile->taps; tap++) {
         const uint8_t *src[AVX2_MAX_PIXELS];
         qk_conv_tile_sources(args, tile, image, first_channel, tap, pixels, src);
+        qk_prefetch_tap(tile, tap);
         for (int32_t k = 0; k < chunks; k++) {
             __m256i even[AVX2_MAX_BLOCKS], odd[AVX2_MAX_BLOCKS];
 #pragma clang loop unroll(full)

@@ -35,11 +35,12 @@ static void conv_pixel(const qk_conv_args *args, const uint8_t *const tap[9], ui
     }
 }
 
-void qk_conv3x3_scalar_share(const qk_conv_args *args) {
+void qk_conv3x3_scalar_share(const qk_conv_args *args, const qk_team *team) {
     const qk_conv_geometry *geo = &args->geo;
     const int64_t rows = (int64_t)args->batch * geo->out_h;
-#pragma omp for schedule(static)
-    for (int64_t row = 0; row < rows; row++) {
+    int64_t first, end;
+    qk_team_share(team, rows, &first, &end);
+    for (int64_t row = first; row < end; row++) {
         const int32_t n = (int32_t)(row / geo->out_h);
         const int32_t oy = (int32_t)(row % geo->out_h);
         const uint8_t *image = args->input + (size_t)n * geo->in_h * geo->in_w * geo->in_c;

@@ -151,17 +151,36 @@ void qk_conv3x3_u8(qk_path path, const qk_conv_shape *shape, int32_t batch, cons
         .input = input,
         .output = output,
     };
+    int32_t joined = 0;
 #pragma omp parallel num_threads(args.threads) if (args.threads > 1)
-    qk_conv3x3_share(path, &args);
+    {
+        const qk_team team = qk_team_join(&joined);
+        qk_conv3x3_share(path, &args, &team);
+    }
 }
 
-void qk_conv3x3_share(qk_path path, const qk_conv_args *args) {
+void qk_conv3x3_share(qk_path path, const qk_conv_args *args, const qk_team *team) {
     switch (path) {
 #if QK_HAVE_X86
-    case QK_PATH_AVX2: qk_conv_blocked_share(args, &qk_conv_microkernels_avx2); return;
-    case QK_PATH_AVX512VNNI: qk_conv_blocked_share(args, &qk_conv_microkernels_avx512vnni); return;
+    case QK_PATH_AVX2: qk_conv_blocked_share(args, &qk_conv_microkernels_avx2, team); return;
+    case QK_PATH_AVX512VNNI: qk_conv_blocked_share(args, &qk_conv_microkernels_avx512vnni, team); return;
 #endif
-    default: qk_conv3x3_scalar_share(args); return;
+    default: qk_conv3x3_scalar_share(args, team); return;
+    }
+}
+
+void qk_conv3x3_first_weights(qk_path path, const qk_conv_args *args, const qk_team *team, const uint8_t **weights,
+                              size_t *bytes) {
+    *weights = NULL;
+    *bytes = 0;
+    switch (path) {
+#if QK_HAVE_X86
+    case QK_PATH_AVX2: qk_conv_blocked_first_weights(args, &qk_conv_microkernels_avx2, team, weights, bytes); return;
+    case QK_PATH_AVX512VNNI:
+        qk_conv_blocked_first_weights(args, &qk_conv_microkernels_avx512vnni, team, weights, bytes);
+        return;
+#endif
+    default: return;  // the scalar path does not prefetch
     }
 }
 
@@ -171,8 +190,12 @@ void qk_global_avgpool_u8(qk_path path, int32_t batch, int32_t pixels, int32_t c
         output == NULL)
         return;
     if (threads < 1) threads = 1;
+    int32_t joined = 0;
 #pragma omp parallel num_threads(threads) if (threads > 1)
-    qk_global_avgpool_share(path, batch, pixels, channels, input, multiplier, output);
+    {
+        const qk_team team = qk_team_join(&joined);
+        qk_global_avgpool_share(path, batch, pixels, channels, input, multiplier, output, &team);
+    }
 }
 
 bool qk_pool_shape_is_valid(int32_t batch, int32_t pixels, int32_t channels) {
@@ -181,15 +204,15 @@ bool qk_pool_shape_is_valid(int32_t batch, int32_t pixels, int32_t channels) {
 }
 
 void qk_global_avgpool_share(qk_path path, int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
-                             float multiplier, uint8_t *output) {
+                             float multiplier, uint8_t *output, const qk_team *team) {
     switch (path) {
 #if QK_HAVE_X86
-    case QK_PATH_AVX2: qk_global_avgpool_avx2_share(batch, pixels, channels, input, multiplier, output); return;
+    case QK_PATH_AVX2: qk_global_avgpool_avx2_share(batch, pixels, channels, input, multiplier, output, team); return;
     case QK_PATH_AVX512VNNI:
-        qk_global_avgpool_avx512vnni_share(batch, pixels, channels, input, multiplier, output);
+        qk_global_avgpool_avx512vnni_share(batch, pixels, channels, input, multiplier, output, team);
         return;
 #endif
-    default: qk_global_avgpool_scalar_share(batch, pixels, channels, input, multiplier, output); return;
+    default: qk_global_avgpool_scalar_share(batch, pixels, channels, input, multiplier, output, team); return;
     }
 }
 
@@ -227,18 +250,41 @@ void qk_fc_u8(qk_path path, int32_t batch, int32_t in_c, int32_t out_c, const vo
     if (!qk_fc_shape_is_valid(in_c, out_c) || !qk_path_supported(path) || batch < 1) return;
     if (packed == NULL || bias == NULL || multiplier == NULL || input == NULL || logits == NULL) return;
     if (threads < 1) threads = 1;
+    int32_t joined = 0;
 #pragma omp parallel num_threads(threads) if (threads > 1)
-    qk_fc_share(path, batch, in_c, out_c, packed, bias, multiplier, input, logits);
+    {
+        const qk_team team = qk_team_join(&joined);
+        qk_fc_share(path, batch, in_c, out_c, packed, bias, multiplier, input, logits, &team);
+    }
 }
 
 void qk_fc_share(qk_path path, int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
-                 const float *multiplier, const uint8_t *input, float *logits) {
+                 const float *multiplier, const uint8_t *input, float *logits, const qk_team *team) {
     switch (path) {
 #if QK_HAVE_X86
-    case QK_PATH_AVX2: qk_fc_avx2_share(batch, in_c, out_c, packed, bias, multiplier, input, logits); return;
-    case QK_PATH_AVX512VNNI: qk_fc_avx512vnni_share(batch, in_c, out_c, packed, bias, multiplier, input, logits); return;
+    case QK_PATH_AVX2: qk_fc_avx2_share(batch, in_c, out_c, packed, bias, multiplier, input, logits, team); return;
+    case QK_PATH_AVX512VNNI:
+        qk_fc_avx512vnni_share(batch, in_c, out_c, packed, bias, multiplier, input, logits, team);
+        return;
 #endif
-    default: qk_fc_scalar_share(batch, in_c, out_c, packed, bias, multiplier, input, logits); return;
+    default: qk_fc_scalar_share(batch, in_c, out_c, packed, bias, multiplier, input, logits, team); return;
+    }
+}
+
+void qk_fc_first_weights(qk_path path, int32_t in_c, int32_t out_c, const void *packed, const qk_team *team,
+                         const uint8_t **weights, size_t *bytes) {
+    *weights = NULL;
+    *bytes = 0;
+    switch (path) {
+#if QK_HAVE_X86
+    case QK_PATH_AVX2:
+        qk_fc_blocked_first_weights(in_c, out_c, packed, qk_conv_microkernels_avx2.lanes, team, weights, bytes);
+        return;
+    case QK_PATH_AVX512VNNI:
+        qk_fc_blocked_first_weights(in_c, out_c, packed, qk_conv_microkernels_avx512vnni.lanes, team, weights, bytes);
+        return;
+#endif
+    default: return;
     }
 }
 

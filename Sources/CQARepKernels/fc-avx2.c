@@ -22,8 +22,8 @@ static void fc_block_avx2(const qk_fc_block *block) {
 }
 
 void qk_fc_avx2_share(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
-                      const float *multiplier, const uint8_t *input, float *logits) {
+                      const float *multiplier, const uint8_t *input, float *logits, const qk_team *team) {
     qk_fc_blocked_share(batch, in_c, out_c, packed, bias, multiplier, input, logits,
-                        qk_conv_microkernels_avx2.lanes, fc_block_avx2);
+                        qk_conv_microkernels_avx2.lanes, fc_block_avx2, team);
 }
 #endif

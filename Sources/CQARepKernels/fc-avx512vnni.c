@@ -27,8 +27,8 @@ static void fc_block_vnni(const qk_fc_block *block) {
 }
 
 void qk_fc_avx512vnni_share(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
-                            const float *multiplier, const uint8_t *input, float *logits) {
+                            const float *multiplier, const uint8_t *input, float *logits, const qk_team *team) {
     qk_fc_blocked_share(batch, in_c, out_c, packed, bias, multiplier, input, logits,
-                        qk_conv_microkernels_avx512vnni.lanes, fc_block_vnni);
+                        qk_conv_microkernels_avx512vnni.lanes, fc_block_vnni, team);
 }
 #endif

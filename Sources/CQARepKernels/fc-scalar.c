@@ -7,11 +7,12 @@ void qk_fc_pack_scalar(int32_t in_c, int32_t out_c, const int8_t *weight, void *
 }
 
 void qk_fc_scalar_share(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
-                        const float *multiplier, const uint8_t *input, float *logits) {
+                        const float *multiplier, const uint8_t *input, float *logits, const qk_team *team) {
     const int8_t *weights = (const int8_t *)packed;
     const int64_t outputs = (int64_t)batch * out_c;
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < outputs; i++) {
+    int64_t first, end;
+    qk_team_share(team, outputs, &first, &end);
+    for (int64_t i = first; i < end; i++) {
         const int32_t n = (int32_t)(i / out_c);
         const int32_t k = (int32_t)(i % out_c);
         const uint8_t *x = input + (size_t)n * in_c;

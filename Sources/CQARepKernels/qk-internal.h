@@ -38,29 +38,58 @@ qk_conv_geometry qk_conv_geometry_of(const qk_conv_shape *shape);
 
 typedef struct qk_conv_args {
     qk_conv_geometry geo;
-    int32_t batch, threads;
+    int32_t batch;
+    int32_t threads;  // the team size the work split plans for
     const void *packed;
     const int32_t *bias;
     const float *multiplier;
     const uint8_t *pad_value;
     const uint8_t *input;
     uint8_t *output;
+    // What the calling thread needs first in the step after this one (its first weight tile of the next
+    // layer, its share of the fc weights), fetched into L2 during its last work item; NULL for nothing.
+    const uint8_t *prefetch_next;
+    size_t prefetch_next_bytes;
 } qk_conv_args;
 
-// Functions named *_share do the calling thread's share of one step as an orphaned `omp for`: inside a
-// parallel region every thread of the team must call them, and they end in the team's barrier, so one
-// region can run a whole network (network.c); outside a region the calling thread does all the work.
+// The threads of one parallel region. Functions named *_share do one member's share of a step: a
+// contiguous range of the step's work items. They do not wait for the others; the caller puts a barrier
+// between steps that depend on each other. One region can thus run a whole network (network.c), and a
+// member knows which items it takes next, which lets it fetch their weights ahead of time.
 // Which thread computes an output never changes its value, so results do not depend on the team size.
+typedef struct qk_team {
+    int32_t member, size;
+} qk_team;
+
+// Every member of a parallel region (or a lone caller outside one) calls this once with the same
+// `joined` counter, initialized to 0 before the region. Member numbers come from the counter rather than
+// the OpenMP runtime API, so the kernels need nothing but pragmas (no omp.h). Ends in a barrier.
+static inline qk_team qk_team_join(int32_t *joined) {
+    int32_t member, size;
+#pragma omp atomic capture
+    member = (*joined)++;
+#pragma omp barrier
+#pragma omp atomic read
+    size = *joined;
+    qk_team team = {member, size};
+    return team;
+}
+
+// Items [*first, *end) of `items`: contiguous shares whose sizes differ by at most one.
+static inline void qk_team_share(const qk_team *team, int64_t items, int64_t *first, int64_t *end) {
+    *first = items * team->member / team->size;
+    *end = items * (team->member + 1) / team->size;
+}
 
 // Scalar: the oracle. Packed layout is the OIHW weights unchanged.
 size_t qk_conv3x3_packed_size_scalar(const qk_conv_geometry *geo);
 void qk_conv3x3_pack_scalar(const qk_conv_geometry *geo, const int8_t *weight_oihw, void *packed);
-void qk_conv3x3_scalar_share(const qk_conv_args *args);
+void qk_conv3x3_scalar_share(const qk_conv_args *args, const qk_team *team);
 void qk_global_avgpool_scalar_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
-                                    float multiplier, uint8_t *output);
+                                    float multiplier, uint8_t *output, const qk_team *team);
 void qk_fc_pack_scalar(int32_t in_c, int32_t out_c, const int8_t *weight, void *packed);
 void qk_fc_scalar_share(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
-                        const float *multiplier, const uint8_t *input, float *logits);
+                        const float *multiplier, const uint8_t *input, float *logits, const qk_team *team);
 
 // Argument checks of the public entry points (dispatch.c).
 bool qk_conv_shape_is_valid(const qk_conv_shape *shape);
@@ -68,11 +97,16 @@ bool qk_pool_shape_is_valid(int32_t batch, int32_t pixels, int32_t channels);
 bool qk_fc_shape_is_valid(int32_t in_c, int32_t out_c);
 
 // One step on the chosen path (dispatch.c), for arguments already validated.
-void qk_conv3x3_share(qk_path path, const qk_conv_args *args);
+void qk_conv3x3_share(qk_path path, const qk_conv_args *args, const qk_team *team);
 void qk_global_avgpool_share(qk_path path, int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
-                             float multiplier, uint8_t *output);
+                             float multiplier, uint8_t *output, const qk_team *team);
 void qk_fc_share(qk_path path, int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
-                 const float *multiplier, const uint8_t *input, float *logits);
+                 const float *multiplier, const uint8_t *input, float *logits, const qk_team *team);
+// The packed weights a member reads first in a conv layer or the fc head (*bytes = 0: none worth fetching).
+void qk_conv3x3_first_weights(qk_path path, const qk_conv_args *args, const qk_team *team, const uint8_t **weights,
+                              size_t *bytes);
+void qk_fc_first_weights(qk_path path, int32_t in_c, int32_t out_c, const void *packed, const qk_team *team,
+                         const uint8_t **weights, size_t *bytes);
 
 double qk_measure_peak_gmacs_impl(double seconds);
 
@@ -121,12 +155,16 @@ enum { QK_MAX_TILE_PIXELS = 8, QK_MAX_TILE_LANES = 48 };
 // partial[pixel][lane] (lanes counted over a full tile), and stores either the sums back there or, on the
 // last slice, the requantized bytes.
 // In dense mode im2col points at the first pixel's window row, the next pixel's is im2col_stride further.
+// Each tap also prefetches `prefetch_lines_per_tap` cache lines into L2, from `prefetch` on: weights the
+// thread needs in its next work item, streamed while this one computes.
 typedef struct qk_conv_tile {
     int32_t image, out_y, out_x, pixels, group, tile;
     int32_t first_tap, taps;
     int32_t *partial;
     const uint8_t *im2col;
     int32_t im2col_stride;
+    const uint8_t *prefetch;
+    int32_t prefetch_lines_per_tap;
 } qk_conv_tile;
 
 typedef void (*qk_conv_tile_fn)(const qk_conv_args *args, const qk_conv_blocking *blocking,
@@ -147,7 +185,9 @@ void qk_conv_blocked_pack(const qk_conv_geometry *geo, const qk_conv_microkernel
                           const int8_t *weight_oihw, void *packed);
 // The layer as tiles shared by the team (args->threads is the team size the work split plans for); each
 // output byte is produced by exactly one thread.
-void qk_conv_blocked_share(const qk_conv_args *args, const qk_conv_microkernels *kernels);
+void qk_conv_blocked_share(const qk_conv_args *args, const qk_conv_microkernels *kernels, const qk_team *team);
+void qk_conv_blocked_first_weights(const qk_conv_args *args, const qk_conv_microkernels *kernels, const qk_team *team,
+                                   const uint8_t **weights, size_t *bytes);
 
 // Where tap (ky, kx) of output pixel (out_y, out_x) reads its input channels from `first_channel` on:
 // the input pixel, or the padding values on the border.
@@ -162,8 +202,10 @@ static inline const uint8_t *qk_conv_tap_source(const qk_conv_args *args, const 
 }
 
 // Input pointers of tap `tap` for the `pixels` output pixels of a tile (from their window rows in dense
-// mode). Inside the image the pixels are `stride * in_c` bytes apart, which needs one add per pixel;
-// only tiles touching the border pay for the per-pixel bounds checks.
+// mode). Inside the image the pixels are `stride * in_c` bytes apart, which needs one add per pixel.
+// A tile on the left or right border (both tiles of a 14-pixel row) only has its first or last pixel
+// outside for a given tap, so the per-pixel column check is a compare and a select, and whole rows
+// outside the image read the padding.
 static inline __attribute__((always_inline)) void qk_conv_tile_sources(const qk_conv_args *args,
                                                                        const qk_conv_tile *tile, const uint8_t *image,
                                                                        int32_t first_channel, int32_t tap, int pixels,
@@ -175,17 +217,24 @@ static inline __attribute__((always_inline)) void qk_conv_tile_sources(const qk_
     const qk_conv_geometry *geo = &args->geo;
     const int32_t ky = tap / 3, kx = tap % 3;
     const int32_t iy = tile->out_y * geo->stride + ky - 1;
+    const uint8_t *pad = args->pad_value + first_channel;
+    if ((uint32_t)iy >= (uint32_t)geo->in_h) {
+        for (int p = 0; p < pixels; p++) src[p] = pad;
+        return;
+    }
+    const uint8_t *row = image + (size_t)iy * (size_t)geo->in_w * (size_t)geo->in_c + (size_t)first_channel;
     const int32_t first_ix = tile->out_x * geo->stride + kx - 1;
     const int32_t last_ix = first_ix + (pixels - 1) * geo->stride;
-    if ((uint32_t)iy < (uint32_t)geo->in_h && first_ix >= 0 && last_ix < geo->in_w) {
-        const uint8_t *first = image + ((size_t)iy * (size_t)geo->in_w + (size_t)first_ix) * (size_t)geo->in_c +
-                               (size_t)first_channel;
+    if (first_ix >= 0 && last_ix < geo->in_w) {
+        const uint8_t *first = row + (size_t)first_ix * (size_t)geo->in_c;
         const size_t step = (size_t)geo->stride * (size_t)geo->in_c;
         for (int p = 0; p < pixels; p++) src[p] = first + (size_t)p * step;
         return;
     }
-    for (int p = 0; p < pixels; p++)
-        src[p] = qk_conv_tap_source(args, image, tile->out_y, tile->out_x + p, ky, kx, first_channel);
+    for (int p = 0; p < pixels; p++) {
+        const int32_t ix = first_ix + p * geo->stride;
+        src[p] = (uint32_t)ix < (uint32_t)geo->in_w ? row + (size_t)ix * (size_t)geo->in_c : pad;
+    }
 }
 
 static inline int32_t qk_load_u32(const uint8_t *p) {
@@ -213,7 +262,9 @@ typedef struct qk_fc_block {
 typedef void (*qk_fc_block_fn)(const qk_fc_block *block);
 void qk_fc_blocked_share(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
                          const float *multiplier, const uint8_t *input, float *logits, int32_t lanes,
-                         qk_fc_block_fn run_block);
+                         qk_fc_block_fn run_block, const qk_team *team);
+void qk_fc_blocked_first_weights(int32_t in_c, int32_t out_c, const void *packed, int32_t lanes, const qk_team *team,
+                                 const uint8_t **weights, size_t *bytes);
 
 // Channels [first, end) of one image's average pool; SIMD paths finish their channel tails with it.
 void qk_avgpool_channels_scalar(const uint8_t *image, int32_t pixels, int32_t channels, int32_t first,
@@ -223,13 +274,13 @@ void qk_avgpool_channels_scalar(const uint8_t *image, int32_t pixels, int32_t ch
 extern const qk_conv_microkernels qk_conv_microkernels_avx512vnni;
 extern const qk_conv_microkernels qk_conv_microkernels_avx2;
 void qk_global_avgpool_avx512vnni_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
-                                        float multiplier, uint8_t *output);
+                                        float multiplier, uint8_t *output, const qk_team *team);
 void qk_global_avgpool_avx2_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
-                                  float multiplier, uint8_t *output);
+                                  float multiplier, uint8_t *output, const qk_team *team);
 void qk_fc_avx512vnni_share(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
-                            const float *multiplier, const uint8_t *input, float *logits);
+                            const float *multiplier, const uint8_t *input, float *logits, const qk_team *team);
 void qk_fc_avx2_share(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
-                      const float *multiplier, const uint8_t *input, float *logits);
+                      const float *multiplier, const uint8_t *input, float *logits, const qk_team *team);
 #endif
 
 #endif  // QK_INTERNAL_H

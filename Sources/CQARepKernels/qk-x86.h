@@ -12,6 +12,13 @@
 #define QK_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #define QK_INLINE static inline __attribute__((always_inline))
 
+// The tap's share of the tile's L2 prefetches (see qk_conv_tile).
+QK_INLINE void qk_prefetch_tap(const qk_conv_tile *tile, int32_t tap) {
+    if (tile->prefetch_lines_per_tap <= 0) return;
+    const char *lines = (const char *)tile->prefetch + (size_t)(tap - tile->first_tap) * tile->prefetch_lines_per_tap * 64;
+    for (int32_t i = 0; i < tile->prefetch_lines_per_tap; i++) _mm_prefetch(lines + 64 * i, _MM_HINT_T1);
+}
+
 // The scalar qk_requantize on sixteen lanes: convert, multiply, clamp, round half to even (cvtps2dq under
 // the default MXCSR, like nearbyintf), narrow to bytes.
 QK_INLINE QK_TARGET_VNNI __m128i qk_requantize16(__m512i acc, __m512i bias, __m512 multiplier) {

@@ -299,14 +299,13 @@ public final class Session {
     }
 
     /// Like run(images:batch:), also returning the wall time of each step of `model.layers`, in seconds.
+    /// The steps are timed inside the kernels' single parallel region, after the barrier that ends each.
     public func runProfiled(images: UnsafeBufferPointer<UInt8>, batch: Int) throws(QARepError) -> (logits: [Float], layerSeconds: [Double]) {
-        var seconds: [Double] = []
-        var start = Platform.monotonicSeconds()
-        try runInternal(images: images, batch: batch) { _, _ in
-            let now = Platform.monotonicSeconds()
-            seconds.append(now - start)
-            start = now
+        var clock = [Double](repeating: 0, count: model.numConvLayers + 3)
+        try clock.withUnsafeMutableBufferPointer { (buffer) throws(QARepError) in
+            try runInternal(images: images, batch: batch, stepClock: buffer.baseAddress, observe: nil)
         }
+        let seconds = (1..<clock.count).map { clock[$0] - clock[$0 - 1] }
         return (Array(logits[0..<(batch * model.numClasses)]), seconds)
     }
 
@@ -335,7 +334,8 @@ public final class Session {
 
     /// Runs the batch; `observe` sees each step's output (conv layers, pool) in order, then is called once
     /// more after the fc layer with an empty buffer.
-    func runInternal(images: UnsafeBufferPointer<UInt8>, batch: Int,
+    /// With `stepClock` (model.numConvLayers + 3 values) the kernels record when each step ended.
+    func runInternal(images: UnsafeBufferPointer<UInt8>, batch: Int, stepClock: UnsafeMutablePointer<Double>? = nil,
                      observe: ((Int, UnsafeBufferPointer<UInt8>) -> Void)?) throws(QARepError) {
         try checkBatch(batch)
         let imageBytes = model.imageBytes
@@ -350,8 +350,8 @@ public final class Session {
         ping.pointer.copyMemory(from: source, byteCount: batch * imageBytes)
         if observe == nil {
             let status = logits.withUnsafeMutableBufferPointer { out in
-                qk_network_run(path, packed.networkPointer, Int32(batch), ping.bytes, ping.bytes, pong.bytes,
-                               pooled.bytes, out.baseAddress, threads)
+                qk_network_run_timed(path, packed.networkPointer, Int32(batch), ping.bytes, ping.bytes, pong.bytes,
+                                     pooled.bytes, out.baseAddress, threads, stepClock)
             }
             guard status == 0 else { throw QARepError(.internal, "the kernels rejected the network") }
             lastBatch = batch

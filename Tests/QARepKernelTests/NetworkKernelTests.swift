@@ -200,6 +200,36 @@ final class NetworkKernelTests: XCTestCase {
         print("network paths compared on this CPU: \(compared.sorted())")
     }
 
+    /// The timed entry point computes the same and stamps every step's end in order, nothing past the last.
+    func testTimedRunMatchesAndStampsEveryStep() {
+        var rng = SeededGenerator(seed: Self.baseSeed &+ 200)
+        let net = NetworkCase.random(inH: 10, inW: 8, layers: [(16, 2, 1), (20, 1, 1), (24, 2, 1)], classes: 9, &rng)
+        let batch = 3
+        let images = withGarbageSlack(rng.bytes(batch * net.imageBytes), &rng)
+        let expected = perLayerScalar(net, images: images, batch: batch)
+        for path in allPaths where qk_path_supported(path) != 0 {
+            let checked: Void? = withNetwork(net, path: path) { network in
+                for threads: Int32 in [1, 2] {
+                    var ping = [UInt8](repeating: 0, count: batch * net.maxActivationBytes + extraBytes), pong = ping
+                    var pooled = [UInt8](repeating: 0, count: batch * net.lastChannels + extraBytes)
+                    var logits = [Float](repeating: 0, count: batch * net.classes)
+                    let steps = net.convs.count + 3
+                    var clock = [Double](repeating: -1, count: steps + 1)
+                    let status = qk_network_run_timed(path, network, Int32(batch), images, &ping, &pong, &pooled, &logits,
+                                                      threads, &clock)
+                    let label = "\(pathName(path)) x\(threads)"
+                    XCTAssertEqual(status, 0, label)
+                    XCTAssertEqual(Array(pooled.prefix(batch * net.lastChannels)), expected.pooled, label)
+                    XCTAssertEqual(logits.map(\.bitPattern), expected.logits, label)
+                    XCTAssertTrue(clock[0] > 0 && zip(clock.prefix(steps), clock.prefix(steps).dropFirst()).allSatisfy { $0 <= $1 },
+                                  "\(label) clock \(clock)")
+                    XCTAssertEqual(clock[steps], -1, "\(label) wrote past the last step")
+                }
+            }
+            XCTAssertNotNil(checked)
+        }
+    }
+
     /// Refused networks compute nothing: the logits keep their fence pattern.
     func testInvalidNetworksAreRefused() {
         var rng = SeededGenerator(seed: Self.baseSeed &+ 100)

@@ -106,6 +106,11 @@ typedef struct qk_network {
 // Returns 0, or -1 (nothing computed) for an invalid network or argument.
 int qk_network_run(qk_path path, const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
                    uint8_t *pong, uint8_t *pooled, float *logits, int32_t threads);
+// The same, also storing the monotonic clock (seconds) at the start and after each step, when all threads
+// have finished it: step_clock[0] before layer 0, step_clock[i + 1] after conv i, then after the pool and
+// after the fc (conv_count + 3 values). For profiling a run as it really executes.
+int qk_network_run_timed(qk_path path, const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
+                         uint8_t *pong, uint8_t *pooled, float *logits, int32_t threads, double *step_clock);
 
 // Measured int8 multiply-accumulate throughput of one core, in GMAC/s, with the best dot-product
 // instruction this CPU has (vpdpbusd where present), running for about `seconds`.
