@@ -113,7 +113,8 @@ int qk_network_run_timed(qk_path path, const qk_network *network, int32_t batch,
                          uint8_t *pong, uint8_t *pooled, float *logits, int32_t threads, double *step_clock);
 
 // Measured int8 multiply-accumulate throughput of one core, in GMAC/s, with the best dot-product
-// instruction this CPU has (vpdpbusd where present), running for about `seconds`.
+// instruction this CPU has (vpdpbusd where present), running for about `seconds`: the median rate of
+// short bursts, i.e. at the clock the core sustains most of the time (peak.c says why not the fastest).
 double qk_measure_peak_gmacs(double seconds);
 
 #ifdef __cplusplus
