@@ -1,4 +1,5 @@
 // Command-line options, parsed by hand: the bench does not depend on swift-argument-parser.
+import QARepOffline
 
 struct BenchOptions {
     var architecture = RepVGGArchitecture(named: "A0")
