@@ -11,10 +11,10 @@ import COpenBLAS
 import Foundation
 import QARep
 
-/// Calibration images used for bias correction are capped at this many input pixels (64 images at 224x224): the
+/// Calibration images used for bias correction are capped at this many input pixels (32 images at 224x224): the
 /// per-channel means need far fewer samples than the thresholds, and the emulation keeps every image's current
 /// uint8 activation in memory and costs about one FP32 forward per image.
-let biasCorrectionPixelBudget = 64 * 224 * 224
+let biasCorrectionPixelBudget = 32 * 224 * 224
 
 /// Sums over images and output positions of each (input channel, tap) of a 3x3 pad-1 conv's input, i.e. the
 /// im2col row sums, and the number of output positions summed over.
@@ -114,12 +114,18 @@ struct FP32MeanStatistics {
 /// Largest |bias| the loader accepts given the accumulator bound (docs/model-format.md).
 func biasLimit(accumulatorBound: Int64) -> Int64 { Int64(Int32.max) - accumulatorBound }
 
+/// `value` (an integer-valued double, possibly huge) clamped to [-limit, limit], converted only once in range.
+private func clampedBias(_ value: Double, limit: Int64, clamped: inout Bool) -> Int64 {
+    if abs(value) > Double(limit) { clamped = true }
+    return Int64(min(max(value, -Double(limit)), Double(limit)))
+}
+
 /// Corrects `description`'s conv and FC biases so that, on `data`, the emulated INT8 network's mean
 /// pre-activation output of every layer equals the FP32 network's (`reference`, gathered on the same images).
 /// Returns, per conv layer and then for the FC, the mean |correction| over output channels in units of that
-/// layer's output step (conv) or logit units (FC).
+/// layer's output step (conv) or logit units (FC), and the biases whose correction hit the accumulator bound.
 func correctBiases(_ description: inout QuantizedModelDescription, forward: FP32Forward, data: CalibrationData,
-                   reference: FP32MeanStatistics, batchSize: Int) throws -> [Double] {
+                   reference: FP32MeanStatistics, batchSize: Int) throws -> (shifts: [Double], clamped: [String]) {
     let network = forward.network
     guard description.convs.count == network.convs.count, data.count > 0 else {
         throw CalibrationError("bias correction needs the network's layers and at least one image")
@@ -149,6 +155,7 @@ func correctBiases(_ description: inout QuantizedModelDescription, forward: FP32
     var height = network.inputHeight, width = network.inputWidth
     var inScale = description.inputScale
     var shifts: [Double] = []
+    var clampedNames: [String] = []
     let workspace = FP32ForwardWorkspace()
     for (index, conv) in network.convs.enumerated() {
         let layer = description.convs[index]
@@ -167,6 +174,7 @@ func correctBiases(_ description: inout QuantizedModelDescription, forward: FP32
         let limit = biasLimit(accumulatorBound: Int64(9 * inPerGroup * 255 * 127))
         var bias = layer.bias
         var shiftSum = 0.0
+        var clampedHere = false
         for output in 0..<conv.outChannels {
             let group = output / outPerGroup
             var fp32Mean = Double(conv.bias[output]), int8Mean = Double(layer.bias[output])
@@ -184,11 +192,12 @@ func correctBiases(_ description: inout QuantizedModelDescription, forward: FP32
             let shift = (fp32Mean / unit - int8Mean).rounded(.toNearestOrEven)
             guard shift.isFinite else { continue }
             // The loader's bound is on B = bias - sum(w * zero_point) (layer 0) or bias (later layers).
-            let effective = min(max(Int64(bias[output]) - zeroPointSum + Int64(shift), -limit), limit)
+            let effective = clampedBias(Double(Int64(bias[output]) - zeroPointSum) + shift, limit: limit, clamped: &clampedHere)
             bias[output] = Int32(effective + zeroPointSum)
             shiftSum += abs(Double(Int64(bias[output]) - Int64(layer.bias[output]))) * unit / Double(layer.outputScale)
         }
         description.convs[index].bias = bias
+        if clampedHere { clampedNames.append("conv.\(index).bias") }
         shifts.append(shiftSum / Double(conv.outChannels))
 
         // This layer's uint8 output with the corrected bias, as the runtime computes it.
@@ -255,6 +264,7 @@ func correctBiases(_ description: inout QuantizedModelDescription, forward: FP32
     }
     let fcLimit = biasLimit(accumulatorBound: Int64(channels * 255 * 127))
     var fcShift = 0.0
+    var fcClamped = false
     for k in 0..<network.numClasses {
         var fp32Mean = Double(network.fcBias[k]), int8Mean = Double(description.fcBias[k])
         for channel in 0..<channels {
@@ -265,10 +275,11 @@ func correctBiases(_ description: inout QuantizedModelDescription, forward: FP32
         let unit = Double(description.poolOutputScale) * Double(description.fcWeightScale[k])
         let shift = (fp32Mean / unit - int8Mean).rounded(.toNearestOrEven)
         guard shift.isFinite else { continue }
-        let corrected = min(max(Int64(description.fcBias[k]) + Int64(shift), -fcLimit), fcLimit)
+        let corrected = clampedBias(Double(description.fcBias[k]) + shift, limit: fcLimit, clamped: &fcClamped)
         fcShift += abs(Double(corrected - Int64(description.fcBias[k]))) * unit
         description.fcBias[k] = Int32(corrected)
     }
     shifts.append(fcShift / Double(network.numClasses))
-    return shifts
+    if fcClamped { clampedNames.append("fc.bias") }
+    return (shifts, clampedNames)
 }
