@@ -30,21 +30,63 @@ static bool network_is_valid(qk_path path, const qk_network *network, int32_t ba
     return network->fc_packed != NULL && network->fc_bias != NULL && network->fc_multiplier != NULL;
 }
 
-static qk_conv_args conv_args(const qk_network *network, int32_t i, int32_t batch, int32_t threads,
-                             const uint8_t *input, uint8_t *ping, uint8_t *pong) {
+static size_t input_bytes(const qk_conv_shape *shape) {
+    return (size_t)shape->in_h * (size_t)shape->in_w * (size_t)shape->in_c;
+}
+
+static size_t output_bytes(const qk_conv_shape *shape) {
+    return (size_t)qk_conv_out_dim(shape->in_h, shape->stride) * (size_t)qk_conv_out_dim(shape->in_w, shape->stride) *
+           (size_t)shape->out_c;
+}
+
+// Layer i over images [first_image, first_image + images): layer 0 reads `input`, layer i writes pong when
+// i is even and ping when it is odd, each image at its place in the batch.
+static qk_conv_args conv_args(const qk_network *network, int32_t i, int32_t first_image, int32_t images,
+                             int32_t threads, const uint8_t *input, uint8_t *ping, uint8_t *pong) {
     const qk_network_conv *conv = &network->convs[i];
+    const uint8_t *source = i == 0 ? input : (i % 2 == 1 ? pong : ping);
+    uint8_t *destination = i % 2 == 0 ? pong : ping;
     const qk_conv_args args = {
         .geo = qk_conv_geometry_of(&conv->shape),
-        .batch = batch,
+        .batch = images,
         .threads = threads,
         .packed = conv->packed,
         .bias = conv->bias,
         .multiplier = conv->multiplier,
         .pad_value = conv->pad_value,
-        .input = i == 0 ? input : (i % 2 == 1 ? pong : ping),
-        .output = i % 2 == 0 ? pong : ping,
+        .input = source + (size_t)first_image * input_bytes(&conv->shape),
+        .output = destination + (size_t)first_image * output_bytes(&conv->shape),
     };
     return args;
+}
+
+// Depth first: a batch's early activations outgrow L2 (RepVGG-A0's first output is 602 KB per image, 4.8
+// MB at batch 8), so layer by layer over the whole batch every early layer writes to and reads from L3.
+// The leading layers whose batch output exceeds a budget (qk_network.depth_first_bytes, by default about
+// half an L2) run one image at a time instead (their weights are small, so repeating them per image costs
+// nothing); the rest run over the whole batch, whose weights then serve all images at once.
+enum { QK_DEPTH_FIRST_BYTES = 1 << 20 };
+
+// How many leading layers run image by image. Image n's output of layer i goes where the batched run puts
+// it, so the batched layers that follow read the usual layout. Writing it must not destroy what later
+// images or the batched part still need: in the buffer it shares with the last per-image layer, image n's
+// slot of an earlier layer must start past the slots 0..n-1 of that last layer, which holds while those
+// activations are at least as large; the network input must be in a buffer of its own (not ping).
+static int32_t per_image_layers(const qk_network *network, int32_t batch, const uint8_t *input, const uint8_t *ping) {
+    if (batch < 2 || input == ping) return 0;
+    const uint64_t budget = network->depth_first_bytes > 0 ? (uint64_t)network->depth_first_bytes : QK_DEPTH_FIRST_BYTES;
+    int32_t leading = 0;
+    while (leading < network->conv_count &&
+           (uint64_t)batch * output_bytes(&network->convs[leading].shape) > budget)
+        leading++;
+    for (; leading > 0; leading--) {
+        const size_t last = output_bytes(&network->convs[leading - 1].shape);
+        int safe = 1;
+        for (int32_t i = (leading - 1) % 2; i < leading - 1; i += 2)
+            if (output_bytes(&network->convs[i].shape) < last) safe = 0;
+        if (safe) break;
+    }
+    return leading;
 }
 
 static double monotonic_seconds(void) {
@@ -58,6 +100,19 @@ int qk_network_run(qk_path path, const qk_network *network, int32_t batch, const
     return qk_network_run_timed(path, network, batch, input, ping, pong, pooled, logits, threads, NULL);
 }
 
+// One conv layer's share, fetching meanwhile the weights this member starts the step after it with.
+static void run_conv(qk_path path, qk_conv_args *args, const qk_conv_args *next, const qk_network *network,
+                     const qk_team *team) {
+    if (next != NULL) {
+        qk_conv3x3_first_weights(path, next, team, &args->prefetch_next, &args->prefetch_next_bytes);
+    } else {
+        const qk_network_conv *last = &network->convs[network->conv_count - 1];
+        qk_fc_first_weights(path, last->shape.out_c, network->classes, network->fc_packed, team, &args->prefetch_next,
+                            &args->prefetch_next_bytes);
+    }
+    qk_conv3x3_share(path, args, team);
+}
+
 int qk_network_run_timed(qk_path path, const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
                          uint8_t *pong, uint8_t *pooled, float *logits, int32_t threads, double *step_clock) {
     if (!network_is_valid(path, network, batch)) return -1;
@@ -65,40 +120,58 @@ int qk_network_run_timed(qk_path path, const qk_network *network, int32_t batch,
     if (threads < 1) threads = 1;
     const int32_t layers = network->conv_count;
     const qk_conv_geometry last = qk_conv_geometry_of(&network->convs[layers - 1].shape);
+    const int32_t leading = per_image_layers(network, batch, input, ping);
     int32_t joined = 0;
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         const qk_team team = qk_team_join(&joined);
-        // One member writes the clock, right after a barrier: every member has finished the step.
-        double *clock = team.member == 0 ? step_clock : NULL;
-        if (clock != NULL) *clock++ = monotonic_seconds();
-        qk_conv_args args = conv_args(network, 0, batch, team.size, input, ping, pong);
-        for (int32_t i = 0; i < layers; i++) {
-            // While finishing this layer, fetch what this member starts the next step with.
-            qk_conv_args next;
-            if (i + 1 < layers) {
-                next = conv_args(network, i + 1, batch, team.size, input, ping, pong);
-                qk_conv3x3_first_weights(path, &next, &team, &args.prefetch_next, &args.prefetch_next_bytes);
-            } else {
-                qk_fc_first_weights(path, last.out_c, network->classes, network->fc_packed, &team, &args.prefetch_next,
-                                    &args.prefetch_next_bytes);
-            }
-            qk_conv3x3_share(path, &args, &team);
+        // One member times the steps, right after the barriers that end them, adding up the per-image
+        // parts; step_clock[s + 1] holds step s's time until it becomes a running clock at the end.
+        const int timing = team.member == 0 && step_clock != NULL;
+        double mark = 0.0;
+        if (timing) {
+            for (int32_t s = 0; s < layers + 3; s++) step_clock[s] = 0.0;
+            step_clock[0] = mark = monotonic_seconds();
+        }
+#define QK_STEP_DONE(step)                                        \
+    if (timing) {                                                 \
+        const double now = monotonic_seconds();                   \
+        step_clock[(step) + 1] += now - mark;                     \
+        mark = now;                                               \
+    }
+        for (int32_t n = 0; n < (leading > 0 ? batch : 0); n++) {
+            for (int32_t i = 0; i < leading; i++) {
+                qk_conv_args args = conv_args(network, i, n, 1, team.size, input, ping, pong);
+                const qk_conv_args next = i + 1 < leading ? conv_args(network, i + 1, n, 1, team.size, input, ping, pong)
+                                          : n + 1 < batch ? conv_args(network, 0, n + 1, 1, team.size, input, ping, pong)
+                                                          : conv_args(network, i + 1 < layers ? i + 1 : i, 0, batch,
+                                                                      team.size, input, ping, pong);
+                run_conv(path, &args, i + 1 < layers || n + 1 < batch ? &next : NULL, network, &team);
 #pragma omp barrier
-            if (clock != NULL) *clock++ = monotonic_seconds();
-            if (i + 1 < layers) args = next;
+                QK_STEP_DONE(i)
+            }
+        }
+        for (int32_t i = leading; i < layers; i++) {
+            qk_conv_args args = conv_args(network, i, 0, batch, team.size, input, ping, pong);
+            const qk_conv_args next = conv_args(network, i + 1 < layers ? i + 1 : i, 0, batch, team.size, input, ping, pong);
+            run_conv(path, &args, i + 1 < layers ? &next : NULL, network, &team);
+#pragma omp barrier
+            QK_STEP_DONE(i)
         }
         uint8_t *x = layers % 2 == 1 ? pong : ping;
         qk_global_avgpool_share(path, batch, last.out_h * last.out_w, last.out_c, x, network->pool_multiplier, pooled,
                                 &team);
 #pragma omp barrier
-        if (clock != NULL) *clock++ = monotonic_seconds();
+        QK_STEP_DONE(layers)
         qk_fc_share(path, batch, last.out_c, network->classes, network->fc_packed, network->fc_bias,
                     network->fc_multiplier, pooled, logits, &team);
         if (step_clock != NULL) {
 #pragma omp barrier
-            if (clock != NULL) *clock = monotonic_seconds();
+            QK_STEP_DONE(layers + 1)
+            if (timing)
+                for (int32_t s = 1; s < layers + 3; s++) step_clock[s] += step_clock[s - 1];
         }
+#undef QK_STEP_DONE
     }
     return 0;
 }

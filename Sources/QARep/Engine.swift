@@ -145,7 +145,8 @@ final class PackedWeights: Sendable {
         network.pointer.bindMemory(to: qk_network.self, capacity: 1).initialize(to: qk_network(
             conv_count: Int32(arithmetic.layers.count), convs: UnsafePointer(table),
             pool_multiplier: arithmetic.poolMultiplier, classes: Int32(classes),
-            fc_packed: UnsafeRawPointer(fc.pointer), fc_bias: fcBiasPointer, fc_multiplier: fcMultiplierPointer))
+            fc_packed: UnsafeRawPointer(fc.pointer), fc_bias: fcBiasPointer, fc_multiplier: fcMultiplierPointer,
+            depth_first_bytes: 0))
         return (network, convTable, parameters)
     }
 }
@@ -241,6 +242,9 @@ public final class Session {
     static let maxBatchLimit = 65536
 
     private let packed: PackedWeights
+    /// The images of a run; in a buffer of their own (not ping) so that the kernels may run a batch's
+    /// early layers image by image.
+    private let input: AlignedBuffer
     private let ping: AlignedBuffer
     private let pong: AlignedBuffer
     private let pooled: AlignedBuffer
@@ -258,14 +262,16 @@ public final class Session {
         self.threads = threads == 0 ? Platform.onlineCPUs() : threads
         self.maxBatch = maxBatch
         let activationBytes = maxBatch * model.arithmetic.maxActivationBytes  // <= 2^16 * 2^28, no overflow
-        let workspace = 2 * activationBytes + maxBatch * model.arithmetic.fcInChannels
+        let workspace = 2 * activationBytes + maxBatch * (model.imageBytes + model.arithmetic.fcInChannels)
         if let memory = Platform.physicalMemoryBytes(), workspace > memory {
             throw QARepError(.outOfMemory, "a workspace of \(workspace) bytes for maxBatch \(maxBatch) exceeds this machine's memory")
         }
+        input = try AlignedBuffer(count: maxBatch * model.imageBytes + kernelExtraBytes)
         ping = try AlignedBuffer(count: activationBytes + kernelExtraBytes)
         pong = try AlignedBuffer(count: activationBytes + kernelExtraBytes)
         pooled = try AlignedBuffer(count: maxBatch * model.arithmetic.fcInChannels + kernelExtraBytes)
         // The kernels may read the slack; keep it defined.
+        input.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: input.count)
         ping.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: ping.count)
         pong.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: pong.count)
         pooled.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: pooled.count)
@@ -347,33 +353,34 @@ public final class Session {
         let arithmetic = model.arithmetic
         let path = kernel.path ?? QK_PATH_SCALAR
         let threads = Int32(self.threads)
-        ping.pointer.copyMemory(from: source, byteCount: batch * imageBytes)
         if observe == nil {
+            input.pointer.copyMemory(from: source, byteCount: batch * imageBytes)
             let status = logits.withUnsafeMutableBufferPointer { out in
-                qk_network_run_timed(path, packed.networkPointer, Int32(batch), ping.bytes, ping.bytes, pong.bytes,
+                qk_network_run_timed(path, packed.networkPointer, Int32(batch), input.bytes, ping.bytes, pong.bytes,
                                      pooled.bytes, out.baseAddress, threads, stepClock)
             }
             guard status == 0 else { throw QARepError(.internal, "the kernels rejected the network") }
             lastBatch = batch
             return
         }
-        // Step by step, so that `observe` sees every activation (tests, per-layer profiling).
-        var input = ping, output = pong
+        // Step by step, so that `observe` sees every activation (tests).
+        ping.pointer.copyMemory(from: source, byteCount: batch * imageBytes)
+        var layerInput = ping, layerOutput = pong
         for (i, layer) in arithmetic.layers.enumerated() {
             var shape = layer.kernelShape
             layer.bias.withUnsafeBufferPointer { bias in
                 layer.multiplier.withUnsafeBufferPointer { multiplier in
                     layer.padValue.withUnsafeBufferPointer { pad in
                         qk_conv3x3_u8(path, &shape, Int32(batch), packed.convs[i].pointer, bias.baseAddress,
-                                      multiplier.baseAddress, pad.baseAddress, input.bytes, output.bytes, threads)
+                                      multiplier.baseAddress, pad.baseAddress, layerInput.bytes, layerOutput.bytes, threads)
                     }
                 }
             }
-            observe?(i, UnsafeBufferPointer(start: output.bytes, count: batch * layer.outputBytes))
-            swap(&input, &output)
+            observe?(i, UnsafeBufferPointer(start: layerOutput.bytes, count: batch * layer.outputBytes))
+            swap(&layerInput, &layerOutput)
         }
         let channels = arithmetic.fcInChannels
-        qk_global_avgpool_u8(path, Int32(batch), Int32(arithmetic.lastPixels), Int32(channels), input.bytes,
+        qk_global_avgpool_u8(path, Int32(batch), Int32(arithmetic.lastPixels), Int32(channels), layerInput.bytes,
                              arithmetic.poolMultiplier, pooled.bytes, threads)
         observe?(arithmetic.layers.count, UnsafeBufferPointer(start: pooled.bytes, count: batch * channels))
         model.description.fcBias.withUnsafeBufferPointer { bias in

@@ -71,7 +71,8 @@ final class NetworkKernelTests: XCTestCase {
     }
 
     /// Packed weights and the qk_network describing them for one path; `body` runs while the pointers live.
-    func withNetwork<R>(_ net: NetworkCase, path: qk_path, _ body: (UnsafePointer<qk_network>) -> R) -> R? {
+    func withNetwork<R>(_ net: NetworkCase, path: qk_path, depthFirstBytes: Int64 = 0,
+                        _ body: (UnsafePointer<qk_network>) -> R) -> R? {
         var packedConvs: [PackedWeights] = []
         for (conv, data) in zip(net.convs, net.data) {
             var shape = conv.shape
@@ -104,7 +105,7 @@ final class NetworkKernelTests: XCTestCase {
             var network = qk_network(conv_count: Int32(table.count), convs: UnsafePointer(table.baseAddress),
                                      pool_multiplier: net.poolMultiplier, classes: Int32(net.classes),
                                      fc_packed: UnsafeRawPointer(packedFC.pointer), fc_bias: UnsafePointer(fcBias),
-                                     fc_multiplier: UnsafePointer(fcMultiplier))
+                                     fc_multiplier: UnsafePointer(fcMultiplier), depth_first_bytes: depthFirstBytes)
             return withUnsafePointer(to: &network) { body($0) }
         }
     }
@@ -148,6 +149,10 @@ final class NetworkKernelTests: XCTestCase {
         return (status, NetworkResult(pooled: Array(pooled.prefix(pooledCount)), logits: logits.payload), fencesIntact)
     }
 
+    /// Depth-first budgets: the default (these small networks then run layer by layer), one byte (every
+    /// leading layer the buffer rules allow runs image by image), and one between.
+    static let depthFirstBudgets: [Int64] = [0, 1, 600]
+
     func checkNetwork(_ net: NetworkCase, seed: UInt64, maxBatch: Int) -> Set<String> {
         var rng = SeededGenerator(seed: seed &+ 77)
         let allImages = rng.bytes(maxBatch * net.imageBytes)
@@ -159,12 +164,13 @@ final class NetworkKernelTests: XCTestCase {
             // The data must reach the head with some spread, or equal results prove little.
             XCTAssertGreaterThan(Set(expected.pooled).count, 2, "pooled values degenerate: \(context)")
             for path in allPaths where qk_path_supported(path) != 0 {
-                let checked: Void? = withNetwork(net, path: path) { network in
+              for budget in Self.depthFirstBudgets {
+                let checked: Void? = withNetwork(net, path: path, depthFirstBytes: budget) { network in
                     for threads in threadCounts {
                         for inputInPing in [true, false] {
                             let run = runNetwork(network, net, path: path, images: images, batch: batch, threads: threads,
                                                  inputInPing: inputInPing)
-                            let label = "\(pathName(path)) x\(threads) input in \(inputInPing ? "ping" : "own buffer")"
+                            let label = "\(pathName(path)) x\(threads) depth-first budget \(budget) input in \(inputInPing ? "ping" : "own buffer")"
                             XCTAssertEqual(run.status, 0, "\(label) refused: \(context)")
                             XCTAssertTrue(run.fencesIntact, "\(label) wrote outside its buffers: \(context)")
                             XCTAssertTrue(run.result.pooled == expected.pooled,
@@ -175,6 +181,7 @@ final class NetworkKernelTests: XCTestCase {
                     }
                 }
                 XCTAssertNotNil(checked, "\(pathName(path)) refused a layer: \(context)")
+              }
                 compared.insert(pathName(path))
             }
         }
@@ -188,6 +195,8 @@ final class NetworkKernelTests: XCTestCase {
             (11, 13, [(16, 2, 1), (24, 1, 1), (24, 1, 2), (40, 2, 1), (40, 1, 1)], 7),
             (9, 9, [(48, 2, 1), (100, 1, 1), (52, 2, 4), (20, 1, 1)], 33),
             (7, 5, [(5, 1, 1)], 3),
+            // Activations that grow again after shrinking: only some leading layers may run image by image.
+            (8, 8, [(12, 1, 1), (6, 1, 1), (24, 1, 1), (8, 2, 1), (8, 1, 1)], 5),
         ]
         var compared = Set<String>()
         for (index, (h, w, layers, classes)) in networks.enumerated() {

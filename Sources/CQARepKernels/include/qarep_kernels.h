@@ -95,6 +95,9 @@ typedef struct qk_network {
     const void *fc_packed;  // qk_fc_pack of [classes][last out_c] for the same path
     const int32_t *fc_bias;
     const float *fc_multiplier;
+    // Leading layers whose output for the whole batch exceeds this many bytes run one image at a time
+    // (depth first, so that they stay in L2) when `input` is not `ping`; 0 means the default, 1 MiB.
+    int64_t depth_first_bytes;
 } qk_network;
 
 // Runs the network over a batch on one team of up to `threads` threads, with the same result, byte for byte,
