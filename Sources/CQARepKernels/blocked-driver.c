@@ -17,8 +17,8 @@ static qk_conv_blocking blocking_of(const qk_conv_geometry *geo, const qk_conv_m
     qk_conv_blocking b;
     b.lanes = lanes;
     b.blocks_per_group = (geo->out_per_group + lanes - 1) / lanes;
-    b.blocks_per_tile = b.blocks_per_group < max_blocks_per_tile ? b.blocks_per_group : max_blocks_per_tile;
-    b.tiles_per_group = (b.blocks_per_group + b.blocks_per_tile - 1) / b.blocks_per_tile;
+    b.tiles_per_group = (b.blocks_per_group + max_blocks_per_tile - 1) / max_blocks_per_tile;
+    b.blocks_per_tile = (b.blocks_per_group + b.tiles_per_group - 1) / b.tiles_per_group;
     if (uses_dense_mode(geo)) {
         b.taps = 1;
         b.chunks = (9 * geo->in_per_group + 3) / 4;
@@ -44,9 +44,8 @@ void qk_conv_blocked_pack(const qk_conv_geometry *geo, const qk_conv_microkernel
     uint8_t *unit = (uint8_t *)packed;
     for (int32_t g = 0; g < geo->groups; g++) {
         for (int32_t tile = 0; tile < blocking->tiles_per_group; tile++) {
-            const int32_t first_block = tile * blocking->blocks_per_tile;
-            int32_t blocks = blocking->blocks_per_group - first_block;
-            if (blocks > blocking->blocks_per_tile) blocks = blocking->blocks_per_tile;
+            const int32_t first_block = qk_tile_first_block(blocking, tile);
+            const int32_t blocks = qk_tile_blocks(blocking, tile);
             for (int32_t packed_tap = 0; packed_tap < blocking->taps; packed_tap++) {
                 for (int32_t chunk = 0; chunk < blocking->chunks; chunk++) {
                     for (int32_t block = 0; block < blocks; block++) {
@@ -231,8 +230,7 @@ static const uint8_t *item_weights(const qk_conv_args *args, const qk_conv_plan 
     const qk_conv_blocking *b = &plan->blocking;
     const int64_t channel_tile = item / plan->image_bands;
     const int32_t group = (int32_t)(channel_tile / b->tiles_per_group), tile = (int32_t)(channel_tile % b->tiles_per_group);
-    int32_t blocks = b->blocks_per_group - tile * b->blocks_per_tile;
-    if (blocks > b->blocks_per_tile) blocks = b->blocks_per_tile;
+    const int32_t blocks = qk_tile_blocks(b, tile);
     *bytes = (size_t)b->taps * (size_t)b->chunks * (size_t)blocks * QK_PACK_UNIT_BYTES;
     return qk_conv_tile_weights(args->packed, b, group, tile);
 }
@@ -277,8 +275,7 @@ void qk_conv_blocked_share(const qk_conv_args *args, const qk_conv_microkernels 
         const int32_t first_row = (int32_t)(image_band % plan.bands) * plan.band_rows;
         const int32_t end_row = first_row + plan.band_rows < geo->out_h ? first_row + plan.band_rows : geo->out_h;
         const int32_t tile_lanes = blocking->blocks_per_tile * blocking->lanes;
-        int32_t blocks = blocking->blocks_per_group - tile.tile * blocking->blocks_per_tile;
-        if (blocks > blocking->blocks_per_tile) blocks = blocking->blocks_per_tile;
+        const int32_t blocks = qk_tile_blocks(blocking, tile.tile);
         const qk_conv_tile_fn *tiles_of_width = kernels->tiles + (blocks - 1);
         // Pixel tiles of the band, numbered row by row, taken QK_SEGMENT_TILES at a time.
         const int32_t first_tile = first_row * row_tiles, end_tile = end_row * row_tiles;

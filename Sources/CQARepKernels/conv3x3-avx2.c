@@ -92,7 +92,7 @@ QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_
                    first_out;
 #pragma clang loop unroll(full)
     for (int j = 0; j < blocks; j++) {
-        const int32_t o = (tile->tile * b->blocks_per_tile + j) * AVX2_LANES;
+        const int32_t o = (qk_tile_first_block(b, tile->tile) + j) * AVX2_LANES;
         const int32_t valid = geo->out_per_group - o;
         const __m256i bias = qk_load8_epi32(args->bias + first_out + o, valid);
         const __m256 multiplier = qk_load8_ps(args->multiplier + first_out + o, valid);

@@ -33,7 +33,7 @@ QK_INLINE QK_TARGET_VNNI void vnni_tile(const qk_conv_args *args, const qk_conv_
 
     const int32_t partial_stride = b->blocks_per_tile * VNNI_LANES;
     const int32_t first_out = tile->group * geo->out_per_group;
-    const int32_t first_lane = tile->tile * b->blocks_per_tile * VNNI_LANES;  // within the group
+    const int32_t first_lane = qk_tile_first_block(b, tile->tile) * VNNI_LANES;  // within the group
     __mmask16 lane_mask[VNNI_MAX_BLOCKS];
 #pragma clang loop unroll(full)
     for (int j = 0; j < blocks; j++) lane_mask[j] = qk_lane_mask16(geo->out_per_group - first_lane - j * VNNI_LANES);

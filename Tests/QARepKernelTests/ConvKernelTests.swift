@@ -101,6 +101,10 @@ final class ConvKernelTests: XCTestCase {
             ConvCase(inH: 13, inW: 13, inC: 96, outC: 192, stride: 2, groups: 1, batch: 1),
             ConvCase(inH: 7, inW: 7, inC: 64, outC: 1280, stride: 1, groups: 1, batch: 1),
             ConvCase(inH: 10, inW: 10, inC: 64, outC: 64, stride: 1, groups: 4, batch: 2),
+            // Output blocks split evenly over channel tiles: 2 + 2 (64), 3, 3, 2, 3, 2, 3 (256), 2 + 3 (80).
+            ConvCase(inH: 9, inW: 14, inC: 64, outC: 64, stride: 1, groups: 1, batch: 2),
+            ConvCase(inH: 5, inW: 7, inC: 32, outC: 256, stride: 2, groups: 1, batch: 1),
+            ConvCase(inH: 6, inW: 6, inC: 20, outC: 80, stride: 1, groups: 1, batch: 3),
             // Deep and wide: weights split into tap slices, rows into several segments of pixel tiles.
             ConvCase(inH: 3, inW: 70, inC: 160, outC: 20, stride: 1, groups: 1, batch: 2),
             ConvCase(inH: 4, inW: 141, inC: 161, outC: 50, stride: 2, groups: 1, batch: 1),
