@@ -124,8 +124,10 @@ private func clampedBias(_ value: Double, limit: Int64, clamped: inout Bool) -> 
 /// pre-activation output of every layer equals the FP32 network's (`reference`, gathered on the same images).
 /// Returns, per conv layer and then for the FC, the mean |correction| over output channels in units of that
 /// layer's output step (conv) or logit units (FC), and the biases whose correction hit the accumulator bound.
+/// `progress(layersDone)` follows each conv layer and the FC.
 func correctBiases(_ description: inout QuantizedModelDescription, forward: FP32Forward, data: CalibrationData,
-                   reference: FP32MeanStatistics, batchSize: Int) throws -> (shifts: [Double], clamped: [String]) {
+                   reference: FP32MeanStatistics, batchSize: Int,
+                   progress: (Int) -> Void = { _ in }) throws -> (shifts: [Double], clamped: [String]) {
     let network = forward.network
     guard description.convs.count == network.convs.count, data.count > 0 else {
         throw CalibrationError("bias correction needs the network's layers and at least one image")
@@ -241,6 +243,7 @@ func correctBiases(_ description: inout QuantizedModelDescription, forward: FP32
             next.append(output)
         }
         stored = next
+        progress(index + 1)
         height = outHeight
         width = outWidth
         inScale = layer.outputScale
@@ -281,5 +284,6 @@ func correctBiases(_ description: inout QuantizedModelDescription, forward: FP32
     }
     shifts.append(fcShift / Double(network.numClasses))
     if fcClamped { clampedNames.append("fc.bias") }
+    progress(network.convs.count + 1)
     return (shifts, clampedNames)
 }

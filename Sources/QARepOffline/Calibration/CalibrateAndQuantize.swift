@@ -47,7 +47,7 @@ func holdoutIndices(count: Int, fraction: Double) -> [Int] {
 
 /// Calibrates `network` on `calibration` and returns the quantized model (valid per docs/model-format.md: it is
 /// loaded by the runtime before being returned) and a report. `progress(done, total)` counts images through the
-/// FP32 forward and the runtime.
+/// FP32 forward, the bias correction's INT8 emulation (in fractions of its layers) and the runtime.
 public func calibrateAndQuantize(network: FusedNetwork, calibration: CalibrationData, options: CalibrationOptions,
                                  progress: ((Int, Int) -> Void)? = nil) throws -> (QuantizedModelDescription, CalibrationReport) {
     guard calibration.inputHeight == network.inputHeight, calibration.inputWidth == network.inputWidth else {
@@ -70,7 +70,6 @@ public func calibrateAndQuantize(network: FusedNetwork, calibration: Calibration
     guard calibrationSet.count > 0 else { throw CalibrationError("no calibration images left after the hold-out") }
     let threads = options.threads == 0 ? ProcessInfo.processInfo.activeProcessorCount : options.threads
     openblas_set_num_threads(Int32(clamping: threads))
-    let total = calibrationSet.count + holdoutSet.count
 
     // Bias correction measures FP32 and INT8 means on the same images: an evenly spaced subset, observed first
     // so its FP32 means come out of the same pass that fills the histograms.
@@ -81,6 +80,7 @@ public func calibrateAndQuantize(network: FusedNetwork, calibration: Calibration
     let correctionSet = try calibrationSet.subset(correctionIndices)
     let correctionMembers = Set(correctionIndices)
     let remainingSet = try calibrationSet.subset((0..<calibrationSet.count).filter { !correctionMembers.contains($0) })
+    let total = calibrationSet.count + correctionSet.count + holdoutSet.count
 
     // One pass: every conv output and the pooled vector go into an adaptive histogram.
     let started = Date()
@@ -120,7 +120,9 @@ public func calibrateAndQuantize(network: FusedNetwork, calibration: Calibration
     var biasShifts: [Double]? = nil
     if correctionSet.count > 0 {
         let correction = try correctBiases(&quantized.description, forward: forward, data: correctionSet,
-                                           reference: fp32Means, batchSize: options.batchSize)
+                                           reference: fp32Means, batchSize: options.batchSize) { layersDone in
+            progress?(calibrationSet.count + correctionSet.count * layersDone / (network.convs.count + 1), total)
+        }
         biasShifts = correction.shifts
         // Report each bias the accumulator bound clamped once, whether at export or after correction.
         for name in correction.clamped where !quantized.clampedBiases.contains(name) { quantized.clampedBiases.append(name) }
@@ -138,7 +140,7 @@ public func calibrateAndQuantize(network: FusedNetwork, calibration: Calibration
     if holdoutSet.count > 0 {
         holdout = try compareWithRuntime(model: model, forward: forward, data: holdoutSet, threads: threads,
                                          batchSize: options.batchSize) { done in
-            progress?(calibrationSet.count + done, total)
+            progress?(calibrationSet.count + correctionSet.count + done, total)
         }
     }
     var layers: [LayerReport] = []
