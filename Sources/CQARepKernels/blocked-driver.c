@@ -200,11 +200,31 @@ static void place_row_tile(int32_t index, int32_t base_pixels, int32_t wider, qk
 // weight slice (a 7x7 layer: 7 rows of one tile each). Bands shrink again while they would leave threads
 // idle (a 7x7 layer with one channel tile). Channel tiles are outermost: consecutive work items of one
 // thread reuse the same packed weights, which outweigh the input rows in deep, narrow layers.
+//
+// With several threads, channel tiles outermost give each thread a share of the weights but the whole
+// input, half of which the other thread wrote (it sits in the other core's L2). When the batch has at
+// least an image per thread, image bands go outermost instead unless the weights dwarf the input (RepVGG
+// A0's last layer): each thread then reads the images it wrote itself and streams all the weights, which
+// stay in its L2 for its other images. Measured on A0, 2 threads, 4 interleaved rounds: batch 8
+// 16.46-16.97 -> 16.33-16.65 ms; at batch 1 bands outermost were 1-4% slower in every layer mix tried
+// (the weights' second pass from L3 costs more than the input's remote half), so batch 1 keeps channels.
 typedef struct qk_conv_plan {
     qk_conv_blocking blocking;
     int32_t row_tiles, base_pixels, wider_tiles, band_rows, bands;
-    int64_t image_bands, items;
+    int64_t channel_tiles, image_bands, items;
+    int channels_outermost;
 } qk_conv_plan;
+
+// Which channel tile and which band of which image work item `item` covers.
+static void locate_item(const qk_conv_plan *plan, int64_t item, int64_t *channel_tile, int64_t *image_band) {
+    if (plan->channels_outermost) {
+        *channel_tile = item / plan->image_bands;
+        *image_band = item % plan->image_bands;
+    } else {
+        *image_band = item / plan->channel_tiles;
+        *channel_tile = item % plan->channel_tiles;
+    }
+}
 
 static qk_conv_plan plan_of(const qk_conv_args *args, const qk_conv_microkernels *kernels) {
     const qk_conv_geometry *geo = &args->geo;
@@ -221,14 +241,19 @@ static qk_conv_plan plan_of(const qk_conv_args *args, const qk_conv_microkernels
     plan.band_rows = band_rows;
     plan.bands = (geo->out_h + band_rows - 1) / band_rows;
     plan.image_bands = (int64_t)args->batch * plan.bands;
+    plan.channel_tiles = channel_tiles;
     plan.items = channel_tiles * plan.image_bands;
+    const uint64_t input_bytes = (uint64_t)args->batch * (uint64_t)geo->in_h * (uint64_t)geo->in_w * (uint64_t)geo->in_c;
+    const uint64_t weight_bytes = (uint64_t)qk_conv_blocked_packed_size(geo, kernels);
+    plan.channels_outermost = args->threads <= 1 || args->batch < args->threads || 16 * input_bytes <= weight_bytes;
     return plan;
 }
 
 // Packed weights of the channel tile that work item `item` uses.
 static const uint8_t *item_weights(const qk_conv_args *args, const qk_conv_plan *plan, int64_t item, size_t *bytes) {
     const qk_conv_blocking *b = &plan->blocking;
-    const int64_t channel_tile = item / plan->image_bands;
+    int64_t channel_tile, image_band;
+    locate_item(plan, item, &channel_tile, &image_band);
     const int32_t group = (int32_t)(channel_tile / b->tiles_per_group), tile = (int32_t)(channel_tile % b->tiles_per_group);
     const int32_t blocks = qk_tile_blocks(b, tile);
     *bytes = (size_t)b->taps * (size_t)b->chunks * (size_t)blocks * QK_PACK_UNIT_BYTES;
@@ -266,7 +291,8 @@ void qk_conv_blocked_share(const qk_conv_args *args, const qk_conv_microkernels 
         int32_t partial[QK_SEGMENT_PIXELS * QK_MAX_TILE_LANES] __attribute__((aligned(64)));
         // Window rows of one segment in dense mode, plus room for the last row's copies.
         uint8_t windows[QK_SEGMENT_PIXELS * QK_DENSE_ROW_BYTES + QK_WINDOW_COPY_SLACK] __attribute__((aligned(64)));
-        const int64_t channel_tile = item / plan.image_bands, image_band = item % plan.image_bands;
+        int64_t channel_tile, image_band;
+        locate_item(&plan, item, &channel_tile, &image_band);
         qk_conv_tile tile;
         tile.group = (int32_t)(channel_tile / blocking->tiles_per_group);
         tile.tile = (int32_t)(channel_tile % blocking->tiles_per_group);
@@ -286,7 +312,11 @@ void qk_conv_blocked_share(const qk_conv_args *args, const qk_conv_microkernels 
         const uint8_t *prefetch = NULL;
         size_t prefetch_bytes = 0;
         if (item + 1 < end_item) {
-            if ((item + 1) / plan.image_bands != channel_tile) prefetch = item_weights(args, &plan, item + 1, &prefetch_bytes);
+            // Bands outermost: every item changes tile, but only the member's first pass over the tiles
+            // reads them from L3.
+            const int first_pass = plan.channels_outermost ? (item + 1) / plan.image_bands != channel_tile
+                                                           : item + 1 - first_item < plan.channel_tiles;
+            if (first_pass) prefetch = item_weights(args, &plan, item + 1, &prefetch_bytes);
         } else {
             prefetch = args->prefetch_next;
             prefetch_bytes = prefetch != NULL ? args->prefetch_next_bytes : 0;
