@@ -274,7 +274,13 @@ void qk_conv_blocked_first_weights(const qk_conv_args *args, const qk_conv_micro
 // crowd out the microkernel's own loads.
 enum { QK_MAX_PREFETCH_LINES_PER_TAP = 64 };
 
-void qk_conv_blocked_share(const qk_conv_args *args, const qk_conv_microkernels *kernels, const qk_team *team) {
+void qk_conv_blocked_share(const qk_conv_args *caller_args, const qk_conv_microkernels *kernels, const qk_team *team) {
+    qk_conv_args layer = *caller_args;
+    float largest_multiplier = 0.0f;
+    for (int32_t o = 0; o < layer.geo.out_c; o++)
+        largest_multiplier = layer.multiplier[o] > largest_multiplier ? layer.multiplier[o] : largest_multiplier;
+    layer.multipliers_below_one = largest_multiplier < 1.0f;
+    const qk_conv_args *args = &layer;
     const qk_conv_geometry *geo = &args->geo;
     const qk_conv_plan plan = plan_of(args, kernels);
     const qk_conv_blocking *blocking = &plan.blocking;

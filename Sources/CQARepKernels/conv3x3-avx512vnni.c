@@ -102,8 +102,12 @@ QK_INLINE QK_TARGET_VNNI void vnni_tile(const qk_conv_args *args, const qk_conv_
         __m512i y[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
                         _mm512_setzero_si512()};
 #pragma clang loop unroll(full)
-        for (int j = 0; j < blocks; j++) y[j] = qk_round_clamped16(acc[p][j], multiplier[j]);
-        const __m512i bytes = _mm512_packus_epi16(_mm512_packus_epi32(y[0], y[1]), _mm512_packus_epi32(y[2], y[3]));
+        for (int j = 0; j < blocks; j++)
+            y[j] = args->multipliers_below_one ? qk_round16(acc[p][j], multiplier[j])
+                                               : qk_round_clamped16(acc[p][j], multiplier[j]);
+        // Signed saturation first: int32 beyond 32767 must become 32767 (then 255), which the unsigned
+        // pack would turn into 65535, read as -1 (then 0) by the second pack.
+        const __m512i bytes = _mm512_packus_epi16(_mm512_packs_epi32(y[0], y[1]), _mm512_packs_epi32(y[2], y[3]));
         _mm512_mask_storeu_epi8(out + (size_t)p * geo->out_c, store_mask,
                                 _mm512_permutexvar_epi32(channel_order, bytes));
     }

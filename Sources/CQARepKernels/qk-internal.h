@@ -50,6 +50,9 @@ typedef struct qk_conv_args {
     // layer, its share of the fc weights), fetched into L2 during its last work item; NULL for nothing.
     const uint8_t *prefetch_next;
     size_t prefetch_next_bytes;
+    // Set by the blocked driver when every multiplier is below 1: then |t| < 2^31 (|acc + bias| < 2^31 is
+    // the caller's contract), cvtps2dq cannot overflow and the saturating packs alone clamp at 255.
+    int multipliers_below_one;
 } qk_conv_args;
 
 // The threads of one parallel region. Functions named *_share do one member's share of a step: a

@@ -30,10 +30,14 @@ QK_INLINE QK_TARGET_VNNI __m128i qk_requantize16(__m512i acc, __m512i bias, __m5
 }
 
 // The same up to the narrowing, for callers that accumulated the bias already and narrow with saturating
-// packs: int32 results, where the packs' saturation of negatives to 0 stands in for the clamp at 0.
-// round(min(t, 255)) saturated at 0 equals round(min(max(t, 0), 255)) because both bounds are integers
-// (rounding is monotonic and leaves integers alone); the float min must stay, as cvtps2dq cannot
-// represent values beyond 2^31.
+// packs (signed 32 -> 16, then unsigned 16 -> 8): int32 results, where the packs' saturation stands in for
+// the clamps. round(t) saturated to [0, 255] equals round(min(max(t, 0), 255)) because both bounds are
+// integers (rounding is monotonic and leaves integers alone). cvtps2dq cannot represent values beyond
+// 2^31, so qk_round16 is only for |t| < 2^31 (every multiplier below 1); otherwise the float min stays.
+QK_INLINE QK_TARGET_VNNI __m512i qk_round16(__m512i acc_plus_bias, __m512 multiplier) {
+    return _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_cvtepi32_ps(acc_plus_bias), multiplier));
+}
+
 QK_INLINE QK_TARGET_VNNI __m512i qk_round_clamped16(__m512i acc_plus_bias, __m512 multiplier) {
     __m512 t = _mm512_cvtepi32_ps(acc_plus_bias);
     t = _mm512_mul_ps(t, multiplier);

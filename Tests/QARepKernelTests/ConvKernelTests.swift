@@ -92,6 +92,36 @@ final class ConvKernelTests: XCTestCase {
         assertComparedEverySupportedPath(compared)
     }
 
+    /// Multipliers of 1 and more: t can exceed 2^31, where cvtps2dq overflows, so the SIMD paths must keep
+    /// the float clamp at 255 (with every multiplier below 1 they narrow by saturation alone).
+    func testMultipliersOfOneAndMoreSaturate() {
+        let cases = [
+            ConvCase(inH: 6, inW: 9, inC: 3, outC: 48, stride: 2, groups: 1, batch: 2),
+            ConvCase(inH: 5, inW: 7, inC: 32, outC: 40, stride: 1, groups: 1, batch: 1),
+        ]
+        var compared = Set<String>()
+        for (index, c) in cases.enumerated() {
+            let seed = Self.baseSeed &+ 3000 &+ UInt64(index)
+            var rng = SeededGenerator(seed: seed)
+            var data = ConvData.random(c, &rng)
+            // One channel at exactly 1 (below 1 elsewhere would not do: the largest decides), the rest up to
+            // 4096 with biases of both signs large enough that |t| passes 2^31.
+            data.multiplier = (0..<c.outC).map { o in o == 0 ? 1 : Float.random(in: 1...4096, using: &rng) }
+            data.bias = (0..<c.outC).map { o in o % 3 == 0 ? 2_000_000 : (o % 3 == 1 ? -2_000_000 : Int32.random(in: -300...300, using: &rng)) }
+            guard let oracle = runConv(QK_PATH_SCALAR, c, data, threads: 1) else { return XCTFail("scalar refused \(c)") }
+            XCTAssertTrue(oracle.payload.contains(255) && oracle.payload.contains(0), "outputs must reach both clamps")
+            for path in allPaths where qk_path_supported(path) != 0 {
+                for threads in threadCounts {
+                    let result = runConv(path, c, data, threads: threads)
+                    XCTAssertTrue(result?.payload == oracle.payload,
+                                  "\(pathName(path)) x\(threads) at \(firstMismatch(result?.payload ?? [], oracle.payload)): seed \(seed) \(c)")
+                }
+                compared.insert(pathName(path))
+            }
+        }
+        assertComparedEverySupportedPath(compared)
+    }
+
     /// RepVGG-A0-like layers and deep layers whose weights the SIMD paths process in tap slices, too big for the naive Swift reference in a debug build: SIMD vs scalar only.
     func testNetworkSizedLayersMatchScalar() {
         let cases = [
