@@ -211,7 +211,8 @@ static void place_row_tile(int32_t index, int32_t base_pixels, int32_t wider, qk
 typedef struct qk_conv_plan {
     qk_conv_blocking blocking;
     int32_t row_tiles, base_pixels, wider_tiles, band_rows, bands;
-    int64_t channel_tiles, image_bands, items;
+    int64_t channel_tiles, image_bands, items;  // channel_tiles: units of tiles_per_item tiles
+    int32_t tiles_per_item;
     int channels_outermost;
 } qk_conv_plan;
 
@@ -233,7 +234,10 @@ static qk_conv_plan plan_of(const qk_conv_args *args, const qk_conv_microkernels
     plan.row_tiles = (geo->out_w + kernels->max_pixels - 1) / kernels->max_pixels;
     plan.base_pixels = geo->out_w / plan.row_tiles;
     plan.wider_tiles = geo->out_w % plan.row_tiles;
-    const int64_t channel_tiles = (int64_t)geo->groups * plan.blocking.tiles_per_group;
+    // Dense mode: one item covers all channel tiles of its group, so that they share the window rows
+    // (RepVGG-B0's 64-channel stem has two tiles, which built every window twice).
+    plan.tiles_per_item = plan.blocking.taps == 1 ? plan.blocking.tiles_per_group : 1;
+    const int64_t channel_tiles = (int64_t)geo->groups * plan.blocking.tiles_per_group / plan.tiles_per_item;
     int32_t band_rows = plan.row_tiles >= QK_SEGMENT_TILES ? 1 : QK_SEGMENT_TILES / plan.row_tiles;
     while (band_rows > 1 &&
            channel_tiles * args->batch * ((geo->out_h + band_rows - 1) / band_rows) < (int64_t)args->threads)
@@ -254,8 +258,9 @@ static const uint8_t *item_weights(const qk_conv_args *args, const qk_conv_plan 
     const qk_conv_blocking *b = &plan->blocking;
     int64_t channel_tile, image_band;
     locate_item(plan, item, &channel_tile, &image_band);
-    const int32_t group = (int32_t)(channel_tile / b->tiles_per_group), tile = (int32_t)(channel_tile % b->tiles_per_group);
-    const int32_t blocks = qk_tile_blocks(b, tile);
+    const int64_t first = channel_tile * plan->tiles_per_item;
+    const int32_t group = (int32_t)(first / b->tiles_per_group), tile = (int32_t)(first % b->tiles_per_group);
+    const int32_t blocks = qk_tile_first_block(b, tile + plan->tiles_per_item) - qk_tile_first_block(b, tile);
     *bytes = (size_t)b->taps * (size_t)b->chunks * (size_t)blocks * QK_PACK_UNIT_BYTES;
     return qk_conv_tile_weights(args->packed, b, group, tile);
 }
@@ -300,15 +305,14 @@ void qk_conv_blocked_share(const qk_conv_args *caller_args, const qk_conv_microk
         int64_t channel_tile, image_band;
         locate_item(&plan, item, &channel_tile, &image_band);
         qk_conv_tile tile;
-        tile.group = (int32_t)(channel_tile / blocking->tiles_per_group);
-        tile.tile = (int32_t)(channel_tile % blocking->tiles_per_group);
+        const int64_t first_channel_tile = channel_tile * plan.tiles_per_item;
+        tile.group = (int32_t)(first_channel_tile / blocking->tiles_per_group);
+        const int32_t first_tile_of_item = (int32_t)(first_channel_tile % blocking->tiles_per_group);
         tile.image = (int32_t)(image_band / plan.bands);
         tile.im2col_stride = QK_DENSE_ROW_BYTES;
         const int32_t first_row = (int32_t)(image_band % plan.bands) * plan.band_rows;
         const int32_t end_row = first_row + plan.band_rows < geo->out_h ? first_row + plan.band_rows : geo->out_h;
         const int32_t tile_lanes = blocking->blocks_per_tile * blocking->lanes;
-        const int32_t blocks = qk_tile_blocks(blocking, tile.tile);
-        const qk_conv_tile_fn *tiles_of_width = kernels->tiles + (blocks - 1);
         // Pixel tiles of the band, numbered row by row, taken QK_SEGMENT_TILES at a time.
         const int32_t first_tile = first_row * row_tiles, end_tile = end_row * row_tiles;
 
@@ -344,20 +348,25 @@ void qk_conv_blocked_share(const qk_conv_args *caller_args, const qk_conv_microk
                     rows += (size_t)tile.pixels * QK_DENSE_ROW_BYTES;
                 }
             }
-            for (int32_t first_tap = 0; first_tap < blocking->taps; first_tap += taps_per_slice) {
-                tile.first_tap = first_tap;
-                tile.taps = blocking->taps - first_tap < taps_per_slice ? blocking->taps - first_tap : taps_per_slice;
-                int32_t *sums = partial;
-                const uint8_t *rows = windows;
-                for (int32_t t = segment; t < segment_end; t++) {
-                    tile.out_y = t / row_tiles;
-                    place_row_tile(t % row_tiles, plan.base_pixels, plan.wider_tiles, &tile);
-                    tile.partial = taps_per_slice < blocking->taps ? sums : NULL;
-                    tile.im2col = dense ? rows : NULL;
-                    tiles_of_width[(tile.pixels - 1) * kernels->max_blocks](args, blocking, &tile);
-                    sums += tile.pixels * tile_lanes;
-                    rows += (size_t)tile.pixels * QK_DENSE_ROW_BYTES;
-                    if (tile.prefetch != NULL) tile.prefetch += (size_t)tile.prefetch_lines_per_tap * tile.taps * 64;
+            for (int32_t k = 0; k < plan.tiles_per_item; k++) {
+                tile.tile = first_tile_of_item + k;
+                const qk_conv_tile_fn *tiles_of_width = kernels->tiles + (qk_tile_blocks(blocking, tile.tile) - 1);
+                for (int32_t first_tap = 0; first_tap < blocking->taps; first_tap += taps_per_slice) {
+                    tile.first_tap = first_tap;
+                    tile.taps = blocking->taps - first_tap < taps_per_slice ? blocking->taps - first_tap : taps_per_slice;
+                    int32_t *sums = partial;
+                    const uint8_t *rows = windows;
+                    for (int32_t t = segment; t < segment_end; t++) {
+                        tile.out_y = t / row_tiles;
+                        place_row_tile(t % row_tiles, plan.base_pixels, plan.wider_tiles, &tile);
+                        tile.partial = taps_per_slice < blocking->taps ? sums : NULL;
+                        tile.im2col = dense ? rows : NULL;
+                        tiles_of_width[(tile.pixels - 1) * kernels->max_blocks](args, blocking, &tile);
+                        sums += tile.pixels * tile_lanes;
+                        rows += (size_t)tile.pixels * QK_DENSE_ROW_BYTES;
+                        if (tile.prefetch != NULL)
+                            tile.prefetch += (size_t)tile.prefetch_lines_per_tap * tile.taps * 64;
+                    }
                 }
             }
         }

@@ -83,6 +83,10 @@ final class ConvKernelTests: XCTestCase {
             ConvCase(inH: 5, inW: 11, inC: 12, outC: 100, stride: 1, groups: 4, batch: 1),
             ConvCase(inH: 5, inW: 5, inC: 13, outC: 100, stride: 1, groups: 1, batch: 1),
             ConvCase(inH: 7, inW: 9, inC: 8, outC: 64, stride: 2, groups: 2, batch: 2),
+            // Few input channels (window rows shared by all channel tiles of a group): 64 outputs are two
+            // tiles, 2 x 56 two per group.
+            ConvCase(inH: 9, inW: 11, inC: 3, outC: 64, stride: 2, groups: 1, batch: 2),
+            ConvCase(inH: 6, inW: 5, inC: 8, outC: 112, stride: 1, groups: 2, batch: 3),
         ]
         var coverage = RequantizeCoverage()
         var compared = Set<String>()
