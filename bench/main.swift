@@ -36,7 +36,8 @@ let kernelsByName: [String: qarep_kernel] = [
     "scalar": QAREP_KERNEL_SCALAR, "avx2": QAREP_KERNEL_AVX2, "avx512vnni": QAREP_KERNEL_AVX512VNNI,
 ]
 
-/// How long the peak measurement runs; long enough for the core to reach its sustained clock.
+/// How long the peak measurement runs: enough short bursts for their median rate (the clock the core holds
+/// most of the time, see Sources/CQARepKernels/peak.c) to be stable.
 let peakMeasurementSeconds = 0.5
 
 func format(_ value: Double, _ decimals: Int = 1) -> String { String(format: "%.\(decimals)f", value) }
