@@ -202,12 +202,13 @@ static void place_row_tile(int32_t index, int32_t base_pixels, int32_t wider, qk
 // thread reuse the same packed weights, which outweigh the input rows in deep, narrow layers.
 //
 // With several threads, channel tiles outermost give each thread a share of the weights but the whole
-// input, half of which the other thread wrote (it sits in the other core's L2). When the batch has at
-// least an image per thread, image bands go outermost instead unless the weights dwarf the input (RepVGG
-// A0's last layer): each thread then reads the images it wrote itself and streams all the weights, which
-// stay in its L2 for its other images. Measured on A0, 2 threads, 4 interleaved rounds: batch 8
-// 16.46-16.97 -> 16.33-16.65 ms; at batch 1 bands outermost were 1-4% slower in every layer mix tried
-// (the weights' second pass from L3 costs more than the input's remote half), so batch 1 keeps channels.
+// input, half of which the other thread wrote (it sits in the other core's L2). Image bands go outermost
+// instead unless the weights dwarf the input (RepVGG A0's last layer): each thread then reads the rows
+// (or images) it wrote itself, plus a halo row, and streams all the weights. Measured on A0, 2 threads,
+// 4 interleaved rounds: batch 8 16.46-16.97 -> 16.33-16.65 ms. At batch 1 too, once every layer but the
+// weight-dominated ones is banded (so a thread keeps its own rows from layer to layer): A0's 192-channel
+// layers 84-87% -> 91-92% of peak, whole network 2.27 -> 2.13 ms, B0 4.94 -> 4.84 ms (3 rounds each).
+// Banding only some layers at batch 1 gained less, since each switch back reads the other core's half.
 typedef struct qk_conv_plan {
     qk_conv_blocking blocking;
     int32_t row_tiles, base_pixels, wider_tiles, band_rows, bands;
@@ -249,7 +250,7 @@ static qk_conv_plan plan_of(const qk_conv_args *args, const qk_conv_microkernels
     plan.items = channel_tiles * plan.image_bands;
     const uint64_t input_bytes = (uint64_t)args->batch * (uint64_t)geo->in_h * (uint64_t)geo->in_w * (uint64_t)geo->in_c;
     const uint64_t weight_bytes = (uint64_t)qk_conv_blocked_packed_size(geo, kernels);
-    plan.channels_outermost = args->threads <= 1 || args->batch < args->threads || 16 * input_bytes <= weight_bytes;
+    plan.channels_outermost = args->threads <= 1 || 16 * input_bytes <= weight_bytes;
     return plan;
 }
 
