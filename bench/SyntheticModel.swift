@@ -4,21 +4,9 @@
 import QARep
 import QARepOffline
 
-/// SplitMix64: fast, seedable, and good enough for weights; SystemRandomNumberGenerator would make a
-/// syscall per draw, which is minutes for B3's 110 million weights.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+/// Bulk draws on the offline module's seeded SplitMix64; SystemRandomNumberGenerator would make a syscall per
+/// draw, which is minutes for B3's 110 million weights.
+extension SeededGenerator {
     /// Uniform int8 weights in [-127, 127] (never -128, which the format forbids): 16 random bits each,
     /// scaled onto 0...254 and shifted.
     mutating func int8Weights(count: Int) -> [Int8] {
@@ -58,7 +46,7 @@ enum SyntheticModel {
     /// exercised; biases shift each channel by up to a third of its spread.
     static func make(architecture: RepVGGArchitecture, inputHeight: Int, inputWidth: Int, numClasses: Int = 1000,
                      seed: UInt64 = 1) -> QuantizedModelDescription {
-        var random = SplitMix64(seed: seed)
+        var random = SeededGenerator(seed: seed)
         let preprocessing = Preprocessing()
         let inputScale: Float = 1.0 / 255.0
         let inputZeroPoint = preprocessing.mean.map { UInt8((255 * $0).rounded(.toNearestOrAwayFromZero)) }

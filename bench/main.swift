@@ -3,6 +3,7 @@ import CQARepAPI
 import CQARepKernels
 import Foundation
 import QARep
+import QARepOffline
 
 func printError(_ message: String) {
     FileHandle.standardError.write(Data("bench: \(message)\n".utf8))
@@ -93,7 +94,7 @@ func runBenchmark(_ options: BenchOptions) throws {
     defer { qarep_session_destroy(session) }
     let kernelName = String(cString: qarep_kernel_name(qarep_session_kernel(session)))
 
-    var random = SplitMix64(seed: options.seed &+ 0x1234)
+    var random = SeededGenerator(seed: options.seed &+ 0x1234)
     let imageBytes = Int(info.input_height) * Int(info.input_width) * Int(info.input_channels)
     let images = random.bytes(count: imageBytes * options.batch)
 
