@@ -163,24 +163,51 @@ enum { QK_SEGMENT_TILES = 8, QK_SEGMENT_PIXELS = QK_SEGMENT_TILES * QK_MAX_TILE_
 // 32 >= the row's length). Sources may be read up to 32 bytes past a pixel: covered by QK_EXTRA_BYTES
 // after the input and the pad values.
 enum { QK_WINDOW_COPY_SLACK = 32 };
+// Up to 4 channels a kernel row (3 * ipg bytes) fits 16 bytes and 6 * ipg + 16 still covers the row's
+// rounded-up length (36 bytes at ipg 4, 28 at 3), so one 16-byte move per kernel row does: half the
+// stores of the 32-byte copies, which were most of the window cost at 3 channels.
+enum { QK_NARROW_COPY_MAX_CHANNELS = 4, QK_NARROW_COPY_BYTES = 16 };
+_Static_assert(6 * QK_NARROW_COPY_MAX_CHANNELS + QK_NARROW_COPY_BYTES >= (9 * QK_NARROW_COPY_MAX_CHANNELS + 3) / 4 * 4,
+               "narrow copies must reach the end of the window row");
 
 static void build_window_rows(const qk_conv_args *args, const qk_conv_tile *tile, int32_t pixels, uint8_t *rows) {
     const qk_conv_geometry *geo = &args->geo;
     const uint8_t *image = args->input + (size_t)tile->image * geo->in_h * geo->in_w * geo->in_c;
-    const int32_t ipg = geo->in_per_group, first_channel = tile->group * ipg;
-    const int32_t top = tile->out_y * geo->stride - 1;
-    const int rows_inside = geo->groups == 1 && top >= 0 && top + 2 < geo->in_h;
-    const size_t row_stride = (size_t)geo->in_w * (size_t)geo->in_c;
+    const int32_t ipg = geo->in_per_group, first_channel = tile->group * ipg, stride = geo->stride;
+    const int32_t top = tile->out_y * stride - 1;
+    // Pixels [first_inside, end_inside) have their whole window inside the image; found once per tile
+    // rather than tested per pixel, so the interior loop is only the three copies (a third of the stem's
+    // time went into building windows).
+    int32_t first_inside = pixels, end_inside = pixels;
+    if (geo->groups == 1 && top >= 0 && top + 2 < geo->in_h) {
+        first_inside = tile->out_x * stride - 1 >= 0 ? 0 : 1;
+        const int32_t last_inside_x = (geo->in_w - 3 + 1) / stride;  // largest x with x * stride + 1 < in_w
+        end_inside = last_inside_x + 1 - tile->out_x;
+        if (end_inside > pixels) end_inside = pixels;
+        if (end_inside < first_inside) end_inside = first_inside;
+    }
+    const size_t row_stride = (size_t)geo->in_w * (size_t)geo->in_c, pixel_step = (size_t)stride * (size_t)geo->in_c;
     for (int32_t p = 0; p < pixels; p++) {
-        uint8_t *row = rows + (size_t)p * QK_DENSE_ROW_BYTES;
-        const int32_t left = (tile->out_x + p) * geo->stride - 1;
-        if (rows_inside && left >= 0 && left + 2 < geo->in_w) {
-            const uint8_t *src = image + ((size_t)top * (size_t)geo->in_w + (size_t)left) * (size_t)geo->in_c;
-            memcpy(row, src, QK_WINDOW_COPY_SLACK);
-            memcpy(row + 3 * ipg, src + row_stride, QK_WINDOW_COPY_SLACK);
-            memcpy(row + 6 * ipg, src + 2 * row_stride, QK_WINDOW_COPY_SLACK);
-            continue;
+        if (p == first_inside) {
+            const uint8_t *src = image + ((size_t)top * (size_t)geo->in_w +
+                                          (size_t)((tile->out_x + p) * stride - 1)) * (size_t)geo->in_c;
+            uint8_t *row = rows + (size_t)p * QK_DENSE_ROW_BYTES;
+            if (ipg <= QK_NARROW_COPY_MAX_CHANNELS) {
+                for (; p < end_inside; p++, src += pixel_step, row += QK_DENSE_ROW_BYTES) {
+                    memcpy(row, src, QK_NARROW_COPY_BYTES);
+                    memcpy(row + 3 * ipg, src + row_stride, QK_NARROW_COPY_BYTES);
+                    memcpy(row + 6 * ipg, src + 2 * row_stride, QK_NARROW_COPY_BYTES);
+                }
+            } else {
+                for (; p < end_inside; p++, src += pixel_step, row += QK_DENSE_ROW_BYTES) {
+                    memcpy(row, src, QK_WINDOW_COPY_SLACK);
+                    memcpy(row + 3 * ipg, src + row_stride, QK_WINDOW_COPY_SLACK);
+                    memcpy(row + 6 * ipg, src + 2 * row_stride, QK_WINDOW_COPY_SLACK);
+                }
+            }
+            if (p >= pixels) break;
         }
+        uint8_t *row = rows + (size_t)p * QK_DENSE_ROW_BYTES;
         for (int32_t tap = 0; tap < 9; tap++) {
             const uint8_t *src =
                 qk_conv_tap_source(args, image, tile->out_y, tile->out_x + p, tap / 3, tap % 3, first_channel);

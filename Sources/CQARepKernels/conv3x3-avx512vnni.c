@@ -97,18 +97,22 @@ QK_INLINE QK_TARGET_VNNI void vnni_tile(const qk_conv_args *args, const qk_conv_
     // Saturating packs narrow up to four blocks at once: dword i*4 + j of the packed vector holds lanes
     // 4i..4i+3 of block j, and this permutation puts the blocks back in channel order.
     const __m512i channel_order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    // Read once: the byte stores below may alias *args, so the compiler reloaded and tested the flag for
+    // every pixel and block.
+    const int multipliers_below_one = args->multipliers_below_one;
+    const size_t out_c = (size_t)geo->out_c;
 #pragma clang loop unroll(full)
     for (int p = 0; p < pixels; p++) {
         __m512i y[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
                         _mm512_setzero_si512()};
 #pragma clang loop unroll(full)
         for (int j = 0; j < blocks; j++)
-            y[j] = args->multipliers_below_one ? qk_round16(acc[p][j], multiplier[j])
+            y[j] = multipliers_below_one ? qk_round16(acc[p][j], multiplier[j])
                                                : qk_round_clamped16(acc[p][j], multiplier[j]);
         // Signed saturation first: int32 beyond 32767 must become 32767 (then 255), which the unsigned
         // pack would turn into 65535, read as -1 (then 0) by the second pack.
         const __m512i bytes = _mm512_packus_epi16(_mm512_packs_epi32(y[0], y[1]), _mm512_packs_epi32(y[2], y[3]));
-        _mm512_mask_storeu_epi8(out + (size_t)p * geo->out_c, store_mask,
+        _mm512_mask_storeu_epi8(out + (size_t)p * out_c, store_mask,
                                 _mm512_permutexvar_epi32(channel_order, bytes));
     }
 }

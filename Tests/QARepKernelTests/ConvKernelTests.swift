@@ -96,6 +96,27 @@ final class ConvKernelTests: XCTestCase {
         assertComparedEverySupportedPath(compared)
     }
 
+    /// Stems of 1 to 7 input channels (window rows built by copies: 16 bytes per kernel row up to 4 channels,
+    /// 32 beyond), on images wide enough that a row has interior runs between both borders, and odd sizes
+    /// so that a run can end one pixel before the right border at stride 2.
+    func testFewChannelStemsMatchNaiveSpecAndScalar() {
+        var cases: [ConvCase] = []
+        for (index, inC) in [1, 2, 3, 4, 5, 7].enumerated() {
+            for stride in 1...2 {
+                cases.append(ConvCase(inH: 7 + index % 2, inW: stride == 1 ? 19 + index : 33 + index, inC: inC,
+                                      outC: index % 2 == 0 ? 48 : 64, stride: stride, groups: 1, batch: 1 + index % 2))
+            }
+        }
+        var coverage = RequantizeCoverage()
+        var compared = Set<String>()
+        for (index, c) in cases.enumerated() {
+            compared.formUnion(check(c, seed: Self.baseSeed &+ 2000 &+ UInt64(index), naive: true, coverage: &coverage))
+        }
+        assertComparedEverySupportedPath(compared)
+        XCTAssertGreaterThan(coverage.zeros, 100, "coverage \(coverage)")
+        XCTAssertGreaterThan(coverage.between, 1000, "coverage \(coverage)")
+    }
+
     /// Multipliers of 1 and more: t can exceed 2^31, where cvtps2dq overflows, so the SIMD paths must keep
     /// the float clamp at 255 (with every multiplier below 1 they narrow by saturation alone).
     func testMultipliersOfOneAndMoreSaturate() {
