@@ -277,37 +277,40 @@ private func checkedBatch(_ batch: Int32, _ session: Session) -> qarep_status? {
     return nil
 }
 
-@_cdecl("qarep_session_run_u8")
-public func _qarepSessionRunU8(_ session: OpaquePointer?, _ images: UnsafePointer<UInt8>?, _ size: Int, _ batch: Int32) -> qarep_status {
+/// The checks both run entry points share (handle, pointer, batch, element count), then the run itself.
+/// `shape` spells out the expected count in the error message, e.g. "batch * input_height * input_width * 3".
+private func checkedRun(_ session: OpaquePointer?, _ input: UnsafeRawPointer?, inputName: String, count: Int,
+                        countName: String, shape: String, batch: Int32,
+                        _ run: (Session) throws(QARepError) -> Void) -> qarep_status {
     guard let handle = sessionHandle(session) else { return fail(QAREP_ERROR_INVALID_ARGUMENT, "session is NULL") }
-    guard let images else { return fail(QAREP_ERROR_INVALID_ARGUMENT, "images is NULL") }
+    guard input != nil else { return fail(QAREP_ERROR_INVALID_ARGUMENT, "\(inputName) is NULL") }
     if let status = checkedBatch(batch, handle.session) { return status }
     let expected = Int(batch) * handle.session.model.imageBytes
-    guard size == expected else {
-        return fail(QAREP_ERROR_BUFFER_SIZE, "size is \(size), expected batch * input_height * input_width * 3 = \(expected)")
+    guard count == expected else {
+        return fail(QAREP_ERROR_BUFFER_SIZE, "\(countName) is \(count), expected \(shape) = \(expected)")
     }
     do {
-        _ = try handle.session.run(images: UnsafeBufferPointer(start: images, count: size), batch: Int(batch))
+        try run(handle.session)
         return QAREP_OK
     } catch {
         return fail(error)
     }
 }
 
+@_cdecl("qarep_session_run_u8")
+public func _qarepSessionRunU8(_ session: OpaquePointer?, _ images: UnsafePointer<UInt8>?, _ size: Int, _ batch: Int32) -> qarep_status {
+    checkedRun(session, images, inputName: "images", count: size, countName: "size",
+               shape: "batch * input_height * input_width * 3", batch: batch) { (session) throws(QARepError) in
+        // Logits stay in the session for get_logits/top_k; the Swift API's returned copy is not needed here.
+        try session.runInternal(images: UnsafeBufferPointer(start: images, count: size), batch: Int(batch), observe: nil)
+    }
+}
+
 @_cdecl("qarep_session_run_f32")
 public func _qarepSessionRunF32(_ session: OpaquePointer?, _ input: UnsafePointer<Float>?, _ count: Int, _ batch: Int32) -> qarep_status {
-    guard let handle = sessionHandle(session) else { return fail(QAREP_ERROR_INVALID_ARGUMENT, "session is NULL") }
-    guard let input else { return fail(QAREP_ERROR_INVALID_ARGUMENT, "input is NULL") }
-    if let status = checkedBatch(batch, handle.session) { return status }
-    let expected = Int(batch) * handle.session.model.imageBytes
-    guard count == expected else {
-        return fail(QAREP_ERROR_BUFFER_SIZE, "count is \(count), expected batch * 3 * input_height * input_width = \(expected)")
-    }
-    do {
-        _ = try handle.session.run(normalized: UnsafeBufferPointer(start: input, count: count), batch: Int(batch))
-        return QAREP_OK
-    } catch {
-        return fail(error)
+    checkedRun(session, input, inputName: "input", count: count, countName: "count",
+               shape: "batch * 3 * input_height * input_width", batch: batch) { (session) throws(QARepError) in
+        _ = try session.run(normalized: UnsafeBufferPointer(start: input, count: count), batch: Int(batch))
     }
 }
 
