@@ -1,6 +1,7 @@
 // Packing, tiling and threading shared by the blocked SIMD paths (conv layout described in qk-internal.h,
 // fully connected head below); the paths contribute only their microkernels.
 #include "qk-internal.h"
+#include "team-sync.h"
 
 #include <string.h>
 
@@ -335,6 +336,16 @@ static void share_items(const qk_conv_args *args, const qk_conv_plan *plan, cons
     *end = bounds[1];
 }
 
+typedef struct qk_share_context {
+    const qk_conv_args *args;
+    const qk_conv_plan *plan;
+} qk_share_context;
+
+static void share_items_of(const void *context, const qk_team *member, int64_t *first, int64_t *end) {
+    const qk_share_context *share = (const qk_share_context *)context;
+    share_items(share->args, share->plan, member, first, end);
+}
+
 void qk_conv_blocked_first_weights(const qk_conv_args *args, const qk_conv_microkernels *kernels, const qk_team *team,
                                    const uint8_t **weights, size_t *bytes) {
     const qk_conv_plan plan = plan_of(args, kernels);
@@ -367,7 +378,12 @@ void qk_conv_blocked_share(const qk_conv_args *caller_args, const qk_conv_microk
     const int dense = blocking->taps == 1;
     int64_t first_item, end_item;
     share_items(args, &plan, team, &first_item, &end_item);
-    for (int64_t item = first_item; item < end_item; item++) {
+    const qk_share_context share_context = {args, &plan};
+    qk_item_claim claim;
+    qk_claim_begin(&claim, team, &share_context, share_items_of);
+    int64_t item;
+    bool own;
+    while (qk_claim_next(&claim, team, &item, &own)) {
         // Sums of one segment between tap slices: [pixel][lane of the tile].
         int32_t partial[QK_SEGMENT_PIXELS * QK_MAX_TILE_LANES] __attribute__((aligned(64)));
         // Window rows of one segment in dense mode, plus room for the last row's copies.
@@ -391,7 +407,9 @@ void qk_conv_blocked_share(const qk_conv_args *caller_args, const qk_conv_microk
         // what it needs first in the next step.
         const uint8_t *prefetch = NULL;
         size_t prefetch_bytes = 0;
-        if (item + 1 < end_item) {
+        if (!own) {
+            // Taken over from another member's share: that member planned the prefetches around it.
+        } else if (item + 1 < end_item) {
             // Bands outermost: every item changes tile, but only the member's first pass over the tiles
             // reads them from L3.
             const int first_pass = plan.channels_outermost ? (item + 1) / plan.image_bands != channel_tile

@@ -3,7 +3,10 @@
 // Swift in between. Here the team stays together and the steps are separated by the barriers that end
 // each step's shared loop, which the data dependencies between layers need anyway.
 #include "qk-internal.h"
+#include "team-sync.h"
 
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static bool network_is_valid(qk_path path, const qk_network *network, int32_t batch) {
@@ -122,9 +125,15 @@ int qk_network_run_timed(qk_path path, const qk_network *network, int32_t batch,
     const qk_conv_geometry last = qk_conv_geometry_of(&network->convs[layers - 1].shape);
     const int32_t leading = per_image_layers(network, batch, input, ping);
     int32_t joined = 0;
+    // Claim counters, two sets of one per member, each on its own cache line; without them (no memory) the
+    // members keep to their static shares.
+    qk_team_work work = {NULL};
+    if (threads > 1) work.counters = aligned_alloc(64, (size_t)2 * (size_t)threads * sizeof(qk_team_counter));
+    if (work.counters != NULL) memset(work.counters, 0, (size_t)2 * (size_t)threads * sizeof(qk_team_counter));
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
-        const qk_team team = qk_team_join(&joined);
+        qk_team team = qk_team_join(&joined);
+        team.work = &work;
         // One member times the steps, right after the barriers that end them, adding up the per-image
         // parts; step_clock[s + 1] holds step s's time until it becomes a running clock at the end.
         const int timing = team.member == 0 && step_clock != NULL;
@@ -146,32 +155,37 @@ int qk_network_run_timed(qk_path path, const qk_network *network, int32_t batch,
                                           : n + 1 < batch ? conv_args(network, 0, n + 1, 1, team.size, input, ping, pong)
                                                           : conv_args(network, i + 1 < layers ? i + 1 : i, 0, batch,
                                                                       team.size, input, ping, pong);
+                qk_team_step_begin(&team);
                 run_conv(path, &args, i + 1 < layers || n + 1 < batch ? &next : NULL, network, &team);
-#pragma omp barrier
+                qk_team_step_end(&team);
                 QK_STEP_DONE(i)
             }
         }
         for (int32_t i = leading; i < layers; i++) {
             qk_conv_args args = conv_args(network, i, 0, batch, team.size, input, ping, pong);
             const qk_conv_args next = conv_args(network, i + 1 < layers ? i + 1 : i, 0, batch, team.size, input, ping, pong);
+            qk_team_step_begin(&team);
             run_conv(path, &args, i + 1 < layers ? &next : NULL, network, &team);
-#pragma omp barrier
+            qk_team_step_end(&team);
             QK_STEP_DONE(i)
         }
         uint8_t *x = layers % 2 == 1 ? pong : ping;
+        qk_team_step_begin(&team);
         qk_global_avgpool_share(path, batch, last.out_h * last.out_w, last.out_c, x, network->pool_multiplier, pooled,
                                 &team);
-#pragma omp barrier
+        qk_team_step_end(&team);
         QK_STEP_DONE(layers)
+        qk_team_step_begin(&team);
         qk_fc_share(path, batch, last.out_c, network->classes, network->fc_packed, network->fc_bias,
                     network->fc_multiplier, pooled, logits, &team);
         if (step_clock != NULL) {
-#pragma omp barrier
+            qk_team_step_end(&team);
             QK_STEP_DONE(layers + 1)
             if (timing)
                 for (int32_t s = 1; s < layers + 3; s++) step_clock[s] += step_clock[s - 1];
         }
 #undef QK_STEP_DONE
     }
+    free(work.counters);
     return 0;
 }

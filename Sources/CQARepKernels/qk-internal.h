@@ -60,8 +60,13 @@ typedef struct qk_conv_args {
 // between steps that depend on each other. One region can thus run a whole network (network.c), and a
 // member knows which items it takes next, which lets it fetch their weights ahead of time.
 // Which thread computes an output never changes its value, so results do not depend on the team size.
+// `work`, when set (network.c), lets a member that finished its share take items from the others' shares,
+// so one descheduled thread does not hold up a whole layer; `step` numbers the region's steps.
+struct qk_team_work;
 typedef struct qk_team {
     int32_t member, size;
+    struct qk_team_work *work;
+    int32_t step;
 } qk_team;
 
 // Every member of a parallel region (or a lone caller outside one) calls this once with the same
@@ -74,7 +79,7 @@ static inline qk_team qk_team_join(int32_t *joined) {
 #pragma omp barrier
 #pragma omp atomic read
     size = *joined;
-    qk_team team = {member, size};
+    qk_team team = {member, size, NULL, 0};
     return team;
 }
 

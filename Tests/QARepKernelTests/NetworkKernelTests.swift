@@ -239,6 +239,45 @@ final class NetworkKernelTests: XCTestCase {
         }
     }
 
+    /// A member that falls behind (as when another process holds its core) has its items taken over by the
+    /// others; which thread computes an item must not change a byte.
+    func testItemsTakenOverFromAStragglerGiveTheSameResult() {
+        var rng = SeededGenerator(seed: Self.baseSeed &+ 300)
+        let net = NetworkCase.random(inH: 12, inW: 10, layers: [(16, 2, 1), (20, 1, 1), (40, 1, 2), (24, 2, 1)],
+                                     classes: 9, &rng)
+        let batch = 3
+        let images = withGarbageSlack(rng.bytes(batch * net.imageBytes), &rng)
+        let expected = perLayerScalar(net, images: images, batch: batch)
+        defer { qk_testing_set_straggler(-1, 0) }
+        var blockedPaths = 0
+        for path in allPaths where qk_path_supported(path) != 0 {
+            let checked: Void? = withNetwork(net, path: path) { network in
+                for threads: Int32 in [2, 3] {
+                    for straggler in 0..<threads {
+                        qk_testing_set_straggler(straggler, 3000)
+                        _ = qk_testing_taken_over_items()
+                        let run = runNetwork(network, net, path: path, images: images, batch: batch, threads: threads,
+                                             inputInPing: true)
+                        let takenOver = qk_testing_taken_over_items()
+                        qk_testing_set_straggler(-1, 0)
+                        let label = "\(pathName(path)) x\(threads) member \(straggler) late"
+                        XCTAssertEqual(run.status, 0, label)
+                        XCTAssertTrue(run.fencesIntact, label)
+                        XCTAssertTrue(run.result.pooled == expected.pooled, "\(label): pooled differ")
+                        XCTAssertTrue(run.result.logits == expected.logits, "\(label): logits differ")
+                        // The blocked paths claim items; the scalar oracle keeps its static split.
+                        if path != QK_PATH_SCALAR {
+                            XCTAssertGreaterThan(takenOver, 0, "\(label): nothing was taken over")
+                        }
+                    }
+                }
+            }
+            XCTAssertNotNil(checked)
+            if path != QK_PATH_SCALAR { blockedPaths += 1 }
+        }
+        XCTAssertGreaterThan(blockedPaths, 0, "no SIMD path on this CPU to exercise")
+    }
+
     /// Refused networks compute nothing: the logits keep their fence pattern.
     func testInvalidNetworksAreRefused() {
         var rng = SeededGenerator(seed: Self.baseSeed &+ 100)

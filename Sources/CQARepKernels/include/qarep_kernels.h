@@ -115,6 +115,12 @@ int qk_network_run(qk_path path, const qk_network *network, int32_t batch, const
 int qk_network_run_timed(qk_path path, const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
                          uint8_t *pong, uint8_t *pooled, float *logits, int32_t threads, double *step_clock);
 
+// Testing only: in every team that runs a network, member `member` (-1: none, the default) sleeps
+// `microseconds` before the first work item of each conv step, so the other members take its items over.
+void qk_testing_set_straggler(int32_t member, int32_t microseconds);
+// Testing only: how many conv work items a member took over from another's share since the last call.
+int64_t qk_testing_taken_over_items(void);
+
 // Measured int8 multiply-accumulate throughput of one core, in GMAC/s, with the best dot-product
 // instruction this CPU has (vpdpbusd where present), running for about `seconds`: the median rate of
 // short bursts, i.e. at the clock the core sustains most of the time (peak.c says why not the fastest).
