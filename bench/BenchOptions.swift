@@ -10,6 +10,7 @@ struct BenchOptions {
     var threads = 1
     var iterations = 50
     var warmup = 5
+    var warmupMilliseconds = 0
     /// nil: the library's automatic choice.
     var kernel: String?
     var layers = false
@@ -31,6 +32,8 @@ struct BenchOptions {
           --threads N        threads (default 1)
           --iterations N     timed runs (default 50)
           --warmup N         untimed runs first (default 5)
+          --warmup-ms T      keep up the untimed runs for at least T milliseconds (default 0): a fresh
+                             process's first ~60 ms ran up to 2x slower on a 2-vCPU VM
           --kernel K         scalar|avx2|avx512vnni (default: the fastest this CPU has)
           --layers           also time each layer (Swift API profiling hook) and print a table
           --json             print one JSON object instead of text
@@ -77,6 +80,7 @@ struct BenchOptions {
             case "--threads": options.threads = try positiveInt(for: argument)
             case "--iterations": options.iterations = try positiveInt(for: argument)
             case "--warmup": options.warmup = try positiveInt(for: argument, allowZero: true)
+            case "--warmup-ms": options.warmupMilliseconds = try positiveInt(for: argument, allowZero: true)
             case "--kernel":
                 let name = try value(for: argument)
                 guard ["auto", "scalar", "avx2", "avx512vnni"].contains(name) else {

@@ -103,7 +103,12 @@ func runBenchmark(_ options: BenchOptions) throws {
             try check(qarep_session_run_u8(session, $0.baseAddress, $0.count, Int32(options.batch)), "qarep_session_run_u8")
         }
     }
-    for _ in 0..<options.warmup { try runOnce() }
+    let warmupStart = monotonicSeconds()
+    var warmupRuns = 0
+    while warmupRuns < options.warmup || monotonicSeconds() - warmupStart < Double(options.warmupMilliseconds) / 1e3 {
+        try runOnce()
+        warmupRuns += 1
+    }
     var samples: [Double] = []
     samples.reserveCapacity(options.iterations)
     for _ in 0..<options.iterations {
