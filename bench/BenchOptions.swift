@@ -10,7 +10,9 @@ struct BenchOptions {
     var threads = 1
     var iterations = 50
     var warmup = 5
-    var warmupMilliseconds = 0
+    /// bench links the offline module and with it OpenBLAS, whose worker thread spins (sched_yield) for about
+    /// 2^28 cycles after the library loads: on 2 cores that slowed the first ~60-90 ms of runs up to 2x.
+    var warmupMilliseconds = 200
     /// nil: the library's automatic choice.
     var kernel: String?
     var layers = false
@@ -32,8 +34,8 @@ struct BenchOptions {
           --threads N        threads (default 1)
           --iterations N     timed runs (default 50)
           --warmup N         untimed runs first (default 5)
-          --warmup-ms T      keep up the untimed runs for at least T milliseconds (default 0): a fresh
-                             process's first ~60 ms ran up to 2x slower on a 2-vCPU VM
+          --warmup-ms T      keep up the untimed runs for at least T milliseconds (default 200): OpenBLAS,
+                             linked through the offline module, spins a thread for ~90 ms after start
           --kernel K         scalar|avx2|avx512vnni (default: the fastest this CPU has)
           --layers           also time each layer (Swift API profiling hook) and print a table
           --json             print one JSON object instead of text
