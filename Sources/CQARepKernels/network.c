@@ -103,17 +103,87 @@ int qk_network_run(qk_path path, const qk_network *network, int32_t batch, const
     return qk_network_run_timed(path, network, batch, input, ping, pong, pooled, logits, threads, NULL);
 }
 
-// One conv layer's share, fetching meanwhile the weights this member starts the step after it with.
+// One conv layer's share, fetching meanwhile the weights this member starts the step after it with (the fc
+// head's are shared out by `fc_team`).
 static void run_conv(qk_path path, qk_conv_args *args, const qk_conv_args *next, const qk_network *network,
-                     const qk_team *team) {
+                     const qk_team *team, const qk_team *fc_team) {
     if (next != NULL) {
         qk_conv3x3_first_weights(path, next, team, &args->prefetch_next, &args->prefetch_next_bytes);
     } else {
         const qk_network_conv *last = &network->convs[network->conv_count - 1];
-        qk_fc_first_weights(path, last->shape.out_c, network->classes, network->fc_packed, team, &args->prefetch_next,
-                            &args->prefetch_next_bytes);
+        qk_fc_first_weights(path, last->shape.out_c, network->classes, network->fc_packed, fc_team,
+                            &args->prefetch_next, &args->prefetch_next_bytes);
     }
     qk_conv3x3_share(path, args, team);
+}
+
+// Where one member records when each step ended: step_clock[s + 1] holds step s's time until the run ends,
+// when the values become a running clock.
+typedef struct step_timer {
+    double *clock;  // NULL: not timing
+    double mark;
+} step_timer;
+
+static void step_done(step_timer *timer, int32_t step) {
+    if (timer->clock == NULL) return;
+    const double now = monotonic_seconds();
+    timer->clock[step + 1] += now - timer->mark;
+    timer->mark = now;
+}
+
+// The conv layers and the pool of `batch` images by `team`, with ping and pong and pooled positioned for
+// those images. Steps end in the team's barriers (none for a member alone).
+static void run_features(qk_path path, const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
+                         uint8_t *pong, uint8_t *pooled, qk_team *team, const qk_team *fc_team, step_timer *timer) {
+    const int32_t layers = network->conv_count;
+    const qk_conv_geometry last = qk_conv_geometry_of(&network->convs[layers - 1].shape);
+    const int32_t leading = per_image_layers(network, batch, input, ping);
+    for (int32_t n = 0; n < (leading > 0 ? batch : 0); n++) {
+        for (int32_t i = 0; i < leading; i++) {
+            qk_conv_args args = conv_args(network, i, n, 1, team->size, input, ping, pong);
+            const qk_conv_args next = i + 1 < leading ? conv_args(network, i + 1, n, 1, team->size, input, ping, pong)
+                                      : n + 1 < batch ? conv_args(network, 0, n + 1, 1, team->size, input, ping, pong)
+                                                      : conv_args(network, i + 1 < layers ? i + 1 : i, 0, batch,
+                                                                  team->size, input, ping, pong);
+            qk_team_step_begin(team);
+            run_conv(path, &args, i + 1 < layers || n + 1 < batch ? &next : NULL, network, team, fc_team);
+            qk_team_step_end(team);
+            step_done(timer, i);
+        }
+    }
+    for (int32_t i = leading; i < layers; i++) {
+        qk_conv_args args = conv_args(network, i, 0, batch, team->size, input, ping, pong);
+        const qk_conv_args next = conv_args(network, i + 1 < layers ? i + 1 : i, 0, batch, team->size, input, ping, pong);
+        qk_team_step_begin(team);
+        run_conv(path, &args, i + 1 < layers ? &next : NULL, network, team, fc_team);
+        qk_team_step_end(team);
+        step_done(timer, i);
+    }
+    uint8_t *x = layers % 2 == 1 ? pong : ping;
+    qk_team_step_begin(team);
+    qk_global_avgpool_share(path, batch, last.out_h * last.out_w, last.out_c, x, network->pool_multiplier, pooled,
+                            team);
+    qk_team_step_end(team);
+    step_done(timer, layers);
+}
+
+// Batch split: when the batch divides evenly among the threads, each thread runs its own images through
+// every conv layer alone, as one thread would, and the team meets only for the fc head. No barrier per layer,
+// no thread reading rows another core wrote, every layer at single-thread efficiency. Measured on A0 and B0,
+// batch 8, 2 threads, 8 interleaved rounds: A0 16.31 -> 15.86 ms, B0 36.52 -> 35.74 ms (best rounds).
+// Member m's images use ping and pong from m * (images * largest + QK_EXTRA_BYTES) on, so that no member's
+// reads past its activations (the slack) touch bytes another member writes; hence the buffer contract of
+// batch * (largest + QK_EXTRA_BYTES). The input must be a buffer of its own: in ping, the first member's
+// activations would overwrite the second member's images.
+static int32_t batch_split(int32_t batch, int32_t threads, const uint8_t *input, const uint8_t *ping) {
+    return threads > 1 && batch >= threads && batch % threads == 0 && input != ping ? threads : 0;
+}
+
+static size_t largest_activation(const qk_network *network) {
+    size_t largest = input_bytes(&network->convs[0].shape);
+    for (int32_t i = 0; i < network->conv_count; i++)
+        if (output_bytes(&network->convs[i].shape) > largest) largest = output_bytes(&network->convs[i].shape);
+    return largest;
 }
 
 int qk_network_run_timed(qk_path path, const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
@@ -123,7 +193,8 @@ int qk_network_run_timed(qk_path path, const qk_network *network, int32_t batch,
     if (threads < 1) threads = 1;
     const int32_t layers = network->conv_count;
     const qk_conv_geometry last = qk_conv_geometry_of(&network->convs[layers - 1].shape);
-    const int32_t leading = per_image_layers(network, batch, input, ping);
+    const int32_t split = batch_split(batch, threads, input, ping);
+    const size_t largest = largest_activation(network);
     int32_t joined = 0;
     // Claim counters, two sets of one per member, each on its own cache line; without them (no memory) the
     // members keep to their static shares.
@@ -134,57 +205,32 @@ int qk_network_run_timed(qk_path path, const qk_network *network, int32_t batch,
     {
         qk_team team = qk_team_join(&joined);
         team.work = &work;
-        // One member times the steps, right after the barriers that end them, adding up the per-image
-        // parts; step_clock[s + 1] holds step s's time until it becomes a running clock at the end.
-        const int timing = team.member == 0 && step_clock != NULL;
-        double mark = 0.0;
-        if (timing) {
-            for (int32_t s = 0; s < layers + 3; s++) step_clock[s] = 0.0;
-            step_clock[0] = mark = monotonic_seconds();
+        // Member 0 times the steps: in a split run, its own images' conv layers and pool, then the fc head.
+        step_timer timer = {team.member == 0 ? step_clock : NULL, 0.0};
+        if (timer.clock != NULL) {
+            for (int32_t s = 0; s < layers + 3; s++) timer.clock[s] = 0.0;
+            timer.clock[0] = timer.mark = monotonic_seconds();
         }
-#define QK_STEP_DONE(step)                                        \
-    if (timing) {                                                 \
-        const double now = monotonic_seconds();                   \
-        step_clock[(step) + 1] += now - mark;                     \
-        mark = now;                                               \
-    }
-        for (int32_t n = 0; n < (leading > 0 ? batch : 0); n++) {
-            for (int32_t i = 0; i < leading; i++) {
-                qk_conv_args args = conv_args(network, i, n, 1, team.size, input, ping, pong);
-                const qk_conv_args next = i + 1 < leading ? conv_args(network, i + 1, n, 1, team.size, input, ping, pong)
-                                          : n + 1 < batch ? conv_args(network, 0, n + 1, 1, team.size, input, ping, pong)
-                                                          : conv_args(network, i + 1 < layers ? i + 1 : i, 0, batch,
-                                                                      team.size, input, ping, pong);
-                qk_team_step_begin(&team);
-                run_conv(path, &args, i + 1 < layers || n + 1 < batch ? &next : NULL, network, &team);
-                qk_team_step_end(&team);
-                QK_STEP_DONE(i)
-            }
+        if (split == team.size) {
+            const int32_t images = batch / team.size;
+            const size_t first = (size_t)team.member * (size_t)images;
+            const size_t region = (size_t)team.member * ((size_t)images * largest + QK_EXTRA_BYTES);
+            qk_team alone = {0, 1, NULL, 0};
+            run_features(path, network, images, input + first * input_bytes(&network->convs[0].shape),
+                         ping + region, pong + region, pooled + first * (size_t)last.out_c, &alone, &team, &timer);
+#pragma omp barrier
+        } else {
+            run_features(path, network, batch, input, ping, pong, pooled, &team, &team, &timer);
         }
-        for (int32_t i = leading; i < layers; i++) {
-            qk_conv_args args = conv_args(network, i, 0, batch, team.size, input, ping, pong);
-            const qk_conv_args next = conv_args(network, i + 1 < layers ? i + 1 : i, 0, batch, team.size, input, ping, pong);
-            qk_team_step_begin(&team);
-            run_conv(path, &args, i + 1 < layers ? &next : NULL, network, &team);
-            qk_team_step_end(&team);
-            QK_STEP_DONE(i)
-        }
-        uint8_t *x = layers % 2 == 1 ? pong : ping;
-        qk_team_step_begin(&team);
-        qk_global_avgpool_share(path, batch, last.out_h * last.out_w, last.out_c, x, network->pool_multiplier, pooled,
-                                &team);
-        qk_team_step_end(&team);
-        QK_STEP_DONE(layers)
         qk_team_step_begin(&team);
         qk_fc_share(path, batch, last.out_c, network->classes, network->fc_packed, network->fc_bias,
                     network->fc_multiplier, pooled, logits, &team);
         if (step_clock != NULL) {
             qk_team_step_end(&team);
-            QK_STEP_DONE(layers + 1)
-            if (timing)
-                for (int32_t s = 1; s < layers + 3; s++) step_clock[s] += step_clock[s - 1];
+            step_done(&timer, layers + 1);
+            if (timer.clock != NULL)
+                for (int32_t s = 1; s < layers + 3; s++) timer.clock[s] += timer.clock[s - 1];
         }
-#undef QK_STEP_DONE
     }
     free(work.counters);
     return 0;

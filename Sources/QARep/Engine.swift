@@ -261,7 +261,8 @@ public final class Session {
         self.model = model
         self.threads = threads == 0 ? Platform.onlineCPUs() : threads
         self.maxBatch = maxBatch
-        let activationBytes = maxBatch * model.arithmetic.maxActivationBytes  // <= 2^16 * 2^28, no overflow
+        // Slack per image: the kernels may give each thread its own images and part of ping and pong.
+        let activationBytes = maxBatch * (model.arithmetic.maxActivationBytes + kernelExtraBytes)  // <= 2^16 * 2^29
         let workspace = 2 * activationBytes + maxBatch * (model.imageBytes + model.arithmetic.fcInChannels)
         if let memory = Platform.physicalMemoryBytes(), workspace > memory {
             throw QARepError(.outOfMemory, "a workspace of \(workspace) bytes for maxBatch \(maxBatch) exceeds this machine's memory")

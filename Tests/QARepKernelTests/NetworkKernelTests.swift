@@ -120,9 +120,14 @@ final class NetworkKernelTests: XCTestCase {
     /// Also reports whether every buffer's bytes past its payload survived.
     func runNetwork(_ network: UnsafePointer<qk_network>, _ net: NetworkCase, path: qk_path, images: [UInt8],
                     batch: Int, threads: Int32, inputInPing: Bool) -> (status: Int32, result: NetworkResult, fencesIntact: Bool) {
-        let activationBytes = batch * net.maxActivationBytes
+        // The contract's scratch size, and how far a run may write into it: to the batch's largest activation,
+        // or, when each thread runs its own images (input not in ping, a batch the threads divide), to the last
+        // thread's part, which starts after the others' parts and their slack.
+        let scratchBytes = batch * (net.maxActivationBytes + extraBytes)
+        let split = !inputInPing && threads > 1 && batch >= Int(threads) && batch % Int(threads) == 0
+        let activationBytes = batch * net.maxActivationBytes + (split ? (Int(threads) - 1) * extraBytes : 0)
         let fence: UInt8 = 0x5A
-        var ping = [UInt8](repeating: fence, count: activationBytes + extraBytes)
+        var ping = [UInt8](repeating: fence, count: scratchBytes + extraBytes)
         var pong = ping
         var separateInput = images
         if inputInPing { ping.replaceSubrange(0..<images.count - extraBytes, with: images.prefix(images.count - extraBytes)) }
@@ -144,8 +149,7 @@ final class NetworkKernelTests: XCTestCase {
         }
         // Only the slack after the largest activation may be read; nothing is written past an output.
         let fencesIntact = logits.guardsIntact && pooled[pooledCount...].allSatisfy { $0 == fence } &&
-            pong[activationBytes...].allSatisfy { $0 == fence } &&
-            (inputInPing ? ping[activationBytes...].allSatisfy { $0 == fence } : true)
+            pong[activationBytes...].allSatisfy { $0 == fence } && ping[activationBytes...].allSatisfy { $0 == fence }
         return (status, NetworkResult(pooled: Array(pooled.prefix(pooledCount)), logits: logits.payload), fencesIntact)
     }
 
@@ -213,13 +217,13 @@ final class NetworkKernelTests: XCTestCase {
     func testTimedRunMatchesAndStampsEveryStep() {
         var rng = SeededGenerator(seed: Self.baseSeed &+ 200)
         let net = NetworkCase.random(inH: 10, inW: 8, layers: [(16, 2, 1), (20, 1, 1), (24, 2, 1)], classes: 9, &rng)
-        let batch = 3
+        let batch = 4  // on 2 threads, a split run: each thread times nothing but its own images
         let images = withGarbageSlack(rng.bytes(batch * net.imageBytes), &rng)
         let expected = perLayerScalar(net, images: images, batch: batch)
         for path in allPaths where qk_path_supported(path) != 0 {
             let checked: Void? = withNetwork(net, path: path) { network in
                 for threads: Int32 in [1, 2] {
-                    var ping = [UInt8](repeating: 0, count: batch * net.maxActivationBytes + extraBytes), pong = ping
+                    var ping = [UInt8](repeating: 0, count: batch * (net.maxActivationBytes + extraBytes)), pong = ping
                     var pooled = [UInt8](repeating: 0, count: batch * net.lastChannels + extraBytes)
                     var logits = [Float](repeating: 0, count: batch * net.classes)
                     let steps = net.convs.count + 3
@@ -308,7 +312,7 @@ final class NetworkKernelTests: XCTestCase {
                     XCTAssertTrue(run.result.logits.allSatisfy { $0 == 0xA5A5_A5A5 }, "\(name) wrote logits")
                 }
             }
-            var ping = [UInt8](repeating: 0, count: net.maxActivationBytes + extraBytes), pong = ping
+            var ping = [UInt8](repeating: 0, count: net.maxActivationBytes + extraBytes), pong = ping  // batch 1
             var pooled = [UInt8](repeating: 0, count: net.lastChannels + extraBytes)
             var logits = [Float](repeating: 0, count: net.classes)
             XCTAssertEqual(qk_network_run(path, valid, 0, images, &ping, &pong, &pooled, &logits, 1), -1, "batch 0 accepted")

@@ -104,8 +104,10 @@ typedef struct qk_network {
 // as calling qk_conv3x3_u8 for each layer, then qk_global_avgpool_u8 and qk_fc_u8 (one parallel region
 // instead of one per step; the steps still wait for each other). Layer 0 reads `input`; layer i writes
 // `pong` when i is even and `ping` when it is odd, so `input` may be `ping` but never `pong`. ping and pong
-// each hold the largest activation of the batch plus QK_EXTRA_BYTES, `input` has that slack too; `pooled`
-// holds batch x last out_c bytes plus the slack, `logits` batch x classes floats.
+// are scratch of batch x (largest per-image activation + QK_EXTRA_BYTES) bytes each (with the input in a
+// buffer of its own and a batch that the threads divide, each thread runs its images alone, each in its own
+// part of them); `input` has QK_EXTRA_BYTES of slack; `pooled` holds batch x last out_c bytes plus the
+// slack, `logits` batch x classes floats.
 // Returns 0, or -1 (nothing computed) for an invalid network or argument.
 int qk_network_run(qk_path path, const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
                    uint8_t *pong, uint8_t *pooled, float *logits, int32_t threads);
