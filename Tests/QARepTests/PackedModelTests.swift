@@ -28,14 +28,21 @@ final class PackedModelTests: XCTestCase {
         return path
     }
 
+    /// With every path as the default one (QAREP_KERNEL picks it), so every path's unpacking is exercised.
     func testDescriptionIsRebuiltExactlyFromPackedWeights() throws {
-        for (i, description) in descriptions().enumerated() {
-            XCTAssertEqual(try Model(description: description).description, description, "model \(i)")
-            let bytes = try description.serialized()
-            XCTAssertEqual(try Model(bytes: bytes).description, description, "model \(i) from memory")
-            let path = try temporaryFile(bytes, "\(i)")
-            defer { unlink(path) }
-            XCTAssertEqual(try Model(contentsOfFile: path).description, description, "model \(i) from a file")
+        defer { unsetenv("QAREP_KERNEL") }
+        for kernel in [Kernel.scalar, .avx2, .avx512vnni] where kernel.isSupported {
+            setenv("QAREP_KERNEL", kernel.name, 1)
+            for (i, description) in descriptions().enumerated() {
+                let model = try Model(description: description)
+                XCTAssertEqual(model.primary.path, kernel.path)
+                XCTAssertEqual(model.description, description, "\(kernel) model \(i)")
+                let bytes = try description.serialized()
+                XCTAssertEqual(try Model(bytes: bytes).description, description, "\(kernel) model \(i) from memory")
+                let path = try temporaryFile(bytes, "\(i)")
+                defer { unlink(path) }
+                XCTAssertEqual(try Model(contentsOfFile: path).description, description, "\(kernel) model \(i) from a file")
+            }
         }
     }
 
