@@ -37,12 +37,32 @@ size_t qk_conv_blocked_packed_size(const qk_conv_geometry *geo, const qk_conv_mi
            (size_t)blocking->chunks * QK_PACK_UNIT_BYTES;
 }
 
-void qk_conv_blocked_pack(const qk_conv_geometry *geo, const qk_conv_microkernels *kernels,
-                          const int8_t *weight_oihw, void *packed) {
+// The packing order, walked once for both directions so that pack and unpack cannot drift apart: packing
+// gathers each unit's weights from OIHW (zero where a lane or a position does not exist) and lays the unit
+// out; unpacking reads the unit back and scatters the same weights to the same OIHW elements.
+typedef enum { QK_PACK, QK_UNPACK } qk_pack_direction;
+
+static void convert_unit(const qk_conv_microkernels *kernels, qk_pack_direction direction, int8_t weights[16][4],
+                         uint8_t *unit) {
+    if (direction == QK_PACK)
+        kernels->pack_unit((const int8_t(*)[4])weights, kernels->lanes, unit);
+    else
+        kernels->unpack_unit(unit, kernels->lanes, weights);
+}
+
+static void move_weight(qk_pack_direction direction, int8_t *unit_weight, int8_t *oihw_weight) {
+    if (direction == QK_PACK)
+        *unit_weight = *oihw_weight;
+    else
+        *oihw_weight = *unit_weight;
+}
+
+static void conv_blocked_traverse(const qk_conv_geometry *geo, const qk_conv_microkernels *kernels,
+                                  qk_pack_direction direction, int8_t *weight_oihw, uint8_t *packed) {
     const qk_conv_blocking b = blocking_of(geo, kernels);
     const qk_conv_blocking *blocking = &b;
     const int32_t ipg = geo->in_per_group, opg = geo->out_per_group, lanes = blocking->lanes;
-    uint8_t *unit = (uint8_t *)packed;
+    uint8_t *unit = packed;
     for (int32_t g = 0; g < geo->groups; g++) {
         for (int32_t tile = 0; tile < blocking->tiles_per_group; tile++) {
             const int32_t first_block = qk_tile_first_block(blocking, tile);
@@ -52,6 +72,7 @@ void qk_conv_blocked_pack(const qk_conv_geometry *geo, const qk_conv_microkernel
                     for (int32_t block = 0; block < blocks; block++) {
                         int8_t weights[16][4];
                         memset(weights, 0, sizeof weights);
+                        if (direction == QK_UNPACK) convert_unit(kernels, direction, weights, unit);
                         for (int32_t lane = 0; lane < lanes; lane++) {
                             const int32_t o = (first_block + block) * lanes + lane;
                             if (o >= opg) break;
@@ -62,10 +83,11 @@ void qk_conv_blocked_pack(const qk_conv_geometry *geo, const qk_conv_microkernel
                                 const int32_t c = blocking->taps == 1 ? position % ipg : position;
                                 if (tap >= 9 || c >= ipg) break;
                                 const size_t oc = (size_t)g * opg + (size_t)o;
-                                weights[lane][q] = weight_oihw[(oc * (size_t)ipg + (size_t)c) * 9 + (size_t)tap];
+                                move_weight(direction, &weights[lane][q],
+                                            &weight_oihw[(oc * (size_t)ipg + (size_t)c) * 9 + (size_t)tap]);
                             }
                         }
-                        kernels->pack_unit((const int8_t(*)[4])weights, lanes, unit);
+                        if (direction == QK_PACK) convert_unit(kernels, direction, weights, unit);
                         unit += QK_PACK_UNIT_BYTES;
                     }
                 }
@@ -74,30 +96,54 @@ void qk_conv_blocked_pack(const qk_conv_geometry *geo, const qk_conv_microkernel
     }
 }
 
+void qk_conv_blocked_pack(const qk_conv_geometry *geo, const qk_conv_microkernels *kernels,
+                          const int8_t *weight_oihw, void *packed) {
+    // Packing only reads weight_oihw: the traversal's writes to it happen in the unpack direction alone.
+    conv_blocked_traverse(geo, kernels, QK_PACK, (int8_t *)weight_oihw, (uint8_t *)packed);
+}
+
+void qk_conv_blocked_unpack(const qk_conv_geometry *geo, const qk_conv_microkernels *kernels, const void *packed,
+                            int8_t *weight_oihw) {
+    // Unpacking only reads the packed units.
+    conv_blocked_traverse(geo, kernels, QK_UNPACK, weight_oihw, (uint8_t *)packed);
+}
+
 size_t qk_fc_blocked_size(int32_t in_c, int32_t out_c, int32_t lanes) {
     const size_t blocks = (size_t)(out_c + lanes - 1) / (size_t)lanes, chunks = (size_t)(in_c + 3) / 4;
     return blocks * chunks * QK_PACK_UNIT_BYTES;
 }
 
-void qk_fc_pack_blocked(int32_t in_c, int32_t out_c, const qk_conv_microkernels *kernels, const int8_t *weight,
-                        void *packed) {
+static void fc_blocked_traverse(int32_t in_c, int32_t out_c, const qk_conv_microkernels *kernels,
+                                qk_pack_direction direction, int8_t *weight, uint8_t *packed) {
     const int32_t lanes = kernels->lanes;
     const int32_t blocks = (out_c + lanes - 1) / lanes, chunks = (in_c + 3) / 4;
-    uint8_t *unit = (uint8_t *)packed;
+    uint8_t *unit = packed;
     for (int32_t block = 0; block < blocks; block++) {
         for (int32_t chunk = 0; chunk < chunks; chunk++) {
             int8_t weights[16][4];
             memset(weights, 0, sizeof weights);
+            if (direction == QK_UNPACK) convert_unit(kernels, direction, weights, unit);
             for (int32_t lane = 0; lane < lanes; lane++) {
                 const int32_t k = block * lanes + lane;
                 if (k >= out_c) break;
                 for (int32_t q = 0; q < 4 && chunk * 4 + q < in_c; q++)
-                    weights[lane][q] = weight[(size_t)k * (size_t)in_c + (size_t)(chunk * 4 + q)];
+                    move_weight(direction, &weights[lane][q],
+                                &weight[(size_t)k * (size_t)in_c + (size_t)(chunk * 4 + q)]);
             }
-            kernels->pack_unit((const int8_t(*)[4])weights, lanes, unit);
+            if (direction == QK_PACK) convert_unit(kernels, direction, weights, unit);
             unit += QK_PACK_UNIT_BYTES;
         }
     }
+}
+
+void qk_fc_pack_blocked(int32_t in_c, int32_t out_c, const qk_conv_microkernels *kernels, const int8_t *weight,
+                        void *packed) {
+    fc_blocked_traverse(in_c, out_c, kernels, QK_PACK, (int8_t *)weight, (uint8_t *)packed);
+}
+
+void qk_fc_unpack_blocked(int32_t in_c, int32_t out_c, const qk_conv_microkernels *kernels, const void *packed,
+                          int8_t *weight) {
+    fc_blocked_traverse(in_c, out_c, kernels, QK_UNPACK, weight, (uint8_t *)packed);
 }
 
 // Each work item is a group of output blocks for all images, so a block's weights are fetched once per

@@ -31,6 +31,17 @@ static void pack_unit_avx2(const int8_t weights[][4], int32_t lanes, uint8_t uni
     memcpy(unit, arranged, sizeof arranged);
 }
 
+static void unpack_unit_avx2(const uint8_t unit[QK_PACK_UNIT_BYTES], int32_t lanes, int8_t weights[][4]) {
+    int16_t arranged[2][AVX2_LANES][2];
+    memcpy(arranged, unit, sizeof arranged);
+    for (int32_t lane = 0; lane < lanes && lane < AVX2_LANES; lane++) {
+        for (int half = 0; half < 2; half++) {
+            weights[lane][half] = (int8_t)arranged[half][lane][0];
+            weights[lane][half + 2] = (int8_t)arranged[half][lane][1];
+        }
+    }
+}
+
 QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_blocking *b, const qk_conv_tile *tile,
                const int pixels, const int blocks) {
     const qk_conv_geometry *geo = &args->geo;
@@ -124,6 +135,7 @@ const qk_conv_microkernels qk_conv_microkernels_avx2 = {
     .max_blocks = AVX2_MAX_BLOCKS,
     .slice_bytes = QK_AVX2_SLICE_BYTES,
     .pack_unit = pack_unit_avx2,
+    .unpack_unit = unpack_unit_avx2,
     .tiles = avx2_tiles,
 };
 #endif

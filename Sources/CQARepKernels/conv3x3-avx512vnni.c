@@ -23,6 +23,10 @@ static void pack_unit_vnni(const int8_t weights[][4], int32_t lanes, uint8_t uni
     memcpy(unit, weights, (size_t)lanes * 4);
 }
 
+static void unpack_unit_vnni(const uint8_t unit[QK_PACK_UNIT_BYTES], int32_t lanes, int8_t weights[][4]) {
+    memcpy(weights, unit, (size_t)lanes * 4);
+}
+
 QK_INLINE QK_TARGET_VNNI void vnni_tile(const qk_conv_args *args, const qk_conv_blocking *b, const qk_conv_tile *tile,
                const int pixels, const int blocks) {
     const qk_conv_geometry *geo = &args->geo;
@@ -153,6 +157,7 @@ const qk_conv_microkernels qk_conv_microkernels_avx512vnni = {
     .max_blocks = VNNI_MAX_BLOCKS,
     .slice_bytes = QK_VNNI_SLICE_BYTES,
     .pack_unit = pack_unit_vnni,
+    .unpack_unit = unpack_unit_vnni,
     .tiles = vnni_tiles,
 };
 #endif

@@ -16,6 +16,14 @@ void qk_conv3x3_pack_scalar(const qk_conv_geometry *geo, const int8_t *weight_oi
             for (size_t c = 0; c < ipg; c++) out[(o * 9 + tap) * ipg + c] = weight_oihw[(o * ipg + c) * 9 + tap];
 }
 
+void qk_conv3x3_unpack_scalar(const qk_conv_geometry *geo, const void *packed, int8_t *weight_oihw) {
+    const int8_t *in = (const int8_t *)packed;
+    const size_t ipg = (size_t)geo->in_per_group;
+    for (size_t o = 0; o < (size_t)geo->out_c; o++)
+        for (size_t tap = 0; tap < 9; tap++)
+            for (size_t c = 0; c < ipg; c++) weight_oihw[(o * ipg + c) * 9 + tap] = in[(o * 9 + tap) * ipg + c];
+}
+
 // One output pixel, all output channels. tap[t] points at the input pixel for tap t (or at the padding
 // values), already offset to channel 0.
 static void conv_pixel(const qk_conv_args *args, const uint8_t *const tap[9], uint8_t *out) {

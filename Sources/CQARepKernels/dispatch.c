@@ -134,6 +134,18 @@ void qk_conv3x3_pack(qk_path path, const qk_conv_shape *shape, const int8_t *wei
     }
 }
 
+void qk_conv3x3_unpack(qk_path path, const qk_conv_shape *shape, const void *packed, int8_t *weight_oihw) {
+    if (!qk_conv_shape_is_valid(shape) || !qk_path_supported(path) || weight_oihw == NULL || packed == NULL) return;
+    const qk_conv_geometry geo = qk_conv_geometry_of(shape);
+    switch (path) {
+#if QK_HAVE_X86
+    case QK_PATH_AVX2: qk_conv_blocked_unpack(&geo, &qk_conv_microkernels_avx2, packed, weight_oihw); return;
+    case QK_PATH_AVX512VNNI: qk_conv_blocked_unpack(&geo, &qk_conv_microkernels_avx512vnni, packed, weight_oihw); return;
+#endif
+    default: qk_conv3x3_unpack_scalar(&geo, packed, weight_oihw); return;
+    }
+}
+
 void qk_conv3x3_u8(qk_path path, const qk_conv_shape *shape, int32_t batch, const void *packed,
                    const int32_t *bias, const float *multiplier, const uint8_t *pad_value,
                    const uint8_t *input, uint8_t *output, int32_t threads) {
@@ -241,6 +253,19 @@ void qk_fc_pack(qk_path path, int32_t in_c, int32_t out_c, const int8_t *weight,
         return;
 #endif
     default: qk_fc_pack_scalar(in_c, out_c, weight, packed); return;
+    }
+}
+
+void qk_fc_unpack(qk_path path, int32_t in_c, int32_t out_c, const void *packed, int8_t *weight) {
+    if (!qk_fc_shape_is_valid(in_c, out_c) || !qk_path_supported(path) || weight == NULL || packed == NULL) return;
+    switch (path) {
+#if QK_HAVE_X86
+    case QK_PATH_AVX2: qk_fc_unpack_blocked(in_c, out_c, &qk_conv_microkernels_avx2, packed, weight); return;
+    case QK_PATH_AVX512VNNI:
+        qk_fc_unpack_blocked(in_c, out_c, &qk_conv_microkernels_avx512vnni, packed, weight);
+        return;
+#endif
+    default: qk_fc_unpack_scalar(in_c, out_c, packed, weight); return;
     }
 }
 

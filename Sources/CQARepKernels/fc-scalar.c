@@ -6,6 +6,10 @@ void qk_fc_pack_scalar(int32_t in_c, int32_t out_c, const int8_t *weight, void *
     memcpy(packed, weight, (size_t)in_c * (size_t)out_c);
 }
 
+void qk_fc_unpack_scalar(int32_t in_c, int32_t out_c, const void *packed, int8_t *weight) {
+    memcpy(weight, packed, (size_t)in_c * (size_t)out_c);
+}
+
 void qk_fc_scalar_share(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
                         const float *multiplier, const uint8_t *input, float *logits, const qk_team *team) {
     const int8_t *weights = (const int8_t *)packed;

@@ -92,10 +92,12 @@ static inline void qk_team_share(const qk_team *team, int64_t items, int64_t *fi
 // Scalar: the oracle. Packed layout is the OIHW weights unchanged.
 size_t qk_conv3x3_packed_size_scalar(const qk_conv_geometry *geo);
 void qk_conv3x3_pack_scalar(const qk_conv_geometry *geo, const int8_t *weight_oihw, void *packed);
+void qk_conv3x3_unpack_scalar(const qk_conv_geometry *geo, const void *packed, int8_t *weight_oihw);
 void qk_conv3x3_scalar_share(const qk_conv_args *args, const qk_team *team);
 void qk_global_avgpool_scalar_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
                                     float multiplier, uint8_t *output, const qk_team *team);
 void qk_fc_pack_scalar(int32_t in_c, int32_t out_c, const int8_t *weight, void *packed);
+void qk_fc_unpack_scalar(int32_t in_c, int32_t out_c, const void *packed, int8_t *weight);
 void qk_fc_scalar_share(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
                         const float *multiplier, const uint8_t *input, float *logits, const qk_team *team);
 
@@ -145,6 +147,8 @@ enum { QK_PACK_UNIT_BYTES = 64 };
 
 // Lays out one unit from weights[lane][4] (int8, already zero padded).
 typedef void (*qk_pack_unit_fn)(const int8_t weights[][4], int32_t lanes, uint8_t unit[QK_PACK_UNIT_BYTES]);
+// The inverse: weights[lane][4] of the first `lanes` lanes back from a unit.
+typedef void (*qk_unpack_unit_fn)(const uint8_t unit[QK_PACK_UNIT_BYTES], int32_t lanes, int8_t weights[][4]);
 // Tiles split a group's blocks as evenly as possible (64 channels: 2 + 2 blocks, not 3 + 1; 256: 3, 3, 2,
 // 3, 2, 3): a 1-block tile feeds each input broadcast to a single dot product and is bound by the loads
 // (RepVGG-B0's 64-channel layers ran at 81% of peak with a 3 + 1 split).
@@ -196,12 +200,15 @@ typedef struct qk_conv_microkernels {
     int32_t lanes, max_pixels, max_blocks;
     size_t slice_bytes;  // weight bytes one tap slice may span (see blocked-driver.c)
     qk_pack_unit_fn pack_unit;
+    qk_unpack_unit_fn unpack_unit;
     const qk_conv_tile_fn *tiles;
 } qk_conv_microkernels;
 
 size_t qk_conv_blocked_packed_size(const qk_conv_geometry *geo, const qk_conv_microkernels *kernels);
 void qk_conv_blocked_pack(const qk_conv_geometry *geo, const qk_conv_microkernels *kernels,
                           const int8_t *weight_oihw, void *packed);
+void qk_conv_blocked_unpack(const qk_conv_geometry *geo, const qk_conv_microkernels *kernels, const void *packed,
+                            int8_t *weight_oihw);
 // The layer as tiles shared by the team (args->threads is the team size the work split plans for); each
 // output byte is produced by exactly one thread.
 void qk_conv_blocked_share(const qk_conv_args *args, const qk_conv_microkernels *kernels, const qk_team *team);
@@ -267,6 +274,8 @@ size_t qk_fc_blocked_size(int32_t in_c, int32_t out_c, int32_t lanes);
 // The path's conv microkernels descriptor supplies the block width and the unit arrangement.
 void qk_fc_pack_blocked(int32_t in_c, int32_t out_c, const qk_conv_microkernels *kernels, const int8_t *weight,
                         void *packed);
+void qk_fc_unpack_blocked(int32_t in_c, int32_t out_c, const qk_conv_microkernels *kernels, const void *packed,
+                          int8_t *weight);
 
 // One block of `lanes` logits of one image: a SIMD path's part of the fully connected head.
 typedef struct qk_fc_block {

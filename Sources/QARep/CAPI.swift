@@ -169,8 +169,8 @@ public func _qarepModelLoadMemory(_ data: UnsafeRawPointer?, _ size: Int, _ outM
     guard let data else { return fail(QAREP_ERROR_INVALID_ARGUMENT, "data is NULL") }
     // size_t arrives as Int; values above Int.max wrap negative and cannot be a real buffer.
     guard size >= 0 else { return fail(QAREP_ERROR_INVALID_ARGUMENT, "size is larger than any addressable buffer") }
-    let bytes = [UInt8](UnsafeRawBufferPointer(start: data, count: size))
-    return publish({ () throws(QARepError) -> Model in try Model(bytes: bytes) }, into: outModel)
+    let bytes = UnsafeRawBufferPointer(start: data, count: size)
+    return publish({ () throws(QARepError) -> Model in try Model(unsafeBytes: bytes) }, into: outModel)
 }
 
 @_cdecl("qarep_model_release")

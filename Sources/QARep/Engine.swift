@@ -1,7 +1,8 @@
 // The model (immutable, shareable) and the session (per-thread workspace) that run a network through the
-// kernels. Packed weights are cached in the model, one set per kernel path, built the first time a session
-// asks for that path: many sessions on one model (one per serving thread) then share a single packed copy
-// instead of each holding its own (A0's weights packed are several MB), and packing runs once per path.
+// kernels. The model holds its weights packed for the default path only; a set for any other path is
+// cached in the model, built the first time a session asks for that path: many sessions on one model (one
+// per serving thread) then share a single packed copy instead of each holding its own (A0's weights packed
+// are several MB), and packing runs once per path.
 import CQARepKernels
 import Synchronization
 #if canImport(Glibc)
@@ -87,6 +88,7 @@ public struct LayerInfo: Sendable, Equatable {
 
 /// Packed weights of every layer for one kernel path; immutable once built.
 final class PackedWeights: Sendable {
+    let path: qk_path
     let convs: [AlignedBuffer]
     let fc: AlignedBuffer
     /// The qk_network that qk_network_run takes, and the biases, multipliers and pad values it points to:
@@ -95,25 +97,59 @@ final class PackedWeights: Sendable {
     private let networkConvs: AlignedBuffer
     private let networkParameters: AlignedBuffer
 
-    init(path: qk_path, arithmetic: DerivedArithmetic, description: QuantizedModelDescription) throws(QARepError) {
-        var convs: [AlignedBuffer] = []
-        for (layer, conv) in zip(arithmetic.layers, description.convs) {
-            var shape = layer.kernelShape
-            let size = qk_conv3x3_packed_size(path, &shape)
-            guard size > 0 else { throw QARepError(.internal, "kernel rejected the shape of layer \(convs.count)") }
-            let buffer = try AlignedBuffer(count: size)
-            conv.weight.withUnsafeBufferPointer { qk_conv3x3_pack(path, &shape, $0.baseAddress, buffer.pointer) }
-            convs.append(buffer)
-        }
-        let inC = Int32(arithmetic.fcInChannels), outC = Int32(description.numClasses)
-        let fcSize = qk_fc_packed_size(path, inC, outC)
-        guard fcSize > 0 else { throw QARepError(.internal, "kernel rejected the shape of the fc layer") }
-        let fc = try AlignedBuffer(count: fcSize)
-        description.fcWeight.withUnsafeBufferPointer { qk_fc_pack(path, inC, outC, $0.baseAddress, fc.pointer) }
+    init(path: qk_path, arithmetic: DerivedArithmetic, fcBias: [Int32], convs: [AlignedBuffer], fc: AlignedBuffer) throws(QARepError) {
+        self.path = path
         self.fc = fc
         self.convs = convs
         (network, networkConvs, networkParameters) = try Self.buildNetwork(
-            arithmetic: arithmetic, fcBias: description.fcBias, classes: description.numClasses, convs: convs, fc: fc)
+            arithmetic: arithmetic, fcBias: fcBias, classes: fcBias.count, convs: convs, fc: fc)
+    }
+
+    /// The same weights for another path, rebuilt layer by layer from these (so that at most one layer's
+    /// OIHW weights exist at a time besides the two packed copies).
+    convenience init(path: qk_path, arithmetic: DerivedArithmetic, fcBias: [Int32], repacking source: PackedWeights) throws(QARepError) {
+        var convs: [AlignedBuffer] = []
+        for (i, layer) in arithmetic.layers.enumerated() {
+            convs.append(try Self.packConv(path: path, layer: layer, weight: source.convWeight(i, layer: layer)))
+        }
+        let fc = try Self.packFC(path: path, inChannels: arithmetic.fcInChannels, classes: fcBias.count,
+                                 weight: source.fcWeight(inChannels: arithmetic.fcInChannels, classes: fcBias.count))
+        try self.init(path: path, arithmetic: arithmetic, fcBias: fcBias, convs: convs, fc: fc)
+    }
+
+    static func packConv(path: qk_path, layer: DerivedConvLayer, weight: [Int8]) throws(QARepError) -> AlignedBuffer {
+        var shape = layer.kernelShape
+        let size = qk_conv3x3_packed_size(path, &shape)
+        guard size > 0 else { throw QARepError(.internal, "kernel rejected the shape of a \(layer.inChannels) -> \(layer.outChannels) layer") }
+        let buffer = try AlignedBuffer(count: size)
+        weight.withUnsafeBufferPointer { qk_conv3x3_pack(path, &shape, $0.baseAddress, buffer.pointer) }
+        return buffer
+    }
+
+    static func packFC(path: qk_path, inChannels: Int, classes: Int, weight: [Int8]) throws(QARepError) -> AlignedBuffer {
+        let inC = Int32(inChannels), outC = Int32(classes)
+        let size = qk_fc_packed_size(path, inC, outC)
+        guard size > 0 else { throw QARepError(.internal, "kernel rejected the shape of the fc layer") }
+        let buffer = try AlignedBuffer(count: size)
+        weight.withUnsafeBufferPointer { qk_fc_pack(path, inC, outC, $0.baseAddress, buffer.pointer) }
+        return buffer
+    }
+
+    /// Conv layer i's OIHW weights, unpacked.
+    func convWeight(_ i: Int, layer: DerivedConvLayer) -> [Int8] {
+        var shape = layer.kernelShape
+        var weight = [Int8](repeating: 0, count: layer.outChannels * (layer.inChannels / layer.groups) * 9)
+        weight.withUnsafeMutableBufferPointer { qk_conv3x3_unpack(path, &shape, convs[i].pointer, $0.baseAddress) }
+        return weight
+    }
+
+    /// The fc layer's [classes][inChannels] weights, unpacked.
+    func fcWeight(inChannels: Int, classes: Int) -> [Int8] {
+        var weight = [Int8](repeating: 0, count: inChannels * classes)
+        weight.withUnsafeMutableBufferPointer {
+            qk_fc_unpack(path, Int32(inChannels), Int32(classes), fc.pointer, $0.baseAddress)
+        }
+        return weight
     }
 
     var networkPointer: UnsafePointer<qk_network> { UnsafePointer(network.pointer.assumingMemoryBound(to: qk_network.self)) }
@@ -159,30 +195,96 @@ extension DerivedConvLayer {
 }
 
 /// A validated model, immutable and safe to share across threads.
+///
+/// It holds its weights only packed, for the path a session gets by default (Kernel.auto, which honors
+/// QAREP_KERNEL), packed layer by layer while the model is validated: loading never holds more than that
+/// copy plus one layer's OIHW weights. A session forcing another path packs it from these by unpacking,
+/// and `description` rebuilds the OIHW weights the same way.
 public final class Model: Sendable {
-    public let description: QuantizedModelDescription
+    /// The description without its weights (they live in `primary`).
+    let skeleton: QuantizedModelDescription
     let arithmetic: DerivedArithmetic
+    let primary: PackedWeights
     private let packedByPath = Mutex<[Int: PackedWeights]>([:])
 
-    public init(description: QuantizedModelDescription) throws(QARepError) {
-        arithmetic = try description.validate()
-        self.description = description
+    private struct Parts {
+        var skeleton: QuantizedModelDescription
+        var arithmetic: DerivedArithmetic
+        var primary: PackedWeights
+    }
+
+    private init(parts: Parts) {
+        skeleton = parts.skeleton
+        arithmetic = parts.arithmetic
+        primary = parts.primary
+    }
+
+    /// Validates the model, packing each layer as soon as it has passed (weights fetched layer by layer).
+    private static func build(skeleton: QuantizedModelDescription, convWeight: (Int) throws(QARepError) -> [Int8],
+                              fcWeight: () throws(QARepError) -> [Int8]) throws(QARepError) -> Parts {
+        // An unusable QAREP_KERNEL is reported by the session that asks for it; the model packs for the best path.
+        let path = (try? Kernel.auto.resolved())?.path ?? qk_best_path()
+        var convs: [AlignedBuffer] = []
+        var fc: AlignedBuffer? = nil
+        let arithmetic = try skeleton.validate(convWeight: convWeight, fcWeight: fcWeight) { (weights) throws(QARepError) in
+            switch weights {
+            case let .conv(_, layer, weight):
+                convs.append(try PackedWeights.packConv(path: path, layer: layer, weight: weight))
+            case let .fullyConnected(inChannels, classes, weight):
+                fc = try PackedWeights.packFC(path: path, inChannels: inChannels, classes: classes, weight: weight)
+            }
+        }
+        guard let fc, convs.count == arithmetic.layers.count else {
+            throw QARepError(.internal, "validation did not hand over every layer's weights")
+        }
+        let primary = try PackedWeights(path: path, arithmetic: arithmetic, fcBias: skeleton.fcBias, convs: convs, fc: fc)
+        return Parts(skeleton: skeleton, arithmetic: arithmetic, primary: primary)
+    }
+
+    /// Reads the file's tensors one at a time, each straight from the source.
+    private static func load(source: some ByteSource) throws(QARepError) -> Parts {
+        let contents = try ModelFileContents(source: source)
+        return try build(skeleton: contents.skeleton, convWeight: { (i) throws(QARepError) -> [Int8] in
+            try source.int8Values(contents.convWeights[i])
+        }, fcWeight: { () throws(QARepError) -> [Int8] in try source.int8Values(contents.fcWeight) })
+    }
+
+    public convenience init(description: QuantizedModelDescription) throws(QARepError) {
+        self.init(parts: try Model.build(skeleton: description.withoutWeights, convWeight: { description.convs[$0].weight },
+                                         fcWeight: { description.fcWeight }))
     }
 
     public convenience init(bytes: [UInt8]) throws(QARepError) {
-        try self.init(description: QuantizedModelDescription(fileBytes: bytes))
+        self.init(parts: try bytes.withUnsafeBufferPointer { (raw) throws(QARepError) -> Parts in
+            try Model.load(source: MemoryByteSource(bytes: UnsafeRawBufferPointer(raw)))
+        })
+    }
+
+    /// Loads from the caller's buffer without copying it; the buffer is not used after the call.
+    convenience init(unsafeBytes bytes: UnsafeRawBufferPointer) throws(QARepError) {
+        self.init(parts: try Model.load(source: MemoryByteSource(bytes: bytes)))
     }
 
     public convenience init(contentsOfFile path: String) throws(QARepError) {
-        try self.init(bytes: readFileBytes(path: path))
+        self.init(parts: try Model.load(source: FileByteSource(path: path)))
     }
 
-    public var inputHeight: Int { description.inputHeight }
-    public var inputWidth: Int { description.inputWidth }
+    /// The description the model was made from, weights included, rebuilt from the packed weights (which
+    /// costs one unpacked copy of them: read the other properties when they suffice).
+    public var description: QuantizedModelDescription {
+        var full = skeleton
+        for (i, layer) in arithmetic.layers.enumerated() { full.convs[i].weight = primary.convWeight(i, layer: layer) }
+        full.fcWeight = primary.fcWeight(inChannels: arithmetic.fcInChannels, classes: numClasses)
+        return full
+    }
+
+    public var preprocessing: Preprocessing { skeleton.preprocessing }
+    public var inputHeight: Int { skeleton.inputHeight }
+    public var inputWidth: Int { skeleton.inputWidth }
     public var inputChannels: Int { 3 }
-    public var numClasses: Int { description.numClasses }
-    public var labels: [String] { description.labels }
-    public var numConvLayers: Int { description.convs.count }
+    public var numClasses: Int { skeleton.numClasses }
+    public var labels: [String] { skeleton.labels }
+    public var numConvLayers: Int { skeleton.convs.count }
     /// Format version of the file this model was loaded from (models built in memory report the current one).
     public var formatVersion: UInt32 { ModelFormat.version }
     public var macsPerImage: Double { arithmetic.macsPerImage }
@@ -209,16 +311,17 @@ public final class Model: Sendable {
     /// Resizes and center-crops an RGB image to this model's input, as its metadata says.
     public func preprocess(rgb: UnsafeBufferPointer<UInt8>, width: Int, height: Int, rowStride: Int) throws(QARepError) -> [UInt8] {
         try resizeAndCrop(rgb: rgb, width: width, height: height, rowStride: rowStride, outputWidth: inputWidth,
-                          outputHeight: inputHeight, cropRatio: description.preprocessing.cropRatio)
+                          outputHeight: inputHeight, cropRatio: skeleton.preprocessing.cropRatio)
     }
 
     func packedWeights(for kernel: Kernel) throws(QARepError) -> PackedWeights {
         guard let path = kernel.path else { throw QARepError(.internal, "packing requested for an unresolved kernel") }
+        if path == primary.path { return primary }
         let key = Int(path.rawValue)
         // Packing under the lock: two sessions racing for the same path must not both pay for (and hold) it.
         return try packedByPath.withLock { (cache) throws(QARepError) -> PackedWeights in
             if let packed = cache[key] { return packed }
-            let packed = try PackedWeights(path: path, arithmetic: arithmetic, description: description)
+            let packed = try PackedWeights(path: path, arithmetic: arithmetic, fcBias: skeleton.fcBias, repacking: primary)
             cache[key] = packed
             return packed
         }
@@ -384,7 +487,7 @@ public final class Session {
         qk_global_avgpool_u8(path, Int32(batch), Int32(arithmetic.lastPixels), Int32(channels), layerInput.bytes,
                              arithmetic.poolMultiplier, pooled.bytes, threads)
         observe?(arithmetic.layers.count, UnsafeBufferPointer(start: pooled.bytes, count: batch * channels))
-        model.description.fcBias.withUnsafeBufferPointer { bias in
+        model.skeleton.fcBias.withUnsafeBufferPointer { bias in
             arithmetic.fcMultiplier.withUnsafeBufferPointer { multiplier in
                 logits.withUnsafeMutableBufferPointer { out in
                     qk_fc_u8(path, Int32(batch), Int32(channels), Int32(model.numClasses), packed.fc.pointer,
@@ -412,7 +515,7 @@ public final class Session {
         guard input.count == batch * 3 * plane else {
             throw QARepError(.bufferSize, "input holds \(input.count) floats, expected batch \(batch) x 3 x \(height) x \(width)")
         }
-        let mean = model.description.preprocessing.mean, std = model.description.preprocessing.std
+        let mean = model.preprocessing.mean, std = model.preprocessing.std
         var pixels = [UInt8](repeating: 0, count: batch * plane * 3)
         for n in 0..<batch {
             for c in 0..<3 {

@@ -63,18 +63,51 @@ extension QuantizedModelDescription {
 
     /// Parses and validates a .qarep file.
     public init(fileBytes bytes: [UInt8]) throws(QARepError) {
-        let archive = try SafetensorsArchive(bytes: bytes, maxHeaderBytes: ModelFormat.maxHeaderBytes)
-        let reader = ModelFileReader(archive: archive)
-        self = try reader.read()
+        self = try bytes.withUnsafeBufferPointer { (raw) throws(QARepError) -> QuantizedModelDescription in
+            let source = MemoryByteSource(bytes: UnsafeRawBufferPointer(raw))
+            let contents = try ModelFileContents(source: source)
+            var description = contents.skeleton
+            for i in description.convs.indices {
+                description.convs[i].weight = try source.int8Values(contents.convWeights[i])
+            }
+            description.fcWeight = try source.int8Values(contents.fcWeight)
+            return description
+        }
         _ = try validate()
+    }
+
+    /// The description without its weight tensors (empty conv and fc weights), which is all of it but the
+    /// bulk: what a Model keeps besides the packed weights.
+    var withoutWeights: QuantizedModelDescription {
+        var skeleton = self
+        for i in skeleton.convs.indices { skeleton.convs[i].weight = [] }
+        skeleton.fcWeight = []
+        return skeleton
     }
 }
 
-private struct ModelFileReader {
-    let archive: SafetensorsArchive
+/// A model file's header and small tensors, checked (every key, dtype and shape, in the order the format
+/// lists them) but its weight tensors only located, so that a loader can take them one layer at a time.
+struct ModelFileContents {
+    /// The description with empty weights.
+    var skeleton: QuantizedModelDescription
+    var convWeights: [SafetensorsTensorInfo]
+    var fcWeight: SafetensorsTensorInfo
+}
+
+extension ModelFileContents {
+    init(source: some ByteSource) throws(QARepError) {
+        let header = try SafetensorsHeader(source: source, maxHeaderBytes: ModelFormat.maxHeaderBytes)
+        self = try ModelFileReader(header: header, source: source).read()
+    }
+}
+
+private struct ModelFileReader<Source: ByteSource> {
+    let header: SafetensorsHeader
+    let source: Source
 
     func metadataValue(_ key: String) throws(QARepError) -> String {
-        guard let value = archive.metadata[key] else { throw .invalidModel("metadata key \"\(key)\" is missing") }
+        guard let value = header.metadata[key] else { throw .invalidModel("metadata key \"\(key)\" is missing") }
         return value
     }
 
@@ -112,7 +145,7 @@ private struct ModelFileReader {
     }
 
     func tensor(_ name: String, _ dtype: SafetensorsDType, _ shape: [Int]) throws(QARepError) -> SafetensorsTensorInfo {
-        guard let info = archive.tensors[name] else { throw .invalidModel("tensor \"\(name)\" is missing") }
+        guard let info = header.tensors[name] else { throw .invalidModel("tensor \"\(name)\" is missing") }
         guard info.dtype == dtype else {
             throw .invalidModel("tensor \"\(name)\" has dtype \(info.dtype.rawValue), expected \(dtype.rawValue)")
         }
@@ -122,7 +155,7 @@ private struct ModelFileReader {
         return info
     }
 
-    func read() throws(QARepError) -> QuantizedModelDescription {
+    func read() throws(QARepError) -> ModelFileContents {
         let format = try metadataValue("format")
         guard format == ModelFormat.name else {
             throw .invalidModel("metadata key \"format\" is \"\(format.prefix(40))\", expected \"\(ModelFormat.name)\"")
@@ -160,7 +193,7 @@ private struct ModelFileReader {
             throw .invalidModel("metadata key \"crop_ratio\" is \"\(cropText.prefix(40))\", expected a decimal number")
         }
         var labels: [String]
-        if archive.metadata["labels"] != nil {
+        if header.metadata["labels"] != nil {
             guard let items = try json("labels").arrayValue else {
                 throw .invalidModel("metadata key \"labels\" is not a JSON array")
             }
@@ -175,35 +208,37 @@ private struct ModelFileReader {
         } else {
             labels = (0..<numClasses).map { "class_\($0)" }
         }
-        var extra = archive.metadata
+        var extra = header.metadata
         for key in ["format", "format_version", "input_height", "input_width", "num_classes", "layers", "mean", "std",
                     "channel_order", "resize", "crop_ratio", "labels"] {
             extra[key] = nil
         }
 
-        let inputScale = try archive.float32Values(tensor("input.scale", .f32, [1]))[0]
-        let zeroPoint = try archive.uint8Values(tensor("input.zero_point", .u8, [3]))
+        let inputScale = try source.float32Values(tensor("input.scale", .f32, [1]))[0]
+        let zeroPoint = try source.uint8Values(tensor("input.zero_point", .u8, [3]))
         var convs: [QuantizedConvLayer] = []
+        var convWeights: [SafetensorsTensorInfo] = []
         for (i, layer) in layers.enumerated() {
-            let weight = try archive.int8Values(tensor("conv.\(i).weight", .i8, [layer.out, layer.in / layer.groups, 3, 3]))
-            let weightScale = try archive.float32Values(tensor("conv.\(i).weight_scale", .f32, [layer.out]))
-            let bias = try archive.int32Values(tensor("conv.\(i).bias", .i32, [layer.out]))
-            let outputScale = try archive.float32Values(tensor("conv.\(i).output_scale", .f32, [1]))[0]
+            convWeights.append(try tensor("conv.\(i).weight", .i8, [layer.out, layer.in / layer.groups, 3, 3]))
+            let weightScale = try source.float32Values(tensor("conv.\(i).weight_scale", .f32, [layer.out]))
+            let bias = try source.int32Values(tensor("conv.\(i).bias", .i32, [layer.out]))
+            let outputScale = try source.float32Values(tensor("conv.\(i).output_scale", .f32, [1]))[0]
             convs.append(QuantizedConvLayer(inChannels: layer.in, outChannels: layer.out, stride: layer.stride,
-                                            groups: layer.groups, weight: weight, weightScale: weightScale,
+                                            groups: layer.groups, weight: [], weightScale: weightScale,
                                             bias: bias, outputScale: outputScale))
         }
         let lastChannels = layers.last?.out ?? 0
-        let poolScale = try archive.float32Values(tensor("pool.output_scale", .f32, [1]))[0]
-        let fcWeight = try archive.int8Values(tensor("fc.weight", .i8, [numClasses, lastChannels]))
-        let fcWeightScale = try archive.float32Values(tensor("fc.weight_scale", .f32, [numClasses]))
-        let fcBias = try archive.int32Values(tensor("fc.bias", .i32, [numClasses]))
-        return QuantizedModelDescription(
+        let poolScale = try source.float32Values(tensor("pool.output_scale", .f32, [1]))[0]
+        let fcWeight = try tensor("fc.weight", .i8, [numClasses, lastChannels])
+        let fcWeightScale = try source.float32Values(tensor("fc.weight_scale", .f32, [numClasses]))
+        let fcBias = try source.int32Values(tensor("fc.bias", .i32, [numClasses]))
+        let skeleton = QuantizedModelDescription(
             inputHeight: inputHeight, inputWidth: inputWidth,
             preprocessing: Preprocessing(mean: mean, std: std, cropRatio: cropRatio),
             inputScale: inputScale, inputZeroPoint: zeroPoint, convs: convs, poolOutputScale: poolScale,
-            numClasses: numClasses, fcWeight: fcWeight, fcWeightScale: fcWeightScale, fcBias: fcBias,
+            numClasses: numClasses, fcWeight: [], fcWeightScale: fcWeightScale, fcBias: fcBias,
             labels: labels, extraMetadata: extra)
+        return ModelFileContents(skeleton: skeleton, convWeights: convWeights, fcWeight: fcWeight)
     }
 
     struct LayerHeader { var `in`: Int; var out: Int; var stride: Int; var groups: Int }

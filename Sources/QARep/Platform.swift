@@ -58,36 +58,58 @@ enum Platform {
     }
 }
 
-/// Reads a whole file. The size comes from fstat and is re-checked against what read returns, so a file
-/// that changes while being read gives an error rather than a short model.
-public func readFileBytes(path: String) throws(QARepError) -> [UInt8] {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw QARepError(.io, "cannot open \"\(path)\": \(Platform.errnoDescription())") }
-    defer { close(fd) }
-    var info = stat()
-    guard fstat(fd, &info) == 0 else { throw QARepError(.io, "cannot stat \"\(path)\": \(Platform.errnoDescription())") }
-    guard (info.st_mode & S_IFMT) == S_IFREG else { throw QARepError(.io, "\"\(path)\" is not a regular file") }
-    let size = Int(info.st_size)
-    if let memory = Platform.physicalMemoryBytes(), size > memory {
-        throw QARepError(.outOfMemory, "\"\(path)\" is \(size) bytes, more than this machine's memory")
+/// An open regular file read at offsets with pread, so a model loads tensor by tensor without the whole
+/// file in memory. The size comes from fstat; a read that ends early (the file shrank) is an error, never a
+/// short model.
+final class FileByteSource: ByteSource {
+    let path: String
+    let count: Int
+    private let descriptor: Int32
+
+    init(path: String) throws(QARepError) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw QARepError(.io, "cannot open \"\(path)\": \(Platform.errnoDescription())") }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            let reason = Platform.errnoDescription()
+            close(fd)
+            throw QARepError(.io, "cannot stat \"\(path)\": \(reason)")
+        }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw QARepError(.io, "\"\(path)\" is not a regular file")
+        }
+        let size = Int(info.st_size)
+        if let memory = Platform.physicalMemoryBytes(), size > memory {
+            close(fd)
+            throw QARepError(.outOfMemory, "\"\(path)\" is \(size) bytes, more than this machine's memory")
+        }
+        self.path = path
+        self.count = size
+        self.descriptor = fd
     }
-    var bytes = [UInt8](repeating: 0, count: size)
-    var done = 0
-    var failure: String? = nil
-    bytes.withUnsafeMutableBytes { buffer in
-        guard let base = buffer.baseAddress else { return }
-        while done < size {
-            let n = read(fd, base + done, size - done)
+
+    deinit { close(descriptor) }
+
+    func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(QARepError) {
+        guard buffer.count > 0, let base = buffer.baseAddress else { return }
+        var done = 0
+        while done < buffer.count {
+            let n = pread(descriptor, base + done, buffer.count - done, off_t(offset + done))
             if n < 0 {
                 if errno == EINTR { continue }
-                failure = Platform.errnoDescription()
-                return
+                throw QARepError(.io, "cannot read \"\(path)\": \(Platform.errnoDescription())")
             }
-            if n == 0 { break }
+            if n == 0 {
+                throw QARepError(.io, "\"\(path)\" shrank while being read (\(offset + done) of \(count) bytes)")
+            }
             done += n
         }
     }
-    if let failure { throw QARepError(.io, "cannot read \"\(path)\": \(failure)") }
-    guard done == size else { throw QARepError(.io, "\"\(path)\" shrank while being read (\(done) of \(size) bytes)") }
-    return bytes
+}
+
+/// Reads a whole file (through the same checks as FileByteSource).
+public func readFileBytes(path: String) throws(QARepError) -> [UInt8] {
+    let file = try FileByteSource(path: path)
+    return try file.bytes(at: 0, count: file.count)
 }

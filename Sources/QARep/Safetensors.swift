@@ -33,49 +33,107 @@ public struct SafetensorsTensorInfo: Sendable, Equatable {
     public var byteRange: Range<Int>
 }
 
-/// A validated safetensors file held in memory.
-public struct SafetensorsArchive: Sendable {
-    public static let defaultMaxHeaderBytes = 100 << 20
-    static let maxRank = 16
-    static let maxDimension = 1 << 40
+/// Random access to the bytes of a safetensors file, so that a reader can take the header first and then
+/// each tensor straight into its destination, never holding the whole file.
+protocol ByteSource {
+    /// Bytes in the file.
+    var count: Int { get }
+    /// Fills `buffer` with the bytes from `offset` on; the range lies inside 0..<count.
+    func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(QARepError)
+}
 
-    public let bytes: [UInt8]
-    /// Start of the data area (8 + header length).
-    public let dataStart: Int
-    public let metadata: [String: String]
-    public let tensors: [String: SafetensorsTensorInfo]
+/// A file already in memory (the caller's buffer, not a copy of it).
+struct MemoryByteSource: ByteSource {
+    let bytes: UnsafeRawBufferPointer
 
-    /// Tensor names in file order (by data offset).
-    public var tensorNamesInFileOrder: [String] {
-        tensors.values.sorted { ($0.byteRange.lowerBound, $0.name) < ($1.byteRange.lowerBound, $1.name) }.map(\.name)
+    var count: Int { bytes.count }
+
+    func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(QARepError) {
+        guard offset >= 0, buffer.count <= bytes.count - offset else {
+            throw QARepError(.internal, "read of \(buffer.count) bytes at \(offset) outside a \(bytes.count)-byte buffer")
+        }
+        guard buffer.count > 0, let destination = buffer.baseAddress, let base = bytes.baseAddress else { return }
+        destination.copyMemory(from: base + offset, byteCount: buffer.count)
+    }
+}
+
+extension ByteSource {
+    func bytes(at offset: Int, count: Int) throws(QARepError) -> [UInt8] {
+        var result = [UInt8](repeating: 0, count: count)
+        try result.withUnsafeMutableBufferPointer { (buffer) throws(QARepError) in
+            try read(at: offset, into: UnsafeMutableRawBufferPointer(buffer))
+        }
+        return result
     }
 
-    public init(bytes: [UInt8], maxHeaderBytes: Int = SafetensorsArchive.defaultMaxHeaderBytes) throws(QARepError) {
-        guard bytes.count >= 8 else {
-            throw .invalidModel("file is \(bytes.count) bytes, shorter than the 8-byte safetensors header length")
+    /// The tensor's elements, decoded little-endian, read from the file straight into the array.
+    func values<T: FixedWidthInteger>(of tensor: SafetensorsTensorInfo, as type: T.Type, dtype: SafetensorsDType) throws(QARepError) -> [T] {
+        guard tensor.dtype == dtype, dtype.byteSize == MemoryLayout<T>.size else {
+            throw .invalidModel("tensor \"\(tensor.name)\" has dtype \(tensor.dtype.rawValue), expected \(dtype.rawValue)")
         }
+        var result = [T](repeating: 0, count: tensor.elementCount)
+        try result.withUnsafeMutableBufferPointer { (buffer) throws(QARepError) in
+            try read(at: tensor.byteRange.lowerBound, into: UnsafeMutableRawBufferPointer(buffer))
+        }
+        if T(littleEndian: 1) != 1 {
+            for i in result.indices { result[i] = T(littleEndian: result[i]) }
+        }
+        return result
+    }
+
+    func int8Values(_ tensor: SafetensorsTensorInfo) throws(QARepError) -> [Int8] { try values(of: tensor, as: Int8.self, dtype: .i8) }
+    func uint8Values(_ tensor: SafetensorsTensorInfo) throws(QARepError) -> [UInt8] { try values(of: tensor, as: UInt8.self, dtype: .u8) }
+    func int32Values(_ tensor: SafetensorsTensorInfo) throws(QARepError) -> [Int32] { try values(of: tensor, as: Int32.self, dtype: .i32) }
+
+    func float32Values(_ tensor: SafetensorsTensorInfo) throws(QARepError) -> [Float] {
+        guard tensor.dtype == .f32 else {
+            throw .invalidModel("tensor \"\(tensor.name)\" has dtype \(tensor.dtype.rawValue), expected F32")
+        }
+        let bits = try values(of: SafetensorsTensorInfo(name: tensor.name, dtype: .u32, shape: tensor.shape,
+                                                         elementCount: tensor.elementCount, byteRange: tensor.byteRange),
+                              as: UInt32.self, dtype: .u32)
+        return bits.map(Float.init(bitPattern:))
+    }
+}
+
+/// The header of a safetensors file, validated against the file's real size: metadata and where every
+/// tensor lies. Reading it takes only the first 8 + header-length bytes of the source.
+struct SafetensorsHeader: Sendable {
+    /// Start of the data area (8 + header length).
+    let dataStart: Int
+    let metadata: [String: String]
+    let tensors: [String: SafetensorsTensorInfo]
+
+    init(source: some ByteSource, maxHeaderBytes: Int) throws(QARepError) {
+        let fileSize = source.count
+        guard fileSize >= 8 else {
+            throw .invalidModel("file is \(fileSize) bytes, shorter than the 8-byte safetensors header length")
+        }
+        let lengthBytes = try source.bytes(at: 0, count: 8)
         var headerLength: UInt64 = 0
-        for i in 0..<8 { headerLength |= UInt64(bytes[i]) << (8 * UInt64(i)) }
+        for i in 0..<8 { headerLength |= UInt64(lengthBytes[i]) << (8 * UInt64(i)) }
         guard headerLength <= UInt64(maxHeaderBytes) else {
             throw .invalidModel("safetensors header length \(headerLength) exceeds the limit of \(maxHeaderBytes) bytes")
         }
         let headerEnd = 8 + Int(headerLength)
-        guard headerEnd <= bytes.count else {
-            throw .invalidModel("safetensors header length \(headerLength) runs past the end of the \(bytes.count)-byte file")
+        guard headerEnd <= fileSize else {
+            throw .invalidModel("safetensors header length \(headerLength) runs past the end of the \(fileSize)-byte file")
         }
-        guard headerLength >= 2, bytes[8] == UInt8(ascii: "{") else {
+        // Checked (and the header read) only now that its length is known to lie inside the file.
+        let headerBytes = try source.bytes(at: 8, count: Int(headerLength))
+        guard headerLength >= 2, headerBytes[0] == UInt8(ascii: "{") else {
             throw .invalidModel("safetensors header does not start with a JSON object")
         }
         let root: JSONValue
         do {
-            root = try JSONValue.parse(bytes[8..<headerEnd])
+            root = try JSONValue.parse(headerBytes)
         } catch {
             throw .invalidModel("safetensors header is not valid JSON: \(error)")
         }
         guard let members = root.objectValue else {
             throw .invalidModel("safetensors header is not a JSON object")
         }
-        let dataSize = bytes.count - headerEnd
+        let dataSize = fileSize - headerEnd
 
         var metadata: [String: String] = [:]
         var tensors: [String: SafetensorsTensorInfo] = [:]
@@ -92,7 +150,7 @@ public struct SafetensorsArchive: Sendable {
                 }
                 continue
             }
-            var info = try SafetensorsArchive.parseTensorEntry(name: name, value: value, dataSize: dataSize)
+            var info = try SafetensorsHeader.parseTensorEntry(name: name, value: value, dataSize: dataSize)
             info.byteRange = (info.byteRange.lowerBound + headerEnd)..<(info.byteRange.upperBound + headerEnd)
             tensors[name] = info
         }
@@ -104,11 +162,13 @@ public struct SafetensorsArchive: Sendable {
             throw .invalidModel("tensor \"\(next.name)\" overlaps tensor \"\(previous.name)\" in the data area")
         }
 
-        self.bytes = bytes
         self.dataStart = headerEnd
         self.metadata = metadata
         self.tensors = tensors
     }
+
+    static let maxRank = 16
+    static let maxDimension = 1 << 40
 
     private static func parseTensorEntry(name: String, value: JSONValue, dataSize: Int) throws(QARepError) -> SafetensorsTensorInfo {
         guard let fields = value.objectValue else {
@@ -160,19 +220,42 @@ public struct SafetensorsArchive: Sendable {
         return SafetensorsTensorInfo(name: name, dtype: dtype, shape: shape, elementCount: elementCount, byteRange: begin..<end)
     }
 
+}
+
+/// A validated safetensors file held in memory.
+public struct SafetensorsArchive: Sendable {
+    public static let defaultMaxHeaderBytes = 100 << 20
+
+    public let bytes: [UInt8]
+    /// Start of the data area (8 + header length).
+    public let dataStart: Int
+    public let metadata: [String: String]
+    public let tensors: [String: SafetensorsTensorInfo]
+
+    /// Tensor names in file order (by data offset).
+    public var tensorNamesInFileOrder: [String] {
+        tensors.values.sorted { ($0.byteRange.lowerBound, $0.name) < ($1.byteRange.lowerBound, $1.name) }.map(\.name)
+    }
+
+    public init(bytes: [UInt8], maxHeaderBytes: Int = SafetensorsArchive.defaultMaxHeaderBytes) throws(QARepError) {
+        let header = try bytes.withUnsafeBufferPointer { (raw) throws(QARepError) -> SafetensorsHeader in
+            try SafetensorsHeader(source: MemoryByteSource(bytes: UnsafeRawBufferPointer(raw)), maxHeaderBytes: maxHeaderBytes)
+        }
+        self.bytes = bytes
+        self.dataStart = header.dataStart
+        self.metadata = header.metadata
+        self.tensors = header.tensors
+    }
+
     public func tensorBytes(_ tensor: SafetensorsTensorInfo) -> ArraySlice<UInt8> { bytes[tensor.byteRange] }
+
+    private func withSource<R>(_ body: (MemoryByteSource) throws(QARepError) -> R) throws(QARepError) -> R {
+        try bytes.withUnsafeBufferPointer { (raw) throws(QARepError) -> R in try body(MemoryByteSource(bytes: UnsafeRawBufferPointer(raw))) }
+    }
 
     /// The tensor's elements, decoded little-endian. Throws if the tensor's dtype is not `dtype`.
     public func values<T: FixedWidthInteger>(of tensor: SafetensorsTensorInfo, as type: T.Type, dtype: SafetensorsDType) throws(QARepError) -> [T] {
-        guard tensor.dtype == dtype, dtype.byteSize == MemoryLayout<T>.size else {
-            throw .invalidModel("tensor \"\(tensor.name)\" has dtype \(tensor.dtype.rawValue), expected \(dtype.rawValue)")
-        }
-        return bytes.withUnsafeBytes { raw in
-            let start = tensor.byteRange.lowerBound
-            return (0..<tensor.elementCount).map { i in
-                T(littleEndian: raw.loadUnaligned(fromByteOffset: start + i * MemoryLayout<T>.size, as: T.self))
-            }
-        }
+        try withSource { (source) throws(QARepError) -> [T] in try source.values(of: tensor, as: type, dtype: dtype) }
     }
 
     public func int8Values(_ tensor: SafetensorsTensorInfo) throws(QARepError) -> [Int8] { try values(of: tensor, as: Int8.self, dtype: .i8) }
@@ -180,13 +263,7 @@ public struct SafetensorsArchive: Sendable {
     public func int32Values(_ tensor: SafetensorsTensorInfo) throws(QARepError) -> [Int32] { try values(of: tensor, as: Int32.self, dtype: .i32) }
 
     public func float32Values(_ tensor: SafetensorsTensorInfo) throws(QARepError) -> [Float] {
-        guard tensor.dtype == .f32 else {
-            throw .invalidModel("tensor \"\(tensor.name)\" has dtype \(tensor.dtype.rawValue), expected F32")
-        }
-        let bits = try values(of: SafetensorsTensorInfo(name: tensor.name, dtype: .u32, shape: tensor.shape,
-                                                         elementCount: tensor.elementCount, byteRange: tensor.byteRange),
-                              as: UInt32.self, dtype: .u32)
-        return bits.map(Float.init(bitPattern:))
+        try withSource { (source) throws(QARepError) -> [Float] in try source.float32Values(tensor) }
     }
 }
 

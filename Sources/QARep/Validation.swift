@@ -80,9 +80,24 @@ func checkLayerGeometry(inputHeight: Int, inputWidth: Int, layers: [LayerGeometr
     return sizes
 }
 
+/// Weights that passed validation, handed over one layer at a time (the fc layer last) while the rest of
+/// the model is still being checked, so that a loader can pack and drop them before reading the next.
+enum CheckedWeights {
+    case conv(index: Int, layer: DerivedConvLayer, weight: [Int8])
+    case fullyConnected(inChannels: Int, classes: Int, weight: [Int8])
+}
+
 extension QuantizedModelDescription {
     /// Checks every rule of docs/model-format.md and computes the derived arithmetic.
     func validate() throws(QARepError) -> DerivedArithmetic {
+        try validate(convWeight: { convs[$0].weight }, fcWeight: { fcWeight }, checked: { _ in })
+    }
+
+    /// The same checks, in the same order, taking the weights of conv layer i from `convWeight(i)` and the fc
+    /// weights from `fcWeight()` instead of the description's arrays (which a loader leaves empty), and
+    /// passing each layer's weights to `checked` once everything about that layer holds.
+    func validate(convWeight: (Int) throws(QARepError) -> [Int8], fcWeight fcWeightOf: () throws(QARepError) -> [Int8],
+                  checked: (CheckedWeights) throws(QARepError) -> Void) throws(QARepError) -> DerivedArithmetic {
         guard (1...ModelFormat.maxInputSide).contains(inputHeight), (1...ModelFormat.maxInputSide).contains(inputWidth) else {
             throw .invalidModel("input size \(inputWidth)x\(inputHeight) outside 1...\(ModelFormat.maxInputSide)")
         }
@@ -110,13 +125,14 @@ extension QuantizedModelDescription {
         for (i, conv) in convs.enumerated() {
             let name = "conv.\(i)"
             let inPerGroup = conv.inChannels / conv.groups
-            guard conv.weight.count == conv.outChannels * inPerGroup * 9 else {
-                throw .invalidModel("tensor \"\(name).weight\" has \(conv.weight.count) values, expected \(conv.outChannels * inPerGroup * 9)")
+            let weight = try convWeight(i)
+            guard weight.count == conv.outChannels * inPerGroup * 9 else {
+                throw .invalidModel("tensor \"\(name).weight\" has \(weight.count) values, expected \(conv.outChannels * inPerGroup * 9)")
             }
             guard conv.weightScale.count == conv.outChannels, conv.bias.count == conv.outChannels else {
                 throw .invalidModel("tensors \"\(name).weight_scale\" and \"\(name).bias\" must have \(conv.outChannels) values")
             }
-            try checkWeights(conv.weight, "\(name).weight")
+            try checkWeights(weight, "\(name).weight")
             for s in conv.weightScale { try checkScale(s, "\(name).weight_scale") }
             try checkScale(conv.outputScale, "\(name).output_scale")
 
@@ -140,7 +156,7 @@ extension QuantizedModelDescription {
                     for c in 0..<inPerGroup {
                         let zeroPoint = Int64(inputZeroPoint[group * inPerGroup + c])
                         let base = (o * inPerGroup + c) * 9
-                        for tap in 0..<9 { b -= Int64(conv.weight[base + tap]) * zeroPoint }
+                        for tap in 0..<9 { b -= Int64(weight[base + tap]) * zeroPoint }
                     }
                 }
                 guard abs(b) + accumulationBound < int32Limit else {
@@ -152,10 +168,12 @@ extension QuantizedModelDescription {
             if i == 0 { for c in 0..<3 { pad[c] = inputZeroPoint[c] } }
             let layerMacs = outHeight * outWidth * conv.outChannels * inPerGroup * 9
             macs += layerMacs
-            layers.append(DerivedConvLayer(inHeight: height, inWidth: width, inChannels: channels,
-                                           outHeight: outHeight, outWidth: outWidth, outChannels: conv.outChannels,
-                                           stride: conv.stride, groups: conv.groups, multiplier: multipliers,
-                                           bias: bias, padValue: pad, macs: layerMacs))
+            let layer = DerivedConvLayer(inHeight: height, inWidth: width, inChannels: channels,
+                                         outHeight: outHeight, outWidth: outWidth, outChannels: conv.outChannels,
+                                         stride: conv.stride, groups: conv.groups, multiplier: multipliers,
+                                         bias: bias, padValue: pad, macs: layerMacs)
+            try checked(.conv(index: i, layer: layer, weight: weight))
+            layers.append(layer)
             height = outHeight; width = outWidth; channels = conv.outChannels
             inputScaleOfLayer = conv.outputScale
         }
@@ -171,6 +189,7 @@ extension QuantizedModelDescription {
         guard (1...ModelFormat.maxClasses).contains(numClasses) else {
             throw .invalidModel("num_classes is \(numClasses), expected 1...\(ModelFormat.maxClasses)")
         }
+        let fcWeight = try fcWeightOf()
         guard fcWeight.count == numClasses * channels else {
             throw .invalidModel("tensor \"fc.weight\" has \(fcWeight.count) values, expected \(numClasses * channels)")
         }
@@ -196,6 +215,7 @@ extension QuantizedModelDescription {
         for (k, label) in labels.enumerated() where label.utf8.count > ModelFormat.maxLabelBytes {
             throw .invalidModel("metadata key \"labels\": label \(k) is \(label.utf8.count) bytes, the limit is \(ModelFormat.maxLabelBytes)")
         }
+        try checked(.fullyConnected(inChannels: channels, classes: numClasses, weight: fcWeight))
         macs += channels * numClasses
         return DerivedArithmetic(layers: layers, poolMultiplier: poolMultiplier, fcMultiplier: fcMultiplier,
                                  fcInChannels: channels, lastPixels: lastPixels, maxActivationBytes: maxActivation,

@@ -55,6 +55,9 @@ int32_t qk_conv_out_dim(int32_t in, int32_t stride);
 size_t qk_conv3x3_packed_size(qk_path path, const qk_conv_shape *shape);
 // Packs OIHW int8 weights into `packed` (qk_conv3x3_packed_size bytes, 64-byte aligned).
 void qk_conv3x3_pack(qk_path path, const qk_conv_shape *shape, const int8_t *weight_oihw, void *packed);
+// The exact inverse of qk_conv3x3_pack for the same path and shape: the OIHW weights back from `packed`
+// (out_c * in_c / groups * 9 bytes), so that a holder of packed weights needs no other copy.
+void qk_conv3x3_unpack(qk_path path, const qk_conv_shape *shape, const void *packed, int8_t *weight_oihw);
 
 // One 3x3 conv layer over a batch: input [batch][in_h][in_w][in_c] -> output [batch][out_h][out_w][out_c].
 // bias[out_c] already includes any zero-point correction; multiplier[out_c] is the float requantization
@@ -71,6 +74,8 @@ void qk_global_avgpool_u8(qk_path path, int32_t batch, int32_t pixels, int32_t c
 // Fully connected head: weights [out_c][in_c] int8 in [-127, 127].
 size_t qk_fc_packed_size(qk_path path, int32_t in_c, int32_t out_c);
 void qk_fc_pack(qk_path path, int32_t in_c, int32_t out_c, const int8_t *weight, void *packed);
+// The exact inverse of qk_fc_pack: [out_c][in_c] weights back from `packed`.
+void qk_fc_unpack(qk_path path, int32_t in_c, int32_t out_c, const void *packed, int8_t *weight);
 // input [batch][in_c] uint8 -> logits [batch][out_c] float.
 void qk_fc_u8(qk_path path, int32_t batch, int32_t in_c, int32_t out_c, const void *packed,
               const int32_t *bias, const float *multiplier, const uint8_t *input, float *logits,

@@ -1,0 +1,145 @@
+// A Model keeps its weights only packed for its default path: these tests check that nothing is lost on the
+// way (description rebuilt exactly), that other paths are packed from it exactly, and that loading a file
+// tensor by tensor accepts and rejects exactly what loading the same bytes from memory does.
+import CQARepKernels
+import Foundation
+import XCTest
+@testable import QARep
+
+final class PackedModelTests: XCTestCase {
+    /// The 3-channel dense stem, odd channel counts (partial chunks and blocks), groups, and more classes
+    /// than one block holds.
+    func descriptions() -> [QuantizedModelDescription] {
+        [
+            smallModel(),
+            makeRandomModel(seed: 31, height: 13, width: 10,
+                            layers: [LayerSpec(out: 18, stride: 2), LayerSpec(out: 36, stride: 1, groups: 2),
+                                     LayerSpec(out: 51, stride: 2, groups: 3), LayerSpec(out: 70, stride: 1)],
+                            numClasses: 37),
+            makeRandomModel(seed: 32, height: 8, width: 8,
+                            layers: [LayerSpec(out: 48, stride: 2), LayerSpec(out: 48, stride: 1, groups: 4)],
+                            numClasses: 3),
+        ]
+    }
+
+    func temporaryFile(_ bytes: [UInt8], _ name: String) throws -> String {
+        let path = NSTemporaryDirectory() + "qarep-packed-\(getpid())-\(name).qarep"
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    /// With every path as the default one (QAREP_KERNEL picks it), so every path's unpacking is exercised.
+    func testDescriptionIsRebuiltExactlyFromPackedWeights() throws {
+        defer { unsetenv("QAREP_KERNEL") }
+        for kernel in [Kernel.scalar, .avx2, .avx512vnni] where kernel.isSupported {
+            setenv("QAREP_KERNEL", kernel.name, 1)
+            for (i, description) in descriptions().enumerated() {
+                let model = try Model(description: description)
+                XCTAssertEqual(model.primary.path, kernel.path)
+                XCTAssertEqual(model.description, description, "\(kernel) model \(i)")
+                let bytes = try description.serialized()
+                XCTAssertEqual(try Model(bytes: bytes).description, description, "\(kernel) model \(i) from memory")
+                let path = try temporaryFile(bytes, "\(i)")
+                defer { unlink(path) }
+                XCTAssertEqual(try Model(contentsOfFile: path).description, description, "\(kernel) model \(i) from a file")
+            }
+        }
+    }
+
+    /// Every other path is packed from the default path's weights; the result must equal packing the
+    /// original weights directly, byte for byte.
+    func testOtherPathsArePackedExactlyFromTheDefaultPath() throws {
+        for description in descriptions() {
+            let model = try Model(description: description)
+            for kernel in [Kernel.scalar, .avx2, .avx512vnni] where kernel.isSupported {
+                let path = try XCTUnwrap(kernel.path)
+                let packed = try model.packedWeights(for: kernel)
+                XCTAssertEqual(packed.path, path)
+                for (i, layer) in model.arithmetic.layers.enumerated() {
+                    var shape = layer.kernelShape
+                    let size = qk_conv3x3_packed_size(path, &shape)
+                    var direct = [UInt8](repeating: 0, count: size)
+                    description.convs[i].weight.withUnsafeBufferPointer { qk_conv3x3_pack(path, &shape, $0.baseAddress, &direct) }
+                    XCTAssertEqual(Array(UnsafeBufferPointer(start: packed.convs[i].bytes, count: size)), direct, "\(kernel) conv \(i)")
+                }
+                let inC = Int32(model.arithmetic.fcInChannels), outC = Int32(model.numClasses)
+                let size = qk_fc_packed_size(path, inC, outC)
+                var direct = [UInt8](repeating: 0, count: size)
+                description.fcWeight.withUnsafeBufferPointer { qk_fc_pack(path, inC, outC, $0.baseAddress, &direct) }
+                XCTAssertEqual(Array(UnsafeBufferPointer(start: packed.fc.bytes, count: size)), direct, "\(kernel) fc")
+            }
+        }
+    }
+
+    /// The model packs for what Kernel.auto resolves to, QAREP_KERNEL included, and an auto session shares
+    /// that copy; an unusable QAREP_KERNEL still loads (the session reports it).
+    func testDefaultPathFollowsKernelEnvironmentVariable() throws {
+        defer { unsetenv("QAREP_KERNEL") }
+        unsetenv("QAREP_KERNEL")
+        let best = try Model(description: smallModel())
+        XCTAssertEqual(best.primary.path, qk_best_path())
+        XCTAssertTrue(try best.packedWeights(for: Kernel.auto.resolved()) === best.primary)
+
+        setenv("QAREP_KERNEL", "scalar", 1)
+        let scalar = try Model(description: smallModel())
+        XCTAssertEqual(scalar.primary.path, QK_PATH_SCALAR)
+        XCTAssertTrue(try scalar.packedWeights(for: .scalar) === scalar.primary)
+        XCTAssertEqual(scalar.description, smallModel())
+
+        setenv("QAREP_KERNEL", "fastest", 1)
+        let fallback = try Model(description: smallModel())
+        XCTAssertEqual(fallback.primary.path, qk_best_path())
+        XCTAssertThrowsError(try Session(model: fallback)) { XCTAssertEqual(($0 as? QARepError)?.code, .invalidArgument) }
+    }
+
+    /// Sessions on every path of one model give the same logits as a model packed for scalar from the start.
+    func testSessionsOnEveryPathOfOneModelAgree() throws {
+        for description in descriptions() {
+            let model = try Model(description: description)
+            var rng = SplitMix64(seed: 3)
+            let images = rng.bytes(2 * description.inputHeight * description.inputWidth * 3)
+            var expected: [UInt32]? = nil
+            for kernel in [Kernel.scalar, .avx2, .avx512vnni] where kernel.isSupported {
+                let logits = try Session(model: model, threads: 2, maxBatch: 2, kernel: kernel).run(images: images, batch: 2)
+                if let expected { XCTAssertEqual(logits.map(\.bitPattern), expected, "\(kernel)") }
+                expected = logits.map(\.bitPattern)
+            }
+        }
+    }
+
+    /// Reading a file at offsets must refuse and accept exactly what the in-memory loader does, with the same
+    /// error: truncations and corruptions of every region (header length, header, each tensor). Only the
+    /// codes are compared for truncations: when several tensors lie past the end, which one the message
+    /// names follows the header dictionary's order, which varies even between two loads of the same bytes.
+    func testFileLoaderMatchesMemoryLoader() throws {
+        let valid = try smallModel().serialized()
+        let step = max(1, valid.count / 150)
+        var variants: [(bytes: [UInt8], sameMessage: Bool)] = []
+        for position in stride(from: 0, to: valid.count, by: step) {
+            variants.append((Array(valid.prefix(position)), false))
+            var flipped = valid
+            flipped[position] ^= 0x80
+            variants.append((flipped, true))
+        }
+        let path = NSTemporaryDirectory() + "qarep-packed-\(getpid())-variant.qarep"
+        defer { unlink(path) }
+        var rejected = 0
+        for (i, (bytes, sameMessage)) in variants.enumerated() {
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            func outcome(_ load: () throws -> Model) -> String {
+                do {
+                    return "loaded \(try load().description == QuantizedModelDescription(fileBytes: bytes))"
+                } catch let error as QARepError {
+                    return sameMessage ? "\(error.code): \(error.message)" : "\(error.code)"
+                } catch {
+                    return "unexpected \(error)"
+                }
+            }
+            let fromMemory = outcome { try Model(bytes: bytes) }
+            XCTAssertEqual(outcome { try Model(contentsOfFile: path) }, fromMemory, "variant \(i)")
+            if !fromMemory.hasPrefix("loaded") { rejected += 1 }
+            XCTAssertNotEqual(fromMemory, "loaded false", "variant \(i)")
+        }
+        XCTAssertGreaterThan(rejected, variants.count / 2)
+    }
+}
