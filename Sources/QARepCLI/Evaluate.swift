@@ -42,7 +42,7 @@ struct Evaluate: ParsableCommand {
                 var options = try importFlags.importOptions()
                 options.inputHeight = loaded.inputHeight
                 options.inputWidth = loaded.inputWidth
-                options.preprocessing = loaded.description.preprocessing
+                options.preprocessing = loaded.preprocessing
                 options.labels = nil
                 let network = try importCheckpoint(path: path, options: options)
                 guard network.numClasses == loaded.numClasses else {
