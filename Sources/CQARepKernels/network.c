@@ -104,12 +104,12 @@ int qk_network_run(qk_path path, const qk_network *network, int32_t batch, const
 }
 
 // One conv layer's share, fetching meanwhile the weights this member starts the step after it with (the fc
-// head's are shared out by `fc_team`).
+// head's are shared out by `fc_team`; NULL: the fc head does not come next).
 static void run_conv(qk_path path, qk_conv_args *args, const qk_conv_args *next, const qk_network *network,
                      const qk_team *team, const qk_team *fc_team) {
     if (next != NULL) {
         qk_conv3x3_first_weights(path, next, team, &args->prefetch_next, &args->prefetch_next_bytes);
-    } else {
+    } else if (fc_team != NULL) {
         const qk_network_conv *last = &network->convs[network->conv_count - 1];
         qk_fc_first_weights(path, last->shape.out_c, network->classes, network->fc_packed, fc_team,
                             &args->prefetch_next, &args->prefetch_next_bytes);
@@ -167,16 +167,19 @@ static void run_features(qk_path path, const qk_network *network, int32_t batch,
     step_done(timer, layers);
 }
 
-// Batch split: when the batch divides evenly among the threads, each thread runs its own images through
-// every conv layer alone, as one thread would, and the team meets only for the fc head. No barrier per layer,
-// no thread reading rows another core wrote, every layer at single-thread efficiency. Measured on A0 and B0,
-// batch 8, 2 threads, 8 interleaved rounds: A0 16.31 -> 15.86 ms, B0 36.52 -> 35.74 ms (best rounds).
-// Member m's images use ping and pong from m * (images * largest + QK_EXTRA_BYTES) on, so that no member's
-// reads past its activations (the slack) touch bytes another member writes; hence the buffer contract of
-// batch * (largest + QK_EXTRA_BYTES). The input must be a buffer of its own: in ping, the first member's
-// activations would overwrite the second member's images.
-static int32_t batch_split(int32_t batch, int32_t threads, const uint8_t *input, const uint8_t *ping) {
-    return threads > 1 && batch >= threads && batch % threads == 0 && input != ping ? threads : 0;
+// Image by image: with at least as many images as threads, each thread takes the next image from a shared
+// counter and runs it through every conv layer and the pool alone, as one thread would: no barrier per
+// layer, no rows read from another core's L2, every layer at single-thread efficiency (one thread runs an
+// image as fast alone as within a batch of 8). A thread slowed by another process simply takes fewer images.
+// The last images, fewer than the threads, run layer by layer with the whole team; then the team shares
+// the fc head. Image n's activations use ping and pong from n * (largest + QK_EXTRA_BYTES) on, so that no
+// thread's reads past its activations (the slack) touch bytes another thread writes: hence the scratch
+// contract of batch * (largest + QK_EXTRA_BYTES). The input must be in a buffer of its own: in ping, image
+// 0's activations would overwrite image 1's pixels.
+// Measured (static halves, before images were claimed one by one) on A0 and B0, batch 8, 2 threads, best of
+// 8 interleaved rounds: A0 16.31 -> 15.86 ms, B0 36.52 -> 35.74 ms.
+static int32_t images_run_alone(int32_t batch, int32_t threads, const uint8_t *input, const uint8_t *ping) {
+    return threads > 1 && batch >= threads && input != ping ? batch - batch % threads : 0;
 }
 
 static size_t largest_activation(const qk_network *network) {
@@ -193,9 +196,10 @@ int qk_network_run_timed(qk_path path, const qk_network *network, int32_t batch,
     if (threads < 1) threads = 1;
     const int32_t layers = network->conv_count;
     const qk_conv_geometry last = qk_conv_geometry_of(&network->convs[layers - 1].shape);
-    const int32_t split = batch_split(batch, threads, input, ping);
+    const int32_t alone_images = images_run_alone(batch, threads, input, ping);
     const size_t largest = largest_activation(network);
-    int32_t joined = 0;
+    const size_t image_bytes = input_bytes(&network->convs[0].shape);
+    int32_t joined = 0, next_image = 0;
     // Claim counters, two sets of one per member, each on its own cache line; without them (no memory) the
     // members keep to their static shares.
     qk_team_work work = {NULL};
@@ -205,22 +209,32 @@ int qk_network_run_timed(qk_path path, const qk_network *network, int32_t batch,
     {
         qk_team team = qk_team_join(&joined);
         team.work = &work;
-        // Member 0 times the steps: in a split run, its own images' conv layers and pool, then the fc head.
+        // Member 0 times the steps (of the images it runs alone, then of the rest and the fc head).
         step_timer timer = {team.member == 0 ? step_clock : NULL, 0.0};
         if (timer.clock != NULL) {
             for (int32_t s = 0; s < layers + 3; s++) timer.clock[s] = 0.0;
             timer.clock[0] = timer.mark = monotonic_seconds();
         }
-        if (split == team.size) {
-            const int32_t images = batch / team.size;
-            const size_t first = (size_t)team.member * (size_t)images;
-            const size_t region = (size_t)team.member * ((size_t)images * largest + QK_EXTRA_BYTES);
-            qk_team alone = {0, 1, NULL, 0};
-            run_features(path, network, images, input + first * input_bytes(&network->convs[0].shape),
-                         ping + region, pong + region, pooled + first * (size_t)last.out_c, &alone, &team, &timer);
+        int32_t first_shared = 0;
+        if (alone_images > 0 && team.size > 1) {
+            const qk_team alone = {0, 1, NULL, 0};
+            for (;;) {
+                int32_t n;
+#pragma omp atomic capture
+                n = next_image++;
+                if (n >= alone_images) break;
+                qk_team solo = alone;
+                const size_t slot = (size_t)n * (largest + QK_EXTRA_BYTES);
+                run_features(path, network, 1, input + (size_t)n * image_bytes, ping + slot, pong + slot,
+                             pooled + (size_t)n * (size_t)last.out_c, &solo, NULL, &timer);
+            }
+            first_shared = alone_images;
 #pragma omp barrier
-        } else {
-            run_features(path, network, batch, input, ping, pong, pooled, &team, &team, &timer);
+        }
+        if (first_shared < batch) {
+            const size_t slot = (size_t)first_shared * (largest + QK_EXTRA_BYTES);
+            run_features(path, network, batch - first_shared, input + (size_t)first_shared * image_bytes, ping + slot,
+                         pong + slot, pooled + (size_t)first_shared * (size_t)last.out_c, &team, &team, &timer);
         }
         qk_team_step_begin(&team);
         qk_fc_share(path, batch, last.out_c, network->classes, network->fc_packed, network->fc_bias,

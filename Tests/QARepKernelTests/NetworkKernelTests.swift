@@ -121,11 +121,13 @@ final class NetworkKernelTests: XCTestCase {
     func runNetwork(_ network: UnsafePointer<qk_network>, _ net: NetworkCase, path: qk_path, images: [UInt8],
                     batch: Int, threads: Int32, inputInPing: Bool) -> (status: Int32, result: NetworkResult, fencesIntact: Bool) {
         // The contract's scratch size, and how far a run may write into it: to the batch's largest activation,
-        // or, when each thread runs its own images (input not in ping, a batch the threads divide), to the last
-        // thread's part, which starts after the others' parts and their slack.
+        // or, when threads run images alone (input not in ping, at least as many images as threads), each such
+        // image in a slot of the largest activation plus slack, and the rest, if any, after them.
         let scratchBytes = batch * (net.maxActivationBytes + extraBytes)
-        let split = !inputInPing && threads > 1 && batch >= Int(threads) && batch % Int(threads) == 0
-        let activationBytes = batch * net.maxActivationBytes + (split ? (Int(threads) - 1) * extraBytes : 0)
+        let alone = !inputInPing && threads > 1 && batch >= Int(threads) ? batch - batch % Int(threads) : 0
+        let slot = net.maxActivationBytes + extraBytes
+        let activationBytes = alone == 0 ? batch * net.maxActivationBytes
+            : alone == batch ? batch * slot - extraBytes : alone * slot + (batch - alone) * net.maxActivationBytes
         let fence: UInt8 = 0x5A
         var ping = [UInt8](repeating: fence, count: scratchBytes + extraBytes)
         var pong = ping
@@ -217,7 +219,7 @@ final class NetworkKernelTests: XCTestCase {
     func testTimedRunMatchesAndStampsEveryStep() {
         var rng = SeededGenerator(seed: Self.baseSeed &+ 200)
         let net = NetworkCase.random(inH: 10, inW: 8, layers: [(16, 2, 1), (20, 1, 1), (24, 2, 1)], classes: 9, &rng)
-        let batch = 4  // on 2 threads, a split run: each thread times nothing but its own images
+        let batch = 3  // on 2 threads: two images run alone, one by the team
         let images = withGarbageSlack(rng.bytes(batch * net.imageBytes), &rng)
         let expected = perLayerScalar(net, images: images, batch: batch)
         for path in allPaths where qk_path_supported(path) != 0 {
