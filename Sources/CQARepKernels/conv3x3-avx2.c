@@ -133,6 +133,11 @@ const qk_conv_microkernels qk_conv_microkernels_avx2 = {
     .lanes = AVX2_LANES,
     .max_pixels = AVX2_MAX_PIXELS,
     .max_blocks = AVX2_MAX_BLOCKS,
+    .max_accumulators = AVX2_MAX_PIXELS * AVX2_MAX_BLOCKS,
+    // Bound by the vector ALU ports, not by loads (see above): always the largest tile.
+    .load_cost = 0,
+    .streamed_block_cost = 0,
+    .l1_weight_bytes = QK_AVX2_SLICE_BYTES,
     .slice_bytes = QK_AVX2_SLICE_BYTES,
     .pack_unit = pack_unit_avx2,
     .unpack_unit = unpack_unit_avx2,
