@@ -521,24 +521,31 @@ void qk_conv_blocked_share(const qk_conv_args *caller_args, const qk_conv_microk
             const int32_t segment_end = segment + QK_SEGMENT_TILES < end_tile ? segment + QK_SEGMENT_TILES : end_tile;
             if (dense) {
                 uint8_t *rows = windows;
+                int32_t out_y = segment / row_tiles, index = segment % row_tiles;
                 for (int32_t t = segment; t < segment_end; t++) {
-                    tile.out_y = t / row_tiles;
-                    place_row_tile(t % row_tiles, plan.base_pixels, plan.wider_tiles, &tile);
+                    tile.out_y = out_y;
+                    place_row_tile(index, plan.base_pixels, plan.wider_tiles, &tile);
                     build_window_rows(args, &tile, tile.pixels, rows);
                     rows += (size_t)tile.pixels * QK_DENSE_ROW_BYTES;
+                    if (++index == row_tiles) index = 0, out_y++;
                 }
             }
             for (int32_t k = 0; k < plan.tiles_per_item; k++) {
                 tile.tile = first_tile_of_item + k;
+                tile.first_block = qk_tile_first_block(blocking, tile.tile);
+                tile.weights = qk_conv_tile_weights(args->packed, blocking, tile.group, tile.tile);
                 const qk_conv_tile_fn *tiles_of_width = kernels->tiles + (qk_tile_blocks(blocking, tile.tile) - 1);
                 for (int32_t first_tap = 0; first_tap < blocking->taps; first_tap += taps_per_slice) {
                     tile.first_tap = first_tap;
                     tile.taps = blocking->taps - first_tap < taps_per_slice ? blocking->taps - first_tap : taps_per_slice;
                     int32_t *sums = partial;
                     const uint8_t *rows = windows;
+                    // Row and index counted along rather than divided out per pixel tile.
+                    int32_t out_y = segment / row_tiles, index = segment % row_tiles;
                     for (int32_t t = segment; t < segment_end; t++) {
-                        tile.out_y = t / row_tiles;
-                        place_row_tile(t % row_tiles, plan.base_pixels, plan.wider_tiles, &tile);
+                        tile.out_y = out_y;
+                        place_row_tile(index, plan.base_pixels, plan.wider_tiles, &tile);
+                        if (++index == row_tiles) index = 0, out_y++;
                         tile.partial = taps_per_slice < blocking->taps ? sums : NULL;
                         tile.im2col = dense ? rows : NULL;
                         tiles_of_width[(tile.pixels - 1) * kernels->max_blocks](args, blocking, &tile);

@@ -33,12 +33,12 @@ QK_INLINE QK_TARGET_VNNI void vnni_tile(const qk_conv_args *args, const qk_conv_
     const qk_conv_geometry *geo = &args->geo;
     const uint8_t *image = args->input + (size_t)tile->image * geo->in_h * geo->in_w * geo->in_c;
     const int32_t first_channel = tile->group * geo->in_per_group;
-    const uint8_t *w = qk_conv_tile_weights(args->packed, b, tile->group, tile->tile);
+    const uint8_t *w = tile->weights;
     const int32_t chunks = b->chunks;
 
     const int32_t partial_stride = b->blocks_per_tile * VNNI_LANES;
     const int32_t first_out = tile->group * geo->out_per_group;
-    const int32_t first_lane = qk_tile_first_block(b, tile->tile) * VNNI_LANES;  // within the group
+    const int32_t first_lane = tile->first_block * VNNI_LANES;  // within the group
     __mmask16 lane_mask[VNNI_MAX_BLOCKS];
 #pragma clang loop unroll(full)
     for (int j = 0; j < blocks; j++) lane_mask[j] = qk_lane_mask16(geo->out_per_group - first_lane - j * VNNI_LANES);

@@ -181,8 +181,11 @@ enum { QK_MAX_TILE_PIXELS = 8, QK_MAX_TILE_LANES = 64 };
 // In dense mode im2col points at the first pixel's window row, the next pixel's is im2col_stride further.
 // Each tap also prefetches `prefetch_lines_per_tap` cache lines into L2, from `prefetch` on: weights the
 // thread needs in its next work item, streamed while this one computes.
+// `weights` and `first_block` locate channel tile `tile` (qk_conv_tile_weights, qk_tile_first_block); the
+// driver finds them once per channel tile, since the divisions cost a stem's microkernel call about 10%.
 typedef struct qk_conv_tile {
-    int32_t image, out_y, out_x, pixels, group, tile;
+    int32_t image, out_y, out_x, pixels, group, tile, first_block;
+    const uint8_t *weights;
     int32_t first_tap, taps;
     int32_t *partial;
     const uint8_t *im2col;
