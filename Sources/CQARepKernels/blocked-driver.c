@@ -13,19 +13,67 @@ static int uses_dense_mode(const qk_conv_geometry *geo) {
     return geo->in_per_group <= QK_DENSE_MAX_CHANNELS;
 }
 
+// A row of `out_w` pixels cut into tiles of at most `pixels_per_tile` as evenly as possible (see
+// place_row_tile).
+static void split_row(int32_t out_w, int32_t pixels_per_tile, int32_t *row_tiles, int32_t *base_pixels,
+                      int32_t *wider_tiles) {
+    *row_tiles = (out_w + pixels_per_tile - 1) / pixels_per_tile;
+    *base_pixels = out_w / *row_tiles;
+    *wider_tiles = out_w % *row_tiles;
+}
+
+// Estimated time of one input chunk step of a pixels x blocks tile, in hundredths of a vpdpbusd slot: the
+// dot products, plus the loads (one per block for the weights, one broadcast per pixel), or, when the
+// tile's weights stream from L2, the time L2 takes to deliver them, whichever is longer.
+static int64_t step_cost(const qk_conv_microkernels *kernels, int32_t pixels, int32_t blocks, int streamed) {
+    const int64_t compute = (int64_t)pixels * blocks * 100 + (int64_t)kernels->load_cost * (pixels + blocks);
+    const int64_t stream = streamed ? (int64_t)blocks * kernels->streamed_block_cost : 0;
+    return compute > stream ? compute : stream;
+}
+
+// The tile shape is chosen per layer. More blocks per tile means fewer loads per dot product (RepVGG-B0's
+// 64-channel layers: 2 blocks x 8 pixels 87-88% of peak, 4 x 6 94%), but fewer pixels, which costs where a
+// row splits badly into tiles and where the weights stream from L2 once per pixel tile (RepVGG-A0's
+// 192 -> 1280 layer on 7-pixel rows: 3 x 7 at 92%, 4 x 4 + 4 x 3 at 84%). Paths that set no costs keep
+// the widest tile, at the most pixels.
 static qk_conv_blocking blocking_of(const qk_conv_geometry *geo, const qk_conv_microkernels *kernels) {
-    const int32_t lanes = kernels->lanes, max_blocks_per_tile = kernels->max_blocks;
+    const int32_t lanes = kernels->lanes;
     qk_conv_blocking b;
     b.lanes = lanes;
     b.blocks_per_group = (geo->out_per_group + lanes - 1) / lanes;
-    b.tiles_per_group = (b.blocks_per_group + max_blocks_per_tile - 1) / max_blocks_per_tile;
-    b.blocks_per_tile = (b.blocks_per_group + b.tiles_per_group - 1) / b.tiles_per_group;
     if (uses_dense_mode(geo)) {
         b.taps = 1;
         b.chunks = (9 * geo->in_per_group + 3) / 4;
     } else {
         b.taps = 9;
         b.chunks = (geo->in_per_group + 3) / 4;
+    }
+    const size_t block_weight_bytes = (size_t)b.taps * (size_t)b.chunks * QK_PACK_UNIT_BYTES;
+    int64_t best_cost = INT64_MAX;
+    for (int32_t blocks_per_tile = kernels->max_blocks < b.blocks_per_group ? kernels->max_blocks : b.blocks_per_group;
+         blocks_per_tile >= 1; blocks_per_tile--) {
+        const int32_t tiles = (b.blocks_per_group + blocks_per_tile - 1) / blocks_per_tile;
+        if ((b.blocks_per_group + tiles - 1) / tiles != blocks_per_tile) continue;  // the even split is narrower
+        int32_t pixels_per_tile = kernels->max_accumulators / blocks_per_tile;
+        if (pixels_per_tile > kernels->max_pixels) pixels_per_tile = kernels->max_pixels;
+        int32_t row_tiles, base_pixels, wider_tiles;
+        split_row(geo->out_w, pixels_per_tile, &row_tiles, &base_pixels, &wider_tiles);
+        // The even split gives `full_tiles` tiles of blocks_per_tile blocks and the rest one block fewer.
+        const int32_t full_tiles = b.blocks_per_group - tiles * (blocks_per_tile - 1);
+        int64_t cost = 0;
+        for (int32_t blocks = blocks_per_tile - 1; blocks <= blocks_per_tile; blocks++) {
+            const int32_t count = blocks == blocks_per_tile ? full_tiles : tiles - full_tiles;
+            if (count == 0) continue;
+            const int streamed = (size_t)blocks * block_weight_bytes > kernels->l1_weight_bytes;
+            cost += count * (wider_tiles * step_cost(kernels, base_pixels + 1, blocks, streamed) +
+                             (row_tiles - wider_tiles) * step_cost(kernels, base_pixels, blocks, streamed));
+        }
+        if (cost < best_cost) {
+            best_cost = cost;
+            b.tiles_per_group = tiles;
+            b.blocks_per_tile = blocks_per_tile;
+            b.pixels_per_tile = pixels_per_tile;
+        }
     }
     return b;
 }
@@ -306,9 +354,7 @@ static qk_conv_plan plan_of(const qk_conv_args *args, const qk_conv_microkernels
     const qk_conv_geometry *geo = &args->geo;
     qk_conv_plan plan;
     plan.blocking = blocking_of(geo, kernels);
-    plan.row_tiles = (geo->out_w + kernels->max_pixels - 1) / kernels->max_pixels;
-    plan.base_pixels = geo->out_w / plan.row_tiles;
-    plan.wider_tiles = geo->out_w % plan.row_tiles;
+    split_row(geo->out_w, plan.blocking.pixels_per_tile, &plan.row_tiles, &plan.base_pixels, &plan.wider_tiles);
     // Dense mode: one item covers all channel tiles of its group, so that they share the window rows
     // (RepVGG-B0's 64-channel stem has two tiles, which built every window twice).
     plan.tiles_per_item = plan.blocking.taps == 1 ? plan.blocking.tiles_per_group : 1;
@@ -475,24 +521,31 @@ void qk_conv_blocked_share(const qk_conv_args *caller_args, const qk_conv_microk
             const int32_t segment_end = segment + QK_SEGMENT_TILES < end_tile ? segment + QK_SEGMENT_TILES : end_tile;
             if (dense) {
                 uint8_t *rows = windows;
+                int32_t out_y = segment / row_tiles, index = segment % row_tiles;
                 for (int32_t t = segment; t < segment_end; t++) {
-                    tile.out_y = t / row_tiles;
-                    place_row_tile(t % row_tiles, plan.base_pixels, plan.wider_tiles, &tile);
+                    tile.out_y = out_y;
+                    place_row_tile(index, plan.base_pixels, plan.wider_tiles, &tile);
                     build_window_rows(args, &tile, tile.pixels, rows);
                     rows += (size_t)tile.pixels * QK_DENSE_ROW_BYTES;
+                    if (++index == row_tiles) index = 0, out_y++;
                 }
             }
             for (int32_t k = 0; k < plan.tiles_per_item; k++) {
                 tile.tile = first_tile_of_item + k;
+                tile.first_block = qk_tile_first_block(blocking, tile.tile);
+                tile.weights = qk_conv_tile_weights(args->packed, blocking, tile.group, tile.tile);
                 const qk_conv_tile_fn *tiles_of_width = kernels->tiles + (qk_tile_blocks(blocking, tile.tile) - 1);
                 for (int32_t first_tap = 0; first_tap < blocking->taps; first_tap += taps_per_slice) {
                     tile.first_tap = first_tap;
                     tile.taps = blocking->taps - first_tap < taps_per_slice ? blocking->taps - first_tap : taps_per_slice;
                     int32_t *sums = partial;
                     const uint8_t *rows = windows;
+                    // Row and index counted along rather than divided out per pixel tile.
+                    int32_t out_y = segment / row_tiles, index = segment % row_tiles;
                     for (int32_t t = segment; t < segment_end; t++) {
-                        tile.out_y = t / row_tiles;
-                        place_row_tile(t % row_tiles, plan.base_pixels, plan.wider_tiles, &tile);
+                        tile.out_y = out_y;
+                        place_row_tile(index, plan.base_pixels, plan.wider_tiles, &tile);
+                        if (++index == row_tiles) index = 0, out_y++;
                         tile.partial = taps_per_slice < blocking->taps ? sums : NULL;
                         tile.im2col = dense ? rows : NULL;
                         tiles_of_width[(tile.pixels - 1) * kernels->max_blocks](args, blocking, &tile);

@@ -47,7 +47,7 @@ QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_
     const qk_conv_geometry *geo = &args->geo;
     const uint8_t *image = args->input + (size_t)tile->image * geo->in_h * geo->in_w * geo->in_c;
     const int32_t first_channel = tile->group * geo->in_per_group;
-    const uint8_t *w = qk_conv_tile_weights(args->packed, b, tile->group, tile->tile);
+    const uint8_t *w = tile->weights;
     const int32_t chunks = b->chunks;
 
     const int32_t partial_stride = b->blocks_per_tile * AVX2_LANES;
@@ -103,7 +103,7 @@ QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_
                    first_out;
 #pragma clang loop unroll(full)
     for (int j = 0; j < blocks; j++) {
-        const int32_t o = (qk_tile_first_block(b, tile->tile) + j) * AVX2_LANES;
+        const int32_t o = (tile->first_block + j) * AVX2_LANES;
         const int32_t valid = geo->out_per_group - o;
         const __m256i bias = qk_load8_epi32(args->bias + first_out + o, valid);
         const __m256 multiplier = qk_load8_ps(args->multiplier + first_out + o, valid);
@@ -133,6 +133,11 @@ const qk_conv_microkernels qk_conv_microkernels_avx2 = {
     .lanes = AVX2_LANES,
     .max_pixels = AVX2_MAX_PIXELS,
     .max_blocks = AVX2_MAX_BLOCKS,
+    .max_accumulators = AVX2_MAX_PIXELS * AVX2_MAX_BLOCKS,
+    // Bound by the vector ALU ports, not by loads (see above): always the largest tile.
+    .load_cost = 0,
+    .streamed_block_cost = 0,
+    .l1_weight_bytes = QK_AVX2_SLICE_BYTES,
     .slice_bytes = QK_AVX2_SLICE_BYTES,
     .pack_unit = pack_unit_avx2,
     .unpack_unit = unpack_unit_avx2,

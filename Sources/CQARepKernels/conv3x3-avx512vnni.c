@@ -1,12 +1,13 @@
 // AVX-512 VNNI 3x3 conv. Each vpdpbusd multiplies one broadcast 4-channel input chunk (u8) by the 16x4
 // weights (s8) of a block of 16 output channels, exactly (int32 sums of four products cannot overflow).
-// A microkernel keeps up to 8 output pixels x 3 blocks (48 channels) = 24 zmm accumulators, so every
-// weight load feeds 8 products and every input broadcast feeds 3.
+// A microkernel keeps up to 24 zmm accumulators: 8 output pixels x 3 blocks (48 channels), so every
+// weight load feeds 8 products and every input broadcast 3, or 6 pixels x 4 blocks (64 channels); the
+// driver picks the shape per layer.
 #include "qk-x86.h"
 
 #if QK_HAVE_X86
 
-enum { VNNI_LANES = 16, VNNI_MAX_PIXELS = 8, VNNI_MAX_BLOCKS = 3 };
+enum { VNNI_LANES = 16, VNNI_MAX_PIXELS = 8, VNNI_MAX_BLOCKS = 4, VNNI_MAX_ACCUMULATORS = 24 };
 _Static_assert(VNNI_MAX_BLOCKS <= 4, "the narrowing packs four blocks at most");
 _Static_assert(VNNI_MAX_PIXELS <= QK_MAX_TILE_PIXELS && VNNI_MAX_BLOCKS * VNNI_LANES <= QK_MAX_TILE_LANES,
                "partial-sum buffer too small");
@@ -32,12 +33,12 @@ QK_INLINE QK_TARGET_VNNI void vnni_tile(const qk_conv_args *args, const qk_conv_
     const qk_conv_geometry *geo = &args->geo;
     const uint8_t *image = args->input + (size_t)tile->image * geo->in_h * geo->in_w * geo->in_c;
     const int32_t first_channel = tile->group * geo->in_per_group;
-    const uint8_t *w = qk_conv_tile_weights(args->packed, b, tile->group, tile->tile);
+    const uint8_t *w = tile->weights;
     const int32_t chunks = b->chunks;
 
     const int32_t partial_stride = b->blocks_per_tile * VNNI_LANES;
     const int32_t first_out = tile->group * geo->out_per_group;
-    const int32_t first_lane = qk_tile_first_block(b, tile->tile) * VNNI_LANES;  // within the group
+    const int32_t first_lane = tile->first_block * VNNI_LANES;  // within the group
     __mmask16 lane_mask[VNNI_MAX_BLOCKS];
 #pragma clang loop unroll(full)
     for (int j = 0; j < blocks; j++) lane_mask[j] = qk_lane_mask16(geo->out_per_group - first_lane - j * VNNI_LANES);
@@ -137,24 +138,42 @@ QK_INLINE QK_TARGET_VNNI void vnni_tile(const qk_conv_args *args, const qk_conv_
         vnni_tile(args, b, tile, P, B);                                                                \
     }
 #define VNNI_TILES_FOR_PIXELS(P) VNNI_TILE(P, 1) VNNI_TILE(P, 2) VNNI_TILE(P, 3)
-VNNI_TILES_FOR_PIXELS(1)
-VNNI_TILES_FOR_PIXELS(2)
-VNNI_TILES_FOR_PIXELS(3)
-VNNI_TILES_FOR_PIXELS(4)
-VNNI_TILES_FOR_PIXELS(5)
-VNNI_TILES_FOR_PIXELS(6)
+#define VNNI_TILES_FOR_PIXELS_4(P) VNNI_TILES_FOR_PIXELS(P) VNNI_TILE(P, 4)
+VNNI_TILES_FOR_PIXELS_4(1)
+VNNI_TILES_FOR_PIXELS_4(2)
+VNNI_TILES_FOR_PIXELS_4(3)
+VNNI_TILES_FOR_PIXELS_4(4)
+VNNI_TILES_FOR_PIXELS_4(5)
+VNNI_TILES_FOR_PIXELS_4(6)
 VNNI_TILES_FOR_PIXELS(7)
 VNNI_TILES_FOR_PIXELS(8)
 
-#define VNNI_ROW(P) vnni_tile_##P##x1, vnni_tile_##P##x2, vnni_tile_##P##x3
+// 7 or 8 pixels x 4 blocks would need 28 or 32 accumulators, leaving too few registers for the weights
+// and broadcasts. Keeping two blocks' weights as memory operands made 7 x 4 compile without spills, but
+// it ran RepVGG's 128- and 256-channel layers at 82-84% of peak (against 94-95%) and gained nothing
+// measurable on the stem.
+#define VNNI_ROW(P) vnni_tile_##P##x1, vnni_tile_##P##x2, vnni_tile_##P##x3, vnni_tile_##P##x4
+#define VNNI_ROW_WITHOUT_4(P) vnni_tile_##P##x1, vnni_tile_##P##x2, vnni_tile_##P##x3, NULL
 static const qk_conv_tile_fn vnni_tiles[VNNI_MAX_PIXELS * VNNI_MAX_BLOCKS] = {
-    VNNI_ROW(1), VNNI_ROW(2), VNNI_ROW(3), VNNI_ROW(4), VNNI_ROW(5), VNNI_ROW(6), VNNI_ROW(7), VNNI_ROW(8)
+    VNNI_ROW(1), VNNI_ROW(2), VNNI_ROW(3), VNNI_ROW(4), VNNI_ROW(5), VNNI_ROW(6), VNNI_ROW_WITHOUT_4(7),
+    VNNI_ROW_WITHOUT_4(8),
 };
+_Static_assert(6 * 4 <= VNNI_MAX_ACCUMULATORS && 7 * 4 > VNNI_MAX_ACCUMULATORS && 8 * 3 <= VNNI_MAX_ACCUMULATORS,
+               "the table holds exactly the tiles within the accumulator budget");
 
 const qk_conv_microkernels qk_conv_microkernels_avx512vnni = {
     .lanes = VNNI_LANES,
     .max_pixels = VNNI_MAX_PIXELS,
     .max_blocks = VNNI_MAX_BLOCKS,
+    .max_accumulators = VNNI_MAX_ACCUMULATORS,
+    // Fitted to RepVGG A0 and B0 layers (see blocked-driver.c): a load (weights or a broadcast) costs about
+    // half a vpdpbusd; streamed weights arrive at about 20 bytes a cycle, 10 per vpdpbusd slot, so a
+    // 64-byte unit takes 6.4 slots (with 4.6, 4 x 5 tiles were picked for 14-pixel rows of 192 and 256
+    // channels and ran 1-3% slower than 3 x 7); up to 32 KB of a tile's weights stay in the 48 KB L1 next
+    // to the input rows.
+    .load_cost = 50,
+    .streamed_block_cost = 640,
+    .l1_weight_bytes = 32768,
     .slice_bytes = QK_VNNI_SLICE_BYTES,
     .pack_unit = pack_unit_vnni,
     .unpack_unit = unpack_unit_vnni,

@@ -138,6 +138,7 @@ typedef struct qk_conv_blocking {
     int32_t lanes;             // output channels per block
     int32_t blocks_per_group;  // ceil(out_per_group / lanes)
     int32_t blocks_per_tile;   // the largest tile; see qk_tile_first_block
+    int32_t pixels_per_tile;   // the widest pixel tile of a row
     int32_t tiles_per_group;
     int32_t taps;              // 9, or 1 in dense mode
     int32_t chunks;            // per tap: ceil(in_per_group / 4), or ceil(9 * in_per_group / 4) in dense mode
@@ -169,7 +170,7 @@ static inline const uint8_t *qk_conv_tile_weights(const void *packed, const qk_c
 }
 
 // Largest microkernel any path uses, which sizes the driver's buffer of partial sums.
-enum { QK_MAX_TILE_PIXELS = 8, QK_MAX_TILE_LANES = 48 };
+enum { QK_MAX_TILE_PIXELS = 8, QK_MAX_TILE_LANES = 64 };
 
 // One microkernel call: `pixels` consecutive output pixels of one row, starting at out_x, times the
 // output channels of tile `tile` of group `group`, over taps [first_tap, first_tap + taps).
@@ -180,8 +181,11 @@ enum { QK_MAX_TILE_PIXELS = 8, QK_MAX_TILE_LANES = 48 };
 // In dense mode im2col points at the first pixel's window row, the next pixel's is im2col_stride further.
 // Each tap also prefetches `prefetch_lines_per_tap` cache lines into L2, from `prefetch` on: weights the
 // thread needs in its next work item, streamed while this one computes.
+// `weights` and `first_block` locate channel tile `tile` (qk_conv_tile_weights, qk_tile_first_block); the
+// driver finds them once per channel tile, since the divisions cost a stem's microkernel call about 10%.
 typedef struct qk_conv_tile {
-    int32_t image, out_y, out_x, pixels, group, tile;
+    int32_t image, out_y, out_x, pixels, group, tile, first_block;
+    const uint8_t *weights;
     int32_t first_tap, taps;
     int32_t *partial;
     const uint8_t *im2col;
@@ -198,6 +202,12 @@ typedef void (*qk_conv_tile_fn)(const qk_conv_args *args, const qk_conv_blocking
 // dense mode, tap slices, tiling of rows, threads) is shared, in blocked-driver.c.
 typedef struct qk_conv_microkernels {
     int32_t lanes, max_pixels, max_blocks;
+    int32_t max_accumulators;  // largest pixels x blocks of a tile (tiles beyond it are NULL)
+    // The tile-shape cost model (blocked-driver.c), in hundredths of a dot-product instruction: the cost of
+    // one load, and of streaming one block's weights from L2 for one input chunk when a tile's weights
+    // exceed l1_weight_bytes. Zero costs: the widest tile at the most pixels.
+    int32_t load_cost, streamed_block_cost;
+    size_t l1_weight_bytes;
     size_t slice_bytes;  // weight bytes one tap slice may span (see blocked-driver.c)
     qk_pack_unit_fn pack_unit;
     qk_unpack_unit_fn unpack_unit;

@@ -87,6 +87,10 @@ final class ConvKernelTests: XCTestCase {
             // tiles, 2 x 56 two per group.
             ConvCase(inH: 9, inW: 11, inC: 3, outC: 64, stride: 2, groups: 1, batch: 2),
             ConvCase(inH: 6, inW: 5, inC: 8, outC: 112, stride: 1, groups: 2, batch: 3),
+            // Four blocks of 16 per tile (AVX-512 picks them for 49-64 channels per group), with a partial
+            // last block, pixel tiles of 5 + 4 + 4, and dense mode with two groups.
+            ConvCase(inH: 5, inW: 13, inC: 9, outC: 50, stride: 1, groups: 1, batch: 2),
+            ConvCase(inH: 7, inW: 17, inC: 4, outC: 120, stride: 2, groups: 2, batch: 1),
         ]
         var coverage = RequantizeCoverage()
         var compared = Set<String>()
@@ -156,7 +160,8 @@ final class ConvKernelTests: XCTestCase {
             ConvCase(inH: 13, inW: 13, inC: 96, outC: 192, stride: 2, groups: 1, batch: 1),
             ConvCase(inH: 7, inW: 7, inC: 64, outC: 1280, stride: 1, groups: 1, batch: 1),
             ConvCase(inH: 10, inW: 10, inC: 64, outC: 64, stride: 1, groups: 4, batch: 2),
-            // Output blocks split evenly over channel tiles: 2 + 2 (64), 3, 3, 2, 3, 2, 3 (256), 2 + 3 (80).
+            // Output blocks split evenly over channel tiles (which tiles depends on the path's tile shapes):
+            // e.g. 2 + 2 or 4 (64), 3, 3, 2, 3, 2, 3 or 4 x 4 (256), 2 + 3 (80).
             ConvCase(inH: 9, inW: 14, inC: 64, outC: 64, stride: 1, groups: 1, batch: 2),
             ConvCase(inH: 5, inW: 7, inC: 32, outC: 256, stride: 2, groups: 1, batch: 1),
             ConvCase(inH: 6, inW: 6, inC: 20, outC: 80, stride: 1, groups: 1, batch: 3),
@@ -165,6 +170,8 @@ final class ConvKernelTests: XCTestCase {
             ConvCase(inH: 4, inW: 141, inC: 161, outC: 50, stride: 2, groups: 1, batch: 1),
             ConvCase(inH: 5, inW: 9, inC: 512, outC: 36, stride: 1, groups: 2, batch: 1),
             ConvCase(inH: 3, inW: 20, inC: 1200, outC: 40, stride: 1, groups: 1, batch: 1),
+            // Tap slices carrying the sums of four-block tiles (64 lanes), the last block partial.
+            ConvCase(inH: 3, inW: 13, inC: 1200, outC: 61, stride: 1, groups: 1, batch: 1),
         ]
         var coverage = RequantizeCoverage()
         var compared = Set<String>()
