@@ -339,6 +339,20 @@ typedef struct qk_conv_plan {
     int channels_outermost;
 } qk_conv_plan;
 
+// With several threads, bands of one height that the threads share evenly, where the rows allow one up to
+// twice the preferred height: RepVGG's 14-row layers, cut into bands of 4, 4, 4 and 2 rows, left one thread
+// the short band's less efficient items. B0, batch 1, 2 threads, 8 interleaved rounds: sum of the layers'
+// medians 4.62 -> 4.53 ms.
+static int32_t even_band_rows(int32_t rows, int32_t batch, int32_t threads, int32_t preferred) {
+    const int64_t bands = (rows + preferred - 1) / preferred;
+    if (threads <= 1 || (rows % preferred == 0 && (int64_t)batch * bands % threads == 0)) return preferred;
+    for (int32_t count = 1; count <= rows; count++) {
+        if (rows % count != 0 || (int64_t)batch * count % threads != 0) continue;
+        if (rows / count <= 2 * preferred) return rows / count;
+    }
+    return preferred;
+}
+
 // Which channel tile and which band of which image work item `item` covers.
 static void locate_item(const qk_conv_plan *plan, int64_t item, int64_t *channel_tile, int64_t *image_band) {
     if (plan->channels_outermost) {
@@ -363,8 +377,8 @@ static qk_conv_plan plan_of(const qk_conv_args *args, const qk_conv_microkernels
     while (band_rows > 1 &&
            channel_tiles * args->batch * ((geo->out_h + band_rows - 1) / band_rows) < (int64_t)args->threads)
         band_rows = (band_rows + 1) / 2;
-    plan.band_rows = band_rows;
-    plan.bands = (geo->out_h + band_rows - 1) / band_rows;
+    plan.band_rows = even_band_rows(geo->out_h, args->batch, args->threads, band_rows);
+    plan.bands = (geo->out_h + plan.band_rows - 1) / plan.band_rows;
     plan.image_bands = (int64_t)args->batch * plan.bands;
     plan.channel_tiles = channel_tiles;
     plan.items = channel_tiles * plan.image_bands;
