@@ -102,6 +102,15 @@ QK_INLINE QK_TARGET_VNNI void vnni_tile(const qk_conv_args *args, const qk_conv_
     uint8_t *out = args->output +
                    (((size_t)tile->image * geo->out_h + tile->out_y) * geo->out_w + tile->out_x) * geo->out_c +
                    first_out + first_lane;
+    // Dense mode (stems) stores one output byte per 8-12 multiply-adds, into a region of the batch buffer
+    // no layer has touched yet in this run. Loading the lines of the same pixels one row below (the first
+    // channel tile fetches all channels) brings them in about a row of tiles early. One thread, batch 8, five
+    // interleaved runs of 4-7 rounds on a busy machine: A0's stem 10-17% faster (e.g. 1.19 -> 1.09 ms), B0's
+    // 8-16% (1.64 -> 1.37 ms); batch 1 within noise; two rows ahead was no better.
+    if (tile->im2col != NULL && tile->group == 0 && tile->first_block == 0) {
+        const char *below = (const char *)out + (size_t)geo->out_w * (size_t)geo->out_c;
+        for (int32_t offset = 0; offset < pixels * geo->out_c; offset += 64) _mm_prefetch(below + offset, _MM_HINT_T0);
+    }
     __m512 multiplier[VNNI_MAX_BLOCKS];
     __mmask64 store_mask = 0;
 #pragma clang loop unroll(full)
