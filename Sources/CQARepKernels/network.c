@@ -172,9 +172,10 @@ static void run_features(qk_path path, const qk_network *network, int32_t batch,
 // layer, no rows read from another core's L2, every layer at single-thread efficiency (one thread runs an
 // image as fast alone as within a batch of 8). A thread slowed by another process simply takes fewer images.
 // The last images, fewer than the threads, run layer by layer with the whole team; then the team shares
-// the fc head. Image n's activations use ping and pong from n * (largest + QK_EXTRA_BYTES) on, so that no
-// thread's reads past its activations (the slack) touch bytes another thread writes: hence the scratch
-// contract of batch * (largest + QK_EXTRA_BYTES). The input must be in a buffer of its own: in ping, image
+// the fc head. Member m's images use ping and pong from m * (largest + QK_EXTRA_BYTES) on, so that no
+// thread's reads past its activations (the slack) touch bytes another thread writes, and the images after
+// them from (images run alone) * (largest + QK_EXTRA_BYTES) on: hence the scratch contract of
+// batch * (largest + QK_EXTRA_BYTES). The input must be in a buffer of its own: in ping, image
 // 0's activations would overwrite image 1's pixels.
 // Measured (static halves, before images were claimed one by one) on A0 and B0, batch 8, 2 threads, best of
 // 8 interleaved rounds: A0 16.31 -> 15.86 ms, B0 36.52 -> 35.74 ms.
@@ -224,7 +225,10 @@ int qk_network_run_timed(qk_path path, const qk_network *network, int32_t batch,
                 n = next_image++;
                 if (n >= alone_images) break;
                 qk_team solo = alone;
-                const size_t slot = (size_t)n * (largest + QK_EXTRA_BYTES);
+                // The member's own slot for all its images: their activations die with the image, and a
+                // region the member wrote before is warm in its L2 (a fresh one per image made the stem
+                // 25-35% slower per image).
+                const size_t slot = (size_t)team.member * (largest + QK_EXTRA_BYTES);
                 run_features(path, network, 1, input + (size_t)n * image_bytes, ping + slot, pong + slot,
                              pooled + (size_t)n * (size_t)last.out_c, &solo, NULL, &timer);
             }

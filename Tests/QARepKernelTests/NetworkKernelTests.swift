@@ -121,13 +121,14 @@ final class NetworkKernelTests: XCTestCase {
     func runNetwork(_ network: UnsafePointer<qk_network>, _ net: NetworkCase, path: qk_path, images: [UInt8],
                     batch: Int, threads: Int32, inputInPing: Bool) -> (status: Int32, result: NetworkResult, fencesIntact: Bool) {
         // The contract's scratch size, and how far a run may write into it: to the batch's largest activation,
-        // or, when threads run images alone (input not in ping, at least as many images as threads), each such
-        // image in a slot of the largest activation plus slack, and the rest, if any, after them.
+        // or, when threads run images alone (input not in ping, at least as many images as threads), to the
+        // threads' slots of the largest activation plus slack, and to the rest of the images, if any, placed
+        // after as many slots as there were images run alone.
         let scratchBytes = batch * (net.maxActivationBytes + extraBytes)
         let alone = !inputInPing && threads > 1 && batch >= Int(threads) ? batch - batch % Int(threads) : 0
         let slot = net.maxActivationBytes + extraBytes
         let activationBytes = alone == 0 ? batch * net.maxActivationBytes
-            : alone == batch ? batch * slot - extraBytes : alone * slot + (batch - alone) * net.maxActivationBytes
+            : alone == batch ? Int(threads) * slot - extraBytes : alone * slot + (batch - alone) * net.maxActivationBytes
         let fence: UInt8 = 0x5A
         var ping = [UInt8](repeating: fence, count: scratchBytes + extraBytes)
         var pong = ping
