@@ -131,9 +131,12 @@ static void step_done(step_timer *timer, int32_t step) {
     timer->mark = now;
 }
 
-// The conv layers and the pool of `batch` images by `team`, with ping and pong and pooled positioned for
-// those images. Steps end in the team's barriers (none for a member alone).
-static size_t largest_activation(const qk_network *network);
+static size_t largest_activation(const qk_network *network) {
+    size_t largest = input_bytes(&network->convs[0].shape);
+    for (int32_t i = 0; i < network->conv_count; i++)
+        if (output_bytes(&network->convs[i].shape) > largest) largest = output_bytes(&network->convs[i].shape);
+    return largest;
+}
 
 // Where leading layer i of the image-by-image part writes each image: layers before the last leading one
 // reuse one place for every image, warm in L2 (a fresh place per image made A0's stem 25-35% slower per
@@ -159,6 +162,8 @@ static qk_conv_args leading_args(const qk_network *network, int32_t i, int32_t n
     return args;
 }
 
+// The conv layers and the pool of `batch` images by `team`, with ping and pong and pooled positioned for
+// those images. Steps end in the team's barriers (none for a member alone).
 static void run_features(qk_path path, const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
                          uint8_t *pong, uint8_t *pooled, qk_team *team, const qk_team *fc_team, step_timer *timer) {
     const int32_t layers = network->conv_count;
@@ -210,13 +215,6 @@ static int32_t images_run_alone(int32_t batch, int32_t threads, const uint8_t *i
     return threads > 1 && batch >= threads && input != ping ? batch - batch % threads : 0;
 }
 
-static size_t largest_activation(const qk_network *network) {
-    size_t largest = input_bytes(&network->convs[0].shape);
-    for (int32_t i = 0; i < network->conv_count; i++)
-        if (output_bytes(&network->convs[i].shape) > largest) largest = output_bytes(&network->convs[i].shape);
-    return largest;
-}
-
 int qk_network_run_timed(qk_path path, const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
                          uint8_t *pong, uint8_t *pooled, float *logits, int32_t threads, double *step_clock) {
     if (!network_is_valid(path, network, batch)) return -1;
@@ -245,13 +243,12 @@ int qk_network_run_timed(qk_path path, const qk_network *network, int32_t batch,
         }
         int32_t first_shared = 0;
         if (alone_images > 0 && team.size > 1) {
-            const qk_team alone = {0, 1, NULL, 0};
             for (;;) {
                 int32_t n;
 #pragma omp atomic capture
                 n = next_image++;
                 if (n >= alone_images) break;
-                qk_team solo = alone;
+                qk_team solo = {0, 1, NULL, 0};
                 // The member's own slot for all its images: their activations die with the image, and a
                 // region the member wrote before is warm in its L2 (a fresh one per image made the stem
                 // 25-35% slower per image).
