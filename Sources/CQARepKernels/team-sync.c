@@ -37,7 +37,7 @@ void qk_team_step_begin(const qk_team *team) {
 // A custom barrier (spin with pause, then sleep on a futex) was tried in place of OpenMP's: the same 2.15
 // ms on the quiet machine, 6.6 ms instead of 5.0 with a busy process on the other core.
 void qk_team_step_end(qk_team *team) {
-    // A member running alone inside a larger region (network.c's batch split) must not wait for the others.
+    // A member running images alone inside a larger region (network.c) must not wait for the others.
     if (team->size > 1) {
 #pragma omp barrier
     }
