@@ -1,0 +1,142 @@
+// libFuzzer harness for the model loader and the C API around it (not part of `swift test`; see run-fuzz.sh).
+// Compiled into the same module as Sources/QARep, so it calls the C entry points' Swift definitions
+// (_qarepModelLoadMemory is qarep_model_load_memory) and can build seed models with the real writer.
+//
+// Each input is loaded from a private heap copy that is freed right after the load returns: if the model kept
+// a pointer into the caller's buffer, ASan reports a use-after-free on the session run or the unpacking below.
+// A model small enough to run fast also gets its description (which unpacks every weight) and, for every kernel
+// path this CPU has, a session (max_batch 1, one thread), one uint8 run, its logits (which must agree across
+// paths) and top-k; then the default path on two threads with batches of one and two, which must agree too.
+import CQARepAPI
+#if canImport(Glibc)
+import Glibc
+#endif
+
+private let maxRunPixels = 64 * 64
+private let maxRunMacs = 20_000_000
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzLoaderTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    guard let copy = malloc(max(size, 1)) else { return 0 }
+    if size > 0, let data { copy.copyMemory(from: data, byteCount: size) }
+    var model: OpaquePointer? = nil
+    let status = _qarepModelLoadMemory(UnsafeRawPointer(copy), size, &model)
+    // Poison the bytes before freeing, so a stale pointer reads garbage even without ASan.
+    memset(copy, 0xA5, max(size, 1))
+    free(copy)
+    guard status == QAREP_OK, let model else {
+        guard model == nil else { fatalError("failed load left *out_model set") }
+        _ = _qarepLastErrorMessage()
+        return 0
+    }
+    exercise(model)
+    _qarepModelRelease(model)
+    return 0
+}
+
+private func exercise(_ model: OpaquePointer) {
+    var info = qarep_model_info()
+    guard _qarepModelGetInfo(model, &info) == QAREP_OK else { fatalError("get_info failed on a loaded model") }
+    for k in 0..<min(info.num_classes, 8) {
+        guard let label = _qarepModelLabel(model, k) else { fatalError("label \(k) missing") }
+        _ = strlen(label)
+    }
+    let pixels = Int(info.input_height) * Int(info.input_width)
+    guard pixels <= maxRunPixels, info.macs_per_image <= Double(maxRunMacs) else { return }
+
+    let handle = Unmanaged<CModelHandle>.fromOpaque(UnsafeRawPointer(model)).takeUnretainedValue()
+    let unpacked = handle.model.description
+    guard (try? unpacked.validate()) != nil else { fatalError("a loaded model's description does not validate") }
+
+    // Every path this CPU has (a forced one repacks from the default path's weights) must give the same logits.
+    var reference: [Float]? = nil
+    for kernel in [QAREP_KERNEL_AUTO, QAREP_KERNEL_SCALAR, QAREP_KERNEL_AVX2, QAREP_KERNEL_AVX512VNNI]
+    where _qarepKernelSupported(kernel) != 0 {
+        let logits = runOnce(model, kernel: kernel, classes: Int(info.num_classes), pixels: pixels)
+        if let reference, reference.map(\.bitPattern) != logits.map(\.bitPattern) {
+            fatalError("kernel \(kernel.rawValue) gives other logits than AUTO")
+        }
+        reference = reference ?? logits
+    }
+    // Two threads split each layer's rows for a batch of one and claim whole images for a batch of two (the
+    // same image twice here): every image's logits must still be the single-threaded ones.
+    guard let reference else { return }
+    for batch in 1...2 {
+        let logits = runOnce(model, kernel: QAREP_KERNEL_AUTO, classes: Int(info.num_classes), pixels: pixels,
+                             threads: 2, batch: batch)
+        guard logits.map(\.bitPattern) == Array(repeating: reference, count: batch).joined().map(\.bitPattern) else {
+            fatalError("two threads with batch \(batch) give other logits than one thread")
+        }
+    }
+}
+
+private func runOnce(_ model: OpaquePointer, kernel: qarep_kernel, classes: Int, pixels: Int, threads: Int32 = 1,
+                     batch: Int = 1) -> [Float] {
+    var options = qarep_session_options(num_threads: threads, max_batch: Int32(batch), kernel: kernel)
+    var session: OpaquePointer? = nil
+    guard _qarepSessionCreate(model, &options, &session) == QAREP_OK, let session else {
+        fatalError("session_create failed on a loaded model: \(String(cString: _qarepLastErrorMessage()!))")
+    }
+    defer { _qarepSessionDestroy(session) }
+    var image = [UInt8](repeating: 0, count: pixels * 3)
+    for i in image.indices { image[i] = UInt8(truncatingIfNeeded: i &* 37 &+ 11) }
+    let images = Array(repeating: image, count: batch).joined()
+    let run = Array(images).withUnsafeBufferPointer { _qarepSessionRunU8(session, $0.baseAddress, $0.count, Int32(batch)) }
+    guard run == QAREP_OK else { fatalError("run failed on a loaded model: \(String(cString: _qarepLastErrorMessage()!))") }
+    var logits = [Float](repeating: 0, count: batch * classes)
+    guard logits.withUnsafeMutableBufferPointer({ _qarepSessionGetLogits(session, $0.baseAddress, $0.count) }) == QAREP_OK else {
+        fatalError("get_logits failed after a run")
+    }
+    var predictions = [qarep_prediction](repeating: qarep_prediction(), count: 3)
+    var count: Int32 = 0
+    guard predictions.withUnsafeMutableBufferPointer({ _qarepSessionTopK(session, 0, 3, $0.baseAddress, &count) }) == QAREP_OK,
+          Int(count) == min(3, classes) else {
+        fatalError("top_k failed after a run")
+    }
+    return logits
+}
+
+// MARK: - Seeds
+
+/// With QAREP_FUZZ_WRITE_SEEDS=<dir>, writes small valid models (the project's own writer) into dir and exits.
+@_cdecl("LLVMFuzzerInitialize")
+public func fuzzLoaderInitialize(_ argc: UnsafeMutablePointer<Int32>?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?) -> Int32 {
+    guard let directory = getenv("QAREP_FUZZ_WRITE_SEEDS").map({ String(cString: $0) }) else { return 0 }
+    let specs: [(String, Int, Int, [(out: Int, stride: Int, groups: Int)], Int, Bool)] = [
+        ("one-layer", 4, 4, [(4, 1, 1)], 2, true),
+        ("grouped", 9, 11, [(8, 2, 1), (16, 1, 2), (12, 2, 1)], 5, true),
+        ("depthwise", 8, 8, [(6, 1, 3), (6, 2, 6)], 3, false),
+        ("wide", 16, 16, [(32, 2, 1), (64, 2, 1), (64, 1, 4)], 10, true),
+        ("tall", 33, 7, [(5, 2, 1), (7, 2, 1), (9, 2, 1), (11, 2, 1)], 4, false),
+    ]
+    var state: UInt64 = 0x1234_5678
+    func next() -> UInt64 {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return state >> 11
+    }
+    for (name, height, width, layers, classes, withProducer) in specs {
+        var convs: [QuantizedConvLayer] = []
+        var channels = 3
+        for layer in layers {
+            let count = layer.out * (channels / layer.groups) * 9
+            convs.append(QuantizedConvLayer(
+                inChannels: channels, outChannels: layer.out, stride: layer.stride, groups: layer.groups,
+                weight: (0..<count).map { _ in Int8(Int(next() % 255) - 127) },
+                weightScale: (0..<layer.out).map { _ in Float(0.002 + Double(next() % 1000) * 1e-5) },
+                bias: (0..<layer.out).map { _ in Int32(Int(next() % 20000) - 5000) }, outputScale: 0.05))
+            channels = layer.out
+        }
+        let description = QuantizedModelDescription(
+            inputHeight: height, inputWidth: width, preprocessing: Preprocessing(), inputScale: 1.0 / 255,
+            inputZeroPoint: [124, 116, 104], convs: convs, poolOutputScale: 0.04, numClasses: classes,
+            fcWeight: (0..<(classes * channels)).map { _ in Int8(Int(next() % 255) - 127) },
+            fcWeightScale: (0..<classes).map { _ in Float(0.001 + Double(next() % 100) * 1e-4) },
+            fcBias: (0..<classes).map { _ in Int32(Int(next() % 2000) - 1000) },
+            labels: (0..<classes).map { "c\($0)" }, extraMetadata: withProducer ? ["producer": "fuzz-seed"] : [:])
+        guard let bytes = try? description.serialized() else { fatalError("seed \(name) does not serialize") }
+        guard let file = fopen("\(directory)/\(name).qarep", "wb") else { fatalError("cannot write into \(directory)") }
+        _ = bytes.withUnsafeBufferPointer { fwrite($0.baseAddress, 1, $0.count, file) }
+        fclose(file)
+    }
+    exit(0)
+}
