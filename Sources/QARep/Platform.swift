@@ -67,7 +67,9 @@ final class FileByteSource: ByteSource {
     private let descriptor: Int32
 
     init(path: String) throws(QARepError) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever, before fstat could
+        // refuse it. Cleared below once the file is known to be regular (where only odd file systems heed it).
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw QARepError(.io, "cannot open \"\(path)\": \(Platform.errnoDescription())") }
         var info = stat()
         guard fstat(fd, &info) == 0 else {
@@ -78,6 +80,12 @@ final class FileByteSource: ByteSource {
         guard (info.st_mode & S_IFMT) == S_IFREG else {
             close(fd)
             throw QARepError(.io, "\"\(path)\" is not a regular file")
+        }
+        let flags = fcntl(fd, F_GETFL)
+        guard flags >= 0, fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0 else {
+            let reason = Platform.errnoDescription()
+            close(fd)
+            throw QARepError(.io, "cannot set up reading \"\(path)\": \(reason)")
         }
         let size = Int(info.st_size)
         if let memory = Platform.physicalMemoryBytes(), size > memory {
