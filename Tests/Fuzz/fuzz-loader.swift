@@ -43,6 +43,7 @@ private func exercise(_ model: OpaquePointer) {
     }
     let pixels = Int(info.input_height) * Int(info.input_width)
     guard pixels <= maxRunPixels, info.macs_per_image <= Double(maxRunMacs) else { return }
+    checkPreprocessing(model, outputBytes: pixels * 3)
 
     let handle = Unmanaged<CModelHandle>.fromOpaque(UnsafeRawPointer(model)).takeUnretainedValue()
     let unpacked = handle.model.description
@@ -87,6 +88,7 @@ private func runOnce(_ model: OpaquePointer, kernel: qarep_kernel, classes: Int,
     guard logits.withUnsafeMutableBufferPointer({ _qarepSessionGetLogits(session, $0.baseAddress, $0.count) }) == QAREP_OK else {
         fatalError("get_logits failed after a run")
     }
+    checkArgumentErrors(session, imageBytes: pixels * 3, classes: classes, batch: batch)
     var predictions = [qarep_prediction](repeating: qarep_prediction(), count: 3)
     var count: Int32 = 0
     guard predictions.withUnsafeMutableBufferPointer({ _qarepSessionTopK(session, 0, 3, $0.baseAddress, &count) }) == QAREP_OK,
@@ -94,6 +96,49 @@ private func runOnce(_ model: OpaquePointer, kernel: qarep_kernel, classes: Int,
         fatalError("top_k failed after a run")
     }
     return logits
+}
+
+/// The model's crop ratio and input size (both from the file) on a few source shapes, strides and sizes.
+private func checkPreprocessing(_ model: OpaquePointer, outputBytes: Int) {
+    var out = [UInt8](repeating: 0, count: outputBytes)
+    for (width, height, stride) in [(1, 1, 3), (7, 5, 23), (300, 2, 900), (2, 129, 6)] {
+        let rgb = (0..<((height - 1) * stride + width * 3)).map { UInt8(truncatingIfNeeded: $0 &* 29) }
+        let status = out.withUnsafeMutableBufferPointer { o in
+            rgb.withUnsafeBufferPointer { _qarepModelPreprocess(model, $0.baseAddress, Int32(width), Int32(height), stride, o.baseAddress, o.count) }
+        }
+        guard status == QAREP_OK else { fatalError("preprocess failed: \(String(cString: _qarepLastErrorMessage()!))") }
+    }
+    let tooSmall = out.withUnsafeMutableBufferPointer { _qarepModelPreprocess(model, [1, 2, 3], 1, 1, 3, $0.baseAddress, $0.count - 1) }
+    guard tooSmall == QAREP_ERROR_BUFFER_SIZE else { fatalError("preprocess took a short output buffer") }
+}
+
+/// Wrong sizes, batches and indices must fail with the documented status, never run.
+private func checkArgumentErrors(_ session: OpaquePointer, imageBytes: Int, classes: Int, batch: Int) {
+    let images = [UInt8](repeating: 9, count: imageBytes * (batch + 1))
+    let floats = [Float](repeating: .nan, count: imageBytes * batch)
+    images.withUnsafeBufferPointer { buffer in
+        let base = buffer.baseAddress
+        guard _qarepSessionRunU8(session, base, imageBytes * batch - 1, Int32(batch)) == QAREP_ERROR_BUFFER_SIZE,
+              _qarepSessionRunU8(session, base, imageBytes * (batch + 1), Int32(batch + 1)) == QAREP_ERROR_INVALID_ARGUMENT,
+              _qarepSessionRunU8(session, base, 0, 0) == QAREP_ERROR_INVALID_ARGUMENT,
+              _qarepSessionRunU8(session, nil, imageBytes, 1) == QAREP_ERROR_INVALID_ARGUMENT else {
+            fatalError("run_u8 accepted a wrong size or batch")
+        }
+    }
+    // NaN input is defined (clamps to pixel 0) and must run.
+    guard floats.withUnsafeBufferPointer({ _qarepSessionRunF32(session, $0.baseAddress, $0.count, Int32(batch)) }) == QAREP_OK else {
+        fatalError("run_f32 failed: \(String(cString: _qarepLastErrorMessage()!))")
+    }
+    var logits = [Float](repeating: 0, count: batch * classes + 1)
+    var predictions = [qarep_prediction](repeating: qarep_prediction(), count: classes + 1)
+    var count: Int32 = 0
+    guard logits.withUnsafeMutableBufferPointer({ _qarepSessionGetLogits(session, $0.baseAddress, $0.count) }) == QAREP_ERROR_BUFFER_SIZE,
+          predictions.withUnsafeMutableBufferPointer({ _qarepSessionTopK(session, Int32(batch), 1, $0.baseAddress, &count) }) == QAREP_ERROR_INVALID_ARGUMENT,
+          predictions.withUnsafeMutableBufferPointer({ _qarepSessionTopK(session, 0, 0, $0.baseAddress, &count) }) == QAREP_ERROR_INVALID_ARGUMENT,
+          predictions.withUnsafeMutableBufferPointer({ _qarepSessionTopK(session, 0, Int32(classes + 1), $0.baseAddress, &count) }) == QAREP_OK,
+          Int(count) == classes else {
+        fatalError("get_logits or top_k mishandled a wrong count or index")
+    }
 }
 
 // MARK: - Seeds

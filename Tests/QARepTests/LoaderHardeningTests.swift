@@ -38,6 +38,34 @@ final class LoaderHardeningTests: XCTestCase {
         }
     }
 
+    /// Header lengths and data offsets at the edges of UInt64 and Int must be refused by the range checks, with
+    /// no sum on the way that could wrap (8 + length, data start + offset).
+    func testOffsetsAtTheIntegerLimitsAreRefused() {
+        func assertInvalid(_ bytes: [UInt8], _ fragment: String, line: UInt = #line) {
+            XCTAssertThrowsError(try SafetensorsArchive(bytes: bytes), line: line) { error in
+                let error = error as? QARepError
+                XCTAssertEqual(error?.code, .invalidModel, line: line)
+                XCTAssertTrue(error?.message.contains(fragment) ?? false, error?.message ?? "", line: line)
+            }
+        }
+        func tensor(offsets: String, shape: String = "[0]") -> [UInt8] {
+            SafetensorsTests.rawFile("{\"t\":{\"dtype\":\"U8\",\"shape\":\(shape),\"data_offsets\":\(offsets)}}", data: [0, 0])
+        }
+        for length: UInt64 in [UInt64.max, UInt64.max - 7, UInt64(Int.max), UInt64(Int.max) - 7, 1 << 63] {
+            var bytes = (0..<8).map { UInt8(truncatingIfNeeded: length >> (8 * UInt64($0))) }
+            bytes += Array("{}".utf8)
+            assertInvalid(bytes, "exceeds the limit")
+        }
+        assertInvalid(tensor(offsets: "[9223372036854775807,9223372036854775807]"), "outside the 2-byte data area")
+        assertInvalid(tensor(offsets: "[0,9223372036854775807]", shape: "[9223372036854775807]"), "shape dimension 0")
+        assertInvalid(tensor(offsets: "[1,9223372036854775807]", shape: "[1099511627776,8]"), "too large")
+        assertInvalid(tensor(offsets: "[2,1]"), "not ordered")
+        assertInvalid(tensor(offsets: "[-1,0]"), "not ordered")
+        assertInvalid(tensor(offsets: "[0,18446744073709551615]"), "not an array of two integers")
+        assertInvalid(tensor(offsets: "[-9223372036854775808,0]"), "not ordered")
+        assertInvalid(tensor(offsets: "[0,1e3]"), "not an array of two integers")
+    }
+
     /// Opening a FIFO for reading waits for a writer; the loader must refuse it at once instead. Were the open
     /// to block again, the watchdog below opens the writer side so that the test fails rather than hangs.
     func testFIFOIsRefusedWithoutWaitingForAWriter() throws {
