@@ -14,9 +14,23 @@ import Glibc
 
 private let maxRunPixels = 64 * 64
 private let maxRunMacs = 20_000_000
+/// QAREP_FUZZ_VERBOSE=1 prints why each input was refused (for `run-fuzz.sh repro`).
+private let verbose = getenv("QAREP_FUZZ_VERBOSE") != nil
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzLoaderTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+#if STRUCTURED
+    // Byte mutations mostly break the JSON header; here the input chooses a model's geometry and values instead,
+    // and the writer (without validation) lays out a well-formed file, so the checks and kernels behind the
+    // header get the inputs.
+    let file = structuredModelFile(UnsafeBufferPointer(start: data, count: data == nil ? 0 : size))
+    return file.withUnsafeBufferPointer { loadAndExercise($0.baseAddress, $0.count) }
+#else
+    return loadAndExercise(data, size)
+#endif
+}
+
+private func loadAndExercise(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     guard let copy = malloc(max(size, 1)) else { return 0 }
     if size > 0, let data { copy.copyMemory(from: data, byteCount: size) }
     var model: OpaquePointer? = nil
@@ -25,8 +39,8 @@ public func fuzzLoaderTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -
     memset(copy, 0xA5, max(size, 1))
     free(copy)
     guard status == QAREP_OK, let model else {
-        guard model == nil else { fatalError("failed load left *out_model set") }
-        _ = _qarepLastErrorMessage()
+        guard model == nil, let message = _qarepLastErrorMessage() else { fatalError("failed load left *out_model set") }
+        if verbose { print("load: status \(status.rawValue): \(String(cString: message))") }
         return 0
     }
     exercise(model)
@@ -139,6 +153,98 @@ private func checkArgumentErrors(_ session: OpaquePointer, imageBytes: Int, clas
           Int(count) == classes else {
         fatalError("get_logits or top_k mishandled a wrong count or index")
     }
+}
+
+// MARK: - Structured inputs
+
+/// Reads the fuzz input as a stream of choices; past its end every choice is 0.
+private struct Choices {
+    let bytes: UnsafeBufferPointer<UInt8>
+    var position = 0
+
+    mutating func byte() -> UInt8 {
+        guard position < bytes.count else { return 0 }
+        defer { position += 1 }
+        return bytes[position]
+    }
+
+    mutating func pick<T>(_ options: [T]) -> T { options[Int(byte()) % options.count] }
+
+    mutating func int(_ range: ClosedRange<Int>) -> Int { range.lowerBound + Int(byte()) % (range.count) }
+
+    mutating func int32() -> Int32 {
+        // Mostly modest biases, sometimes the extremes the int32 bound check is about.
+        switch byte() % 8 {
+        case 7: return pick([Int32.max, Int32.min, 1 << 30, -(1 << 30), 0])
+        default: return Int32(Int16(bitPattern: UInt16(byte()) << 8 | UInt16(byte())))
+        }
+    }
+
+    /// Usually a plausible scale; now and then one the loader must refuse (0, negative, subnormal, huge, NaN, inf).
+    mutating func scale() -> Float {
+        let usual: [Float] = [1.0 / 255, 0.002, 0.01, 0.05, 0.2, 1, 3.5e-5]
+        let unusual: [Float] = [0, -0.01, 1e-40, 1e-30, 1e30, 3e38, .nan, .infinity, .leastNonzeroMagnitude]
+        return byte() % 16 == 15 ? pick(unusual) : pick(usual)
+    }
+}
+
+/// A model file (unvalidated writer output) whose every choice comes from the input.
+private func structuredModelFile(_ input: UnsafeBufferPointer<UInt8>) -> [UInt8] {
+    var c = Choices(bytes: input)
+    let height = c.int(1...40), width = c.int(1...40)
+    let layerCount = c.int(1...4)
+    var channels = 3
+    var layers: [String] = []
+    var tensors: [(String, SafetensorsDType, [Int], [UInt8])] = []
+    func floats(_ values: [Float]) -> [UInt8] {
+        values.flatMap { v in (0..<4).map { UInt8(truncatingIfNeeded: v.bitPattern >> (8 * UInt32($0))) } }
+    }
+    func int32s(_ values: [Int32]) -> [UInt8] {
+        values.flatMap { v in (0..<4).map { UInt8(truncatingIfNeeded: UInt32(bitPattern: v) >> (8 * UInt32($0))) } }
+    }
+    for i in 0..<layerCount {
+        let divisors = (1...channels).filter { channels % $0 == 0 }
+        let groups = c.pick(divisors)
+        let outPerGroup = c.int(1...max(1, 40 / groups))
+        let out = groups * outPerGroup
+        let stride = c.int(1...2)
+        layers.append("{\"in\":\(channels),\"out\":\(out),\"stride\":\(stride),\"groups\":\(groups)}")
+        let weightCount = out * (channels / groups) * 9
+        // Weight bytes as they come (-128 only when asked for: the loader refuses it), or a constant extreme for
+        // the accumulation bounds.
+        let fill = c.byte()
+        let weights = (0..<weightCount).map { _ -> UInt8 in
+            if fill % 4 == 3 { return fill % 8 == 3 ? 0x81 : 0x7F }
+            let w = c.byte()
+            return w == 0x80 && fill != 0x80 ? 0x81 : w
+        }
+        tensors.append(("conv.\(i).weight", .i8, [out, channels / groups, 3, 3], weights))
+        tensors.append(("conv.\(i).weight_scale", .f32, [out], floats((0..<out).map { _ in c.scale() })))
+        tensors.append(("conv.\(i).bias", .i32, [out], int32s((0..<out).map { _ in c.int32() })))
+        tensors.append(("conv.\(i).output_scale", .f32, [1], floats([c.scale()])))
+        channels = out
+    }
+    let classes = c.int(1...12)
+    tensors.append(("input.scale", .f32, [1], floats([c.scale()])))
+    tensors.append(("input.zero_point", .u8, [3], [c.byte(), c.byte(), c.byte()]))
+    tensors.append(("pool.output_scale", .f32, [1], floats([c.scale()])))
+    tensors.append(("fc.weight", .i8, [classes, channels], (0..<(classes * channels)).map { _ in c.byte() }))
+    tensors.append(("fc.weight_scale", .f32, [classes], floats((0..<classes).map { _ in c.scale() })))
+    tensors.append(("fc.bias", .i32, [classes], int32s((0..<classes).map { _ in c.int32() })))
+    var metadata: [String: String] = [
+        "format": "qarep.int8", "format_version": "1", "input_height": String(height), "input_width": String(width),
+        "num_classes": String(classes), "layers": "[" + layers.joined(separator: ",") + "]",
+        "mean": c.pick(["[0.485,0.456,0.406]", "[0,0,0]", "[1e38,-1e38,0]"]),
+        "std": c.pick(["[0.229,0.224,0.225]", "[1,1,1]", "[1e-38,1e38,0.5]", "[0,1,1]"]),
+        "channel_order": "RGB", "resize": "bilinear",
+        "crop_ratio": c.pick(["0.875", "1", "1.0", "0.0000001", "0.5", "1.0000001", "0"]),
+    ]
+    if c.byte() % 2 == 0 { metadata["labels"] = "[" + (0..<classes).map { "\"l\($0)\"" }.joined(separator: ",") + "]" }
+    var writer = SafetensorsWriter(metadata: metadata)
+    for (name, dtype, shape, data) in tensors {
+        do { try writer.add(name: name, dtype: dtype, shape: shape, data: data) } catch { fatalError("\(error)") }
+    }
+    return writer.serialized()
 }
 
 // MARK: - Seeds

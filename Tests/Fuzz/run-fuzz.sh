@@ -8,17 +8,25 @@
 #   Tests/Fuzz/run-fuzz.sh run [SECONDS]   # fuzz (default 1200 s), one process, one core
 #   Tests/Fuzz/run-fuzz.sh repro FILE...   # run the harness on given inputs (a crash file, a big model)
 #
+# With FUZZ_MODE=structured the same commands use $FUZZ_WORK/fuzz-structured, whose inputs are not files but
+# choices (geometry, weights, scales, biases, metadata values) from which the harness writes a well-formed
+# file: byte mutations of real files rarely get past the JSON header, these always do.
+#
 # The Swift runtime sources and the C kernels are compiled with -sanitize=fuzzer,address straight from the
 # tree (no SwiftPM): the harness is compiled into module QARep so it can use the writer to make its seeds.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=${FUZZ_WORK:-/tmp/fuzz-work}
 SWIFT_BIN=${SWIFT_BIN:-/opt/swift/usr/bin}
-BIN="$WORK/fuzz-loader"
-CORPUS="$WORK/corpus"
+if [ "${FUZZ_MODE:-}" = structured ]; then
+    BIN="$WORK/fuzz-structured"; CORPUS="$WORK/corpus-structured"; DEFINES="-D STRUCTURED"
+    ARTIFACTS="$WORK/artifacts-structured"
+else
+    BIN="$WORK/fuzz-loader"; CORPUS="$WORK/corpus"; DEFINES=""; ARTIFACTS="$WORK/artifacts"
+fi
 
 build() {
-    mkdir -p "$WORK/obj" "$WORK/modules/CQARepKernels" "$CORPUS" "$WORK/artifacts"
+    mkdir -p "$WORK/obj" "$WORK/modules/CQARepKernels" "$CORPUS" "$ARTIFACTS"
     cat > "$WORK/modules/CQARepKernels/module.modulemap" <<MAP
 module CQARepKernels {
     header "$ROOT/Sources/CQARepKernels/include/qarep_kernels.h"
@@ -30,11 +38,14 @@ MAP
             -fsanitize=address,fuzzer-no-link -I "$ROOT/Sources/CQARepKernels/include" \
             "$c" -o "$WORK/obj/$(basename "$c" .c).o"
     done
-    "$SWIFT_BIN/swiftc" -O -g -sanitize=fuzzer,address -parse-as-library -module-name QARep \
+    # shellcheck disable=SC2086
+    "$SWIFT_BIN/swiftc" -O -g -sanitize=fuzzer,address -parse-as-library -module-name QARep $DEFINES \
         -module-cache-path "$WORK/module-cache" \
         -I "$WORK/modules" -I "$ROOT/Sources/CQARepAPI/include" \
         "$ROOT"/Sources/QARep/*.swift "$ROOT/Tests/Fuzz/fuzz-loader.swift" "$WORK"/obj/*.o \
-        -Xlinker -l:libomp.so.5 -o "$BIN" 2>&1 | grep -v "Cannot export local symbol" || true
+        -Xlinker -l:libomp.so.5 -o "$BIN" 2> "$WORK/link.log" || { cat "$WORK/link.log" >&2; exit 1; }
+    # Structured inputs are choices, not files: that corpus starts empty.
+    [ -n "$DEFINES" ] && return
     QAREP_FUZZ_WRITE_SEEDS="$CORPUS" "$BIN"
     # Truncations of one seed: the loader must reject each with a specific error.
     seed="$CORPUS/grouped.qarep"
@@ -50,11 +61,14 @@ run() {
     # libFuzzer's -timeout is wall time, and a benchmark may pause this process (SIGSTOP) for a while: a short
     # timeout then reports a unit that was merely paused. Check a timeout artifact with `repro` before
     # believing it; the slowest unit's time is in the final stats.
-    cd "$WORK/artifacts"
+    cd "$ARTIFACTS"
     # The harness also runs two-thread sessions: idle OpenMP workers sleep at once instead of spinning.
-    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} KMP_BLOCKTIME=0 OMP_WAIT_POLICY=passive "$BIN" "$CORPUS" -dict="$ROOT/Tests/Fuzz/qarep.dict" \
+    dict="-dict=$ROOT/Tests/Fuzz/qarep.dict"
+    [ -n "$DEFINES" ] && dict=""
+    # shellcheck disable=SC2086
+    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} KMP_BLOCKTIME=0 OMP_WAIT_POLICY=passive "$BIN" "$CORPUS" $dict \
         -jobs=1 -workers=1 -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=1024 \
-        -timeout=300 -max_len=65536 -print_final_stats=1 -artifact_prefix="$WORK/artifacts/"
+        -timeout=300 -max_len=${FUZZ_MAX_LEN:-65536} -print_final_stats=1 -artifact_prefix="$ARTIFACTS/"
 }
 
 case "${1:-}" in
