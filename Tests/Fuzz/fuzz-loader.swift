@@ -6,7 +6,7 @@
 // a pointer into the caller's buffer, ASan reports a use-after-free on the session run or the unpacking below.
 // A model small enough to run fast also gets its description (which unpacks every weight) and, for every kernel
 // path this CPU has, a session (max_batch 1, one thread), one uint8 run, its logits (which must agree across
-// paths) and top-k; then the default path on two threads with batches of one and two, which must agree too.
+// paths) and top-k; then the default path on two threads with batches of one to three, which must agree too.
 import CQARepAPI
 #if canImport(Glibc)
 import Glibc
@@ -73,10 +73,10 @@ private func exercise(_ model: OpaquePointer) {
         }
         reference = reference ?? logits
     }
-    // Two threads split each layer's rows for a batch of one and claim whole images for a batch of two (the
-    // same image twice here): every image's logits must still be the single-threaded ones.
+    // Two threads split each layer's rows for a batch of one, claim whole images for a batch of two, and do both
+    // for a batch of three (the same image each time): every image's logits must be the single-threaded ones.
     guard let reference else { return }
-    for batch in 1...2 {
+    for batch in 1...3 {
         let logits = runOnce(model, kernel: QAREP_KERNEL_AUTO, classes: Int(info.num_classes), pixels: pixels,
                              threads: 2, batch: batch)
         guard logits.map(\.bitPattern) == Array(repeating: reference, count: batch).joined().map(\.bitPattern) else {
