@@ -109,27 +109,48 @@ final class PackedWeights: Sendable {
     /// OIHW weights exist at a time besides the two packed copies).
     convenience init(path: qk_path, arithmetic: DerivedArithmetic, fcBias: [Int32], repacking source: PackedWeights) throws(QARepError) {
         var convs: [AlignedBuffer] = []
+        var budget = Budget()
         for (i, layer) in arithmetic.layers.enumerated() {
-            convs.append(try Self.packConv(path: path, layer: layer, weight: source.convWeight(i, layer: layer)))
+            convs.append(try Self.packConv(path: path, layer: layer, weight: source.convWeight(i, layer: layer), budget: &budget))
         }
         let fc = try Self.packFC(path: path, inChannels: arithmetic.fcInChannels, classes: fcBias.count,
-                                 weight: source.fcWeight(inChannels: arithmetic.fcInChannels, classes: fcBias.count))
+                                 weight: source.fcWeight(inChannels: arithmetic.fcInChannels, classes: fcBias.count),
+                                 budget: &budget)
         try self.init(path: path, arithmetic: arithmetic, fcBias: fcBias, convs: convs, fc: fc)
     }
 
-    static func packConv(path: qk_path, layer: DerivedConvLayer, weight: [Int8]) throws(QARepError) -> AlignedBuffer {
+    /// Packed layouts can take 20 times the file's bytes (a 3x3 depthwise layer packs 9 weights per channel
+    /// into 192 bytes), so a model within the format's limits could still ask for gigabytes: the running
+    /// total is refused, with a clear error, before it passes the machine's memory.
+    struct Budget {
+        private var used = 0
+        private let limit: Int?
+
+        init(limit: Int? = Platform.physicalMemoryBytes()) { self.limit = limit }
+
+        mutating func reserve(_ bytes: Int) throws(QARepError) {
+            used += bytes
+            if let limit, used > limit {
+                throw QARepError(.outOfMemory, "packed weights need more than \(used) bytes, more than this machine's memory (\(limit))")
+            }
+        }
+    }
+
+    static func packConv(path: qk_path, layer: DerivedConvLayer, weight: [Int8], budget: inout Budget) throws(QARepError) -> AlignedBuffer {
         var shape = layer.kernelShape
         let size = qk_conv3x3_packed_size(path, &shape)
         guard size > 0 else { throw QARepError(.internal, "kernel rejected the shape of a \(layer.inChannels) -> \(layer.outChannels) layer") }
+        try budget.reserve(size)
         let buffer = try AlignedBuffer(count: size)
         weight.withUnsafeBufferPointer { qk_conv3x3_pack(path, &shape, $0.baseAddress, buffer.pointer) }
         return buffer
     }
 
-    static func packFC(path: qk_path, inChannels: Int, classes: Int, weight: [Int8]) throws(QARepError) -> AlignedBuffer {
+    static func packFC(path: qk_path, inChannels: Int, classes: Int, weight: [Int8], budget: inout Budget) throws(QARepError) -> AlignedBuffer {
         let inC = Int32(inChannels), outC = Int32(classes)
         let size = qk_fc_packed_size(path, inC, outC)
         guard size > 0 else { throw QARepError(.internal, "kernel rejected the shape of the fc layer") }
+        try budget.reserve(size)
         let buffer = try AlignedBuffer(count: size)
         weight.withUnsafeBufferPointer { qk_fc_pack(path, inC, outC, $0.baseAddress, buffer.pointer) }
         return buffer
@@ -226,12 +247,14 @@ public final class Model: Sendable {
         let path = (try? Kernel.auto.resolved())?.path ?? qk_best_path()
         var convs: [AlignedBuffer] = []
         var fc: AlignedBuffer? = nil
+        var budget = PackedWeights.Budget()
         let arithmetic = try skeleton.validate(convWeight: convWeight, fcWeight: fcWeight) { (weights) throws(QARepError) in
             switch weights {
             case let .conv(_, layer, weight):
-                convs.append(try PackedWeights.packConv(path: path, layer: layer, weight: weight))
+                convs.append(try PackedWeights.packConv(path: path, layer: layer, weight: weight, budget: &budget))
             case let .fullyConnected(inChannels, classes, weight):
-                fc = try PackedWeights.packFC(path: path, inChannels: inChannels, classes: classes, weight: weight)
+                fc = try PackedWeights.packFC(path: path, inChannels: inChannels, classes: classes, weight: weight,
+                                              budget: &budget)
             }
         }
         guard let fc, convs.count == arithmetic.layers.count else {

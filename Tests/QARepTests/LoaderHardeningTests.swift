@@ -117,4 +117,20 @@ final class LoaderHardeningTests: XCTestCase {
         XCTAssertEqual(logits.withUnsafeMutableBufferPointer { qarep_session_get_logits(session, $0.baseAddress, $0.count) }, QAREP_OK)
         XCTAssertEqual(logits, expected)
     }
+
+    /// Packing can take many times a file's bytes; the running total is refused past the memory limit.
+    func testPackingBudgetRefusesTotalsPastTheLimit() throws {
+        var budget = PackedWeights.Budget(limit: 1000)
+        XCTAssertNoThrow(try budget.reserve(600))
+        XCTAssertNoThrow(try budget.reserve(400))
+        do {
+            try budget.reserve(1)
+            XCTFail("1001 bytes accepted under a 1000-byte limit")
+        } catch {
+            XCTAssertEqual(error.code, .outOfMemory)
+            XCTAssertTrue(error.message.contains("1001"), error.message)
+        }
+        var unlimited = PackedWeights.Budget(limit: nil)
+        XCTAssertNoThrow(try unlimited.reserve(Int.max / 2))
+    }
 }
