@@ -50,10 +50,12 @@ public enum JSONValue: Sendable, Equatable {
     }
 
     /// Parses a complete JSON text. Leading and trailing whitespace is allowed, nothing else.
-    public static func parse(_ bytes: some Collection<UInt8>, maxDepth: Int = 64) throws(JSONParseError) -> JSONValue {
+    /// `maxValues` bounds the values (objects, arrays, strings, numbers, literals) the text may hold, so that a
+    /// small text cannot build a much larger tree.
+    public static func parse(_ bytes: some Collection<UInt8>, maxDepth: Int = 64, maxValues: Int = .max) throws(JSONParseError) -> JSONValue {
         let array = Array(bytes)
         return try array.withUnsafeBufferPointer { (buffer) throws(JSONParseError) -> JSONValue in
-            var parser = JSONParser(bytes: buffer, maxDepth: maxDepth)
+            var parser = JSONParser(bytes: buffer, maxDepth: maxDepth, maxValues: maxValues)
             parser.skipWhitespace()
             let value = try parser.parseValue(depth: 0)
             parser.skipWhitespace()
@@ -149,11 +151,14 @@ public struct JSONParseError: Error, Sendable, CustomStringConvertible {
 struct JSONParser {
     let bytes: UnsafeBufferPointer<UInt8>
     let maxDepth: Int
+    let maxValues: Int
     var position = 0
+    var values = 0
 
-    init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
+    init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int, maxValues: Int = .max) {
         self.bytes = bytes
         self.maxDepth = maxDepth
+        self.maxValues = maxValues
     }
 
     func error(_ reason: String) -> JSONParseError { JSONParseError(offset: position, reason: reason) }
@@ -166,6 +171,8 @@ struct JSONParser {
 
     mutating func parseValue(depth: Int) throws(JSONParseError) -> JSONValue {
         guard let c = current else { throw error("unexpected end of input, expected a value") }
+        values += 1
+        if values > maxValues { throw error("more than \(maxValues) values") }
         switch c {
         case UInt8(ascii: "{"): return try parseObject(depth: depth + 1)
         case UInt8(ascii: "["): return try parseArray(depth: depth + 1)

@@ -7,6 +7,10 @@ public enum ModelFormat {
     /// The highest format version this library reads and the one it writes.
     public static let version: UInt32 = 1
     public static let maxHeaderBytes = 16 << 20
+    /// JSON values in the header: a model has at most 4 * maxConvLayers + 7 tensors of about 10 values each
+    /// (name, dtype, shape, offsets) and a few dozen metadata strings. Without a bound, a 15 MB header of
+    /// 230,000 tiny entries took 1.6 s and 215 MB to refuse.
+    public static let maxHeaderValues = 1 << 16
     public static let maxConvLayers = 256
     public static let maxChannels = 8192
     public static let maxInputSide = 4096
@@ -97,7 +101,8 @@ struct ModelFileContents {
 
 extension ModelFileContents {
     init(source: some ByteSource) throws(QARepError) {
-        let header = try SafetensorsHeader(source: source, maxHeaderBytes: ModelFormat.maxHeaderBytes)
+        let header = try SafetensorsHeader(source: source, maxHeaderBytes: ModelFormat.maxHeaderBytes,
+                                           maxHeaderValues: ModelFormat.maxHeaderValues)
         self = try ModelFileReader(header: header, source: source).read()
     }
 }

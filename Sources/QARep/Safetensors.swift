@@ -104,7 +104,7 @@ struct SafetensorsHeader: Sendable {
     let metadata: [String: String]
     let tensors: [String: SafetensorsTensorInfo]
 
-    init(source: some ByteSource, maxHeaderBytes: Int) throws(QARepError) {
+    init(source: some ByteSource, maxHeaderBytes: Int, maxHeaderValues: Int = .max) throws(QARepError) {
         let fileSize = source.count
         guard fileSize >= 8 else {
             throw .invalidModel("file is \(fileSize) bytes, shorter than the 8-byte safetensors header length")
@@ -126,7 +126,7 @@ struct SafetensorsHeader: Sendable {
         }
         let root: JSONValue
         do {
-            root = try JSONValue.parse(headerBytes)
+            root = try JSONValue.parse(headerBytes, maxValues: maxHeaderValues)
         } catch {
             throw .invalidModel("safetensors header is not valid JSON: \(error)")
         }

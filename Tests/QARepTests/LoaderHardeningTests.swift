@@ -133,4 +133,18 @@ final class LoaderHardeningTests: XCTestCase {
         var unlimited = PackedWeights.Budget(limit: nil)
         XCTAssertNoThrow(try unlimited.reserve(Int.max / 2))
     }
+
+    /// A header of many tiny entries is refused while parsing, before it builds a tree many times its size.
+    func testHeaderWithTooManyValuesIsRefused() throws {
+        var header = "{\"__metadata__\":{\"format\":\"qarep.int8\"}"
+        for i in 0..<10_000 { header += ",\"t\(i)\":{\"dtype\":\"I8\",\"shape\":[1],\"data_offsets\":[0,1]}" }
+        header += "}"
+        var bytes = withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { Array($0) }
+        bytes += Array(header.utf8) + [0]
+        XCTAssertThrowsError(try Model(bytes: bytes)) { error in
+            guard let error = error as? QARepError else { return XCTFail("unexpected error \(error)") }
+            XCTAssertEqual(error.code, .invalidModel)
+            XCTAssertTrue(error.message.contains("more than \(ModelFormat.maxHeaderValues) values"), error.message)
+        }
+    }
 }
