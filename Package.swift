@@ -50,9 +50,12 @@ let package = Package(
             path: "Sources/CImageDecode",
             linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]
         ),
+        // The RepVGG family's layer table and a seeded generator: what bench needs of the offline side,
+        // without its BLAS.
+        .target(name: "RepVGGArchitectures", path: "Sources/RepVGGArchitectures"),
         .target(
             name: "QARepOffline",
-            dependencies: ["QARep", "CImageCodecs", "COpenBLAS", "CImageDecode"],
+            dependencies: ["QARep", "RepVGGArchitectures", "CImageCodecs", "COpenBLAS", "CImageDecode"],
             path: "Sources/QARepOffline"
         ),
         .executableTarget(
@@ -62,7 +65,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "Bench",
-            dependencies: ["QARep", "QARepOffline", "CQARepKernels", "CQARepAPI"],
+            dependencies: ["QARep", "RepVGGArchitectures", "CQARepKernels", "CQARepAPI"],
             path: "bench",
             exclude: ["compare-peers", "peers"]
         ),

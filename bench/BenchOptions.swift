@@ -1,5 +1,5 @@
 // Command-line options, parsed by hand: the bench does not depend on swift-argument-parser.
-import QARepOffline
+import RepVGGArchitectures
 
 struct BenchOptions {
     var architecture = RepVGGArchitecture(named: "A0")
@@ -10,8 +10,9 @@ struct BenchOptions {
     var threads = 1
     var iterations = 50
     var warmup = 5
-    /// bench links the offline module and with it OpenBLAS, whose worker thread spins (sched_yield) for about
-    /// 2^28 cycles after the library loads: on 2 cores that slowed the first ~60-90 ms of runs up to 2x.
+    /// A fresh process's first runs were up to 2x slower for ~60-90 ms: bench then linked OpenBLAS (through
+    /// the offline module), whose worker thread spins for about 2^28 cycles after loading. bench no longer
+    /// links it; the time-based warm-up stays so that timed runs start in a settled process.
     var warmupMilliseconds = 200
     /// nil: the library's automatic choice.
     var kernel: String?
@@ -34,8 +35,8 @@ struct BenchOptions {
           --threads N        threads (default 1)
           --iterations N     timed runs (default 50)
           --warmup N         untimed runs first (default 5)
-          --warmup-ms T      keep up the untimed runs for at least T milliseconds (default 200): OpenBLAS,
-                             linked through the offline module, spins a thread for ~90 ms after start
+          --warmup-ms T      keep up the untimed runs for at least T milliseconds (default 200), so the
+                             timed runs start in a settled process
           --kernel K         scalar|avx2|avx512vnni (default: the fastest this CPU has)
           --layers           also time each layer (Swift API profiling hook) and print a table
           --json             print one JSON object instead of text

@@ -2,7 +2,7 @@
 // that look like a real network's (mostly small, some zero from ReLU, few saturated): an all-zero or
 // all-255 network would let branchy or sparse kernels look better than they are.
 import QARep
-import QARepOffline
+import RepVGGArchitectures
 
 /// Bulk draws on the offline module's seeded SplitMix64; SystemRandomNumberGenerator would make a syscall per
 /// draw, which is minutes for B3's 110 million weights.

@@ -3,7 +3,7 @@ import CQARepAPI
 import CQARepKernels
 import Foundation
 import QARep
-import QARepOffline
+import RepVGGArchitectures
 
 func printError(_ message: String) {
     FileHandle.standardError.write(Data("bench: \(message)\n".utf8))

@@ -78,9 +78,9 @@ def time_peer(run, x, iterations, warmup):
 
 
 def time_ours(bench, model, batch, threads, iterations, warmup):
-    # A new bench process per round, while the peers' sessions stay warm in this process. bench links OpenBLAS
-    # (through the offline module), whose worker thread spins for ~90 ms after loading: A0's first 12 runs at
-    # batch 1 on 2 threads took up to 2x longer. So it warms up for 300 ms.
+    # A new bench process per round, while the peers' sessions stay warm in this process, so it warms up for
+    # 300 ms first (when bench still linked OpenBLAS, whose thread spins for ~90 ms after loading, A0's first
+    # 12 runs at batch 1 on 2 threads took up to 2x longer).
     out = subprocess.run([bench, "--model", model, "--batch", str(batch), "--threads", str(threads),
                           "--iterations", str(iterations), "--warmup", str(warmup), "--warmup-ms", "300", "--json"],
                          check=True, capture_output=True, text=True).stdout

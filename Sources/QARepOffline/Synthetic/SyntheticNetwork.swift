@@ -2,18 +2,9 @@
 // through the whole offline path (calibration, export) without a trained checkpoint.
 import Foundation
 import QARep
+@_exported import RepVGGArchitectures
 
-/// SplitMix64, seedable, so a synthetic network is the same on every machine.
-public struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+extension SeededGenerator {
     /// Standard normal by Box-Muller.
     mutating func gaussian() -> Float {
         let u1 = Double.random(in: Double.ulpOfOne..<1, using: &self)

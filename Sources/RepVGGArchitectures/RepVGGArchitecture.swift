@@ -1,7 +1,7 @@
-import Foundation
-
 // The RepVGG family as the official builder (DingXiaoH/RepVGG, repvgg.py) lays it out, in deployed form:
 // one 3x3 conv per block. Used by bench (synthetic INT8 models) and `qarep synthesize` (synthetic FP32 ones).
+// A target of its own, without Foundation or BLAS, so that bench needs nothing of the offline module: it
+// linked OpenBLAS through it, whose worker thread spun for ~90 ms after loading and slowed the first runs.
 
 /// Shape of one deployed 3x3 conv layer (padding 1).
 public struct ConvLayerShape: Equatable, Sendable {
@@ -35,7 +35,7 @@ public struct RepVGGArchitecture: Equatable, Sendable {
 
     /// Parses "A0", "B1g2", "b2g4", ...; nil for an unknown name.
     public init?(named rawName: String) {
-        let name = rawName.uppercased().replacingOccurrences(of: "G", with: "g")
+        let name = String(rawName.uppercased().map { $0 == "G" ? "g" : $0 })
         var base = name
         var groups = 1
         if let gIndex = name.firstIndex(of: "g") {
