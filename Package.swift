@@ -1,6 +1,7 @@
 // swift-tools-version: 6.0
 // QARep: deploy-only INT8 runtime for QARepVGG / RepVGG classifiers.
-// Dependency arrows point one way: QARepCLI/bench -> QARepOffline -> QARep -> CQARepKernels.
+// Dependency arrows point one way: QARepCLI -> QARepOffline -> QARep -> CQARepKernels; bench -> QARep and
+// RepVGGArchitectures (the family's layer table, which QARepOffline also uses), not the offline module.
 import PackageDescription
 
 // The kernels use OpenMP pragmas only (no omp.h), so the toolchain's clang needs -fopenmp and a libomp to
