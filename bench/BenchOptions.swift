@@ -10,9 +10,10 @@ struct BenchOptions {
     var threads = 1
     var iterations = 50
     var warmup = 5
-    /// A fresh process's first runs were up to 2x slower for ~60-90 ms: bench then linked OpenBLAS (through
-    /// the offline module), whose worker thread spins for about 2^28 cycles after loading. bench no longer
-    /// links it; the time-based warm-up stays so that timed runs start in a settled process.
+    /// A fresh process's first ~60 ms of two-thread runs were up to 2x slower (A0 b1: ~5 ms, then 2.1). One
+    /// cause was OpenBLAS, then linked through the offline module, whose worker thread spins for about 2^28
+    /// cycles after loading; bench no longer links it, and the slow start remained (an idle second core
+    /// coming up to speed, it seems), so timed runs start after a warm-up of some duration, not a count.
     var warmupMilliseconds = 200
     /// nil: the library's automatic choice.
     var kernel: String?
