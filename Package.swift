@@ -75,8 +75,8 @@ let package = Package(
             dependencies: ["QARep"],
             path: "examples/swift"
         ),
-        .testTarget(name: "QARepKernelTests", dependencies: ["CQARepKernels"]),
-        .testTarget(name: "QARepTests", dependencies: ["QARep", "CQARepAPI", "CQARepKernels"]),
+        .testTarget(name: "QARepKernelTests", dependencies: ["CQARepKernels", "RepVGGArchitectures"]),
+        .testTarget(name: "QARepTests", dependencies: ["QARep", "CQARepAPI", "CQARepKernels", "RepVGGArchitectures"]),
         .testTarget(name: "QARepOfflineTests", dependencies: ["QARepOffline", "QARep"]),
     ]
 )

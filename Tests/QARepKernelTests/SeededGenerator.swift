@@ -1,18 +1,8 @@
-// Deterministic random numbers so a failing case reproduces from the seed printed with it.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
+// Deterministic random numbers so a failing case reproduces from the seed printed with it: the project's
+// SplitMix64 (RepVGGArchitectures), with the draws these tests need.
+@_exported import RepVGGArchitectures
 
-    init(seed: UInt64) { state = seed }
-
-    // SplitMix64: tiny, fast, and good enough to spread test data.
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+extension SeededGenerator {
     mutating func bytes(_ count: Int) -> [UInt8] {
         (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &self) }
     }

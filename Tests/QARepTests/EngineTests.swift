@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import RepVGGArchitectures
 import XCTest
 @testable import QARep
 
@@ -79,7 +80,7 @@ enum ReferenceModel {
 
 final class EngineTests: XCTestCase {
     func randomImages(_ model: QuantizedModelDescription, batch: Int, seed: UInt64) -> [UInt8] {
-        var rng = SplitMix64(seed: seed)
+        var rng = SeededGenerator(seed: seed)
         return rng.bytes(batch * model.inputHeight * model.inputWidth * 3)
     }
 

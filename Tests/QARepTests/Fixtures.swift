@@ -1,16 +1,9 @@
 // Synthetic models built by the tests themselves (no files from /work/shared).
 import QARep
+import RepVGGArchitectures
 
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// The draws these tests need from the project's seeded SplitMix64.
+extension SeededGenerator {
     mutating func int(in range: ClosedRange<Int>) -> Int {
         range.lowerBound + Int(next() % UInt64(range.upperBound - range.lowerBound + 1))
     }
@@ -28,7 +21,7 @@ struct LayerSpec {
 /// rather than saturated.
 func makeRandomModel(seed: UInt64, height: Int, width: Int, layers: [LayerSpec], numClasses: Int,
                      labels: [String]? = nil) -> QuantizedModelDescription {
-    var rng = SplitMix64(seed: seed)
+    var rng = SeededGenerator(seed: seed)
     let mean: [Float] = [0.485, 0.456, 0.406]
     let zeroPoint = mean.map { UInt8((255 * Double($0)).rounded(.toNearestOrAwayFromZero)) }
     var convs: [QuantizedConvLayer] = []

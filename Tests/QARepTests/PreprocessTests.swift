@@ -1,3 +1,4 @@
+import RepVGGArchitectures
 import XCTest
 @testable import QARep
 
@@ -11,7 +12,7 @@ final class PreprocessTests: XCTestCase {
     }
 
     func testIdentityWhenSizesMatch() throws {
-        var rng = SplitMix64(seed: 4)
+        var rng = SeededGenerator(seed: 4)
         let image = rng.bytes(13 * 7 * 3)
         XCTAssertEqual(try resize(image, 13, 7, to: 13, 7), image)
     }
@@ -42,7 +43,7 @@ final class PreprocessTests: XCTestCase {
     }
 
     func testRowStrideAndArgumentErrors() throws {
-        var rng = SplitMix64(seed: 8)
+        var rng = SeededGenerator(seed: 8)
         let image = rng.bytes(6 * 5 * 3)
         var padded: [UInt8] = []
         for y in 0..<5 { padded += image[(y * 18)..<((y + 1) * 18)] + [9, 9, 9, 9] }
