@@ -482,11 +482,11 @@ void qk_conv_blocked_share(const qk_conv_args *caller_args, const qk_conv_microk
     if (taps_per_slice < 1) taps_per_slice = 1;
     if (taps_per_slice > blocking->taps) taps_per_slice = blocking->taps;
     const int dense = blocking->taps == 1;
-    int64_t first_item, end_item;
-    share_items(args, &plan, team, &first_item, &end_item);
     const qk_share_context share_context = {args, &plan};
     qk_item_claim claim;
     qk_claim_begin(&claim, team, &share_context, share_items_of);
+    // The member's own share, which its prefetch plan follows (the claim starts with it).
+    const int64_t first_item = claim.first, end_item = claim.end;
     int64_t item;
     bool own;
     while (qk_claim_next(&claim, team, &item, &own)) {
