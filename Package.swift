@@ -30,7 +30,8 @@ let package = Package(
         .target(
             name: "CQARepKernels",
             path: "Sources/CQARepKernels",
-            cSettings: kernelCFlags,
+            // Kernel files include each other's headers by their place in the tree ("driver/blocked.h").
+            cSettings: kernelCFlags + [.headerSearchPath(".")],
             linkerSettings: [.linkedLibrary(":libomp.so.5", .when(platforms: [.linux]))]
         ),
         .target(

@@ -1,5 +1,6 @@
 // Command-line options, parsed by hand: the bench does not depend on swift-argument-parser.
 import RepVGGArchitectures
+import QARep
 
 struct BenchOptions {
     var architecture = RepVGGArchitecture(named: "A0")
@@ -38,10 +39,10 @@ struct BenchOptions {
           --warmup N         untimed runs first (default 5)
           --warmup-ms T      keep up the untimed runs for at least T milliseconds (default 200), so the
                              timed runs start in a settled process
-          --kernel K         scalar|avx2|avx512vnni (default: the fastest this CPU has)
+          --kernel K         a kernel path: \(Kernel.all.map(\.name).joined(separator: "|")) (default: the fastest this CPU has)
           --layers           also time each layer (Swift API profiling hook) and print a table
           --json             print one JSON object instead of text
-          --peak             print the measured int8 peak of one core and of all threads, then exit
+          --peak             print the measured int8 peak of one core (of --kernel's path) and of all threads, then exit
           -h, --help         this text
         """
 
@@ -87,8 +88,9 @@ struct BenchOptions {
             case "--warmup-ms": options.warmupMilliseconds = try positiveInt(for: argument, allowZero: true)
             case "--kernel":
                 let name = try value(for: argument)
-                guard ["auto", "scalar", "avx2", "avx512vnni"].contains(name) else {
-                    throw ParseError(description: "unknown kernel '\(name)'; known: scalar, avx2, avx512vnni")
+                guard Kernel(name: name) != nil else {
+                    let known = ([Kernel.auto] + Kernel.all).map(\.name).joined(separator: ", ")
+                    throw ParseError(description: "unknown kernel '\(name)'; known: \(known)")
                 }
                 options.kernel = name == "auto" ? nil : name
             case "--layers": options.layers = true

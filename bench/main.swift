@@ -33,23 +33,28 @@ func peakResidentMegabytes() -> Double {
     return Double(usage.ru_maxrss) / 1024  // Linux reports kilobytes
 }
 
-let kernelsByName: [String: qarep_kernel] = [
-    "scalar": QAREP_KERNEL_SCALAR, "avx2": QAREP_KERNEL_AVX2, "avx512vnni": QAREP_KERNEL_AVX512VNNI,
-]
-
 /// How long the peak measurement runs: enough short bursts for their median rate (the clock the core holds
-/// most of the time, see Sources/CQARepKernels/peak.c) to be stable.
+/// most of the time, see Sources/CQARepKernels/peak/peak.c) to be stable.
 let peakMeasurementSeconds = 0.5
+
+/// GMAC/s of one core with the path's instruction mix.
+func peakGMACs(of kernel: Kernel, seconds: Double) -> Double {
+    var path = QK_PATH_SCALAR
+    guard qk_path_from_name(kernel.name, &path) == QK_OK else { return 0 }
+    return qk_measure_peak_gmacs(path, seconds)
+}
 
 func format(_ value: Double, _ decimals: Int = 1) -> String { String(format: "%.\(decimals)f", value) }
 
 func runBenchmark(_ options: BenchOptions) throws {
     if options.peak {
-        let perCore = qk_measure_peak_gmacs(1.0)
+        let kernel = try Kernel(rawValue: options.kernel ?? Kernel.auto.name).resolved()
+        let perCore = peakGMACs(of: kernel, seconds: 1.0)
+        let mix = kernel.peakInstructionMix ?? "?"
         if options.json {
-            print("{\"peak_gmacs_per_core\": \(format(perCore, 2)), \"threads\": \(options.threads), \"peak_gmacs\": \(format(perCore * Double(options.threads), 2))}")
+            print("{\"peak_gmacs_per_core\": \(format(perCore, 2)), \"threads\": \(options.threads), \"peak_gmacs\": \(format(perCore * Double(options.threads), 2)), \"kernel\": \(jsonString(kernel.name)), \"peak_mix\": \(jsonString(mix))}")
         } else {
-            print("int8 peak: \(format(perCore)) GMAC/s per core (\(String(cString: qk_path_name(qk_best_path())))), x \(options.threads) threads = \(format(perCore * Double(options.threads))) GMAC/s")
+            print("int8 peak: \(format(perCore)) GMAC/s per core (\(kernel.name): \(mix)), x \(options.threads) threads = \(format(perCore * Double(options.threads))) GMAC/s")
         }
         return
     }
@@ -88,7 +93,7 @@ func runBenchmark(_ options: BenchOptions) throws {
     var sessionOptions = qarep_session_options_default()
     sessionOptions.num_threads = Int32(options.threads)
     sessionOptions.max_batch = Int32(options.batch)
-    if let kernel = options.kernel, let requested = kernelsByName[kernel] { sessionOptions.kernel = requested }
+    if let kernel = options.kernel { try check(qarep_kernel_from_name(kernel, &sessionOptions.kernel), "qarep_kernel_from_name") }
     var session: OpaquePointer?
     try check(qarep_session_create(model, &sessionOptions, &session), "qarep_session_create")
     defer { qarep_session_destroy(session) }
@@ -121,7 +126,8 @@ func runBenchmark(_ options: BenchOptions) throws {
     let p90Seconds = percentile(samples, 0.9)
     let imagesPerSecond = Double(options.batch) / medianSeconds
     let gmacs = info.macs_per_image * imagesPerSecond / 1e9
-    let peakPerCore = qk_measure_peak_gmacs(peakMeasurementSeconds)
+    // The yardstick is the peak of the session's own path: its instruction mix, not the CPU's best.
+    let peakPerCore = peakGMACs(of: Kernel(rawValue: kernelName), seconds: peakMeasurementSeconds)
     let peakFraction = gmacs / (peakPerCore * Double(options.threads))
 
     var layerTimings: [LayerTiming] = []

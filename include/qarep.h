@@ -54,8 +54,10 @@ typedef enum qarep_status {
     QAREP_ERROR_INTERNAL = 9
 } qarep_status;
 
-/* Which kernel implementation a session runs. AUTO picks the fastest this CPU supports, unless the
-   environment variable QAREP_KERNEL (scalar, avx2, avx512vnni) names one. All give identical outputs. */
+/* Which kernel path (CPU instruction set) a session runs; all give identical outputs. AUTO picks the
+   fastest this CPU supports, unless the environment variable QAREP_KERNEL names one. The paths are
+   numbered 1..qarep_kernel_count() and never renumbered; the constants below name those of the first
+   release, and later paths are reached by name (qarep_kernel_from_name) or by number. */
 typedef enum qarep_kernel {
     QAREP_KERNEL_AUTO = 0,
     QAREP_KERNEL_SCALAR = 1,
@@ -78,10 +80,14 @@ QAREP_API uint32_t qarep_max_model_format_version(void);
 QAREP_API const char *qarep_status_string(qarep_status status);
 /* The message of the last failed call on this thread ("" if none); valid until the next failing call. */
 QAREP_API const char *qarep_last_error_message(void);
+/* How many kernel paths this library has, whether or not this CPU runs them: values 1..count. */
+QAREP_API int32_t qarep_kernel_count(void);
 /* 1 if this CPU can run the kernel path, else 0 (AUTO is always 1). */
 QAREP_API int qarep_kernel_supported(qarep_kernel kernel);
-/* "auto", "scalar", "avx2", "avx512vnni"; NULL for an unknown value. */
+/* The path's name ("auto", "scalar", "avx2", ...), static storage; NULL for an unknown value. */
 QAREP_API const char *qarep_kernel_name(qarep_kernel kernel);
+/* The kernel named `name` ("auto" or a path name), into *out_kernel. */
+QAREP_API qarep_status qarep_kernel_from_name(const char *name, qarep_kernel *out_kernel);
 
 /* ---- Model ------------------------------------------------------------------------------------ */
 

@@ -3,6 +3,7 @@
 // Handles are retained Swift objects passed as opaque pointers: a session holds a strong reference to its
 // model's handle, so releasing a model while sessions exist is safe.
 import CQARepAPI
+import CQARepKernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -76,31 +77,23 @@ private nonisolated(unsafe) let versionCString: UnsafeMutablePointer<CChar>? =
 
 // The C strings below are written once at first use and never freed or modified afterwards.
 private nonisolated(unsafe) let statusCStrings: [UnsafeMutablePointer<CChar>?] = (0...9).map { raw -> UnsafeMutablePointer<CChar>? in
-    guard raw > 0, let code = QARepError.Code(rawValue: Int32(raw)) else { return strdup(raw == 0 ? "ok" : "unknown status") }
-    return strdup(code.summary)
+    raw == 0 ? strdup("ok") : strdup(QARepError.Code(rawValue: Int32(raw)).summary)
 }
 
 private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar>? = strdup("unknown status")
 
-private nonisolated(unsafe) let kernelCStrings: [UnsafeMutablePointer<CChar>?] = [Kernel.auto, .scalar, .avx2, .avx512vnni].map { strdup($0.name) }
+private nonisolated(unsafe) let autoKernelCString: UnsafeMutablePointer<CChar>? = strdup(Kernel.auto.name)
 
+// qarep_kernel values: 0 is AUTO, value i + 1 the kernels' path i (the order of qk_paths.h).
 private func kernel(from value: qarep_kernel) -> Kernel? {
-    switch value {
-    case QAREP_KERNEL_AUTO: return .auto
-    case QAREP_KERNEL_SCALAR: return .scalar
-    case QAREP_KERNEL_AVX2: return .avx2
-    case QAREP_KERNEL_AVX512VNNI: return .avx512vnni
-    default: return nil
-    }
+    if value == QAREP_KERNEL_AUTO { return .auto }
+    guard value.rawValue >= 1, value.rawValue <= QK_PATH_COUNT.rawValue else { return nil }
+    return Kernel(path: qk_path(rawValue: value.rawValue - 1))
 }
 
 private func cKernel(_ kernel: Kernel) -> qarep_kernel {
-    switch kernel {
-    case .auto: return QAREP_KERNEL_AUTO
-    case .scalar: return QAREP_KERNEL_SCALAR
-    case .avx2: return QAREP_KERNEL_AVX2
-    case .avx512vnni: return QAREP_KERNEL_AVX512VNNI
-    }
+    guard let path = kernel.path else { return QAREP_KERNEL_AUTO }
+    return qarep_kernel(rawValue: path.rawValue + 1)
 }
 
 @_cdecl("qarep_version")
@@ -137,8 +130,25 @@ public func _qarepKernelSupported(_ value: qarep_kernel) -> Int32 {
 
 @_cdecl("qarep_kernel_name")
 public func _qarepKernelName(_ value: qarep_kernel) -> UnsafePointer<CChar>? {
-    guard let kernel = kernel(from: value), let index = Kernel.allCases.firstIndex(of: kernel) else { return nil }
-    return UnsafePointer(kernelCStrings[index])
+    if value == QAREP_KERNEL_AUTO { return UnsafePointer(autoKernelCString) }
+    guard value.rawValue >= 1, value.rawValue <= QK_PATH_COUNT.rawValue else { return nil }
+    return qk_path_name(qk_path(rawValue: value.rawValue - 1))
+}
+
+@_cdecl("qarep_kernel_count")
+public func _qarepKernelCount() -> Int32 { Int32(QK_PATH_COUNT.rawValue) }
+
+@_cdecl("qarep_kernel_from_name")
+public func _qarepKernelFromName(_ name: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<qarep_kernel>?) -> qarep_status {
+    guard let name else { return fail(QAREP_ERROR_INVALID_ARGUMENT, "name is NULL") }
+    guard let out else { return fail(QAREP_ERROR_INVALID_ARGUMENT, "out_kernel is NULL") }
+    let text = String(cString: name)
+    guard let kernel = Kernel(name: text) else {
+        let known = ([Kernel.auto] + Kernel.all).map(\.name).joined(separator: ", ")
+        return fail(QAREP_ERROR_INVALID_ARGUMENT, "\"\(text.prefix(40))\" is not a kernel name; known: \(known)")
+    }
+    out.pointee = cKernel(kernel)
+    return QAREP_OK
 }
 
 // MARK: - Model
@@ -302,7 +312,7 @@ public func _qarepSessionRunU8(_ session: OpaquePointer?, _ images: UnsafePointe
     checkedRun(session, images, inputName: "images", count: size, countName: "size",
                shape: "batch * input_height * input_width * 3", batch: batch) { (session) throws(QARepError) in
         // Logits stay in the session for get_logits/top_k; the Swift API's returned copy is not needed here.
-        try session.runInternal(images: UnsafeBufferPointer(start: images, count: size), batch: Int(batch), observe: nil)
+        try session.run(images: UnsafeBufferPointer(start: images, count: size), batch: Int(batch), stepClock: nil)
     }
 }
 
@@ -318,18 +328,13 @@ public func _qarepSessionRunF32(_ session: OpaquePointer?, _ input: UnsafePointe
 public func _qarepSessionGetLogits(_ session: OpaquePointer?, _ out: UnsafeMutablePointer<Float>?, _ count: Int) -> qarep_status {
     guard let handle = sessionHandle(session) else { return fail(QAREP_ERROR_INVALID_ARGUMENT, "session is NULL") }
     guard let out else { return fail(QAREP_ERROR_INVALID_ARGUMENT, "out is NULL") }
-    do {
-        let logits = try handle.session.lastLogits()
-        guard count == logits.count else {
-            return fail(QAREP_ERROR_BUFFER_SIZE, "count is \(count), expected batch * num_classes = \(logits.count) for the last run")
-        }
-        logits.withUnsafeBufferPointer { source in
-            if let base = source.baseAddress { out.update(from: base, count: logits.count) }
-        }
-        return QAREP_OK
-    } catch {
-        return fail(error)
+    guard let batch = handle.session.lastBatch else { return fail(QARepError(.noResult, "no successful run yet")) }
+    let expected = batch * handle.session.model.numClasses
+    guard count == expected else {
+        return fail(QAREP_ERROR_BUFFER_SIZE, "count is \(count), expected batch * num_classes = \(expected) for the last run")
     }
+    handle.session.copyLogits(batch: batch, into: UnsafeMutableBufferPointer(start: out, count: count))
+    return QAREP_OK
 }
 
 @_cdecl("qarep_session_top_k")

@@ -2,21 +2,24 @@
 // against its limit before anything is sized from it, then checks every tensor's dtype and shape before
 // decoding it, then checks values (weight range, scales, multipliers, int32 bounds) via validate().
 
+import CQARepKernels
+
 public enum ModelFormat {
     public static let name = "qarep.int8"
     /// The highest format version this library reads and the one it writes.
     public static let version: UInt32 = 1
     public static let maxHeaderBytes = 16 << 20
     /// JSON values in the header: a model has at most 4 * maxConvLayers + 7 tensors of about 10 values each
-    /// (name, dtype, shape, offsets) and a few dozen metadata strings. Without a bound, a 15 MB header of
-    /// 230,000 tiny entries took 1.6 s and 215 MB to refuse.
+    /// (name, dtype, shape, offsets) and a few dozen metadata strings; without a bound, a header of many
+    /// tiny entries takes seconds and hundreds of MB to refuse.
     public static let maxHeaderValues = 1 << 16
-    public static let maxConvLayers = 256
-    public static let maxChannels = 8192
-    public static let maxInputSide = 4096
-    public static let maxClasses = 100_000
+    // The kernels' limits (qk_limits.h), stated once there.
+    public static let maxConvLayers = Int(QK_MAX_CONV_LAYERS)
+    public static let maxChannels = Int(QK_MAX_CHANNELS)
+    public static let maxInputSide = Int(QK_MAX_SIDE)
+    public static let maxClasses = Int(QK_MAX_CLASSES)
     public static let maxLabelBytes = 1024
-    public static let maxActivationBytes = 256 << 20
+    public static let maxActivationBytes = Int(QK_MAX_ACTIVATION_BYTES)
     static let jsonMaxDepth = 8
 }
 
@@ -95,6 +98,8 @@ extension QuantizedModelDescription {
 struct ModelFileContents {
     /// The description with empty weights.
     var skeleton: QuantizedModelDescription
+    /// The file's "format_version", at most ModelFormat.version.
+    var formatVersion: UInt32
     var convWeights: [SafetensorsTensorInfo]
     var fcWeight: SafetensorsTensorInfo
 }
@@ -243,7 +248,7 @@ private struct ModelFileReader<Source: ByteSource> {
             inputScale: inputScale, inputZeroPoint: zeroPoint, convs: convs, poolOutputScale: poolScale,
             numClasses: numClasses, fcWeight: [], fcWeightScale: fcWeightScale, fcBias: fcBias,
             labels: labels, extraMetadata: extra)
-        return ModelFileContents(skeleton: skeleton, convWeights: convWeights, fcWeight: fcWeight)
+        return ModelFileContents(skeleton: skeleton, formatVersion: version, convWeights: convWeights, fcWeight: fcWeight)
     }
 
     struct LayerHeader { var `in`: Int; var out: Int; var stride: Int; var groups: Int }

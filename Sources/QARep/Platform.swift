@@ -23,6 +23,12 @@ final class AlignedBuffer: @unchecked Sendable {
         self.count = count
     }
 
+    /// A buffer whose bytes are all zero.
+    convenience init(zeroedCount count: Int) throws(QARepError) {
+        try self.init(count: count)
+        pointer.initializeMemory(as: UInt8.self, repeating: 0, count: max(count, 64))
+    }
+
     deinit { free(pointer) }
 
     var bytes: UnsafeMutablePointer<UInt8> { pointer.assumingMemoryBound(to: UInt8.self) }

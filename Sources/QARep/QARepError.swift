@@ -2,16 +2,23 @@
 // them through unchanged.
 
 public struct QARepError: Error, Sendable, Equatable, CustomStringConvertible {
-    public enum Code: Int32, Sendable {
-        case invalidArgument = 1
-        case bufferSize = 2
-        case io = 3
-        case invalidModel = 4
-        case unsupportedVersion = 5
-        case unsupportedKernel = 6
-        case outOfMemory = 7
-        case noResult = 8
-        case `internal` = 9
+    /// What went wrong, as qarep_status numbers it. A struct rather than an enum, so that codes added later
+    /// do not break code that switches over it.
+    public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: Int32
+        public init(rawValue: Int32) { self.rawValue = rawValue }
+
+        public static let invalidArgument = Code(rawValue: 1)
+        public static let bufferSize = Code(rawValue: 2)
+        public static let io = Code(rawValue: 3)
+        public static let invalidModel = Code(rawValue: 4)
+        public static let unsupportedVersion = Code(rawValue: 5)
+        public static let unsupportedKernel = Code(rawValue: 6)
+        public static let outOfMemory = Code(rawValue: 7)
+        public static let noResult = Code(rawValue: 8)
+        public static let `internal` = Code(rawValue: 9)
+
+        public var description: String { summary }
     }
 
     public var code: Code
@@ -30,18 +37,12 @@ public struct QARepError: Error, Sendable, Equatable, CustomStringConvertible {
 }
 
 extension QARepError.Code {
+    private static let summaries: [Int32: String] = [
+        1: "invalid argument", 2: "wrong buffer size", 3: "I/O error", 4: "invalid model",
+        5: "unsupported model format version", 6: "unsupported kernel", 7: "out of memory", 8: "no result",
+        9: "internal error",
+    ]
+
     /// Short constant text, as qarep_status_string returns.
-    public var summary: String {
-        switch self {
-        case .invalidArgument: return "invalid argument"
-        case .bufferSize: return "wrong buffer size"
-        case .io: return "I/O error"
-        case .invalidModel: return "invalid model"
-        case .unsupportedVersion: return "unsupported model format version"
-        case .unsupportedKernel: return "unsupported kernel"
-        case .outOfMemory: return "out of memory"
-        case .noResult: return "no result"
-        case .internal: return "internal error"
-        }
-    }
+    public var summary: String { Self.summaries[rawValue] ?? "unknown status" }
 }

@@ -2,6 +2,8 @@
 // "Derived at load time"). Everything the kernels rely on for memory safety and exact int32 arithmetic is
 // established here, once, so the engine can call the kernels without re-checking.
 
+import CQARepKernels
+
 /// One conv layer as the engine runs it.
 struct DerivedConvLayer: Sendable {
     var inHeight: Int, inWidth: Int, inChannels: Int
@@ -10,7 +12,7 @@ struct DerivedConvLayer: Sendable {
     var multiplier: [Float]
     /// Bias with the first layer's zero-point correction folded in.
     var bias: [Int32]
-    /// Per input channel border value, followed by QK_EXTRA_BYTES of slack the SIMD kernels may read.
+    /// Per input channel border value.
     var padValue: [UInt8]
     var macs: Int
 
@@ -30,7 +32,6 @@ struct DerivedArithmetic: Sendable {
 }
 
 private let int32Limit: Int64 = 1 << 31
-let kernelExtraBytes = 64  // QK_EXTRA_BYTES
 
 private func checkScale(_ value: Float, _ name: String) throws(QARepError) {
     guard value.isFinite, value > 0 else { throw .invalidModel("tensor \"\(name)\" holds scale \(value), expected finite and > 0") }
@@ -83,8 +84,10 @@ func checkLayerGeometry(inputHeight: Int, inputWidth: Int, layers: [LayerGeometr
 /// Weights that passed validation, handed over one layer at a time (the fc layer last) while the rest of
 /// the model is still being checked, so that a loader can pack and drop them before reading the next.
 enum CheckedWeights {
+    /// Every layer's shape, before any weights: the chain, channel, stride and group rules hold.
+    case shapes([qk_conv_shape])
     case conv(index: Int, layer: DerivedConvLayer, weight: [Int8])
-    case fullyConnected(inChannels: Int, classes: Int, weight: [Int8])
+    case fullyConnected(poolMultiplier: Float, fcMultiplier: [Float], weight: [Int8])
 }
 
 extension QuantizedModelDescription {
@@ -122,6 +125,12 @@ extension QuantizedModelDescription {
         let geometry = try checkLayerGeometry(inputHeight: inputHeight, inputWidth: inputWidth, layers: convs.map {
             LayerGeometry(inChannels: $0.inChannels, outChannels: $0.outChannels, stride: $0.stride, groups: $0.groups)
         })
+        var shapeHeight = inputHeight, shapeWidth = inputWidth
+        try checked(.shapes(convs.enumerated().map { i, conv in
+            defer { (shapeHeight, shapeWidth) = geometry[i] }
+            return qk_conv_shape(in_h: Int32(shapeHeight), in_w: Int32(shapeWidth), in_c: Int32(conv.inChannels),
+                                 out_c: Int32(conv.outChannels), stride: Int32(conv.stride), groups: Int32(conv.groups))
+        }))
         for (i, conv) in convs.enumerated() {
             let name = "conv.\(i)"
             let inPerGroup = conv.inChannels / conv.groups
@@ -164,7 +173,7 @@ extension QuantizedModelDescription {
                 }
                 bias.append(Int32(b))
             }
-            var pad = [UInt8](repeating: 0, count: conv.inChannels + kernelExtraBytes)
+            var pad = [UInt8](repeating: 0, count: conv.inChannels)
             if i == 0 { for c in 0..<3 { pad[c] = inputZeroPoint[c] } }
             let layerMacs = outHeight * outWidth * conv.outChannels * inPerGroup * 9
             macs += layerMacs
@@ -215,7 +224,7 @@ extension QuantizedModelDescription {
         for (k, label) in labels.enumerated() where label.utf8.count > ModelFormat.maxLabelBytes {
             throw .invalidModel("metadata key \"labels\": label \(k) is \(label.utf8.count) bytes, the limit is \(ModelFormat.maxLabelBytes)")
         }
-        try checked(.fullyConnected(inChannels: channels, classes: numClasses, weight: fcWeight))
+        try checked(.fullyConnected(poolMultiplier: poolMultiplier, fcMultiplier: fcMultiplier, weight: fcWeight))
         macs += channels * numClasses
         return DerivedArithmetic(layers: layers, poolMultiplier: poolMultiplier, fcMultiplier: fcMultiplier,
                                  fcInChannels: channels, lastPixels: lastPixels, maxActivationBytes: maxActivation,

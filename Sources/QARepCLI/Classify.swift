@@ -11,14 +11,15 @@ struct RuntimeFlags: ParsableArguments {
     @Option(help: "Threads (0 = all CPUs).")
     var threads: Int = 0
 
-    @Option(help: "Kernel path: auto, scalar, avx2, avx512vnni.")
+    @Option(help: ArgumentHelp("Kernel path: auto or one of this library's paths (\(Kernel.all.map(\.name).joined(separator: ", ")))."))
     var kernel: String = "auto"
 
     func session(for model: Model) throws -> Session {
         guard batch >= 1 else { throw CLIError("--batch must be at least 1") }
         guard threads >= 0 else { throw CLIError("--threads must be >= 0") }
         guard let path = Kernel(name: kernel) else {
-            throw CLIError("--kernel must be auto, scalar, avx2 or avx512vnni, got '\(kernel)'")
+            let known = ([Kernel.auto] + Kernel.all).map(\.name).joined(separator: ", ")
+            throw CLIError("--kernel must be one of \(known), got '\(kernel)'")
         }
         return try Session(model: model, threads: threads, maxBatch: batch, kernel: path)
     }
@@ -103,7 +104,7 @@ struct Inspect: ParsableCommand {
         try reportingErrors {
             let fileSize = (try? FileManager.default.attributesOfItem(atPath: model)[.size] as? Int) ?? nil
             let loaded = try Model(contentsOfFile: model)
-            let d = loaded.description
+            let d = try loaded.description
             var layers: [[String: Any]] = []
             var inputScale = d.inputScale
             for (i, (conv, info)) in zip(d.convs, loaded.layers).enumerated() {

@@ -13,27 +13,40 @@ final class DispatchTests: XCTestCase {
             throw XCTSkip("no /proc/cpuinfo flags on this system")
         }
         let flags = Set(flagsLine.split(separator: " ").map(String.init))
-        let hasAVX2 = flags.isSuperset(of: ["avx2", "fma"])
-        let hasVNNI = flags.isSuperset(of: ["avx512f", "avx512bw", "avx512vl", "avx512_vnni"])
-        XCTAssertEqual(qk_path_supported(QK_PATH_SCALAR), 1)
-        XCTAssertEqual(qk_path_supported(QK_PATH_AVX2), hasAVX2 ? 1 : 0)
-        XCTAssertEqual(qk_path_supported(QK_PATH_AVX512VNNI), hasVNNI ? 1 : 0)
+        for path in allPaths {
+            // Paths of another architecture need features this CPU's flags do not list.
+            let needed = qk_path_linux_cpu_flags(path).map { String(cString: $0) } ?? ""
+            let required = Set(needed.split(separator: " ").map(String.init))
+            XCTAssertEqual(qk_path_supported(path), required.isSubset(of: flags) ? 1 : 0, "\(pathName(path)) needs \(needed)")
+        }
         let best = qk_best_path()
         XCTAssertEqual(qk_path_supported(best), 1)
-        XCTAssertEqual(best, hasVNNI ? QK_PATH_AVX512VNNI : hasAVX2 ? QK_PATH_AVX2 : QK_PATH_SCALAR)
+        if allPaths.contains(where: { $0 != QK_PATH_SCALAR && qk_path_supported($0) != 0 }) {
+            XCTAssertNotEqual(best, QK_PATH_SCALAR, "a SIMD path is supported but the scalar one is the default")
+        }
         print("supported kernel paths: \(allPaths.filter { qk_path_supported($0) != 0 }.map(pathName))")
     }
 
+    /// Names come from the table, are unique, and map back to their path.
     func testPathNamesAndUnknownPaths() {
         XCTAssertEqual(pathName(QK_PATH_SCALAR), "scalar")
-        XCTAssertEqual(pathName(QK_PATH_AVX2), "avx2")
-        XCTAssertEqual(pathName(QK_PATH_AVX512VNNI), "avx512vnni")
-        let unknown = qk_path(rawValue: 7)
+        XCTAssertEqual(Set(allPaths.map(pathName)).count, allPaths.count, "path names are not unique")
+        for path in allPaths {
+            var found = QK_PATH_COUNT
+            XCTAssertEqual(qk_path_from_name(qk_path_name(path), &found), QK_OK)
+            XCTAssertEqual(found, path)
+            XCTAssertNotNil(qk_path_peak_mix(path), pathName(path))
+        }
+        var found = QK_PATH_SCALAR
+        XCTAssertEqual(qk_path_from_name("fastest", &found), QK_ERROR_INVALID_ARGUMENT)
+        XCTAssertEqual(qk_path_from_name(nil, &found), QK_ERROR_INVALID_ARGUMENT)
+        let unknown = QK_PATH_COUNT
         XCTAssertNil(qk_path_name(unknown))
         XCTAssertEqual(qk_path_supported(unknown), 0)
         var shape = qk_conv_shape(in_h: 4, in_w: 4, in_c: 4, out_c: 4, stride: 1, groups: 1)
         XCTAssertEqual(qk_conv3x3_packed_size(unknown, &shape), 0)
         XCTAssertEqual(qk_fc_packed_size(unknown, 4, 4), 0)
+        XCTAssertEqual(qk_measure_peak_gmacs(unknown, 0.01), 0)
     }
 
     func testOutputDimension() {
@@ -72,7 +85,7 @@ final class DispatchTests: XCTestCase {
         let input = [UInt8](repeating: 1, count: 16 + extraBytes)
         let pad = [UInt8](repeating: 0, count: 4 + extraBytes)
         let bias = [Int32](repeating: 0, count: 4), multiplier = [Float](repeating: 1, count: 4)
-        let packed = PackedWeights(byteCount: 4096)
+        let packed = AlignedBytes(byteCount: 4096)
         for path in allPaths where qk_path_supported(path) != 0 {
             let conv = withGuardedOutput(UInt8.self, count: 16) { output in
                 qk_conv3x3_u8(path, &shape, 1, packed.pointer, nil, multiplier, pad, input, output, 1)
@@ -93,8 +106,24 @@ final class DispatchTests: XCTestCase {
         }
     }
 
-    func testPeakMeasurementIsPositive() {
-        let peak = qk_measure_peak_gmacs(0.02)
-        XCTAssertTrue(peak.isFinite && peak > 0, "peak \(peak)")
+    func testPeakMeasurementIsPositiveOnEverySupportedPath() {
+        for path in allPaths where qk_path_supported(path) != 0 {
+            let peak = qk_measure_peak_gmacs(path, 0.02)
+            XCTAssertTrue(peak.isFinite && peak > 0, "\(pathName(path)) peak \(peak)")
+        }
+    }
+
+    /// Every entry point refuses a path this CPU lacks with its own status, so a caller can tell it apart
+    /// from a bad argument.
+    func testUnsupportedPathsAreRefusedByName() {
+        var shape = qk_conv_shape(in_h: 2, in_w: 2, in_c: 4, out_c: 4, stride: 1, groups: 1)
+        let weights = [Int8](repeating: 1, count: 4 * 4 * 9)
+        let packed = AlignedBytes(byteCount: 4096)
+        let missing = allPaths.filter { qk_path_supported($0) == 0 }
+        for path in missing {
+            XCTAssertEqual(qk_conv3x3_pack(path, &shape, weights, packed.pointer), QK_ERROR_UNSUPPORTED_PATH, pathName(path))
+            XCTAssertEqual(qk_fc_pack(path, 4, 4, weights, packed.pointer), QK_ERROR_UNSUPPORTED_PATH, pathName(path))
+        }
+        print("kernel paths not run on this CPU: \(missing.isEmpty ? "none" : missing.map(pathName).joined(separator: ", "))")
     }
 }

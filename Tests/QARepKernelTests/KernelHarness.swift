@@ -3,7 +3,8 @@
 import CQARepKernels
 
 let extraBytes = Int(QK_EXTRA_BYTES)
-let allPaths: [qk_path] = [QK_PATH_SCALAR, QK_PATH_AVX2, QK_PATH_AVX512VNNI]
+/// Every path of the kernels' table (qk_paths.h), whether or not this CPU runs it.
+let allPaths: [qk_path] = (0..<QK_PATH_COUNT.rawValue).map { qk_path(rawValue: $0) }
 let threadCounts: [Int32] = [1, 2, 3]
 
 func pathName(_ path: qk_path) -> String { qk_path_name(path).map { String(cString: $0) } ?? "unknown" }
@@ -26,8 +27,8 @@ func withGuardedOutput<T: FixedWidthInteger>(_: T.Type, count: Int,
     return (Array(storage[guardCount..<(guardCount + count)]), guardsIntact)
 }
 
-/// Packed weights in a 64-byte aligned allocation, as the header requires.
-final class PackedWeights {
+/// A 64-byte aligned allocation, as the kernels require of packed weights.
+final class AlignedBytes {
     let pointer: UnsafeMutableRawPointer
     init(byteCount: Int) {
         pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
@@ -70,7 +71,7 @@ func runConv(_ path: qk_path, _ c: ConvCase, _ data: ConvData, threads: Int32) -
     var shape = c.shape
     let size = qk_conv3x3_packed_size(path, &shape)
     if size == 0 { return nil }
-    let packed = PackedWeights(byteCount: size)
+    let packed = AlignedBytes(byteCount: size)
     qk_conv3x3_pack(path, &shape, data.weights, packed.pointer)
     return withGuardedOutput(UInt8.self, count: c.outputCount) { output in
         qk_conv3x3_u8(path, &shape, Int32(c.batch), packed.pointer, data.bias, data.multiplier, data.pad,

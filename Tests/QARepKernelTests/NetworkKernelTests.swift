@@ -52,7 +52,7 @@ final class NetworkKernelTests: XCTestCase {
             var c = conv
             c.batch = batch
             var shape = c.shape
-            let packed = PackedWeights(byteCount: qk_conv3x3_packed_size(QK_PATH_SCALAR, &shape))
+            let packed = AlignedBytes(byteCount: qk_conv3x3_packed_size(QK_PATH_SCALAR, &shape))
             qk_conv3x3_pack(QK_PATH_SCALAR, &shape, data.weights, packed.pointer)
             var output = [UInt8](repeating: 0, count: c.outputCount + extraBytes)
             qk_conv3x3_u8(QK_PATH_SCALAR, &shape, Int32(batch), packed.pointer, data.bias, data.multiplier, data.pad,
@@ -62,7 +62,7 @@ final class NetworkKernelTests: XCTestCase {
         var pooled = [UInt8](repeating: 0, count: batch * net.lastChannels + extraBytes)
         qk_global_avgpool_u8(QK_PATH_SCALAR, Int32(batch), Int32(net.lastPixels), Int32(net.lastChannels), activation,
                              net.poolMultiplier, &pooled, 1)
-        let packedFC = PackedWeights(byteCount: qk_fc_packed_size(QK_PATH_SCALAR, Int32(net.lastChannels), Int32(net.classes)))
+        let packedFC = AlignedBytes(byteCount: qk_fc_packed_size(QK_PATH_SCALAR, Int32(net.lastChannels), Int32(net.classes)))
         qk_fc_pack(QK_PATH_SCALAR, Int32(net.lastChannels), Int32(net.classes), net.fcWeight, packedFC.pointer)
         var logits = [Float](repeating: 0, count: batch * net.classes)
         qk_fc_u8(QK_PATH_SCALAR, Int32(batch), Int32(net.lastChannels), Int32(net.classes), packedFC.pointer, net.fcBias,
@@ -70,56 +70,34 @@ final class NetworkKernelTests: XCTestCase {
         return NetworkResult(pooled: Array(pooled.prefix(batch * net.lastChannels)), logits: logits.map(\.bitPattern))
     }
 
-    /// Packed weights and the qk_network describing them for one path; `body` runs while the pointers live.
+    /// The network built through the kernels' own constructor for one path; `body` runs while it lives.
+    /// nil when the kernels refuse it.
     func withNetwork<R>(_ net: NetworkCase, path: qk_path, depthFirstBytes: Int64 = 0,
-                        _ body: (UnsafePointer<qk_network>) -> R) -> R? {
-        var packedConvs: [PackedWeights] = []
-        for (conv, data) in zip(net.convs, net.data) {
-            var shape = conv.shape
-            let size = qk_conv3x3_packed_size(path, &shape)
-            if size == 0 { return nil }
-            let packed = PackedWeights(byteCount: size)
-            qk_conv3x3_pack(path, &shape, data.weights, packed.pointer)
-            packedConvs.append(packed)
-        }
-        let packedFC = PackedWeights(byteCount: qk_fc_packed_size(path, Int32(net.lastChannels), Int32(net.classes)))
-        qk_fc_pack(path, Int32(net.lastChannels), Int32(net.classes), net.fcWeight, packedFC.pointer)
-        // Parameter arrays are copied into memory that outlives the whole call.
-        let biases = net.data.map { data in Self.copy(data.bias) }
-        let multipliers = net.data.map { data in Self.copy(data.multiplier) }
-        let pads = net.data.map { data in Self.copy(data.pad) }
-        let fcBias = Self.copy(net.fcBias), fcMultiplier = Self.copy(net.fcMultiplier)
-        defer {
-            for pointer in biases { pointer.deallocate() }
-            for pointer in multipliers { pointer.deallocate() }
-            for pointer in pads { pointer.deallocate() }
-            fcBias.deallocate()
-            fcMultiplier.deallocate()
-        }
-        var convs = net.convs.indices.map { i in
-            qk_network_conv(shape: net.convs[i].shape, packed: UnsafeRawPointer(packedConvs[i].pointer),
-                            bias: UnsafePointer(biases[i]), multiplier: UnsafePointer(multipliers[i]),
-                            pad_value: UnsafePointer(pads[i]))
-        }
-        return convs.withUnsafeMutableBufferPointer { table in
-            var network = qk_network(conv_count: Int32(table.count), convs: UnsafePointer(table.baseAddress),
-                                     pool_multiplier: net.poolMultiplier, classes: Int32(net.classes),
-                                     fc_packed: UnsafeRawPointer(packedFC.pointer), fc_bias: UnsafePointer(fcBias),
-                                     fc_multiplier: UnsafePointer(fcMultiplier), depth_first_bytes: depthFirstBytes)
-            return withUnsafePointer(to: &network) { body($0) }
-        }
+                        _ body: (OpaquePointer) -> R) -> R? {
+        guard let network = makeNetwork(net, path: path) else { return nil }
+        defer { qk_network_destroy(network) }
+        XCTAssertEqual(qk_network_set_depth_first_bytes(network, depthFirstBytes), QK_OK)
+        return body(network)
     }
 
-    static func copy<T>(_ values: [T]) -> UnsafeMutablePointer<T> {
-        let pointer = UnsafeMutablePointer<T>.allocate(capacity: max(values.count, 1))
-        pointer.initialize(from: values, count: values.count)
-        return pointer
+    func makeNetwork(_ net: NetworkCase, path: qk_path, setHead: Bool = true) -> OpaquePointer? {
+        var shapes = net.convs.map(\.shape)
+        var network: OpaquePointer? = nil
+        guard qk_network_create(path, Int32(shapes.count), &shapes, Int32(net.classes), &network) == QK_OK,
+              let network else { return nil }
+        for (i, data) in net.data.enumerated() {
+            XCTAssertEqual(qk_network_set_conv(network, Int32(i), data.weights, data.bias, data.multiplier, data.pad), QK_OK)
+        }
+        if setHead {
+            XCTAssertEqual(qk_network_set_head(network, net.poolMultiplier, net.fcWeight, net.fcBias, net.fcMultiplier), QK_OK)
+        }
+        return network
     }
 
     /// One qk_network_run with the images in `ping` (as the runtime does) or in a buffer of their own.
     /// Also reports whether every buffer's bytes past its payload survived.
-    func runNetwork(_ network: UnsafePointer<qk_network>, _ net: NetworkCase, path: qk_path, images: [UInt8],
-                    batch: Int, threads: Int32, inputInPing: Bool) -> (status: Int32, result: NetworkResult, fencesIntact: Bool) {
+    func runNetwork(_ network: OpaquePointer?, _ net: NetworkCase, path: qk_path, images: [UInt8],
+                    batch: Int, threads: Int32, inputInPing: Bool) -> (status: qk_status, result: NetworkResult, fencesIntact: Bool) {
         // The contract's scratch size, and how far a run may write into it: to the batch's largest activation,
         // or, when threads run images alone (input not in ping, at least as many images as threads), to the
         // threads' slots of the largest activation plus slack, and to the rest of the images, if any, placed
@@ -136,15 +114,15 @@ final class NetworkKernelTests: XCTestCase {
         if inputInPing { ping.replaceSubrange(0..<images.count - extraBytes, with: images.prefix(images.count - extraBytes)) }
         let pooledCount = batch * net.lastChannels
         var pooled = [UInt8](repeating: fence, count: pooledCount + extraBytes)
-        var status: Int32 = -2
+        var status = QK_ERROR_INVALID_ARGUMENT
         let logits = withGuardedOutput(UInt32.self, count: batch * net.classes) { output in
             output.withMemoryRebound(to: Float.self, capacity: batch * net.classes) { logits in
                 ping.withUnsafeMutableBufferPointer { pingBuffer in
                     pong.withUnsafeMutableBufferPointer { pongBuffer in
                         separateInput.withUnsafeMutableBufferPointer { inputBuffer in
                             let input = inputInPing ? pingBuffer.baseAddress : inputBuffer.baseAddress
-                            status = qk_network_run(path, network, Int32(batch), input, pingBuffer.baseAddress,
-                                                    pongBuffer.baseAddress, &pooled, logits, threads)
+                            status = qk_network_run(network, Int32(batch), input, pingBuffer.baseAddress,
+                                                    pongBuffer.baseAddress, &pooled, logits, threads, nil)
                         }
                     }
                 }
@@ -178,7 +156,7 @@ final class NetworkKernelTests: XCTestCase {
                             let run = runNetwork(network, net, path: path, images: images, batch: batch, threads: threads,
                                                  inputInPing: inputInPing)
                             let label = "\(pathName(path)) x\(threads) depth-first budget \(budget) input in \(inputInPing ? "ping" : "own buffer")"
-                            XCTAssertEqual(run.status, 0, "\(label) refused: \(context)")
+                            XCTAssertEqual(run.status, QK_OK, "\(label) refused: \(context)")
                             XCTAssertTrue(run.fencesIntact, "\(label) wrote outside its buffers: \(context)")
                             XCTAssertTrue(run.result.pooled == expected.pooled,
                                           "\(label) pooled at \(firstMismatch(run.result.pooled, expected.pooled)): \(context)")
@@ -231,10 +209,10 @@ final class NetworkKernelTests: XCTestCase {
                     var logits = [Float](repeating: 0, count: batch * net.classes)
                     let steps = net.convs.count + 3
                     var clock = [Double](repeating: -1, count: steps + 1)
-                    let status = qk_network_run_timed(path, network, Int32(batch), images, &ping, &pong, &pooled, &logits,
-                                                      threads, &clock)
+                    let status = qk_network_run(network, Int32(batch), images, &ping, &pong, &pooled, &logits, threads,
+                                                &clock)
                     let label = "\(pathName(path)) x\(threads)"
-                    XCTAssertEqual(status, 0, label)
+                    XCTAssertEqual(status, QK_OK, label)
                     XCTAssertEqual(Array(pooled.prefix(batch * net.lastChannels)), expected.pooled, label)
                     XCTAssertEqual(logits.map(\.bitPattern), expected.logits, label)
                     XCTAssertTrue(clock[0] > 0 && zip(clock.prefix(steps), clock.prefix(steps).dropFirst()).allSatisfy { $0 <= $1 },
@@ -268,7 +246,7 @@ final class NetworkKernelTests: XCTestCase {
                         let takenOver = qk_testing_taken_over_items()
                         qk_testing_set_straggler(-1, 0)
                         let label = "\(pathName(path)) x\(threads) member \(straggler) late"
-                        XCTAssertEqual(run.status, 0, label)
+                        XCTAssertEqual(run.status, QK_OK, label)
                         XCTAssertTrue(run.fencesIntact, label)
                         XCTAssertTrue(run.result.pooled == expected.pooled, "\(label): pooled differ")
                         XCTAssertTrue(run.result.logits == expected.logits, "\(label): logits differ")
@@ -285,45 +263,94 @@ final class NetworkKernelTests: XCTestCase {
         XCTAssertGreaterThan(blockedPaths, 0, "no SIMD path on this CPU to exercise")
     }
 
-    /// Refused networks compute nothing: the logits keep their fence pattern.
+    /// The kernels build networks themselves and refuse broken ones when they are made; a run of an
+    /// incomplete network, or with a missing buffer, computes nothing (the logits keep their fence pattern).
     func testInvalidNetworksAreRefused() {
         var rng = SeededGenerator(seed: Self.baseSeed &+ 100)
         let net = NetworkCase.random(inH: 6, inW: 6, layers: [(8, 2, 1), (12, 1, 1)], classes: 4, &rng)
         let images = withGarbageSlack(rng.bytes(net.imageBytes), &rng)
         let path = qk_best_path()
-        let refusedBy: [(String, (inout qk_network, inout [qk_network_conv]) -> Void)] = [
-            ("no layers", { network, _ in network.conv_count = 0 }),
-            ("broken channel chain", { _, convs in convs[1].shape.in_c = 9 }),
-            ("broken size chain", { _, convs in convs[1].shape.in_h = 6 }),
-            ("invalid groups", { _, convs in convs[1].shape.groups = 5 }),
-            ("no fc weights", { network, _ in network.fc_packed = nil }),
-            ("no bias", { _, convs in convs[0].bias = nil }),
-            ("zero classes", { network, _ in network.classes = 0 }),
+        let shapes = net.convs.map(\.shape)
+        let refusedBy: [(String, [qk_conv_shape], Int32)] = [
+            ("broken channel chain", [shapes[0], { var s = shapes[1]; s.in_c = 9; return s }()], 4),
+            ("broken size chain", [shapes[0], { var s = shapes[1]; s.in_h = 6; return s }()], 4),
+            ("invalid groups", [shapes[0], { var s = shapes[1]; s.groups = 5; return s }()], 4),
+            ("zero classes", shapes, 0),
+            ("too many classes", shapes, Int32(QK_MAX_CLASSES) + 1),
         ]
+        for (name, shapes, classes) in refusedBy {
+            var table = shapes
+            var network: OpaquePointer? = nil
+            XCTAssertEqual(qk_network_create(path, Int32(table.count), &table, classes, &network), QK_ERROR_INVALID_ARGUMENT, name)
+            XCTAssertNil(network, name)
+        }
+        var table = shapes
+        var network: OpaquePointer? = nil
+        XCTAssertEqual(qk_network_create(path, 0, &table, 4, &network), QK_ERROR_INVALID_ARGUMENT, "no layers")
+        XCTAssertEqual(qk_network_create(path, 2, nil, 4, &network), QK_ERROR_INVALID_ARGUMENT, "no shapes")
+        XCTAssertEqual(qk_network_create(QK_PATH_COUNT, 2, &table, 4, &network), QK_ERROR_INVALID_ARGUMENT, "not a path")
+        for unsupported in allPaths where qk_path_supported(unsupported) == 0 {
+            XCTAssertEqual(qk_network_create(unsupported, 2, &table, 4, &network), QK_ERROR_UNSUPPORTED_PATH, pathName(unsupported))
+        }
+
+        let incomplete = makeNetwork(net, path: path, setHead: false)
+        defer { qk_network_destroy(incomplete) }
+        let run = runNetwork(incomplete, net, path: path, images: images, batch: 1, threads: 2, inputInPing: true)
+        XCTAssertEqual(run.status, QK_ERROR_INCOMPLETE, "a network without its head ran")
+        XCTAssertTrue(run.result.logits.allSatisfy { $0 == 0xA5A5_A5A5 }, "an incomplete network wrote logits")
+        var weights = [Int8](repeating: 0, count: 12 * 8 * 9)
+        XCTAssertEqual(qk_network_conv_weights(incomplete, 2, &weights), QK_ERROR_INVALID_ARGUMENT, "layer index past the end")
+        XCTAssertEqual(qk_network_set_conv(incomplete, -1, weights, net.data[0].bias, net.data[0].multiplier, net.data[0].pad),
+                       QK_ERROR_INVALID_ARGUMENT, "negative layer index")
+        XCTAssertEqual(qk_network_set_conv(incomplete, 0, nil, net.data[0].bias, net.data[0].multiplier, net.data[0].pad),
+                       QK_ERROR_INVALID_ARGUMENT, "NULL weights")
+
         let result: Void? = withNetwork(net, path: path) { valid in
-            XCTAssertEqual(runNetwork(valid, net, path: path, images: images, batch: 1, threads: 2, inputInPing: true).status, 0)
-            for (name, breakIt) in refusedBy {
-                var network = valid.pointee
-                var convs = Array(UnsafeBufferPointer(start: network.convs, count: Int(network.conv_count)))
-                breakIt(&network, &convs)
-                convs.withUnsafeBufferPointer { table in
-                    network.convs = table.baseAddress
-                    let run = withUnsafePointer(to: &network) {
-                        runNetwork($0, net, path: path, images: images, batch: 1, threads: 2, inputInPing: true)
-                    }
-                    XCTAssertEqual(run.status, -1, "\(name) accepted")
-                    XCTAssertTrue(run.result.logits.allSatisfy { $0 == 0xA5A5_A5A5 }, "\(name) wrote logits")
-                }
-            }
+            XCTAssertEqual(runNetwork(valid, net, path: path, images: images, batch: 1, threads: 2, inputInPing: true).status, QK_OK)
             var ping = [UInt8](repeating: 0, count: net.maxActivationBytes + extraBytes), pong = ping  // batch 1
             var pooled = [UInt8](repeating: 0, count: net.lastChannels + extraBytes)
             var logits = [Float](repeating: 0, count: net.classes)
-            XCTAssertEqual(qk_network_run(path, valid, 0, images, &ping, &pong, &pooled, &logits, 1), -1, "batch 0 accepted")
-            XCTAssertEqual(qk_network_run(path, nil, 1, images, &ping, &pong, &pooled, &logits, 1), -1,
+            XCTAssertEqual(qk_network_run(valid, 0, images, &ping, &pong, &pooled, &logits, 1, nil), QK_ERROR_INVALID_ARGUMENT,
+                           "batch 0 accepted")
+            XCTAssertEqual(qk_network_run(nil, 1, images, &ping, &pong, &pooled, &logits, 1, nil), QK_ERROR_INVALID_ARGUMENT,
                            "NULL network accepted")
-            XCTAssertEqual(qk_network_run(path, valid, 1, images, &ping, nil, &pooled, &logits, 1), -1, "NULL pong accepted")
+            XCTAssertEqual(qk_network_run(valid, 1, images, &ping, nil, &pooled, &logits, 1, nil), QK_ERROR_INVALID_ARGUMENT,
+                           "NULL pong accepted")
             XCTAssertTrue(logits.allSatisfy { $0 == 0 }, "a refused run wrote logits")
+            var scratch = qk_network_scratch()
+            XCTAssertEqual(qk_network_scratch_sizes(valid, 3, &scratch), QK_OK)
+            XCTAssertEqual(scratch.ping, 3 * (net.maxActivationBytes + extraBytes) + extraBytes)
+            XCTAssertEqual(scratch.input, 3 * net.imageBytes + extraBytes)
+            XCTAssertEqual(scratch.logits, 3 * net.classes * 4)
+            XCTAssertEqual(qk_network_scratch_sizes(valid, 0, &scratch), QK_ERROR_INVALID_ARGUMENT)
         }
         XCTAssertNotNil(result)
+    }
+
+    /// Repacking for another path keeps every weight and every result.
+    func testRepackedNetworksUnpackToTheSameWeightsAndRun() {
+        var rng = SeededGenerator(seed: Self.baseSeed &+ 400)
+        let net = NetworkCase.random(inH: 9, inW: 7, layers: [(16, 2, 1), (24, 1, 2), (5, 1, 1)], classes: 6, &rng)
+        let images = withGarbageSlack(rng.bytes(2 * net.imageBytes), &rng)
+        let expected = perLayerScalar(net, images: images, batch: 2)
+        guard let scalar = makeNetwork(net, path: QK_PATH_SCALAR) else { return XCTFail("scalar network refused") }
+        defer { qk_network_destroy(scalar) }
+        for path in allPaths where qk_path_supported(path) != 0 {
+            var copy: OpaquePointer? = nil
+            XCTAssertEqual(qk_network_repack(scalar, path, &copy), QK_OK, pathName(path))
+            defer { qk_network_destroy(copy) }
+            XCTAssertEqual(qk_network_path(copy), path)
+            for (i, data) in net.data.enumerated() {
+                var weights = [Int8](repeating: 0, count: data.weights.count)
+                XCTAssertEqual(qk_network_conv_weights(copy, Int32(i), &weights), QK_OK)
+                XCTAssertEqual(weights, data.weights, "\(pathName(path)) conv \(i)")
+            }
+            var fc = [Int8](repeating: 0, count: net.fcWeight.count)
+            XCTAssertEqual(qk_network_fc_weights(copy, &fc), QK_OK)
+            XCTAssertEqual(fc, net.fcWeight, pathName(path))
+            let run = runNetwork(copy, net, path: path, images: images, batch: 2, threads: 2, inputInPing: false)
+            XCTAssertEqual(run.status, QK_OK)
+            XCTAssertTrue(run.result == expected, "\(pathName(path)) repacked network differs")
+        }
     }
 }

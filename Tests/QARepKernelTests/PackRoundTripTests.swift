@@ -35,7 +35,7 @@ final class PackRoundTripTests: XCTestCase {
                 var shape = c.shape
                 let size = qk_conv3x3_packed_size(path, &shape)
                 XCTAssertGreaterThan(size, 0, "\(pathName(path)) \(c)")
-                let packed = PackedWeights(byteCount: size)
+                let packed = AlignedBytes(byteCount: size)
                 packed.pointer.initializeMemory(as: UInt8.self, repeating: 0xEE, count: size)
                 qk_conv3x3_pack(path, &shape, weights, packed.pointer)
                 // A sentinel everywhere: an element unpack forgets would keep it (weights never hold -128).
@@ -43,7 +43,7 @@ final class PackRoundTripTests: XCTestCase {
                 qk_conv3x3_unpack(path, &shape, packed.pointer, &unpacked)
                 XCTAssertEqual(unpacked, weights, "\(pathName(path)) \(c)")
                 // Packing what came back reproduces the packed bytes, padding included.
-                let repacked = PackedWeights(byteCount: size)
+                let repacked = AlignedBytes(byteCount: size)
                 qk_conv3x3_pack(path, &shape, unpacked, repacked.pointer)
                 XCTAssertEqual(memcmp(packed.pointer, repacked.pointer, size), 0, "\(pathName(path)) \(c)")
                 checkedPaths.insert(path.rawValue)
@@ -61,7 +61,7 @@ final class PackRoundTripTests: XCTestCase {
             for path in allPaths where qk_path_supported(path) != 0 {
                 let size = qk_fc_packed_size(path, Int32(inC), Int32(outC))
                 XCTAssertGreaterThan(size, 0)
-                let packed = PackedWeights(byteCount: size)
+                let packed = AlignedBytes(byteCount: size)
                 qk_fc_pack(path, Int32(inC), Int32(outC), weights, packed.pointer)
                 var unpacked = [Int8](repeating: -128, count: inC * outC)
                 qk_fc_unpack(path, Int32(inC), Int32(outC), packed.pointer, &unpacked)
@@ -72,7 +72,7 @@ final class PackRoundTripTests: XCTestCase {
 
     /// The entry points validate like the pack ones: a bad shape, path or pointer writes nothing.
     func testUnpackRejectsInvalidArgumentsWithoutWriting() {
-        let packed = PackedWeights(byteCount: 4096)
+        let packed = AlignedBytes(byteCount: 4096)
         packed.pointer.initializeMemory(as: UInt8.self, repeating: 1, count: 4096)
         var output = [Int8](repeating: 7, count: 1024)
         var badShape = qk_conv_shape(in_h: 4, in_w: 4, in_c: 6, out_c: 8, stride: 1, groups: 4)

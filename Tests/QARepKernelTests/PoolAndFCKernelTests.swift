@@ -60,13 +60,13 @@ final class PoolAndFCKernelTests: XCTestCase {
             for path in allPaths where qk_path_supported(path) != 0 {
                 let size = qk_fc_packed_size(path, Int32(c.inC), Int32(c.outC))
                 XCTAssertGreaterThan(size, 0, "\(pathName(path)) refused \(context)")
-                let packed = PackedWeights(byteCount: size)
+                let packed = AlignedBytes(byteCount: size)
                 qk_fc_pack(path, Int32(c.inC), Int32(c.outC), weight, packed.pointer)
                 for threads in threadCounts {
                     let result = withGuardedOutput(UInt32.self, count: c.batch * c.outC) { output in
                         output.withMemoryRebound(to: Float.self, capacity: c.batch * c.outC) { logits in
-                            qk_fc_u8(path, Int32(c.batch), Int32(c.inC), Int32(c.outC), packed.pointer, bias,
-                                     multiplier, input, logits, threads)
+                            XCTAssertEqual(qk_fc_u8(path, Int32(c.batch), Int32(c.inC), Int32(c.outC), packed.pointer, bias,
+                                                    multiplier, input, logits, threads), QK_OK)
                         }
                     }
                     XCTAssertTrue(result.guardsIntact, "\(pathName(path)) x\(threads) wrote outside: \(context)")

@@ -92,7 +92,7 @@ final class CalibBiasCorrectionTests: XCTestCase {
         let json = try JSONSerialization.jsonObject(with: Data(try onReport.jsonString().utf8)) as? [String: Any]
         XCTAssertEqual(json?["biasCorrectionImages"] as? Int, 10)
         let reloaded = try Model(bytes: try on.serialized())
-        XCTAssertEqual(reloaded.description.convs, on.convs)
+        XCTAssertEqual(try reloaded.description.convs, on.convs)
     }
 
     /// Tap sums against the definition: row sums of the im2col matrix of a zero-padded 3x3 conv input.

@@ -97,7 +97,7 @@ final class ExportCalibrationTests: XCTestCase {
             XCTAssertEqual(description.extraMetadata["calibration"]?.contains("method=\(method.rawValue)"), true)
             // The exported description serializes and loads back unchanged.
             let reloaded = try Model(bytes: try description.serialized())
-            XCTAssertEqual(reloaded.description.convs, description.convs)
+            XCTAssertEqual(try reloaded.description.convs, description.convs)
             let json = try JSONSerialization.jsonObject(with: Data(try report.jsonString().utf8)) as? [String: Any]
             XCTAssertEqual((json?["layers"] as? [Any])?.count, plan.count)
         }

@@ -88,7 +88,7 @@ final class EngineTests: XCTestCase {
         let model = try Model(description: description)
         let session = try Session(model: model, threads: 1, maxBatch: batch, kernel: kernel)
         let images = randomImages(description, batch: batch, seed: 7)
-        let (activations, logits) = try session.runCapturingActivations(images: images, batch: batch)
+        let (activations, logits) = try session.capturingActivations(images: images, batch: batch)
         XCTAssertEqual(activations.count, description.convs.count + 1)
         var input = images, height = description.inputHeight, width = description.inputWidth
         var interior = 0
@@ -117,7 +117,7 @@ final class EngineTests: XCTestCase {
     }
 
     func testMatchesIndependentReferenceOnEveryKernel() throws {
-        for kernel in [Kernel.scalar, .avx2, .avx512vnni] where kernel.isSupported {
+        for kernel in Kernel.all where kernel.isSupported {
             try checkAgainstReference(smallModel(), batch: 2, kernel: kernel)
             try checkAgainstReference(makeRandomModel(seed: 3, height: 12, width: 7,
                                                       layers: [LayerSpec(out: 24, stride: 1), LayerSpec(out: 32, stride: 2, groups: 4),
@@ -146,12 +146,12 @@ final class EngineTests: XCTestCase {
             XCTAssertEqual(model.numConvLayers, 22)
             let images = randomImages(description, batch: 2, seed: 5)
             let reference = try Session(model: model, threads: 1, maxBatch: 2, kernel: .scalar)
-                .runCapturingActivations(images: images, batch: 2)
+                .capturingActivations(images: images, batch: 2)
             XCTAssertGreaterThan(Set(reference.logits).count, 5, "degenerate network: logits barely vary")
-            for kernel in [Kernel.scalar, .avx2, .avx512vnni] where kernel.isSupported {
+            for kernel in Kernel.all where kernel.isSupported {
                 for threads in [1, 2] {
                     let session = try Session(model: model, threads: threads, maxBatch: 2, kernel: kernel)
-                    let result = try session.runCapturingActivations(images: images, batch: 2)
+                    let result = try session.capturingActivations(images: images, batch: 2)
                     XCTAssertEqual(result.activations, reference.activations, "\(kernel) threads \(threads)")
                     XCTAssertEqual(result.logits.map(\.bitPattern), reference.logits.map(\.bitPattern), "\(kernel) threads \(threads)")
                     // A batch of one gives the same answer as the same image inside a batch.
@@ -213,7 +213,7 @@ final class EngineTests: XCTestCase {
         let image = [UInt8](repeating: 0, count: model.imageBytes)
         XCTAssertThrowsError(try session.run(images: image, batch: 3)) { XCTAssertEqual(($0 as? QARepError)?.code, .invalidArgument) }
         XCTAssertThrowsError(try session.run(images: image, batch: 2)) { XCTAssertEqual(($0 as? QARepError)?.code, .bufferSize) }
-        for kernel in [Kernel.avx2, .avx512vnni] where !kernel.isSupported {
+        for kernel in Kernel.all where !kernel.isSupported {
             XCTAssertThrowsError(try Session(model: model, kernel: kernel)) { XCTAssertEqual(($0 as? QARepError)?.code, .unsupportedKernel) }
         }
         let profiled = try image.withUnsafeBufferPointer { try session.runProfiled(images: $0, batch: 1) }
@@ -233,7 +233,7 @@ final class EngineTests: XCTestCase {
         }
         // An explicit kernel wins over the environment.
         XCTAssertEqual(try Session(model: model, kernel: .scalar).kernel, .scalar)
-        for kernel in [Kernel.avx2, .avx512vnni] where !kernel.isSupported {
+        for kernel in Kernel.all where !kernel.isSupported {
             setenv("QAREP_KERNEL", kernel.name, 1)
             XCTAssertThrowsError(try Session(model: model)) { XCTAssertEqual(($0 as? QARepError)?.code, .unsupportedKernel) }
         }
@@ -246,7 +246,7 @@ final class EngineTests: XCTestCase {
         let model = try Model(description: description)
         let images = randomImages(description, batch: 1, seed: 2)
         let expected = try Session(model: try Model(description: description), threads: 1, kernel: .scalar).run(images: images, batch: 1)
-        let kernels = [Kernel.scalar, .avx2, .avx512vnni].filter(\.isSupported)
+        let kernels = Kernel.all.filter(\.isSupported)
         let results = Mutex<[[Float]]>([])
         DispatchQueue.concurrentPerform(iterations: 8) { i in
             let logits = try? Session(model: model, threads: 1, kernel: kernels[i % kernels.count]).run(images: images, batch: 1)

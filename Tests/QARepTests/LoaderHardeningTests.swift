@@ -104,7 +104,7 @@ final class LoaderHardeningTests: XCTestCase {
         defer { qarep_model_release(model) }
 
         let handle = Unmanaged<CModelHandle>.fromOpaque(UnsafeRawPointer(try XCTUnwrap(model))).takeUnretainedValue()
-        XCTAssertEqual(handle.model.description, description)
+        XCTAssertEqual(try handle.model.description, description)
         let expected = try Session(model: Model(description: description), threads: 1).run(
             images: [UInt8](repeating: 77, count: handle.model.imageBytes), batch: 1)
         var session: OpaquePointer? = nil
@@ -120,7 +120,7 @@ final class LoaderHardeningTests: XCTestCase {
 
     /// Packing can take many times a file's bytes; the running total is refused past the memory limit.
     func testPackingBudgetRefusesTotalsPastTheLimit() throws {
-        var budget = PackedWeights.Budget(limit: 1000)
+        var budget = PackedNetwork.Budget(limit: 1000)
         XCTAssertNoThrow(try budget.reserve(600))
         XCTAssertNoThrow(try budget.reserve(400))
         do {
@@ -130,7 +130,7 @@ final class LoaderHardeningTests: XCTestCase {
             XCTAssertEqual(error.code, .outOfMemory)
             XCTAssertTrue(error.message.contains("1001"), error.message)
         }
-        var unlimited = PackedWeights.Budget(limit: nil)
+        var unlimited = PackedNetwork.Budget(limit: nil)
         XCTAssertNoThrow(try unlimited.reserve(Int.max / 2))
     }
 

@@ -1,5 +1,6 @@
 // Integer kernels of the QARep runtime: 3x3 convolution with fused bias + ReLU + requantization, global
-// average pooling and the fully connected head, each with a scalar reference and SIMD paths chosen at run time.
+// average pooling and the fully connected head, and a whole network run in one parallel region. Each has a
+// scalar reference and SIMD paths, all listed in qk_paths.h and chosen at run time.
 //
 // Arithmetic (docs/model-format.md, "Quantization arithmetic", is the normative text):
 //   conv: acc[o] = sum over taps and the group's input channels of (int32)x_u8 * (int32)w_s8   (exact int32)
@@ -11,35 +12,59 @@
 // paths and thread counts (each output element is computed by one thread, in one fixed order).
 //
 // Layouts: activations are NHWC uint8, one image after another. Input buffers must stay readable for
-// QK_EXTRA_BYTES past their end (SIMD paths may load, but never use, up to that many bytes beyond the
-// last pixel). Conv weights come in PyTorch's OIHW order, [out_c][in_c / groups][3][3], int8 in [-127, 127],
-// and are packed once per layer into the layout the chosen path wants.
+// QK_EXTRA_BYTES past their end. Conv weights come in PyTorch's OIHW order, [out_c][in_c / groups][3][3],
+// int8 in [-127, 127], and are packed once per layer into the layout the chosen path wants.
+//
+// Every function checks its arguments: those that compute return a qk_status and touch nothing on error;
+// size queries return 0 for arguments they refuse.
 #ifndef QAREP_KERNELS_H
 #define QAREP_KERNELS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "qk_limits.h"
+#include "qk_paths.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-// Readable slack required after every input activation buffer and after the pad-value array.
-#define QK_EXTRA_BYTES 64
+typedef enum qk_status {
+    QK_OK = 0,
+    QK_ERROR_INVALID_ARGUMENT = 1,  // a NULL pointer, a shape outside the limits, shapes that do not chain
+    QK_ERROR_UNSUPPORTED_PATH = 2,  // this CPU cannot run the path (or it is not a path)
+    QK_ERROR_OUT_OF_MEMORY = 3,
+    QK_ERROR_INCOMPLETE = 4,        // a network run before every layer's weights were set
+} qk_status;
 
+// The CPU paths, in the order of qk_paths.h.
 typedef enum qk_path {
-    QK_PATH_SCALAR = 0,      // plain C, the oracle
-    QK_PATH_AVX2 = 1,        // x86-64 AVX2, exact (no vpmaddubsw saturation)
-    QK_PATH_AVX512VNNI = 2,  // x86-64 AVX-512 F/BW/VL + VNNI (vpdpbusd)
-    // Reserved: QK_PATH_NEON_DOT = 3 (ARMv8.2 SDOT), a later addition.
+#define QK_PATH_ENUM_VALUE(id, config) QK_PATH_##id,
+    QK_PATH_TABLE(QK_PATH_ENUM_VALUE)
+#undef QK_PATH_ENUM_VALUE
+    QK_PATH_COUNT
 } qk_path;
 
-// 1 if this CPU (and OS, for the register state) can run the path, else 0.
-int qk_path_supported(qk_path path);
-// The fastest supported path.
-qk_path qk_best_path(void);
-// "scalar", "avx2", "avx512vnni"; NULL for an unknown value.
+// ---- Paths ----
+
+// The path's name ("scalar", "avx2", ...); NULL for a value that is not a path.
 const char *qk_path_name(qk_path path);
+// The path called `name`: QK_OK and *path set, or QK_ERROR_INVALID_ARGUMENT.
+qk_status qk_path_from_name(const char *name, qk_path *path);
+// 1 if this CPU (and OS, for the register state) can run the path, else 0. Detected once.
+int qk_path_supported(qk_path path);
+// The supported path with the highest preference (the fastest on CPUs that have it).
+qk_path qk_best_path(void);
+// The CPU features the path needs as Linux's /proc/cpuinfo lists them, space separated ("" for none).
+const char *qk_path_linux_cpu_flags(qk_path path);
+// The instruction mix whose throughput qk_measure_peak_gmacs measures for the path, e.g. "vpdpbusd zmm".
+const char *qk_path_peak_mix(qk_path path);
+// Measured int8 multiply-accumulate throughput of one core with the path's instruction mix, in GMAC/s,
+// running for about `seconds`: the median rate of short bursts. 0 if the path cannot run here.
+double qk_measure_peak_gmacs(qk_path path, double seconds);
+
+// ---- Single layers ----
 
 typedef struct qk_conv_shape {
     int32_t in_h, in_w, in_c;  // input activation, NHWC
@@ -48,90 +73,96 @@ typedef struct qk_conv_shape {
     int32_t groups;            // divides in_c and out_c
 } qk_conv_shape;
 
-// Output height or width of a 3x3, pad 1 conv: (in - 1) / stride + 1.
+// Output height or width of a 3x3, pad 1 conv: (in - 1) / stride + 1; 0 for in < 1 or another stride.
 int32_t qk_conv_out_dim(int32_t in, int32_t stride);
 
-// Bytes of packed weights the path needs for this shape (0 for an invalid shape).
+// Bytes of packed weights the path needs for this shape (0 for an invalid shape or unsupported path).
 size_t qk_conv3x3_packed_size(qk_path path, const qk_conv_shape *shape);
 // Packs OIHW int8 weights into `packed` (qk_conv3x3_packed_size bytes, 64-byte aligned).
-void qk_conv3x3_pack(qk_path path, const qk_conv_shape *shape, const int8_t *weight_oihw, void *packed);
-// The exact inverse of qk_conv3x3_pack for the same path and shape: the OIHW weights back from `packed`
-// (out_c * in_c / groups * 9 bytes), so that a holder of packed weights needs no other copy.
-void qk_conv3x3_unpack(qk_path path, const qk_conv_shape *shape, const void *packed, int8_t *weight_oihw);
+qk_status qk_conv3x3_pack(qk_path path, const qk_conv_shape *shape, const int8_t *weight_oihw, void *packed);
+// The exact inverse of qk_conv3x3_pack for the same path and shape: out_c * in_c / groups * 9 OIHW bytes.
+qk_status qk_conv3x3_unpack(qk_path path, const qk_conv_shape *shape, const void *packed, int8_t *weight_oihw);
 
 // One 3x3 conv layer over a batch: input [batch][in_h][in_w][in_c] -> output [batch][out_h][out_w][out_c].
 // bias[out_c] already includes any zero-point correction; multiplier[out_c] is the float requantization
-// factor; pad_value[in_c] is the uint8 value of the padding border per input channel (0 after the first
-// layer; the mean pixel for the network input). Runs on up to `threads` OpenMP threads (>= 1).
-void qk_conv3x3_u8(qk_path path, const qk_conv_shape *shape, int32_t batch, const void *packed,
-                   const int32_t *bias, const float *multiplier, const uint8_t *pad_value,
-                   const uint8_t *input, uint8_t *output, int32_t threads);
+// factor; pad_value[in_c] (+ QK_EXTRA_BYTES of slack) is the uint8 value of the padding border per input
+// channel. Runs on up to `threads` OpenMP threads (values below 1 mean 1).
+qk_status qk_conv3x3_u8(qk_path path, const qk_conv_shape *shape, int32_t batch, const void *packed,
+                        const int32_t *bias, const float *multiplier, const uint8_t *pad_value,
+                        const uint8_t *input, uint8_t *output, int32_t threads);
 
 // Global average pool: input [batch][pixels][channels] -> output [batch][channels], as described above.
-void qk_global_avgpool_u8(qk_path path, int32_t batch, int32_t pixels, int32_t channels,
-                          const uint8_t *input, float multiplier, uint8_t *output, int32_t threads);
+qk_status qk_global_avgpool_u8(qk_path path, int32_t batch, int32_t pixels, int32_t channels,
+                               const uint8_t *input, float multiplier, uint8_t *output, int32_t threads);
 
 // Fully connected head: weights [out_c][in_c] int8 in [-127, 127].
 size_t qk_fc_packed_size(qk_path path, int32_t in_c, int32_t out_c);
-void qk_fc_pack(qk_path path, int32_t in_c, int32_t out_c, const int8_t *weight, void *packed);
+qk_status qk_fc_pack(qk_path path, int32_t in_c, int32_t out_c, const int8_t *weight, void *packed);
 // The exact inverse of qk_fc_pack: [out_c][in_c] weights back from `packed`.
-void qk_fc_unpack(qk_path path, int32_t in_c, int32_t out_c, const void *packed, int8_t *weight);
-// input [batch][in_c] uint8 -> logits [batch][out_c] float.
-void qk_fc_u8(qk_path path, int32_t batch, int32_t in_c, int32_t out_c, const void *packed,
-              const int32_t *bias, const float *multiplier, const uint8_t *input, float *logits,
-              int32_t threads);
+qk_status qk_fc_unpack(qk_path path, int32_t in_c, int32_t out_c, const void *packed, int8_t *weight);
+// input [batch][in_c] uint8 (+ QK_EXTRA_BYTES) -> logits [batch][out_c] float.
+qk_status qk_fc_u8(qk_path path, int32_t batch, int32_t in_c, int32_t out_c, const void *packed,
+                   const int32_t *bias, const float *multiplier, const uint8_t *input, float *logits,
+                   int32_t threads);
 
-// A whole network: conv layers in order, then the global average pool and the fully connected head, with
-// the arguments the single-layer functions above take. Layer i's shape must chain from layer i-1's output
-// (in_h, in_w, in_c equal to its out_h, out_w, out_c).
-typedef struct qk_network_conv {
-    qk_conv_shape shape;
-    const void *packed;
-    const int32_t *bias;
-    const float *multiplier;
-    const uint8_t *pad_value;  // in_c values + QK_EXTRA_BYTES of readable slack
-} qk_network_conv;
+// ---- Networks ----
 
-typedef struct qk_network {
-    int32_t conv_count;  // >= 1
-    const qk_network_conv *convs;
-    float pool_multiplier;
-    int32_t classes;
-    const void *fc_packed;  // qk_fc_pack of [classes][last out_c] for the same path
-    const int32_t *fc_bias;
-    const float *fc_multiplier;
-    // Leading layers whose output for the whole batch exceeds this many bytes run one image at a time
-    // (depth first, so that they stay in L2) when `input` is not `ping`; 0 means the default, 1 MiB.
-    int64_t depth_first_bytes;
-} qk_network;
+// A whole network for one path, owned by the kernels: conv layers in order, then the global average pool
+// and the fully connected head. It holds its weights packed, plus copies of the biases, multipliers and pad
+// values. Immutable once complete, so any number of threads may run it at once (each with its own scratch).
+typedef struct qk_network qk_network;
 
-// Runs the network over a batch on one team of up to `threads` threads, with the same result, byte for byte,
-// as calling qk_conv3x3_u8 for each layer, then qk_global_avgpool_u8 and qk_fc_u8 (one parallel region
-// instead of one per step; the steps still wait for each other). Layer 0 reads `input`; layer i writes
-// `pong` when i is even and `ping` when it is odd, so `input` may be `ping` but never `pong`. ping and pong
-// are scratch of batch x (largest per-image activation + QK_EXTRA_BYTES) bytes each (with the input in a
-// buffer of its own and a batch that the threads divide, each thread runs its images alone, each in its own
-// part of them); `input` has QK_EXTRA_BYTES of slack; `pooled` holds batch x last out_c bytes plus the
-// slack, `logits` batch x classes floats.
-// Returns 0, or -1 (nothing computed) for an invalid network or argument.
-int qk_network_run(qk_path path, const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
-                   uint8_t *pong, uint8_t *pooled, float *logits, int32_t threads);
-// The same, also storing the monotonic clock (seconds) at the start and after each step, when all threads
-// have finished it: step_clock[0] before layer 0, step_clock[i + 1] after conv i, then after the pool and
-// after the fc (conv_count + 3 values). For profiling a run as it really executes.
-int qk_network_run_timed(qk_path path, const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
+// An empty network of `conv_count` layers with these shapes, which must chain (layer i's input is layer
+// i-1's output), and a head of `classes` outputs. Weights are set afterwards, layer by layer.
+qk_status qk_network_create(qk_path path, int32_t conv_count, const qk_conv_shape *shapes, int32_t classes,
+                            qk_network **out_network);
+// Packs conv layer i's OIHW weights and copies its out_c biases and multipliers and in_c pad values.
+qk_status qk_network_set_conv(qk_network *network, int32_t index, const int8_t *weight_oihw, const int32_t *bias,
+                              const float *multiplier, const uint8_t *pad_value);
+// Sets the pool's multiplier and packs the fc head's [classes][last out_c] weights.
+qk_status qk_network_set_head(qk_network *network, float pool_multiplier, const int8_t *fc_weight,
+                              const int32_t *fc_bias, const float *fc_multiplier);
+// The same complete network for another path, packed from this one's weights (one layer unpacked at a time).
+qk_status qk_network_repack(const qk_network *network, qk_path path, qk_network **out_network);
+// Conv layer i's OIHW weights, unpacked (out_c * in_c / groups * 9 bytes).
+qk_status qk_network_conv_weights(const qk_network *network, int32_t index, int8_t *weight_oihw);
+// The fc head's [classes][last out_c] weights, unpacked.
+qk_status qk_network_fc_weights(const qk_network *network, int8_t *weight);
+// The network's path; QK_PATH_COUNT for NULL.
+qk_path qk_network_path(const qk_network *network);
+// Bytes of packed weights the network holds so far.
+size_t qk_network_packed_bytes(const qk_network *network);
+// Frees the network; NULL is ignored.
+void qk_network_destroy(qk_network *network);
+// Leading layers whose output for the whole batch exceeds this many bytes run one image at a time (depth
+// first, so that they stay in L2); 0 restores the default, 1 MiB. For tests and tuning.
+qk_status qk_network_set_depth_first_bytes(qk_network *network, int64_t bytes);
+
+// Bytes of each scratch buffer a run of up to `max_batch` images needs, slack included.
+typedef struct qk_network_scratch {
+    size_t input;   // the images, [batch][in_h][in_w][3]
+    size_t ping;    // activations of odd layers
+    size_t pong;    // activations of even layers
+    size_t pooled;  // [batch][last out_c]
+    size_t logits;  // floats, [batch][classes]
+} qk_network_scratch;
+qk_status qk_network_scratch_sizes(const qk_network *network, int32_t max_batch, qk_network_scratch *out_sizes);
+
+// Runs `batch` images on one team of up to `threads` threads, with the same result, byte for byte, as
+// calling qk_conv3x3_u8 for each layer, then qk_global_avgpool_u8 and qk_fc_u8. The buffers are at least
+// qk_network_scratch_sizes(batch) large, distinct and not overlapping; `input` holds the images and its
+// slack, `logits` receives [batch][classes]. With `step_clock` (conv_count + 3 doubles) member 0 stores the
+// monotonic clock in seconds at the start and after each step, when all threads have finished it.
+qk_status qk_network_run(const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
                          uint8_t *pong, uint8_t *pooled, float *logits, int32_t threads, double *step_clock);
 
-// Testing only: in every team that runs a network, member `member` (-1: none, the default) sleeps
-// `microseconds` before the first work item of each conv step, so the other members take its items over.
-void qk_testing_set_straggler(int32_t member, int32_t microseconds);
-// Testing only: how many conv work items a member took over from another's share since the last call.
-int64_t qk_testing_taken_over_items(void);
+// ---- Testing ----
 
-// Measured int8 multiply-accumulate throughput of one core, in GMAC/s, with the best dot-product
-// instruction this CPU has (vpdpbusd where present), running for about `seconds`: the median rate of
-// short bursts, i.e. at the clock the core sustains most of the time (peak.c says why not the fastest).
-double qk_measure_peak_gmacs(double seconds);
+// In every team that runs a network, member `member` (-1: none, the default) sleeps `microseconds` before
+// the first work item of each conv step, so the other members take its items over.
+void qk_testing_set_straggler(int32_t member, int32_t microseconds);
+// How many conv work items a member took over from another's share since the last call.
+int64_t qk_testing_taken_over_items(void);
 
 #ifdef __cplusplus
 }

@@ -1,14 +1,17 @@
 // Scalar 3x3 conv: the oracle every SIMD path is compared against, and the path of CPUs without one.
 // Written for obviousness first; the tap-pointer table keeps the padding logic in one place.
-#include "qk-internal.h"
+#include "scalar/scalar.h"
 
-size_t qk_conv3x3_packed_size_scalar(const qk_conv_geometry *geo) {
+size_t qk_conv3x3_u8s8_scalar_packed_size(const qk_path_config *path, const qk_conv_geometry *geo) {
+    (void)path;
     return (size_t)geo->out_c * (size_t)geo->in_per_group * 9;
 }
 
 // OIHW -> [out][tap][in]: the innermost loop then runs over contiguous input channels of both the pixel
 // and the weights, which compilers vectorize (1.7x faster on the A0 layers with SSE2 only).
-void qk_conv3x3_pack_scalar(const qk_conv_geometry *geo, const int8_t *weight_oihw, void *packed) {
+void qk_conv3x3_u8s8_scalar_pack(const qk_path_config *path, const qk_conv_geometry *geo, const int8_t *weight_oihw,
+                                  void *packed) {
+    (void)path;
     int8_t *out = (int8_t *)packed;
     const size_t ipg = (size_t)geo->in_per_group;
     for (size_t o = 0; o < (size_t)geo->out_c; o++)
@@ -16,7 +19,9 @@ void qk_conv3x3_pack_scalar(const qk_conv_geometry *geo, const int8_t *weight_oi
             for (size_t c = 0; c < ipg; c++) out[(o * 9 + tap) * ipg + c] = weight_oihw[(o * ipg + c) * 9 + tap];
 }
 
-void qk_conv3x3_unpack_scalar(const qk_conv_geometry *geo, const void *packed, int8_t *weight_oihw) {
+void qk_conv3x3_u8s8_scalar_unpack(const qk_path_config *path, const qk_conv_geometry *geo, const void *packed,
+                                    int8_t *weight_oihw) {
+    (void)path;
     const int8_t *in = (const int8_t *)packed;
     const size_t ipg = (size_t)geo->in_per_group;
     for (size_t o = 0; o < (size_t)geo->out_c; o++)
@@ -43,7 +48,8 @@ static void conv_pixel(const qk_conv_args *args, const uint8_t *const tap[9], ui
     }
 }
 
-void qk_conv3x3_scalar_share(const qk_conv_args *args, const qk_team *team) {
+void qk_conv3x3_u8s8_scalar_share(const qk_path_config *path, const qk_conv_args *args, const qk_team *team) {
+    (void)path;
     const qk_conv_geometry *geo = &args->geo;
     const int64_t rows = (int64_t)args->batch * geo->out_h;
     int64_t first, end;

@@ -1,4 +1,5 @@
-#include "qk-internal.h"
+// Scalar global average pool: the oracle, and the channel tail of the SIMD pools.
+#include "scalar/scalar.h"
 
 void qk_avgpool_channels_scalar(const uint8_t *image, int32_t pixels, int32_t channels, int32_t first,
                                 int32_t end, float multiplier, uint8_t *out) {
@@ -9,7 +10,7 @@ void qk_avgpool_channels_scalar(const uint8_t *image, int32_t pixels, int32_t ch
     }
 }
 
-void qk_global_avgpool_scalar_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
+void qk_gavgpool_u8_scalar_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
                                     float multiplier, uint8_t *output, const qk_team *team) {
     int64_t first, end;
     qk_team_share(team, batch, &first, &end);

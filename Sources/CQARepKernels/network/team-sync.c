@@ -1,4 +1,4 @@
-#include "team-sync.h"
+#include "network/team-sync.h"
 
 #include <time.h>
 

@@ -1,5 +1,5 @@
 // AVX-512 global average pool: 64 channels per step, widened to int32 and summed over the pixels.
-#include "qk-x86.h"
+#include "x86/avx512vnni/avx512vnni.h"
 
 #if QK_HAVE_X86
 
@@ -27,7 +27,7 @@ static void pool_step(int32_t pixels, int32_t channels, const uint8_t *image, in
                              qk_requantize16(sum[q], _mm512_setzero_si512(), m));
 }
 
-void qk_global_avgpool_avx512vnni_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
+void qk_gavgpool_u8_c64_avx512vnni_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
                                         float multiplier, uint8_t *output, const qk_team *team) {
     const int32_t steps = (channels + POOL_CHANNELS - 1) / POOL_CHANNELS;
     const int64_t items = (int64_t)batch * steps;

@@ -1,13 +1,16 @@
-// Packing, tiling and threading shared by the blocked SIMD paths (conv layout described in qk-internal.h,
-// fully connected head below); the paths contribute only their microkernels.
-#include "qk-internal.h"
-#include "team-sync.h"
+// The blocked conv driver: tile shapes, work items and their share among threads, dense mode and tap
+// slices (the layout is in blocked.h); the path contributes its microkernels and costs.
+#include "driver/blocked.h"
+#include "network/team-sync.h"
 
 #include <string.h>
 
 // Up to 7 channels per group the window row fits 64 bytes, and the 8-byte copies that build it (see
 // build_window_rows) initialize every byte of it.
 enum { QK_DENSE_MAX_CHANNELS = 7, QK_DENSE_ROW_BYTES = 64 };
+_Static_assert((9 * QK_DENSE_MAX_CHANNELS + QK_MAX_PACK_DEPTH - 1) / QK_MAX_PACK_DEPTH * QK_MAX_PACK_DEPTH <=
+                   QK_DENSE_ROW_BYTES,
+               "a window row rounded up to whole chunks fits its 64 bytes");
 
 static int uses_dense_mode(const qk_conv_geometry *geo) {
     return geo->in_per_group <= QK_DENSE_MAX_CHANNELS;
@@ -25,9 +28,9 @@ static void split_row(int32_t out_w, int32_t pixels_per_tile, int32_t *row_tiles
 // Estimated time of one input chunk step of a pixels x blocks tile, in hundredths of a vpdpbusd slot: the
 // dot products, plus the loads (one per block for the weights, one broadcast per pixel), or, when the
 // tile's weights stream from L2, the time L2 takes to deliver them, whichever is longer.
-static int64_t step_cost(const qk_conv_microkernels *kernels, int32_t pixels, int32_t blocks, int streamed) {
-    const int64_t compute = (int64_t)pixels * blocks * 100 + (int64_t)kernels->load_cost * (pixels + blocks);
-    const int64_t stream = streamed ? (int64_t)blocks * kernels->streamed_block_cost : 0;
+static int64_t step_cost(const qk_conv_costs *costs, int32_t pixels, int32_t blocks, int streamed) {
+    const int64_t compute = (int64_t)pixels * blocks * 100 + (int64_t)costs->load_cost * (pixels + blocks);
+    const int64_t stream = streamed ? (int64_t)blocks * costs->streamed_block_cost : 0;
     return compute > stream ? compute : stream;
 }
 
@@ -36,19 +39,23 @@ static int64_t step_cost(const qk_conv_microkernels *kernels, int32_t pixels, in
 // row splits badly into tiles and where the weights stream from L2 once per pixel tile (RepVGG-A0's
 // 192 -> 1280 layer on 7-pixel rows: 3 x 7 at 92%, 4 x 4 + 4 x 3 at 84%). Paths that set no costs keep
 // the widest tile, at the most pixels.
-static qk_conv_blocking blocking_of(const qk_conv_geometry *geo, const qk_conv_microkernels *kernels) {
-    const int32_t lanes = kernels->lanes;
+qk_conv_blocking qk_conv_blocking_of(const qk_conv_geometry *geo, const qk_path_config *path) {
+    const qk_conv_microkernels *kernels = &path->conv;
+    const int32_t lanes = path->packing.lanes, depth = path->packing.depth;
     qk_conv_blocking b;
     b.lanes = lanes;
+    b.depth = depth;
+    b.unit_bytes = path->packing.unit_bytes;
     b.blocks_per_group = (geo->out_per_group + lanes - 1) / lanes;
     if (uses_dense_mode(geo)) {
         b.taps = 1;
-        b.chunks = (9 * geo->in_per_group + 3) / 4;
+        b.chunks = (9 * geo->in_per_group + depth - 1) / depth;
     } else {
         b.taps = 9;
-        b.chunks = (geo->in_per_group + 3) / 4;
+        b.chunks = (geo->in_per_group + depth - 1) / depth;
     }
-    const size_t block_weight_bytes = (size_t)b.taps * (size_t)b.chunks * QK_PACK_UNIT_BYTES;
+    const size_t block_weight_bytes = (size_t)b.taps * (size_t)b.chunks * (size_t)b.unit_bytes;
+    b.block_bytes = block_weight_bytes + (size_t)path->packing.trailer_bytes;
     int64_t best_cost = INT64_MAX;
     for (int32_t blocks_per_tile = kernels->max_blocks < b.blocks_per_group ? kernels->max_blocks : b.blocks_per_group;
          blocks_per_tile >= 1; blocks_per_tile--) {
@@ -64,9 +71,9 @@ static qk_conv_blocking blocking_of(const qk_conv_geometry *geo, const qk_conv_m
         for (int32_t blocks = blocks_per_tile - 1; blocks <= blocks_per_tile; blocks++) {
             const int32_t count = blocks == blocks_per_tile ? full_tiles : tiles - full_tiles;
             if (count == 0) continue;
-            const int streamed = (size_t)blocks * block_weight_bytes > kernels->l1_weight_bytes;
-            cost += count * (wider_tiles * step_cost(kernels, base_pixels + 1, blocks, streamed) +
-                             (row_tiles - wider_tiles) * step_cost(kernels, base_pixels, blocks, streamed));
+            const int streamed = (size_t)blocks * block_weight_bytes > path->costs.l1_weight_bytes;
+            cost += count * (wider_tiles * step_cost(&path->costs, base_pixels + 1, blocks, streamed) +
+                             (row_tiles - wider_tiles) * step_cost(&path->costs, base_pixels, blocks, streamed));
         }
         if (cost < best_cost) {
             best_cost = cost;
@@ -76,168 +83,6 @@ static qk_conv_blocking blocking_of(const qk_conv_geometry *geo, const qk_conv_m
         }
     }
     return b;
-}
-
-size_t qk_conv_blocked_packed_size(const qk_conv_geometry *geo, const qk_conv_microkernels *kernels) {
-    const qk_conv_blocking b = blocking_of(geo, kernels);
-    const qk_conv_blocking *blocking = &b;
-    return (size_t)geo->groups * (size_t)blocking->blocks_per_group * (size_t)blocking->taps *
-           (size_t)blocking->chunks * QK_PACK_UNIT_BYTES;
-}
-
-// The packing order, walked once for both directions so that pack and unpack cannot drift apart: packing
-// gathers each unit's weights from OIHW (zero where a lane or a position does not exist) and lays the unit
-// out; unpacking reads the unit back and scatters the same weights to the same OIHW elements.
-typedef enum { QK_PACK, QK_UNPACK } qk_pack_direction;
-
-static void convert_unit(const qk_conv_microkernels *kernels, qk_pack_direction direction, int8_t weights[16][4],
-                         uint8_t *unit) {
-    if (direction == QK_PACK)
-        kernels->pack_unit((const int8_t(*)[4])weights, kernels->lanes, unit);
-    else
-        kernels->unpack_unit(unit, kernels->lanes, weights);
-}
-
-static void move_weight(qk_pack_direction direction, int8_t *unit_weight, int8_t *oihw_weight) {
-    if (direction == QK_PACK)
-        *unit_weight = *oihw_weight;
-    else
-        *oihw_weight = *unit_weight;
-}
-
-static void conv_blocked_traverse(const qk_conv_geometry *geo, const qk_conv_microkernels *kernels,
-                                  qk_pack_direction direction, int8_t *weight_oihw, uint8_t *packed) {
-    const qk_conv_blocking b = blocking_of(geo, kernels);
-    const qk_conv_blocking *blocking = &b;
-    const int32_t ipg = geo->in_per_group, opg = geo->out_per_group, lanes = blocking->lanes;
-    uint8_t *unit = packed;
-    for (int32_t g = 0; g < geo->groups; g++) {
-        for (int32_t tile = 0; tile < blocking->tiles_per_group; tile++) {
-            const int32_t first_block = qk_tile_first_block(blocking, tile);
-            const int32_t blocks = qk_tile_blocks(blocking, tile);
-            for (int32_t packed_tap = 0; packed_tap < blocking->taps; packed_tap++) {
-                for (int32_t chunk = 0; chunk < blocking->chunks; chunk++) {
-                    for (int32_t block = 0; block < blocks; block++) {
-                        int8_t weights[16][4];
-                        memset(weights, 0, sizeof weights);
-                        if (direction == QK_UNPACK) convert_unit(kernels, direction, weights, unit);
-                        for (int32_t lane = 0; lane < lanes; lane++) {
-                            const int32_t o = (first_block + block) * lanes + lane;
-                            if (o >= opg) break;
-                            for (int32_t q = 0; q < 4; q++) {
-                                // Dense mode: position chunk * 4 + q of the window row is (tap, channel).
-                                const int32_t position = chunk * 4 + q;
-                                const int32_t tap = blocking->taps == 1 ? position / ipg : packed_tap;
-                                const int32_t c = blocking->taps == 1 ? position % ipg : position;
-                                if (tap >= 9 || c >= ipg) break;
-                                const size_t oc = (size_t)g * opg + (size_t)o;
-                                move_weight(direction, &weights[lane][q],
-                                            &weight_oihw[(oc * (size_t)ipg + (size_t)c) * 9 + (size_t)tap]);
-                            }
-                        }
-                        if (direction == QK_PACK) convert_unit(kernels, direction, weights, unit);
-                        unit += QK_PACK_UNIT_BYTES;
-                    }
-                }
-            }
-        }
-    }
-}
-
-void qk_conv_blocked_pack(const qk_conv_geometry *geo, const qk_conv_microkernels *kernels,
-                          const int8_t *weight_oihw, void *packed) {
-    // Packing only reads weight_oihw: the traversal's writes to it happen in the unpack direction alone.
-    conv_blocked_traverse(geo, kernels, QK_PACK, (int8_t *)weight_oihw, (uint8_t *)packed);
-}
-
-void qk_conv_blocked_unpack(const qk_conv_geometry *geo, const qk_conv_microkernels *kernels, const void *packed,
-                            int8_t *weight_oihw) {
-    // Unpacking only reads the packed units.
-    conv_blocked_traverse(geo, kernels, QK_UNPACK, weight_oihw, (uint8_t *)packed);
-}
-
-size_t qk_fc_blocked_size(int32_t in_c, int32_t out_c, int32_t lanes) {
-    const size_t blocks = (size_t)(out_c + lanes - 1) / (size_t)lanes, chunks = (size_t)(in_c + 3) / 4;
-    return blocks * chunks * QK_PACK_UNIT_BYTES;
-}
-
-static void fc_blocked_traverse(int32_t in_c, int32_t out_c, const qk_conv_microkernels *kernels,
-                                qk_pack_direction direction, int8_t *weight, uint8_t *packed) {
-    const int32_t lanes = kernels->lanes;
-    const int32_t blocks = (out_c + lanes - 1) / lanes, chunks = (in_c + 3) / 4;
-    uint8_t *unit = packed;
-    for (int32_t block = 0; block < blocks; block++) {
-        for (int32_t chunk = 0; chunk < chunks; chunk++) {
-            int8_t weights[16][4];
-            memset(weights, 0, sizeof weights);
-            if (direction == QK_UNPACK) convert_unit(kernels, direction, weights, unit);
-            for (int32_t lane = 0; lane < lanes; lane++) {
-                const int32_t k = block * lanes + lane;
-                if (k >= out_c) break;
-                for (int32_t q = 0; q < 4 && chunk * 4 + q < in_c; q++)
-                    move_weight(direction, &weights[lane][q],
-                                &weight[(size_t)k * (size_t)in_c + (size_t)(chunk * 4 + q)]);
-            }
-            if (direction == QK_PACK) convert_unit(kernels, direction, weights, unit);
-            unit += QK_PACK_UNIT_BYTES;
-        }
-    }
-}
-
-void qk_fc_pack_blocked(int32_t in_c, int32_t out_c, const qk_conv_microkernels *kernels, const int8_t *weight,
-                        void *packed) {
-    fc_blocked_traverse(in_c, out_c, kernels, QK_PACK, (int8_t *)weight, (uint8_t *)packed);
-}
-
-void qk_fc_unpack_blocked(int32_t in_c, int32_t out_c, const qk_conv_microkernels *kernels, const void *packed,
-                          int8_t *weight) {
-    fc_blocked_traverse(in_c, out_c, kernels, QK_UNPACK, weight, (uint8_t *)packed);
-}
-
-// Each work item is a group of output blocks for all images, so a block's weights are fetched once per
-// batch; each logit is computed by exactly one item.
-enum { QK_FC_BLOCKS_PER_ITEM = 4 };
-
-void qk_fc_blocked_share(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
-                         const float *multiplier, const uint8_t *input, float *logits, int32_t lanes,
-                         qk_fc_block_fn run_block, const qk_team *team) {
-    const int32_t chunks = (in_c + 3) / 4;
-    const int32_t blocks = (out_c + lanes - 1) / lanes;
-    const int32_t items = (blocks + QK_FC_BLOCKS_PER_ITEM - 1) / QK_FC_BLOCKS_PER_ITEM;
-    const size_t block_bytes = (size_t)chunks * QK_PACK_UNIT_BYTES;
-    int64_t first_item, end_item;
-    qk_team_share(team, items, &first_item, &end_item);
-    for (int32_t item = (int32_t)first_item; item < (int32_t)end_item; item++) {
-        const int32_t end = (item + 1) * QK_FC_BLOCKS_PER_ITEM < blocks ? (item + 1) * QK_FC_BLOCKS_PER_ITEM : blocks;
-        for (int32_t n = 0; n < batch; n++) {
-            for (int32_t b = item * QK_FC_BLOCKS_PER_ITEM; b < end; b++) {
-                const int32_t k = b * lanes;
-                const qk_fc_block block = {
-                    .chunks = chunks,
-                    .outputs = out_c - k,
-                    .weights = (const uint8_t *)packed + (size_t)b * block_bytes,
-                    .input = input + (size_t)n * in_c,
-                    .bias = bias + k,
-                    .multiplier = multiplier + k,
-                    .logits = logits + (size_t)n * out_c + k,
-                };
-                run_block(&block);
-            }
-        }
-    }
-}
-
-// The member's whole share: the head reads each weight once per batch, straight from L3 or memory unless
-// it was fetched during the last conv layer.
-void qk_fc_blocked_first_weights(int32_t in_c, int32_t out_c, const void *packed, int32_t lanes, const qk_team *team,
-                                 const uint8_t **weights, size_t *bytes) {
-    const int32_t blocks = (out_c + lanes - 1) / lanes;
-    const int32_t items = (blocks + QK_FC_BLOCKS_PER_ITEM - 1) / QK_FC_BLOCKS_PER_ITEM;
-    const size_t item_bytes = (size_t)((in_c + 3) / 4) * QK_PACK_UNIT_BYTES * QK_FC_BLOCKS_PER_ITEM;
-    int64_t first_item, end_item;
-    qk_team_share(team, items, &first_item, &end_item);
-    *weights = (const uint8_t *)packed + (size_t)first_item * item_bytes;
-    *bytes = (size_t)(end_item - first_item) * item_bytes;
 }
 
 // Pixel tiles of a row are as even as possible (e.g. 14 -> 7 + 7, not 8 + 6), so rows whose width is a
@@ -262,7 +107,8 @@ enum { QK_WINDOW_COPY_SLACK = 32 };
 // rounded-up length (36 bytes at ipg 4, 28 at 3), so one 16-byte move per kernel row does: half the
 // stores of the 32-byte copies, which were most of the window cost at 3 channels.
 enum { QK_NARROW_COPY_MAX_CHANNELS = 4, QK_NARROW_COPY_BYTES = 16 };
-_Static_assert(6 * QK_NARROW_COPY_MAX_CHANNELS + QK_NARROW_COPY_BYTES >= (9 * QK_NARROW_COPY_MAX_CHANNELS + 3) / 4 * 4,
+_Static_assert(6 * QK_NARROW_COPY_MAX_CHANNELS + QK_NARROW_COPY_BYTES >=
+                   (9 * QK_NARROW_COPY_MAX_CHANNELS + QK_MAX_PACK_DEPTH - 1) / QK_MAX_PACK_DEPTH * QK_MAX_PACK_DEPTH,
                "narrow copies must reach the end of the window row");
 
 static void build_window_rows(const qk_conv_args *args, const qk_conv_tile *tile, int32_t pixels, uint8_t *rows) {
@@ -364,10 +210,10 @@ static void locate_item(const qk_conv_plan *plan, int64_t item, int64_t *channel
     }
 }
 
-static qk_conv_plan plan_of(const qk_conv_args *args, const qk_conv_microkernels *kernels) {
+static qk_conv_plan plan_of(const qk_conv_args *args, const qk_path_config *path) {
     const qk_conv_geometry *geo = &args->geo;
     qk_conv_plan plan;
-    plan.blocking = blocking_of(geo, kernels);
+    plan.blocking = qk_conv_blocking_of(geo, path);
     split_row(geo->out_w, plan.blocking.pixels_per_tile, &plan.row_tiles, &plan.base_pixels, &plan.wider_tiles);
     // Dense mode: one item covers all channel tiles of its group, so that they share the window rows
     // (RepVGG-B0's 64-channel stem has two tiles, which built every window twice).
@@ -383,7 +229,7 @@ static qk_conv_plan plan_of(const qk_conv_args *args, const qk_conv_microkernels
     plan.channel_tiles = channel_tiles;
     plan.items = channel_tiles * plan.image_bands;
     const uint64_t input_bytes = (uint64_t)args->batch * (uint64_t)geo->in_h * (uint64_t)geo->in_w * (uint64_t)geo->in_c;
-    const uint64_t weight_bytes = (uint64_t)qk_conv_blocked_packed_size(geo, kernels);
+    const uint64_t weight_bytes = (uint64_t)qk_conv_blocked_size(&plan.blocking, geo);
     plan.channels_outermost = args->threads <= 1 || 16 * input_bytes <= weight_bytes;
     return plan;
 }
@@ -396,7 +242,7 @@ static const uint8_t *item_weights(const qk_conv_args *args, const qk_conv_plan 
     const int64_t first = channel_tile * plan->tiles_per_item;
     const int32_t group = (int32_t)(first / b->tiles_per_group), tile = (int32_t)(first % b->tiles_per_group);
     const int32_t blocks = qk_tile_first_block(b, tile + plan->tiles_per_item) - qk_tile_first_block(b, tile);
-    *bytes = (size_t)b->taps * (size_t)b->chunks * (size_t)blocks * QK_PACK_UNIT_BYTES;
+    *bytes = (size_t)blocks * b->block_bytes;
     return qk_conv_tile_weights(args->packed, b, group, tile);
 }
 
@@ -452,9 +298,9 @@ static void share_items_of(const void *context, const qk_team *member, int64_t *
     share_items(share->args, share->plan, member, first, end);
 }
 
-void qk_conv_blocked_first_weights(const qk_conv_args *args, const qk_conv_microkernels *kernels, const qk_team *team,
-                                   const uint8_t **weights, size_t *bytes) {
-    const qk_conv_plan plan = plan_of(args, kernels);
+static void conv_first_weights(const qk_path_config *path, const qk_conv_args *args, const qk_team *team,
+                               const uint8_t **weights, size_t *bytes) {
+    const qk_conv_plan plan = plan_of(args, path);
     int64_t first_item, end_item;
     share_items(args, &plan, team, &first_item, &end_item);
     *bytes = 0;
@@ -466,7 +312,8 @@ void qk_conv_blocked_first_weights(const qk_conv_args *args, const qk_conv_micro
 // crowd out the microkernel's own loads.
 enum { QK_MAX_PREFETCH_LINES_PER_TAP = 64 };
 
-void qk_conv_blocked_share(const qk_conv_args *caller_args, const qk_conv_microkernels *kernels, const qk_team *team) {
+static void conv_share(const qk_path_config *path, const qk_conv_args *caller_args, const qk_team *team) {
+    const qk_conv_microkernels *kernels = &path->conv;
     qk_conv_args layer = *caller_args;
     float largest_multiplier = 0.0f;
     for (int32_t o = 0; o < layer.geo.out_c; o++)
@@ -474,11 +321,11 @@ void qk_conv_blocked_share(const qk_conv_args *caller_args, const qk_conv_microk
     layer.multipliers_below_one = largest_multiplier < 1.0f;
     const qk_conv_args *args = &layer;
     const qk_conv_geometry *geo = &args->geo;
-    const qk_conv_plan plan = plan_of(args, kernels);
+    const qk_conv_plan plan = plan_of(args, path);
     const qk_conv_blocking *blocking = &plan.blocking;
     const int32_t row_tiles = plan.row_tiles;
-    const size_t tap_bytes = (size_t)blocking->chunks * (size_t)blocking->blocks_per_tile * QK_PACK_UNIT_BYTES;
-    int32_t taps_per_slice = (int32_t)(kernels->slice_bytes / tap_bytes);
+    const size_t tap_bytes = (size_t)blocking->chunks * (size_t)blocking->blocks_per_tile * (size_t)blocking->unit_bytes;
+    int32_t taps_per_slice = (int32_t)(path->costs.slice_bytes / tap_bytes);
     if (taps_per_slice < 1) taps_per_slice = 1;
     if (taps_per_slice > blocking->taps) taps_per_slice = blocking->taps;
     const int dense = blocking->taps == 1;
@@ -573,3 +420,16 @@ void qk_conv_blocked_share(const qk_conv_args *caller_args, const qk_conv_microk
         }
     }
 }
+
+const qk_path_ops qk_blocked_ops = {
+    .conv_packed_size = qk_conv_blocked_packed_size,
+    .conv_pack = qk_conv_blocked_pack,
+    .conv_unpack = qk_conv_blocked_unpack,
+    .conv_share = conv_share,
+    .conv_first_weights = conv_first_weights,
+    .fc_packed_size = qk_fc_blocked_packed_size,
+    .fc_pack = qk_fc_blocked_pack,
+    .fc_unpack = qk_fc_blocked_unpack,
+    .fc_share = qk_fc_blocked_share,
+    .fc_first_weights = qk_fc_blocked_first_weights,
+};

@@ -1,6 +1,6 @@
 // AVX2 global average pool: 32 channels per step; the last < 32 channels go through the scalar code,
 // which does the same arithmetic.
-#include "qk-x86.h"
+#include "x86/avx2/avx2.h"
 
 #if QK_HAVE_X86
 
@@ -21,7 +21,7 @@ static void pool_step(int32_t pixels, int32_t channels, const uint8_t *image, in
     for (int q = 0; q < 4; q++) qk_requantize8_store(sum[q], _mm256_setzero_si256(), m, out + first + 8 * q, 8);
 }
 
-void qk_global_avgpool_avx2_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
+void qk_gavgpool_u8_c32_avx2_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
                                   float multiplier, uint8_t *output, const qk_team *team) {
     const int32_t steps = channels / POOL_CHANNELS + 1;  // the last step is the scalar tail, maybe empty
     const int64_t items = (int64_t)batch * steps;

@@ -2,45 +2,15 @@
 // step (24 on RepVGG-A0): each costs a wake-up of the team and a join, and the calling thread's return to
 // Swift in between. Here the team stays together and the steps are separated by the barriers that end
 // each step's shared loop, which the data dependencies between layers need anyway.
-#include "qk-internal.h"
-#include "team-sync.h"
+#include "network/network.h"
+#include "network/team-sync.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-static bool network_is_valid(qk_path path, const qk_network *network, int32_t batch) {
-    if (network == NULL || network->conv_count < 1 || network->convs == NULL || batch < 1) return false;
-    if (!qk_path_supported(path)) return false;
-    const qk_network_conv *previous = NULL;
-    for (int32_t i = 0; i < network->conv_count; i++) {
-        const qk_network_conv *conv = &network->convs[i];
-        if (!qk_conv_shape_is_valid(&conv->shape)) return false;
-        if (conv->packed == NULL || conv->bias == NULL || conv->multiplier == NULL || conv->pad_value == NULL)
-            return false;
-        if (previous != NULL) {
-            const qk_conv_shape *p = &previous->shape, *s = &conv->shape;
-            if (s->in_h != qk_conv_out_dim(p->in_h, p->stride) || s->in_w != qk_conv_out_dim(p->in_w, p->stride) ||
-                s->in_c != p->out_c)
-                return false;
-        }
-        previous = conv;
-    }
-    const qk_conv_shape *last = &previous->shape;
-    const int64_t pixels = (int64_t)qk_conv_out_dim(last->in_h, last->stride) * qk_conv_out_dim(last->in_w, last->stride);
-    if (pixels > INT32_MAX || !qk_pool_shape_is_valid(batch, (int32_t)pixels, last->out_c)) return false;
-    if (!qk_fc_shape_is_valid(last->out_c, network->classes)) return false;
-    return network->fc_packed != NULL && network->fc_bias != NULL && network->fc_multiplier != NULL;
-}
-
-static size_t input_bytes(const qk_conv_shape *shape) {
-    return (size_t)shape->in_h * (size_t)shape->in_w * (size_t)shape->in_c;
-}
-
-static size_t output_bytes(const qk_conv_shape *shape) {
-    return (size_t)qk_conv_out_dim(shape->in_h, shape->stride) * (size_t)qk_conv_out_dim(shape->in_w, shape->stride) *
-           (size_t)shape->out_c;
-}
+#define input_bytes qk_layer_input_bytes
+#define output_bytes qk_layer_output_bytes
 
 // Layer i over images [first_image, first_image + images): layer 0 reads `input`, layer i writes pong when
 // i is even and ping when it is odd, each image at its place in the batch.
@@ -98,23 +68,19 @@ static double monotonic_seconds(void) {
     return (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
 }
 
-int qk_network_run(qk_path path, const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
-                   uint8_t *pong, uint8_t *pooled, float *logits, int32_t threads) {
-    return qk_network_run_timed(path, network, batch, input, ping, pong, pooled, logits, threads, NULL);
-}
 
 // One conv layer's share, fetching meanwhile the weights this member starts the step after it with (the fc
 // head's are shared out by `fc_team`; NULL: the fc head does not come next).
-static void run_conv(qk_path path, qk_conv_args *args, const qk_conv_args *next, const qk_network *network,
+static void run_conv(const qk_path_config *path, qk_conv_args *args, const qk_conv_args *next, const qk_network *network,
                      const qk_team *team, const qk_team *fc_team) {
     if (next != NULL) {
-        qk_conv3x3_first_weights(path, next, team, &args->prefetch_next, &args->prefetch_next_bytes);
+        path->ops->conv_first_weights(path, next, team, &args->prefetch_next, &args->prefetch_next_bytes);
     } else if (fc_team != NULL) {
         const qk_network_conv *last = &network->convs[network->conv_count - 1];
-        qk_fc_first_weights(path, last->shape.out_c, network->classes, network->fc_packed, fc_team,
+        path->ops->fc_first_weights(path, last->shape.out_c, network->classes, network->fc_packed, fc_team,
                             &args->prefetch_next, &args->prefetch_next_bytes);
     }
-    qk_conv3x3_share(path, args, team);
+    path->ops->conv_share(path, args, team);
 }
 
 // Where one member records when each step ended: step_clock[s + 1] holds step s's time until the run ends,
@@ -131,12 +97,6 @@ static void step_done(step_timer *timer, int32_t step) {
     timer->mark = now;
 }
 
-static size_t largest_activation(const qk_network *network) {
-    size_t largest = input_bytes(&network->convs[0].shape);
-    for (int32_t i = 0; i < network->conv_count; i++)
-        if (output_bytes(&network->convs[i].shape) > largest) largest = output_bytes(&network->convs[i].shape);
-    return largest;
-}
 
 // Where leading layer i of the image-by-image part writes each image: layers before the last leading one
 // reuse one place for every image, warm in L2 (a fresh place per image made A0's stem 25-35% slower per
@@ -164,12 +124,12 @@ static qk_conv_args leading_args(const qk_network *network, int32_t i, int32_t n
 
 // The conv layers and the pool of `batch` images by `team`, with ping and pong and pooled positioned for
 // those images. Steps end in the team's barriers (none for a member alone).
-static void run_features(qk_path path, const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
+static void run_features(const qk_path_config *path, const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
                          uint8_t *pong, uint8_t *pooled, qk_team *team, const qk_team *fc_team, step_timer *timer) {
     const int32_t layers = network->conv_count;
     const qk_conv_geometry last = qk_conv_geometry_of(&network->convs[layers - 1].shape);
     const int32_t leading = per_image_layers(network, batch, input, ping);
-    const size_t room = (size_t)batch * (largest_activation(network) + QK_EXTRA_BYTES);
+    const size_t room = (size_t)batch * (qk_network_largest_activation(network) + QK_EXTRA_BYTES);
     for (int32_t n = 0; n < (leading > 0 ? batch : 0); n++) {
         for (int32_t i = 0; i < leading; i++) {
             qk_conv_args args = leading_args(network, i, n, leading, batch, room, team->size, input, ping, pong);
@@ -193,8 +153,7 @@ static void run_features(qk_path path, const qk_network *network, int32_t batch,
     }
     uint8_t *x = layers % 2 == 1 ? pong : ping;
     qk_team_step_begin(team);
-    qk_global_avgpool_share(path, batch, last.out_h * last.out_w, last.out_c, x, network->pool_multiplier, pooled,
-                            team);
+    path->pool_share(batch, last.out_h * last.out_w, last.out_c, x, network->pool_multiplier, pooled, team);
     qk_team_step_end(team);
     step_done(timer, layers);
 }
@@ -209,21 +168,22 @@ static void run_features(qk_path path, const qk_network *network, int32_t batch,
 // them from (images run alone) * (largest + QK_EXTRA_BYTES) on: hence the scratch contract of
 // batch * (largest + QK_EXTRA_BYTES). The input must be in a buffer of its own: in ping, image
 // 0's activations would overwrite image 1's pixels.
-// Measured (static halves, before images were claimed one by one) on A0 and B0, batch 8, 2 threads, best of
-// 8 interleaved rounds: A0 16.31 -> 15.86 ms, B0 36.52 -> 35.74 ms.
+// (docs/performance.md, "Threads".)
 static int32_t images_run_alone(int32_t batch, int32_t threads, const uint8_t *input, const uint8_t *ping) {
     return threads > 1 && batch >= threads && input != ping ? batch - batch % threads : 0;
 }
 
-int qk_network_run_timed(qk_path path, const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
+qk_status qk_network_run(const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
                          uint8_t *pong, uint8_t *pooled, float *logits, int32_t threads, double *step_clock) {
-    if (!network_is_valid(path, network, batch)) return -1;
-    if (input == NULL || ping == NULL || pong == NULL || pooled == NULL || logits == NULL) return -1;
+    if (network == NULL || batch < 1 || batch > QK_MAX_BATCH) return QK_ERROR_INVALID_ARGUMENT;
+    if (input == NULL || ping == NULL || pong == NULL || pooled == NULL || logits == NULL) return QK_ERROR_INVALID_ARGUMENT;
+    if (!qk_network_is_complete(network)) return QK_ERROR_INCOMPLETE;
     if (threads < 1) threads = 1;
+    const qk_path_config *path = network->config;
     const int32_t layers = network->conv_count;
     const qk_conv_geometry last = qk_conv_geometry_of(&network->convs[layers - 1].shape);
     const int32_t alone_images = images_run_alone(batch, threads, input, ping);
-    const size_t largest = largest_activation(network);
+    const size_t largest = qk_network_largest_activation(network);
     const size_t image_bytes = input_bytes(&network->convs[0].shape);
     int32_t joined = 0, next_image = 0;
     // Claim counters, two sets of one per member, each on its own cache line; without them (no memory) the
@@ -265,8 +225,8 @@ int qk_network_run_timed(qk_path path, const qk_network *network, int32_t batch,
                          pong + slot, pooled + (size_t)first_shared * (size_t)last.out_c, &team, &team, &timer);
         }
         qk_team_step_begin(&team);
-        qk_fc_share(path, batch, last.out_c, network->classes, network->fc_packed, network->fc_bias,
-                    network->fc_multiplier, pooled, logits, &team);
+        path->ops->fc_share(path, batch, last.out_c, network->classes, network->fc_packed, network->fc_bias,
+                            network->fc_multiplier, pooled, logits, &team);
         if (step_clock != NULL) {
             qk_team_step_end(&team);
             step_done(&timer, layers + 1);
@@ -275,5 +235,5 @@ int qk_network_run_timed(qk_path path, const qk_network *network, int32_t batch,
         }
     }
     free(work.counters);
-    return 0;
+    return QK_OK;
 }

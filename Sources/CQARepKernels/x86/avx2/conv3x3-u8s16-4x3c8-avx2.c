@@ -1,46 +1,13 @@
-// AVX2 3x3 conv, exact. vpmaddubsw would saturate its int16 pair sums (255 * 127 * 2 > 32767), so inputs
-// and weights are both used as int16 and multiplied with vpmaddwd, whose int32 pair sums are exact.
-// An input chunk of 4 channels is broadcast as one dword; masking and shifting split it into the int16
-// pairs (c0, c2) and (c1, c3), so no shuffle is needed, and the packed unit holds the weights in that
-// even/odd arrangement: [half 0..1][lane 0..7][2] int16.
-#include "qk-x86.h"
+// AVX2 3x3 conv microkernels: tiles of up to 4 pixels x 3 blocks of 8 channels (12 of the 16 ymm registers
+// as accumulators; the weights come from memory operands). The bound is the vector ALU ports, two vpmaddwd
+// and two vpaddd per chunk and block, not the loads.
+#include "x86/avx2/avx2.h"
 
 #if QK_HAVE_X86
 
-// 4 pixels x 3 blocks (24 channels): 12 accumulators of the 16 ymm registers, the weights come from
-// memory operands. Measured against 4x2, 3x3, 2x4 and 3x4 on RepVGG-A0: best by 3-7%. The bound is the
-// vector ALU ports (two vpmaddwd and two vpaddd per 4 channels and block), not the loads.
-enum { AVX2_LANES = 8, AVX2_MAX_PIXELS = 4, AVX2_MAX_BLOCKS = 3 };
+enum { AVX2_LANES = QK_AVX2_LANES, AVX2_MAX_PIXELS = QK_AVX2_MAX_PIXELS, AVX2_MAX_BLOCKS = QK_AVX2_MAX_BLOCKS };
 _Static_assert(AVX2_MAX_PIXELS <= QK_MAX_TILE_PIXELS && AVX2_MAX_BLOCKS * AVX2_LANES <= QK_MAX_TILE_LANES,
                "partial-sum buffer too small");
-
-// Weight bytes per tap slice (see blocked-driver.c); AVX2 CPUs mostly have a 32 KB L1.
-#ifndef QK_AVX2_SLICE_BYTES
-#define QK_AVX2_SLICE_BYTES 16384
-#endif
-
-static void pack_unit_avx2(const int8_t weights[][4], int32_t lanes, uint8_t unit[QK_PACK_UNIT_BYTES]) {
-    int16_t arranged[2][AVX2_LANES][2];
-    memset(arranged, 0, sizeof arranged);
-    for (int32_t lane = 0; lane < lanes && lane < AVX2_LANES; lane++) {
-        for (int half = 0; half < 2; half++) {
-            arranged[half][lane][0] = weights[lane][half];
-            arranged[half][lane][1] = weights[lane][half + 2];
-        }
-    }
-    memcpy(unit, arranged, sizeof arranged);
-}
-
-static void unpack_unit_avx2(const uint8_t unit[QK_PACK_UNIT_BYTES], int32_t lanes, int8_t weights[][4]) {
-    int16_t arranged[2][AVX2_LANES][2];
-    memcpy(arranged, unit, sizeof arranged);
-    for (int32_t lane = 0; lane < lanes && lane < AVX2_LANES; lane++) {
-        for (int half = 0; half < 2; half++) {
-            weights[lane][half] = (int8_t)arranged[half][lane][0];
-            weights[lane][half + 2] = (int8_t)arranged[half][lane][1];
-        }
-    }
-}
 
 QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_blocking *b, const qk_conv_tile *tile,
                const int pixels, const int blocks) {
@@ -60,7 +27,7 @@ QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_
                             ? _mm256_setzero_si256()
                             : _mm256_load_si256((const __m256i *)(tile->partial + p * partial_stride + j * AVX2_LANES));
 
-    w += (size_t)tile->first_tap * (size_t)chunks * (size_t)blocks * QK_PACK_UNIT_BYTES;
+    w += (size_t)tile->first_tap * (size_t)chunks * (size_t)blocks * QK_AVX2_UNIT_BYTES;
     for (int32_t tap = tile->first_tap; tap < tile->first_tap + tile->taps; tap++) {
         const uint8_t *src[AVX2_MAX_PIXELS];
         qk_conv_tile_sources(args, tile, image, first_channel, tap, pixels, src);
@@ -69,8 +36,8 @@ QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_
             __m256i even[AVX2_MAX_BLOCKS], odd[AVX2_MAX_BLOCKS];
 #pragma clang loop unroll(full)
             for (int j = 0; j < blocks; j++) {
-                even[j] = _mm256_loadu_si256((const __m256i *)(w + j * QK_PACK_UNIT_BYTES));
-                odd[j] = _mm256_loadu_si256((const __m256i *)(w + j * QK_PACK_UNIT_BYTES + 32));
+                even[j] = _mm256_loadu_si256((const __m256i *)(w + j * QK_AVX2_UNIT_BYTES));
+                odd[j] = _mm256_loadu_si256((const __m256i *)(w + j * QK_AVX2_UNIT_BYTES + 32));
             }
 #pragma clang loop unroll(full)
             for (int p = 0; p < pixels; p++) {
@@ -84,7 +51,7 @@ QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_
                     acc[p][j] = _mm256_add_epi32(acc[p][j], sum);
                 }
             }
-            w += blocks * QK_PACK_UNIT_BYTES;
+            w += blocks * QK_AVX2_UNIT_BYTES;
         }
     }
 
@@ -125,22 +92,7 @@ AVX2_TILES_FOR_PIXELS(3)
 AVX2_TILES_FOR_PIXELS(4)
 
 #define AVX2_ROW(P) avx2_tile_##P##x1, avx2_tile_##P##x2, avx2_tile_##P##x3
-static const qk_conv_tile_fn avx2_tiles[AVX2_MAX_PIXELS * AVX2_MAX_BLOCKS] = {
+const qk_conv_tile_fn qk_conv3x3_u8s16_4x3c8_avx2[AVX2_MAX_PIXELS * AVX2_MAX_BLOCKS] = {
     AVX2_ROW(1), AVX2_ROW(2), AVX2_ROW(3), AVX2_ROW(4)
-};
-
-const qk_conv_microkernels qk_conv_microkernels_avx2 = {
-    .lanes = AVX2_LANES,
-    .max_pixels = AVX2_MAX_PIXELS,
-    .max_blocks = AVX2_MAX_BLOCKS,
-    .max_accumulators = AVX2_MAX_PIXELS * AVX2_MAX_BLOCKS,
-    // Bound by the vector ALU ports, not by loads (see above): always the largest tile.
-    .load_cost = 0,
-    .streamed_block_cost = 0,
-    .l1_weight_bytes = QK_AVX2_SLICE_BYTES,
-    .slice_bytes = QK_AVX2_SLICE_BYTES,
-    .pack_unit = pack_unit_avx2,
-    .unpack_unit = unpack_unit_avx2,
-    .tiles = avx2_tiles,
 };
 #endif

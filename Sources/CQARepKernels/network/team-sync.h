@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "qk-internal.h"
+#include "common/qk-internal.h"
 
 // Work claiming. Each member owns a contiguous share of a step's items (the static split, which keeps a
 // thread on the rows it wrote in the layer before) and takes them in order through its own counter; when

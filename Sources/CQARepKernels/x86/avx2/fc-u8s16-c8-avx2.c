@@ -1,15 +1,15 @@
-// AVX2 fully connected head, exact: int16 operands and vpmaddwd (see conv3x3-avx2.c for the unit layout).
-#include "qk-x86.h"
+// AVX2 fully connected head: one block of 8 logits, int16 operands and vpmaddwd (units as in avx2.h).
+#include "x86/avx2/avx2.h"
 
 #if QK_HAVE_X86
 
 QK_TARGET_AVX2
-static void fc_block_avx2(const qk_fc_block *block) {
+void qk_fc_u8s16_c8_avx2(const qk_fc_block *block) {
     __m256i acc = _mm256_setzero_si256();
     for (int32_t k = 0; k < block->chunks; k++) {
         __m256i even, odd;
         qk_split_chunk(_mm256_set1_epi32(qk_load_u32(block->input + 4 * k)), &even, &odd);
-        const uint8_t *unit = block->weights + (size_t)k * QK_PACK_UNIT_BYTES;
+        const uint8_t *unit = block->weights + (size_t)k * QK_AVX2_UNIT_BYTES;
         acc = _mm256_add_epi32(acc, _mm256_madd_epi16(even, _mm256_loadu_si256((const __m256i *)unit)));
         acc = _mm256_add_epi32(acc, _mm256_madd_epi16(odd, _mm256_loadu_si256((const __m256i *)(unit + 32))));
     }
@@ -21,9 +21,4 @@ static void fc_block_avx2(const qk_fc_block *block) {
     memcpy(block->logits, lanes, (size_t)valid * sizeof(float));
 }
 
-void qk_fc_avx2_share(int32_t batch, int32_t in_c, int32_t out_c, const void *packed, const int32_t *bias,
-                      const float *multiplier, const uint8_t *input, float *logits, const qk_team *team) {
-    qk_fc_blocked_share(batch, in_c, out_c, packed, bias, multiplier, input, logits,
-                        qk_conv_microkernels_avx2.lanes, fc_block_avx2, team);
-}
 #endif

@@ -1,8 +1,14 @@
-// x86 SIMD helpers shared by the AVX2 and AVX-512 VNNI files. Only included by x86 builds.
+// x86 helpers shared by the x86 paths: CPU checks, target attributes, and the SIMD forms of the exact
+// requantization.
 #ifndef QK_X86_H
 #define QK_X86_H
 
-#include "qk-internal.h"
+#include "driver/blocked.h"
+
+// Whether the OS saves the register state a path needs (XCR0 bits: 1 = SSE, 2 = AVX upper ymm, 5..7 =
+// AVX-512 opmask and zmm). A path's CPU check is its CPUID features (__builtin_cpu_supports) and this.
+bool qk_x86_os_saves_state(uint64_t xcr0_bits);
+enum { QK_XCR0_AVX = 0x6, QK_XCR0_AVX512 = 0xE6 };
 
 #if QK_HAVE_X86
 #include <immintrin.h>

@@ -1,32 +1,15 @@
-// AVX-512 VNNI 3x3 conv. Each vpdpbusd multiplies one broadcast 4-channel input chunk (u8) by the 16x4
-// weights (s8) of a block of 16 output channels, exactly (int32 sums of four products cannot overflow).
-// A microkernel keeps up to 24 zmm accumulators: 8 output pixels x 3 blocks (48 channels), so every
-// weight load feeds 8 products and every input broadcast 3, or 6 pixels x 4 blocks (64 channels); the
-// driver picks the shape per layer.
-#include "qk-x86.h"
+// AVX-512 VNNI 3x3 conv microkernels: tiles of up to 8 pixels x 3 blocks or 6 pixels x 4 blocks of 16
+// channels, so every weight load feeds up to 8 products and every input broadcast 3 or 4; the driver picks
+// the shape per layer.
+#include "x86/avx512vnni/avx512vnni.h"
 
 #if QK_HAVE_X86
 
-enum { VNNI_LANES = 16, VNNI_MAX_PIXELS = 8, VNNI_MAX_BLOCKS = 4, VNNI_MAX_ACCUMULATORS = 24 };
+enum { VNNI_LANES = QK_VNNI_LANES, VNNI_MAX_PIXELS = QK_VNNI_MAX_PIXELS, VNNI_MAX_BLOCKS = QK_VNNI_MAX_BLOCKS,
+       VNNI_MAX_ACCUMULATORS = QK_VNNI_MAX_ACCUMULATORS };
 _Static_assert(VNNI_MAX_BLOCKS <= 4, "the narrowing packs four blocks at most");
 _Static_assert(VNNI_MAX_PIXELS <= QK_MAX_TILE_PIXELS && VNNI_MAX_BLOCKS * VNNI_LANES <= QK_MAX_TILE_LANES,
                "partial-sum buffer too small");
-
-// Weight bytes per tap slice. Measured on a Xeon with 48 KB L1 / 2 MB L2 (RepVGG-A0, batch 1): L1-sized
-// slices were 2.5% slower than none, because L2 streams the weights fast enough and every slice costs
-// a store and reload of the sums. So slices only keep a tile's weights well inside L2 (in_c >= ~600).
-#ifndef QK_VNNI_SLICE_BYTES
-#define QK_VNNI_SLICE_BYTES 262144
-#endif
-
-// vpdpbusd wants lane l's four weights in dword l, which is the natural [lane][4] order.
-static void pack_unit_vnni(const int8_t weights[][4], int32_t lanes, uint8_t unit[QK_PACK_UNIT_BYTES]) {
-    memcpy(unit, weights, (size_t)lanes * 4);
-}
-
-static void unpack_unit_vnni(const uint8_t unit[QK_PACK_UNIT_BYTES], int32_t lanes, int8_t weights[][4]) {
-    memcpy(weights, unit, (size_t)lanes * 4);
-}
 
 QK_INLINE QK_TARGET_VNNI void vnni_tile(const qk_conv_args *args, const qk_conv_blocking *b, const qk_conv_tile *tile,
                const int pixels, const int blocks) {
@@ -61,13 +44,12 @@ QK_INLINE QK_TARGET_VNNI void vnni_tile(const qk_conv_args *args, const qk_conv_
                 acc[p][j] = _mm512_load_si512(tile->partial + p * partial_stride + j * VNNI_LANES);
     }
 
-    w += (size_t)tile->first_tap * (size_t)chunks * (size_t)blocks * QK_PACK_UNIT_BYTES;
+    w += (size_t)tile->first_tap * (size_t)chunks * (size_t)blocks * QK_VNNI_UNIT_BYTES;
     for (int32_t tap = tile->first_tap; tap < tile->first_tap + tile->taps; tap++) {
         const uint8_t *src[VNNI_MAX_PIXELS];
         qk_conv_tile_sources(args, tile, image, first_channel, tap, pixels, src);
-        // The next weights' prefetches go one per chunk rather than all at the tap's start, where they queued
-        // in front of the microkernel's own loads: RepVGG-A0 at batch 1 on one thread, conv.21 (2.2 MB of
-        // weights from L3) 85% -> 95% of peak, the 192-channel layers 96% -> 98%.
+        // The next item's weight prefetches go one per chunk: issued all at the tap's start they queued in
+        // front of the microkernel's own loads (docs/performance.md, "Prefetching").
         const char *prefetch = NULL;
         int32_t prefetch_lines = 0;
         if (tile->prefetch_lines_per_tap > 0) {
@@ -79,14 +61,14 @@ QK_INLINE QK_TARGET_VNNI void vnni_tile(const qk_conv_args *args, const qk_conv_
             if (k < prefetch_lines) _mm_prefetch(prefetch + 64 * k, _MM_HINT_T1);
             __m512i wv[VNNI_MAX_BLOCKS];
 #pragma clang loop unroll(full)
-            for (int j = 0; j < blocks; j++) wv[j] = _mm512_loadu_si512(w + j * QK_PACK_UNIT_BYTES);
+            for (int j = 0; j < blocks; j++) wv[j] = _mm512_loadu_si512(w + j * QK_VNNI_UNIT_BYTES);
 #pragma clang loop unroll(full)
             for (int p = 0; p < pixels; p++) {
                 const __m512i x = _mm512_set1_epi32(qk_load_u32(src[p] + 4 * k));
 #pragma clang loop unroll(full)
                 for (int j = 0; j < blocks; j++) acc[p][j] = _mm512_dpbusd_epi32(acc[p][j], x, wv[j]);
             }
-            w += blocks * QK_PACK_UNIT_BYTES;
+            w += blocks * QK_VNNI_UNIT_BYTES;
         }
     }
 
@@ -102,11 +84,9 @@ QK_INLINE QK_TARGET_VNNI void vnni_tile(const qk_conv_args *args, const qk_conv_
     uint8_t *out = args->output +
                    (((size_t)tile->image * geo->out_h + tile->out_y) * geo->out_w + tile->out_x) * geo->out_c +
                    first_out + first_lane;
-    // Dense mode (stems) stores one output byte per 8-12 multiply-adds, into a region of the batch buffer
-    // no layer has touched yet in this run. Loading the lines of the same pixels one row below (the first
-    // channel tile fetches all channels) brings them in about a row of tiles early. One thread, batch 8, five
-    // interleaved runs of 4-7 rounds on a busy machine: A0's stem 10-17% faster (e.g. 1.19 -> 1.09 ms), B0's
-    // 8-16% (1.64 -> 1.37 ms); batch 1 within noise; two rows ahead was no better.
+    // Dense mode (stems) stores one output byte per 8-12 multiply-adds into lines no layer has touched yet
+    // in this run; loading the same pixels' lines one row below brings them in about a row of tiles early
+    // (the first channel tile fetches all channels; docs/performance.md, "Stem").
     if (tile->im2col != NULL && tile->group == 0 && tile->first_block == 0) {
         const char *below = (const char *)out + (size_t)geo->out_w * (size_t)geo->out_c;
         for (int32_t offset = 0; offset < pixels * geo->out_c; offset += 64) _mm_prefetch(below + offset, _MM_HINT_T0);
@@ -158,34 +138,14 @@ VNNI_TILES_FOR_PIXELS(7)
 VNNI_TILES_FOR_PIXELS(8)
 
 // 7 or 8 pixels x 4 blocks would need 28 or 32 accumulators, leaving too few registers for the weights
-// and broadcasts. Keeping two blocks' weights as memory operands made 7 x 4 compile without spills, but
-// it ran RepVGG's 128- and 256-channel layers at 82-84% of peak (against 94-95%) and gained nothing
-// measurable on the stem.
+// and broadcasts (docs/performance.md has the 7 x 4 variant that was tried).
 #define VNNI_ROW(P) vnni_tile_##P##x1, vnni_tile_##P##x2, vnni_tile_##P##x3, vnni_tile_##P##x4
 #define VNNI_ROW_WITHOUT_4(P) vnni_tile_##P##x1, vnni_tile_##P##x2, vnni_tile_##P##x3, NULL
-static const qk_conv_tile_fn vnni_tiles[VNNI_MAX_PIXELS * VNNI_MAX_BLOCKS] = {
+const qk_conv_tile_fn qk_conv3x3_u8s8_8x3c16_avx512vnni[VNNI_MAX_PIXELS * VNNI_MAX_BLOCKS] = {
     VNNI_ROW(1), VNNI_ROW(2), VNNI_ROW(3), VNNI_ROW(4), VNNI_ROW(5), VNNI_ROW(6), VNNI_ROW_WITHOUT_4(7),
     VNNI_ROW_WITHOUT_4(8),
 };
 _Static_assert(6 * 4 <= VNNI_MAX_ACCUMULATORS && 7 * 4 > VNNI_MAX_ACCUMULATORS && 8 * 3 <= VNNI_MAX_ACCUMULATORS,
                "the table holds exactly the tiles within the accumulator budget");
 
-const qk_conv_microkernels qk_conv_microkernels_avx512vnni = {
-    .lanes = VNNI_LANES,
-    .max_pixels = VNNI_MAX_PIXELS,
-    .max_blocks = VNNI_MAX_BLOCKS,
-    .max_accumulators = VNNI_MAX_ACCUMULATORS,
-    // Fitted to RepVGG A0 and B0 layers (see blocked-driver.c): a load (weights or a broadcast) costs about
-    // half a vpdpbusd; streamed weights arrive at about 20 bytes a cycle, 10 per vpdpbusd slot, so a
-    // 64-byte unit takes 6.4 slots (with 4.6, 4 x 5 tiles were picked for 14-pixel rows of 192 and 256
-    // channels and ran 1-3% slower than 3 x 7); up to 32 KB of a tile's weights stay in the 48 KB L1 next
-    // to the input rows.
-    .load_cost = 50,
-    .streamed_block_cost = 640,
-    .l1_weight_bytes = 32768,
-    .slice_bytes = QK_VNNI_SLICE_BYTES,
-    .pack_unit = pack_unit_vnni,
-    .unpack_unit = unpack_unit_vnni,
-    .tiles = vnni_tiles,
-};
 #endif

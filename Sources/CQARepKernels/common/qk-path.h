@@ -1,0 +1,124 @@
+// What one CPU path is: the description each line of qk_paths.h points to. The entry points, the network
+// runner and the peak measurement read everything path-specific from here, so nothing outside a path's
+// folder and the table switches over paths.
+#ifndef QK_PATH_H
+#define QK_PATH_H
+
+#include "common/qk-internal.h"
+
+typedef struct qk_path_config qk_path_config;
+
+// ---- Packing geometry of the blocked layout (driver/blocked.h) ----
+// Output channels are cut into blocks of `lanes`, input values into chunks of `depth` (one dot-product
+// step: 4 for vpdpbusd, sdot and vpmaddwd pairs, 8 for smmla). One [lanes][depth] unit takes `unit_bytes`
+// in the path's own arrangement; `trailer_bytes` follow each block's units when the path needs per-lane
+// terms derived from the weights (an sdot path's sum of weights, which corrects for the shifted input).
+enum { QK_MAX_PACK_LANES = 32, QK_MAX_PACK_DEPTH = 8 };
+typedef struct qk_pack_geometry {
+    int32_t lanes, depth, unit_bytes, trailer_bytes;
+    // Lays out one unit from weights[lane][depth] (int8, zero where a lane or input does not exist).
+    void (*pack_unit)(const int8_t *weights, uint8_t *unit);
+    // The inverse: weights[lane][depth] back from a unit.
+    void (*unpack_unit)(const uint8_t *unit, int8_t *weights);
+    // Writes a block's trailer from the sum of each lane's weights (NULL when trailer_bytes is 0).
+    void (*pack_trailer)(const int32_t *lane_sums, uint8_t *trailer);
+} qk_pack_geometry;
+
+// ---- The blocked conv microkernels and the driver's cost model ----
+struct qk_conv_args;
+struct qk_conv_blocking;
+struct qk_conv_tile;
+typedef void (*qk_conv_tile_fn)(const struct qk_conv_args *args, const struct qk_conv_blocking *blocking,
+                                const struct qk_conv_tile *tile);
+
+typedef struct qk_conv_microkernels {
+    int32_t max_pixels, max_blocks;
+    int32_t max_accumulators;  // largest pixels x blocks of a tile (tiles beyond it are NULL)
+    // One per tile shape: tiles[(pixels - 1) * max_blocks + blocks - 1].
+    const qk_conv_tile_fn *tiles;
+} qk_conv_microkernels;
+
+// The tile-shape cost model (driver/blocked-conv.c), in hundredths of a dot-product instruction: the cost
+// of one load, and of streaming one block's weights from L2 for one input chunk when a tile's weights
+// exceed l1_weight_bytes. Zero costs: the widest tile at the most pixels. slice_bytes bounds the weights
+// one tap slice spans.
+typedef struct qk_conv_costs {
+    int32_t load_cost, streamed_block_cost;
+    size_t l1_weight_bytes, slice_bytes;
+} qk_conv_costs;
+
+// One block of `lanes` logits of one image: a blocked path's part of the fully connected head.
+typedef struct qk_fc_block {
+    int32_t chunks;            // ceil(in_c / depth)
+    int32_t outputs;           // logits of this block that exist (1..lanes)
+    const uint8_t *weights;    // the block's packed units (and trailer)
+    const uint8_t *input;      // the image's in_c bytes (+ readable slack)
+    const int32_t *bias;       // from this block's first output on
+    const float *multiplier;
+    float *logits;
+} qk_fc_block;
+typedef void (*qk_fc_block_fn)(const qk_fc_block *block);
+
+// ---- Operations ----
+// How a path packs and runs each step. Blocked paths share the driver's (qk_blocked_ops), which reads their
+// geometry, microkernels and costs; the scalar oracle has its own.
+typedef struct qk_path_ops {
+    size_t (*conv_packed_size)(const qk_path_config *path, const qk_conv_geometry *geo);
+    void (*conv_pack)(const qk_path_config *path, const qk_conv_geometry *geo, const int8_t *weight_oihw,
+                      void *packed);
+    void (*conv_unpack)(const qk_path_config *path, const qk_conv_geometry *geo, const void *packed,
+                        int8_t *weight_oihw);
+    // One member's share of a conv step (see qk_team).
+    void (*conv_share)(const qk_path_config *path, const qk_conv_args *args, const qk_team *team);
+    // The packed weights a member reads first in a conv step (*bytes = 0: none worth fetching ahead).
+    void (*conv_first_weights)(const qk_path_config *path, const qk_conv_args *args, const qk_team *team,
+                               const uint8_t **weights, size_t *bytes);
+    size_t (*fc_packed_size)(const qk_path_config *path, int32_t in_c, int32_t out_c);
+    void (*fc_pack)(const qk_path_config *path, int32_t in_c, int32_t out_c, const int8_t *weight, void *packed);
+    void (*fc_unpack)(const qk_path_config *path, int32_t in_c, int32_t out_c, const void *packed, int8_t *weight);
+    void (*fc_share)(const qk_path_config *path, int32_t batch, int32_t in_c, int32_t out_c, const void *packed,
+                     const int32_t *bias, const float *multiplier, const uint8_t *input, float *logits,
+                     const qk_team *team);
+    void (*fc_first_weights)(const qk_path_config *path, int32_t in_c, int32_t out_c, const void *packed,
+                             const qk_team *team, const uint8_t **weights, size_t *bytes);
+} qk_path_ops;
+
+typedef void (*qk_pool_share_fn)(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
+                                 float multiplier, uint8_t *output, const qk_team *team);
+
+struct qk_path_config {
+    const char *name;
+    // Among the supported paths the highest runs by default.
+    int32_t preference;
+    // Whether this CPU and OS can run the path; NULL where the build has no code for it (another
+    // architecture), which reads as "not supported".
+    bool (*supported)(void);
+    // The CPU features it needs as Linux's /proc/cpuinfo names them, space separated, so that tests can
+    // check detection against what the OS reports.
+    const char *linux_cpu_flags;
+    const qk_path_ops *ops;
+    qk_pool_share_fn pool_share;
+    // Blocked paths only.
+    qk_pack_geometry packing;
+    qk_conv_microkernels conv;
+    qk_conv_costs costs;
+    qk_fc_block_fn fc_block;
+    // The peak yardstick: the instruction mix of the path's inner loop, and a loop of exactly that mix
+    // (peak/peak.h) returning GMAC/s of one core.
+    const char *peak_mix;
+    double (*peak_gmacs)(double seconds);
+};
+
+// The table (paths.c), indexed by qk_path; NULL for a value that is not a path.
+const qk_path_config *qk_path_config_of(qk_path path);
+// The config of a path this CPU can run; NULL otherwise.
+const qk_path_config *qk_supported_path_config(qk_path path);
+
+#define QK_PATH_DECLARE_CONFIG(id, config) extern const qk_path_config config;
+QK_PATH_TABLE(QK_PATH_DECLARE_CONFIG)
+#undef QK_PATH_DECLARE_CONFIG
+
+extern const qk_path_ops qk_blocked_ops;
+extern const qk_path_ops qk_scalar_ops;
+
+#endif  // QK_PATH_H

@@ -1,0 +1,152 @@
+// Packing and unpacking of the blocked layout (blocked.h), conv layers and the fully connected head, for
+// any path's geometry: lanes, chunk depth, unit arrangement and block trailer.
+#include "driver/blocked.h"
+
+#include <string.h>
+
+size_t qk_conv_blocked_size(const qk_conv_blocking *blocking, const qk_conv_geometry *geo) {
+    return (size_t)geo->groups * (size_t)blocking->blocks_per_group * blocking->block_bytes;
+}
+
+size_t qk_conv_blocked_packed_size(const qk_path_config *path, const qk_conv_geometry *geo) {
+    const qk_conv_blocking blocking = qk_conv_blocking_of(geo, path);
+    return qk_conv_blocked_size(&blocking, geo);
+}
+
+// The packing order is walked once for both directions, so that pack and unpack cannot drift apart:
+// packing gathers each unit's weights from OIHW (zero where a lane or a position does not exist) and lays
+// the unit out; unpacking reads the unit back and scatters the same weights to the same OIHW elements.
+// Trailers are derived from the weights, so unpacking skips them.
+typedef enum { QK_PACK, QK_UNPACK } qk_pack_direction;
+
+typedef struct qk_unit_walk {
+    const qk_pack_geometry *geometry;
+    qk_pack_direction direction;
+    uint8_t *next;  // the next unit or trailer
+    int8_t weights[QK_MAX_PACK_LANES * QK_MAX_PACK_DEPTH];
+} qk_unit_walk;
+
+static void unit_begin(qk_unit_walk *walk) {
+    memset(walk->weights, 0, sizeof walk->weights);
+    if (walk->direction == QK_UNPACK) walk->geometry->unpack_unit(walk->next, walk->weights);
+}
+
+static void unit_end(qk_unit_walk *walk) {
+    if (walk->direction == QK_PACK) walk->geometry->pack_unit(walk->weights, walk->next);
+    walk->next += walk->geometry->unit_bytes;
+}
+
+// Weight (lane, q) of the current unit and its OIHW element, moved in the walk's direction; returns it.
+static int8_t move_weight(qk_unit_walk *walk, int32_t lane, int32_t q, int8_t *oihw_weight) {
+    int8_t *unit_weight = &walk->weights[lane * walk->geometry->depth + q];
+    if (walk->direction == QK_PACK)
+        *unit_weight = *oihw_weight;
+    else
+        *oihw_weight = *unit_weight;
+    return *unit_weight;
+}
+
+// Writes (or skips) the trailers of `blocks` blocks from their lanes' weight sums.
+static void trailers(qk_unit_walk *walk, const int32_t *lane_sums, int32_t blocks) {
+    const qk_pack_geometry *geometry = walk->geometry;
+    if (geometry->trailer_bytes == 0) return;
+    for (int32_t block = 0; block < blocks; block++) {
+        if (walk->direction == QK_PACK) geometry->pack_trailer(lane_sums + block * geometry->lanes, walk->next);
+        walk->next += geometry->trailer_bytes;
+    }
+}
+
+static void conv_blocked_traverse(const qk_path_config *path, const qk_conv_geometry *geo,
+                                  qk_pack_direction direction, int8_t *weight_oihw, uint8_t *packed) {
+    const qk_conv_blocking b = qk_conv_blocking_of(geo, path);
+    const qk_conv_blocking *blocking = &b;
+    const int32_t ipg = geo->in_per_group, opg = geo->out_per_group, lanes = blocking->lanes;
+    const int32_t depth = blocking->depth;
+    qk_unit_walk walk = {.geometry = &path->packing, .direction = direction, .next = packed};
+    for (int32_t g = 0; g < geo->groups; g++) {
+        for (int32_t tile = 0; tile < blocking->tiles_per_group; tile++) {
+            const int32_t first_block = qk_tile_first_block(blocking, tile);
+            const int32_t blocks = qk_tile_blocks(blocking, tile);
+            int32_t lane_sums[QK_MAX_TILE_LANES] = {0};
+            for (int32_t packed_tap = 0; packed_tap < blocking->taps; packed_tap++) {
+                for (int32_t chunk = 0; chunk < blocking->chunks; chunk++) {
+                    for (int32_t block = 0; block < blocks; block++) {
+                        unit_begin(&walk);
+                        for (int32_t lane = 0; lane < lanes; lane++) {
+                            const int32_t o = (first_block + block) * lanes + lane;
+                            if (o >= opg) break;
+                            for (int32_t q = 0; q < depth; q++) {
+                                // Dense mode: position chunk * depth + q of the window row is (tap, channel).
+                                const int32_t position = chunk * depth + q;
+                                const int32_t tap = blocking->taps == 1 ? position / ipg : packed_tap;
+                                const int32_t c = blocking->taps == 1 ? position % ipg : position;
+                                if (tap >= 9 || c >= ipg) break;
+                                const size_t oc = (size_t)g * opg + (size_t)o;
+                                lane_sums[block * lanes + lane] +=
+                                    move_weight(&walk, lane, q, &weight_oihw[(oc * (size_t)ipg + (size_t)c) * 9 + (size_t)tap]);
+                            }
+                        }
+                        unit_end(&walk);
+                    }
+                }
+            }
+            trailers(&walk, lane_sums, blocks);
+        }
+    }
+}
+
+void qk_conv_blocked_pack(const qk_path_config *path, const qk_conv_geometry *geo, const int8_t *weight_oihw,
+                          void *packed) {
+    // Packing only reads weight_oihw: the traversal writes to it in the unpack direction alone.
+    conv_blocked_traverse(path, geo, QK_PACK, (int8_t *)weight_oihw, (uint8_t *)packed);
+}
+
+void qk_conv_blocked_unpack(const qk_path_config *path, const qk_conv_geometry *geo, const void *packed,
+                            int8_t *weight_oihw) {
+    // Unpacking only reads the packed units.
+    conv_blocked_traverse(path, geo, QK_UNPACK, weight_oihw, (uint8_t *)packed);
+}
+
+// The fully connected head uses the same units: [block of `lanes` outputs][chunk of `depth` inputs][unit],
+// then the block's trailer.
+size_t qk_fc_blocked_block_bytes(const qk_path_config *path, int32_t in_c) {
+    const qk_pack_geometry *geometry = &path->packing;
+    const size_t chunks = (size_t)(in_c + geometry->depth - 1) / (size_t)geometry->depth;
+    return chunks * (size_t)geometry->unit_bytes + (size_t)geometry->trailer_bytes;
+}
+
+size_t qk_fc_blocked_packed_size(const qk_path_config *path, int32_t in_c, int32_t out_c) {
+    const size_t blocks = (size_t)(out_c + path->packing.lanes - 1) / (size_t)path->packing.lanes;
+    return blocks * qk_fc_blocked_block_bytes(path, in_c);
+}
+
+static void fc_blocked_traverse(const qk_path_config *path, int32_t in_c, int32_t out_c,
+                                qk_pack_direction direction, int8_t *weight, uint8_t *packed) {
+    const int32_t lanes = path->packing.lanes, depth = path->packing.depth;
+    const int32_t blocks = (out_c + lanes - 1) / lanes, chunks = (in_c + depth - 1) / depth;
+    qk_unit_walk walk = {.geometry = &path->packing, .direction = direction, .next = packed};
+    for (int32_t block = 0; block < blocks; block++) {
+        int32_t lane_sums[QK_MAX_PACK_LANES] = {0};
+        for (int32_t chunk = 0; chunk < chunks; chunk++) {
+            unit_begin(&walk);
+            for (int32_t lane = 0; lane < lanes; lane++) {
+                const int32_t k = block * lanes + lane;
+                if (k >= out_c) break;
+                for (int32_t q = 0; q < depth && chunk * depth + q < in_c; q++)
+                    lane_sums[lane] +=
+                        move_weight(&walk, lane, q, &weight[(size_t)k * (size_t)in_c + (size_t)(chunk * depth + q)]);
+            }
+            unit_end(&walk);
+        }
+        trailers(&walk, lane_sums, 1);
+    }
+}
+
+void qk_fc_blocked_pack(const qk_path_config *path, int32_t in_c, int32_t out_c, const int8_t *weight, void *packed) {
+    fc_blocked_traverse(path, in_c, out_c, QK_PACK, (int8_t *)weight, (uint8_t *)packed);
+}
+
+void qk_fc_blocked_unpack(const qk_path_config *path, int32_t in_c, int32_t out_c, const void *packed,
+                          int8_t *weight) {
+    fc_blocked_traverse(path, in_c, out_c, QK_UNPACK, weight, (uint8_t *)packed);
+}

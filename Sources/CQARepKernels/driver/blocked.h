@@ -1,0 +1,147 @@
+#ifndef QK_BLOCKED_H
+#define QK_BLOCKED_H
+
+#include "common/qk-path.h"
+
+// The blocked layout and driver shared by the SIMD paths: packing, tiling and threading live here, and a
+// path contributes only its microkernels and its packing geometry (common/qk-path.h).
+//
+// Output channels of each group are cut into blocks of `lanes`; up to `blocks_per_tile` consecutive blocks
+// form a tile, the output channels one microkernel call produces. Input channels of a group are cut into
+// chunks of `depth` (one dot-product step). Packed weights:
+//   [group][tile][tap 0..8][chunk][block within tile][unit] then [block within tile][trailer]
+// so one microkernel call streams its weights strictly sequentially. A unit holds lanes x depth weights in
+// the path's own arrangement, zero where the output channel or the input channel does not exist: a zero
+// weight makes the over-read input bytes of a partial chunk contribute exactly 0.
+//
+// Dense mode, for groups of few input channels (the 3-channel stem): 9 taps x 3 channels would take 9
+// chunks of which a quarter is padding, and the per-tap setup would dominate. Instead the driver copies
+// each output pixel's 3x3 window into one contiguous row (im2col, 9 * in_per_group bytes), and the
+// weights are packed as a single "tap" whose chunks run over (tap, channel) pairs: 7 chunks for the stem.
+typedef struct qk_conv_blocking {
+    int32_t lanes;             // output channels per block
+    int32_t depth;             // input values per chunk
+    int32_t unit_bytes;
+    size_t block_bytes;        // one block's units over all taps and chunks, and its trailer
+    int32_t blocks_per_group;  // ceil(out_per_group / lanes)
+    int32_t blocks_per_tile;   // the largest tile; see qk_tile_first_block
+    int32_t pixels_per_tile;   // the widest pixel tile of a row
+    int32_t tiles_per_group;
+    int32_t taps;              // 9, or 1 in dense mode
+    int32_t chunks;            // per tap: ceil(in_per_group / depth), or ceil(9 * in_per_group / depth) dense
+} qk_conv_blocking;
+
+// Tiles split a group's blocks as evenly as possible (64 channels: 2 + 2 blocks, not 3 + 1; 256: 3, 3, 2,
+// 3, 2, 3): a 1-block tile feeds each input broadcast to a single dot product and is bound by the loads
+// (RepVGG-B0's 64-channel layers ran at 81% of peak with a 3 + 1 split).
+static inline int32_t qk_tile_first_block(const qk_conv_blocking *b, int32_t tile) {
+    return (int32_t)((int64_t)tile * b->blocks_per_group / b->tiles_per_group);
+}
+
+static inline int32_t qk_tile_blocks(const qk_conv_blocking *b, int32_t tile) {
+    return qk_tile_first_block(b, tile + 1) - qk_tile_first_block(b, tile);
+}
+
+// Start of tile `tile` of group `group` inside the packed weights.
+static inline const uint8_t *qk_conv_tile_weights(const void *packed, const qk_conv_blocking *b,
+                                                  int32_t group, int32_t tile) {
+    const size_t first_block = (size_t)group * (size_t)b->blocks_per_group + (size_t)qk_tile_first_block(b, tile);
+    return (const uint8_t *)packed + first_block * b->block_bytes;
+}
+
+// Largest microkernel any path uses, which sizes the driver's buffer of partial sums.
+enum { QK_MAX_TILE_PIXELS = 8, QK_MAX_TILE_LANES = 64 };
+
+// One microkernel call: `pixels` consecutive output pixels of one row, starting at out_x, times the
+// output channels of tile `tile` of group `group`, over taps [first_tap, first_tap + taps).
+// partial == NULL: all taps of the packing (9, or the one dense-mode tap) at once, then store the
+// requantized bytes. Otherwise the call is one slice: it starts afresh (first_tap == 0) or from the sums in
+// partial[pixel][lane] (lanes counted over a full tile), and stores either the sums back there or, on the
+// last slice, the requantized bytes.
+// In dense mode im2col points at the first pixel's window row, the next pixel's is im2col_stride further.
+// Each tap also prefetches `prefetch_lines_per_tap` cache lines into L2, from `prefetch` on: weights the
+// thread needs in its next work item, streamed while this one computes.
+// `weights` and `first_block` locate channel tile `tile` (qk_conv_tile_weights, qk_tile_first_block); the
+// driver finds them once per channel tile, since the divisions cost a stem's microkernel call about 10%.
+typedef struct qk_conv_tile {
+    int32_t image, out_y, out_x, pixels, group, tile, first_block;
+    const uint8_t *weights;
+    int32_t first_tap, taps;
+    int32_t *partial;
+    const uint8_t *im2col;
+    int32_t im2col_stride;
+    const uint8_t *prefetch;
+    int32_t prefetch_lines_per_tap;
+} qk_conv_tile;
+
+// Where tap (ky, kx) of output pixel (out_y, out_x) reads its input channels from `first_channel` on:
+// the input pixel, or the padding values on the border.
+static inline const uint8_t *qk_conv_tap_source(const qk_conv_args *args, const uint8_t *image, int32_t out_y,
+                                                int32_t out_x, int32_t ky, int32_t kx, int32_t first_channel) {
+    const qk_conv_geometry *geo = &args->geo;
+    const int32_t iy = out_y * geo->stride + ky - 1;
+    const int32_t ix = out_x * geo->stride + kx - 1;
+    if ((uint32_t)iy < (uint32_t)geo->in_h && (uint32_t)ix < (uint32_t)geo->in_w)
+        return image + ((size_t)iy * (size_t)geo->in_w + (size_t)ix) * (size_t)geo->in_c + (size_t)first_channel;
+    return args->pad_value + first_channel;
+}
+
+// Input pointers of tap `tap` for the `pixels` output pixels of a tile (from their window rows in dense
+// mode). Inside the image the pixels are `stride * in_c` bytes apart, which needs one add per pixel.
+// A tile on the left or right border (both tiles of a 14-pixel row) only has its first or last pixel
+// outside for a given tap, so the per-pixel column check is a compare and a select, and whole rows
+// outside the image read the padding.
+static inline __attribute__((always_inline)) void qk_conv_tile_sources(const qk_conv_args *args,
+                                                                       const qk_conv_tile *tile, const uint8_t *image,
+                                                                       int32_t first_channel, int32_t tap, int pixels,
+                                                                       const uint8_t **src) {
+    if (tile->im2col != NULL) {
+        for (int p = 0; p < pixels; p++) src[p] = tile->im2col + p * tile->im2col_stride;
+        return;
+    }
+    const qk_conv_geometry *geo = &args->geo;
+    const int32_t ky = tap / 3, kx = tap % 3;
+    const int32_t iy = tile->out_y * geo->stride + ky - 1;
+    const uint8_t *pad = args->pad_value + first_channel;
+    if ((uint32_t)iy >= (uint32_t)geo->in_h) {
+        for (int p = 0; p < pixels; p++) src[p] = pad;
+        return;
+    }
+    const uint8_t *row = image + (size_t)iy * (size_t)geo->in_w * (size_t)geo->in_c + (size_t)first_channel;
+    const int32_t first_ix = tile->out_x * geo->stride + kx - 1;
+    const int32_t last_ix = first_ix + (pixels - 1) * geo->stride;
+    if (first_ix >= 0 && last_ix < geo->in_w) {
+        const uint8_t *first = row + (size_t)first_ix * (size_t)geo->in_c;
+        const size_t step = (size_t)geo->stride * (size_t)geo->in_c;
+        for (int p = 0; p < pixels; p++) src[p] = first + (size_t)p * step;
+        return;
+    }
+    for (int p = 0; p < pixels; p++) {
+        const int32_t ix = first_ix + p * geo->stride;
+        src[p] = (uint32_t)ix < (uint32_t)geo->in_w ? row + (size_t)ix * (size_t)geo->in_c : pad;
+    }
+}
+
+// The tiling of a layer for a path (blocked-conv.c), and the bytes its packed weights take.
+qk_conv_blocking qk_conv_blocking_of(const qk_conv_geometry *geo, const qk_path_config *path);
+size_t qk_conv_blocked_size(const qk_conv_blocking *blocking, const qk_conv_geometry *geo);
+
+// The operations of qk_blocked_ops (common/qk-path.h).
+size_t qk_conv_blocked_packed_size(const qk_path_config *path, const qk_conv_geometry *geo);
+void qk_conv_blocked_pack(const qk_path_config *path, const qk_conv_geometry *geo, const int8_t *weight_oihw,
+                          void *packed);
+void qk_conv_blocked_unpack(const qk_path_config *path, const qk_conv_geometry *geo, const void *packed,
+                            int8_t *weight_oihw);
+// One fc block's units and trailer.
+size_t qk_fc_blocked_block_bytes(const qk_path_config *path, int32_t in_c);
+size_t qk_fc_blocked_packed_size(const qk_path_config *path, int32_t in_c, int32_t out_c);
+void qk_fc_blocked_pack(const qk_path_config *path, int32_t in_c, int32_t out_c, const int8_t *weight, void *packed);
+void qk_fc_blocked_unpack(const qk_path_config *path, int32_t in_c, int32_t out_c, const void *packed,
+                          int8_t *weight);
+void qk_fc_blocked_share(const qk_path_config *path, int32_t batch, int32_t in_c, int32_t out_c, const void *packed,
+                         const int32_t *bias, const float *multiplier, const uint8_t *input, float *logits,
+                         const qk_team *team);
+void qk_fc_blocked_first_weights(const qk_path_config *path, int32_t in_c, int32_t out_c, const void *packed,
+                                 const qk_team *team, const uint8_t **weights, size_t *bytes);
+
+#endif  // QK_BLOCKED_H

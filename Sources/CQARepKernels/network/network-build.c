@@ -1,0 +1,252 @@
+// Building a network (qarep_kernels.h, "Networks"): shapes checked once at creation, weights packed layer
+// by layer into memory the network owns, and the scratch sizes a run needs.
+#include "network/network.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+size_t qk_layer_input_bytes(const qk_conv_shape *shape) {
+    return (size_t)shape->in_h * (size_t)shape->in_w * (size_t)shape->in_c;
+}
+
+size_t qk_layer_output_bytes(const qk_conv_shape *shape) {
+    return (size_t)qk_conv_out_dim(shape->in_h, shape->stride) * (size_t)qk_conv_out_dim(shape->in_w, shape->stride) *
+           (size_t)shape->out_c;
+}
+
+size_t qk_network_largest_activation(const qk_network *network) {
+    size_t largest = qk_layer_input_bytes(&network->convs[0].shape);
+    for (int32_t i = 0; i < network->conv_count; i++) {
+        const size_t bytes = qk_layer_output_bytes(&network->convs[i].shape);
+        if (bytes > largest) largest = bytes;
+    }
+    return largest;
+}
+
+// Kernel memory is 64-byte aligned (the SIMD paths load whole units); NULL for 0 bytes or no memory.
+static void *aligned_bytes(size_t bytes) {
+    if (bytes == 0 || bytes > SIZE_MAX - 63) return NULL;
+    return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+}
+
+static void *copy_of(const void *source, size_t bytes) {
+    void *copy = aligned_bytes(bytes);
+    if (copy != NULL) memcpy(copy, source, bytes);
+    return copy;
+}
+
+static bool shapes_chain(int32_t conv_count, const qk_conv_shape *shapes, int32_t classes) {
+    if (conv_count < 1 || conv_count > QK_MAX_CONV_LAYERS || shapes == NULL) return false;
+    for (int32_t i = 0; i < conv_count; i++) {
+        const qk_conv_shape *s = &shapes[i];
+        if (!qk_conv_shape_is_valid(s) || qk_layer_output_bytes(s) > QK_MAX_ACTIVATION_BYTES) return false;
+        if (i > 0) {
+            const qk_conv_shape *p = &shapes[i - 1];
+            if (s->in_h != qk_conv_out_dim(p->in_h, p->stride) || s->in_w != qk_conv_out_dim(p->in_w, p->stride) ||
+                s->in_c != p->out_c)
+                return false;
+        }
+    }
+    if (qk_layer_input_bytes(&shapes[0]) > QK_MAX_ACTIVATION_BYTES) return false;
+    const qk_conv_shape *last = &shapes[conv_count - 1];
+    const int64_t pixels = (int64_t)qk_conv_out_dim(last->in_h, last->stride) * qk_conv_out_dim(last->in_w, last->stride);
+    return pixels <= INT32_MAX && qk_pool_shape_is_valid(1, (int32_t)pixels, last->out_c) &&
+           qk_fc_shape_is_valid(last->out_c, classes);
+}
+
+qk_status qk_network_create(qk_path path, int32_t conv_count, const qk_conv_shape *shapes, int32_t classes,
+                            qk_network **out_network) {
+    if (out_network == NULL) return QK_ERROR_INVALID_ARGUMENT;
+    *out_network = NULL;
+    if (qk_path_config_of(path) == NULL) return QK_ERROR_INVALID_ARGUMENT;
+    const qk_path_config *config = qk_supported_path_config(path);
+    if (config == NULL) return QK_ERROR_UNSUPPORTED_PATH;
+    if (!shapes_chain(conv_count, shapes, classes)) return QK_ERROR_INVALID_ARGUMENT;
+    qk_network *network = calloc(1, sizeof *network);
+    qk_network_conv *convs = calloc((size_t)conv_count, sizeof *convs);
+    if (network == NULL || convs == NULL) {
+        free(network);
+        free(convs);
+        return QK_ERROR_OUT_OF_MEMORY;
+    }
+    for (int32_t i = 0; i < conv_count; i++) convs[i].shape = shapes[i];
+    network->config = config;
+    network->path = path;
+    network->conv_count = conv_count;
+    network->convs = convs;
+    network->classes = classes;
+    *out_network = network;
+    return QK_OK;
+}
+
+static void free_conv(qk_network_conv *conv) {
+    free(conv->packed);
+    free(conv->bias);
+    free(conv->multiplier);
+    free(conv->pad_value);
+    conv->packed = NULL;
+    conv->bias = NULL;
+    conv->multiplier = NULL;
+    conv->pad_value = NULL;
+}
+
+static void free_head(qk_network *network) {
+    free(network->fc_packed);
+    free(network->fc_bias);
+    free(network->fc_multiplier);
+    network->fc_packed = NULL;
+    network->fc_bias = NULL;
+    network->fc_multiplier = NULL;
+}
+
+void qk_network_destroy(qk_network *network) {
+    if (network == NULL) return;
+    for (int32_t i = 0; i < network->conv_count; i++) free_conv(&network->convs[i]);
+    free_head(network);
+    free(network->convs);
+    free(network);
+}
+
+qk_status qk_network_set_conv(qk_network *network, int32_t index, const int8_t *weight_oihw, const int32_t *bias,
+                              const float *multiplier, const uint8_t *pad_value) {
+    if (network == NULL || index < 0 || index >= network->conv_count || weight_oihw == NULL || bias == NULL ||
+        multiplier == NULL || pad_value == NULL)
+        return QK_ERROR_INVALID_ARGUMENT;
+    qk_network_conv *conv = &network->convs[index];
+    const qk_conv_geometry geo = qk_conv_geometry_of(&conv->shape);
+    const qk_path_config *config = network->config;
+    const size_t packed_bytes = config->ops->conv_packed_size(config, &geo);
+    qk_network_conv layer = {.shape = conv->shape};
+    layer.packed = aligned_bytes(packed_bytes);
+    layer.bias = copy_of(bias, (size_t)geo.out_c * sizeof(int32_t));
+    layer.multiplier = copy_of(multiplier, (size_t)geo.out_c * sizeof(float));
+    layer.pad_value = aligned_bytes((size_t)geo.in_c + QK_EXTRA_BYTES);
+    if (layer.packed == NULL || layer.bias == NULL || layer.multiplier == NULL || layer.pad_value == NULL) {
+        free_conv(&layer);
+        return QK_ERROR_OUT_OF_MEMORY;
+    }
+    memcpy(layer.pad_value, pad_value, (size_t)geo.in_c);
+    memset(layer.pad_value + geo.in_c, 0, QK_EXTRA_BYTES);
+    config->ops->conv_pack(config, &geo, weight_oihw, layer.packed);
+    if (conv->packed != NULL) network->packed_bytes -= config->ops->conv_packed_size(config, &geo);
+    free_conv(conv);
+    *conv = layer;
+    network->packed_bytes += packed_bytes;
+    return QK_OK;
+}
+
+static int32_t last_channels(const qk_network *network) { return network->convs[network->conv_count - 1].shape.out_c; }
+
+qk_status qk_network_set_head(qk_network *network, float pool_multiplier, const int8_t *fc_weight,
+                              const int32_t *fc_bias, const float *fc_multiplier) {
+    if (network == NULL || fc_weight == NULL || fc_bias == NULL || fc_multiplier == NULL)
+        return QK_ERROR_INVALID_ARGUMENT;
+    const qk_path_config *config = network->config;
+    const int32_t in_c = last_channels(network), classes = network->classes;
+    const size_t packed_bytes = config->ops->fc_packed_size(config, in_c, classes);
+    void *packed = aligned_bytes(packed_bytes);
+    int32_t *bias = copy_of(fc_bias, (size_t)classes * sizeof(int32_t));
+    float *multiplier = copy_of(fc_multiplier, (size_t)classes * sizeof(float));
+    if (packed == NULL || bias == NULL || multiplier == NULL) {
+        free(packed);
+        free(bias);
+        free(multiplier);
+        return QK_ERROR_OUT_OF_MEMORY;
+    }
+    config->ops->fc_pack(config, in_c, classes, fc_weight, packed);
+    if (network->fc_packed != NULL) network->packed_bytes -= packed_bytes;
+    free_head(network);
+    network->fc_packed = packed;
+    network->fc_bias = bias;
+    network->fc_multiplier = multiplier;
+    network->pool_multiplier = pool_multiplier;
+    network->packed_bytes += packed_bytes;
+    return QK_OK;
+}
+
+bool qk_network_is_complete(const qk_network *network) {
+    for (int32_t i = 0; i < network->conv_count; i++)
+        if (network->convs[i].packed == NULL) return false;
+    return network->fc_packed != NULL;
+}
+
+qk_status qk_network_conv_weights(const qk_network *network, int32_t index, int8_t *weight_oihw) {
+    if (network == NULL || index < 0 || index >= network->conv_count || weight_oihw == NULL)
+        return QK_ERROR_INVALID_ARGUMENT;
+    const qk_network_conv *conv = &network->convs[index];
+    if (conv->packed == NULL) return QK_ERROR_INCOMPLETE;
+    const qk_conv_geometry geo = qk_conv_geometry_of(&conv->shape);
+    network->config->ops->conv_unpack(network->config, &geo, conv->packed, weight_oihw);
+    return QK_OK;
+}
+
+qk_status qk_network_fc_weights(const qk_network *network, int8_t *weight) {
+    if (network == NULL || weight == NULL) return QK_ERROR_INVALID_ARGUMENT;
+    if (network->fc_packed == NULL) return QK_ERROR_INCOMPLETE;
+    network->config->ops->fc_unpack(network->config, last_channels(network), network->classes, network->fc_packed,
+                                    weight);
+    return QK_OK;
+}
+
+qk_status qk_network_repack(const qk_network *network, qk_path path, qk_network **out_network) {
+    if (out_network == NULL) return QK_ERROR_INVALID_ARGUMENT;
+    *out_network = NULL;
+    if (network == NULL) return QK_ERROR_INVALID_ARGUMENT;
+    if (!qk_network_is_complete(network)) return QK_ERROR_INCOMPLETE;
+    qk_conv_shape *shapes = malloc((size_t)network->conv_count * sizeof *shapes);
+    if (shapes == NULL) return QK_ERROR_OUT_OF_MEMORY;
+    for (int32_t i = 0; i < network->conv_count; i++) shapes[i] = network->convs[i].shape;
+    qk_network *copy = NULL;
+    qk_status status = qk_network_create(path, network->conv_count, shapes, network->classes, &copy);
+    free(shapes);
+    // One layer's OIHW weights at a time, in a buffer as large as the largest layer's (or the head's).
+    size_t largest = (size_t)last_channels(network) * (size_t)network->classes;
+    for (int32_t i = 0; i < network->conv_count; i++) {
+        const qk_conv_geometry geo = qk_conv_geometry_of(&network->convs[i].shape);
+        const size_t bytes = (size_t)geo.out_c * (size_t)geo.in_per_group * 9;
+        if (bytes > largest) largest = bytes;
+    }
+    int8_t *weights = status == QK_OK ? malloc(largest) : NULL;
+    if (status == QK_OK && weights == NULL) status = QK_ERROR_OUT_OF_MEMORY;
+    for (int32_t i = 0; status == QK_OK && i < network->conv_count; i++) {
+        const qk_network_conv *conv = &network->convs[i];
+        status = qk_network_conv_weights(network, i, weights);
+        if (status == QK_OK) status = qk_network_set_conv(copy, i, weights, conv->bias, conv->multiplier, conv->pad_value);
+    }
+    if (status == QK_OK) status = qk_network_fc_weights(network, weights);
+    if (status == QK_OK)
+        status = qk_network_set_head(copy, network->pool_multiplier, weights, network->fc_bias, network->fc_multiplier);
+    free(weights);
+    if (status != QK_OK) {
+        qk_network_destroy(copy);
+        return status;
+    }
+    copy->depth_first_bytes = network->depth_first_bytes;
+    *out_network = copy;
+    return QK_OK;
+}
+
+qk_path qk_network_path(const qk_network *network) { return network != NULL ? network->path : QK_PATH_COUNT; }
+
+size_t qk_network_packed_bytes(const qk_network *network) { return network != NULL ? network->packed_bytes : 0; }
+
+qk_status qk_network_set_depth_first_bytes(qk_network *network, int64_t bytes) {
+    if (network == NULL || bytes < 0) return QK_ERROR_INVALID_ARGUMENT;
+    network->depth_first_bytes = bytes;
+    return QK_OK;
+}
+
+// The runner gives each of up to batch threads its own part of ping and pong (network-run.c), so every
+// image's activations carry the slack.
+qk_status qk_network_scratch_sizes(const qk_network *network, int32_t max_batch, qk_network_scratch *out_sizes) {
+    if (network == NULL || out_sizes == NULL || max_batch < 1 || max_batch > QK_MAX_BATCH)
+        return QK_ERROR_INVALID_ARGUMENT;
+    const size_t batch = (size_t)max_batch;
+    const size_t activations = batch * (qk_network_largest_activation(network) + QK_EXTRA_BYTES) + QK_EXTRA_BYTES;
+    out_sizes->input = batch * qk_layer_input_bytes(&network->convs[0].shape) + QK_EXTRA_BYTES;
+    out_sizes->ping = activations;
+    out_sizes->pong = activations;
+    out_sizes->pooled = batch * (size_t)last_channels(network) + QK_EXTRA_BYTES;
+    out_sizes->logits = batch * (size_t)network->classes * sizeof(float);
+    return QK_OK;
+}

@@ -1,0 +1,37 @@
+// The network object behind qk_network (qarep_kernels.h), shared by its builder and its runner.
+#ifndef QK_NETWORK_H
+#define QK_NETWORK_H
+
+#include "common/qk-path.h"
+
+typedef struct qk_network_conv {
+    qk_conv_shape shape;
+    void *packed;          // NULL until the layer's weights are set
+    int32_t *bias;         // out_c values
+    float *multiplier;     // out_c values
+    uint8_t *pad_value;    // in_c values + QK_EXTRA_BYTES of readable slack
+} qk_network_conv;
+
+struct qk_network {
+    const qk_path_config *config;
+    qk_path path;
+    int32_t conv_count;
+    qk_network_conv *convs;
+    float pool_multiplier;
+    int32_t classes;
+    void *fc_packed;       // NULL until the head is set
+    int32_t *fc_bias;
+    float *fc_multiplier;
+    size_t packed_bytes;
+    int64_t depth_first_bytes;
+};
+
+// Bytes of one image's input of a layer and of its output.
+size_t qk_layer_input_bytes(const qk_conv_shape *shape);
+size_t qk_layer_output_bytes(const qk_conv_shape *shape);
+// Whether every layer's weights and the head are set.
+bool qk_network_is_complete(const qk_network *network);
+// Largest per-image activation of the network, its input included.
+size_t qk_network_largest_activation(const qk_network *network);
+
+#endif  // QK_NETWORK_H

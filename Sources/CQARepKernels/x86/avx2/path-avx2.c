@@ -1,0 +1,82 @@
+// The AVX2 path's entry in the table of paths (qk_paths.h): exact int16 vpmaddwd on 8-lane blocks.
+#include "peak/peak.h"
+#include "x86/avx2/avx2.h"
+
+#if QK_HAVE_X86
+
+static bool avx2_supported(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && qk_x86_os_saves_state(QK_XCR0_AVX);
+}
+
+// The unit arrangement of avx2.h: [half][lane][2] int16, half 0 holding channels (0, 2), half 1 (1, 3).
+static void pack_unit(const int8_t *weights, uint8_t *unit) {
+    int16_t arranged[2][QK_AVX2_LANES][2];
+    for (int32_t lane = 0; lane < QK_AVX2_LANES; lane++) {
+        for (int half = 0; half < 2; half++) {
+            arranged[half][lane][0] = weights[lane * QK_AVX2_DEPTH + half];
+            arranged[half][lane][1] = weights[lane * QK_AVX2_DEPTH + half + 2];
+        }
+    }
+    memcpy(unit, arranged, sizeof arranged);
+}
+
+static void unpack_unit(const uint8_t *unit, int8_t *weights) {
+    int16_t arranged[2][QK_AVX2_LANES][2];
+    memcpy(arranged, unit, sizeof arranged);
+    for (int32_t lane = 0; lane < QK_AVX2_LANES; lane++) {
+        for (int half = 0; half < 2; half++) {
+            weights[lane * QK_AVX2_DEPTH + half] = (int8_t)arranged[half][lane][0];
+            weights[lane * QK_AVX2_DEPTH + half + 2] = (int8_t)arranged[half][lane][1];
+        }
+    }
+}
+_Static_assert(sizeof(int16_t[2][QK_AVX2_LANES][2]) == QK_AVX2_UNIT_BYTES, "unit size");
+
+// The conv's inner mix: vpmaddwd (16 products) plus vpaddd, counted as 16 MACs; twelve independent
+// accumulators hide the latency, so the loop is bound by throughput alone.
+QK_TARGET_AVX2 static double avx2_peak_gmacs(double seconds) {
+    volatile int32_t seed = 3;
+    const __m256i a = _mm256_set1_epi32(seed);
+    const __m256i b = _mm256_set1_epi32(seed + 1);
+    __m256i acc[12];
+    for (int i = 0; i < 12; i++) acc[i] = _mm256_set1_epi32(i + seed);
+    qk_bursts bursts;
+    qk_bursts_begin(&bursts);
+    do {
+        for (int r = 0; r < QK_PEAK_INNER; r++) {
+            for (int i = 0; i < 12; i++) acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(a, b));
+            // Keeps the compiler from hoisting or merging iterations while costing nothing in the loop.
+            __asm__ volatile("" : "+x"(acc[0]), "+x"(acc[6]));
+        }
+    } while (qk_bursts_end_one(&bursts, 12.0 * (double)QK_PEAK_INNER) < seconds);
+    __m256i total = acc[0];
+    for (int i = 1; i < 12; i++) total = _mm256_add_epi32(total, acc[i]);
+    qk_peak_sink = _mm256_extract_epi32(total, 0);
+    return qk_bursts_finish(&bursts) * 16.0 * 1e-9;
+}
+
+// Weight bytes per tap slice (see driver/blocked-conv.c); AVX2 CPUs mostly have a 32 KB L1.
+enum { AVX2_SLICE_BYTES = 16384 };
+
+const qk_path_config qk_path_config_avx2 = {
+    .name = "avx2",
+    .preference = 10,
+    .supported = avx2_supported,
+    .linux_cpu_flags = "avx2 fma",
+    .ops = &qk_blocked_ops,
+    .pool_share = qk_gavgpool_u8_c32_avx2_share,
+    .packing = {.lanes = QK_AVX2_LANES, .depth = QK_AVX2_DEPTH, .unit_bytes = QK_AVX2_UNIT_BYTES,
+                .pack_unit = pack_unit, .unpack_unit = unpack_unit},
+    .conv = {.max_pixels = QK_AVX2_MAX_PIXELS, .max_blocks = QK_AVX2_MAX_BLOCKS,
+             .max_accumulators = QK_AVX2_MAX_PIXELS * QK_AVX2_MAX_BLOCKS, .tiles = qk_conv3x3_u8s16_4x3c8_avx2},
+    // Bound by the vector ALU ports, not by loads: always the largest tile.
+    .costs = {.load_cost = 0, .streamed_block_cost = 0, .l1_weight_bytes = AVX2_SLICE_BYTES,
+              .slice_bytes = AVX2_SLICE_BYTES},
+    .fc_block = qk_fc_u8s16_c8_avx2,
+    .peak_mix = "vpmaddwd + vpaddd ymm, 16 MACs",
+    .peak_gmacs = avx2_peak_gmacs,
+};
+#else
+const qk_path_config qk_path_config_avx2 = {.name = "avx2", .linux_cpu_flags = "avx2 fma"};
+#endif

@@ -1,0 +1,20 @@
+// The register-state check every x86 path's CPU check ends with (see x86.h).
+#include "x86/x86.h"
+
+#if QK_HAVE_X86
+// __builtin_cpu_supports reports what CPUID advertises; the OS must also save the wider register state
+// (XCR0), otherwise the first ymm/zmm instruction faults, so that is checked explicitly.
+static uint64_t read_xcr0(void) {
+    uint32_t eax, edx;
+    __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+    return ((uint64_t)edx << 32) | eax;
+}
+
+bool qk_x86_os_saves_state(uint64_t xcr0_bits) {
+    uint32_t eax = 1, ebx, ecx = 0, edx;
+    __asm__ volatile("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
+    const uint32_t osxsave = 1u << 27;
+    if ((ecx & osxsave) == 0) return false;
+    return (read_xcr0() & xcr0_bits) == xcr0_bits;
+}
+#endif

@@ -1,0 +1,142 @@
+// The model: validated once, immutable, shareable across threads. It holds its weights only packed, for
+// the path a session gets by default; a set for any other path is cached in the model the first time a
+// session asks for it, so many sessions on one model share a single packed copy and packing runs once per
+// path.
+import CQARepKernels
+import Synchronization
+
+/// A validated model, immutable and safe to share across threads.
+///
+/// Loading packs each layer as soon as it has passed validation, for the path `Kernel.auto` resolves to
+/// (which honors QAREP_KERNEL), so it never holds more than that copy plus one layer's OIHW weights. A
+/// session forcing another path repacks from these, and `description` unpacks them.
+public final class Model: Sendable {
+    /// The description without its weights (they live in `primary`).
+    let skeleton: QuantizedModelDescription
+    let arithmetic: DerivedArithmetic
+    let primary: PackedNetwork
+    /// Format version of the file the model was loaded from.
+    public let formatVersion: UInt32
+    private let packedByPath = Mutex<[UInt32: PackedNetwork]>([:])
+
+    private struct Parts {
+        var skeleton: QuantizedModelDescription
+        var arithmetic: DerivedArithmetic
+        var primary: PackedNetwork
+        var formatVersion: UInt32
+    }
+
+    private init(parts: Parts) {
+        skeleton = parts.skeleton
+        arithmetic = parts.arithmetic
+        primary = parts.primary
+        formatVersion = parts.formatVersion
+    }
+
+    /// Validates the model, packing each layer as soon as it has passed (weights fetched layer by layer).
+    private static func build(skeleton: QuantizedModelDescription, formatVersion: UInt32,
+                              convWeight: (Int) throws(QARepError) -> [Int8],
+                              fcWeight: () throws(QARepError) -> [Int8]) throws(QARepError) -> Parts {
+        // An unusable QAREP_KERNEL is reported by the session that asks for it; the model packs for the best path.
+        let path = (try? Kernel.auto.resolved())?.path ?? qk_best_path()
+        var network: PackedNetwork? = nil
+        var budget = PackedNetwork.Budget()
+        let arithmetic = try skeleton.validate(convWeight: convWeight, fcWeight: fcWeight) { (weights) throws(QARepError) in
+            switch weights {
+            case let .shapes(shapes):
+                network = try PackedNetwork(path: path, shapes: shapes, classes: skeleton.numClasses)
+            case let .conv(index, layer, weight):
+                try network?.setConv(index, layer: layer, weight: weight, budget: &budget)
+            case let .fullyConnected(poolMultiplier, fcMultiplier, weight):
+                try network?.setHead(poolMultiplier: poolMultiplier, fcMultiplier: fcMultiplier, fcBias: skeleton.fcBias,
+                                     weight: weight, budget: &budget)
+            }
+        }
+        guard let network else { throw QARepError(.internal, "validation did not hand over the layers' weights") }
+        return Parts(skeleton: skeleton, arithmetic: arithmetic, primary: network, formatVersion: formatVersion)
+    }
+
+    /// Reads the file's tensors one at a time, each straight from the source.
+    private static func load(source: some ByteSource) throws(QARepError) -> Parts {
+        let contents = try ModelFileContents(source: source)
+        return try build(skeleton: contents.skeleton, formatVersion: contents.formatVersion,
+                         convWeight: { (i) throws(QARepError) -> [Int8] in try source.int8Values(contents.convWeights[i]) },
+                         fcWeight: { () throws(QARepError) -> [Int8] in try source.int8Values(contents.fcWeight) })
+    }
+
+    public convenience init(description: QuantizedModelDescription) throws(QARepError) {
+        self.init(parts: try Model.build(skeleton: description.withoutWeights, formatVersion: ModelFormat.version,
+                                         convWeight: { description.convs[$0].weight }, fcWeight: { description.fcWeight }))
+    }
+
+    public convenience init(bytes: [UInt8]) throws(QARepError) {
+        self.init(parts: try bytes.withUnsafeBufferPointer { (raw) throws(QARepError) -> Parts in
+            try Model.load(source: MemoryByteSource(bytes: UnsafeRawBufferPointer(raw)))
+        })
+    }
+
+    /// Loads from the caller's buffer without copying it; the buffer is not used after the call.
+    convenience init(unsafeBytes bytes: UnsafeRawBufferPointer) throws(QARepError) {
+        self.init(parts: try Model.load(source: MemoryByteSource(bytes: bytes)))
+    }
+
+    public convenience init(contentsOfFile path: String) throws(QARepError) {
+        self.init(parts: try Model.load(source: FileByteSource(path: path)))
+    }
+
+    /// The description the model was made from, weights included, rebuilt from the packed weights (which
+    /// costs one unpacked copy of them: read the other properties when they suffice).
+    public var description: QuantizedModelDescription { get throws(QARepError) {
+        var full = skeleton
+        for (i, layer) in arithmetic.layers.enumerated() { full.convs[i].weight = try primary.convWeight(i, layer: layer) }
+        full.fcWeight = try primary.fcWeight(inChannels: arithmetic.fcInChannels, classes: numClasses)
+        return full
+    } }
+
+    public var preprocessing: Preprocessing { skeleton.preprocessing }
+    public var inputHeight: Int { skeleton.inputHeight }
+    public var inputWidth: Int { skeleton.inputWidth }
+    public var inputChannels: Int { 3 }
+    public var numClasses: Int { skeleton.numClasses }
+    public var labels: [String] { skeleton.labels }
+    public var numConvLayers: Int { skeleton.convs.count }
+    public var macsPerImage: Double { arithmetic.macsPerImage }
+    public var imageBytes: Int { inputHeight * inputWidth * 3 }
+
+    /// Every conv layer, then the pool and the fc layer.
+    public var layers: [LayerInfo] {
+        var list = arithmetic.layers.enumerated().map { i, l in
+            LayerInfo(kind: .conv3x3, name: "conv.\(i)", inputHeight: l.inHeight, inputWidth: l.inWidth,
+                      inputChannels: l.inChannels, outputHeight: l.outHeight, outputWidth: l.outWidth,
+                      outputChannels: l.outChannels, stride: l.stride, groups: l.groups, macs: l.macs)
+        }
+        let last = arithmetic.layers.last
+        let c = arithmetic.fcInChannels
+        list.append(LayerInfo(kind: .globalAveragePool, name: "pool", inputHeight: last?.outHeight ?? 1,
+                              inputWidth: last?.outWidth ?? 1, inputChannels: c, outputHeight: 1, outputWidth: 1,
+                              outputChannels: c, stride: 1, groups: 1, macs: 0))
+        list.append(LayerInfo(kind: .fullyConnected, name: "fc", inputHeight: 1, inputWidth: 1, inputChannels: c,
+                              outputHeight: 1, outputWidth: 1, outputChannels: numClasses, stride: 1, groups: 1,
+                              macs: c * numClasses))
+        return list
+    }
+
+    /// Resizes and center-crops an RGB image to this model's input, as its metadata says.
+    public func preprocess(rgb: UnsafeBufferPointer<UInt8>, width: Int, height: Int, rowStride: Int) throws(QARepError) -> [UInt8] {
+        try resizeAndCrop(rgb: rgb, width: width, height: height, rowStride: rowStride, outputWidth: inputWidth,
+                          outputHeight: inputHeight, cropRatio: skeleton.preprocessing.cropRatio)
+    }
+
+    /// The packed network a session running `kernel` (resolved) uses.
+    func network(for kernel: Kernel) throws(QARepError) -> PackedNetwork {
+        guard let path = kernel.path else { throw QARepError(.internal, "packing requested for an unresolved kernel") }
+        if path == primary.path { return primary }
+        // Packing under the lock: two sessions racing for the same path must not both pay for (and hold) it.
+        return try packedByPath.withLock { (cache) throws(QARepError) -> PackedNetwork in
+            if let packed = cache[path.rawValue] { return packed }
+            let packed = try primary.repacked(for: path, arithmetic: arithmetic, classes: numClasses)
+            cache[path.rawValue] = packed
+            return packed
+        }
+    }
+}

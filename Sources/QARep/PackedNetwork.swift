@@ -1,0 +1,131 @@
+// A network as the kernels hold it (qk_network): weights packed for one path, owned by the C side, which
+// checks every argument and reports a status. Immutable once complete.
+import CQARepKernels
+
+final class PackedNetwork: @unchecked Sendable {
+    // @unchecked: the handle is only mutated while the network is built, before it is shared.
+    private let handle: OpaquePointer
+    let path: qk_path
+
+    private init(handle: OpaquePointer) {
+        self.handle = handle
+        path = qk_network_path(handle)
+    }
+
+    deinit { qk_network_destroy(handle) }
+
+    /// An empty network for `path` with the model's layer shapes (the kernels check that they chain).
+    convenience init(path: qk_path, shapes: [qk_conv_shape], classes: Int) throws(QARepError) {
+        var shapes = shapes
+        var handle: OpaquePointer? = nil
+        let status = qk_network_create(path, Int32(shapes.count), &shapes, Int32(classes), &handle)
+        guard let handle else { throw PackedNetwork.error(status, "creating the network") }
+        self.init(handle: handle)
+    }
+
+    /// Packs conv layer `index`.
+    func setConv(_ index: Int, layer: DerivedConvLayer, weight: [Int8], budget: inout Budget) throws(QARepError) {
+        var shape = layer.kernelShape
+        try budget.reserve(qk_conv3x3_packed_size(path, &shape))
+        let status = weight.withUnsafeBufferPointer { w in
+            qk_network_set_conv(handle, Int32(index), w.baseAddress, layer.bias, layer.multiplier, layer.padValue)
+        }
+        try PackedNetwork.check(status, "packing conv layer \(index)")
+    }
+
+    /// Packs the fully connected head and sets the pool's multiplier.
+    func setHead(poolMultiplier: Float, fcMultiplier: [Float], fcBias: [Int32], weight: [Int8],
+                 budget: inout Budget) throws(QARepError) {
+        try budget.reserve(qk_fc_packed_size(path, Int32(weight.count / max(fcBias.count, 1)), Int32(fcBias.count)))
+        let status = weight.withUnsafeBufferPointer { w in
+            qk_network_set_head(handle, poolMultiplier, w.baseAddress, fcBias, fcMultiplier)
+        }
+        try PackedNetwork.check(status, "packing the fc layer")
+    }
+
+    /// The same network packed for another path (one layer unpacked at a time).
+    func repacked(for path: qk_path, arithmetic: DerivedArithmetic, classes: Int) throws(QARepError) -> PackedNetwork {
+        var budget = Budget()
+        try budget.reserve(qk_network_packed_bytes(handle))
+        for layer in arithmetic.layers {
+            var shape = layer.kernelShape
+            try budget.reserve(qk_conv3x3_packed_size(path, &shape))
+        }
+        try budget.reserve(qk_fc_packed_size(path, Int32(arithmetic.fcInChannels), Int32(classes)))
+        var copy: OpaquePointer? = nil
+        let status = qk_network_repack(handle, path, &copy)
+        guard let copy else { throw PackedNetwork.error(status, "repacking the network") }
+        return PackedNetwork(handle: copy)
+    }
+
+    /// Conv layer i's OIHW weights, unpacked.
+    func convWeight(_ index: Int, layer: DerivedConvLayer) throws(QARepError) -> [Int8] {
+        var weight = [Int8](repeating: 0, count: layer.outChannels * (layer.inChannels / layer.groups) * 9)
+        let status = weight.withUnsafeMutableBufferPointer { qk_network_conv_weights(handle, Int32(index), $0.baseAddress) }
+        try PackedNetwork.check(status, "unpacking conv layer \(index)")
+        return weight
+    }
+
+    /// The fc layer's [classes][inChannels] weights, unpacked.
+    func fcWeight(inChannels: Int, classes: Int) throws(QARepError) -> [Int8] {
+        var weight = [Int8](repeating: 0, count: inChannels * classes)
+        let status = weight.withUnsafeMutableBufferPointer { qk_network_fc_weights(handle, $0.baseAddress) }
+        try PackedNetwork.check(status, "unpacking the fc layer")
+        return weight
+    }
+
+    func scratchSizes(maxBatch: Int) throws(QARepError) -> qk_network_scratch {
+        var sizes = qk_network_scratch()
+        try PackedNetwork.check(qk_network_scratch_sizes(handle, Int32(maxBatch), &sizes), "sizing the workspace")
+        return sizes
+    }
+
+    /// Runs `batch` images; the buffers are at least scratchSizes(batch) large.
+    func run(batch: Int, input: UnsafePointer<UInt8>, ping: UnsafeMutablePointer<UInt8>, pong: UnsafeMutablePointer<UInt8>,
+             pooled: UnsafeMutablePointer<UInt8>, logits: UnsafeMutablePointer<Float>, threads: Int,
+             stepClock: UnsafeMutablePointer<Double>?) throws(QARepError) {
+        let status = qk_network_run(handle, Int32(batch), input, ping, pong, pooled, logits, Int32(threads), stepClock)
+        try PackedNetwork.check(status, "running the network")
+    }
+
+    /// For tests: how many bytes of leading layers' batch output make them run image by image.
+    func setDepthFirstBytes(_ bytes: Int64) throws(QARepError) {
+        try PackedNetwork.check(qk_network_set_depth_first_bytes(handle, bytes), "setting depth-first bytes")
+    }
+
+    /// Packed layouts can take 20 times the file's bytes (a 3x3 depthwise layer packs 9 weights per channel
+    /// into 192 bytes), so a model within the format's limits could still ask for gigabytes: the running
+    /// total is refused, with a clear error, before it passes the machine's memory.
+    struct Budget {
+        private var used = 0
+        private let limit: Int?
+
+        init(limit: Int? = Platform.physicalMemoryBytes()) { self.limit = limit }
+
+        mutating func reserve(_ bytes: Int) throws(QARepError) {
+            used += bytes
+            if let limit, used > limit {
+                throw QARepError(.outOfMemory, "packed weights need more than \(used) bytes, more than this machine's memory (\(limit))")
+            }
+        }
+    }
+
+    private static func error(_ status: qk_status, _ doing: String) -> QARepError {
+        switch status {
+        case QK_ERROR_OUT_OF_MEMORY: return QARepError(.outOfMemory, "out of memory \(doing)")
+        case QK_ERROR_UNSUPPORTED_PATH: return QARepError(.unsupportedKernel, "the kernel path cannot run on this CPU (\(doing))")
+        default: return QARepError(.internal, "the kernels refused \(doing) (status \(status.rawValue))")
+        }
+    }
+
+    private static func check(_ status: qk_status, _ doing: String) throws(QARepError) {
+        guard status == QK_OK else { throw error(status, doing) }
+    }
+}
+
+extension DerivedConvLayer {
+    var kernelShape: qk_conv_shape {
+        qk_conv_shape(in_h: Int32(inHeight), in_w: Int32(inWidth), in_c: Int32(inChannels), out_c: Int32(outChannels),
+                      stride: Int32(stride), groups: Int32(groups))
+    }
+}
