@@ -2,21 +2,21 @@
 // against its limit before anything is sized from it, then checks every tensor's dtype and shape before
 // decoding it, then checks values (weight range, scales, multipliers, int32 bounds) via validate().
 
-public enum ModelFormat {
-    public static let name = "qarep.int8"
+package enum ModelFormat {
+    package static let name = "qarep.int8"
     /// The highest format version this library reads and the one it writes.
-    public static let version: UInt32 = 1
-    public static let maxHeaderBytes = 16 << 20
+    package static let version: UInt32 = 1
+    package static let maxHeaderBytes = 16 << 20
     /// JSON values in the header: a model has at most 4 * maxConvLayers + 7 tensors of about 10 values each
-    /// (name, dtype, shape, offsets) and a few dozen metadata strings. Without a bound, a 15 MB header of
-    /// 230,000 tiny entries took 1.6 s and 215 MB to refuse.
-    public static let maxHeaderValues = 1 << 16
-    public static let maxConvLayers = 256
-    public static let maxChannels = 8192
-    public static let maxInputSide = 4096
-    public static let maxClasses = 100_000
-    public static let maxLabelBytes = 1024
-    public static let maxActivationBytes = 256 << 20
+    /// (name, dtype, shape, offsets) and a few dozen metadata strings; the bound stops a header of many tiny
+    /// entries from costing seconds and hundreds of MB before it is refused.
+    package static let maxHeaderValues = 1 << 16
+    package static let maxConvLayers = 256
+    package static let maxChannels = 8192
+    package static let maxInputSide = 4096
+    package static let maxClasses = 100_000
+    package static let maxLabelBytes = 1024
+    package static let maxActivationBytes = 256 << 20
     static let jsonMaxDepth = 8
 }
 
