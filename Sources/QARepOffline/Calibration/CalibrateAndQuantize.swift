@@ -47,7 +47,7 @@ func holdoutIndices(count: Int, fraction: Double) -> [Int] {
 
 /// Calibrates `network` on `calibration` and returns the quantized model (valid per docs/model-format.md: it is
 /// loaded by the runtime before being returned) and a report. `progress(done, total)` counts images through the
-/// FP32 forward, the bias correction's INT8 emulation (in fractions of its layers) and the runtime.
+/// FP32 forward, the bias correction's INT8 layers (in fractions of its layers) and the runtime.
 public func calibrateAndQuantize(network: FusedNetwork, calibration: CalibrationData, options: CalibrationOptions,
                                  progress: ((Int, Int) -> Void)? = nil) throws -> (QuantizedModelDescription, CalibrationReport) {
     guard calibration.inputHeight == network.inputHeight, calibration.inputWidth == network.inputWidth else {
@@ -120,7 +120,7 @@ public func calibrateAndQuantize(network: FusedNetwork, calibration: Calibration
     var biasShifts: [Double]? = nil
     if correctionSet.count > 0 {
         let correction = try correctBiases(&quantized.description, forward: forward, data: correctionSet,
-                                           reference: fp32Means, batchSize: options.batchSize) { layersDone in
+                                           reference: fp32Means, threads: threads) { layersDone in
             progress?(calibrationSet.count + correctionSet.count * layersDone / (network.convs.count + 1), total)
         }
         biasShifts = correction.shifts
