@@ -32,7 +32,7 @@ struct Quantize: ParsableCommand {
     @Option(help: "Fraction of the calibration images held aside to measure INT8-vs-FP32 agreement.")
     var holdout: Double = 0.2
 
-    @Option(help: "Threads for the INT8 check (0 = all CPUs).")
+    @Option(help: "Threads for the FP32 forward, bias correction and the INT8 check (0 = all CPUs).")
     var threads: Int = 0
 
     @Flag(name: .customLong("skip-bad"), help: "Skip and count undecodable images instead of failing.")
