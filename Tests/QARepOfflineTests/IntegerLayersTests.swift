@@ -46,11 +46,16 @@ final class IntegerLayersTests: XCTestCase {
         return try layers.pool(activation, batch: batch)
     }
 
+    /// `batch` random 4x4 RGB images.
+    private func randomPixels(batch: Int, seed: UInt64) -> [UInt8] {
+        var rng = CalibRandom(seed: seed)
+        return (0..<(batch * 4 * 4 * 3)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+    }
+
     func testLayersGiveTheSessionsBytes() throws {
         let description = transparentHeadModel(seed: 81)
         let batch = 7
-        var rng = CalibRandom(seed: 82)
-        let pixels = (0..<(batch * 4 * 4 * 3)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        let pixels = randomPixels(batch: batch, seed: 82)
         let layers = try IntegerLayers(description, threads: 2)
         XCTAssertEqual(layers.padValues(conv: 0), description.inputZeroPoint)
         XCTAssertEqual(layers.padValues(conv: 1), [UInt8](repeating: 0, count: 32))
@@ -66,8 +71,7 @@ final class IntegerLayersTests: XCTestCase {
     func testAChangeOfTheAccumulatorBiasIsTheSameChangeOfTheFilesBias() throws {
         let description = transparentHeadModel(seed: 83)
         let batch = 3
-        var rng = CalibRandom(seed: 84)
-        let pixels = (0..<(batch * 4 * 4 * 3)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        let pixels = randomPixels(batch: batch, seed: 84)
         let layers = try IntegerLayers(description, threads: 1)
         var biases = (0..<layers.convCount).map { layers.accumulatorBias(conv: $0) }
         var changed = description
