@@ -5,7 +5,7 @@
 
 /// A parsed JSON value. Numbers keep their literal text so that integers stay exact beyond 2^53 and
 /// float32 values read back bit-exactly (a detour through Double could round twice).
-public enum JSONValue: Sendable, Equatable {
+package enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
     case number(String)
@@ -13,38 +13,38 @@ public enum JSONValue: Sendable, Equatable {
     case array([JSONValue])
     case object([String: JSONValue])
 
-    public var stringValue: String? {
+    package var stringValue: String? {
         if case .string(let s) = self { return s }
         return nil
     }
 
-    public var arrayValue: [JSONValue]? {
+    package var arrayValue: [JSONValue]? {
         if case .array(let a) = self { return a }
         return nil
     }
 
-    public var objectValue: [String: JSONValue]? {
+    package var objectValue: [String: JSONValue]? {
         if case .object(let o) = self { return o }
         return nil
     }
 
     /// The number as an exact integer, if its literal has no fraction or exponent and fits in Int64.
-    public var int64Value: Int64? {
+    package var int64Value: Int64? {
         guard case .number(let literal) = self else { return nil }
         return Int64(literal)
     }
 
-    public var intValue: Int? {
+    package var intValue: Int? {
         guard let v = int64Value else { return nil }
         return Int(exactly: v)
     }
 
-    public var doubleValue: Double? {
+    package var doubleValue: Double? {
         guard case .number(let literal) = self else { return nil }
         return Double(literal)
     }
 
-    public var floatValue: Float? {
+    package var floatValue: Float? {
         guard case .number(let literal) = self else { return nil }
         return Float(literal)
     }
@@ -52,7 +52,7 @@ public enum JSONValue: Sendable, Equatable {
     /// Parses a complete JSON text. Leading and trailing whitespace is allowed, nothing else.
     /// `maxValues` bounds the values (objects, arrays, strings, numbers, literals) the text may hold, so that a
     /// small text cannot build a much larger tree.
-    public static func parse(_ bytes: some Collection<UInt8>, maxDepth: Int = 64, maxValues: Int = .max) throws(JSONParseError) -> JSONValue {
+    package static func parse(_ bytes: some Collection<UInt8>, maxDepth: Int = 64, maxValues: Int = .max) throws(JSONParseError) -> JSONValue {
         let array = Array(bytes)
         return try array.withUnsafeBufferPointer { (buffer) throws(JSONParseError) -> JSONValue in
             var parser = JSONParser(bytes: buffer, maxDepth: maxDepth, maxValues: maxValues)
@@ -66,12 +66,12 @@ public enum JSONValue: Sendable, Equatable {
         }
     }
 
-    public static func parse(_ text: String, maxDepth: Int = 64) throws(JSONParseError) -> JSONValue {
+    package static func parse(_ text: String, maxDepth: Int = 64) throws(JSONParseError) -> JSONValue {
         try parse(Array(text.utf8), maxDepth: maxDepth)
     }
 
     /// Compact JSON text. Object keys are written in sorted order so that output is deterministic.
-    public func serialized() -> String {
+    package func serialized() -> String {
         var out = ""
         write(to: &out)
         return out
@@ -126,12 +126,12 @@ public enum JSONValue: Sendable, Equatable {
     }
 
     /// A number value from an integer.
-    public static func integer(_ value: some BinaryInteger) -> JSONValue { .number(String(value)) }
+    package static func integer(_ value: some BinaryInteger) -> JSONValue { .number(String(value)) }
 
     /// A number value from a finite float, written in the shortest form that reads back to the same float.
-    public static func float(_ value: Float) -> JSONValue { .number(JSONValue.literal(value.description)) }
+    package static func float(_ value: Float) -> JSONValue { .number(JSONValue.literal(value.description)) }
 
-    public static func double(_ value: Double) -> JSONValue { .number(JSONValue.literal(value.description)) }
+    package static func double(_ value: Double) -> JSONValue { .number(JSONValue.literal(value.description)) }
 
     // Swift prints e.g. "5e-05" and "1.0"; both are valid JSON. Non-finite values have no JSON form; callers
     // validate finiteness before writing, and "null" keeps the output parseable if one slips through.
@@ -141,11 +141,11 @@ public enum JSONValue: Sendable, Equatable {
     }
 }
 
-public struct JSONParseError: Error, Sendable, CustomStringConvertible {
+package struct JSONParseError: Error, Sendable, CustomStringConvertible {
     /// Byte offset in the JSON text where the problem was found.
-    public var offset: Int
-    public var reason: String
-    public var description: String { "JSON error at byte \(offset): \(reason)" }
+    package var offset: Int
+    package var reason: String
+    package var description: String { "JSON error at byte \(offset): \(reason)" }
 }
 
 struct JSONParser {

@@ -4,22 +4,22 @@
 
 import CQARepKernels
 
-public enum ModelFormat {
-    public static let name = "qarep.int8"
+package enum ModelFormat {
+    package static let name = "qarep.int8"
     /// The highest format version this library reads and the one it writes.
-    public static let version: UInt32 = 1
-    public static let maxHeaderBytes = 16 << 20
+    package static let version: UInt32 = 1
+    package static let maxHeaderBytes = 16 << 20
     /// JSON values in the header: a model has at most 4 * maxConvLayers + 7 tensors of about 10 values each
     /// (name, dtype, shape, offsets) and a few dozen metadata strings; without a bound, a header of many
     /// tiny entries takes seconds and hundreds of MB to refuse.
-    public static let maxHeaderValues = 1 << 16
+    package static let maxHeaderValues = 1 << 16
     // The kernels' limits (qk_limits.h), stated once there.
-    public static let maxConvLayers = Int(QK_MAX_CONV_LAYERS)
-    public static let maxChannels = Int(QK_MAX_CHANNELS)
-    public static let maxInputSide = Int(QK_MAX_SIDE)
-    public static let maxClasses = Int(QK_MAX_CLASSES)
-    public static let maxLabelBytes = 1024
-    public static let maxActivationBytes = Int(QK_MAX_ACTIVATION_BYTES)
+    package static let maxConvLayers = Int(QK_MAX_CONV_LAYERS)
+    package static let maxChannels = Int(QK_MAX_CHANNELS)
+    package static let maxInputSide = Int(QK_MAX_SIDE)
+    package static let maxClasses = Int(QK_MAX_CLASSES)
+    package static let maxLabelBytes = 1024
+    package static let maxActivationBytes = Int(QK_MAX_ACTIVATION_BYTES)
     static let jsonMaxDepth = 8
 }
 

@@ -123,7 +123,7 @@ final class FileByteSource: ByteSource {
 }
 
 /// Reads a whole file (through the same checks as FileByteSource).
-public func readFileBytes(path: String) throws(QARepError) -> [UInt8] {
+package func readFileBytes(path: String) throws(QARepError) -> [UInt8] {
     let file = try FileByteSource(path: path)
     return try file.bytes(at: 0, count: file.count)
 }

@@ -1,8 +1,8 @@
 // Resize + center crop (docs/model-format.md, "Preprocessing"). The offline module calls this same function
 // for calibration so that the quantization ranges are measured on exactly the pixels the runtime produces.
 
-public enum PreprocessLimits {
-    public static let maxSourceSide = 1 << 16
+package enum PreprocessLimits {
+    package static let maxSourceSide = 1 << 16
 }
 
 /// Filter taps of one axis: output pixel j reads source pixels start[j] ..< start[j] + count[j] with weights
@@ -60,7 +60,7 @@ private func roundToPixel(_ value: Float) -> UInt8 {
 /// max(W, round(w * f)) x max(H, round(h * f)) (half away from zero), and the crop offset
 /// ((rw - W) / 2, (rh - H) / 2). Resizing is separable, horizontal pass first, each pass computed in float32
 /// and rounded half to even to uint8 (like PIL, which also stores the intermediate image as 8-bit).
-public func resizeAndCrop(rgb: UnsafeBufferPointer<UInt8>, width: Int, height: Int, rowStride: Int,
+package func resizeAndCrop(rgb: UnsafeBufferPointer<UInt8>, width: Int, height: Int, rowStride: Int,
                           outputWidth: Int, outputHeight: Int, cropRatio: Float) throws(QARepError) -> [UInt8] {
     guard (1...PreprocessLimits.maxSourceSide).contains(width), (1...PreprocessLimits.maxSourceSide).contains(height) else {
         throw .invalidArgument("image size \(width)x\(height) outside 1...\(PreprocessLimits.maxSourceSide)")

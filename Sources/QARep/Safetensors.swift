@@ -2,7 +2,7 @@
 // header, then raw little-endian tensor data. Reading validates everything the header claims against the
 // real byte count before any tensor is touched, so later code can index the data without further checks.
 
-public enum SafetensorsDType: String, Sendable, CaseIterable {
+package enum SafetensorsDType: String, Sendable, CaseIterable {
     case bool = "BOOL"
     case u8 = "U8", i8 = "I8"
     case u16 = "U16", i16 = "I16", f16 = "F16", bf16 = "BF16"
@@ -10,7 +10,7 @@ public enum SafetensorsDType: String, Sendable, CaseIterable {
     case u64 = "U64", i64 = "I64", f64 = "F64"
     case f8e4m3 = "F8_E4M3", f8e5m2 = "F8_E5M2"
 
-    public var byteSize: Int {
+    package var byteSize: Int {
         switch self {
         case .bool, .u8, .i8, .f8e4m3, .f8e5m2: return 1
         case .u16, .i16, .f16, .bf16: return 2
@@ -24,13 +24,13 @@ public enum SafetensorsDType: String, Sendable, CaseIterable {
     var alignmentRank: Int { -byteSize }
 }
 
-public struct SafetensorsTensorInfo: Sendable, Equatable {
-    public var name: String
-    public var dtype: SafetensorsDType
-    public var shape: [Int]
-    public var elementCount: Int
+package struct SafetensorsTensorInfo: Sendable, Equatable {
+    package var name: String
+    package var dtype: SafetensorsDType
+    package var shape: [Int]
+    package var elementCount: Int
     /// Absolute byte range in the file (data-area offsets plus the data area's start).
-    public var byteRange: Range<Int>
+    package var byteRange: Range<Int>
 }
 
 /// Random access to the bytes of a safetensors file, so that a reader can take the header first and then
@@ -223,21 +223,21 @@ struct SafetensorsHeader: Sendable {
 }
 
 /// A validated safetensors file held in memory.
-public struct SafetensorsArchive: Sendable {
-    public static let defaultMaxHeaderBytes = 100 << 20
+package struct SafetensorsArchive: Sendable {
+    package static let defaultMaxHeaderBytes = 100 << 20
 
-    public let bytes: [UInt8]
+    package let bytes: [UInt8]
     /// Start of the data area (8 + header length).
-    public let dataStart: Int
-    public let metadata: [String: String]
-    public let tensors: [String: SafetensorsTensorInfo]
+    package let dataStart: Int
+    package let metadata: [String: String]
+    package let tensors: [String: SafetensorsTensorInfo]
 
     /// Tensor names in file order (by data offset).
-    public var tensorNamesInFileOrder: [String] {
+    package var tensorNamesInFileOrder: [String] {
         tensors.values.sorted { ($0.byteRange.lowerBound, $0.name) < ($1.byteRange.lowerBound, $1.name) }.map(\.name)
     }
 
-    public init(bytes: [UInt8], maxHeaderBytes: Int = SafetensorsArchive.defaultMaxHeaderBytes) throws(QARepError) {
+    package init(bytes: [UInt8], maxHeaderBytes: Int = SafetensorsArchive.defaultMaxHeaderBytes) throws(QARepError) {
         let header = try bytes.withUnsafeBufferPointer { (raw) throws(QARepError) -> SafetensorsHeader in
             try SafetensorsHeader(source: MemoryByteSource(bytes: UnsafeRawBufferPointer(raw)), maxHeaderBytes: maxHeaderBytes)
         }
@@ -247,29 +247,29 @@ public struct SafetensorsArchive: Sendable {
         self.tensors = header.tensors
     }
 
-    public func tensorBytes(_ tensor: SafetensorsTensorInfo) -> ArraySlice<UInt8> { bytes[tensor.byteRange] }
+    package func tensorBytes(_ tensor: SafetensorsTensorInfo) -> ArraySlice<UInt8> { bytes[tensor.byteRange] }
 
     private func withSource<R>(_ body: (MemoryByteSource) throws(QARepError) -> R) throws(QARepError) -> R {
         try bytes.withUnsafeBufferPointer { (raw) throws(QARepError) -> R in try body(MemoryByteSource(bytes: UnsafeRawBufferPointer(raw))) }
     }
 
     /// The tensor's elements, decoded little-endian. Throws if the tensor's dtype is not `dtype`.
-    public func values<T: FixedWidthInteger>(of tensor: SafetensorsTensorInfo, as type: T.Type, dtype: SafetensorsDType) throws(QARepError) -> [T] {
+    package func values<T: FixedWidthInteger>(of tensor: SafetensorsTensorInfo, as type: T.Type, dtype: SafetensorsDType) throws(QARepError) -> [T] {
         try withSource { (source) throws(QARepError) -> [T] in try source.values(of: tensor, as: type, dtype: dtype) }
     }
 
-    public func int8Values(_ tensor: SafetensorsTensorInfo) throws(QARepError) -> [Int8] { try values(of: tensor, as: Int8.self, dtype: .i8) }
-    public func uint8Values(_ tensor: SafetensorsTensorInfo) throws(QARepError) -> [UInt8] { try values(of: tensor, as: UInt8.self, dtype: .u8) }
-    public func int32Values(_ tensor: SafetensorsTensorInfo) throws(QARepError) -> [Int32] { try values(of: tensor, as: Int32.self, dtype: .i32) }
+    package func int8Values(_ tensor: SafetensorsTensorInfo) throws(QARepError) -> [Int8] { try values(of: tensor, as: Int8.self, dtype: .i8) }
+    package func uint8Values(_ tensor: SafetensorsTensorInfo) throws(QARepError) -> [UInt8] { try values(of: tensor, as: UInt8.self, dtype: .u8) }
+    package func int32Values(_ tensor: SafetensorsTensorInfo) throws(QARepError) -> [Int32] { try values(of: tensor, as: Int32.self, dtype: .i32) }
 
-    public func float32Values(_ tensor: SafetensorsTensorInfo) throws(QARepError) -> [Float] {
+    package func float32Values(_ tensor: SafetensorsTensorInfo) throws(QARepError) -> [Float] {
         try withSource { (source) throws(QARepError) -> [Float] in try source.float32Values(tensor) }
     }
 }
 
 /// Builds a safetensors file. Tensors are laid out without gaps, larger element types first, after a header
 /// padded with spaces to a multiple of 8 bytes, so every tensor is naturally aligned in the file.
-public struct SafetensorsWriter: Sendable {
+package struct SafetensorsWriter: Sendable {
     struct Entry: Sendable {
         var name: String
         var dtype: SafetensorsDType
@@ -278,12 +278,12 @@ public struct SafetensorsWriter: Sendable {
     }
 
     var entries: [Entry] = []
-    public var metadata: [String: String] = [:]
+    package var metadata: [String: String] = [:]
 
-    public init(metadata: [String: String] = [:]) { self.metadata = metadata }
+    package init(metadata: [String: String] = [:]) { self.metadata = metadata }
 
     /// Adds a tensor from its raw little-endian bytes.
-    public mutating func add(name: String, dtype: SafetensorsDType, shape: [Int], data: [UInt8]) throws(QARepError) {
+    package mutating func add(name: String, dtype: SafetensorsDType, shape: [Int], data: [UInt8]) throws(QARepError) {
         guard name != "__metadata__", !entries.contains(where: { $0.name == name }) else {
             throw .invalidArgument("tensor name \"\(name)\" is reserved or already used")
         }
@@ -300,7 +300,7 @@ public struct SafetensorsWriter: Sendable {
         entries.append(Entry(name: name, dtype: dtype, shape: shape, data: data))
     }
 
-    public mutating func add<T: FixedWidthInteger>(name: String, dtype: SafetensorsDType, shape: [Int], values: [T]) throws(QARepError) {
+    package mutating func add<T: FixedWidthInteger>(name: String, dtype: SafetensorsDType, shape: [Int], values: [T]) throws(QARepError) {
         guard dtype.byteSize == MemoryLayout<T>.size else {
             throw .invalidArgument("tensor \"\(name)\": element type does not match dtype \(dtype.rawValue)")
         }
@@ -313,11 +313,11 @@ public struct SafetensorsWriter: Sendable {
         try add(name: name, dtype: dtype, shape: shape, data: data)
     }
 
-    public mutating func add(name: String, shape: [Int], float32 values: [Float]) throws(QARepError) {
+    package mutating func add(name: String, shape: [Int], float32 values: [Float]) throws(QARepError) {
         try add(name: name, dtype: .f32, shape: shape, values: values.map(\.bitPattern))
     }
 
-    public func serialized() -> [UInt8] {
+    package func serialized() -> [UInt8] {
         let ordered = entries.enumerated().sorted { ($0.element.dtype.alignmentRank, $0.offset) < ($1.element.dtype.alignmentRank, $1.offset) }
             .map(\.element)
         var header: [String: JSONValue] = [:]

@@ -69,8 +69,8 @@ func checkLayerGeometry(inputHeight: Int, inputWidth: Int, layers: [LayerGeometr
         guard layer.groups >= 1, layer.inChannels % layer.groups == 0, layer.outChannels % layer.groups == 0 else {
             throw .invalidModel("layers[\(i)] groups \(layer.groups) does not divide in \(layer.inChannels) and out \(layer.outChannels)")
         }
-        height = (height - 1) / layer.stride + 1
-        width = (width - 1) / layer.stride + 1
+        height = convOutputSize(height, stride: layer.stride)
+        width = convOutputSize(width, stride: layer.stride)
         let outputBytes = height * width * layer.outChannels  // <= 4096 * 4096 * 8192, fits in Int
         guard outputBytes <= ModelFormat.maxActivationBytes else {
             throw .invalidModel("layers[\(i)] output of \(outputBytes) bytes per image exceeds the \(ModelFormat.maxActivationBytes)-byte activation limit")
@@ -155,7 +155,7 @@ extension QuantizedModelDescription {
                 try checkMultiplier(m, "\(name) channel \(o)")
                 multipliers.append(m)
             }
-            let accumulationBound = Int64(9 * inPerGroup * 255 * 127)
+            let biasLimit = convBiasLimit(inChannelsPerGroup: inPerGroup)
             var bias: [Int32] = []
             bias.reserveCapacity(conv.outChannels)
             for o in 0..<conv.outChannels {
@@ -168,8 +168,8 @@ extension QuantizedModelDescription {
                         for tap in 0..<9 { b -= Int64(weight[base + tap]) * zeroPoint }
                     }
                 }
-                guard abs(b) + accumulationBound < int32Limit else {
-                    throw .invalidModel("tensor \"\(name).bias\" channel \(o): bias \(b) plus the largest accumulation (\(accumulationBound)) could overflow int32")
+                guard abs(b) <= biasLimit else {
+                    throw .invalidModel("tensor \"\(name).bias\" channel \(o): bias \(b) plus the largest accumulation (\(Int64(Int32.max) - biasLimit)) could overflow int32")
                 }
                 bias.append(Int32(b))
             }
@@ -208,14 +208,14 @@ extension QuantizedModelDescription {
         try checkWeights(fcWeight, "fc.weight")
         var fcMultiplier: [Float] = []
         fcMultiplier.reserveCapacity(numClasses)
-        let fcBound = Int64(channels * 255 * 127)
+        let fcLimit = fcBiasLimit(inChannels: channels)
         for k in 0..<numClasses {
             try checkScale(fcWeightScale[k], "fc.weight_scale")
             let m = Float(Double(poolOutputScale) * Double(fcWeightScale[k]))
             try checkMultiplier(m, "fc class \(k)")
             fcMultiplier.append(m)
-            guard abs(Int64(fcBias[k])) + fcBound < int32Limit else {
-                throw .invalidModel("tensor \"fc.bias\" class \(k): bias \(fcBias[k]) plus the largest accumulation (\(fcBound)) could overflow int32")
+            guard abs(Int64(fcBias[k])) <= fcLimit else {
+                throw .invalidModel("tensor \"fc.bias\" class \(k): bias \(fcBias[k]) plus the largest accumulation (\(Int64(Int32.max) - fcLimit)) could overflow int32")
             }
         }
         guard labels.count == numClasses else {

@@ -32,7 +32,7 @@ struct Quantize: ParsableCommand {
     @Option(help: "Fraction of the calibration images held aside to measure INT8-vs-FP32 agreement.")
     var holdout: Double = 0.2
 
-    @Option(help: "Threads for the INT8 check (0 = all CPUs).")
+    @Option(help: "Threads for the FP32 forward, bias correction and the INT8 check (0 = all CPUs).")
     var threads: Int = 0
 
     @Flag(name: .customLong("skip-bad"), help: "Skip and count undecodable images instead of failing.")
@@ -81,83 +81,6 @@ struct Quantize: ParsableCommand {
             }
             print(summary)
             print("report: \(reportPath)")
-        }
-    }
-}
-
-struct Fuse: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Fuse a training checkpoint into FP32 deploy weights (safetensors, RepVGG deploy key names).")
-
-    @Argument(help: "Training or fused checkpoint (.safetensors, .pth, .pt).")
-    var checkpoint: String
-
-    @Option(name: .shortAndLong, help: "Output .safetensors file.")
-    var output: String
-
-    @OptionGroup var importFlags: ImportFlags
-
-    func run() throws {
-        try reportingErrors {
-            let (network, report) = try importCheckpointWithReport(path: checkpoint, options: try importFlags.importOptions())
-            try writeFusedCheckpoint(network, path: output)
-            print(report.layerListing)
-            print("wrote \(output)")
-        }
-    }
-}
-
-struct ExportONNX: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "export-onnx",
-        abstract: "Write an INT8 model as an ONNX QDQ graph (opset 13) with exactly its integers and scales.")
-
-    @Argument(help: "INT8 model file.")
-    var model: String
-
-    @Option(name: .shortAndLong, help: "Output .onnx file.")
-    var output: String
-
-    func run() throws {
-        try reportingErrors {
-            let loaded = try Model(contentsOfFile: model)
-            try writeFile(try exportONNX(loaded.description), to: output)
-            print("wrote \(output)")
-        }
-    }
-}
-
-struct Synthesize: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Write a random (He-initialized) fused FP32 RepVGG network, for benchmarks and peer comparisons.")
-
-    @Option(help: "Architecture: \(RepVGGArchitecture.publishedNames.joined(separator: ", ")).")
-    var arch: String
-
-    @Option(help: "Input size (square).")
-    var size: Int = 224
-
-    @Option(help: "Number of classes.")
-    var classes: Int = 1000
-
-    @Option(help: "Random seed.")
-    var seed: UInt64 = 1
-
-    @Option(name: .shortAndLong, help: "Output .safetensors file (RepVGG deploy key names).")
-    var output: String
-
-    func run() throws {
-        try reportingErrors {
-            guard let architecture = RepVGGArchitecture(named: arch) else {
-                throw CLIError("unknown --arch '\(arch)': one of \(RepVGGArchitecture.publishedNames.joined(separator: ", "))")
-            }
-            guard (8...4096).contains(size), (1...100_000).contains(classes) else {
-                throw CLIError("--size must be in 8...4096 and --classes in 1...100000")
-            }
-            let network = syntheticNetwork(architecture: architecture, inputHeight: size, inputWidth: size,
-                                           numClasses: classes, seed: seed)
-            try writeFusedCheckpoint(network, path: output)
-            print("wrote \(output) (\(architecture.name), \(network.convs.count) conv layers)")
         }
     }
 }

@@ -1,7 +1,7 @@
 // The RepVGG family as the official builder (DingXiaoH/RepVGG, repvgg.py) lays it out, in deployed form:
 // one 3x3 conv per block. Used by bench (synthetic INT8 models) and `qarep synthesize` (synthetic FP32 ones).
-// A target of its own, without Foundation or BLAS, so that bench needs nothing of the offline module: it
-// linked OpenBLAS through it, whose worker thread spun for ~90 ms after loading and slowed the first runs.
+// A target of its own, without Foundation or BLAS, so that bench needs nothing of the offline module: loading
+// OpenBLAS starts a worker thread that slows bench's first runs.
 
 /// Shape of one deployed 3x3 conv layer (padding 1).
 public struct ConvLayerShape: Equatable, Sendable {
@@ -73,19 +73,4 @@ public struct RepVGGArchitecture: Equatable, Sendable {
         }
         return layers
     }
-}
-
-/// Output height or width of a 3x3, pad 1 conv.
-public func convOutputSize(_ input: Int, stride: Int) -> Int { (input - 1) / stride + 1 }
-
-/// Multiply-accumulates per image of each conv layer (full 3x3 taps, padding included), then the FC.
-public func macsPerLayer(layers: [ConvLayerShape], inputHeight: Int, inputWidth: Int, numClasses: Int) -> (conv: [Double], fc: Double) {
-    var height = inputHeight, width = inputWidth
-    var conv: [Double] = []
-    for layer in layers {
-        height = convOutputSize(height, stride: layer.stride)
-        width = convOutputSize(width, stride: layer.stride)
-        conv.append(Double(height * width * layer.outChannels * (layer.inChannels / layer.groups) * 9))
-    }
-    return (conv, Double((layers.last?.outChannels ?? 0) * numClasses))
 }

@@ -38,11 +38,12 @@ MAP
             -fsanitize=address,fuzzer-no-link -I "$ROOT/Sources/CQARepKernels/include" \
             "$c" -o "$WORK/obj/$(basename "$c" .c).o"
     done
+    # -package-name: the runtime shares some declarations with the offline module at `package` access.
     # shellcheck disable=SC2086
-    "$SWIFT_BIN/swiftc" -O -g -sanitize=fuzzer,address -parse-as-library -module-name QARep $DEFINES \
+    "$SWIFT_BIN/swiftc" -O -g -sanitize=fuzzer,address -parse-as-library -module-name QARep -package-name qarep $DEFINES \
         -module-cache-path "$WORK/module-cache" \
         -I "$WORK/modules" -I "$ROOT/Sources/CQARepAPI/include" \
-        "$ROOT"/Sources/QARep/*.swift "$ROOT/Tests/Fuzz/fuzz-loader.swift" "$WORK"/obj/*.o \
+        $(find "$ROOT/Sources/QARep" -name '*.swift' | sort) "$ROOT/Tests/Fuzz/fuzz-loader.swift" "$WORK"/obj/*.o \
         -Xlinker -l:libomp.so.5 -o "$BIN" 2> "$WORK/link.log" || { cat "$WORK/link.log" >&2; exit 1; }
     # Structured inputs are choices, not files: that corpus starts empty.
     [ -n "$DEFINES" ] && return

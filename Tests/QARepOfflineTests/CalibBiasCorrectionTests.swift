@@ -61,8 +61,8 @@ final class CalibBiasCorrectionTests: XCTestCase {
     }
 
     /// On the images it was measured on, the FC correction leaves the mean INT8 logit within half a bias unit of
-    /// the FP32 one per class. That holds only if the emulated integer network equals the runtime's arithmetic.
-    func testEmulationMatchesTheRuntimeOnTheCorrectionImages() throws {
+    /// the FP32 one per class. That holds only if the correction's INT8 side computes what a Session computes.
+    func testCorrectionMatchesTheRuntimeOnTheCorrectionImages() throws {
         let network = driftingNetwork()
         let calibration = try calibTestData(network, count: 24, seed: 54)
         let (corrected, report) = try calibrateAndQuantize(network: network, calibration: calibration, options: options(biasCorrection: true))

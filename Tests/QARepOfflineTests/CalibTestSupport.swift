@@ -96,7 +96,7 @@ struct CalibTensor {
 
 /// Direct 3x3, pad-1 conv + bias + ReLU in double, the loop nest straight from the definition.
 func calibDirectConv(_ x: CalibTensor, _ conv: FusedConv) -> CalibTensor {
-    let outHeight = (x.height - 1) / conv.stride + 1, outWidth = (x.width - 1) / conv.stride + 1
+    let outHeight = convOutputSize(x.height, stride: conv.stride), outWidth = convOutputSize(x.width, stride: conv.stride)
     let inPerGroup = conv.inChannels / conv.groups, outPerGroup = conv.outChannels / conv.groups
     var out = CalibTensor(channels: conv.outChannels, height: outHeight, width: outWidth,
                           values: [Double](repeating: 0, count: conv.outChannels * outHeight * outWidth))

@@ -168,7 +168,7 @@ static void run_features(const qk_path_config *path, const qk_network *network, 
 // them from (images run alone) * (largest + QK_EXTRA_BYTES) on: hence the scratch contract of
 // batch * (largest + QK_EXTRA_BYTES). The input must be in a buffer of its own: in ping, image
 // 0's activations would overwrite image 1's pixels.
-// (docs/performance.md, "Threads".)
+// (docs/performance.md, "Images alone".)
 static int32_t images_run_alone(int32_t batch, int32_t threads, const uint8_t *input, const uint8_t *ping) {
     return threads > 1 && batch >= threads && input != ping ? batch - batch % threads : 0;
 }

@@ -4,32 +4,35 @@
 // corrected for what the already-corrected layers before it still leave.
 //
 // A convolution is linear, so the mean of its pre-activation output over images and pixels is
-// bias + W . (mean of each im2col row), the row means being per (input channel, tap) means of the zero-padded
+// bias + W . (mean of each im2col row), the row means being per (input channel, tap) means of the padded
 // input. Only those tap means are needed: for the FP32 network they are gathered during the observation pass;
-// for the INT8 network they come from an emulation of the runtime's integer arithmetic on the same images.
-import COpenBLAS
-import Foundation
+// for the INT8 network they are taken from the runtime's own kernels run on the same images (IntegerLayers).
 import QARep
 
 /// Calibration images used for bias correction are capped at this many input pixels (32 images at 224x224): the
-/// per-channel means need far fewer samples than the thresholds, and the emulation keeps every image's current
-/// uint8 activation in memory and costs about one FP32 forward per image.
+/// per-channel means need far fewer samples than the thresholds, and the INT8 side keeps every image's current
+/// uint8 activation in memory.
 let biasCorrectionPixelBudget = 32 * 224 * 224
 
 /// Sums over images and output positions of each (input channel, tap) of a 3x3 pad-1 conv's input, i.e. the
-/// im2col row sums, and the number of output positions summed over.
+/// im2col row sums with a zero border, and the number of output positions summed over.
 struct TapSums {
     var sums: [Double]
     var positions: Double = 0
+    /// Per tap, the output positions whose tap reads inside the image (the rest read the border).
+    var insideImage = [Double](repeating: 0, count: 9)
 
     init(channels: Int) { sums = [Double](repeating: 0, count: channels * 9) }
 
-    func mean(channel: Int, tap: Int) -> Double { positions > 0 ? sums[channel * 9 + tap] / positions : 0 }
+    /// The mean of the im2col row of (channel, tap) when the border holds `padding`.
+    func mean(channel: Int, tap: Int, padding: Double = 0) -> Double {
+        positions > 0 ? (sums[channel * 9 + tap] + (positions - insideImage[tap]) * padding) / positions : 0
+    }
 
     /// Adds a channel-major batch [channel][image][y][x] feeding a conv of the given stride.
     mutating func add(_ values: UnsafeBufferPointer<Float>, channels: Int, count: Int, height: Int, width: Int,
                       stride: Int) {
-        let outHeight = (height - 1) / stride + 1, outWidth = (width - 1) / stride + 1
+        let outHeight = convOutputSize(height, stride: stride), outWidth = convOutputSize(width, stride: stride)
         var rowPartials = [Double](repeating: 0, count: height * 3)
         for channel in 0..<channels {
             var channelSums = (0..<9).map { _ in 0.0 }
@@ -59,7 +62,46 @@ struct TapSums {
             for tap in 0..<9 { sums[channel * 9 + tap] += channelSums[tap] }
         }
         positions += Double(count * outHeight * outWidth)
+        func inside(_ tap: Int, _ outSize: Int, _ size: Int) -> Int {
+            (0..<outSize).filter { (0..<size).contains($0 * stride + tap - 1) }.count
+        }
+        for ky in 0..<3 {
+            for kx in 0..<3 {
+                insideImage[ky * 3 + kx] += Double(count * inside(ky, outHeight, height) * inside(kx, outWidth, width))
+            }
+        }
     }
+
+    /// Adds a batch of `count` uint8 NHWC activations, `imagesPerStep` images at a time so that the channel-major
+    /// float copy stays small.
+    mutating func add(nhwc values: [UInt8], channels: Int, count: Int, height: Int, width: Int, stride: Int,
+                      imagesPerStep: Int = 8) {
+        let imageBytes = height * width * channels
+        var start = 0
+        while start < count {
+            let step = min(imagesPerStep, count - start)
+            let planes = channelMajor(values[(start * imageBytes)..<((start + step) * imageBytes)], channels: channels,
+                                      count: step, plane: height * width) { _, value in Float(value) }
+            planes.withUnsafeBufferPointer {
+                add($0, channels: channels, count: step, height: height, width: width, stride: stride)
+            }
+            start += step
+        }
+    }
+}
+
+/// [image][pixel][channel] uint8 values as [channel][image][pixel] floats, through `transform(channel, value)`.
+func channelMajor(_ values: ArraySlice<UInt8>, channels: Int, count: Int, plane: Int,
+                  transform: (Int, UInt8) -> Float) -> [Float] {
+    var result = [Float](repeating: 0, count: count * plane * channels)
+    let base = values.startIndex
+    for channel in 0..<channels {
+        for image in 0..<count {
+            let out = (channel * count + image) * plane, source = base + image * plane * channels + channel
+            for index in 0..<plane { result[out + index] = transform(channel, values[source + channels * index]) }
+        }
+    }
+    return result
 }
 
 /// The FP32 network's conv-input tap sums and pooled-vector sums, gathered while observing activations.
@@ -78,14 +120,10 @@ struct FP32MeanStatistics {
     /// Layer 0's input: the normalized image, as FP32Forward computes it.
     mutating func addInput(pixels: UnsafeBufferPointer<UInt8>, count: Int) {
         let network = forward.network
-        let plane = network.inputHeight * network.inputWidth
-        var input = [Float](repeating: 0, count: count * plane * 3)
-        for channel in 0..<3 {
-            let m = network.preprocessing.mean[channel], s = network.preprocessing.std[channel]
-            for image in 0..<count {
-                let out = (channel * count + image) * plane, source = image * plane * 3 + channel
-                for index in 0..<plane { input[out + index] = (Float(pixels[source + 3 * index]) / 255 - m) / s }
-            }
+        let mean = network.preprocessing.mean, std = network.preprocessing.std
+        let input = channelMajor(ArraySlice(pixels), channels: 3, count: count,
+                                 plane: network.inputHeight * network.inputWidth) { channel, pixel in
+            (Float(pixel) / 255 - mean[channel]) / std[channel]
         }
         input.withUnsafeBufferPointer {
             convInputs[0].add($0, channels: 3, count: count, height: network.inputHeight, width: network.inputWidth,
@@ -111,161 +149,99 @@ struct FP32MeanStatistics {
     }
 }
 
-/// Largest |bias| the loader accepts given the accumulator bound (docs/model-format.md).
-func biasLimit(accumulatorBound: Int64) -> Int64 { Int64(Int32.max) - accumulatorBound }
-
 /// `value` (an integer-valued double, possibly huge) clamped to [-limit, limit], converted only once in range.
 private func clampedBias(_ value: Double, limit: Int64, clamped: inout Bool) -> Int64 {
     if abs(value) > Double(limit) { clamped = true }
     return Int64(min(max(value, -Double(limit)), Double(limit)))
 }
 
-/// Corrects `description`'s conv and FC biases so that, on `data`, the emulated INT8 network's mean
-/// pre-activation output of every layer equals the FP32 network's (`reference`, gathered on the same images).
-/// Returns, per conv layer and then for the FC, the mean |correction| over output channels in units of that
-/// layer's output step (conv) or logit units (FC), and the biases whose correction hit the accumulator bound.
-/// `progress(layersDone)` follows each conv layer and the FC.
+/// Corrects `description`'s conv and FC biases so that, on `data`, the INT8 network's mean pre-activation output
+/// of every layer, as the runtime's kernels compute it, equals the FP32 network's (`reference`, gathered on the
+/// same images). Returns, per conv layer and then for the FC, the mean |correction| over output channels in
+/// units of that layer's output step (conv) or logit units (FC), and the biases whose correction hit the
+/// accumulator bound. `progress(layersDone)` follows each conv layer and the FC.
 func correctBiases(_ description: inout QuantizedModelDescription, forward: FP32Forward, data: CalibrationData,
-                   reference: FP32MeanStatistics, batchSize: Int,
+                   reference: FP32MeanStatistics, threads: Int,
                    progress: (Int) -> Void = { _ in }) throws -> (shifts: [Double], clamped: [String]) {
     let network = forward.network
     guard description.convs.count == network.convs.count, data.count > 0 else {
         throw CalibrationError("bias correction needs the network's layers and at least one image")
     }
-    var chunks: [(start: Int, count: Int)] = []
-    var start = 0
-    while start < data.count {
-        chunks.append((start, min(batchSize, data.count - start)))
-        start += batchSize
+    let runtime: IntegerLayers
+    do {
+        runtime = try IntegerLayers(description, threads: threads)
+    } catch {
+        throw CalibrationError("bias correction: the quantized model does not pass the runtime's validation: \(error)")
     }
-    let plane = network.inputHeight * network.inputWidth
-    let zeroPoints = description.inputZeroPoint.map(Float.init)
-    // Layer 0 sees pixel - zero_point with zero padding: the runtime pads with the zero point, and its
-    // B_0 = bias - sum(w * zero_point) turns sum(w * pixel) + B_0 into sum(w * (pixel - zero_point)) + bias.
-    func inputChunk(_ chunk: (start: Int, count: Int)) -> [Float] {
-        var values = [Float](repeating: 0, count: chunk.count * plane * 3)
-        for channel in 0..<3 {
-            for image in 0..<chunk.count {
-                let out = (channel * chunk.count + image) * plane
-                let source = (chunk.start + image) * plane * 3 + channel
-                for index in 0..<plane { values[out + index] = Float(data.pixels[source + 3 * index]) - zeroPoints[channel] }
-            }
-        }
-        return values
-    }
-    var stored: [[UInt8]] = []  // the current layer's uint8 input, per chunk (empty for layer 0)
+    var activation = data.pixels  // the current layer's uint8 input, NHWC, every correction image
     var height = network.inputHeight, width = network.inputWidth
     var inScale = description.inputScale
     var shifts: [Double] = []
     var clampedNames: [String] = []
-    let workspace = FP32ForwardWorkspace()
     for (index, conv) in network.convs.enumerated() {
         let layer = description.convs[index]
-        let materialize: (Int) -> [Float] = { chunkIndex in
-            index == 0 ? inputChunk(chunks[chunkIndex]) : stored[chunkIndex].map(Float.init)
-        }
         var quantizedTaps = TapSums(channels: conv.inChannels)
-        for chunkIndex in chunks.indices {
-            materialize(chunkIndex).withUnsafeBufferPointer {
-                quantizedTaps.add($0, channels: conv.inChannels, count: chunks[chunkIndex].count, height: height,
-                                  width: width, stride: conv.stride)
-            }
-        }
+        quantizedTaps.add(nhwc: activation, channels: conv.inChannels, count: data.count, height: height, width: width,
+                          stride: conv.stride)
+        let padding = runtime.padValues(conv: index).map(Double.init)
         let inPerGroup = conv.inChannels / conv.groups, outPerGroup = conv.outChannels / conv.groups
         let rowLength = inPerGroup * 9
-        let limit = biasLimit(accumulatorBound: Int64(9 * inPerGroup * 255 * 127))
-        var bias = layer.bias
+        let limit = convBiasLimit(inChannelsPerGroup: inPerGroup)
+        // Corrected in B, the bias the kernel adds (the loader's bound is on B); the file's bias moves with it.
+        let accumulatorBias = runtime.accumulatorBias(conv: index)
+        var corrected = accumulatorBias
         var shiftSum = 0.0
         var clampedHere = false
         for output in 0..<conv.outChannels {
             let group = output / outPerGroup
-            var fp32Mean = Double(conv.bias[output]), int8Mean = Double(layer.bias[output])
-            var zeroPointSum: Int64 = 0
+            var fp32Mean = Double(conv.bias[output]), int8Mean = Double(accumulatorBias[output])
             for channel in 0..<inPerGroup {
                 let c = group * inPerGroup + channel
                 for tap in 0..<9 {
                     let position = output * rowLength + channel * 9 + tap
                     fp32Mean += Double(conv.weight[position]) * reference.convInputs[index].mean(channel: c, tap: tap)
-                    int8Mean += Double(layer.weight[position]) * quantizedTaps.mean(channel: c, tap: tap)
-                    if index == 0 { zeroPointSum += Int64(layer.weight[position]) * Int64(description.inputZeroPoint[c]) }
+                    int8Mean += Double(layer.weight[position]) * quantizedTaps.mean(channel: c, tap: tap, padding: padding[c])
                 }
             }
             let unit = Double(inScale) * Double(layer.weightScale[output])
             let shift = (fp32Mean / unit - int8Mean).rounded(.toNearestOrEven)
             guard shift.isFinite else { continue }
-            // The loader's bound is on B = bias - sum(w * zero_point) (layer 0) or bias (later layers).
-            let effective = clampedBias(Double(Int64(bias[output]) - zeroPointSum) + shift, limit: limit, clamped: &clampedHere)
-            bias[output] = Int32(effective + zeroPointSum)
-            shiftSum += abs(Double(Int64(bias[output]) - Int64(layer.bias[output]))) * unit / Double(layer.outputScale)
+            let change = clampedBias(Double(accumulatorBias[output]) + shift, limit: limit, clamped: &clampedHere)
+                - Int64(accumulatorBias[output])
+            guard let bias = Int32(exactly: Int64(accumulatorBias[output]) + change),
+                  let fileBias = Int32(exactly: Int64(layer.bias[output]) + change) else {
+                throw CalibrationError("conv \(index) channel \(output): corrected bias outside int32")
+            }
+            corrected[output] = bias
+            description.convs[index].bias[output] = fileBias
+            shiftSum += abs(Double(change)) * unit / Double(layer.outputScale)
         }
-        description.convs[index].bias = bias
         if clampedHere { clampedNames.append("conv.\(index).bias") }
         shifts.append(shiftSum / Double(conv.outChannels))
 
-        // This layer's uint8 output with the corrected bias, as the runtime computes it.
-        let outHeight = forward.layerHeights[index], outWidth = forward.layerWidths[index]
-        let multipliers = layer.weightScale.map { Float(Double(inScale) * Double($0) / Double(layer.outputScale)) }
-        let weights = layer.weight.map(Float.init)
-        var next: [[UInt8]] = []
-        for chunkIndex in chunks.indices {
-            let count = chunks[chunkIndex].count
-            let spatial = count * outHeight * outWidth
-            let accumulators = workspace.buffer(1, count: conv.outChannels * spatial)
-            let columns = workspace.buffer(2, count: rowLength * spatial)
-            let input = materialize(chunkIndex)
-            input.withUnsafeBufferPointer { source in
-                weights.withUnsafeBufferPointer { weightBuffer in
-                    guard let sourceBase = source.baseAddress, let columnBase = columns.baseAddress,
-                          let accumulatorBase = accumulators.baseAddress, let weightBase = weightBuffer.baseAddress else { return }
-                    for group in 0..<conv.groups {
-                        let shape = ColumnShape(channelOffset: group * inPerGroup, rows: rowLength, count: count,
-                                                height: height, width: width, outHeight: outHeight, outWidth: outWidth,
-                                                stride: conv.stride)
-                        fillColumns(shape, source: SendablePointer(sourceBase), target: SendableMutablePointer(columnBase))
-                        // Integer-valued operands: the float sums are the exact int32 accumulators while they stay
-                        // below 2^24, and within a few units of them beyond.
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(outPerGroup), Int32(spatial),
-                                    Int32(rowLength), 1, weightBase + group * outPerGroup * rowLength, Int32(rowLength),
-                                    columnBase, Int32(spatial), 0, accumulatorBase + group * outPerGroup * spatial,
-                                    Int32(spatial))
-                    }
-                }
-            }
-            var output = [UInt8](repeating: 0, count: conv.outChannels * spatial)
-            for channel in 0..<conv.outChannels {
-                let b = Int64(bias[channel]), multiplier = multipliers[channel]
-                for position in (channel * spatial)..<((channel + 1) * spatial) {
-                    let accumulator = Int64(accumulators[position].rounded())
-                    let scaled = min(max(Float(accumulator + b) * multiplier, 0), 255)
-                    output[position] = UInt8(scaled.rounded(.toNearestOrEven))
-                }
-            }
-            next.append(output)
+        // This layer's uint8 output with the corrected bias, from the runtime's kernel.
+        do {
+            activation = try runtime.conv(index, bias: corrected, input: activation, batch: data.count)
+        } catch {
+            throw CalibrationError("bias correction: the runtime failed on conv \(index): \(error)")
         }
-        stored = next
         progress(index + 1)
-        height = outHeight
-        width = outWidth
+        (height, width) = runtime.outputSize(conv: index)
         inScale = layer.outputScale
     }
 
-    // Pool as the runtime does it, then the FC's mean logits.
     let channels = network.convs[network.convs.count - 1].outChannels
-    let pixelsPerPlane = height * width
-    let poolMultiplier = Float(Double(inScale) / (Double(pixelsPerPlane) * Double(description.poolOutputScale)))
-    var pooledSums = [Double](repeating: 0, count: channels)
-    for chunkIndex in chunks.indices {
-        let count = chunks[chunkIndex].count
-        for channel in 0..<channels {
-            for image in 0..<count {
-                let base = (channel * count + image) * pixelsPerPlane
-                var sum: Int64 = 0
-                for position in base..<(base + pixelsPerPlane) { sum += Int64(stored[chunkIndex][position]) }
-                pooledSums[channel] += Double(min(max(Float(sum) * poolMultiplier, 0), 255).rounded(.toNearestOrEven))
-            }
-        }
+    let pooled: [UInt8]
+    do {
+        pooled = try runtime.pool(activation, batch: data.count)
+    } catch {
+        throw CalibrationError("bias correction: the runtime failed on the pool: \(error)")
     }
-    let fcLimit = biasLimit(accumulatorBound: Int64(channels * 255 * 127))
+    var pooledSums = [Double](repeating: 0, count: channels)
+    for image in 0..<data.count {
+        for channel in 0..<channels { pooledSums[channel] += Double(pooled[image * channels + channel]) }
+    }
+    let fcLimit = fcBiasLimit(inChannels: channels)
     var fcShift = 0.0
     var fcClamped = false
     for k in 0..<network.numClasses {

@@ -17,7 +17,8 @@ public struct CalibrationOptions: Sendable {
     public var count: Int? = nil
     /// Fraction of the images held aside (never calibrated on) to compare INT8 with FP32; 0 skips the check.
     public var holdoutFraction: Double = 0.2
-    /// Threads for the FP32 forward (OpenBLAS) and the runtime session; 0: all online CPUs.
+    /// Threads for the FP32 forward (OpenBLAS), the bias correction's INT8 layers and the runtime session; 0: all
+    /// online CPUs.
     public var threads: Int = 0
     /// Passed to `CalibrationData.load` by callers that load through it.
     public var skipBadImages: Bool = false
@@ -47,7 +48,7 @@ func holdoutIndices(count: Int, fraction: Double) -> [Int] {
 
 /// Calibrates `network` on `calibration` and returns the quantized model (valid per docs/model-format.md: it is
 /// loaded by the runtime before being returned) and a report. `progress(done, total)` counts images through the
-/// FP32 forward, the bias correction's INT8 emulation (in fractions of its layers) and the runtime.
+/// FP32 forward, the bias correction's INT8 layers (in fractions of its layers) and the runtime.
 public func calibrateAndQuantize(network: FusedNetwork, calibration: CalibrationData, options: CalibrationOptions,
                                  progress: ((Int, Int) -> Void)? = nil) throws -> (QuantizedModelDescription, CalibrationReport) {
     guard calibration.inputHeight == network.inputHeight, calibration.inputWidth == network.inputWidth else {
@@ -120,7 +121,7 @@ public func calibrateAndQuantize(network: FusedNetwork, calibration: Calibration
     var biasShifts: [Double]? = nil
     if correctionSet.count > 0 {
         let correction = try correctBiases(&quantized.description, forward: forward, data: correctionSet,
-                                           reference: fp32Means, batchSize: options.batchSize) { layersDone in
+                                           reference: fp32Means, threads: threads) { layersDone in
             progress?(calibrationSet.count + correctionSet.count * layersDone / (network.convs.count + 1), total)
         }
         biasShifts = correction.shifts

@@ -45,8 +45,8 @@ public struct FP32Forward: Sendable {
                   conv.bias.count == conv.outChannels else {
                 throw ForwardError("conv \(index): weight or bias size does not match its shape")
             }
-            height = (height - 1) / conv.stride + 1
-            width = (width - 1) / conv.stride + 1
+            height = convOutputSize(height, stride: conv.stride)
+            width = convOutputSize(width, stride: conv.stride)
             heights.append(height)
             widths.append(width)
             channels = conv.outChannels

@@ -2,6 +2,7 @@
 // (Sources/CImageDecode) so that libjpeg's non-returning error handler never unwinds Swift frames.
 import CImageDecode
 import Foundation
+import QARep
 
 /// A decoded image: `height` rows of `width` RGB pixels, 3 bytes each, no row padding.
 public struct RGBImage: Sendable, Equatable {
@@ -83,13 +84,13 @@ public func decodeImage(bytes: [UInt8], source: String, limits: ImageDecodeLimit
 
 /// Reads and decodes one image file; every error names the file.
 public func decodeImage(path: String, limits: ImageDecodeLimits = ImageDecodeLimits()) throws -> RGBImage {
-    let data: Data
+    let bytes: [UInt8]
     do {
-        data = try Data(contentsOf: URL(fileURLWithPath: path))
+        bytes = try readFileBytes(path: path)  // the runtime's reader: no FIFOs, nothing larger than memory
     } catch {
-        throw InputFileError(source: path, reason: "cannot read file (\(error.localizedDescription))")
+        throw InputFileError(source: path, reason: "cannot read file (\(error.message))")
     }
-    return try decodeImage(bytes: [UInt8](data), source: path, limits: limits)
+    return try decodeImage(bytes: bytes, source: path, limits: limits)
 }
 
 /// Image files under `folder`, recursively, by extension (.jpg, .jpeg, .png, any case), sorted by path so that

@@ -1,5 +1,6 @@
 // Minimal reader for NumPy .npy files holding an already-normalized float32 NCHW calibration batch.
 import Foundation
+import QARep
 
 /// A 4-D float32 array [N, 3, H, W], row-major.
 public struct NCHWFloatArray: Sendable {
@@ -13,13 +14,13 @@ public struct NCHWFloatArray: Sendable {
 /// Parses an .npy file: magic, version 1/2/3 header, `descr` `<f4`, `fortran_order` False, a 4-D shape with
 /// 3 channels, and a data size that matches the shape exactly.
 public func readNPYFloat32NCHW(path: String) throws -> NCHWFloatArray {
-    let data: Data
+    let bytes: [UInt8]
     do {
-        data = try Data(contentsOf: URL(fileURLWithPath: path))
+        bytes = try readFileBytes(path: path)  // the runtime's reader: no FIFOs, nothing larger than memory
     } catch {
-        throw InputFileError(source: path, reason: "cannot read file (\(error.localizedDescription))")
+        throw InputFileError(source: path, reason: "cannot read file (\(error.message))")
     }
-    return try parseNPYFloat32NCHW(bytes: [UInt8](data), path: path)
+    return try parseNPYFloat32NCHW(bytes: bytes, path: path)
 }
 
 public func parseNPYFloat32NCHW(bytes: [UInt8], path: String) throws -> NCHWFloatArray {

@@ -2,7 +2,6 @@
 // came in: safetensors, or a torch.save zip read through the restricted unpickler. Wrappers that trainers
 // add ({'state_dict': ...}, {'model': ...}, {'ema': ...}) and DataParallel/compile prefixes are removed here,
 // so recognition only ever sees module names.
-import Foundation
 import QARep
 
 struct StateDict {
@@ -47,19 +46,14 @@ enum CheckpointContainer {
     }
 }
 
-func readFileBytes(_ path: String) throws -> [UInt8] {
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue else {
-        throw ImportError("\(path): no such checkpoint file")
-    }
-    guard let data = FileManager.default.contents(atPath: path) else {
-        throw ImportError("\(path): cannot read the file")
-    }
-    return [UInt8](data)
-}
-
 func readStateDict(path: String) throws -> StateDict {
-    let bytes = try readFileBytes(path)
+    // The runtime's reader: it refuses FIFOs, directories and files larger than memory before reading.
+    let bytes: [UInt8]
+    do {
+        bytes = try readFileBytes(path: path)
+    } catch {
+        throw ImportError("checkpoint: \(error.message)")
+    }
     switch try CheckpointContainer.detect(bytes, path: path) {
     case .safetensors: return try readSafetensorsStateDict(bytes)
     case .torchZip: return try readTorchZipStateDict(bytes)

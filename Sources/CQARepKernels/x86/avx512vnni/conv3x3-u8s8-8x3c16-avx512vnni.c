@@ -49,7 +49,7 @@ QK_INLINE QK_TARGET_VNNI void vnni_tile(const qk_conv_args *args, const qk_conv_
         const uint8_t *src[VNNI_MAX_PIXELS];
         qk_conv_tile_sources(args, tile, image, first_channel, tap, pixels, src);
         // The next item's weight prefetches go one per chunk: issued all at the tap's start they queued in
-        // front of the microkernel's own loads (docs/performance.md, "Prefetching").
+        // front of the microkernel's own loads (docs/performance.md, "Prefetch pacing").
         const char *prefetch = NULL;
         int32_t prefetch_lines = 0;
         if (tile->prefetch_lines_per_tap > 0) {
@@ -86,7 +86,7 @@ QK_INLINE QK_TARGET_VNNI void vnni_tile(const qk_conv_args *args, const qk_conv_
                    first_out + first_lane;
     // Dense mode (stems) stores one output byte per 8-12 multiply-adds into lines no layer has touched yet
     // in this run; loading the same pixels' lines one row below brings them in about a row of tiles early
-    // (the first channel tile fetches all channels; docs/performance.md, "Stem").
+    // (the first channel tile fetches all channels; docs/performance.md, "Stem output prefetch").
     if (tile->im2col != NULL && tile->group == 0 && tile->first_block == 0) {
         const char *below = (const char *)out + (size_t)geo->out_w * (size_t)geo->out_c;
         for (int32_t offset = 0; offset < pixels * geo->out_c; offset += 64) _mm_prefetch(below + offset, _MM_HINT_T0);

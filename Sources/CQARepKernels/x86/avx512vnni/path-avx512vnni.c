@@ -40,7 +40,7 @@ QK_TARGET_VNNI static double avx512vnni_peak_gmacs(double seconds) {
 }
 
 // Tap slices only keep a tile's weights well inside L2: L1-sized slices cost more in storing and reloading
-// the sums than L2 streaming does (docs/performance.md, "Tap slices").
+// the sums than L2 streaming does (docs/performance.md, "Tried and not kept").
 enum { VNNI_SLICE_BYTES = 262144 };
 
 const qk_path_config qk_path_config_avx512vnni = {
@@ -54,7 +54,7 @@ const qk_path_config qk_path_config_avx512vnni = {
                 .pack_unit = pack_unit, .unpack_unit = unpack_unit},
     .conv = {.max_pixels = QK_VNNI_MAX_PIXELS, .max_blocks = QK_VNNI_MAX_BLOCKS,
              .max_accumulators = QK_VNNI_MAX_ACCUMULATORS, .tiles = qk_conv3x3_u8s8_8x3c16_avx512vnni},
-    // Fitted to RepVGG A0 and B0 layers (docs/performance.md, "Tile shapes"): a load costs about half a
+    // Fitted to RepVGG A0 and B0 layers (docs/performance.md, "Tile shape per layer"): a load costs about half a
     // vpdpbusd; a streamed 64-byte unit about 6.4 vpdpbusd slots; 32 KB of a tile's weights stay in L1.
     .costs = {.load_cost = 50, .streamed_block_cost = 640, .l1_weight_bytes = 32768,
               .slice_bytes = VNNI_SLICE_BYTES},

@@ -35,9 +35,8 @@ func activationScale(threshold: Double) -> Float {
     return scale.isFinite && scale > 0 ? scale : 1
 }
 
-/// Rounds half to even in double and clamps so that |value| + accumulatorBound < 2^31.
-private func quantizeBias(_ value: Double, accumulatorBound: Int64, clamped: inout Bool) -> Int64 {
-    let limit = Int64(Int32.max) - accumulatorBound
+/// Rounds half to even in double and clamps to the loader's bound [-limit, limit].
+private func quantizeBias(_ value: Double, limit: Int64, clamped: inout Bool) -> Int64 {
     let rounded = value.rounded(.toNearestOrEven)
     guard rounded.isFinite else {
         clamped = true
@@ -112,7 +111,7 @@ func quantizeNetwork(_ network: FusedNetwork, convThresholds: [Double], poolThre
         var scales = [Float](repeating: 1, count: conv.outChannels)
         var quantized = [Int8](repeating: 0, count: weights.count)
         var biases = [Int32](repeating: 0, count: conv.outChannels)
-        let accumulatorBound = Int64(9 * inPerGroup * 255 * 127)
+        let limit = convBiasLimit(inChannelsPerGroup: inPerGroup)
         var clampedHere = false
         for output in 0..<conv.outChannels {
             let row = (output * rowLength)..<((output + 1) * rowLength)
@@ -131,7 +130,7 @@ func quantizeNetwork(_ network: FusedNetwork, convThresholds: [Double], poolThre
             let unit = Double(inScale) * Double(scale)
             // The loader's bound is on B = bias - sum(w * zero_point) (layer 0) or bias (later layers).
             let effective = quantizeBias(biasFloat[output] / unit - Double(zeroPointSum),
-                                         accumulatorBound: accumulatorBound, clamped: &clampedHere)
+                                         limit: limit, clamped: &clampedHere)
             biases[output] = Int32(effective + zeroPointSum)
         }
         if clampedHere { clampedBiases.append("conv.\(index).bias") }
@@ -158,7 +157,7 @@ func quantizeNetwork(_ network: FusedNetwork, convThresholds: [Double], poolThre
         fcScales[k] = scale
         for position in row { fcWeights[position] = quantizeWeight(network.fcWeight[position], scale: scale) }
         let unit = Double(poolScale) * Double(scale)
-        fcBiases[k] = Int32(quantizeBias(Double(network.fcBias[k]) / unit, accumulatorBound: Int64(channels * 255 * 127),
+        fcBiases[k] = Int32(quantizeBias(Double(network.fcBias[k]) / unit, limit: fcBiasLimit(inChannels: channels),
                                          clamped: &fcClamped))
     }
     if fcClamped { clampedBiases.append("fc.bias") }
