@@ -60,12 +60,12 @@ private func exercise(_ model: OpaquePointer) {
     checkPreprocessing(model, outputBytes: pixels * 3)
 
     let handle = Unmanaged<CModelHandle>.fromOpaque(UnsafeRawPointer(model)).takeUnretainedValue()
-    let unpacked = handle.model.description
+    guard let unpacked = try? handle.model.description else { fatalError("a loaded model's weights do not unpack") }
     guard (try? unpacked.validate()) != nil else { fatalError("a loaded model's description does not validate") }
 
     // Every path this CPU has (a forced one repacks from the default path's weights) must give the same logits.
     var reference: [Float]? = nil
-    for kernel in [QAREP_KERNEL_AUTO, QAREP_KERNEL_SCALAR, QAREP_KERNEL_AVX2, QAREP_KERNEL_AVX512VNNI]
+    for kernel in (0...UInt32(_qarepKernelCount())).map({ qarep_kernel(rawValue: $0) })
     where _qarepKernelSupported(kernel) != 0 {
         let logits = runOnce(model, kernel: kernel, classes: Int(info.num_classes), pixels: pixels)
         if let reference, reference.map(\.bitPattern) != logits.map(\.bitPattern) {

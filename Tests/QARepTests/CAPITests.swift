@@ -20,7 +20,7 @@ final class CAPITests: XCTestCase {
 
     var lastError: String { String(cString: qarep_last_error_message()) }
 
-    func testLibraryFunctions() {
+    func testLibraryFunctions() throws {
         XCTAssertEqual(qarep_version(), 0x000100)
         XCTAssertEqual(String(cString: qarep_version_string()), "0.1.0")
         XCTAssertEqual(qarep_max_model_format_version(), UInt32(QAREP_MODEL_FORMAT_VERSION))
@@ -28,9 +28,23 @@ final class CAPITests: XCTestCase {
         XCTAssertEqual(String(cString: qarep_status_string(qarep_status(rawValue: 77))), "unknown status")
         XCTAssertEqual(qarep_kernel_supported(QAREP_KERNEL_AUTO), 1)
         XCTAssertEqual(qarep_kernel_supported(QAREP_KERNEL_SCALAR), 1)
-        XCTAssertEqual(qarep_kernel_supported(qarep_kernel(rawValue: 9)), 0)
+        let beyond = qarep_kernel(rawValue: UInt32(qarep_kernel_count()) + 1)
+        XCTAssertEqual(qarep_kernel_supported(beyond), 0)
         XCTAssertEqual(String(cString: qarep_kernel_name(QAREP_KERNEL_AVX512VNNI)), "avx512vnni")
-        XCTAssertNil(qarep_kernel_name(qarep_kernel(rawValue: 9)))
+        XCTAssertNil(qarep_kernel_name(beyond))
+        // Values 1...count are the library's paths, each reachable by its name.
+        XCTAssertEqual(Int(qarep_kernel_count()), Kernel.all.count)
+        for value in 0...UInt32(qarep_kernel_count()) {
+            let name = try XCTUnwrap(qarep_kernel_name(qarep_kernel(rawValue: value)))
+            var found = QAREP_KERNEL_SCALAR
+            XCTAssertEqual(qarep_kernel_from_name(name, &found), QAREP_OK)
+            XCTAssertEqual(found.rawValue, value)
+        }
+        var found = QAREP_KERNEL_SCALAR
+        XCTAssertEqual(qarep_kernel_from_name("fastest", &found), QAREP_ERROR_INVALID_ARGUMENT)
+        XCTAssertTrue(String(cString: qarep_last_error_message()).contains("avx512vnni"))
+        XCTAssertEqual(qarep_kernel_from_name(nil, &found), QAREP_ERROR_INVALID_ARGUMENT)
+        XCTAssertEqual(qarep_kernel_from_name("auto", nil), QAREP_ERROR_INVALID_ARGUMENT)
     }
 
     func testLoadErrors() throws {
@@ -101,7 +115,8 @@ final class CAPITests: XCTestCase {
         options.num_threads = -4
         XCTAssertEqual(qarep_session_create(model, &options, &session), QAREP_ERROR_INVALID_ARGUMENT)
         XCTAssertNil(session)
-        for kernel in [QAREP_KERNEL_AVX2, QAREP_KERNEL_AVX512VNNI] where qarep_kernel_supported(kernel) == 0 {
+        for value in 1...UInt32(qarep_kernel_count()) where qarep_kernel_supported(qarep_kernel(rawValue: value)) == 0 {
+            let kernel = qarep_kernel(rawValue: value)
             options = qarep_session_options_default()
             options.kernel = kernel
             XCTAssertEqual(qarep_session_create(model, &options, &session), QAREP_ERROR_UNSUPPORTED_KERNEL)
