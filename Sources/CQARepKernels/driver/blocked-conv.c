@@ -34,11 +34,10 @@ static int64_t step_cost(const qk_conv_costs *costs, int32_t pixels, int32_t blo
     return compute > stream ? compute : stream;
 }
 
-// The tile shape is chosen per layer. More blocks per tile means fewer loads per dot product (RepVGG-B0's
-// 64-channel layers: 2 blocks x 8 pixels 87-88% of peak, 4 x 6 94%), but fewer pixels, which costs where a
-// row splits badly into tiles and where the weights stream from L2 once per pixel tile (RepVGG-A0's
-// 192 -> 1280 layer on 7-pixel rows: 3 x 7 at 92%, 4 x 4 + 4 x 3 at 84%). Paths that set no costs keep
-// the widest tile, at the most pixels.
+// The tile shape is chosen per layer. More blocks per tile means fewer loads per dot product, but fewer
+// pixels, which costs where a row splits badly into tiles and where the weights stream from L2 once per
+// pixel tile (docs/performance.md, "Tile shape per layer"). Paths that set no costs keep the widest tile,
+// at the most pixels.
 qk_conv_blocking qk_conv_blocking_of(const qk_conv_geometry *geo, const qk_path_config *path) {
     const qk_conv_microkernels *kernels = &path->conv;
     const int32_t lanes = path->packing.lanes, depth = path->packing.depth;
@@ -172,11 +171,9 @@ static void place_row_tile(int32_t index, int32_t base_pixels, int32_t wider, qk
 // With several threads, channel tiles outermost give each thread a share of the weights but the whole
 // input, half of which the other thread wrote (it sits in the other core's L2). Image bands go outermost
 // instead unless the weights dwarf the input (RepVGG A0's last layer): each thread then reads the rows
-// (or images) it wrote itself, plus a halo row, and streams all the weights. Measured on A0, 2 threads,
-// 4 interleaved rounds: batch 8 16.46-16.97 -> 16.33-16.65 ms. At batch 1 too, once every layer but the
-// weight-dominated ones is banded (so a thread keeps its own rows from layer to layer): A0's 192-channel
-// layers 84-87% -> 91-92% of peak, whole network 2.27 -> 2.13 ms, B0 4.94 -> 4.84 ms (3 rounds each).
-// Banding only some layers at batch 1 gained less, since each switch back reads the other core's half.
+// (or images) it wrote itself, plus a halo row, and streams all the weights. At batch 1 too, every layer
+// but the weight-dominated ones is banded, so a thread keeps its own rows from layer to layer; each switch
+// back would read the other core's half (docs/performance.md, "Work split").
 typedef struct qk_conv_plan {
     qk_conv_blocking blocking;
     int32_t row_tiles, base_pixels, wider_tiles, band_rows, bands;
@@ -187,8 +184,7 @@ typedef struct qk_conv_plan {
 
 // With several threads, bands of one height that the threads share evenly, where the rows allow one up to
 // twice the preferred height: RepVGG's 14-row layers, cut into bands of 4, 4, 4 and 2 rows, left one thread
-// the short band's less efficient items. B0, batch 1, 2 threads, 8 interleaved rounds: sum of the layers'
-// medians 4.62 -> 4.53 ms.
+// the short band's less efficient items (docs/performance.md, "Work split").
 static int32_t even_band_rows(int32_t rows, int32_t batch, int32_t threads, int32_t preferred) {
     const int64_t bands = (rows + preferred - 1) / preferred;
     if (threads <= 1 || (rows % preferred == 0 && (int64_t)batch * bands % threads == 0)) return preferred;

@@ -32,8 +32,7 @@ typedef struct qk_conv_blocking {
 } qk_conv_blocking;
 
 // Tiles split a group's blocks as evenly as possible (64 channels: 2 + 2 blocks, not 3 + 1; 256: 3, 3, 2,
-// 3, 2, 3): a 1-block tile feeds each input broadcast to a single dot product and is bound by the loads
-// (RepVGG-B0's 64-channel layers ran at 81% of peak with a 3 + 1 split).
+// 3, 2, 3): a 1-block tile feeds each input broadcast to a single dot product and is bound by the loads.
 static inline int32_t qk_tile_first_block(const qk_conv_blocking *b, int32_t tile) {
     return (int32_t)((int64_t)tile * b->blocks_per_group / b->tiles_per_group);
 }
@@ -62,7 +61,7 @@ enum { QK_MAX_TILE_PIXELS = 8, QK_MAX_TILE_LANES = 64 };
 // Each tap also prefetches `prefetch_lines_per_tap` cache lines into L2, from `prefetch` on: weights the
 // thread needs in its next work item, streamed while this one computes.
 // `weights` and `first_block` locate channel tile `tile` (qk_conv_tile_weights, qk_tile_first_block); the
-// driver finds them once per channel tile, since the divisions cost a stem's microkernel call about 10%.
+// driver finds them once per channel tile, since divisions per call cost the stem's small calls much.
 typedef struct qk_conv_tile {
     int32_t image, out_y, out_x, pixels, group, tile, first_block;
     const uint8_t *weights;

@@ -99,8 +99,8 @@ static void step_done(step_timer *timer, int32_t step) {
 
 
 // Where leading layer i of the image-by-image part writes each image: layers before the last leading one
-// reuse one place for every image, warm in L2 (a fresh place per image made A0's stem 25-35% slower per
-// image at batch 8), past the last leading layer's batch outputs when they share its buffer; the last one
+// reuse one place for every image, warm in L2 (docs/performance.md, "Depth first"), past the last leading
+// layer's batch outputs when they share its buffer; the last one
 // writes each image at its place in the batch, for the batched layers. `room` is the scratch ping and pong
 // each hold. Returns the byte offset of image n's output in the layer's destination buffer.
 static size_t leading_output_offset(const qk_network *network, int32_t i, int32_t n, int32_t leading, int32_t batch,
@@ -210,8 +210,7 @@ qk_status qk_network_run(const qk_network *network, int32_t batch, const uint8_t
                 if (n >= alone_images) break;
                 qk_team solo = {0, 1, NULL, 0};
                 // The member's own slot for all its images: their activations die with the image, and a
-                // region the member wrote before is warm in its L2 (a fresh one per image made the stem
-                // 25-35% slower per image).
+                // region the member wrote before is warm in its L2.
                 const size_t slot = (size_t)team.member * (largest + QK_EXTRA_BYTES);
                 run_features(path, network, 1, input + (size_t)n * image_bytes, ping + slot, pong + slot,
                              pooled + (size_t)n * (size_t)last.out_c, &solo, NULL, &timer);

@@ -34,8 +34,8 @@ void qk_team_step_begin(const qk_team *team) {
     atomic_store_explicit(&counter_of(team, team->step + 1, team->member)->taken, 0, memory_order_relaxed);
 }
 
-// A custom barrier (spin with pause, then sleep on a futex) was tried in place of OpenMP's: the same 2.15
-// ms on the quiet machine, 6.6 ms instead of 5.0 with a busy process on the other core.
+// OpenMP's barrier: a custom one (spin, then futex) was no faster quiet and worse under load
+// (docs/performance.md, "Tried and not kept").
 void qk_team_step_end(qk_team *team) {
     // A member running images alone inside a larger region (network.c) must not wait for the others.
     if (team->size > 1) {

@@ -11,9 +11,8 @@
 // Work claiming. Each member owns a contiguous share of a step's items (the static split, which keeps a
 // thread on the rows it wrote in the layer before) and takes them in order through its own counter; when
 // its share is done it takes what is left of the others'. On a quiet machine nothing is taken over; when
-// another process holds a core, the member still running does the rest of the layer. Measured on A0, batch
-// 1, 2 threads, with a busy-loop process on one of the 2 cores: 5.0-5.2 ms per forward (3 rounds) against
-// 5.1-6.6 ms with the static split; on the quiet machine both 2.15 ms.
+// another process holds a core, the member still running does the rest of the layer (docs/performance.md,
+// "Work claiming").
 // Counters come in two sets used by alternate steps: a member resets its own counter of the next step
 // while the current one runs, and the barrier between steps orders the reset before any use.
 typedef struct qk_team_counter {
