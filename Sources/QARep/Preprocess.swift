@@ -129,3 +129,28 @@ package func resizeAndCrop(rgb: UnsafeBufferPointer<UInt8>, width: Int, height: 
     }
     return output
 }
+
+/// Normalized NCHW floats (x = (pixel / 255 - mean) / std) back to HWC pixels, as docs/model-format.md
+/// states for float input: t = x * std + mean, t = t * 255, clamp to [0, 255] (NaN to 0), round half to even.
+/// `input` holds images x 3 x height x width values.
+package func pixelsFromNormalized(_ input: UnsafeBufferPointer<Float>, images: Int, height: Int, width: Int,
+                                  preprocessing: Preprocessing) -> [UInt8] {
+    let plane = height * width
+    let mean = preprocessing.mean, std = preprocessing.std
+    var pixels = [UInt8](repeating: 0, count: images * plane * 3)
+    for n in 0..<images {
+        for c in 0..<3 {
+            let planeStart = (n * 3 + c) * plane
+            for p in 0..<plane {
+                var t = input[planeStart + p] * std[c]
+                t = t + mean[c]
+                t = t * 255
+                // Written so that NaN clamps to 0 like C's fmaxf.
+                if !(t > 0) { t = 0 }
+                if t > 255 { t = 255 }
+                pixels[(n * plane + p) * 3 + c] = UInt8(t.rounded(.toNearestOrEven))
+            }
+        }
+    }
+    return pixels
+}

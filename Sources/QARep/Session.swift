@@ -62,7 +62,12 @@ public final class Session {
     /// Runs normalized NCHW float input (x = (pixel / 255 - mean) / std), converted back to pixels first.
     public func run(normalized input: UnsafeBufferPointer<Float>, batch: Int) throws(QARepError) -> [Float] {
         try checkBatch(batch)
-        let pixels = try pixelsFromNormalized(input, batch: batch)
+        let height = model.inputHeight, width = model.inputWidth
+        guard input.count == batch * 3 * height * width else {
+            throw QARepError(.bufferSize, "input holds \(input.count) floats, expected batch \(batch) x 3 x \(height) x \(width)")
+        }
+        let pixels = pixelsFromNormalized(input, images: batch, height: height, width: width,
+                                          preprocessing: model.preprocessing)
         return try run(images: pixels, batch: batch)
     }
 
@@ -127,29 +132,5 @@ public final class Session {
 
     private func logitsOfLastRun(batch: Int) -> [Float] {
         Array(UnsafeBufferPointer(start: logits.pointer.assumingMemoryBound(to: Float.self), count: batch * model.numClasses))
-    }
-
-    private func pixelsFromNormalized(_ input: UnsafeBufferPointer<Float>, batch: Int) throws(QARepError) -> [UInt8] {
-        let height = model.inputHeight, width = model.inputWidth, plane = height * width
-        guard input.count == batch * 3 * plane else {
-            throw QARepError(.bufferSize, "input holds \(input.count) floats, expected batch \(batch) x 3 x \(height) x \(width)")
-        }
-        let mean = model.preprocessing.mean, std = model.preprocessing.std
-        var pixels = [UInt8](repeating: 0, count: batch * plane * 3)
-        for n in 0..<batch {
-            for c in 0..<3 {
-                let planeStart = (n * 3 + c) * plane
-                for p in 0..<plane {
-                    var t = input[planeStart + p] * std[c]
-                    t = t + mean[c]
-                    t = t * 255
-                    // Written so that NaN clamps to 0 like C's fmaxf.
-                    if !(t > 0) { t = 0 }
-                    if t > 255 { t = 255 }
-                    pixels[(n * plane + p) * 3 + c] = UInt8(t.rounded(.toNearestOrEven))
-                }
-            }
-        }
-        return pixels
     }
 }

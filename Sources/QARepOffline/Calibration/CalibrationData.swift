@@ -73,20 +73,10 @@ public struct CalibrationData: Sendable {
             throw InputFileError(source: path, reason: "preprocessing needs 3 means and 3 stds")
         }
         let count = min(array.count, limit ?? array.count)
-        let plane = inputHeight * inputWidth
-        var pixels = [UInt8](repeating: 0, count: count * plane * 3)
-        for image in 0..<count {
-            for channel in 0..<3 {
-                let std = preprocessing.std[channel], mean = preprocessing.mean[channel]
-                let base = (image * 3 + channel) * plane
-                for index in 0..<plane {
-                    var t = array.values[base + index] * std
-                    t = t + mean
-                    t = t * 255
-                    let clamped = t.isNaN ? 0 : min(max(t, 0), 255)
-                    pixels[image * plane * 3 + index * 3 + channel] = UInt8(clamped.rounded(.toNearestOrEven))
-                }
-            }
+        // The runtime's own conversion of float input, so calibration sees the pixels a float run would.
+        let pixels = array.values.withUnsafeBufferPointer {
+            pixelsFromNormalized(UnsafeBufferPointer(rebasing: $0[0..<(count * 3 * inputHeight * inputWidth)]), images: count,
+                                 height: inputHeight, width: inputWidth, preprocessing: preprocessing)
         }
         let name = URL(fileURLWithPath: path).lastPathComponent
         return try CalibrationData(inputHeight: inputHeight, inputWidth: inputWidth, pixels: pixels,
