@@ -33,25 +33,33 @@ static void unpack_unit(const uint8_t *unit, int8_t *weights) {
 }
 _Static_assert(sizeof(int16_t[2][QK_AVX2_LANES][2]) == QK_AVX2_UNIT_BYTES, "unit size");
 
-// The conv's inner mix: vpmaddwd (16 products) plus vpaddd, counted as 16 MACs; twelve independent
-// accumulators hide the latency, so the loop is bound by throughput alone.
+// The conv's inner mix: vpmaddwd (16 products) plus vpaddd, counted as 16 MACs. Eight accumulators take
+// distinct products of four inputs and two weight vectors, which an empty asm makes opaque each iteration:
+// with loop-invariant operands the compiler hoisted vpmaddwd out of the loop and only vpaddd was timed.
 QK_TARGET_AVX2 static double avx2_peak_gmacs(double seconds) {
     volatile int32_t seed = 3;
-    const __m256i a = _mm256_set1_epi32(seed);
-    const __m256i b = _mm256_set1_epi32(seed + 1);
-    __m256i acc[12];
-    for (int i = 0; i < 12; i++) acc[i] = _mm256_set1_epi32(i + seed);
+    __m256i x0 = _mm256_set1_epi32(seed), x1 = _mm256_set1_epi32(seed + 1);
+    __m256i x2 = _mm256_set1_epi32(seed + 2), x3 = _mm256_set1_epi32(seed + 3);
+    __m256i w0 = _mm256_set1_epi32(seed + 4), w1 = _mm256_set1_epi32(seed + 5);
+    __m256i acc[8];
+    for (int i = 0; i < 8; i++) acc[i] = _mm256_set1_epi32(i + seed);
     qk_bursts bursts;
     qk_bursts_begin(&bursts);
     do {
         for (int r = 0; r < QK_PEAK_INNER; r++) {
-            for (int i = 0; i < 12; i++) acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(a, b));
-            // Keeps the compiler from hoisting or merging iterations while costing nothing in the loop.
-            __asm__ volatile("" : "+x"(acc[0]), "+x"(acc[6]));
+            __asm__ volatile("" : "+x"(x0), "+x"(x1), "+x"(x2), "+x"(x3), "+x"(w0), "+x"(w1));
+            acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(x0, w0));
+            acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(x1, w0));
+            acc[2] = _mm256_add_epi32(acc[2], _mm256_madd_epi16(x2, w0));
+            acc[3] = _mm256_add_epi32(acc[3], _mm256_madd_epi16(x3, w0));
+            acc[4] = _mm256_add_epi32(acc[4], _mm256_madd_epi16(x0, w1));
+            acc[5] = _mm256_add_epi32(acc[5], _mm256_madd_epi16(x1, w1));
+            acc[6] = _mm256_add_epi32(acc[6], _mm256_madd_epi16(x2, w1));
+            acc[7] = _mm256_add_epi32(acc[7], _mm256_madd_epi16(x3, w1));
         }
-    } while (qk_bursts_end_one(&bursts, 12.0 * (double)QK_PEAK_INNER) < seconds);
+    } while (qk_bursts_end_one(&bursts, 8.0 * (double)QK_PEAK_INNER) < seconds);
     __m256i total = acc[0];
-    for (int i = 1; i < 12; i++) total = _mm256_add_epi32(total, acc[i]);
+    for (int i = 1; i < 8; i++) total = _mm256_add_epi32(total, acc[i]);
     qk_peak_sink = _mm256_extract_epi32(total, 0);
     return qk_bursts_finish(&bursts) * 16.0 * 1e-9;
 }
