@@ -26,6 +26,28 @@ final class PackRoundTripTests: XCTestCase {
         return cases
     }
 
+    /// The blocked layout for geometries no path in the table uses yet: 4 to 32 lanes, chunks of 4 and 8
+    /// (an smmla path's depth), with and without a per-block trailer of weight sums (an sdot path's
+    /// correction), on the same shapes, the dense-mode stems included.
+    func testBlockedLayoutHoldsForOtherGeometries() {
+        var rng = SeededGenerator(seed: 0x5EED_0003)
+        for c in convShapes(&rng) {
+            let weights = rng.weights(c.weightCount)
+            var shape = c.shape
+            for lanes: Int32 in [4, 8, 16, 32] {
+                for depth: Int32 in [4, 8] {
+                    for trailer: Int32 in [0, 1] {
+                        XCTAssertEqual(qk_testing_blocked_packing_round_trip(lanes, depth, trailer, &shape, weights), 1,
+                                       "lanes \(lanes) depth \(depth) trailer \(trailer) \(c)")
+                    }
+                }
+            }
+        }
+        var shape = qk_conv_shape(in_h: 4, in_w: 4, in_c: 4, out_c: 4, stride: 1, groups: 1)
+        XCTAssertEqual(qk_testing_blocked_packing_round_trip(64, 4, 0, &shape, [Int8](repeating: 1, count: 144)), 0,
+                       "more lanes than a unit can hold accepted")
+    }
+
     func testConvUnpackInvertsPackOnEveryPath() throws {
         var rng = SeededGenerator(seed: 0x5EED_0001)
         var checkedPaths = Set<UInt32>()

@@ -2,6 +2,7 @@
 // any path's geometry: lanes, chunk depth, unit arrangement and block trailer.
 #include "driver/blocked.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 size_t qk_conv_blocked_size(const qk_conv_blocking *blocking, const qk_conv_geometry *geo) {
@@ -149,4 +150,67 @@ void qk_fc_blocked_pack(const qk_path_config *path, int32_t in_c, int32_t out_c,
 void qk_fc_blocked_unpack(const qk_path_config *path, int32_t in_c, int32_t out_c, const void *packed,
                           int8_t *weight) {
     fc_blocked_traverse(path, in_c, out_c, QK_UNPACK, weight, (uint8_t *)packed);
+}
+
+// ---- Testing: the layout's generality beyond the paths in the table ----
+// A synthetic geometry whose units hold the [lane][depth] weights as given and whose trailer, when asked
+// for, holds each lane's weight sum as int32. Thread-local, since the unit functions take no size.
+static _Thread_local int32_t testing_unit_bytes;
+static _Thread_local int32_t testing_lanes;
+
+static void testing_pack_unit(const int8_t *weights, uint8_t *unit) { memcpy(unit, weights, (size_t)testing_unit_bytes); }
+static void testing_unpack_unit(const uint8_t *unit, int8_t *weights) { memcpy(weights, unit, (size_t)testing_unit_bytes); }
+static void testing_pack_trailer(const int32_t *lane_sums, uint8_t *trailer) {
+    memcpy(trailer, lane_sums, (size_t)testing_lanes * sizeof(int32_t));
+}
+
+int qk_testing_blocked_packing_round_trip(int32_t lanes, int32_t depth, int with_trailer, const qk_conv_shape *shape,
+                                          const int8_t *weight_oihw) {
+    if (lanes < 1 || lanes > QK_MAX_PACK_LANES || depth < 1 || depth > QK_MAX_PACK_DEPTH || weight_oihw == NULL ||
+        !qk_conv_shape_is_valid(shape))
+        return 0;
+    testing_unit_bytes = lanes * depth;
+    testing_lanes = lanes;
+    qk_path_config config = {
+        .name = "testing",
+        .packing = {.lanes = lanes, .depth = depth, .unit_bytes = lanes * depth,
+                    .trailer_bytes = with_trailer ? lanes * (int32_t)sizeof(int32_t) : 0, .pack_unit = testing_pack_unit,
+                    .unpack_unit = testing_unpack_unit, .pack_trailer = with_trailer ? testing_pack_trailer : NULL},
+        .conv = {.max_pixels = 4, .max_blocks = QK_MAX_TILE_LANES / lanes < 3 ? QK_MAX_TILE_LANES / lanes : 3,
+                 .max_accumulators = 12},
+    };
+    const qk_conv_geometry geo = qk_conv_geometry_of(shape);
+    const size_t bytes = qk_conv_blocked_packed_size(&config, &geo);
+    const size_t weights = (size_t)geo.out_c * (size_t)geo.in_per_group * 9;
+    uint8_t *packed = malloc(bytes);
+    int8_t *unpacked = malloc(weights);
+    int holds = packed != NULL && unpacked != NULL;
+    if (holds) {
+        memset(packed, 0xA5, bytes);
+        qk_conv_blocked_pack(&config, &geo, weight_oihw, packed);
+        qk_conv_blocked_unpack(&config, &geo, packed, unpacked);
+        holds = memcmp(unpacked, weight_oihw, weights) == 0;
+    }
+    // Each tile's trailers follow its units, one per block, holding the sum of each output channel's weights.
+    const qk_conv_blocking b = qk_conv_blocking_of(&geo, &config);
+    for (int32_t g = 0; holds && with_trailer && g < geo.groups; g++) {
+        for (int32_t tile = 0; holds && tile < b.tiles_per_group; tile++) {
+            const int32_t first_block = qk_tile_first_block(&b, tile), blocks = qk_tile_blocks(&b, tile);
+            const uint8_t *trailer = qk_conv_tile_weights(packed, &b, g, tile) +
+                                     (size_t)blocks * (size_t)b.taps * (size_t)b.chunks * (size_t)b.unit_bytes;
+            for (int32_t block = 0; holds && block < blocks; block++, trailer += config.packing.trailer_bytes) {
+                for (int32_t lane = 0; lane < lanes; lane++) {
+                    const int32_t o = (first_block + block) * lanes + lane;
+                    int32_t expected = 0, stored;
+                    for (int32_t i = 0; o < geo.out_per_group && i < geo.in_per_group * 9; i++)
+                        expected += weight_oihw[((size_t)g * geo.out_per_group + (size_t)o) * (size_t)geo.in_per_group * 9 + (size_t)i];
+                    memcpy(&stored, trailer + lane * sizeof(int32_t), sizeof stored);
+                    if (stored != expected) holds = 0;
+                }
+            }
+        }
+    }
+    free(packed);
+    free(unpacked);
+    return holds;
 }

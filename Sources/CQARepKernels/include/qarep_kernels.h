@@ -163,6 +163,11 @@ qk_status qk_network_run(const qk_network *network, int32_t batch, const uint8_t
 void qk_testing_set_straggler(int32_t member, int32_t microseconds);
 // How many conv work items a member took over from another's share since the last call.
 int64_t qk_testing_taken_over_items(void);
+// Packs and unpacks OIHW weights in the blocked layout with a synthetic geometry (lanes up to 32, chunk
+// depth up to 8, with or without a per-block trailer of weight sums), so that geometries no path in the
+// table uses yet are exercised; 1 when unpacking gives the weights back and every trailer is right.
+int qk_testing_blocked_packing_round_trip(int32_t lanes, int32_t depth, int with_trailer, const qk_conv_shape *shape,
+                                          const int8_t *weight_oihw);
 
 #ifdef __cplusplus
 }
