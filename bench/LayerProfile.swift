@@ -14,12 +14,10 @@ func profileLayers(model: Model, kernel: Kernel, threads: Int, batch: Int, image
     let session = try Session(model: model, threads: threads, maxBatch: batch, kernel: kernel)
     let layers = model.layers
     var samples = [[Double]](repeating: [], count: layers.count)
-    try images.withUnsafeBufferPointer { buffer in
-        for iteration in 0..<(warmup + iterations) {
-            let seconds = try session.runProfiled(images: buffer, batch: batch).layerSeconds
-            guard iteration >= warmup else { continue }
-            for (index, value) in seconds.prefix(layers.count).enumerated() { samples[index].append(value) }
-        }
+    for iteration in 0..<(warmup + iterations) {
+        let seconds = try session.runProfiled(images: images.span, batch: batch).layerSeconds
+        guard iteration >= warmup else { continue }
+        for (index, value) in seconds.prefix(layers.count).enumerated() { samples[index].append(value) }
     }
     return zip(layers, samples).map { layer, times in
         var name = layer.name

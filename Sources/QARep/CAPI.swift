@@ -226,7 +226,7 @@ public func _qarepModelPreprocess(_ model: OpaquePointer?, _ rgb: UnsafePointer<
     // The caller promises height rows of row_stride bytes, the last one at least width * 3 long.
     let count = (Int(height) - 1) * rowStride + Int(width) * 3
     do {
-        let pixels = try m.preprocess(rgb: UnsafeBufferPointer(start: rgb, count: count), width: Int(width),
+        let pixels = try m.preprocess(unsafeRGB: UnsafeBufferPointer(start: rgb, count: count), width: Int(width),
                                       height: Int(height), rowStride: rowStride)
         pixels.withUnsafeBufferPointer { source in
             if let base = source.baseAddress { out.update(from: base, count: min(source.count, outSize)) }
@@ -320,7 +320,7 @@ public func _qarepSessionRunU8(_ session: OpaquePointer?, _ images: UnsafePointe
 public func _qarepSessionRunF32(_ session: OpaquePointer?, _ input: UnsafePointer<Float>?, _ count: Int, _ batch: Int32) -> qarep_status {
     checkedRun(session, input, inputName: "input", count: count, countName: "count",
                shape: "batch * 3 * input_height * input_width", batch: batch) { (session) throws(QARepError) in
-        _ = try session.run(normalized: UnsafeBufferPointer(start: input, count: count), batch: Int(batch))
+        _ = try session.run(unsafeNormalized: UnsafeBufferPointer(start: input, count: count), batch: Int(batch))
     }
 }
 

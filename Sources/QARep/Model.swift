@@ -121,10 +121,36 @@ public final class Model: Sendable {
         return list
     }
 
-    /// Resizes and center-crops an RGB image to this model's input, as its metadata says.
-    public func preprocess(rgb: UnsafeBufferPointer<UInt8>, width: Int, height: Int, rowStride: Int) throws(QARepError) -> [UInt8] {
-        try resizeAndCrop(rgb: rgb, width: width, height: height, rowStride: rowStride, outputWidth: inputWidth,
-                          outputHeight: inputHeight, cropRatio: skeleton.preprocessing.cropRatio)
+    /// Resizes and center-crops an RGB image of any size to this model's input, as its metadata says
+    /// (docs/model-format.md, "Preprocessing"): the result is one of the images ``Session/run(images:batch:)-(Array<UInt8>,_)``
+    /// takes.
+    /// - Parameters:
+    ///   - rgb: `height` rows of `width * 3` bytes (R, G, B), rows `rowStride` bytes apart.
+    ///   - rowStride: bytes from one row to the next; `nil` means `width * 3` (rows packed).
+    /// - Returns: `inputHeight * inputWidth * 3` bytes.
+    ///
+    /// ```swift
+    /// let input = try model.preprocess(rgb: pixels, width: 640, height: 480)
+    /// ```
+    public func preprocess(rgb: [UInt8], width: Int, height: Int, rowStride: Int? = nil) throws(QARepError) -> [UInt8] {
+        try rgb.withUnsafeBufferPointer { (buffer) throws(QARepError) -> [UInt8] in
+            try preprocess(unsafeRGB: buffer, width: width, height: height, rowStride: rowStride)
+        }
+    }
+
+    /// The same for pixels in any contiguous memory, without a copy.
+    public func preprocess(rgb: Span<UInt8>, width: Int, height: Int, rowStride: Int? = nil) throws(QARepError) -> [UInt8] {
+        try rgb.withUnsafeBufferPointer { (buffer) throws(QARepError) -> [UInt8] in
+            try preprocess(unsafeRGB: buffer, width: width, height: height, rowStride: rowStride)
+        }
+    }
+
+    /// The same from a raw buffer.
+    public func preprocess(unsafeRGB rgb: UnsafeBufferPointer<UInt8>, width: Int, height: Int, rowStride: Int? = nil) throws(QARepError) -> [UInt8] {
+        let (stride, overflow) = width.multipliedReportingOverflow(by: 3)
+        guard !overflow else { throw .invalidArgument("width \(width) is too large") }
+        return try resizeAndCrop(rgb: rgb, width: width, height: height, rowStride: rowStride ?? stride,
+                                 outputWidth: inputWidth, outputHeight: inputHeight, cropRatio: skeleton.preprocessing.cropRatio)
     }
 
     /// The packed network a session running `kernel` (resolved) uses.

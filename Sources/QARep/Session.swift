@@ -1,13 +1,27 @@
 // A session: the workspace for running one model on one thread at a time. Buffer sizes come from the
 // kernels (qk_network_scratch_sizes), which own the contract of what a run reads and writes.
 import CQARepKernels
+import Synchronization
 
-/// A workspace for running one model on one thread at a time.
+/// A workspace for running one ``Model``: its activation buffers and the logits of its last run.
+///
+/// A session serves one thread at a time; make one per thread (they can share one model). A run that
+/// starts while another is still going on the same session throws `invalidArgument` instead of mixing
+/// their buffers.
+///
+/// ```swift
+/// let session = try Session(model: model, threads: 2, maxBatch: 8)
+/// let top5 = try session.classify(images: [image1, image2], topK: 5)
+/// print(top5[0][0].label, top5[0][0].probability)
+/// ```
 public final class Session {
+    /// The model this session runs; the session keeps it alive.
     public let model: Model
-    /// The kernel path this session really runs (never .auto).
+    /// The kernel path this session really runs (never `.auto`).
     public let kernel: Kernel
+    /// OpenMP threads a run uses.
     public let threads: Int
+    /// The largest batch a run may take.
     public let maxBatch: Int
     static let maxBatchLimit = Int(QK_MAX_BATCH)
 
@@ -19,9 +33,16 @@ public final class Session {
     private let pong: AlignedBuffer
     private let pooled: AlignedBuffer
     private let logits: AlignedBuffer
+    private let running = Atomic<Bool>(false)
     /// Images in the last successful run; nil before one (and after a failed run).
     public private(set) var lastBatch: Int? = nil
 
+    /// A workspace for `model`.
+    /// - Parameters:
+    ///   - threads: OpenMP threads per run; 0 means all online CPUs. A batch of at least this many images
+    ///     runs one image per thread at a time; a smaller one runs layer by layer with all threads.
+    ///   - maxBatch: the largest batch a run may take (1...65536); it sizes the buffers.
+    ///   - kernel: the CPU path; `.auto` (the default) picks QAREP_KERNEL if set, else the fastest one.
     public init(model: Model, threads: Int = 0, maxBatch: Int = 1, kernel: Kernel = .auto) throws(QARepError) {
         guard threads >= 0, threads <= 4096 else { throw .invalidArgument("threads is \(threads), expected 0...4096 (0: all online CPUs)") }
         guard maxBatch >= 1, maxBatch <= Session.maxBatchLimit else {
@@ -49,18 +70,44 @@ public final class Session {
         guard batch >= 1, batch <= maxBatch else { throw .invalidArgument("batch is \(batch), expected 1...\(maxBatch)") }
     }
 
-    /// Runs uint8 RGB HWC images stored one after another; returns logits [batch][numClasses].
-    public func run(images: UnsafeBufferPointer<UInt8>, batch: Int) throws(QARepError) -> [Float] {
+    // MARK: Running
+
+    /// Runs `batch` uint8 RGB images, each `model.inputHeight x model.inputWidth x 3` (HWC, as
+    /// ``Model/preprocess(rgb:width:height:rowStride:)`` makes them), stored one after another.
+    /// - Returns: the logits, `[batch][model.numClasses]`.
+    public func run(images: [UInt8], batch: Int) throws(QARepError) -> [Float] {
+        try images.withUnsafeBufferPointer { (buffer) throws(QARepError) -> [Float] in try run(unsafeImages: buffer, batch: batch) }
+    }
+
+    /// The same for images in any contiguous memory, without a copy.
+    public func run(images: Span<UInt8>, batch: Int) throws(QARepError) -> [Float] {
+        try images.withUnsafeBufferPointer { (buffer) throws(QARepError) -> [Float] in try run(unsafeImages: buffer, batch: batch) }
+    }
+
+    /// Runs one image per element, each `model.imageBytes` long; the batch is `images.count`.
+    public func run(images: [[UInt8]]) throws(QARepError) -> [Float] {
+        try run(images: try concatenated(images), batch: images.count)
+    }
+
+    /// The same from a raw buffer, for callers that already hold one.
+    public func run(unsafeImages images: UnsafeBufferPointer<UInt8>, batch: Int) throws(QARepError) -> [Float] {
         try run(images: images, batch: batch, stepClock: nil)
         return logitsOfLastRun(batch: batch)
     }
 
-    public func run(images: [UInt8], batch: Int) throws(QARepError) -> [Float] {
-        try images.withUnsafeBufferPointer { (buffer) throws(QARepError) -> [Float] in try run(images: buffer, batch: batch) }
+    /// Runs normalized NCHW float input, `[batch][3][height][width]` with x = (pixel / 255 - mean) / std,
+    /// converted back to pixels first (docs/model-format.md).
+    public func run(normalized input: [Float], batch: Int) throws(QARepError) -> [Float] {
+        try input.withUnsafeBufferPointer { (buffer) throws(QARepError) -> [Float] in try run(unsafeNormalized: buffer, batch: batch) }
     }
 
-    /// Runs normalized NCHW float input (x = (pixel / 255 - mean) / std), converted back to pixels first.
-    public func run(normalized input: UnsafeBufferPointer<Float>, batch: Int) throws(QARepError) -> [Float] {
+    /// The same for floats in any contiguous memory, without a copy.
+    public func run(normalized input: Span<Float>, batch: Int) throws(QARepError) -> [Float] {
+        try input.withUnsafeBufferPointer { (buffer) throws(QARepError) -> [Float] in try run(unsafeNormalized: buffer, batch: batch) }
+    }
+
+    /// The same from a raw buffer.
+    public func run(unsafeNormalized input: UnsafeBufferPointer<Float>, batch: Int) throws(QARepError) -> [Float] {
         try checkBatch(batch)
         let height = model.inputHeight, width = model.inputWidth
         guard input.count == batch * 3 * height * width else {
@@ -71,13 +118,19 @@ public final class Session {
         return try run(images: pixels, batch: batch)
     }
 
-    public func run(normalized input: [Float], batch: Int) throws(QARepError) -> [Float] {
-        try input.withUnsafeBufferPointer { (buffer) throws(QARepError) -> [Float] in try run(normalized: buffer, batch: batch) }
+    /// Like ``run(images:batch:)-(Array<UInt8>,_)``, also returning the wall time of each step of
+    /// `model.layers`, in seconds, timed inside the kernels after the barrier that ends each step.
+    public func runProfiled(images: [UInt8], batch: Int) throws(QARepError) -> (logits: [Float], layerSeconds: [Double]) {
+        try images.withUnsafeBufferPointer { (buffer) throws(QARepError) in try runProfiled(unsafeImages: buffer, batch: batch) }
     }
 
-    /// Like run(images:batch:), also returning the wall time of each step of `model.layers`, in seconds.
-    /// The steps are timed inside the kernels' single parallel region, after the barrier that ends each.
-    public func runProfiled(images: UnsafeBufferPointer<UInt8>, batch: Int) throws(QARepError) -> (logits: [Float], layerSeconds: [Double]) {
+    /// The same for images in any contiguous memory.
+    public func runProfiled(images: Span<UInt8>, batch: Int) throws(QARepError) -> (logits: [Float], layerSeconds: [Double]) {
+        try images.withUnsafeBufferPointer { (buffer) throws(QARepError) in try runProfiled(unsafeImages: buffer, batch: batch) }
+    }
+
+    /// The same from a raw buffer.
+    public func runProfiled(unsafeImages images: UnsafeBufferPointer<UInt8>, batch: Int) throws(QARepError) -> (logits: [Float], layerSeconds: [Double]) {
         var clock = [Double](repeating: 0, count: model.numConvLayers + 3)
         try clock.withUnsafeMutableBufferPointer { (buffer) throws(QARepError) in
             try run(images: images, batch: batch, stepClock: buffer.baseAddress)
@@ -86,18 +139,27 @@ public final class Session {
         return (logitsOfLastRun(batch: batch), seconds)
     }
 
+    // MARK: Results
+
+    /// Runs the batch and returns the `topK` most probable classes of each image, most probable first.
     public func classify(images: [UInt8], batch: Int, topK: Int) throws(QARepError) -> [[Prediction]] {
         _ = try run(images: images, batch: batch)
         return try (0..<batch).map { (i) throws(QARepError) -> [Prediction] in try self.topK(imageIndex: i, k: topK) }
     }
 
-    /// Logits of the last run, [lastBatch][numClasses].
+    /// The same with one element per image.
+    public func classify(images: [[UInt8]], topK: Int) throws(QARepError) -> [[Prediction]] {
+        try classify(images: try concatenated(images), batch: images.count, topK: topK)
+    }
+
+    /// Logits of the last run, `[lastBatch][model.numClasses]`.
     public func lastLogits() throws(QARepError) -> [Float] {
         guard let batch = lastBatch else { throw QARepError(.noResult, "no successful run yet") }
         return logitsOfLastRun(batch: batch)
     }
 
-    /// The k most probable classes of one image of the last run, most probable first, ties lower index first.
+    /// The `k` most probable classes of one image of the last run, most probable first, ties lower index
+    /// first, with softmax probabilities over all classes.
     public func topK(imageIndex: Int, k: Int) throws(QARepError) -> [Prediction] {
         guard let batch = lastBatch else { throw QARepError(.noResult, "no successful run yet") }
         guard imageIndex >= 0, imageIndex < batch else {
@@ -107,6 +169,19 @@ public final class Session {
         let classes = model.numClasses
         let row = logitsOfLastRun(batch: batch)[(imageIndex * classes)..<((imageIndex + 1) * classes)]
         return topKPredictions(logits: row, k: k, labels: model.labels)
+    }
+
+    private func concatenated(_ images: [[UInt8]]) throws(QARepError) -> [UInt8] {
+        let imageBytes = model.imageBytes
+        var joined: [UInt8] = []
+        joined.reserveCapacity(images.count * imageBytes)
+        for (i, image) in images.enumerated() {
+            guard image.count == imageBytes else {
+                throw QARepError(.bufferSize, "image \(i) holds \(image.count) bytes, expected \(model.inputHeight) x \(model.inputWidth) x 3 = \(imageBytes)")
+            }
+            joined.append(contentsOf: image)
+        }
+        return joined
     }
 
     /// Copies the logits of the last run into `out` (batch x numClasses floats), without an array.
@@ -123,6 +198,10 @@ public final class Session {
             throw QARepError(.bufferSize, "images hold \(images.count) bytes, expected batch \(batch) x \(imageBytes)")
         }
         guard let source = images.baseAddress else { throw .invalidArgument("images buffer is empty") }
+        guard !running.exchange(true, ordering: .acquiring) else {
+            throw .invalidArgument("the session is already running on another thread; use one session per thread")
+        }
+        defer { running.store(false, ordering: .releasing) }
         lastBatch = nil
         input.pointer.copyMemory(from: source, byteCount: batch * imageBytes)
         try network.run(batch: batch, input: input.bytes, ping: ping.bytes, pong: pong.bytes, pooled: pooled.bytes,

@@ -28,7 +28,5 @@ struct RuntimeFlags: ParsableArguments {
 /// Decodes an image file and resizes/crops it to the model's input exactly as the runtime's C API does.
 func loadModelInput(_ path: String, model: Model) throws -> [UInt8] {
     let image = try decodeImage(path: path)
-    return try image.pixels.withUnsafeBufferPointer {
-        try model.preprocess(rgb: $0, width: image.width, height: image.height, rowStride: image.width * 3)
-    }
+    return try model.preprocess(rgb: image.pixels, width: image.width, height: image.height)
 }

@@ -216,9 +216,32 @@ final class EngineTests: XCTestCase {
         for kernel in Kernel.all where !kernel.isSupported {
             XCTAssertThrowsError(try Session(model: model, kernel: kernel)) { XCTAssertEqual(($0 as? QARepError)?.code, .unsupportedKernel) }
         }
-        let profiled = try image.withUnsafeBufferPointer { try session.runProfiled(images: $0, batch: 1) }
+        let profiled = try session.runProfiled(images: image, batch: 1)
         XCTAssertEqual(profiled.layerSeconds.count, model.layers.count)
         XCTAssertEqual(model.layers.map(\.macs).reduce(0, +), Int(model.macsPerImage))
+    }
+
+    /// Arrays, spans, arrays of images and raw buffers are the same run.
+    func testEveryInputFormGivesTheSameLogits() throws {
+        let description = smallModel()
+        let model = try Model(description: description)
+        let session = try Session(model: model, threads: 1, maxBatch: 2)
+        let images = randomImages(description, batch: 2, seed: 9)
+        let expected = try session.run(images: images, batch: 2)
+        XCTAssertEqual(try session.run(images: images.span, batch: 2), expected)
+        let split = [Array(images[0..<model.imageBytes]), Array(images[model.imageBytes...])]
+        XCTAssertEqual(try session.run(images: split), expected)
+        XCTAssertEqual(try images.withUnsafeBufferPointer { try session.run(unsafeImages: $0, batch: 2) }, expected)
+        XCTAssertEqual(try session.classify(images: split, topK: 2), try session.classify(images: images, batch: 2, topK: 2))
+        XCTAssertThrowsError(try session.run(images: [split[0], [1, 2, 3]])) { XCTAssertEqual(($0 as? QARepError)?.code, .bufferSize) }
+        // Preprocessing from an array, with and without an explicit row stride, and from a span.
+        var rng = SeededGenerator(seed: 4)
+        let photo = rng.bytes(20 * 15 * 3)
+        let packed = try model.preprocess(rgb: photo, width: 20, height: 15)
+        XCTAssertEqual(packed.count, model.imageBytes)
+        XCTAssertEqual(try model.preprocess(rgb: photo, width: 20, height: 15, rowStride: 60), packed)
+        XCTAssertEqual(try model.preprocess(rgb: photo.span, width: 20, height: 15), packed)
+        XCTAssertThrowsError(try model.preprocess(rgb: photo, width: 21, height: 15)) { XCTAssertEqual(($0 as? QARepError)?.code, .bufferSize) }
     }
 
     func testKernelEnvironmentVariable() throws {

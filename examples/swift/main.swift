@@ -156,9 +156,7 @@ func main() -> Int32 {
         let name = randomCount > 0 ? "random image \(index + 1)" : imagePaths[index]
         do {
             let image = randomCount > 0 ? randomImage(using: &generator) : try readPPM(path: name)
-            let input = try image.pixels.withUnsafeBufferPointer { (rgb) throws(QARepError) -> [UInt8] in
-                try model.preprocess(rgb: rgb, width: image.width, height: image.height, rowStride: image.width * 3)
-            }
+            let input = try model.preprocess(rgb: image.pixels, width: image.width, height: image.height)
             batch += input
             batchNames.append(name)
         } catch {

@@ -194,7 +194,7 @@ func compareWithRuntime(model: Model, forward: FP32Forward, data: CalibrationDat
         let reference = try forward.logits(pixels: pixels, count: count, workspace: workspace)
         let quantized: [Float]
         do {
-            quantized = try session.run(images: pixels, batch: count)
+            quantized = try session.run(unsafeImages: pixels, batch: count)
         } catch {
             throw CalibrationError("runtime failed on the hold-out images: \(error)")
         }
