@@ -17,9 +17,13 @@ public struct Kernel: RawRepresentable, Hashable, Sendable, CustomStringConverti
         self.init(rawValue: name)
     }
 
+    /// QAREP_KERNEL if set, else the fastest path this CPU supports.
     public static let auto = Kernel(rawValue: "auto")
+    /// Plain C, the reference every other path is tested against; runs everywhere.
     public static let scalar = Kernel(rawValue: "scalar")
+    /// x86-64 AVX2, exact int16 multiply-adds.
     public static let avx2 = Kernel(rawValue: "avx2")
+    /// x86-64 AVX-512 with VNNI (`vpdpbusd`).
     public static let avx512vnni = Kernel(rawValue: "avx512vnni")
 
     /// Every path of this library, in the table's order (not `auto`), whether or not this CPU runs it.
@@ -29,7 +33,9 @@ public struct Kernel: RawRepresentable, Hashable, Sendable, CustomStringConverti
         }
     }
 
+    /// The path's name, as QAREP_KERNEL and `--kernel` take it.
     public var name: String { rawValue }
+    /// The name.
     public var description: String { rawValue }
 
     /// Whether this CPU can run the path (`auto` always can; an unknown name cannot).

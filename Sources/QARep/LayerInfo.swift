@@ -4,18 +4,29 @@ public struct LayerInfo: Sendable, Equatable {
     public struct Kind: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
         public let rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }
+        /// The kind's name.
         public var description: String { rawValue }
 
+        /// A fused 3x3 conv + bias + ReLU, padding 1.
         public static let conv3x3 = Kind(rawValue: "conv3x3")
+        /// The global average pool before the classifier.
         public static let globalAveragePool = Kind(rawValue: "global_average_pool")
+        /// The fully connected classifier, which produces the logits.
         public static let fullyConnected = Kind(rawValue: "fully_connected")
     }
 
+    /// What the step computes.
     public var kind: Kind
+    /// "conv.0", "conv.1", ..., "pool", "fc".
     public var name: String
+    /// The step's input per image: height, width, channels.
     public var inputHeight: Int, inputWidth: Int, inputChannels: Int
+    /// The step's output per image: height, width, channels.
     public var outputHeight: Int, outputWidth: Int, outputChannels: Int
+    /// 1 or 2 for convs, 1 otherwise.
     public var stride: Int
+    /// Channel groups of a conv (1: dense), 1 otherwise.
     public var groups: Int
+    /// Multiply-accumulates per image (3x3 taps including the padding).
     public var macs: Int
 }

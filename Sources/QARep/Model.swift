@@ -64,11 +64,13 @@ public final class Model: Sendable {
                          fcWeight: { () throws(QARepError) -> [Int8] in try source.int8Values(contents.fcWeight) })
     }
 
+    /// A model from a description in memory (as the offline tool or a test builds one), validated as a file would be.
     public convenience init(description: QuantizedModelDescription) throws(QARepError) {
         self.init(parts: try Model.build(skeleton: description.withoutWeights, formatVersion: ModelFormat.version,
                                          convWeight: { description.convs[$0].weight }, fcWeight: { description.fcWeight }))
     }
 
+    /// Loads a model from the bytes of a `.qarep` file.
     public convenience init(bytes: [UInt8]) throws(QARepError) {
         self.init(parts: try bytes.withUnsafeBufferPointer { (raw) throws(QARepError) -> Parts in
             try Model.load(source: MemoryByteSource(bytes: UnsafeRawBufferPointer(raw)))
@@ -80,6 +82,15 @@ public final class Model: Sendable {
         self.init(parts: try Model.load(source: MemoryByteSource(bytes: bytes)))
     }
 
+    /// Loads a `.qarep` model file, reading its tensors one at a time.
+    ///
+    /// ```swift
+    /// let model = try Model(contentsOfFile: "repvgg-a0.qarep")
+    /// print(model.inputWidth, model.numClasses)
+    /// ```
+    ///
+    /// Throws `io` if the file cannot be read, `invalidModel` (naming the key or tensor) if it is malformed,
+    /// `unsupportedVersion` if it is newer than this library reads.
     public convenience init(contentsOfFile path: String) throws(QARepError) {
         self.init(parts: try Model.load(source: FileByteSource(path: path)))
     }
@@ -93,14 +104,23 @@ public final class Model: Sendable {
         return full
     } }
 
+    /// The normalization and crop the model was trained and calibrated with.
     public var preprocessing: Preprocessing { skeleton.preprocessing }
+    /// Pixels the network takes, vertically.
     public var inputHeight: Int { skeleton.inputHeight }
+    /// Pixels the network takes, horizontally.
     public var inputWidth: Int { skeleton.inputWidth }
+    /// Always 3 (RGB).
     public var inputChannels: Int { 3 }
+    /// Outputs of the classifier.
     public var numClasses: Int { skeleton.numClasses }
+    /// One label per class (class_N where the file has none).
     public var labels: [String] { skeleton.labels }
+    /// 3x3 conv layers in the network.
     public var numConvLayers: Int { skeleton.convs.count }
+    /// Multiply-accumulates of one forward pass.
     public var macsPerImage: Double { arithmetic.macsPerImage }
+    /// Bytes of one input image, `inputHeight * inputWidth * 3`.
     public var imageBytes: Int { inputHeight * inputWidth * 3 }
 
     /// Every conv layer, then the pool and the fc layer.
@@ -122,10 +142,12 @@ public final class Model: Sendable {
     }
 
     /// Resizes and center-crops an RGB image of any size to this model's input, as its metadata says
-    /// (docs/model-format.md, "Preprocessing"): the result is one of the images ``Session/run(images:batch:)-(Array<UInt8>,_)``
+    /// (docs/model-format.md, "Preprocessing"): the result is one of the images ``Session/run(images:batch:)-([UInt8],_)``
     /// takes.
     /// - Parameters:
     ///   - rgb: `height` rows of `width * 3` bytes (R, G, B), rows `rowStride` bytes apart.
+    ///   - width: pixels per row of the image.
+    ///   - height: rows of the image.
     ///   - rowStride: bytes from one row to the next; `nil` means `width * 3` (rows packed).
     /// - Returns: `inputHeight * inputWidth * 3` bytes.
     ///

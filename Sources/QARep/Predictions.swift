@@ -7,8 +7,11 @@ import Musl
 import Darwin
 #endif
 
+/// One class of a classified image.
 public struct Prediction: Sendable, Equatable {
+    /// The class's index in the logits.
     public var classIndex: Int
+    /// The class's label from the model file.
     public var label: String
     /// Softmax over all classes.
     public var probability: Float

@@ -39,6 +39,7 @@ public final class Session {
 
     /// A workspace for `model`.
     /// - Parameters:
+    ///   - model: the model to run; the session keeps it alive.
     ///   - threads: OpenMP threads per run; 0 means all online CPUs. A batch of at least this many images
     ///     runs one image per thread at a time; a smaller one runs layer by layer with all threads.
     ///   - maxBatch: the largest batch a run may take (1...65536); it sizes the buffers.
@@ -73,7 +74,7 @@ public final class Session {
     // MARK: Running
 
     /// Runs `batch` uint8 RGB images, each `model.inputHeight x model.inputWidth x 3` (HWC, as
-    /// ``Model/preprocess(rgb:width:height:rowStride:)`` makes them), stored one after another.
+    /// ``Model/preprocess(rgb:width:height:rowStride:)-([UInt8],_,_,_)`` makes them), stored one after another.
     /// - Returns: the logits, `[batch][model.numClasses]`.
     public func run(images: [UInt8], batch: Int) throws(QARepError) -> [Float] {
         try images.withUnsafeBufferPointer { (buffer) throws(QARepError) -> [Float] in try run(unsafeImages: buffer, batch: batch) }
@@ -118,7 +119,7 @@ public final class Session {
         return try run(images: pixels, batch: batch)
     }
 
-    /// Like ``run(images:batch:)-(Array<UInt8>,_)``, also returning the wall time of each step of
+    /// Like ``run(images:batch:)-([UInt8],_)``, also returning the wall time of each step of
     /// `model.layers`, in seconds, timed inside the kernels after the barrier that ends each step.
     public func runProfiled(images: [UInt8], batch: Int) throws(QARepError) -> (logits: [Float], layerSeconds: [Double]) {
         try images.withUnsafeBufferPointer { (buffer) throws(QARepError) in try runProfiled(unsafeImages: buffer, batch: batch) }
