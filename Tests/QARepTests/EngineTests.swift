@@ -244,6 +244,34 @@ final class EngineTests: XCTestCase {
         XCTAssertThrowsError(try model.preprocess(rgb: photo, width: 21, height: 15)) { XCTAssertEqual(($0 as? QARepError)?.code, .bufferSize) }
     }
 
+    /// One session used from several threads at once (a misuse): every run either gives the right logits or
+    /// is refused with invalidArgument, never a mix of two runs' buffers.
+    func testOverlappingRunsOnOneSessionAreRefusedNotMixed() throws {
+        let description = makeRandomModel(seed: 23, height: 96, width: 96,
+                                          layers: [LayerSpec(out: 64, stride: 1), LayerSpec(out: 64, stride: 1)], numClasses: 5)
+        let model = try Model(description: description)
+        let session = try Session(model: model, threads: 1, maxBatch: 1)
+        let images = (0..<4).map { randomImages(description, batch: 1, seed: UInt64(40 + $0)) }
+        let expected = try images.map { try Session(model: model, threads: 1).run(images: $0, batch: 1) }
+        let outcomes = Mutex<[String]>([])
+        // Session is not Sendable, so Swift 6 refuses this sharing at compile time; the run-time check is for
+        // callers who get around it (C callers, unchecked code).
+        nonisolated(unsafe) let shared = session
+        DispatchQueue.concurrentPerform(iterations: 64) { i in
+            let outcome: String
+            do {
+                outcome = try shared.run(images: images[i % 4], batch: 1) == expected[i % 4] ? "right" : "WRONG"
+            } catch {
+                outcome = (error as? QARepError)?.code == .invalidArgument ? "refused" : "\(error)"
+            }
+            outcomes.withLock { $0.append(outcome) }
+        }
+        let all = outcomes.withLock { $0 }
+        XCTAssertEqual(Set(all).subtracting(["right", "refused"]), [], "\(all)")
+        XCTAssertTrue(all.contains("right"))
+        print("overlapping runs on one session: \(all.filter { $0 == "right" }.count) right, \(all.filter { $0 == "refused" }.count) refused")
+    }
+
     func testKernelEnvironmentVariable() throws {
         let model = try Model(description: smallModel())
         defer { unsetenv("QAREP_KERNEL") }
