@@ -52,82 +52,152 @@ private func roundToPixel(_ value: Float) -> UInt8 {
     return UInt8(t.rounded(.toNearestOrEven))
 }
 
+/// The size an image of width x height is resized to before the center crop (docs/model-format.md,
+/// "Preprocessing"): the output size itself for cropRatio 1, else max(W, round(w * f)) x max(H, round(h * f))
+/// with f = max(W / (w * cropRatio), H / (h * cropRatio)) computed in double, rounded half away from zero.
+/// Decoders that can shrink while decoding (JPEG's DCT scaling) use it to choose the smallest scale whose
+/// output still covers this size, so that the resize that follows only shrinks.
+package func resizedSize(width: Int, height: Int, outputWidth: Int, outputHeight: Int, cropRatio: Float) -> (width: Int, height: Int) {
+    guard cropRatio != 1 else { return (outputWidth, outputHeight) }
+    let f = max(Double(outputWidth) / (Double(width) * Double(cropRatio)),
+                Double(outputHeight) / (Double(height) * Double(cropRatio)))
+    // f <= 4096 / (1 * tiny crop) could be huge; clamp the product before converting to Int.
+    let rw = min((Double(width) * f).rounded(.toNearestOrAwayFromZero), Double(1 << 30))
+    let rh = min((Double(height) * f).rounded(.toNearestOrAwayFromZero), Double(1 << 30))
+    return (max(outputWidth, Int(rw)), max(outputHeight, Int(rh)))
+}
+
+/// Resize + center crop fed one source row at a time: the only statement of the preprocessing arithmetic
+/// (`resizeAndCrop` feeds it a whole image). Rows come in order, 0 ..< height; each row the vertical pass
+/// reads (`rowsNeeded`) goes through the horizontal pass at once and only its outputWidth-wide result is kept,
+/// so a decoder that hands out rows never needs the whole image: `heldBytes` is all this holds. `finish` runs
+/// the vertical pass. Separable, horizontal pass first, each pass computed in float32 and rounded half to even
+/// to uint8 (like PIL, which also stores the intermediate image as 8-bit).
+package struct StreamingResize {
+    package let width: Int, height: Int, outputWidth: Int, outputHeight: Int
+    /// The source rows the output depends on; other rows may be skipped (or pushed and ignored).
+    package let rowsNeeded: Range<Int>
+    /// The next row `push` expects.
+    package private(set) var nextRow = 0
+    private let horizontal: AxisFilter
+    private let vertical: AxisFilter
+    private var intermediate: [UInt8]
+
+    /// Checks the sizes; throws before allocating anything for sizes outside the limits.
+    package init(width: Int, height: Int, outputWidth: Int, outputHeight: Int, cropRatio: Float) throws(QARepError) {
+        guard (1...PreprocessLimits.maxSourceSide).contains(width), (1...PreprocessLimits.maxSourceSide).contains(height) else {
+            throw .invalidArgument("image size \(width)x\(height) outside 1...\(PreprocessLimits.maxSourceSide)")
+        }
+        guard (1...ModelFormat.maxInputSide).contains(outputWidth), (1...ModelFormat.maxInputSide).contains(outputHeight) else {
+            throw .invalidArgument("output size \(outputWidth)x\(outputHeight) outside 1...\(ModelFormat.maxInputSide)")
+        }
+        guard cropRatio.isFinite, cropRatio > 0, cropRatio <= 1 else {
+            throw .invalidArgument("crop ratio \(cropRatio) outside (0, 1]")
+        }
+        self.width = width
+        self.height = height
+        self.outputWidth = outputWidth
+        self.outputHeight = outputHeight
+        let (resizedWidth, resizedHeight) = resizedSize(width: width, height: height, outputWidth: outputWidth,
+                                                        outputHeight: outputHeight, cropRatio: cropRatio)
+        let offsetX = (resizedWidth - outputWidth) / 2, offsetY = (resizedHeight - outputHeight) / 2
+        horizontal = AxisFilter(inSize: width, resizedSize: resizedWidth, first: offsetX, outputCount: outputWidth)
+        vertical = AxisFilter(inSize: height, resizedSize: resizedHeight, first: offsetY, outputCount: outputHeight)
+        let firstRow = vertical.start.first ?? 0
+        let lastRow = zip(vertical.start, vertical.count).map { $0 + $1 }.max() ?? 0
+        rowsNeeded = firstRow..<max(lastRow, firstRow)
+        intermediate = [UInt8](repeating: 0, count: rowsNeeded.count * outputWidth * 3)
+    }
+
+    /// Bytes held between rows: the horizontally resized rows the vertical pass reads.
+    package var heldBytes: Int { intermediate.count }
+
+    /// Source row `nextRow` (width * 3 bytes, RGB); rows outside `rowsNeeded` are only counted.
+    package mutating func push(row: UnsafePointer<UInt8>) {
+        let index = nextRow
+        nextRow += 1
+        guard rowsNeeded.contains(index) else { return }
+        let r = index - rowsNeeded.lowerBound
+        let outputWidth = self.outputWidth
+        let horizontal = self.horizontal
+        intermediate.withUnsafeMutableBufferPointer { intermediate in
+            horizontal.weights.withUnsafeBufferPointer { weights in
+                for j in 0..<outputWidth {
+                    let base = j * horizontal.maxTaps
+                    var acc: (Float, Float, Float) = (0, 0, 0)
+                    let start = horizontal.start[j]
+                    for t in 0..<horizontal.count[j] {
+                        let w = weights[base + t]
+                        let p = row + (start + t) * 3
+                        acc.0 += Float(p[0]) * w
+                        acc.1 += Float(p[1]) * w
+                        acc.2 += Float(p[2]) * w
+                    }
+                    let o = (r * outputWidth + j) * 3
+                    intermediate[o] = roundToPixel(acc.0)
+                    intermediate[o + 1] = roundToPixel(acc.1)
+                    intermediate[o + 2] = roundToPixel(acc.2)
+                }
+            }
+        }
+    }
+
+    /// Skips source rows the output does not read (a decoder may still have to decode them).
+    package mutating func skipRows(upTo row: Int) {
+        precondition(row <= rowsNeeded.lowerBound || nextRow >= rowsNeeded.upperBound, "skipping rows the output reads")
+        nextRow = max(nextRow, row)
+    }
+
+    /// The vertical pass: outputHeight * outputWidth * 3 bytes, HWC. Throws if rows the output reads are missing.
+    package func finish() throws(QARepError) -> [UInt8] {
+        guard nextRow >= rowsNeeded.upperBound else {
+            throw .invalidArgument("resize got \(nextRow) of the \(rowsNeeded.upperBound) source rows it needs")
+        }
+        let rowBytes = outputWidth * 3
+        var output = [UInt8](repeating: 0, count: outputHeight * rowBytes)
+        let firstRow = rowsNeeded.lowerBound
+        let vertical = self.vertical
+        output.withUnsafeMutableBufferPointer { output in
+            intermediate.withUnsafeBufferPointer { intermediate in
+                vertical.weights.withUnsafeBufferPointer { weights in
+                    for i in 0..<outputHeight {
+                        let base = i * vertical.maxTaps
+                        let rowBase = (vertical.start[i] - firstRow) * rowBytes
+                        let taps = vertical.count[i]
+                        for x in 0..<rowBytes {
+                            var acc: Float = 0
+                            for t in 0..<taps {
+                                acc += Float(intermediate[rowBase + t * rowBytes + x]) * weights[base + t]
+                            }
+                            output[i * rowBytes + x] = roundToPixel(acc)
+                        }
+                    }
+                }
+            }
+        }
+        return output
+    }
+}
+
 /// Resizes an RGB image (rows of width * 3 bytes, rowStride bytes apart) and center-crops it to
-/// outputWidth x outputHeight; returns outputHeight * outputWidth * 3 bytes, HWC.
-///
-/// cropRatio 1 resizes straight to the output size; otherwise the scale factor is
-/// max(W / (w * cropRatio), H / (h * cropRatio)) (computed in double), the resized size
-/// max(W, round(w * f)) x max(H, round(h * f)) (half away from zero), and the crop offset
-/// ((rw - W) / 2, (rh - H) / 2). Resizing is separable, horizontal pass first, each pass computed in float32
-/// and rounded half to even to uint8 (like PIL, which also stores the intermediate image as 8-bit).
+/// outputWidth x outputHeight; returns outputHeight * outputWidth * 3 bytes, HWC. The arithmetic is
+/// `StreamingResize`'s (see `resizedSize` for the resized size; crop offset ((rw - W) / 2, (rh - H) / 2)),
+/// fed only the rows the output reads.
 package func resizeAndCrop(rgb: UnsafeBufferPointer<UInt8>, width: Int, height: Int, rowStride: Int,
                           outputWidth: Int, outputHeight: Int, cropRatio: Float) throws(QARepError) -> [UInt8] {
     guard (1...PreprocessLimits.maxSourceSide).contains(width), (1...PreprocessLimits.maxSourceSide).contains(height) else {
         throw .invalidArgument("image size \(width)x\(height) outside 1...\(PreprocessLimits.maxSourceSide)")
-    }
-    guard (1...ModelFormat.maxInputSide).contains(outputWidth), (1...ModelFormat.maxInputSide).contains(outputHeight) else {
-        throw .invalidArgument("output size \(outputWidth)x\(outputHeight) outside 1...\(ModelFormat.maxInputSide)")
     }
     guard rowStride >= width * 3 else { throw .invalidArgument("row stride \(rowStride) is less than width * 3 = \(width * 3)") }
     let (rowsBytes, overflow) = (height - 1).multipliedReportingOverflow(by: rowStride)
     guard !overflow, rgb.count >= rowsBytes + width * 3, let source = rgb.baseAddress else {
         throw QARepError(.bufferSize, "image buffer holds \(rgb.count) bytes, too few for \(height) rows of stride \(rowStride)")
     }
-    guard cropRatio.isFinite, cropRatio > 0, cropRatio <= 1 else {
-        throw .invalidArgument("crop ratio \(cropRatio) outside (0, 1]")
-    }
-
-    var resizedWidth = outputWidth, resizedHeight = outputHeight
-    if cropRatio != 1 {
-        let f = max(Double(outputWidth) / (Double(width) * Double(cropRatio)),
-                    Double(outputHeight) / (Double(height) * Double(cropRatio)))
-        // f <= 4096 / (1 * tiny crop) could be huge; clamp the product before converting to Int.
-        let rw = min((Double(width) * f).rounded(.toNearestOrAwayFromZero), Double(1 << 30))
-        let rh = min((Double(height) * f).rounded(.toNearestOrAwayFromZero), Double(1 << 30))
-        resizedWidth = max(outputWidth, Int(rw))
-        resizedHeight = max(outputHeight, Int(rh))
-    }
-    let offsetX = (resizedWidth - outputWidth) / 2, offsetY = (resizedHeight - outputHeight) / 2
-
-    let horizontal = AxisFilter(inSize: width, resizedSize: resizedWidth, first: offsetX, outputCount: outputWidth)
-    let vertical = AxisFilter(inSize: height, resizedSize: resizedHeight, first: offsetY, outputCount: outputHeight)
-
-    // Horizontal pass over only the source rows the vertical pass reads.
-    let firstRow = vertical.start.first ?? 0
-    let lastRow = zip(vertical.start, vertical.count).map { $0 + $1 }.max() ?? 0
-    let rowCount = max(lastRow - firstRow, 0)
-    var intermediate = [UInt8](repeating: 0, count: rowCount * outputWidth * 3)
-    for r in 0..<rowCount {
-        let row = source + (firstRow + r) * rowStride
-        for j in 0..<outputWidth {
-            let base = j * horizontal.maxTaps
-            var acc: (Float, Float, Float) = (0, 0, 0)
-            for t in 0..<horizontal.count[j] {
-                let w = horizontal.weights[base + t]
-                let p = row + (horizontal.start[j] + t) * 3
-                acc.0 += Float(p[0]) * w
-                acc.1 += Float(p[1]) * w
-                acc.2 += Float(p[2]) * w
-            }
-            let o = (r * outputWidth + j) * 3
-            intermediate[o] = roundToPixel(acc.0)
-            intermediate[o + 1] = roundToPixel(acc.1)
-            intermediate[o + 2] = roundToPixel(acc.2)
-        }
-    }
-    var output = [UInt8](repeating: 0, count: outputHeight * outputWidth * 3)
-    let rowBytes = outputWidth * 3
-    for i in 0..<outputHeight {
-        let base = i * vertical.maxTaps
-        for x in 0..<rowBytes {
-            var acc: Float = 0
-            for t in 0..<vertical.count[i] {
-                acc += Float(intermediate[(vertical.start[i] + t - firstRow) * rowBytes + x]) * vertical.weights[base + t]
-            }
-            output[i * rowBytes + x] = roundToPixel(acc)
-        }
-    }
-    return output
+    var resize = try StreamingResize(width: width, height: height, outputWidth: outputWidth, outputHeight: outputHeight,
+                                     cropRatio: cropRatio)
+    resize.skipRows(upTo: resize.rowsNeeded.lowerBound)
+    for row in resize.rowsNeeded { resize.push(row: source + row * rowStride) }
+    return try resize.finish()
 }
 
 /// Normalized NCHW floats (x = (pixel / 255 - mean) / std) back to HWC pixels, as docs/model-format.md
