@@ -47,12 +47,12 @@ let package = Package(
         .systemLibrary(name: "CImageCodecs", path: "Sources/CImageCodecs"),
         // OpenBLAS sgemm for the FP32 forward used by calibration (Debian: libopenblas-dev); offline only.
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
-        // JPEG/PNG decode behind a C setjmp boundary (libjpeg's error_exit must not return; Swift cannot longjmp).
+        // JPEG/PNG/WebP row reader (Debian: libwebp-dev) behind C setjmp boundaries (libjpeg's error_exit must not return; Swift cannot longjmp).
         .target(
             name: "CImageDecode",
             dependencies: ["CImageCodecs"],
             path: "Sources/CImageDecode",
-            linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]
+            linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16"), .linkedLibrary("webp")]
         ),
         // The RepVGG family's layer table and a seeded generator: what bench needs of the offline side,
         // without its BLAS.

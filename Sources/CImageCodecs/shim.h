@@ -4,3 +4,5 @@
 #include <setjmp.h>
 #include <jpeglib.h>
 #include <png.h>
+#include <webp/encode.h>
+#include <webp/decode.h>

@@ -127,3 +127,12 @@ package func readFileBytes(path: String) throws(QARepError) -> [UInt8] {
     let file = try FileByteSource(path: path)
     return try file.bytes(at: 0, count: file.count)
 }
+
+/// Reads a whole file of at most maxBytes bytes; a larger one is refused before anything is read.
+package func readFileBytes(path: String, maxBytes: Int) throws(QARepError) -> [UInt8] {
+    let file = try FileByteSource(path: path)
+    guard file.count <= maxBytes else {
+        throw QARepError(.outOfMemory, "\"\(path)\" is \(file.count) bytes, above the limit of \(maxBytes)")
+    }
+    return try file.bytes(at: 0, count: file.count)
+}

@@ -39,15 +39,17 @@ public struct CalibrationData: Sendable {
                                    names: indices.filter { names.indices.contains($0) }.map { names[$0] }, skipped: skipped)
     }
 
-    /// Loads a folder of images (.jpg/.jpeg/.png, recursive, sorted) or an .npy float32 NCHW array of normalized
-    /// images. Images are resized and center-cropped with the runtime's `resizeAndCrop` and `cropRatio`. An .npy
+    /// Loads a folder of images (.jpg/.jpeg/.png/.webp, recursive, sorted) or an .npy float32 NCHW array of normalized
+    /// images. Images go through `ModelInputDecoder`, as classify's do: JPEG and WebP decoded at a reduced scale
+    /// where the model needs fewer pixels (full size with `exactDecode`), then the runtime's resize and center
+    /// crop. An .npy
     /// array must already be inputHeight x inputWidth; its values are turned into pixels the way the runtime's
     /// float input path does (x * std + mean, * 255, rounded half to even, clamped), so both sides see the same.
     /// `limit` keeps that many images: the first ones of an .npy, evenly spaced ones of a folder (folders are
     /// often sorted by class, and the first N would then be one class). An undecodable image is an error naming
     /// it, or with `skipBad` is skipped and listed in `skipped`.
     public static func load(path: String, inputHeight: Int, inputWidth: Int, preprocessing: Preprocessing,
-                            limit: Int? = nil, skipBad: Bool = false) throws -> CalibrationData {
+                            limit: Int? = nil, skipBad: Bool = false, exactDecode: Bool = false) throws -> CalibrationData {
         if let limit, limit < 1 { throw InputFileError(source: path, reason: "image limit \(limit) must be at least 1") }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
@@ -55,7 +57,7 @@ public struct CalibrationData: Sendable {
         }
         if isDirectory.boolValue {
             return try loadFolder(path, inputHeight: inputHeight, inputWidth: inputWidth, preprocessing: preprocessing,
-                                  limit: limit, skipBad: skipBad)
+                                  limit: limit, skipBad: skipBad, exactDecode: exactDecode)
         }
         guard path.lowercased().hasSuffix(".npy") else {
             throw InputFileError(source: path, reason: "calibration input must be a folder of images or an .npy file")
@@ -84,28 +86,21 @@ public struct CalibrationData: Sendable {
     }
 
     private static func loadFolder(_ path: String, inputHeight: Int, inputWidth: Int, preprocessing: Preprocessing,
-                                   limit: Int?, skipBad: Bool) throws -> CalibrationData {
+                                   limit: Int?, skipBad: Bool, exactDecode: Bool) throws -> CalibrationData {
         let all = try listImageFiles(in: path)
-        guard !all.isEmpty else { throw InputFileError(source: path, reason: "no .jpg, .jpeg or .png files found") }
+        guard !all.isEmpty else { throw InputFileError(source: path, reason: "no .jpg, .jpeg, .png or .webp files found") }
         let files = evenlySpaced(all, count: min(limit ?? all.count, all.count))
         let size = inputHeight * inputWidth * 3
-        let cropRatio = preprocessing.cropRatio
+        // The decoder classify uses (scaled JPEG/WebP decoding unless exactDecode), so calibration sees the
+        // pixels deployment sees.
+        let decoder = ModelInputDecoder(outputWidth: inputWidth, outputHeight: inputHeight, cropRatio: preprocessing.cropRatio,
+                                        exact: exactDecode)
         let results = ResultSlots(count: files.count)
         let workers = max(1, min(files.count, ProcessInfo.processInfo.activeProcessorCount))
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             var index = worker
             while index < files.count {
-                results.set(index, Result { () throws -> [UInt8] in
-                    let image = try decodeImage(path: files[index])
-                    do {
-                        return try image.pixels.withUnsafeBufferPointer { buffer in
-                            try resizeAndCrop(rgb: buffer, width: image.width, height: image.height, rowStride: image.width * 3,
-                                              outputWidth: inputWidth, outputHeight: inputHeight, cropRatio: cropRatio)
-                        }
-                    } catch {
-                        throw InputFileError(source: files[index], reason: "cannot resize: \(error)")
-                    }
-                })
+                results.set(index, Result { () throws -> [UInt8] in try decoder.decode(path: files[index]).pixels })
                 index += workers
             }
         }

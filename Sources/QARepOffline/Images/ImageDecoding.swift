@@ -1,5 +1,5 @@
 // Decoding of calibration and classification images to packed RGB8. The codecs run in C
-// (Sources/CImageDecode) so that libjpeg's non-returning error handler never unwinds Swift frames.
+// (Sources/CImageDecode) so that libjpeg's and libpng's non-returning error handlers never unwind Swift frames.
 import CImageDecode
 import Foundation
 import QARep
@@ -31,55 +31,38 @@ public struct InputFileError: Error, CustomStringConvertible, Sendable {
     public var description: String { "\(source): \(reason)" }
 }
 
+/// What decoding may hold. Header sizes are only checked against `maxSide` (JPEG and WebP headers may say up to
+/// 65535 per side); the memory actually held is what is limited.
 public struct ImageDecodeLimits: Sendable {
-    public var maxSide: Int = 16384
+    /// Nominal (header) size per side.
+    public var maxSide: Int = 65535
+    /// Decoded pixels of a whole-image decode (`decodeImage`); decoding for the model holds rows, not images.
     public var maxPixels: Int = 100_000_000
+    /// The file's bytes, and what a decode for the model holds besides them: the codec's whole-image buffers
+    /// (progressive JPEG coefficients, an interlaced PNG, a WebP's output), one row and the resize's rows.
+    public var maxMemoryBytes: Int = 256 << 20
 
     public init() {}
 }
 
-/// Decodes JPEG or PNG bytes (recognized by signature, not by name) to RGB8. Grayscale, palette and CMYK
-/// become RGB; PNG alpha is dropped. Declared dimensions are checked against `limits` before any allocation.
+/// Decodes JPEG, PNG or WebP bytes (recognized by signature, not by name) to a full-size RGB8 image. Grayscale,
+/// palette and CMYK become RGB; alpha is dropped; 16-bit samples keep their high byte. The nominal size is
+/// checked against `limits` before any pixel buffer is allocated. (Decoding for a model's input, which never
+/// holds the whole image, is `ModelInputDecoder`.)
 public func decodeImage(bytes: [UInt8], source: String, limits: ImageDecodeLimits = ImageDecodeLimits()) throws -> RGBImage {
-    let isJPEG = bytes.count >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF
-    let pngSignature: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
-    let isPNG = bytes.count >= 8 && Array(bytes[0..<8]) == pngSignature
-    guard isJPEG || isPNG else {
-        throw InputFileError(source: source, reason: "not a JPEG or PNG file (unrecognized signature)")
-    }
-    var decoded = qarep_decoded_image()
-    var message = [CChar](repeating: 0, count: 256)
-    let maxSide = Int32(clamping: limits.maxSide)
-    let maxPixels = Int64(limits.maxPixels)
-    let status = bytes.withUnsafeBufferPointer { data -> qarep_decode_status in
-        message.withUnsafeMutableBufferPointer { text in
-            guard let base = data.baseAddress else { return QAREP_DECODE_CORRUPT }
-            return isJPEG
-                ? qarep_decode_jpeg(base, data.count, maxSide, maxPixels, &decoded, text.baseAddress, text.count)
-                : qarep_decode_png(base, data.count, maxSide, maxPixels, &decoded, text.baseAddress, text.count)
+    try bytes.withUnsafeBufferPointer { data in
+        var reader = try ImageRowReader(data: data, source: source, limits: limits)
+        defer { reader.close() }
+        guard reader.width <= limits.maxSide, reader.height <= limits.maxSide, reader.width * reader.height <= limits.maxPixels else {
+            throw InputFileError(source: source, reason: "image is \(reader.width)x\(reader.height), above the limit (at most \(limits.maxSide) per side and \(limits.maxPixels) pixels)")
         }
+        let (width, height) = try reader.start(denominator: 1)
+        var pixels = [UInt8](repeating: 0, count: width * height * 3)
+        try pixels.withUnsafeMutableBufferPointer { pixels in
+            for y in 0..<height { try reader.readRow(into: pixels.baseAddress! + y * width * 3) }
+        }
+        return RGBImage(width: width, height: height, pixels: pixels)
     }
-    defer { qarep_decoded_image_free(&decoded) }
-    let detail = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    let format = isJPEG ? "JPEG" : "PNG"
-    switch status {
-    case QAREP_DECODE_OK:
-        break
-    case QAREP_DECODE_TOO_LARGE:
-        throw InputFileError(source: source, reason: "\(detail) (at most \(limits.maxSide) per side and \(limits.maxPixels) pixels)")
-    case QAREP_DECODE_OUT_OF_MEMORY:
-        throw InputFileError(source: source, reason: "out of memory while decoding \(format)")
-    case QAREP_DECODE_UNSUPPORTED:
-        throw InputFileError(source: source, reason: "unsupported \(format): \(detail)")
-    default:
-        throw InputFileError(source: source, reason: "corrupt \(format): \(detail)")
-    }
-    let width = Int(decoded.width), height = Int(decoded.height)
-    guard let pixelBase = decoded.pixels, width > 0, height > 0 else {
-        throw InputFileError(source: source, reason: "decoder returned no pixels")
-    }
-    let pixels = Array(UnsafeBufferPointer(start: pixelBase, count: width * height * 3))
-    return RGBImage(width: width, height: height, pixels: pixels)
 }
 
 /// Reads and decodes one image file; every error names the file.
@@ -93,7 +76,7 @@ public func decodeImage(path: String, limits: ImageDecodeLimits = ImageDecodeLim
     return try decodeImage(bytes: bytes, source: path, limits: limits)
 }
 
-/// Image files under `folder`, recursively, by extension (.jpg, .jpeg, .png, any case), sorted by path so that
+/// Image files under `folder`, recursively, by extension (.jpg, .jpeg, .png, .webp, any case), sorted by path so that
 /// "the first N images" and a hold-out taken from the end are reproducible.
 public func listImageFiles(in folder: String) throws -> [String] {
     let root = URL(fileURLWithPath: folder)
@@ -104,7 +87,7 @@ public func listImageFiles(in folder: String) throws -> [String] {
     guard let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey]) else {
         throw InputFileError(source: folder, reason: "cannot list directory")
     }
-    let extensions: Set<String> = ["jpg", "jpeg", "png"]
+    let extensions: Set<String> = ["jpg", "jpeg", "png", "webp"]
     var files: [String] = []
     for case let url as URL in walker where extensions.contains(url.pathExtension.lowercased()) {
         let isRegular = (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) ?? false

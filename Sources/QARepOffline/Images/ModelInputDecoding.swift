@@ -1,0 +1,186 @@
+// From an image file to the model's input pixels without ever holding the full-size image: the C row reader
+// (Sources/CImageDecode) decodes JPEG and WebP at a reduced scale when the model needs fewer pixels, and every
+// format hands its rows one at a time to the runtime's StreamingResize (the one statement of the resize and
+// crop arithmetic). classify, evaluate and calibration all decode through here, so calibration sees what
+// deployment sees.
+import CImageDecode
+import QARep
+
+/// The model input's geometry and how to decode for it.
+public struct ModelInputDecoder: Sendable {
+    public var outputWidth: Int
+    public var outputHeight: Int
+    public var cropRatio: Float
+    /// Full-size decoding (scale 1/1), bit for bit the whole-image pipeline; otherwise JPEG and WebP decode at
+    /// the smallest of 1/8, 1/4, 1/2, 1 whose output still covers the resize target (`decodeScale`).
+    public var exact: Bool
+    public var limits: ImageDecodeLimits
+
+    public init(outputWidth: Int, outputHeight: Int, cropRatio: Float, exact: Bool = false,
+                limits: ImageDecodeLimits = ImageDecodeLimits()) {
+        self.outputWidth = outputWidth
+        self.outputHeight = outputHeight
+        self.cropRatio = cropRatio
+        self.exact = exact
+        self.limits = limits
+    }
+
+    public init(model: Model, exact: Bool = false, limits: ImageDecodeLimits = ImageDecodeLimits()) {
+        self.init(outputWidth: model.inputWidth, outputHeight: model.inputHeight, cropRatio: model.preprocessing.cropRatio,
+                  exact: exact, limits: limits)
+    }
+
+    /// The scale denominator (1, 2, 4 or 8) for an image of width x height: the largest whose output,
+    /// ceil(width / d) x ceil(height / d), still covers on both axes the size the preprocessing resizes the
+    /// original to, so the resize that follows only shrinks (as with Pillow's draft()).
+    public func decodeScale(width: Int, height: Int) -> Int {
+        guard !exact, width > 0, height > 0 else { return 1 }
+        let target = resizedSize(width: width, height: height, outputWidth: outputWidth, outputHeight: outputHeight,
+                                 cropRatio: cropRatio)
+        for d in [8, 4, 2] where (width + d - 1) / d >= target.width && (height + d - 1) / d >= target.height {
+            return d
+        }
+        return 1
+    }
+
+    /// Reads and decodes a file; every error names it.
+    public func decode(path: String) throws -> DecodedModelInput {
+        let bytes: [UInt8]
+        do {
+            bytes = try readFileBytes(path: path, maxBytes: limits.maxMemoryBytes)
+        } catch {
+            throw InputFileError(source: path, reason: "cannot read file (\(error.message))")
+        }
+        return try decode(bytes: bytes, source: path)
+    }
+
+    /// Decodes JPEG, PNG or WebP bytes (recognized by signature) to outputHeight x outputWidth x 3 pixels.
+    public func decode(bytes: [UInt8], source: String) throws -> DecodedModelInput {
+        try bytes.withUnsafeBufferPointer { data in
+            var reader = try ImageRowReader(data: data, source: source, limits: limits)
+            defer { reader.close() }
+            let denominator = reader.canScale ? decodeScale(width: reader.width, height: reader.height) : 1
+            let (decodedWidth, decodedHeight) = try reader.start(denominator: denominator)
+            var resize: StreamingResize
+            do {
+                resize = try StreamingResize(width: decodedWidth, height: decodedHeight, outputWidth: outputWidth,
+                                             outputHeight: outputHeight, cropRatio: cropRatio)
+            } catch {
+                throw InputFileError(source: source, reason: "cannot resize: \(error)")
+            }
+            let held = resize.heldBytes + decodedWidth * 3
+            guard held <= limits.maxMemoryBytes else {
+                throw InputFileError(source: source, reason: "resizing \(decodedWidth)x\(decodedHeight) would hold \(held >> 20) MB, above the \(limits.maxMemoryBytes >> 20) MB limit")
+            }
+            var row = [UInt8](repeating: 0, count: decodedWidth * 3)
+            try row.withUnsafeMutableBufferPointer { row in
+                // Rows past the last one the output reads are not decoded at all.
+                for _ in 0..<resize.rowsNeeded.upperBound {
+                    try reader.readRow(into: row.baseAddress!)
+                    resize.push(row: UnsafePointer(row.baseAddress!))
+                }
+            }
+            let pixels: [UInt8]
+            do {
+                pixels = try resize.finish()
+            } catch {
+                throw InputFileError(source: source, reason: "cannot resize: \(error)")
+            }
+            return DecodedModelInput(pixels: pixels, width: reader.width, height: reader.height, decodedWidth: decodedWidth,
+                                     decodedHeight: decodedHeight, scaleDenominator: denominator, format: reader.formatName)
+        }
+    }
+}
+
+/// One image decoded for the model.
+public struct DecodedModelInput: Sendable {
+    /// outputHeight x outputWidth x 3 bytes, RGB, HWC.
+    public var pixels: [UInt8]
+    /// The file's nominal size.
+    public var width: Int
+    public var height: Int
+    /// The size actually decoded (width / scaleDenominator, rounded up).
+    public var decodedWidth: Int
+    public var decodedHeight: Int
+    public var scaleDenominator: Int
+    /// "JPEG", "PNG" or "WebP".
+    public var format: String
+}
+
+/// The C row reader, with its errors turned into InputFileError naming the source.
+struct ImageRowReader {
+    private var handle: OpaquePointer?
+    let source: String
+    let limits: ImageDecodeLimits
+    let width: Int
+    let height: Int
+    let formatName: String
+    private(set) var canScale = false
+
+    init(data: UnsafeBufferPointer<UInt8>, source: String, limits: ImageDecodeLimits) throws {
+        self.source = source
+        self.limits = limits
+        guard let base = data.baseAddress, data.count > 0 else {
+            throw InputFileError(source: source, reason: "empty file")
+        }
+        switch qarep_image_detect(base, data.count) {
+        case QAREP_IMAGE_JPEG: formatName = "JPEG"
+        case QAREP_IMAGE_PNG: formatName = "PNG"
+        case QAREP_IMAGE_WEBP: formatName = "WebP"
+        default: throw InputFileError(source: source, reason: "not a JPEG, PNG or WebP file (unrecognized signature)")
+        }
+        var w: Int32 = 0, h: Int32 = 0
+        var message = [CChar](repeating: 0, count: 256)
+        var opened: OpaquePointer?
+        let status = message.withUnsafeMutableBufferPointer {
+            qarep_image_reader_open(base, data.count, Int64(limits.maxMemoryBytes), &opened, &w, &h, $0.baseAddress, $0.count)
+        }
+        handle = opened
+        width = Int(w)
+        height = Int(h)
+        if status != QAREP_DECODE_OK {
+            qarep_image_reader_close(handle)
+            handle = nil
+            throw Self.error(status, message, format: formatName, source: source)
+        }
+        guard width <= limits.maxSide, height <= limits.maxSide else {
+            qarep_image_reader_close(handle)
+            handle = nil
+            throw InputFileError(source: source, reason: "image is \(width)x\(height), above the limit (at most \(limits.maxSide) per side)")
+        }
+        canScale = qarep_image_reader_can_scale(handle) != 0
+    }
+
+    mutating func start(denominator: Int) throws -> (width: Int, height: Int) {
+        var w: Int32 = 0, h: Int32 = 0
+        var message = [CChar](repeating: 0, count: 256)
+        let status = message.withUnsafeMutableBufferPointer {
+            qarep_image_reader_start(handle, Int32(denominator), &w, &h, $0.baseAddress, $0.count)
+        }
+        guard status == QAREP_DECODE_OK else { throw Self.error(status, message, format: formatName, source: source) }
+        return (Int(w), Int(h))
+    }
+
+    func readRow(into row: UnsafeMutablePointer<UInt8>) throws {
+        var message = [CChar](repeating: 0, count: 256)
+        let status = message.withUnsafeMutableBufferPointer {
+            qarep_image_reader_read_row(handle, row, $0.baseAddress, $0.count)
+        }
+        guard status == QAREP_DECODE_OK else { throw Self.error(status, message, format: formatName, source: source) }
+    }
+
+    mutating func close() {
+        qarep_image_reader_close(handle)
+        handle = nil
+    }
+
+    private static func error(_ status: qarep_decode_status, _ message: [CChar], format: String, source: String) -> InputFileError {
+        let detail = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        switch status {
+        case QAREP_DECODE_TOO_LARGE: return InputFileError(source: source, reason: detail)
+        case QAREP_DECODE_OUT_OF_MEMORY: return InputFileError(source: source, reason: "out of memory while decoding \(format)")
+        case QAREP_DECODE_UNSUPPORTED: return InputFileError(source: source, reason: "unsupported \(format): \(detail)")
+        default: return InputFileError(source: source, reason: "corrupt \(format): \(detail)")
+        }
+    }
+}
