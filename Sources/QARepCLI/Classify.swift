@@ -3,60 +3,79 @@ import Foundation
 import QARep
 import QARepOffline
 
-/// Files named on the command line, with folders expanded recursively to their images.
-func expandImagePaths(_ paths: [String]) throws -> [String] {
-    var files: [String] = []
-    for path in paths {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw CLIError("\(path): no such file or directory")
-        }
-        files += isDirectory.boolValue ? try listImageFiles(in: path) : [path]
-    }
-    return files
-}
-
 struct Classify: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Classify images with an INT8 model.")
+    static let configuration = CommandConfiguration(
+        abstract: "Classify images with an INT8 model.",
+        discussion: """
+            Files are decoded on worker threads ahead of inference (JPEG and WebP at the smallest scale that still \
+            covers the model's resize, unless --exact-decode) and printed in input order. A file that cannot be read \
+            or decoded gives one error line on stderr and an error record in the output, and the run goes on. \
+            Exit status: 0 if every file was classified, 2 if some files failed (the others have their results), \
+            1 if nothing could run (bad model, bad arguments, no input).
+            """)
 
     @Argument(help: "INT8 model file.")
     var model: String
 
-    @Argument(help: "Image files or folders (JPEG/PNG).")
-    var images: [String]
+    @Argument(help: "Image files or folders (JPEG/PNG/WebP).")
+    var images: [String] = []
 
     @Option(help: "How many classes to print per image.")
     var top: Int = 5
 
-    @Flag(help: "Print JSON.")
+    @Flag(help: "Print one JSON object at the end.")
     var json = false
+
+    @Flag(help: "Print one JSON object per image (a line each) as it finishes.")
+    var jsonl = false
 
     @OptionGroup var runtime: RuntimeFlags
 
+    @OptionGroup var photo: PhotoFlags
+
     func run() throws {
+        var summary = PhotoRunSummary()
         try reportingErrors {
             guard top >= 1 else { throw CLIError("--top must be at least 1") }
+            guard !(json && jsonl) else { throw CLIError("--json and --jsonl exclude each other") }
+            try photo.validate(runtime: runtime)
+            useIdleOpenMPThreadsForDecoding()
             let loaded = try Model(contentsOfFile: model)
-            let session = try runtime.session(for: loaded)
-            let files = try expandImagePaths(images)
-            guard !files.isEmpty else { throw CLIError("no images found in \(images.joined(separator: " "))") }
+            let files = try photo.inputFiles(arguments: images)
+            guard !files.isEmpty else { throw CLIError("no images given (arguments, folders or --files-from)") }
             var results: [[String: Any]] = []
-            for start in stride(from: 0, to: files.count, by: runtime.batch) {
-                let chunk = Array(files[start..<min(start + runtime.batch, files.count)])
-                let pixels = try chunk.flatMap { try loadModelInput($0, model: loaded) }
-                let predictions = try session.classify(images: pixels, batch: chunk.count, topK: top)
-                for (file, top) in zip(chunk, predictions) {
-                    if json {
-                        results.append(["image": file, "top": top.map {
-                            ["class": $0.classIndex, "label": $0.label, "probability": Double($0.probability)] as [String: Any]
-                        }])
-                    } else {
-                        print(file)
-                        for p in top { print(String(format: "  %6.2f%%  %4d  %@", p.probability * 100, p.classIndex, p.label)) }
+            let out = FileHandle.standardOutput
+            let (ran, session) = try runPhotoPipeline(files: files, model: loaded, runtime: runtime, photo: photo,
+                                                      progressLabel: "classifying") { index, result, session in
+                let file = files[index]
+                var record: [String: Any] = ["image": file]
+                var text = file + "\n"
+                switch result {
+                case .image(let row, _, _):
+                    let predictions = try session.topK(imageIndex: row, k: top)
+                    record["top"] = predictions.map {
+                        ["class": $0.classIndex, "label": $0.label, "probability": Double($0.probability)] as [String: Any]
                     }
+                    for p in predictions { text += String(format: "  %6.2f%%  %4d  %@\n", p.probability * 100, p.classIndex, p.label) }
+                case .failure(let reason):
+                    record["error"] = reason
+                    text += "  error: \(reason)\n"
+                }
+                if json {
+                    results.append(record)
+                } else if jsonl {
+                    let data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys, .withoutEscapingSlashes])
+                    out.write(data + Data("\n".utf8))
+                } else {
+                    out.write(Data(text.utf8))
                 }
             }
-            if json { try printJSON(["model": model, "kernel": session.kernel.name, "results": results]) }
+            summary = ran
+            FileHandle.standardError.write(Data("qarep: \(summary.line)\n".utf8))
+            if json {
+                try printJSON(["model": model, "kernel": session.kernel.name, "results": results, "summary": summary.json])
+            }
         }
+        if summary.errors > 0 { throw ExitCode(RunStatus.someFilesFailed) }
     }
 }

@@ -6,7 +6,7 @@ import QARepOffline
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Top-1/top-5 accuracy of an INT8 model on an ImageFolder tree (one sub-folder per class, sorted names = label indices).",
-        discussion: "With --fp32 CHECKPOINT, also the FP32 accuracy and the INT8-vs-FP32 top-1 agreement. The FP32 network sees the same pixels: its input size and preprocessing are taken from the INT8 model.")
+        discussion: "With --fp32 CHECKPOINT, also the FP32 accuracy and the INT8-vs-FP32 top-1 agreement. The FP32 network sees the same pixels: its input size and preprocessing are taken from the INT8 model. Images are decoded as classify decodes them; files that fail are reported, left out of the accuracy, and make the exit status 2.")
 
     @Argument(help: "INT8 model file.")
     var model: String
@@ -27,10 +27,15 @@ struct Evaluate: ParsableCommand {
 
     @OptionGroup var importFlags: ImportFlags
 
+    @OptionGroup var photo: PhotoFlags
+
     func run() throws {
+        var errors = 0
         try reportingErrors {
+            try photo.validate(runtime: runtime)
+            useIdleOpenMPThreadsForDecoding()
+            guard photo.filesFrom == nil else { throw CLIError("--files-from is for classify; evaluate reads the ImageFolder's classes") }
             let loaded = try Model(contentsOfFile: model)
-            let session = try runtime.session(for: loaded)
             let (files, labels) = try imageFolder(images)
             guard !files.isEmpty else { throw CLIError("\(images): no images in class sub-folders") }
             var selected = Array(files.indices)
@@ -52,35 +57,32 @@ struct Evaluate: ParsableCommand {
             }
 
             var top1 = 0, top5 = 0, fp32Top1 = 0, fp32Top5 = 0, agree = 0
-            var int8Seconds = 0.0
-            let progress = ProgressReporter(label: "evaluating")
             let classes = loaded.numClasses
-            for start in stride(from: 0, to: selected.count, by: runtime.batch) {
-                let chunk = Array(selected[start..<min(start + runtime.batch, selected.count)])
-                let pixels = try chunk.flatMap { try loadModelInput(files[$0], model: loaded) }
-                let clock = ContinuousClock.now
-                let logits = try session.run(images: pixels, batch: chunk.count)
-                int8Seconds += seconds(ContinuousClock.now - clock)
-                let reference = try forward.map { f in try pixels.withUnsafeBufferPointer { try f.logits(pixels: $0, count: chunk.count) } }
-                for (row, index) in chunk.enumerated() {
-                    let truth = labels[index]
-                    let ranked = rank(logits[(row * classes)..<((row + 1) * classes)])
-                    if ranked.first == truth { top1 += 1 }
-                    if ranked.prefix(5).contains(truth) { top5 += 1 }
-                    if let reference {
-                        let fpRanked = rank(reference[(row * classes)..<((row + 1) * classes)])
-                        if fpRanked.first == truth { fp32Top1 += 1 }
-                        if fpRanked.prefix(5).contains(truth) { fp32Top5 += 1 }
-                        if fpRanked.first == ranked.first { agree += 1 }
-                    }
+            let selectedFiles = selected.map { files[$0] }
+            // The same decoding and pipeline as classify; a file that fails is reported and left out of the
+            // accuracy (counted in "errors").
+            let (ran, session) = try runPhotoPipeline(files: selectedFiles, model: loaded, runtime: runtime, photo: photo,
+                                                      progressLabel: "evaluating") { position, result, _ in
+                guard case .image(_, let pixels, let logits) = result else { return }
+                let truth = labels[selected[position]]
+                let ranked = rank(logits)
+                if ranked.first == truth { top1 += 1 }
+                if ranked.prefix(5).contains(truth) { top5 += 1 }
+                if let forward {
+                    let reference = try Array(pixels).withUnsafeBufferPointer { try forward.logits(pixels: $0, count: 1) }
+                    let fpRanked = rank(reference[0..<classes])
+                    if fpRanked.first == truth { fp32Top1 += 1 }
+                    if fpRanked.prefix(5).contains(truth) { fp32Top5 += 1 }
+                    if fpRanked.first == ranked.first { agree += 1 }
                 }
-                progress.update(done: start + chunk.count, total: selected.count)
             }
-            let n = Double(selected.count)
+            errors = ran.errors
+            let int8Seconds = ran.inferenceSeconds
+            let n = Double(max(ran.images, 1))
             var result: [String: Any] = [
-                "images": selected.count, "top1": Double(top1) / n, "top5": Double(top5) / n,
-                "images_per_s": int8Seconds > 0 ? n / int8Seconds : 0, "kernel": session.kernel.name,
-                "threads": session.threads, "batch": runtime.batch,
+                "images": ran.images, "errors": ran.errors, "top1": Double(top1) / n, "top5": Double(top5) / n,
+                "images_per_s": int8Seconds > 0 ? Double(ran.images) / int8Seconds : 0, "kernel": session.kernel.name,
+                "threads": session.threads, "batch": runtime.batch, "pipeline": ran.json,
             ]
             if forward != nil {
                 result["fp32_top1"] = Double(fp32Top1) / n
@@ -90,8 +92,9 @@ struct Evaluate: ParsableCommand {
             if json {
                 try printJSON(result)
             } else {
+                FileHandle.standardError.write(Data("qarep: \(ran.line)\n".utf8))
                 print(String(format: "%d images: INT8 top-1 %.2f%%, top-5 %.2f%%, %.0f images/s (%@, %d threads, batch %d)",
-                             selected.count, Double(top1) / n * 100, Double(top5) / n * 100, result["images_per_s"] as? Double ?? 0,
+                             ran.images, Double(top1) / n * 100, Double(top5) / n * 100, result["images_per_s"] as? Double ?? 0,
                              session.kernel.name, session.threads, runtime.batch))
                 if forward != nil {
                     print(String(format: "FP32 top-1 %.2f%%, top-5 %.2f%%; INT8-vs-FP32 top-1 agreement %.2f%%",
@@ -99,6 +102,7 @@ struct Evaluate: ParsableCommand {
                 }
             }
         }
+        if errors > 0 { throw ExitCode(RunStatus.someFilesFailed) }
     }
 }
 

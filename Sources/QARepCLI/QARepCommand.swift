@@ -1,5 +1,6 @@
 // `qarep`: turn a trained checkpoint into a calibrated INT8 model, inspect it, classify and evaluate with it.
-// Every command exits 0 on success and otherwise prints one line, "qarep: error: ...", to stderr.
+// Every command exits 0 on success and otherwise prints one line, "qarep: error: ...", to stderr and exits 1;
+// classify and evaluate exit 2 when some files failed and the others ran.
 import ArgumentParser
 import Foundation
 import QARep
@@ -13,6 +14,21 @@ struct QARepCommand: ParsableCommand {
         version: "0.1.0",
         subcommands: [Quantize.self, Fuse.self, Classify.self, Evaluate.self, Inspect.self, ExportONNX.self, Synthesize.self]
     )
+
+    /// ArgumentParser's own main, except that a usage error exits 1 (not 64): 1 means "nothing could run",
+    /// 2 "some files failed" (classify, evaluate).
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(1)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 /// Runs a command body and turns any error into the one-line message and a non-zero exit code.

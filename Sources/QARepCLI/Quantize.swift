@@ -10,7 +10,7 @@ struct Quantize: ParsableCommand {
     @Argument(help: "Training or fused checkpoint (.safetensors, .pth, .pt).")
     var checkpoint: String
 
-    @Option(help: "Calibration images: a folder of JPEG/PNG (recursive) or a float32 NCHW .npy file.")
+    @Option(help: "Calibration images: a folder of JPEG/PNG/WebP (recursive) or a float32 NCHW .npy file.")
     var calib: String
 
     @Option(help: "Activation calibration: minmax, percentile, mse, entropy.")
@@ -38,6 +38,10 @@ struct Quantize: ParsableCommand {
     @Flag(name: .customLong("skip-bad"), help: "Skip and count undecodable images instead of failing.")
     var skipBad = false
 
+    @Flag(name: .customLong("exact-decode"),
+          help: "Decode calibration JPEG/WebP at full size; by default they are decoded as classify decodes them (scaled where the model needs fewer pixels).")
+    var exactDecode = false
+
     @Option(help: "Write the calibration report (JSON) here; default MODEL.report.json.")
     var report: String?
 
@@ -57,7 +61,8 @@ struct Quantize: ParsableCommand {
             }
             let network = try importCheckpoint(path: checkpoint, options: importOptions)
             let data = try CalibrationData.load(path: calib, inputHeight: network.inputHeight, inputWidth: network.inputWidth,
-                                                preprocessing: network.preprocessing, limit: count, skipBad: skipBad)
+                                                preprocessing: network.preprocessing, limit: count, skipBad: skipBad,
+                                                exactDecode: exactDecode)
             for skipped in data.skipped { FileHandle.standardError.write(Data("qarep: skipped \(skipped)\n".utf8)) }
             var options = CalibrationOptions()
             options.method = activation

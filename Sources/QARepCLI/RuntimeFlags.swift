@@ -24,9 +24,3 @@ struct RuntimeFlags: ParsableArguments {
         return try Session(model: model, threads: threads, maxBatch: batch, kernel: path)
     }
 }
-
-/// Decodes an image file and resizes/crops it to the model's input exactly as the runtime's C API does.
-func loadModelInput(_ path: String, model: Model) throws -> [UInt8] {
-    let image = try decodeImage(path: path)
-    return try model.preprocess(rgb: image.pixels, width: image.width, height: image.height)
-}

@@ -1,0 +1,136 @@
+// Decoding ahead of inference: worker threads decode and preprocess files into a bounded window of results
+// that the inference thread takes in input order. A slow or bad file never reorders the output; at most
+// `window` decoded images (model-input size) are held.
+import Foundation
+import QARep
+import QARepOffline
+
+/// What became of one input file.
+enum DecodeOutcome {
+    case image(DecodedModelInput)
+    case failure(String)
+}
+
+final class DecodePipeline: @unchecked Sendable {
+    let files: [String]
+    private let decoder: ModelInputDecoder
+    private let window: Int
+    private let condition = NSCondition()
+    private var slots: [Int: DecodeOutcome] = [:]
+    private var nextToClaim = 0
+    private var nextToDeliver = 0
+    private var stopped = false
+    private var running = 0
+    private var decodeNanoseconds: UInt64 = 0
+
+    /// Decode time summed over the workers.
+    var decodeSeconds: Double {
+        condition.lock()
+        defer { condition.unlock() }
+        return Double(decodeNanoseconds) * 1e-9
+    }
+
+    /// `workers` threads, each at nice `niceness` (Linux: per thread) so that inference, which the
+    /// decoded images wait for anyway, keeps its cores when both want them.
+    init(files: [String], decoder: ModelInputDecoder, workers: Int, window: Int, niceness: Int32 = 0) {
+        self.files = files
+        self.decoder = decoder
+        self.window = max(window, workers)
+        let count = max(1, min(workers, files.count))
+        running = count
+        for _ in 0..<count {
+            let thread = Thread { [self] in
+                if niceness != 0 {
+                    // PRIO_PROCESS with who 0 is the calling thread on Linux.
+                    _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness)
+                }
+                work()
+            }
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+    }
+
+    private func work() {
+        while true {
+            condition.lock()
+            while !stopped && nextToClaim < files.count && nextToClaim >= nextToDeliver + window { condition.wait() }
+            if stopped || nextToClaim >= files.count {
+                running -= 1
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+            let index = nextToClaim
+            nextToClaim += 1
+            condition.unlock()
+
+            let start = DispatchTime.now().uptimeNanoseconds
+            let outcome: DecodeOutcome
+            do {
+                outcome = .image(try decoder.decode(path: files[index]))
+            } catch let error as InputFileError {
+                outcome = .failure(error.reason)
+            } catch {
+                outcome = .failure(oneLine(error))
+            }
+            let elapsed = DispatchTime.now().uptimeNanoseconds - start
+
+            condition.lock()
+            slots[index] = outcome
+            decodeNanoseconds += elapsed
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    /// The next file's outcome in input order, waiting for it; nil after the last one or after `stop`.
+    func next() -> (index: Int, outcome: DecodeOutcome)? {
+        condition.lock()
+        defer { condition.unlock() }
+        while !stopped && nextToDeliver < files.count && slots[nextToDeliver] == nil { condition.wait() }
+        guard !stopped, nextToDeliver < files.count, let outcome = slots.removeValue(forKey: nextToDeliver) else { return nil }
+        let index = nextToDeliver
+        nextToDeliver += 1
+        condition.broadcast()
+        return (index, outcome)
+    }
+
+    /// Stops the workers after the files they are decoding, and waits for them.
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        while running > 0 { condition.wait() }
+        slots.removeAll()
+        condition.unlock()
+    }
+
+    deinit { stop() }
+}
+
+/// How the CPUs are shared between decoding and the session when the user did not say.
+struct ThreadSplit {
+    var sessionThreads: Int
+    var decodeWorkers: Int
+    var niceness: Int32
+
+    /// All CPUs for the session and as many decode workers, the workers at nice 10: inference runs at full
+    /// width while there are images to run, and the workers fill every moment it waits (for the next batch,
+    /// at its barriers), so the cores are busy whichever of the two dominates, with small photos
+    /// (inference-bound) or 12 MP ones (decode-bound). With `useIdleOpenMPThreadsForDecoding` (OpenMP
+    /// threads sleep at once instead of spinning 200 ms after each batch). docs/performance.md, "Photo pipeline".
+    static func automatic(sessionThreads: Int, decodeWorkers: Int, files: Int) -> ThreadSplit {
+        let cpus = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let session = sessionThreads > 0 ? sessionThreads : cpus
+        let workers = decodeWorkers > 0 ? decodeWorkers : cpus
+        return ThreadSplit(sessionThreads: session, decodeWorkers: max(1, min(workers, files)), niceness: 10)
+    }
+}
+
+/// libomp's threads spin for KMP_BLOCKTIME (200 ms) after a parallel region before they sleep; in a photo run
+/// that spinning takes the cores from the decode workers between batches. Called before the first OpenMP
+/// region (libomp reads the variable once, at its start-up); a value the user set is kept.
+func useIdleOpenMPThreadsForDecoding() {
+    setenv("KMP_BLOCKTIME", "0", 0)
+}
