@@ -157,19 +157,23 @@ package struct StreamingResize {
         var output = [UInt8](repeating: 0, count: outputHeight * rowBytes)
         let firstRow = rowsNeeded.lowerBound
         let vertical = self.vertical
+        // Taps outer, pixels inner (so the inner loop vectorizes); each pixel still sums its taps from 0 in
+        // tap order, the same float operations as one pixel at a time.
+        var acc = [Float](repeating: 0, count: rowBytes)
         output.withUnsafeMutableBufferPointer { output in
             intermediate.withUnsafeBufferPointer { intermediate in
                 vertical.weights.withUnsafeBufferPointer { weights in
-                    for i in 0..<outputHeight {
-                        let base = i * vertical.maxTaps
-                        let rowBase = (vertical.start[i] - firstRow) * rowBytes
-                        let taps = vertical.count[i]
-                        for x in 0..<rowBytes {
-                            var acc: Float = 0
-                            for t in 0..<taps {
-                                acc += Float(intermediate[rowBase + t * rowBytes + x]) * weights[base + t]
+                    acc.withUnsafeMutableBufferPointer { acc in
+                        for i in 0..<outputHeight {
+                            let base = i * vertical.maxTaps
+                            let rowBase = (vertical.start[i] - firstRow) * rowBytes
+                            for x in 0..<rowBytes { acc[x] = 0 }
+                            for t in 0..<vertical.count[i] {
+                                let w = weights[base + t]
+                                let source = rowBase + t * rowBytes
+                                for x in 0..<rowBytes { acc[x] += Float(intermediate[source + x]) * w }
                             }
-                            output[i * rowBytes + x] = roundToPixel(acc)
+                            for x in 0..<rowBytes { output[i * rowBytes + x] = roundToPixel(acc[x]) }
                         }
                     }
                 }

@@ -162,11 +162,13 @@ struct ImageRowReader {
     }
 
     func readRow(into row: UnsafeMutablePointer<UInt8>) throws {
-        var message = [CChar](repeating: 0, count: 256)
-        let status = message.withUnsafeMutableBufferPointer {
-            qarep_image_reader_read_row(handle, row, $0.baseAddress, $0.count)
+        // Called once a row: the message buffer lives on the stack, filled only on failure.
+        let failure: (qarep_decode_status, [CChar])? = withUnsafeTemporaryAllocation(of: CChar.self, capacity: 256) { message in
+            message[0] = 0
+            let status = qarep_image_reader_read_row(handle, row, message.baseAddress, message.count)
+            return status == QAREP_DECODE_OK ? nil : (status, Array(message))
         }
-        guard status == QAREP_DECODE_OK else { throw Self.error(status, message, format: formatName, source: source) }
+        if let (status, message) = failure { throw Self.error(status, message, format: formatName, source: source) }
     }
 
     mutating func close() {
