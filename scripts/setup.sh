@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libc6-dev libomp-dev libjpeg62-turbo-dev libpng-dev libopenblas-dev pkg-config make gcc g++)
+packages=(libc6-dev libomp-dev libjpeg62-turbo-dev libpng-dev libwebp-dev libopenblas-dev pkg-config make gcc g++)
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
 
