@@ -122,21 +122,25 @@ package struct StreamingResize {
         let horizontal = self.horizontal
         intermediate.withUnsafeMutableBufferPointer { intermediate in
             horizontal.weights.withUnsafeBufferPointer { weights in
-                for j in 0..<outputWidth {
-                    let base = j * horizontal.maxTaps
-                    var acc: (Float, Float, Float) = (0, 0, 0)
-                    let start = horizontal.start[j]
-                    for t in 0..<horizontal.count[j] {
-                        let w = weights[base + t]
-                        let p = row + (start + t) * 3
-                        acc.0 += Float(p[0]) * w
-                        acc.1 += Float(p[1]) * w
-                        acc.2 += Float(p[2]) * w
+                horizontal.start.withUnsafeBufferPointer { starts in
+                    horizontal.count.withUnsafeBufferPointer { counts in
+                        for j in 0..<outputWidth {
+                            let base = j * horizontal.maxTaps
+                            var acc: (Float, Float, Float) = (0, 0, 0)
+                            let start = starts[j]
+                            for t in 0..<counts[j] {
+                                let w = weights[base + t]
+                                let p = row + (start + t) * 3
+                                acc.0 += Float(p[0]) * w
+                                acc.1 += Float(p[1]) * w
+                                acc.2 += Float(p[2]) * w
+                            }
+                            let o = (r * outputWidth + j) * 3
+                            intermediate[o] = roundToPixel(acc.0)
+                            intermediate[o + 1] = roundToPixel(acc.1)
+                            intermediate[o + 2] = roundToPixel(acc.2)
+                        }
                     }
-                    let o = (r * outputWidth + j) * 3
-                    intermediate[o] = roundToPixel(acc.0)
-                    intermediate[o + 1] = roundToPixel(acc.1)
-                    intermediate[o + 2] = roundToPixel(acc.2)
                 }
             }
         }

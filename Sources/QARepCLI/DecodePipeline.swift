@@ -64,31 +64,45 @@ final class DecodePipeline: @unchecked Sendable {
             let index = nextToClaim
             nextToClaim += 1
             condition.unlock()
-
-            let start = DispatchTime.now().uptimeNanoseconds
-            let outcome: DecodeOutcome
-            do {
-                outcome = .image(try decoder.decode(path: files[index]))
-            } catch let error as InputFileError {
-                outcome = .failure(error.reason)
-            } catch {
-                outcome = .failure(oneLine(error))
-            }
-            let elapsed = DispatchTime.now().uptimeNanoseconds - start
-
-            condition.lock()
-            slots[index] = outcome
-            decodeNanoseconds += elapsed
-            condition.broadcast()
-            condition.unlock()
+            decodeAndStore(index)
         }
     }
 
-    /// The next file's outcome in input order, waiting for it; nil after the last one or after `stop`.
+    private func decodeAndStore(_ index: Int) {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let outcome: DecodeOutcome
+        do {
+            outcome = .image(try decoder.decode(path: files[index]))
+        } catch let error as InputFileError {
+            outcome = .failure(error.reason)
+        } catch {
+            outcome = .failure(oneLine(error))
+        }
+        let elapsed = DispatchTime.now().uptimeNanoseconds - start
+
+        condition.lock()
+        slots[index] = outcome
+        decodeNanoseconds += elapsed
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// The next file's outcome in input order; nil after the last one or after `stop`. While it is not ready,
+    /// the caller decodes unclaimed files itself rather than wait idle (at its own, normal priority).
     func next() -> (index: Int, outcome: DecodeOutcome)? {
         condition.lock()
+        while !stopped && nextToDeliver < files.count && slots[nextToDeliver] == nil {
+            if nextToClaim < files.count && nextToClaim < nextToDeliver + window {
+                let index = nextToClaim
+                nextToClaim += 1
+                condition.unlock()
+                decodeAndStore(index)
+                condition.lock()
+            } else {
+                condition.wait()
+            }
+        }
         defer { condition.unlock() }
-        while !stopped && nextToDeliver < files.count && slots[nextToDeliver] == nil { condition.wait() }
         guard !stopped, nextToDeliver < files.count, let outcome = slots.removeValue(forKey: nextToDeliver) else { return nil }
         let index = nextToDeliver
         nextToDeliver += 1

@@ -80,7 +80,7 @@ struct PhotoRunSummary {
     var imagesPerSecond: Double { wallSeconds > 0 ? Double(images) / wallSeconds : 0 }
 
     var line: String {
-        String(format: "%d images, %d errors in %.2f s: %.1f images/s; decode %.2f s over %d threads (%.1f ms/image), inference %.2f s on %d threads (%.1f ms/image), %.2f s waiting for decoding",
+        String(format: "%d images, %d errors in %.2f s: %.1f images/s; decode %.2f s over %d threads (%.1f ms/image), inference %.2f s on %d threads (%.1f ms/image), %.2f s waiting for or helping with decoding",
                images, errors, wallSeconds, imagesPerSecond, decodeSeconds, decodeWorkers,
                decodeSeconds / Double(max(images + errors, 1)) * 1000, inferenceSeconds, sessionThreads,
                inferenceSeconds / Double(max(images, 1)) * 1000, waitSeconds)
