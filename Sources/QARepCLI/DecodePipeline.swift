@@ -30,22 +30,15 @@ final class DecodePipeline: @unchecked Sendable {
         return Double(decodeNanoseconds) * 1e-9
     }
 
-    /// `workers` threads, each at nice `niceness` (Linux: per thread) so that inference, which the
-    /// decoded images wait for anyway, keeps its cores when both want them.
-    init(files: [String], decoder: ModelInputDecoder, workers: Int, window: Int, niceness: Int32 = 0) {
+    /// `workers` threads, at most `window` images decoded ahead of the one the caller takes next.
+    init(files: [String], decoder: ModelInputDecoder, workers: Int, window: Int) {
         self.files = files
         self.decoder = decoder
         self.window = max(window, workers)
         let count = max(1, min(workers, files.count))
         running = count
         for _ in 0..<count {
-            let thread = Thread { [self] in
-                if niceness != 0 {
-                    // PRIO_PROCESS with who 0 is the calling thread on Linux.
-                    _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness)
-                }
-                work()
-            }
+            let thread = Thread { [self] in work() }
             thread.stackSize = 1 << 20
             thread.start()
         }
@@ -127,18 +120,18 @@ final class DecodePipeline: @unchecked Sendable {
 struct ThreadSplit {
     var sessionThreads: Int
     var decodeWorkers: Int
-    var niceness: Int32
 
-    /// All CPUs for the session and as many decode workers, the workers at nice 10: inference runs at full
-    /// width while there are images to run, and the workers fill every moment it waits (for the next batch,
-    /// at its barriers), so the cores are busy whichever of the two dominates, with small photos
-    /// (inference-bound) or 12 MP ones (decode-bound). With `useIdleOpenMPThreadsForDecoding` (OpenMP
-    /// threads sleep at once instead of spinning 200 ms after each batch). docs/performance.md, "Photo pipeline".
+    /// All CPUs for the session and as many decode workers, all at the same priority, and the inference thread
+    /// decodes too while it waits (DecodePipeline.next): the scheduler shares the cores by demand, so they stay
+    /// busy whichever dominates, inference with small photos or decoding with 12 MP ones. OpenMP's threads
+    /// must sleep between batches for this (`useIdleOpenMPThreadsForDecoding`). Decode workers at nice 10
+    /// were as fast on a quiet machine and much slower whenever anything else ran (docs/performance.md,
+    /// "Photo pipeline").
     static func automatic(sessionThreads: Int, decodeWorkers: Int, files: Int) -> ThreadSplit {
         let cpus = max(1, ProcessInfo.processInfo.activeProcessorCount)
         let session = sessionThreads > 0 ? sessionThreads : cpus
         let workers = decodeWorkers > 0 ? decodeWorkers : cpus
-        return ThreadSplit(sessionThreads: session, decodeWorkers: max(1, min(workers, files)), niceness: 10)
+        return ThreadSplit(sessionThreads: session, decodeWorkers: max(1, min(workers, files)))
     }
 }
 

@@ -16,7 +16,7 @@ struct PhotoFlags: ParsableArguments {
           help: "Decode JPEG/WebP at full size (bit for bit the unscaled pipeline) instead of at the smallest DCT scale (1/8, 1/4, 1/2) that still covers the model's resize.")
     var exactDecode = false
 
-    @Option(name: .customLong("decode-threads"), help: "Decoding threads (0 = automatic: as many as CPUs, at lower priority than inference).")
+    @Option(name: .customLong("decode-threads"), help: "Decoding threads (0 = automatic: as many as CPUs; the inference thread also decodes while it waits).")
     var decodeThreads: Int = 0
 
     @Flag(name: .customLong("fail-fast"), help: "Stop at the first file that cannot be read or decoded.")
@@ -114,7 +114,7 @@ func runPhotoPipeline(files: [String], model: Model, runtime: RuntimeFlags, phot
     let session = try Session(model: model, threads: split.sessionThreads, maxBatch: runtime.batch, kernel: kernel)
     let decoder = ModelInputDecoder(model: model, exact: photo.exactDecode)
     let pipeline = DecodePipeline(files: files, decoder: decoder, workers: split.decodeWorkers,
-                                  window: 2 * runtime.batch + split.decodeWorkers, niceness: split.niceness)
+                                  window: 2 * runtime.batch + split.decodeWorkers)
     defer { pipeline.stop() }
     var summary = PhotoRunSummary(sessionThreads: session.threads, decodeWorkers: split.decodeWorkers)
     let progress = ProgressReporter(label: progressLabel, minimumTotalForLines: 50)
