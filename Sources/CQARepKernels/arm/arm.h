@@ -71,6 +71,45 @@ QK_INLINE void qk_arm_store8(uint8_t *out, uint8x8_t bytes, int32_t valid) {
     }
 }
 
+// The tap's share of the tile's L2 prefetches (see qk_conv_tile).
+QK_INLINE void qk_arm_prefetch_tap(const qk_conv_tile *tile, int32_t tap) {
+    if (tile->prefetch_lines_per_tap <= 0) return;
+    const char *lines = (const char *)tile->prefetch + (size_t)(tap - tile->first_tap) * tile->prefetch_lines_per_tap * 64;
+    for (int32_t i = 0; i < tile->prefetch_lines_per_tap; i++) qk_arm_prefetch_l2(lines + 64 * i);
+}
+
+// Pixel tiles of up to 8 pixels (9 rows, for pair kernels' spare row) x 3 blocks of 8 lanes, as two int32x4.
+enum { QK_ARM_LANES = 8, QK_ARM_MAX_BLOCKS = 3 };
+typedef int32x4_t qk_arm_sums[QK_MAX_TILE_PIXELS + 1][QK_ARM_MAX_BLOCKS][2];
+
+// The end of a microkernel call on 8-lane blocks, sums[pixel][block][half] holding acc + bias: the sums
+// back to the partial buffer when more tap slices follow, else the requantized bytes to the output.
+QK_INLINE void qk_arm_finish_tile(const qk_conv_args *args, const qk_conv_blocking *b, const qk_conv_tile *tile,
+                                  qk_arm_sums sums, const int pixels, const int blocks) {
+    const qk_conv_geometry *geo = &args->geo;
+    const int32_t first_out = tile->group * geo->out_per_group;
+    const int32_t first_lane = tile->first_block * QK_ARM_LANES;  // within the group
+    if (tile->first_tap + tile->taps < b->taps) {
+        const int32_t partial_stride = b->blocks_per_tile * QK_ARM_LANES;
+        QK_UNROLL for (int p = 0; p < pixels; p++)
+            QK_UNROLL for (int j = 0; j < blocks; j++)
+                QK_UNROLL for (int h = 0; h < 2; h++)
+                    vst1q_s32(tile->partial + p * partial_stride + j * QK_ARM_LANES + 4 * h, sums[p][j][h]);
+        return;
+    }
+    uint8_t *out = args->output +
+                   (((size_t)tile->image * geo->out_h + tile->out_y) * geo->out_w + tile->out_x) * geo->out_c +
+                   first_out + first_lane;
+    QK_UNROLL for (int j = 0; j < blocks; j++) {
+        const int32_t valid = geo->out_per_group - first_lane - j * QK_ARM_LANES;
+        const float *multiplier = args->multiplier + first_out + first_lane + j * QK_ARM_LANES;
+        const float32x4_t m_low = qk_arm_load4_f32(multiplier, valid), m_high = qk_arm_load4_f32(multiplier + 4, valid - 4);
+        QK_UNROLL for (int p = 0; p < pixels; p++)
+            qk_arm_store8(out + (size_t)p * geo->out_c + j * QK_ARM_LANES,
+                          qk_arm_requantize8(sums[p][j][0], sums[p][j][1], m_low, m_high), valid);
+    }
+}
+
 // Logits of one fc block of 8 outputs: (float)(sum + bias) * multiplier, `valid` of them stored.
 QK_INLINE void qk_arm_fc_logits8(int32x4_t sum_low, int32x4_t sum_high, const qk_fc_block *block) {
     const int32_t valid = block->outputs < 8 ? block->outputs : 8;

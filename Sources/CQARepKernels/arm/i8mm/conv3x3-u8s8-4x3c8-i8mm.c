@@ -55,10 +55,7 @@ QK_INLINE QK_TARGET_I8MM void mm_tile(const qk_conv_args *args, const qk_conv_bl
         const uint8_t *src[MM_MAX_PIXELS + 1];
         qk_conv_tile_sources(args, tile, image, first_channel, tap, pixels, src);
         src[pixels] = src[pixels - 1];
-        if (tile->prefetch_lines_per_tap > 0) {
-            const char *lines = (const char *)tile->prefetch + (size_t)(tap - tile->first_tap) * tile->prefetch_lines_per_tap * 64;
-            for (int32_t i = 0; i < tile->prefetch_lines_per_tap; i++) qk_arm_prefetch_l2(lines + 64 * i);
-        }
+        qk_arm_prefetch_tap(tile, tap);
         int32_t k = 0;
         // Two chunks per load: 16 bytes of each pixel, zipped by 64-bit halves into the rows of chunk k
         // (zip1) and k + 1 (zip2). The loads stay within the group's chunks rounded up to 8 bytes.
@@ -85,7 +82,7 @@ QK_INLINE QK_TARGET_I8MM void mm_tile(const qk_conv_args *args, const qk_conv_bl
 
     // Back to [pixel][lane]: zip1 of two channel-pair accumulators gives pixel 2q's four lanes, zip2 pixel
     // 2q + 1's.
-    int32x4_t sums[MM_MAX_PIXELS + 1][MM_MAX_BLOCKS][2];
+    qk_arm_sums sums;
     QK_UNROLL for (int q = 0; q < pairs; q++) {
         QK_UNROLL for (int j = 0; j < blocks; j++) {
             QK_UNROLL for (int h = 0; h < 2; h++) {
@@ -95,24 +92,7 @@ QK_INLINE QK_TARGET_I8MM void mm_tile(const qk_conv_args *args, const qk_conv_bl
             }
         }
     }
-    if (tile->first_tap + tile->taps < b->taps) {
-        QK_UNROLL for (int p = 0; p < pixels; p++)
-            QK_UNROLL for (int j = 0; j < blocks; j++)
-                QK_UNROLL for (int h = 0; h < 2; h++)
-                    vst1q_s32(tile->partial + p * partial_stride + j * MM_LANES + 4 * h, sums[p][j][h]);
-        return;
-    }
-    uint8_t *out = args->output +
-                   (((size_t)tile->image * geo->out_h + tile->out_y) * geo->out_w + tile->out_x) * geo->out_c +
-                   first_out + first_lane;
-    QK_UNROLL for (int j = 0; j < blocks; j++) {
-        const int32_t valid = geo->out_per_group - first_lane - j * MM_LANES;
-        const float *multiplier = args->multiplier + first_out + first_lane + j * MM_LANES;
-        const float32x4_t m_low = qk_arm_load4_f32(multiplier, valid), m_high = qk_arm_load4_f32(multiplier + 4, valid - 4);
-        QK_UNROLL for (int p = 0; p < pixels; p++)
-            qk_arm_store8(out + (size_t)p * geo->out_c + j * MM_LANES,
-                          qk_arm_requantize8(sums[p][j][0], sums[p][j][1], m_low, m_high), valid);
-    }
+    qk_arm_finish_tile(args, b, tile, sums, pixels, blocks);
 }
 
 #define MM_TILE(P, B)                                                                                 \

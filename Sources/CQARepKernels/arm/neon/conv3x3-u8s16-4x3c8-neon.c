@@ -31,7 +31,7 @@ QK_INLINE void neon_tile(const qk_conv_args *args, const qk_conv_blocking *b, co
     const int32_t first_lane = tile->first_block * NEON_LANES;  // within the group
 
     // Accumulation starts from the bias (the integer sum is the same).
-    int32x4_t acc[NEON_MAX_PIXELS][NEON_MAX_BLOCKS][2];
+    qk_arm_sums acc;
     QK_UNROLL for (int j = 0; j < blocks; j++) {
         const int32_t valid = geo->out_per_group - first_lane - j * NEON_LANES;
         QK_UNROLL for (int h = 0; h < 2; h++) {
@@ -46,10 +46,7 @@ QK_INLINE void neon_tile(const qk_conv_args *args, const qk_conv_blocking *b, co
     for (int32_t tap = tile->first_tap; tap < tile->first_tap + tile->taps; tap++) {
         const uint8_t *src[NEON_MAX_PIXELS];
         qk_conv_tile_sources(args, tile, image, first_channel, tap, pixels, src);
-        if (tile->prefetch_lines_per_tap > 0) {
-            const char *lines = (const char *)tile->prefetch + (size_t)(tap - tile->first_tap) * tile->prefetch_lines_per_tap * 64;
-            for (int32_t i = 0; i < tile->prefetch_lines_per_tap; i++) qk_arm_prefetch_l2(lines + 64 * i);
-        }
+        qk_arm_prefetch_tap(tile, tap);
         for (int32_t k = 0; k < chunks; k++) {
             // 8 input bytes per pixel, zero-extended to int16 (u8 fits int16); bytes past the group's
             // channels meet zero weights.
@@ -61,24 +58,7 @@ QK_INLINE void neon_tile(const qk_conv_args *args, const qk_conv_blocking *b, co
         }
     }
 
-    if (tile->first_tap + tile->taps < b->taps) {
-        QK_UNROLL for (int p = 0; p < pixels; p++)
-            QK_UNROLL for (int j = 0; j < blocks; j++)
-                QK_UNROLL for (int h = 0; h < 2; h++)
-                    vst1q_s32(tile->partial + p * partial_stride + j * NEON_LANES + 4 * h, acc[p][j][h]);
-        return;
-    }
-    uint8_t *out = args->output +
-                   (((size_t)tile->image * geo->out_h + tile->out_y) * geo->out_w + tile->out_x) * geo->out_c +
-                   first_out + first_lane;
-    QK_UNROLL for (int j = 0; j < blocks; j++) {
-        const int32_t valid = geo->out_per_group - first_lane - j * NEON_LANES;
-        const float *multiplier = args->multiplier + first_out + first_lane + j * NEON_LANES;
-        const float32x4_t m_low = qk_arm_load4_f32(multiplier, valid), m_high = qk_arm_load4_f32(multiplier + 4, valid - 4);
-        QK_UNROLL for (int p = 0; p < pixels; p++)
-            qk_arm_store8(out + (size_t)p * geo->out_c + j * NEON_LANES,
-                          qk_arm_requantize8(acc[p][j][0], acc[p][j][1], m_low, m_high), valid);
-    }
+    qk_arm_finish_tile(args, b, tile, acc, pixels, blocks);
 }
 
 #define NEON_TILE(P, B)                                                                            \

@@ -34,7 +34,7 @@ QK_INLINE QK_TARGET_DOTPROD void dot_tile(const qk_conv_args *args, const qk_con
     const int32_t first_lane = tile->first_block * DOT_LANES;  // within the group
 
     // The first slice starts from bias + 128 * sum(w): the trailers follow the tile's units.
-    int32x4_t acc[DOT_MAX_PIXELS][DOT_MAX_BLOCKS][2];
+    qk_arm_sums acc;
     const int32_t *trailer =
         (const int32_t *)(tile->weights + (size_t)b->taps * (size_t)chunks * (size_t)blocks * DOT_UNIT);
     QK_UNROLL for (int j = 0; j < blocks; j++) {
@@ -54,10 +54,7 @@ QK_INLINE QK_TARGET_DOTPROD void dot_tile(const qk_conv_args *args, const qk_con
     for (int32_t tap = tile->first_tap; tap < tile->first_tap + tile->taps; tap++) {
         const uint8_t *src[DOT_MAX_PIXELS];
         qk_conv_tile_sources(args, tile, image, first_channel, tap, pixels, src);
-        if (tile->prefetch_lines_per_tap > 0) {
-            const char *lines = (const char *)tile->prefetch + (size_t)(tap - tile->first_tap) * tile->prefetch_lines_per_tap * 64;
-            for (int32_t i = 0; i < tile->prefetch_lines_per_tap; i++) qk_arm_prefetch_l2(lines + 64 * i);
-        }
+        qk_arm_prefetch_tap(tile, tap);
         // x - 128 as s8: x ^ 0x80. Loads reach at most 15 bytes past the group's last chunk (within the
         // QK_EXTRA_BYTES slack of inputs and pad values); those bytes meet zero weights or are not used.
         int8x16_t x[DOT_MAX_PIXELS];
@@ -74,24 +71,7 @@ QK_INLINE QK_TARGET_DOTPROD void dot_tile(const qk_conv_args *args, const qk_con
         }
     }
 
-    if (tile->first_tap + tile->taps < b->taps) {
-        QK_UNROLL for (int p = 0; p < pixels; p++)
-            QK_UNROLL for (int j = 0; j < blocks; j++)
-                QK_UNROLL for (int h = 0; h < 2; h++)
-                    vst1q_s32(tile->partial + p * partial_stride + j * DOT_LANES + 4 * h, acc[p][j][h]);
-        return;
-    }
-    uint8_t *out = args->output +
-                   (((size_t)tile->image * geo->out_h + tile->out_y) * geo->out_w + tile->out_x) * geo->out_c +
-                   first_out + first_lane;
-    QK_UNROLL for (int j = 0; j < blocks; j++) {
-        const int32_t valid = geo->out_per_group - first_lane - j * DOT_LANES;
-        const float *multiplier = args->multiplier + first_out + first_lane + j * DOT_LANES;
-        const float32x4_t m_low = qk_arm_load4_f32(multiplier, valid), m_high = qk_arm_load4_f32(multiplier + 4, valid - 4);
-        QK_UNROLL for (int p = 0; p < pixels; p++)
-            qk_arm_store8(out + (size_t)p * geo->out_c + j * DOT_LANES,
-                          qk_arm_requantize8(acc[p][j][0], acc[p][j][1], m_low, m_high), valid);
-    }
+    qk_arm_finish_tile(args, b, tile, acc, pixels, blocks);
 }
 
 #define DOT_TILE(P, B)                                                                                   \
