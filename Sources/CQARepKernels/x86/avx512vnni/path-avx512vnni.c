@@ -64,5 +64,6 @@ const qk_path_config qk_path_config_avx512vnni = {
 };
 #else
 const qk_path_config qk_path_config_avx512vnni = {.name = "avx512vnni",
-                                                   .linux_cpu_flags = "avx512f avx512bw avx512vl avx512_vnni"};
+                                                   .linux_cpu_flags = "avx512f avx512bw avx512vl avx512_vnni",
+                                                   .peak_mix = "vpdpbusd zmm, 64 MACs"};
 #endif
