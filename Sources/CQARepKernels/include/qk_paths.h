@@ -12,6 +12,7 @@
 #define QK_PATH_TABLE(X)                     \
     X(SCALAR, qk_path_config_scalar)         \
     X(AVX2, qk_path_config_avx2)             \
-    X(AVX512VNNI, qk_path_config_avx512vnni)
+    X(AVX512VNNI, qk_path_config_avx512vnni) \
+    X(AVX512BW, qk_path_config_avx512bw)
 
 #endif  // QK_PATHS_H
