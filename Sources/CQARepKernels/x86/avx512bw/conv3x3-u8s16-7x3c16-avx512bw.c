@@ -15,9 +15,9 @@ _Static_assert(BW_MAX_PIXELS <= QK_MAX_TILE_PIXELS && BW_MAX_BLOCKS * BW_LANES <
                "partial-sum buffer too small");
 
 // An empty asm that takes a pixel's products in and out, so that the compiler issues all its vpmaddwd
-// before their vpaddd. Zen 4 binds vector instructions to its pipes as they are dispatched; adds
-// interleaved one by one with the multiplies (what clang emits otherwise) take the multiply pipes often
-// enough that the A0 layers ran at 70-80% of peak instead of 93-96% (docs/performance.md, "AVX-512BW path").
+// before their vpaddd: on Zen 4, adds interleaved one by one with the multiplies (what clang emits
+// otherwise) take the multiply pipes often enough to cost a large share of the rate (docs/performance.md,
+// "AVX-512BW path").
 QK_INLINE QK_TARGET_AVX512BW void bw_hold(__m512i *t0, __m512i *t1, const int blocks) {
     if (blocks == 1) __asm__ volatile("" : "+v"(t0[0]), "+v"(t1[0]));
     if (blocks == 2) __asm__ volatile("" : "+v"(t0[0]), "+v"(t1[0]), "+v"(t0[1]), "+v"(t1[1]));

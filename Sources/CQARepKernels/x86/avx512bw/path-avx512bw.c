@@ -32,10 +32,9 @@ _Static_assert(sizeof(int16_t[2][QK_BW_LANES][2]) == QK_BW_UNIT_BYTES, "unit siz
 // The conv's inner mix: vpmaddwd zmm (32 products) whose result vpaddd adds to an accumulator, counted as
 // 32 MACs. Four input vectors pass through an empty asm every iteration, so the compiler can neither hoist
 // the multiplies out of the loop nor merge them (twelve distinct input x weight pairs); twelve accumulators
-// hide the latency. The twelve products are issued before their adds (a second empty asm holds them):
-// Zen 4 binds vector instructions to its pipes as they are dispatched, and adds interleaved one by one with
-// the multiplies take the multiply pipes often enough to cost a quarter of the rate (docs/performance.md,
-// "AVX-512BW path"), which would understate the peak.
+// hide the latency. The twelve products are issued before their adds (a second empty asm holds them), as
+// in the microkernels: on Zen 4 adds interleaved one by one with the multiplies run the mix well below its
+// rate (docs/performance.md, "AVX-512BW path"), which would understate the peak.
 QK_TARGET_AVX512BW static double avx512bw_peak_gmacs(double seconds) {
     volatile int32_t seed = 3;
     __m512i x[4], w[3], acc[12];
@@ -76,7 +75,10 @@ const qk_path_config qk_path_config_avx512bw = {
                 .pack_unit = pack_unit, .unpack_unit = unpack_unit},
     .conv = {.max_pixels = QK_BW_MAX_PIXELS, .max_blocks = QK_BW_MAX_BLOCKS,
              .max_accumulators = QK_BW_MAX_ACCUMULATORS, .tiles = qk_conv3x3_u8s16_7x3c16_avx512bw},
-    .costs = {.load_cost = 50, .streamed_block_cost = 640, .l1_weight_bytes = 32768, .slice_bytes = BW_SLICE_BYTES},
+    // In hundredths of a chunk step of one pixel and block (two vpmaddwd, two vpaddd); the load cost is fitted
+    // to RepVGG A0 and B0 layers (docs/performance.md, "AVX-512BW path"), the L2 and L1 terms are the VNNI
+    // path's.
+    .costs = {.load_cost = 75, .streamed_block_cost = 640, .l1_weight_bytes = 32768, .slice_bytes = BW_SLICE_BYTES},
     .fc_block = qk_fc_u8s16_c16_avx512bw,
     .peak_mix = "vpmaddwd + vpaddd zmm, 32 MACs",
     .peak_gmacs = avx512bw_peak_gmacs,
