@@ -24,33 +24,14 @@ void qk_gavgpool_u8_c64_avx512bw_share(int32_t batch, int32_t pixels, int32_t ch
                                        float multiplier, uint8_t *output, const qk_team *team);
 
 #if QK_HAVE_X86
-// Everything here needs only these; x86.h's AVX-512 helpers carry the VNNI target, which a function
-// without VNNI cannot inline, so the few this path needs are restated for its target below.
-#define QK_TARGET_AVX512BW __attribute__((target("avx512f,avx512bw,avx512vl")))
-
-QK_INLINE QK_TARGET_AVX512BW __mmask16 qk_bw_lane_mask(int32_t valid) {
-    return valid >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << valid) - 1);
-}
-
-// round(t), t = (float)acc_plus_bias * multiplier, as int32 (see qk_round16 in x86.h).
-QK_INLINE QK_TARGET_AVX512BW __m512i qk_bw_round(__m512i acc_plus_bias, __m512 multiplier) {
-    return _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_cvtepi32_ps(acc_plus_bias), multiplier));
-}
-
-// The same with the float clamp at 255 kept, for multipliers of 1 and more (see qk_round_clamped16).
-QK_INLINE QK_TARGET_AVX512BW __m512i qk_bw_round_clamped(__m512i acc_plus_bias, __m512 multiplier) {
-    __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(acc_plus_bias), multiplier);
-    return _mm512_cvtps_epi32(_mm512_min_ps(t, _mm512_set1_ps(255.0f)));
-}
-
 // Up to 32 input bytes (`bytes`, 1..32, read and no more) widened to int16 and stored at `words`.
-QK_INLINE QK_TARGET_AVX512BW void qk_bw_widen32(const uint8_t *bytes_in, int32_t bytes, int16_t *words) {
+QK_INLINE QK_TARGET_AVX512 void qk_bw_widen32(const uint8_t *bytes_in, int32_t bytes, int16_t *words) {
     const __mmask32 mask = bytes >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << bytes) - 1);
     _mm512_store_si512(words, _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(mask, bytes_in)));
 }
 
 // Chunk k's channel pair `half` (0: channels 4k, 4k+1; 1: 4k+2, 4k+3) of widened inputs, in every dword.
-QK_INLINE QK_TARGET_AVX512BW __m512i qk_bw_pair(const int16_t *words, int32_t k, int half) {
+QK_INLINE QK_TARGET_AVX512 __m512i qk_bw_pair(const int16_t *words, int32_t k, int half) {
     return _mm512_set1_epi32(qk_load_u32((const uint8_t *)(words + 4 * k + 2 * half)));
 }
 #endif

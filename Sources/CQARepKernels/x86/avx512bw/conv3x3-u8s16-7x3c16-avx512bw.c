@@ -18,7 +18,7 @@ _Static_assert(BW_MAX_PIXELS <= QK_MAX_TILE_PIXELS && BW_MAX_BLOCKS * BW_LANES <
 // before their vpaddd: on Zen 4, adds interleaved one by one with the multiplies (what clang emits
 // otherwise) take the multiply pipes often enough to cost a large share of the rate (docs/performance.md,
 // "AVX-512BW path").
-QK_INLINE QK_TARGET_AVX512BW void bw_hold(__m512i *t0, __m512i *t1, const int blocks) {
+QK_INLINE QK_TARGET_AVX512 void bw_hold(__m512i *t0, __m512i *t1, const int blocks) {
     if (blocks == 1) __asm__ volatile("" : "+v"(t0[0]), "+v"(t1[0]));
     if (blocks == 2) __asm__ volatile("" : "+v"(t0[0]), "+v"(t1[0]), "+v"(t0[1]), "+v"(t1[1]));
     if (blocks == 3)
@@ -28,7 +28,7 @@ QK_INLINE QK_TARGET_AVX512BW void bw_hold(__m512i *t0, __m512i *t1, const int bl
                               "+v"(t0[3]), "+v"(t1[3]));
 }
 
-QK_INLINE QK_TARGET_AVX512BW void bw_tile(const qk_conv_args *args, const qk_conv_blocking *b,
+QK_INLINE QK_TARGET_AVX512 void bw_tile(const qk_conv_args *args, const qk_conv_blocking *b,
                                           const qk_conv_tile *tile, const int pixels, const int blocks) {
     const qk_conv_geometry *geo = &args->geo;
     const uint8_t *image = args->input + (size_t)tile->image * geo->in_h * geo->in_w * geo->in_c;
@@ -41,7 +41,7 @@ QK_INLINE QK_TARGET_AVX512BW void bw_tile(const qk_conv_args *args, const qk_con
     const int32_t first_lane = tile->first_block * BW_LANES;  // within the group
     __mmask16 lane_mask[BW_MAX_BLOCKS];
 #pragma clang loop unroll(full)
-    for (int j = 0; j < blocks; j++) lane_mask[j] = qk_bw_lane_mask(geo->out_per_group - first_lane - j * BW_LANES);
+    for (int j = 0; j < blocks; j++) lane_mask[j] = qk_lane_mask16(geo->out_per_group - first_lane - j * BW_LANES);
 
     // Accumulation starts from the bias: the integer sum acc + bias is the same, one add fewer per output.
     __m512i acc[BW_MAX_PIXELS][BW_MAX_BLOCKS];
@@ -145,8 +145,8 @@ QK_INLINE QK_TARGET_AVX512BW void bw_tile(const qk_conv_args *args, const qk_con
                         _mm512_setzero_si512()};
 #pragma clang loop unroll(full)
         for (int j = 0; j < blocks; j++)
-            y[j] = multipliers_below_one ? qk_bw_round(acc[p][j], multiplier[j])
-                                         : qk_bw_round_clamped(acc[p][j], multiplier[j]);
+            y[j] = multipliers_below_one ? qk_round16(acc[p][j], multiplier[j])
+                                         : qk_round_clamped16(acc[p][j], multiplier[j]);
         // Signed saturation first: int32 beyond 32767 must become 32767 (then 255), which the unsigned
         // pack would turn into 65535, read as -1 (then 0) by the second pack.
         const __m512i bytes = _mm512_packus_epi16(_mm512_packs_epi32(y[0], y[1]), _mm512_packs_epi32(y[2], y[3]));
@@ -155,7 +155,7 @@ QK_INLINE QK_TARGET_AVX512BW void bw_tile(const qk_conv_args *args, const qk_con
 }
 
 #define BW_TILE(P, B)                                                                                      \
-    static QK_TARGET_AVX512BW void bw_tile_##P##x##B(const qk_conv_args *args, const qk_conv_blocking *b, \
+    static QK_TARGET_AVX512 void bw_tile_##P##x##B(const qk_conv_args *args, const qk_conv_blocking *b, \
                                                      const qk_conv_tile *tile) {                         \
         bw_tile(args, b, tile, P, B);                                                                      \
     }

@@ -7,7 +7,7 @@
 
 enum { FC_PIECE_CHUNKS = 8 };
 
-QK_TARGET_AVX512BW
+QK_TARGET_AVX512
 void qk_fc_u8s16_c16_avx512bw(const qk_fc_block *block) {
     int16_t widened[FC_PIECE_CHUNKS * QK_BW_DEPTH] __attribute__((aligned(64)));
     __m512i acc[FC_PIECE_CHUNKS];
@@ -35,7 +35,7 @@ void qk_fc_u8s16_c16_avx512bw(const qk_fc_block *block) {
     }
     const __m512i sum = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(acc[0], acc[1]), _mm512_add_epi32(acc[2], acc[3])),
                                          _mm512_add_epi32(_mm512_add_epi32(acc[4], acc[5]), _mm512_add_epi32(acc[6], acc[7])));
-    const __mmask16 mask = qk_bw_lane_mask(block->outputs);
+    const __mmask16 mask = qk_lane_mask16(block->outputs);
     __m512 t = _mm512_cvtepi32_ps(_mm512_add_epi32(sum, _mm512_maskz_loadu_epi32(mask, block->bias)));
     t = _mm512_mul_ps(t, _mm512_maskz_loadu_ps(mask, block->multiplier));
     _mm512_mask_storeu_ps(block->logits, mask, t);

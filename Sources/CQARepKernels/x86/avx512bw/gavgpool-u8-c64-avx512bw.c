@@ -1,5 +1,5 @@
-// AVX-512 global average pool without VNNI: 64 channels per step, widened to int32 and summed over the
-// pixels (the VNNI path's pool, on this path's target; the arithmetic is qk_avgpool_channels_scalar's).
+// AVX-512 global average pool: 64 channels per step, widened to int32 and summed over the pixels. It needs
+// only AVX-512BW, so the VNNI path runs it too.
 #include "x86/avx512bw/avx512bw.h"
 
 #if QK_HAVE_X86
@@ -7,12 +7,12 @@
 enum { POOL_CHANNELS = 64 };
 
 // OpenMP's outlined loop body does not inherit target attributes, so the SIMD work is a separate function.
-QK_TARGET_AVX512BW
+QK_TARGET_AVX512
 static void pool_step(int32_t pixels, int32_t channels, const uint8_t *image, int32_t first, float multiplier,
                       uint8_t *image_out) {
     const int32_t valid = channels - first < POOL_CHANNELS ? channels - first : POOL_CHANNELS;
     __mmask16 masks[4];
-    for (int q = 0; q < 4; q++) masks[q] = valid > q * 16 ? qk_bw_lane_mask(valid - q * 16) : 0;
+    for (int q = 0; q < 4; q++) masks[q] = valid > q * 16 ? qk_lane_mask16(valid - q * 16) : 0;
     const uint8_t *x = image + first;
     __m512i sum[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
                       _mm512_setzero_si512()};
@@ -23,12 +23,9 @@ static void pool_step(int32_t pixels, int32_t channels, const uint8_t *image, in
     }
     uint8_t *out = image_out + first;
     const __m512 m = _mm512_set1_ps(multiplier);
-    for (int q = 0; q < 4 && q * 16 < valid; q++) {
-        // The scalar order: multiply, clamp to [0, 255] in float (the multiplier may be large), round.
-        __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(sum[q]), m);
-        t = _mm512_min_ps(_mm512_max_ps(t, _mm512_setzero_ps()), _mm512_set1_ps(255.0f));
-        _mm_mask_storeu_epi8(out + q * 16, qk_bw_lane_mask(valid - q * 16), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(t)));
-    }
+    for (int q = 0; q < 4 && q * 16 < valid; q++)
+        _mm_mask_storeu_epi8(out + q * 16, qk_lane_mask16(valid - q * 16),
+                             qk_requantize16(sum[q], _mm512_setzero_si512(), m));
 }
 
 void qk_gavgpool_u8_c64_avx512bw_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,

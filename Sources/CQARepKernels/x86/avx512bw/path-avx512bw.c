@@ -35,7 +35,7 @@ _Static_assert(sizeof(int16_t[2][QK_BW_LANES][2]) == QK_BW_UNIT_BYTES, "unit siz
 // hide the latency. The twelve products are issued before their adds (a second empty asm holds them), as
 // in the microkernels: on Zen 4 adds interleaved one by one with the multiplies run the mix well below its
 // rate (docs/performance.md, "AVX-512BW path"), which would understate the peak.
-QK_TARGET_AVX512BW static double avx512bw_peak_gmacs(double seconds) {
+QK_TARGET_AVX512 static double avx512bw_peak_gmacs(double seconds) {
     volatile int32_t seed = 3;
     __m512i x[4], w[3], acc[12];
     for (int i = 0; i < 4; i++) x[i] = _mm512_set1_epi32(seed + i);
