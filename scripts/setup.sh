@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(libc6-dev libomp-dev libjpeg62-turbo-dev libpng-dev libopenblas-dev pkg-config make gcc g++)
+# The aarch64 cross toolchain and qemu-user, for the ARM kernel tests (scripts/test-arm-kernels.sh).
+packages+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross libgomp1-arm64-cross qemu-user-static)
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
 

@@ -80,5 +80,6 @@ const qk_path_config qk_path_config_avx2 = {
     .peak_gmacs = avx2_peak_gmacs,
 };
 #else
-const qk_path_config qk_path_config_avx2 = {.name = "avx2", .linux_cpu_flags = "avx2 fma"};
+const qk_path_config qk_path_config_avx2 = {.name = "avx2", .linux_cpu_flags = "avx2 fma",
+                                            .peak_mix = "vpmaddwd + vpaddd ymm, 16 MACs"};
 #endif
