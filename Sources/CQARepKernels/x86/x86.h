@@ -92,13 +92,6 @@ QK_INLINE QK_TARGET_AVX2 __m256 qk_load8_ps(const float *p, int32_t valid) {
     return _mm256_loadu_ps(lanes);
 }
 
-// Splits a broadcast chunk of 4 input bytes into the int16 pairs (c0, c2) and (c1, c3) that vpmaddwd
-// multiplies with the AVX2 unit's even and odd halves.
-// A 16-bit shift right by 8 leaves exactly the odd bytes, zero extended.
-QK_INLINE QK_TARGET_AVX2 void qk_split_chunk(__m256i x, __m256i *even, __m256i *odd) {
-    *even = _mm256_and_si256(x, _mm256_set1_epi32(0x00FF00FF));
-    *odd = _mm256_srli_epi16(x, 8);
-}
 #endif
 
 #endif  // QK_X86_H
