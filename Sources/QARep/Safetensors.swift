@@ -234,7 +234,7 @@ package struct SafetensorsArchive: Sendable {
 
     /// Tensor names in file order (by data offset).
     package var tensorNamesInFileOrder: [String] {
-        tensors.values.sorted { ($0.byteRange.lowerBound, $0.name) < ($1.byteRange.lowerBound, $1.name) }.map(\.name)
+        tensors.values.sorted { ($0.byteRange.lowerBound, $0.name) < ($1.byteRange.lowerBound, $1.name) }.map { $0.name }
     }
 
     package init(bytes: [UInt8], maxHeaderBytes: Int = SafetensorsArchive.defaultMaxHeaderBytes) throws(QARepError) {
@@ -314,12 +314,12 @@ package struct SafetensorsWriter: Sendable {
     }
 
     package mutating func add(name: String, shape: [Int], float32 values: [Float]) throws(QARepError) {
-        try add(name: name, dtype: .f32, shape: shape, values: values.map(\.bitPattern))
+        try add(name: name, dtype: .f32, shape: shape, values: values.map { $0.bitPattern })
     }
 
     package func serialized() -> [UInt8] {
         let ordered = entries.enumerated().sorted { ($0.element.dtype.alignmentRank, $0.offset) < ($1.element.dtype.alignmentRank, $1.offset) }
-            .map(\.element)
+            .map { $0.element }
         var header: [String: JSONValue] = [:]
         if !metadata.isEmpty {
             header["__metadata__"] = .object(metadata.mapValues { .string($0) })

@@ -105,7 +105,7 @@ extension QuantizedModelDescription {
             throw .invalidModel("input size \(inputWidth)x\(inputHeight) outside 1...\(ModelFormat.maxInputSide)")
         }
         guard preprocessing.mean.count == 3, preprocessing.std.count == 3,
-              preprocessing.mean.allSatisfy(\.isFinite), preprocessing.std.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+              preprocessing.mean.allSatisfy({ $0.isFinite }), preprocessing.std.allSatisfy({ $0.isFinite && $0 > 0 }) else {
             throw .invalidModel("metadata \"mean\"/\"std\" must be 3 finite numbers each, std > 0")
         }
         guard preprocessing.cropRatio.isFinite, preprocessing.cropRatio > 0, preprocessing.cropRatio <= 1 else {
