@@ -44,7 +44,9 @@ private func checkMultiplier(_ value: Float, _ name: String) throws(QARepError) 
 }
 
 private func checkWeights(_ weights: [Int8], _ name: String) throws(QARepError) {
-    if let index = weights.firstIndex(of: -128) {
+    // min() first: a vectorized pass over every weight of the model, where firstIndex's early exit keeps the
+    // loop scalar (it was 12% of a model load); the index is looked for only in a file that fails.
+    if weights.min() == -128, let index = weights.firstIndex(of: -128) {
         throw .invalidModel("tensor \"\(name)\" holds -128 at element \(index), weights must lie in -127...127")
     }
 }
