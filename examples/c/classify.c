@@ -47,6 +47,7 @@ typedef struct rgb_image {
     int height;
 } rgb_image;
 
+#ifndef CLASSIFY_NO_CODECS
 static int image_size_ok(unsigned long width, unsigned long height, char *error) {
     if (width == 0 || height == 0 || width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE ||
         width * height > MAX_IMAGE_PIXELS) {
@@ -56,7 +57,6 @@ static int image_size_ok(unsigned long width, unsigned long height, char *error)
     return 1;
 }
 
-#ifndef CLASSIFY_NO_CODECS
 /* ---- JPEG (libjpeg-turbo) ----------------------------------------------------------------------- */
 
 /* libjpeg's default error_exit calls exit(); this one jumps back to the decoder with the message. */
