@@ -26,28 +26,20 @@ static int is_signaling_nan(const char *text) {
     return strcasecmp(text, "snan") == 0;
 }
 
-const char *_swift_stdlib_strtod_clocale(const char *text, double *out) {
-    char *end;
-    locale_t locale;
-    if (is_signaling_nan(text)) {
-        *out = text[0] == '-' ? -__builtin_nans("") : __builtin_nans("");
-        return text + strlen(text);
+/* One definition for both types, so that they cannot behave differently. */
+#define QAREP_STRTO_CLOCALE(name, type, signaling_nan, parse, parse_in_locale)                 \
+    const char *name(const char *text, type *out) {                                           \
+        char *end;                                                                            \
+        locale_t locale;                                                                      \
+        if (is_signaling_nan(text)) {                                                         \
+            *out = signaling_nan; /* positive even for "-snan", as the runtime's */           \
+            return text + strlen(text);                                                       \
+        }                                                                                     \
+        locale = get_c_locale();                                                              \
+        errno = 0;                                                                            \
+        *out = locale != (locale_t)0 ? parse_in_locale(text, &end, locale) : parse(text, &end); \
+        return end;                                                                           \
     }
-    locale = get_c_locale();
-    errno = 0;
-    *out = locale != (locale_t)0 ? strtod_l(text, &end, locale) : strtod(text, &end);
-    return end;
-}
 
-const char *_swift_stdlib_strtof_clocale(const char *text, float *out) {
-    char *end;
-    locale_t locale;
-    if (is_signaling_nan(text)) {
-        *out = text[0] == '-' ? -__builtin_nansf("") : __builtin_nansf("");
-        return text + strlen(text);
-    }
-    locale = get_c_locale();
-    errno = 0;
-    *out = locale != (locale_t)0 ? strtof_l(text, &end, locale) : strtof(text, &end);
-    return end;
-}
+QAREP_STRTO_CLOCALE(_swift_stdlib_strtod_clocale, double, __builtin_nans(""), strtod, strtod_l)
+QAREP_STRTO_CLOCALE(_swift_stdlib_strtof_clocale, float, __builtin_nansf(""), strtof, strtof_l)
