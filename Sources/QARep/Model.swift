@@ -3,7 +3,6 @@
 // session asks for it, so many sessions on one model share a single packed copy and packing runs once per
 // path.
 import CQARepKernels
-import Synchronization
 
 /// A validated model, immutable and safe to share across threads.
 ///
@@ -17,7 +16,7 @@ public final class Model: Sendable {
     let primary: PackedNetwork
     /// Format version of the file the model was loaded from.
     public let formatVersion: UInt32
-    private let packedByPath = Mutex<[UInt32: PackedNetwork]>([:])
+    private let packedByPath = Locked<[UInt32: PackedNetwork]>([:])
 
     private struct Parts {
         var skeleton: QuantizedModelDescription

@@ -1,5 +1,12 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+// FoundationEssentials, not Foundation: linked statically, Foundation's internationalization brings ICU's
+// data (tens of MB) into the CLI. Glibc gives the math and stdio that Foundation re-exported.
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import QARep
 import QARepOffline
 
@@ -7,11 +14,9 @@ import QARepOffline
 func expandImagePaths(_ paths: [String]) throws -> [String] {
     var files: [String] = []
     for path in paths {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw CLIError("\(path): no such file or directory")
-        }
-        files += isDirectory.boolValue ? try listImageFiles(in: path) : [path]
+        let kind = fileKind(atPath: path)
+        guard kind != .missing else { throw CLIError("\(path): no such file or directory") }
+        files += kind == .directory ? try listImageFiles(in: path) : [path]
     }
     return files
 }
@@ -52,7 +57,7 @@ struct Classify: ParsableCommand {
                         }])
                     } else {
                         print(file)
-                        for p in top { print(String(format: "  %6.2f%%  %4d  %@", p.probability * 100, p.classIndex, p.label)) }
+                        for p in top { print(cFormat("  %6.2f%%  %4ld  ", Double(p.probability * 100), p.classIndex) + p.label) }
                     }
                 }
             }

@@ -1,7 +1,14 @@
 // `qarep`: turn a trained checkpoint into a calibrated INT8 model, inspect it, classify and evaluate with it.
 // Every command exits 0 on success and otherwise prints one line, "qarep: error: ...", to stderr.
 import ArgumentParser
+#if canImport(FoundationEssentials)
+// FoundationEssentials, not Foundation: linked statically, Foundation's internationalization brings ICU's
+// data (tens of MB) into the CLI. Glibc gives the math and stdio that Foundation re-exported.
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import QARep
 import QARepOffline
 
@@ -22,7 +29,7 @@ func reportingErrors(_ body: () throws -> Void) throws {
     } catch let exit as ExitCode {
         throw exit
     } catch {
-        FileHandle.standardError.write(Data("qarep: error: \(oneLine(error))\n".utf8))
+        printToStandardError("qarep: error: \(oneLine(error))\n")
         throw ExitCode(1)
     }
 }
@@ -40,9 +47,4 @@ func writeFile(_ bytes: [UInt8], to path: String) throws {
     guard FileManager.default.createFile(atPath: path, contents: Data(bytes)) else {
         throw CLIError("cannot write \(path)")
     }
-}
-
-func printJSON(_ object: [String: Any]) throws {
-    let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
-    print(String(decoding: data, as: UTF8.self))
 }
