@@ -59,7 +59,7 @@ const qk_path_config qk_path_config_i8mm = {
     .linux_cpu_flags = "asimd i8mm",
     .ops = &qk_blocked_ops,
     .pool_share = qk_gavgpool_u8_c16_neon_share,
-    .packing = {.lanes = QK_I8MM_LANES, .depth = QK_I8MM_DEPTH, .unit_bytes = QK_I8MM_UNIT_BYTES,
+    .packing = {.lanes = QK_I8MM_LANES, .depth = QK_I8MM_DEPTH, .unit_bytes = QK_I8MM_UNIT_BYTES, .units_are_lane_major = true,
                 .pack_unit = pack_unit, .unpack_unit = unpack_unit},
     .conv = {.max_pixels = QK_I8MM_MAX_PIXELS, .max_blocks = QK_I8MM_MAX_BLOCKS,
              .max_accumulators = QK_I8MM_MAX_ACCUMULATORS, .tiles = qk_conv3x3_u8s8_4x3c8_i8mm},

@@ -67,6 +67,7 @@ const qk_path_config qk_path_config_neondot = {
     .ops = &qk_blocked_ops,
     .pool_share = qk_gavgpool_u8_c16_neon_share,
     .packing = {.lanes = QK_NEONDOT_LANES, .depth = QK_NEONDOT_DEPTH, .unit_bytes = QK_NEONDOT_UNIT_BYTES,
+                .units_are_lane_major = true,
                 .trailer_bytes = QK_NEONDOT_TRAILER_BYTES, .pack_unit = pack_unit, .unpack_unit = unpack_unit,
                 .pack_trailer = pack_trailer},
     .conv = {.max_pixels = QK_NEONDOT_MAX_PIXELS, .max_blocks = QK_NEONDOT_MAX_BLOCKS,

@@ -52,7 +52,7 @@ const qk_path_config qk_path_config_avx512vnni = {
     .ops = &qk_blocked_ops,
     .pool_share = qk_gavgpool_u8_c64_avx512bw_share,  // the AVX-512BW path's: it needs no VNNI
     .packing = {.lanes = QK_VNNI_LANES, .depth = QK_VNNI_DEPTH, .unit_bytes = QK_VNNI_UNIT_BYTES,
-                .pack_unit = pack_unit, .unpack_unit = unpack_unit},
+                .pack_unit = pack_unit, .unpack_unit = unpack_unit, .units_are_lane_major = true},
     .conv = {.max_pixels = QK_VNNI_MAX_PIXELS, .max_blocks = QK_VNNI_MAX_BLOCKS,
              .max_accumulators = QK_VNNI_MAX_ACCUMULATORS, .tiles = qk_conv3x3_u8s8_8x3c16_avx512vnni},
     // Fitted to RepVGG A0 and B0 layers (docs/performance.md, "Tile shape per layer"): a load costs about half a
