@@ -4,7 +4,9 @@
 // model's handle, so releasing a model while sessions exist is safe.
 import CQARepAPI
 import CQARepKernels
-#if canImport(Glibc)
+#if hasFeature(Embedded)
+import CQARepLibc  // packaging/embedded: Embedded Swift has no Glibc overlay, so libc comes through a module map
+#elseif canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl
@@ -144,7 +146,7 @@ public func _qarepKernelFromName(_ name: UnsafePointer<CChar>?, _ out: UnsafeMut
     guard let out else { return fail(QAREP_ERROR_INVALID_ARGUMENT, "out_kernel is NULL") }
     let text = String(cString: name)
     guard let kernel = Kernel(name: text) else {
-        let known = ([Kernel.auto] + Kernel.all).map(\.name).joined(separator: ", ")
+        let known = ([Kernel.auto] + Kernel.all).map { $0.name }.joined(separator: ", ")
         return fail(QAREP_ERROR_INVALID_ARGUMENT, "\"\(text.prefix(40))\" is not a kernel name; known: \(known)")
     }
     out.pointee = cKernel(kernel)

@@ -129,16 +129,12 @@ package enum JSONValue: Sendable, Equatable {
     package static func integer(_ value: some BinaryInteger) -> JSONValue { .number(String(value)) }
 
     /// A number value from a finite float, written in the shortest form that reads back to the same float.
-    package static func float(_ value: Float) -> JSONValue { .number(JSONValue.literal(value.description)) }
-
-    package static func double(_ value: Double) -> JSONValue { .number(JSONValue.literal(value.description)) }
+    package static func float(_ value: Float) -> JSONValue { .number(value.isFinite ? value.description : "null") }
 
     // Swift prints e.g. "5e-05" and "1.0"; both are valid JSON. Non-finite values have no JSON form; callers
     // validate finiteness before writing, and "null" keeps the output parseable if one slips through.
-    private static func literal(_ description: String) -> String {
-        if description.contains("inf") || description.contains("nan") { return "null" }
-        return description
-    }
+    // (Tested with isFinite rather than by searching the text: Embedded Swift has no String.contains(String).)
+    package static func double(_ value: Double) -> JSONValue { .number(value.isFinite ? value.description : "null") }
 }
 
 package struct JSONParseError: Error, Sendable, CustomStringConvertible {

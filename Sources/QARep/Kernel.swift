@@ -56,7 +56,7 @@ public struct Kernel: RawRepresentable, Hashable, Sendable, CustomStringConverti
         var kernel = self
         if kernel == .auto, let requested = Platform.environment("QAREP_KERNEL"), !requested.isEmpty {
             guard let named = Kernel(name: requested), named != .auto else {
-                let known = Kernel.all.map(\.name).joined(separator: ", ")
+                let known = Kernel.all.map { $0.name }.joined(separator: ", ")
                 throw QARepError(.invalidArgument, "QAREP_KERNEL=\"\(requested.prefix(40))\" is not one of \(known)")
             }
             kernel = named

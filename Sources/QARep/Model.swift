@@ -3,7 +3,6 @@
 // session asks for it, so many sessions on one model share a single packed copy and packing runs once per
 // path.
 import CQARepKernels
-import Synchronization
 
 /// A validated model, immutable and safe to share across threads.
 ///
@@ -17,7 +16,7 @@ public final class Model: Sendable {
     let primary: PackedNetwork
     /// Format version of the file the model was loaded from.
     public let formatVersion: UInt32
-    private let packedByPath = Mutex<[UInt32: PackedNetwork]>([:])
+    private let packedByPath = Locked<[UInt32: PackedNetwork]>([:])
 
     private struct Parts {
         var skeleton: QuantizedModelDescription
@@ -44,12 +43,12 @@ public final class Model: Sendable {
         let arithmetic = try skeleton.validate(convWeight: convWeight, fcWeight: fcWeight) { (weights) throws(QARepError) in
             switch weights {
             case let .shapes(shapes):
-                network = try PackedNetwork(path: path, shapes: shapes, classes: skeleton.numClasses)
+                network = try PackedNetwork(path: path, shapes: shapes, classes: skeleton.numClasses, budget: &budget)
             case let .conv(index, layer, weight):
-                try network?.setConv(index, layer: layer, weight: weight, budget: &budget)
+                try network?.setConv(index, layer: layer, weight: weight)
             case let .fullyConnected(poolMultiplier, fcMultiplier, weight):
                 try network?.setHead(poolMultiplier: poolMultiplier, fcMultiplier: fcMultiplier, fcBias: skeleton.fcBias,
-                                     weight: weight, budget: &budget)
+                                     weight: weight)
             }
         }
         guard let network else { throw QARepError(.internal, "validation did not hand over the layers' weights") }

@@ -160,7 +160,7 @@ private struct ModelFileReader<Source: ByteSource> {
             throw .invalidModel("tensor \"\(name)\" has dtype \(info.dtype.rawValue), expected \(dtype.rawValue)")
         }
         guard info.shape == shape else {
-            throw .invalidModel("tensor \"\(name)\" has shape \(info.shape), expected \(shape)")
+            throw .invalidModel("tensor \"\(name)\" has shape \(shapeText(info.shape)), expected \(shapeText(shape))")
         }
         return info
     }

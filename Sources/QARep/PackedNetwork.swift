@@ -14,9 +14,12 @@ final class PackedNetwork: @unchecked Sendable {
 
     deinit { qk_network_destroy(handle) }
 
-    /// An empty network for `path` with the model's layer shapes (the kernels check that they chain).
-    convenience init(path: qk_path, shapes: [qk_conv_shape], classes: Int) throws(QARepError) {
+    /// An empty network for `path` with the model's layer shapes (the kernels check that they chain). The
+    /// kernels allocate every layer's packed weights at once, so the whole amount is reserved here.
+    convenience init(path: qk_path, shapes: [qk_conv_shape], classes: Int, budget: inout Budget) throws(QARepError) {
         var shapes = shapes
+        for index in shapes.indices { try budget.reserve(qk_conv3x3_packed_size(path, &shapes[index])) }
+        if let last = shapes.last { try budget.reserve(qk_fc_packed_size(path, last.out_c, Int32(classes))) }
         var handle: OpaquePointer? = nil
         let status = qk_network_create(path, Int32(shapes.count), &shapes, Int32(classes), &handle)
         guard let handle else { throw PackedNetwork.error(status, "creating the network") }
@@ -24,9 +27,7 @@ final class PackedNetwork: @unchecked Sendable {
     }
 
     /// Packs conv layer `index`.
-    func setConv(_ index: Int, layer: DerivedConvLayer, weight: [Int8], budget: inout Budget) throws(QARepError) {
-        var shape = layer.kernelShape
-        try budget.reserve(qk_conv3x3_packed_size(path, &shape))
+    func setConv(_ index: Int, layer: DerivedConvLayer, weight: [Int8]) throws(QARepError) {
         let status = weight.withUnsafeBufferPointer { w in
             qk_network_set_conv(handle, Int32(index), w.baseAddress, layer.bias, layer.multiplier, layer.padValue)
         }
@@ -34,9 +35,7 @@ final class PackedNetwork: @unchecked Sendable {
     }
 
     /// Packs the fully connected head and sets the pool's multiplier.
-    func setHead(poolMultiplier: Float, fcMultiplier: [Float], fcBias: [Int32], weight: [Int8],
-                 budget: inout Budget) throws(QARepError) {
-        try budget.reserve(qk_fc_packed_size(path, Int32(weight.count / max(fcBias.count, 1)), Int32(fcBias.count)))
+    func setHead(poolMultiplier: Float, fcMultiplier: [Float], fcBias: [Int32], weight: [Int8]) throws(QARepError) {
         let status = weight.withUnsafeBufferPointer { w in
             qk_network_set_head(handle, poolMultiplier, w.baseAddress, fcBias, fcMultiplier)
         }

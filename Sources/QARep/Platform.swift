@@ -1,10 +1,21 @@
 // The few POSIX services the runtime needs, without Foundation.
-#if canImport(Glibc)
+#if hasFeature(Embedded)
+import CQARepLibc  // packaging/embedded: Embedded Swift has no Glibc overlay, so libc comes through a module map
+#elseif canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl
 #elseif canImport(Darwin)
 import Darwin
+#endif
+
+#if hasFeature(Embedded)
+// The Glibc overlay's Swift forms of errno (a C macro) and of the variadic open and fcntl, which Swift cannot
+// import; the shim header (packaging/embedded/qarep_libc.h) wraps the C ones.
+var errno: Int32 { qarep_libc_errno() }
+func open(_ path: UnsafePointer<CChar>, _ flags: Int32) -> Int32 { qarep_libc_open(path, flags) }
+func fcntl(_ descriptor: Int32, _ command: Int32) -> Int32 { qarep_libc_fcntl(descriptor, command, 0) }
+func fcntl(_ descriptor: Int32, _ command: Int32, _ value: Int32) -> Int32 { qarep_libc_fcntl(descriptor, command, value) }
 #endif
 
 /// 64-byte aligned, uninitialized memory that the kernels read and write; freed with its owner.
@@ -32,6 +43,32 @@ final class AlignedBuffer: @unchecked Sendable {
     deinit { free(pointer) }
 
     var bytes: UnsafeMutablePointer<UInt8> { pointer.assumingMemoryBound(to: UInt8.self) }
+}
+
+/// A value behind a pthread mutex. Embedded Swift has no Synchronization.Mutex on Linux, and one lock type in
+/// both builds keeps the code the tests run the code the C library ships.
+final class Locked<Value>: @unchecked Sendable {
+    // @unchecked: `value` is only reached inside withLock, under the mutex.
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private var value: Value
+
+    init(_ value: Value) {
+        mutex = .allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())  // all zero bytes: glibc's PTHREAD_MUTEX_INITIALIZER
+        pthread_mutex_init(mutex, nil)
+        self.value = value
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    func withLock<Result>(_ body: (inout Value) throws(QARepError) -> Result) throws(QARepError) -> Result {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body(&value)
+    }
 }
 
 enum Platform {
@@ -83,7 +120,7 @@ final class FileByteSource: ByteSource {
             close(fd)
             throw QARepError(.io, "cannot stat \"\(path)\": \(reason)")
         }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
+        guard (info.st_mode & mode_t(S_IFMT)) == mode_t(S_IFREG) else {
             close(fd)
             throw QARepError(.io, "\"\(path)\" is not a regular file")
         }

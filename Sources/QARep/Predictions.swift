@@ -1,5 +1,7 @@
 // Softmax and the k best classes of a row of logits.
-#if canImport(Glibc)
+#if hasFeature(Embedded)
+import CQARepLibc  // packaging/embedded: Embedded Swift has no Glibc overlay, so libc comes through a module map
+#elseif canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
 import Musl

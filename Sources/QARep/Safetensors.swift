@@ -24,6 +24,11 @@ package enum SafetensorsDType: String, Sendable, CaseIterable {
     var alignmentRank: Int { -byteSize }
 }
 
+/// A shape as messages write it, "[12, 5]": spelled out because Embedded Swift cannot print an array.
+func shapeText(_ shape: [Int]) -> String {
+    "[" + shape.map { String($0) }.joined(separator: ", ") + "]"
+}
+
 package struct SafetensorsTensorInfo: Sendable, Equatable {
     package var name: String
     package var dtype: SafetensorsDType
@@ -137,12 +142,16 @@ struct SafetensorsHeader: Sendable {
 
         var metadata: [String: String] = [:]
         var tensors: [String: SafetensorsTensorInfo] = [:]
-        for (name, value) in members {
+        // In name order, so that of several bad entries the same one is reported every time (a dictionary's
+        // order changes from run to run) and by both builds of the library.
+        for name in members.keys.sorted() {
+            guard let value = members[name] else { continue }
             if name == "__metadata__" {
                 guard let entries = value.objectValue else {
                     throw .invalidModel("safetensors __metadata__ is not a JSON object")
                 }
-                for (key, entry) in entries {
+                for key in entries.keys.sorted() {
+                    guard let entry = entries[key] else { continue }
                     guard let text = entry.stringValue else {
                         throw .invalidModel("metadata key \"\(key)\" is not a string")
                     }
@@ -174,7 +183,7 @@ struct SafetensorsHeader: Sendable {
         guard let fields = value.objectValue else {
             throw .invalidModel("tensor \"\(name)\": header entry is not a JSON object")
         }
-        for key in fields.keys where key != "dtype" && key != "shape" && key != "data_offsets" {
+        for key in fields.keys.sorted() where key != "dtype" && key != "shape" && key != "data_offsets" {
             throw .invalidModel("tensor \"\(name)\": unknown header field \"\(key)\"")
         }
         guard let dtypeName = fields["dtype"]?.stringValue else {
@@ -198,7 +207,7 @@ struct SafetensorsHeader: Sendable {
             shape.append(dim)
             let (product, overflow) = elementCount.multipliedReportingOverflow(by: dim)
             guard !overflow, product <= maxDimension else {
-                throw .invalidModel("tensor \"\(name)\": element count of shape \(shape) is too large")
+                throw .invalidModel("tensor \"\(name)\": element count of shape \(shapeText(shape)) is too large")
             }
             elementCount = product
         }
@@ -215,7 +224,7 @@ struct SafetensorsHeader: Sendable {
         // elementCount <= 2^40 and byteSize <= 8, so this cannot overflow.
         let byteCount = elementCount * dtype.byteSize
         guard end - begin == byteCount else {
-            throw .invalidModel("tensor \"\(name)\": data_offsets span \(end - begin) bytes but shape \(shape) of \(dtypeName) needs \(byteCount)")
+            throw .invalidModel("tensor \"\(name)\": data_offsets span \(end - begin) bytes but shape \(shapeText(shape)) of \(dtypeName) needs \(byteCount)")
         }
         return SafetensorsTensorInfo(name: name, dtype: dtype, shape: shape, elementCount: elementCount, byteRange: begin..<end)
     }
@@ -234,7 +243,7 @@ package struct SafetensorsArchive: Sendable {
 
     /// Tensor names in file order (by data offset).
     package var tensorNamesInFileOrder: [String] {
-        tensors.values.sorted { ($0.byteRange.lowerBound, $0.name) < ($1.byteRange.lowerBound, $1.name) }.map(\.name)
+        tensors.values.sorted { ($0.byteRange.lowerBound, $0.name) < ($1.byteRange.lowerBound, $1.name) }.map { $0.name }
     }
 
     package init(bytes: [UInt8], maxHeaderBytes: Int = SafetensorsArchive.defaultMaxHeaderBytes) throws(QARepError) {
@@ -290,12 +299,12 @@ package struct SafetensorsWriter: Sendable {
         var count = 1
         for dim in shape {
             let (product, overflow) = count.multipliedReportingOverflow(by: dim)
-            guard dim >= 0, !overflow else { throw .invalidArgument("tensor \"\(name)\": invalid shape \(shape)") }
+            guard dim >= 0, !overflow else { throw .invalidArgument("tensor \"\(name)\": invalid shape \(shapeText(shape))") }
             count = product
         }
         let (bytes, overflow) = count.multipliedReportingOverflow(by: dtype.byteSize)
         guard !overflow, bytes == data.count else {
-            throw .invalidArgument("tensor \"\(name)\": \(data.count) bytes of data for shape \(shape) of \(dtype.rawValue)")
+            throw .invalidArgument("tensor \"\(name)\": \(data.count) bytes of data for shape \(shapeText(shape)) of \(dtype.rawValue)")
         }
         entries.append(Entry(name: name, dtype: dtype, shape: shape, data: data))
     }
@@ -314,12 +323,12 @@ package struct SafetensorsWriter: Sendable {
     }
 
     package mutating func add(name: String, shape: [Int], float32 values: [Float]) throws(QARepError) {
-        try add(name: name, dtype: .f32, shape: shape, values: values.map(\.bitPattern))
+        try add(name: name, dtype: .f32, shape: shape, values: values.map { $0.bitPattern })
     }
 
     package func serialized() -> [UInt8] {
         let ordered = entries.enumerated().sorted { ($0.element.dtype.alignmentRank, $0.offset) < ($1.element.dtype.alignmentRank, $1.offset) }
-            .map(\.element)
+            .map { $0.element }
         var header: [String: JSONValue] = [:]
         if !metadata.isEmpty {
             header["__metadata__"] = .object(metadata.mapValues { .string($0) })

@@ -44,7 +44,9 @@ private func checkMultiplier(_ value: Float, _ name: String) throws(QARepError) 
 }
 
 private func checkWeights(_ weights: [Int8], _ name: String) throws(QARepError) {
-    if let index = weights.firstIndex(of: -128) {
+    // min() first: a vectorized pass over every weight of the model, where firstIndex's early exit keeps the
+    // loop scalar (it was 12% of a model load); the index is looked for only in a file that fails.
+    if weights.min() == -128, let index = weights.firstIndex(of: -128) {
         throw .invalidModel("tensor \"\(name)\" holds -128 at element \(index), weights must lie in -127...127")
     }
 }
@@ -105,7 +107,7 @@ extension QuantizedModelDescription {
             throw .invalidModel("input size \(inputWidth)x\(inputHeight) outside 1...\(ModelFormat.maxInputSide)")
         }
         guard preprocessing.mean.count == 3, preprocessing.std.count == 3,
-              preprocessing.mean.allSatisfy(\.isFinite), preprocessing.std.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+              preprocessing.mean.allSatisfy({ $0.isFinite }), preprocessing.std.allSatisfy({ $0.isFinite && $0 > 0 }) else {
             throw .invalidModel("metadata \"mean\"/\"std\" must be 3 finite numbers each, std > 0")
         }
         guard preprocessing.cropRatio.isFinite, preprocessing.cropRatio > 0, preprocessing.cropRatio <= 1 else {

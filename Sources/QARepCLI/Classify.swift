@@ -1,5 +1,12 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+// FoundationEssentials, not Foundation: linked statically, Foundation's internationalization brings ICU's
+// data (tens of MB) into the CLI. Glibc gives the math and stdio that Foundation re-exported.
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import QARep
 import QARepOffline
 
@@ -44,7 +51,6 @@ struct Classify: ParsableCommand {
             let files = try photo.inputFiles(arguments: images)
             guard !files.isEmpty else { throw CLIError("no images given (arguments, folders or --files-from)") }
             var results: [[String: Any]] = []
-            let out = FileHandle.standardOutput
             let (ran, session) = try runPhotoPipeline(files: files, model: loaded, runtime: runtime, photo: photo,
                                                       progressLabel: "classifying") { index, result, session in
                 let file = files[index]
@@ -56,7 +62,7 @@ struct Classify: ParsableCommand {
                     record["top"] = predictions.map {
                         ["class": $0.classIndex, "label": $0.label, "probability": Double($0.probability)] as [String: Any]
                     }
-                    for p in predictions { text += String(format: "  %6.2f%%  %4d  %@\n", p.probability * 100, p.classIndex, p.label) }
+                    for p in predictions { text += cFormat("  %6.2f%%  %4ld  ", Double(p.probability * 100), p.classIndex) + p.label + "\n" }
                 case .failure(let reason):
                     record["error"] = reason
                     text += "  error: \(reason)\n"
@@ -64,14 +70,13 @@ struct Classify: ParsableCommand {
                 if json {
                     results.append(record)
                 } else if jsonl {
-                    let data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys, .withoutEscapingSlashes])
-                    out.write(data + Data("\n".utf8))
+                    writeToStandardOutput(try jsonLine(record) + "\n")
                 } else {
-                    out.write(Data(text.utf8))
+                    writeToStandardOutput(text)
                 }
             }
             summary = ran
-            FileHandle.standardError.write(Data("qarep: \(summary.line)\n".utf8))
+            printToStandardError("qarep: \(summary.line)\n")
             if json {
                 try printJSON(["model": model, "kernel": session.kernel.name, "results": results, "summary": summary.json])
             }

@@ -1,7 +1,15 @@
 // Decoding ahead of inference: worker threads decode and preprocess files into a bounded window of results
 // that the inference thread takes in input order. A slow or bad file never reorders the output; at most
 // `window` decoded images (model-input size) are held.
+import Dispatch
+#if canImport(FoundationEssentials)
+// FoundationEssentials, not Foundation: linked statically, Foundation's internationalization brings ICU's
+// data (tens of MB) into the CLI. Glibc gives the math and stdio that Foundation re-exported.
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import QARep
 import QARepOffline
 
@@ -15,7 +23,7 @@ final class DecodePipeline: @unchecked Sendable {
     let files: [String]
     private let decoder: ModelInputDecoder
     private let window: Int
-    private let condition = NSCondition()
+    private let condition = Condition()
     private var slots: [Int: DecodeOutcome] = [:]
     private var nextToClaim = 0
     private var nextToDeliver = 0
@@ -38,9 +46,8 @@ final class DecodePipeline: @unchecked Sendable {
         let count = max(1, min(workers, files.count))
         running = count
         for _ in 0..<count {
-            let thread = Thread { [self] in work() }
-            thread.stackSize = 1 << 20
-            thread.start()
+            // A serial queue each: its block holds one of Dispatch's threads for the whole run.
+            DispatchQueue(label: "qarep.decode").async { [self] in work() }
         }
     }
 
@@ -140,4 +147,28 @@ struct ThreadSplit {
 /// region (libomp reads the variable once, at its start-up); a value the user set is kept.
 func useIdleOpenMPThreadsForDecoding() {
     setenv("KMP_BLOCKTIME", "0", 0)
+}
+
+/// A mutex and its condition variable (NSCondition is Foundation's, not FoundationEssentials').
+final class Condition: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let variable = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+
+    init() {
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(variable, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(variable)
+        pthread_mutex_destroy(mutex)
+        variable.deallocate()
+        mutex.deallocate()
+    }
+
+    func lock() { pthread_mutex_lock(mutex) }
+    func unlock() { pthread_mutex_unlock(mutex) }
+    /// Releases the lock while waiting; holds it again on return.
+    func wait() { pthread_cond_wait(variable, mutex) }
+    func broadcast() { pthread_cond_broadcast(variable) }
 }

@@ -1,5 +1,12 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+// FoundationEssentials, not Foundation: linked statically, Foundation's internationalization brings ICU's
+// data (tens of MB) into the CLI. Glibc gives the math and stdio that Foundation re-exported.
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import QARep
 import QARepOffline
 
@@ -92,13 +99,13 @@ struct Evaluate: ParsableCommand {
             if json {
                 try printJSON(result)
             } else {
-                FileHandle.standardError.write(Data("qarep: \(ran.line)\n".utf8))
-                print(String(format: "%d images: INT8 top-1 %.2f%%, top-5 %.2f%%, %.0f images/s (%@, %d threads, batch %d)",
-                             ran.images, Double(top1) / n * 100, Double(top5) / n * 100, result["images_per_s"] as? Double ?? 0,
-                             session.kernel.name, session.threads, runtime.batch))
+                printToStandardError("qarep: \(ran.line)\n")
+                print(cFormat("%ld images: INT8 top-1 %.2f%%, top-5 %.2f%%, %.0f images/s ", ran.images,
+                              Double(top1) / n * 100, Double(top5) / n * 100, result["images_per_s"] as? Double ?? 0)
+                      + "(\(session.kernel.name), \(session.threads) threads, batch \(runtime.batch))")
                 if forward != nil {
-                    print(String(format: "FP32 top-1 %.2f%%, top-5 %.2f%%; INT8-vs-FP32 top-1 agreement %.2f%%",
-                                 Double(fp32Top1) / n * 100, Double(fp32Top5) / n * 100, Double(agree) / n * 100))
+                    print(cFormat("FP32 top-1 %.2f%%, top-5 %.2f%%; INT8-vs-FP32 top-1 agreement %.2f%%",
+                                  Double(fp32Top1) / n * 100, Double(fp32Top5) / n * 100, Double(agree) / n * 100))
                 }
             }
         }
@@ -112,9 +119,8 @@ func imageFolder(_ root: String) throws -> (files: [String], labels: [Int]) {
     var files: [String] = [], labels: [Int] = []
     var classIndex = 0
     for entry in entries {
-        let path = (root as NSString).appendingPathComponent(entry)
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else { continue }
+        let path = joinedPath(root, entry)
+        guard fileKind(atPath: path) == .directory else { continue }
         let classFiles = try listImageFiles(in: path)
         files += classFiles
         labels += Array(repeating: classIndex, count: classFiles.count)

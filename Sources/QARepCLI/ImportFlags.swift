@@ -1,6 +1,13 @@
 // Flags that tell the importer what a checkpoint cannot: BN epsilon, input size, normalization, crop, labels.
 import ArgumentParser
+#if canImport(FoundationEssentials)
+// FoundationEssentials, not Foundation: linked statically, Foundation's internationalization brings ICU's
+// data (tens of MB) into the CLI. Glibc gives the math and stdio that Foundation re-exported.
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import QARep
 import QARepOffline
 
@@ -53,7 +60,7 @@ struct ImportFlags: ParsableArguments {
             options.stemStride = stemStride
         }
         if let strides {
-            let values = strides.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            let values = strides.split(separator: ",").compactMap { Int($0.trimmedWhitespace) }
             guard !values.isEmpty, values.count == strides.split(separator: ",").count, values.allSatisfy({ $0 == 1 || $0 == 2 }) else {
                 throw CLIError("--strides must be a comma-separated list of 1s and 2s, got '\(strides)'")
             }
@@ -74,7 +81,7 @@ func parseSize(_ text: String) throws -> (Int, Int) {
 }
 
 func parseTriple(_ text: String, flag: String) throws -> [Float] {
-    let values = text.split(separator: ",").compactMap { Float($0.trimmingCharacters(in: .whitespaces)) }
+    let values = text.split(separator: ",").compactMap { Float($0.trimmedWhitespace) }
     guard values.count == 3, values.allSatisfy(\.isFinite) else {
         throw CLIError("\(flag) must be three comma-separated numbers, got '\(text)'")
     }

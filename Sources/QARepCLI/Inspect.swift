@@ -1,5 +1,12 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+// FoundationEssentials, not Foundation: linked statically, Foundation's internationalization brings ICU's
+// data (tens of MB) into the CLI. Glibc gives the math and stdio that Foundation re-exported.
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import QARep
 
 struct Inspect: ParsableCommand {
@@ -13,7 +20,9 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let fileSize = (try? FileManager.default.attributesOfItem(atPath: model)[.size] as? Int) ?? nil
+            // FoundationEssentials gives the size as UInt, Foundation as Int.
+            let sizeAttribute = try? FileManager.default.attributesOfItem(atPath: model)[.size]
+            let fileSize = (sizeAttribute as? Int) ?? (sizeAttribute as? UInt).flatMap { Int(exactly: $0) }
             let loaded = try Model(contentsOfFile: model)
             let d = try loaded.description
             var layers: [[String: Any]] = []
@@ -43,17 +52,17 @@ struct Inspect: ParsableCommand {
             print("\(model): QARep INT8 model, format version \(loaded.formatVersion)")
             print("input \(d.inputHeight)x\(d.inputWidth) RGB, mean \(d.preprocessing.mean), std \(d.preprocessing.std), crop ratio \(d.preprocessing.cropRatio)")
             print("input scale \(d.inputScale), zero point \(d.inputZeroPoint)")
-            print(String(format: "%d conv layers, %d classes, %d parameters, %.3f GMAC per image%@", d.convs.count, d.numClasses,
-                         parameters, loaded.macsPerImage / 1e9, fileSize.map { String(format: ", file %.2f MB", Double($0) / 1e6) } ?? ""))
+            print("\(d.convs.count) conv layers, \(d.numClasses) classes, \(parameters) parameters, "
+                  + cFormat("%.3f GMAC per image", loaded.macsPerImage / 1e9)
+                  + (fileSize.map { cFormat(", file %.2f MB", Double($0) / 1e6) } ?? ""))
             print("layer     in   out  s  g     input   output    MMAC  in_scale    out_scale   w_scale min..max")
             for layer in layers {
-                print(String(format: "%5d  %5d %5d  %d %2d  %8@ %8@ %7.1f  %.3e  %.3e  %.2e..%.2e",
-                             layer["index"] as? Int ?? 0, layer["in"] as? Int ?? 0, layer["out"] as? Int ?? 0,
-                             layer["stride"] as? Int ?? 0, layer["groups"] as? Int ?? 0,
-                             layer["input"] as? String ?? "", layer["output"] as? String ?? "",
-                             Double(layer["macs"] as? Int ?? 0) / 1e6, layer["input_scale"] as? Double ?? 0,
-                             layer["output_scale"] as? Double ?? 0, layer["weight_scale_min"] as? Double ?? 0,
-                             layer["weight_scale_max"] as? Double ?? 0))
+                print(cFormat("%5ld  %5ld %5ld  %ld %2ld  ", layer["index"] as? Int ?? 0, layer["in"] as? Int ?? 0,
+                              layer["out"] as? Int ?? 0, layer["stride"] as? Int ?? 0, layer["groups"] as? Int ?? 0)
+                      + rightAligned(layer["input"] as? String ?? "", 8) + " " + rightAligned(layer["output"] as? String ?? "", 8)
+                      + cFormat(" %7.1f  %.3e  %.3e  %.2e..%.2e", Double(layer["macs"] as? Int ?? 0) / 1e6,
+                                layer["input_scale"] as? Double ?? 0, layer["output_scale"] as? Double ?? 0,
+                                layer["weight_scale_min"] as? Double ?? 0, layer["weight_scale_max"] as? Double ?? 0))
             }
             print("pool output scale \(d.poolOutputScale); fc \(d.numClasses) x \(d.convs.last?.outChannels ?? 0)")
             for (key, value) in d.extraMetadata.sorted(by: { $0.key < $1.key }) { print("\(key): \(value)") }

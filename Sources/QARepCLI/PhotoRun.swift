@@ -1,7 +1,14 @@
 // What classify and evaluate share: the photo flags, the input list, the decode pipeline feeding the session
 // batch by batch, per-file error records, progress and the closing summary.
 import ArgumentParser
+#if canImport(FoundationEssentials)
+// FoundationEssentials, not Foundation: linked statically, Foundation's internationalization brings ICU's
+// data (tens of MB) into the CLI. Glibc gives the math and stdio that Foundation re-exported.
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import QARep
 import QARepOffline
 
@@ -38,7 +45,7 @@ struct PhotoFlags: ParsableArguments {
         if let filesFrom {
             let text: String
             if filesFrom == "-" {
-                text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+                text = String(decoding: readStandardInput(), as: UTF8.self)
             } else {
                 guard let data = FileManager.default.contents(atPath: filesFrom) else { throw CLIError("cannot read \(filesFrom)") }
                 text = String(decoding: data, as: UTF8.self)
@@ -51,13 +58,24 @@ struct PhotoFlags: ParsableArguments {
     }
 }
 
+/// All of standard input (--files-from -).
+func readStandardInput() -> [UInt8] {
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(STDIN_FILENO, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { return bytes }
+        bytes += chunk[0..<n]
+    }
+}
+
 /// Files named on the command line, with folders expanded recursively to their images; other paths (files,
 /// missing ones) are kept as given and fail, if they do, as that file's error.
 func expandImagePaths(_ paths: [String]) throws -> [String] {
     var files: [String] = []
     for path in paths {
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+        if fileKind(atPath: path) == .directory {
             files += try listImageFiles(in: path)
         } else {
             files.append(path)
@@ -80,10 +98,10 @@ struct PhotoRunSummary {
     var imagesPerSecond: Double { wallSeconds > 0 ? Double(images) / wallSeconds : 0 }
 
     var line: String {
-        String(format: "%d images, %d errors in %.2f s: %.1f images/s; decode %.2f s over %d threads (%.1f ms/image), inference %.2f s on %d threads (%.1f ms/image), %.2f s waiting for or helping with decoding",
-               images, errors, wallSeconds, imagesPerSecond, decodeSeconds, decodeWorkers,
-               decodeSeconds / Double(max(images + errors, 1)) * 1000, inferenceSeconds, sessionThreads,
-               inferenceSeconds / Double(max(images, 1)) * 1000, waitSeconds)
+        "\(images) images, \(errors) errors in " + cFormat("%.2f s: %.1f images/s; decode %.2f s", wallSeconds, imagesPerSecond, decodeSeconds)
+            + " over \(decodeWorkers) threads " + cFormat("(%.1f ms/image), inference %.2f s", decodeSeconds / Double(max(images + errors, 1)) * 1000, inferenceSeconds)
+            + " on \(sessionThreads) threads " + cFormat("(%.1f ms/image), %.2f s waiting for or helping with decoding",
+                                                       inferenceSeconds / Double(max(images, 1)) * 1000, waitSeconds)
     }
 
     var json: [String: Any] {
@@ -162,7 +180,7 @@ func runPhotoPipeline(files: [String], model: Model, runtime: RuntimeFlags, phot
             pixels += decoded.pixels
             if pixels.count / imageBytes == runtime.batch { try flush() }
         case .failure(let reason):
-            FileHandle.standardError.write(Data("qarep: error: \(files[index]): \(reason)\n".utf8))
+            printToStandardError("qarep: error: \(files[index]): \(reason)\n")
             if photo.failFast {
                 try flush()
                 summary.stoppedEarly = index + 1 < files.count

@@ -1,6 +1,13 @@
 // Progress for long runs: a redrawn bar with rate and ETA on a terminal, a plain line per 10% otherwise (logs,
 // CI), and there only for runs of at least minimumTotalForLines items.
+#if canImport(FoundationEssentials)
+// FoundationEssentials, not Foundation: linked statically, Foundation's internationalization brings ICU's
+// data (tens of MB) into the CLI. Glibc gives the math and stdio that Foundation re-exported.
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 final class ProgressReporter {
     private let label: String
@@ -28,15 +35,13 @@ final class ProgressReporter {
             let width = 30
             let filled = Int(fraction * Double(width))
             let bar = String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled)
-            let line = String(format: "\r%@ [%@] %d/%d  %.1f/s, %.0fs elapsed, ETA %.0fs ", label, bar, done, total, rate, elapsed, eta)
-            FileHandle.standardError.write(Data(line.utf8))
-            if done == total { FileHandle.standardError.write(Data("\n".utf8)) }
+            printToStandardError("\r\(label) [\(bar)] \(done)/\(total)  " + cFormat("%.1f/s, %.0fs elapsed, ETA %.0fs ", rate, elapsed, eta))
+            if done == total { printToStandardError("\n") }
         } else {
             let decile = Int(fraction * 10)
             guard total >= minimumTotalForLines, decile > lastDecile else { return }
             lastDecile = decile
-            let line = String(format: "%@: %d/%d (%.0f%%), %.1f/s, %.1fs elapsed, ETA %.0fs\n", label, done, total, fraction * 100, rate, elapsed, eta)
-            FileHandle.standardError.write(Data(line.utf8))
+            printToStandardError("\(label): \(done)/\(total) " + cFormat("(%.0f%%), %.1f/s, %.1fs elapsed, ETA %.0fs\n", fraction * 100, rate, elapsed, eta))
         }
     }
 }

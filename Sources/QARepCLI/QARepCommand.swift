@@ -2,7 +2,14 @@
 // Every command exits 0 on success and otherwise prints one line, "qarep: error: ...", to stderr and exits 1;
 // classify and evaluate exit 2 when some files failed and the others ran.
 import ArgumentParser
+#if canImport(FoundationEssentials)
+// FoundationEssentials, not Foundation: linked statically, Foundation's internationalization brings ICU's
+// data (tens of MB) into the CLI. Glibc gives the math and stdio that Foundation re-exported.
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import QARep
 import QARepOffline
 
@@ -23,13 +30,16 @@ struct QARepCommand: ParsableCommand {
             try command.run()
         } catch {
             if exitCode(for: error) == .validationFailure {
-                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
-                Foundation.exit(1)
+                printToStandardError(fullMessage(for: error) + "\n")
+                exitProcess(1)
             }
             exit(withError: error)
         }
     }
 }
+
+/// The C library's exit (inside a command type, `exit` names ParsableCommand's).
+func exitProcess(_ status: Int32) -> Never { exit(status) }
 
 /// Runs a command body and turns any error into the one-line message and a non-zero exit code.
 func reportingErrors(_ body: () throws -> Void) throws {
@@ -38,7 +48,7 @@ func reportingErrors(_ body: () throws -> Void) throws {
     } catch let exit as ExitCode {
         throw exit
     } catch {
-        FileHandle.standardError.write(Data("qarep: error: \(oneLine(error))\n".utf8))
+        printToStandardError("qarep: error: \(oneLine(error))\n")
         throw ExitCode(1)
     }
 }
@@ -56,9 +66,4 @@ func writeFile(_ bytes: [UInt8], to path: String) throws {
     guard FileManager.default.createFile(atPath: path, contents: Data(bytes)) else {
         throw CLIError("cannot write \(path)")
     }
-}
-
-func printJSON(_ object: [String: Any]) throws {
-    let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
-    print(String(decoding: data, as: UTF8.self))
 }

@@ -1,5 +1,12 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+// FoundationEssentials, not Foundation: linked statically, Foundation's internationalization brings ICU's
+// data (tens of MB) into the CLI. Glibc gives the math and stdio that Foundation re-exported.
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import QARep
 import QARepOffline
 
@@ -63,7 +70,7 @@ struct Quantize: ParsableCommand {
             let data = try CalibrationData.load(path: calib, inputHeight: network.inputHeight, inputWidth: network.inputWidth,
                                                 preprocessing: network.preprocessing, limit: count, skipBad: skipBad,
                                                 exactDecode: exactDecode)
-            for skipped in data.skipped { FileHandle.standardError.write(Data("qarep: skipped \(skipped)\n".utf8)) }
+            for skipped in data.skipped { printToStandardError("qarep: skipped \(skipped)\n") }
             var options = CalibrationOptions()
             options.method = activation
             options.percentile = percentile
@@ -81,8 +88,8 @@ struct Quantize: ParsableCommand {
             try writeFile(Array(try calibrationReport.jsonString().utf8), to: reportPath)
             var summary = "wrote \(output) (\(model.convs.count) conv layers, \(model.numClasses) classes, method \(method))"
             if let holdout = calibrationReport.holdout {
-                summary += String(format: "; hold-out %d images: INT8-vs-FP32 top-1 agreement %.2f%%, mean logit cosine %.5f",
-                                  holdout.images, holdout.top1Agreement * 100, holdout.meanLogitCosine)
+                summary += cFormat("; hold-out %ld images: INT8-vs-FP32 top-1 agreement %.2f%%, mean logit cosine %.5f",
+                                   holdout.images, holdout.top1Agreement * 100, holdout.meanLogitCosine)
             }
             print(summary)
             print("report: \(reportPath)")

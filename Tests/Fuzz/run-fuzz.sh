@@ -33,10 +33,13 @@ module CQARepKernels {
     export *
 }
 MAP
-    for c in "$ROOT"/Sources/CQARepKernels/*.c; do
+    # Every kernel file, in every path's folder; objects named after their path in the tree.
+    rm -f "$WORK"/obj/*.o
+    for c in $(find "$ROOT/Sources/CQARepKernels" -name '*.c' | sort); do
+        object=$(echo "${c#"$ROOT/Sources/CQARepKernels/"}" | tr / -)
         "$SWIFT_BIN/clang" -c -O1 -g -fopenmp -ffp-contract=off -fno-math-errno \
             -fsanitize=address,fuzzer-no-link -I "$ROOT/Sources/CQARepKernels/include" \
-            "$c" -o "$WORK/obj/$(basename "$c" .c).o"
+            -I "$ROOT/Sources/CQARepKernels" "$c" -o "$WORK/obj/${object%.c}.o"
     done
     # -package-name: the runtime shares some declarations with the offline module at `package` access.
     # shellcheck disable=SC2086

@@ -47,6 +47,24 @@ final class ConvKernelTests: XCTestCase {
         print("conv paths compared on this CPU: \(compared.sorted())")
     }
 
+    /// Every tile shape of every path: rows of 1 to 9 output pixels (each row width is one tile, or splits
+    /// into tiles of every smaller size) times output channels filling 1 to 4 blocks of 16 (1 to 8 of 8),
+    /// dense (3 channels) and tap by tap (24 channels).
+    func testEveryTileShape() {
+        var coverage = RequantizeCoverage()
+        var compared = Set<String>()
+        for width in 1...9 {
+            for outC in [8, 16, 24, 40, 48, 56, 64] {
+                for inC in [3, 24] {
+                    let c = ConvCase(inH: 2, inW: width, inC: inC, outC: outC, stride: 1, groups: 1, batch: 1)
+                    compared.formUnion(check(c, seed: Self.baseSeed &+ UInt64(1000 + width * 100 + outC + inC), naive: false,
+                                             coverage: &coverage))
+                }
+            }
+        }
+        assertComparedEverySupportedPath(compared)
+    }
+
     func testRandomShapesMatchNaiveSpecAndScalar() {
         var rng = SeededGenerator(seed: Self.baseSeed)
         var coverage = RequantizeCoverage()

@@ -8,11 +8,12 @@ final class DispatchTests: XCTestCase {
     /// visible in /proc/cpuinfo; Linux enables it whenever it lists the flags.)
     func testDetectedPathsMatchCPUFlags() throws {
         guard let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-              let flagsLine = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+              // x86 lists its features on "flags" lines, ARM on "Features" lines.
+              let flagsLine = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") || $0.hasPrefix("Features") })
         else {
             throw XCTSkip("no /proc/cpuinfo flags on this system")
         }
-        let flags = Set(flagsLine.split(separator: " ").map(String.init))
+        let flags = Set(flagsLine.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == ":" }).map(String.init))
         for path in allPaths {
             // Paths of another architecture need features this CPU's flags do not list.
             let needed = qk_path_linux_cpu_flags(path).map { String(cString: $0) } ?? ""

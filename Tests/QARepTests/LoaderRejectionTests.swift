@@ -35,8 +35,23 @@ final class LoaderRejectionTests: XCTestCase {
         return out + text + bytes[archive.dataStart...]
     }
 
+    /// With QAREP_REJECTION_CASES=DIR, every file these tests feed the loader is also written to DIR, so that
+    /// CI can load the same files through the C library built with Embedded Swift and through this build's, and
+    /// require the same statuses and messages (tests/c/load_models.c).
+    static let caseDirectory: String? = ProcessInfo.processInfo.environment["QAREP_REJECTION_CASES"]
+    nonisolated(unsafe) static var writtenCases = 0
+
+    func writeCase(_ bytes: [UInt8], _ name: String) {
+        guard let directory = Self.caseDirectory else { return }
+        Self.writtenCases += 1
+        let path = "\(directory)/\(String(format: "%04d", Self.writtenCases))-\(name).qarep"
+        XCTAssertNoThrow(try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true))
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(bytes)), "cannot write \(path)")
+    }
+
     func assertRejected(_ bytes: [UInt8], _ code: QARepError.Code, _ fragments: String...,
-                        file: StaticString = #filePath, line: UInt = #line) {
+                        file: StaticString = #filePath, line: UInt = #line, function: String = #function) {
+        writeCase(bytes, "\(function.prefix { $0 != "(" })-line\(line)")
         XCTAssertThrowsError(try Model(bytes: bytes), file: file, line: line) { error in
             guard let e = error as? QARepError else { return XCTFail("wrong error type \(error)", file: file, line: line) }
             XCTAssertEqual(e.code, code, e.message, file: file, line: line)
@@ -175,9 +190,12 @@ final class LoaderRejectionTests: XCTestCase {
         let step = max(1, valid.count / 1500)
         for position in stride(from: 0, to: valid.count, by: step) {
             XCTAssertThrowsError(try Model(bytes: Array(valid.prefix(position))))
+            // A sample for the C libraries' comparison: every 64th truncation and flip.
+            if position % (64 * step) == 0 { writeCase(Array(valid.prefix(position)), "truncated-\(position)") }
             for flip: UInt8 in [0xFF, 0x01, 0x80] {
                 var bytes = valid
                 bytes[position] ^= flip
+                if position % (64 * step) == 0 { writeCase(bytes, "flipped-\(position)-\(flip)") }
                 do {
                     let model = try Model(bytes: bytes)
                     loaded += 1

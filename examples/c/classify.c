@@ -2,24 +2,37 @@
  * classify - the QARep C API end to end: load a model, decode JPEG/PNG files, preprocess them to the
  * model's input, run them in batches and print the top-5 classes of each.
  *
- *   classify MODEL.qarep [--threads N] [--batch N] IMAGE.jpg|IMAGE.png...
- *   classify MODEL.qarep [--threads N] [--batch N] --random N
+ *   classify MODEL.qarep [OPTIONS] IMAGE.jpg|IMAGE.png...
+ *   classify MODEL.qarep [OPTIONS] --random N
+ *   classify --list-kernels
+ *
+ * Options: --threads N, --batch N, --kernel NAME (force a CPU path), --logits (print every logit's float bits
+ * after the top-5, for bitwise comparisons), --timing (load, session-create and per-batch times and the peak
+ * RSS, on stderr). --list-kernels prints the paths this CPU runs, as the library numbers them.
  *
  * --random N classifies N images of random pixels and random sizes instead of files: CI has a model
  * (bench --save) but no image files, and the random sizes still exercise qarep_model_preprocess.
+ * Built with -DCLASSIFY_NO_CODECS (make NO_CODECS=1) it has --random only and needs neither libjpeg nor
+ * libpng: a cross build has the target's libc and libqarep but not its image libraries.
  *
  * The same file compiles as C99 and as C++ (make cpp), so it sticks to the common subset: explicit casts
  * from void *, no designated initializers, no variable-length arrays.
  */
+/* clock_gettime and getrusage are POSIX, outside strict C99. */
+#define _POSIX_C_SOURCE 200809L
 #include <qarep.h>
 
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
 
+#ifndef CLASSIFY_NO_CODECS
 #include <jpeglib.h> /* needs stdio.h first */
 #include <png.h>
+#endif
 
 enum { TOP_K = 5, ERROR_TEXT_SIZE = 256 };
 
@@ -34,6 +47,7 @@ typedef struct rgb_image {
     int height;
 } rgb_image;
 
+#ifndef CLASSIFY_NO_CODECS
 static int image_size_ok(unsigned long width, unsigned long height, char *error) {
     if (width == 0 || height == 0 || width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE ||
         width * height > MAX_IMAGE_PIXELS) {
@@ -170,6 +184,29 @@ static int load_image(const char *path, rgb_image *out, char *error) {
     fclose(file);
     return ok;
 }
+#else
+static int load_image(const char *path, rgb_image *out, char *error) {
+    (void)path;
+    (void)out;
+    snprintf(error, ERROR_TEXT_SIZE, "this build has no JPEG/PNG decoding (CLASSIFY_NO_CODECS); use --random");
+    return 0;
+}
+#endif
+
+/* ---- Timing (--timing) --------------------------------------------------------------------------- */
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+/* ru_maxrss is in kilobytes on Linux. */
+static double peak_rss_mb(void) {
+    struct rusage usage;
+    if (getrusage(RUSAGE_SELF, &usage) != 0) return -1.0;
+    return (double)usage.ru_maxrss / 1024.0;
+}
 
 /* Random pixels at a random size between 64 and 511 per side, so preprocessing has real work to do. */
 static int make_random_image(rgb_image *out, unsigned *state) {
@@ -194,14 +231,34 @@ static void print_api_error(const char *what, qarep_status status) {
     fprintf(stderr, "classify: %s: %s: %s\n", what, qarep_status_string(status), qarep_last_error_message());
 }
 
+typedef struct run_report {
+    int timing;      /* print each batch's run time on stderr */
+    int logits;      /* print each image's logits as float bit patterns */
+    int batches;     /* batches run so far */
+    float *logits_buffer; /* batch * classes floats, for --logits */
+    int32_t classes;
+} run_report;
+
 /* Runs the first `count` images of the batch buffer and prints their top-5. */
 static int classify_batch(qarep_session *session, const unsigned char *batch_pixels, size_t image_bytes,
-                          int count, const char *const *names) {
+                          int count, const char *const *names, run_report *report) {
     int i, k;
+    double started = now_ms();
     qarep_status status = qarep_session_run_u8(session, batch_pixels, image_bytes * (size_t)count, count);
     if (status != QAREP_OK) {
         print_api_error("run", status);
         return 0;
+    }
+    report->batches++;
+    if (report->timing) {
+        fprintf(stderr, "classify: timing: run %d (batch %d) %.3f ms\n", report->batches, count, now_ms() - started);
+    }
+    if (report->logits) {
+        status = qarep_session_get_logits(session, report->logits_buffer, (size_t)count * (size_t)report->classes);
+        if (status != QAREP_OK) {
+            print_api_error("get_logits", status);
+            return 0;
+        }
     }
     for (i = 0; i < count; i++) {
         qarep_prediction top[TOP_K];
@@ -215,6 +272,17 @@ static int classify_batch(qarep_session *session, const unsigned char *batch_pix
         for (k = 0; k < found; k++) {
             printf("  %d. %6.2f%%  %s (%d)\n", k + 1, 100.0 * top[k].probability, top[k].label,
                    (int)top[k].class_index);
+        }
+        if (report->logits) {
+            /* The bit patterns, so that two builds compare exactly (a printed decimal could round). */
+            const float *row = report->logits_buffer + (size_t)i * (size_t)report->classes;
+            printf("  logits:");
+            for (k = 0; k < report->classes; k++) {
+                uint32_t bits;
+                memcpy(&bits, &row[k], sizeof bits);
+                printf(" %08lx", (unsigned long)bits);
+            }
+            printf("\n");
         }
     }
     return 1;
@@ -230,8 +298,19 @@ static int parse_count(const char *text, long minimum, long *out) {
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: classify MODEL.qarep [--threads N] [--batch N] IMAGE.jpg|IMAGE.png...\n"
-            "       classify MODEL.qarep [--threads N] [--batch N] --random N\n");
+            "usage: classify MODEL.qarep [OPTIONS] IMAGE.jpg|IMAGE.png...\n"
+            "       classify MODEL.qarep [OPTIONS] --random N\n"
+            "       classify --list-kernels\n"
+            "options: --threads N  --batch N  --kernel NAME  --logits  --timing\n");
+}
+
+/* The paths this CPU runs, from the library's own numbering 1..qarep_kernel_count(). */
+static int list_kernels(void) {
+    int32_t value, count = qarep_kernel_count();
+    for (value = 1; value <= count; value++) {
+        if (qarep_kernel_supported((qarep_kernel)value)) printf("%s\n", qarep_kernel_name((qarep_kernel)value));
+    }
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -247,15 +326,33 @@ int main(int argc, char **argv) {
     char (*random_names)[32] = NULL;
     size_t image_bytes;
     unsigned random_state = 12345u;
+    const char *kernel_name = NULL;
+    run_report report;
+    double started;
 
+    memset(&report, 0, sizeof report);
+    if (argc == 2 && strcmp(argv[1], "--list-kernels") == 0) return list_kernels();
     if (argc < 3) {
         usage();
         return 2;
     }
-    for (arg = 2; arg < argc; arg += 2) {
+    for (arg = 2; arg < argc; arg++) {
         long *target = NULL;
         long minimum = 1;
-        if (strcmp(argv[arg], "--threads") == 0) {
+        if (strcmp(argv[arg], "--timing") == 0) {
+            report.timing = 1;
+            continue;
+        } else if (strcmp(argv[arg], "--logits") == 0) {
+            report.logits = 1;
+            continue;
+        } else if (strcmp(argv[arg], "--kernel") == 0) {
+            if (arg + 1 >= argc) {
+                fprintf(stderr, "classify: --kernel needs a name\n");
+                return 2;
+            }
+            kernel_name = argv[++arg];
+            continue;
+        } else if (strcmp(argv[arg], "--threads") == 0) {
             target = &threads;
             minimum = 0;
         } else if (strcmp(argv[arg], "--batch") == 0) {
@@ -270,6 +367,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "classify: %s needs a number\n", argv[arg]);
             return 2;
         }
+        arg++;
     }
     image_count = random_count > 0 ? (int)random_count : argc - first_image;
     if (image_count == 0 || (random_count > 0 && first_image < argc)) {
@@ -277,11 +375,13 @@ int main(int argc, char **argv) {
         return 2;
     }
 
+    started = now_ms();
     status = qarep_model_load_file(argv[1], &model);
     if (status != QAREP_OK) {
         print_api_error(argv[1], status);
         return 1;
     }
+    if (report.timing) fprintf(stderr, "classify: timing: load %.3f ms\n", now_ms() - started);
     status = qarep_model_get_info(model, &info);
     if (status != QAREP_OK) {
         print_api_error("model info", status);
@@ -292,12 +392,22 @@ int main(int argc, char **argv) {
     options = qarep_session_options_default();
     options.num_threads = (int32_t)threads;
     options.max_batch = (int32_t)batch_size;
+    if (kernel_name != NULL) {
+        status = qarep_kernel_from_name(kernel_name, &options.kernel);
+        if (status != QAREP_OK) {
+            print_api_error("--kernel", status);
+            qarep_model_release(model);
+            return 2;
+        }
+    }
+    started = now_ms();
     status = qarep_session_create(model, &options, &session);
     if (status != QAREP_OK) {
         print_api_error("session", status);
         qarep_model_release(model);
         return 1;
     }
+    if (report.timing) fprintf(stderr, "classify: timing: session create %.3f ms\n", now_ms() - started);
     fprintf(stderr, "classify: QARep %s, %dx%d input, %d classes, kernel %s\n", qarep_version_string(),
             (int)info.input_width, (int)info.input_height, (int)info.num_classes,
             qarep_kernel_name(qarep_session_kernel(session)));
@@ -306,7 +416,10 @@ int main(int argc, char **argv) {
     batch_pixels = (unsigned char *)malloc(image_bytes * (size_t)batch_size);
     batch_names = (const char **)malloc(sizeof(const char *) * (size_t)batch_size);
     if (random_count > 0) random_names = (char (*)[32])malloc(sizeof *random_names * (size_t)random_count);
-    if (batch_pixels == NULL || batch_names == NULL || (random_count > 0 && random_names == NULL)) {
+    report.classes = info.num_classes;
+    if (report.logits) report.logits_buffer = (float *)malloc(sizeof(float) * (size_t)batch_size * (size_t)info.num_classes);
+    if (batch_pixels == NULL || batch_names == NULL || (random_count > 0 && random_names == NULL) ||
+        (report.logits && report.logits_buffer == NULL)) {
         fprintf(stderr, "classify: out of memory\n");
         failures = 1;
         goto done;
@@ -341,13 +454,15 @@ int main(int argc, char **argv) {
         }
         batch_names[filled++] = name;
         if (filled == batch_size) {
-            if (!classify_batch(session, batch_pixels, image_bytes, filled, batch_names)) failures++;
+            if (!classify_batch(session, batch_pixels, image_bytes, filled, batch_names, &report)) failures++;
             filled = 0;
         }
     }
-    if (filled > 0 && !classify_batch(session, batch_pixels, image_bytes, filled, batch_names)) failures++;
+    if (filled > 0 && !classify_batch(session, batch_pixels, image_bytes, filled, batch_names, &report)) failures++;
+    if (report.timing) fprintf(stderr, "classify: timing: peak RSS %.1f MB\n", peak_rss_mb());
 
 done:
+    free(report.logits_buffer);
     free(random_names);
     free(batch_names);
     free(batch_pixels);

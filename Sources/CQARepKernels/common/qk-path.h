@@ -18,6 +18,9 @@ typedef struct qk_pack_geometry {
     int32_t lanes, depth, unit_bytes, trailer_bytes;
     // Lays out one unit from weights[lane][depth] (int8, zero where a lane or input does not exist).
     void (*pack_unit)(const int8_t *weights, uint8_t *unit);
+    // True when a unit is exactly weights[lane][depth] as bytes (pack_unit a copy), so packing may write
+    // units in place.
+    bool units_are_lane_major;
     // The inverse: weights[lane][depth] back from a unit.
     void (*unpack_unit)(const uint8_t *unit, int8_t *weights);
     // Writes a block's trailer from the sum of each lane's weights (NULL when trailer_bytes is 0).

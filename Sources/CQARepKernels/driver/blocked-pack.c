@@ -96,9 +96,78 @@ static void conv_blocked_traverse(const qk_path_config *path, const qk_conv_geom
     }
 }
 
+// The same packing order for the tap-by-tap layout, fast: each channel tile's OIHW weights are first
+// transposed to [out][tap][in] with each (out, tap) row padded to whole chunks, so that a unit is gathered
+// as `lanes` contiguous runs of `depth` bytes instead of weight by weight with a 9-byte stride (the packing
+// walk was most of a model's load time). Returns false, packing nothing, when the copy cannot be allocated.
+static bool conv_blocked_pack_transposed(const qk_path_config *path, const qk_conv_geometry *geo,
+                                         const int8_t *weight_oihw, uint8_t *packed) {
+    const qk_conv_blocking b = qk_conv_blocking_of(geo, path);
+    const qk_pack_geometry *geometry = &path->packing;
+    const int32_t ipg = geo->in_per_group, opg = geo->out_per_group, lanes = b.lanes, depth = b.depth;
+    const size_t row = (size_t)b.chunks * (size_t)depth;
+    const size_t out_stride = 9 * row;  // from one output channel's rows to the next's
+    // One channel tile's rows at a time: a cache-sized copy rather than a second copy of the layer.
+    int8_t *rows = malloc((size_t)b.blocks_per_tile * (size_t)lanes * out_stride);
+    if (rows == NULL) return false;
+    uint8_t *next = packed;
+    int8_t weights[QK_MAX_PACK_LANES * QK_MAX_PACK_DEPTH];
+    const bool trailer = geometry->trailer_bytes > 0;
+    for (int32_t g = 0; g < geo->groups; g++) {
+        for (int32_t tile = 0; tile < b.tiles_per_group; tile++) {
+            const int32_t first_block = qk_tile_first_block(&b, tile), blocks = qk_tile_blocks(&b, tile);
+            const int32_t first_out = first_block * lanes;
+            const int32_t tile_outs = opg - first_out < blocks * lanes ? opg - first_out : blocks * lanes;
+            for (int32_t t = 0; t < tile_outs; t++) {
+                const size_t oc = (size_t)g * (size_t)opg + (size_t)(first_out + t);
+                for (size_t tap = 0; tap < 9; tap++) {
+                    int8_t *out = rows + (size_t)t * out_stride + tap * row;
+                    const int8_t *in = weight_oihw + oc * (size_t)ipg * 9 + tap;
+                    for (size_t c = 0; c < (size_t)ipg; c++) out[c] = in[c * 9];
+                    memset(out + ipg, 0, row - (size_t)ipg);  // a partial last chunk's missing channels weigh 0
+                }
+            }
+            int32_t lane_sums[QK_MAX_TILE_LANES] = {0};
+            for (int32_t tap = 0; tap < 9; tap++) {
+                for (int32_t chunk = 0; chunk < b.chunks; chunk++) {
+                    for (int32_t block = 0; block < blocks; block++) {
+                        const int32_t first_t = block * lanes;  // within the tile
+                        const int32_t present = tile_outs - first_t < lanes ? tile_outs - first_t : lanes;
+                        const int8_t *run = rows + (size_t)first_t * out_stride + (size_t)tap * row +
+                                            (size_t)chunk * (size_t)depth;
+                        // Lane-major units are gathered in place; others through the path's arrangement.
+                        int8_t *unit = geometry->units_are_lane_major ? (int8_t *)next : weights;
+                        if (depth == 4) {  // the common depth, as 4-byte moves rather than memcpy calls
+                            for (int32_t lane = 0; lane < present; lane++)
+                                __builtin_memcpy(unit + 4 * lane, run + (size_t)lane * out_stride, 4);
+                        } else {
+                            for (int32_t lane = 0; lane < present; lane++)
+                                memcpy(unit + lane * depth, run + (size_t)lane * out_stride, (size_t)depth);
+                        }
+                        if (present < lanes) memset(unit + present * depth, 0, (size_t)((lanes - present) * depth));
+                        for (int32_t i = 0; trailer && i < present * depth; i++)
+                            lane_sums[block * lanes + i / depth] += unit[i];
+                        if (!geometry->units_are_lane_major) geometry->pack_unit(weights, next);
+                        next += geometry->unit_bytes;
+                    }
+                }
+            }
+            for (int32_t block = 0; trailer && block < blocks; block++) {
+                geometry->pack_trailer(lane_sums + block * lanes, next);
+                next += geometry->trailer_bytes;
+            }
+        }
+    }
+    free(rows);
+    return true;
+}
+
 void qk_conv_blocked_pack(const qk_path_config *path, const qk_conv_geometry *geo, const int8_t *weight_oihw,
                           void *packed) {
-    // Packing only reads weight_oihw: the traversal writes to it in the unpack direction alone.
+    const qk_conv_blocking b = qk_conv_blocking_of(geo, path);
+    if (b.taps == 9 && conv_blocked_pack_transposed(path, geo, weight_oihw, (uint8_t *)packed)) return;
+    // Dense mode, or no memory for the transposed copy: the general walk. Packing only reads weight_oihw: the
+    // traversal writes to it in the unpack direction alone.
     conv_blocked_traverse(path, geo, QK_PACK, (int8_t *)weight_oihw, (uint8_t *)packed);
 }
 
@@ -143,8 +212,38 @@ static void fc_blocked_traverse(const qk_path_config *path, int32_t in_c, int32_
     }
 }
 
+// Packing the head, fast: each lane of a unit is a run of `depth` contiguous weights of its output's row.
 void qk_fc_blocked_pack(const qk_path_config *path, int32_t in_c, int32_t out_c, const int8_t *weight, void *packed) {
-    fc_blocked_traverse(path, in_c, out_c, QK_PACK, (int8_t *)weight, (uint8_t *)packed);
+    const qk_pack_geometry *geometry = &path->packing;
+    const int32_t lanes = geometry->lanes, depth = geometry->depth;
+    const int32_t blocks = (out_c + lanes - 1) / lanes, chunks = (in_c + depth - 1) / depth;
+    uint8_t *next = packed;
+    int8_t weights[QK_MAX_PACK_LANES * QK_MAX_PACK_DEPTH];
+    for (int32_t block = 0; block < blocks; block++) {
+        int32_t lane_sums[QK_MAX_PACK_LANES] = {0};
+        for (int32_t chunk = 0; chunk < chunks; chunk++) {
+            const int32_t valid = in_c - chunk * depth < depth ? in_c - chunk * depth : depth;
+            for (int32_t lane = 0; lane < lanes; lane++) {
+                const int32_t k = block * lanes + lane;
+                int8_t *unit_lane = weights + lane * depth;
+                if (k >= out_c || valid < depth) memset(unit_lane, 0, (size_t)depth);
+                if (k >= out_c) continue;
+                const int8_t *run = weight + (size_t)k * (size_t)in_c + (size_t)chunk * (size_t)depth;
+                if (valid == 4)
+                    __builtin_memcpy(unit_lane, run, 4);
+                else
+                    memcpy(unit_lane, run, (size_t)valid);
+                if (geometry->trailer_bytes > 0)
+                    for (int32_t q = 0; q < valid; q++) lane_sums[lane] += unit_lane[q];
+            }
+            geometry->pack_unit(weights, next);
+            next += geometry->unit_bytes;
+        }
+        if (geometry->trailer_bytes > 0) {
+            geometry->pack_trailer(lane_sums, next);
+            next += geometry->trailer_bytes;
+        }
+    }
 }
 
 void qk_fc_blocked_unpack(const qk_path_config *path, int32_t in_c, int32_t out_c, const void *packed,

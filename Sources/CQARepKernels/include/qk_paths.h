@@ -12,6 +12,10 @@
 #define QK_PATH_TABLE(X)                     \
     X(SCALAR, qk_path_config_scalar)         \
     X(AVX2, qk_path_config_avx2)             \
-    X(AVX512VNNI, qk_path_config_avx512vnni)
+    X(AVX512VNNI, qk_path_config_avx512vnni) \
+    X(NEON, qk_path_config_neon)             \
+    X(NEONDOT, qk_path_config_neondot)       \
+    X(I8MM, qk_path_config_i8mm)             \
+    X(AVX512BW, qk_path_config_avx512bw)
 
 #endif  // QK_PATHS_H

@@ -4,6 +4,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 size_t qk_layer_input_bytes(const qk_conv_shape *shape) {
     return (size_t)shape->in_h * (size_t)shape->in_w * (size_t)shape->in_c;
@@ -28,6 +31,22 @@ static void *aligned_bytes(size_t bytes) {
     if (bytes == 0 || bytes > SIZE_MAX - 63) return NULL;
     return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
 }
+
+// The packed weights' arena: 2 MiB aligned and, on Linux, the whole 2 MiB pages of it marked for
+// transparent huge pages (the tail keeps small pages, so nothing beyond the weights becomes resident).
+enum { QK_HUGE_PAGE = 2 << 20 };
+
+static uint8_t *arena_bytes(size_t bytes) {
+    if (bytes == 0 || bytes > SIZE_MAX - QK_HUGE_PAGE) return NULL;
+    if (bytes < QK_HUGE_PAGE) return aligned_bytes(bytes);
+    uint8_t *arena = aligned_alloc(QK_HUGE_PAGE, (bytes + QK_HUGE_PAGE - 1) & ~(size_t)(QK_HUGE_PAGE - 1));
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (arena != NULL) madvise(arena, bytes & ~(size_t)(QK_HUGE_PAGE - 1), MADV_HUGEPAGE);
+#endif
+    return arena;
+}
+
+static size_t round_to_line(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
 
 static void *copy_of(const void *source, size_t bytes) {
     void *copy = aligned_bytes(bytes);
@@ -69,7 +88,21 @@ qk_status qk_network_create(qk_path path, int32_t conv_count, const qk_conv_shap
         free(convs);
         return QK_ERROR_OUT_OF_MEMORY;
     }
-    for (int32_t i = 0; i < conv_count; i++) convs[i].shape = shapes[i];
+    size_t arena = 0;
+    for (int32_t i = 0; i < conv_count; i++) {
+        convs[i].shape = shapes[i];
+        convs[i].packed_offset = arena;
+        const qk_conv_geometry geo = qk_conv_geometry_of(&shapes[i]);
+        arena += round_to_line(config->ops->conv_packed_size(config, &geo));
+    }
+    network->fc_packed_offset = arena;
+    arena += round_to_line(config->ops->fc_packed_size(config, shapes[conv_count - 1].out_c, classes));
+    network->arena = arena_bytes(arena);
+    if (network->arena == NULL) {
+        free(network);
+        free(convs);
+        return QK_ERROR_OUT_OF_MEMORY;
+    }
     network->config = config;
     network->path = path;
     network->conv_count = conv_count;
@@ -79,8 +112,8 @@ qk_status qk_network_create(qk_path path, int32_t conv_count, const qk_conv_shap
     return QK_OK;
 }
 
+// The packed weights live in the arena, freed with the network.
 static void free_conv(qk_network_conv *conv) {
-    free(conv->packed);
     free(conv->bias);
     free(conv->multiplier);
     free(conv->pad_value);
@@ -91,7 +124,6 @@ static void free_conv(qk_network_conv *conv) {
 }
 
 static void free_head(qk_network *network) {
-    free(network->fc_packed);
     free(network->fc_bias);
     free(network->fc_multiplier);
     network->fc_packed = NULL;
@@ -103,6 +135,7 @@ void qk_network_destroy(qk_network *network) {
     if (network == NULL) return;
     for (int32_t i = 0; i < network->conv_count; i++) free_conv(&network->convs[i]);
     free_head(network);
+    free(network->arena);
     free(network->convs);
     free(network);
 }
@@ -116,19 +149,19 @@ qk_status qk_network_set_conv(qk_network *network, int32_t index, const int8_t *
     const qk_conv_geometry geo = qk_conv_geometry_of(&conv->shape);
     const qk_path_config *config = network->config;
     const size_t packed_bytes = config->ops->conv_packed_size(config, &geo);
-    qk_network_conv layer = {.shape = conv->shape};
-    layer.packed = aligned_bytes(packed_bytes);
+    qk_network_conv layer = {.shape = conv->shape, .packed_offset = conv->packed_offset};
     layer.bias = copy_of(bias, (size_t)geo.out_c * sizeof(int32_t));
     layer.multiplier = copy_of(multiplier, (size_t)geo.out_c * sizeof(float));
     layer.pad_value = aligned_bytes((size_t)geo.in_c + QK_EXTRA_BYTES);
-    if (layer.packed == NULL || layer.bias == NULL || layer.multiplier == NULL || layer.pad_value == NULL) {
+    if (layer.bias == NULL || layer.multiplier == NULL || layer.pad_value == NULL) {
         free_conv(&layer);
         return QK_ERROR_OUT_OF_MEMORY;
     }
     memcpy(layer.pad_value, pad_value, (size_t)geo.in_c);
     memset(layer.pad_value + geo.in_c, 0, QK_EXTRA_BYTES);
+    layer.packed = network->arena + conv->packed_offset;
     config->ops->conv_pack(config, &geo, weight_oihw, layer.packed);
-    if (conv->packed != NULL) network->packed_bytes -= config->ops->conv_packed_size(config, &geo);
+    if (conv->packed != NULL) network->packed_bytes -= packed_bytes;
     free_conv(conv);
     *conv = layer;
     network->packed_bytes += packed_bytes;
@@ -144,11 +177,10 @@ qk_status qk_network_set_head(qk_network *network, float pool_multiplier, const 
     const qk_path_config *config = network->config;
     const int32_t in_c = last_channels(network), classes = network->classes;
     const size_t packed_bytes = config->ops->fc_packed_size(config, in_c, classes);
-    void *packed = aligned_bytes(packed_bytes);
+    void *packed = network->arena + network->fc_packed_offset;
     int32_t *bias = copy_of(fc_bias, (size_t)classes * sizeof(int32_t));
     float *multiplier = copy_of(fc_multiplier, (size_t)classes * sizeof(float));
-    if (packed == NULL || bias == NULL || multiplier == NULL) {
-        free(packed);
+    if (bias == NULL || multiplier == NULL) {
         free(bias);
         free(multiplier);
         return QK_ERROR_OUT_OF_MEMORY;

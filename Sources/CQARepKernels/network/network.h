@@ -6,6 +6,7 @@
 
 typedef struct qk_network_conv {
     qk_conv_shape shape;
+    size_t packed_offset;  // of the layer's packed weights in the network's arena
     void *packed;          // NULL until the layer's weights are set
     int32_t *bias;         // out_c values
     float *multiplier;     // out_c values
@@ -19,7 +20,11 @@ struct qk_network {
     qk_network_conv *convs;
     float pool_multiplier;
     int32_t classes;
+    size_t fc_packed_offset;
     void *fc_packed;       // NULL until the head is set
+    // Every layer's packed weights in one allocation, sized when the network is created: one block of huge
+    // pages where the OS offers them, instead of thousands of page faults per model load.
+    uint8_t *arena;
     int32_t *fc_bias;
     float *fc_multiplier;
     size_t packed_bytes;

@@ -15,6 +15,8 @@ enum { QK_XCR0_AVX = 0x6, QK_XCR0_AVX512 = 0xE6 };
 #include <string.h>
 
 #define QK_TARGET_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+// What the AVX-512 helpers below need; both AVX-512 paths (with and without VNNI) can inline them.
+#define QK_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
 #define QK_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #define QK_INLINE static inline __attribute__((always_inline))
 
@@ -27,7 +29,7 @@ QK_INLINE void qk_prefetch_tap(const qk_conv_tile *tile, int32_t tap) {
 
 // The scalar qk_requantize on sixteen lanes: convert, multiply, clamp, round half to even (cvtps2dq under
 // the default MXCSR, like nearbyintf), narrow to bytes.
-QK_INLINE QK_TARGET_VNNI __m128i qk_requantize16(__m512i acc, __m512i bias, __m512 multiplier) {
+QK_INLINE QK_TARGET_AVX512 __m128i qk_requantize16(__m512i acc, __m512i bias, __m512 multiplier) {
     __m512 t = _mm512_cvtepi32_ps(_mm512_add_epi32(acc, bias));
     t = _mm512_mul_ps(t, multiplier);
     t = _mm512_max_ps(t, _mm512_setzero_ps());
@@ -40,18 +42,18 @@ QK_INLINE QK_TARGET_VNNI __m128i qk_requantize16(__m512i acc, __m512i bias, __m5
 // the clamps. round(t) saturated to [0, 255] equals round(min(max(t, 0), 255)) because both bounds are
 // integers (rounding is monotonic and leaves integers alone). cvtps2dq cannot represent values beyond
 // 2^31, so qk_round16 is only for |t| < 2^31 (every multiplier below 1); otherwise the float min stays.
-QK_INLINE QK_TARGET_VNNI __m512i qk_round16(__m512i acc_plus_bias, __m512 multiplier) {
+QK_INLINE QK_TARGET_AVX512 __m512i qk_round16(__m512i acc_plus_bias, __m512 multiplier) {
     return _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_cvtepi32_ps(acc_plus_bias), multiplier));
 }
 
-QK_INLINE QK_TARGET_VNNI __m512i qk_round_clamped16(__m512i acc_plus_bias, __m512 multiplier) {
+QK_INLINE QK_TARGET_AVX512 __m512i qk_round_clamped16(__m512i acc_plus_bias, __m512 multiplier) {
     __m512 t = _mm512_cvtepi32_ps(acc_plus_bias);
     t = _mm512_mul_ps(t, multiplier);
     t = _mm512_min_ps(t, _mm512_set1_ps(255.0f));
     return _mm512_cvtps_epi32(t);
 }
 
-QK_INLINE QK_TARGET_VNNI __mmask16 qk_lane_mask16(int32_t valid) {
+QK_INLINE QK_TARGET_AVX512 __mmask16 qk_lane_mask16(int32_t valid) {
     return valid >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << valid) - 1);
 }
 
@@ -90,13 +92,6 @@ QK_INLINE QK_TARGET_AVX2 __m256 qk_load8_ps(const float *p, int32_t valid) {
     return _mm256_loadu_ps(lanes);
 }
 
-// Splits a broadcast chunk of 4 input bytes into the int16 pairs (c0, c2) and (c1, c3) that vpmaddwd
-// multiplies with the AVX2 unit's even and odd halves.
-// A 16-bit shift right by 8 leaves exactly the odd bytes, zero extended.
-QK_INLINE QK_TARGET_AVX2 void qk_split_chunk(__m256i x, __m256i *even, __m256i *odd) {
-    *even = _mm256_and_si256(x, _mm256_set1_epi32(0x00FF00FF));
-    *odd = _mm256_srli_epi16(x, 8);
-}
 #endif
 
 #endif  // QK_X86_H

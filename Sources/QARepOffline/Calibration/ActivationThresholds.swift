@@ -1,5 +1,12 @@
 // Choosing the clipping threshold T of a uint8 activation (zero point 0, scale T / 255) from its histogram.
+#if canImport(FoundationEssentials)
+// FoundationEssentials, not Foundation: linked statically, Foundation's internationalization brings ICU's
+// data (tens of MB) into the CLI. Glibc gives the math and stdio that Foundation re-exported.
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 public enum ActivationCalibrationMethod: String, Sendable, CaseIterable, Codable {
     /// T = observed maximum.

@@ -1,7 +1,14 @@
 // The offline pipeline after import: observe activations of the FP32 network on calibration images, choose
 // scales, quantize, then check the INT8 model on the real runtime against FP32 on held-aside images.
 import COpenBLAS
+#if canImport(FoundationEssentials)
+// FoundationEssentials, not Foundation: linked statically, Foundation's internationalization brings ICU's
+// data (tens of MB) into the CLI. Glibc gives the math and stdio that Foundation re-exported.
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import QARep
 
 public struct CalibrationOptions: Sendable {

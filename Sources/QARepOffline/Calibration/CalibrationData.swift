@@ -1,6 +1,15 @@
 // Calibration input: images decoded and resized by the runtime's own preprocessing, so calibration sees exactly
 // the uint8 pixels the INT8 model will see at inference.
+import Dispatch  // concurrentPerform, which Foundation re-exported
+import Synchronization
+#if canImport(FoundationEssentials)
+// FoundationEssentials, not Foundation: linked statically, Foundation's internationalization brings ICU's
+// data (tens of MB) into the CLI. Glibc gives the math and stdio that Foundation re-exported.
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import QARep
 
 public struct CalibrationData: Sendable {
@@ -51,11 +60,11 @@ public struct CalibrationData: Sendable {
     public static func load(path: String, inputHeight: Int, inputWidth: Int, preprocessing: Preprocessing,
                             limit: Int? = nil, skipBad: Bool = false, exactDecode: Bool = false) throws -> CalibrationData {
         if let limit, limit < 1 { throw InputFileError(source: path, reason: "image limit \(limit) must be at least 1") }
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+        let kind = fileKind(atPath: path)
+        guard kind != .missing else {
             throw InputFileError(source: path, reason: "no such file or directory")
         }
-        if isDirectory.boolValue {
+        if kind == .directory {
             return try loadFolder(path, inputHeight: inputHeight, inputWidth: inputWidth, preprocessing: preprocessing,
                                   limit: limit, skipBad: skipBad, exactDecode: exactDecode)
         }
@@ -133,18 +142,12 @@ func evenlySpaced<T>(_ items: [T], count: Int) -> [T] {
 }
 
 /// Per-index result storage written by concurrent workers, each index by exactly one worker.
-private final class ResultSlots: @unchecked Sendable {
-    private var storage: [Result<[UInt8], Error>?]
-    private let lock = NSLock()
-    init(count: Int) { storage = Array(repeating: nil, count: count) }
+private final class ResultSlots: Sendable {
+    // Synchronization's Mutex: NSLock is Foundation's.
+    private let storage: Mutex<[Result<[UInt8], Error>?]>
+    init(count: Int) { storage = Mutex(Array(repeating: nil, count: count)) }
     func set(_ index: Int, _ value: Result<[UInt8], Error>) {
-        lock.lock()
-        storage[index] = value
-        lock.unlock()
+        storage.withLock { $0[index] = value }
     }
-    var values: [Result<[UInt8], Error>?] {
-        lock.lock()
-        defer { lock.unlock() }
-        return storage
-    }
+    var values: [Result<[UInt8], Error>?] { storage.withLock { $0 } }
 }

@@ -1,6 +1,13 @@
 // What calibration chose and how well the INT8 model follows the FP32 one: the per-layer error report users of
 // RepVGG-family PTQ keep asking for (find the layer that collapses).
+#if canImport(FoundationEssentials)
+// FoundationEssentials, not Foundation: linked statically, Foundation's internationalization brings ICU's
+// data (tens of MB) into the CLI. Glibc gives the math and stdio that Foundation re-exported.
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// One activation's observed distribution (the paper's C2) and the chosen uint8 range.
 public struct ActivationStatistics: Sendable, Codable, Equatable {

@@ -2,7 +2,15 @@
 // the INT8 model is compared with. Convolutions are im2col + sgemm per group. Activations are kept as
 // [channel][image][row][column] so that one GEMM covers the whole batch (wide N even for the 7x7 last stage).
 import COpenBLAS
+import Dispatch  // concurrentPerform, which Foundation re-exported
+#if canImport(FoundationEssentials)
+// FoundationEssentials, not Foundation: linked statically, Foundation's internationalization brings ICU's
+// data (tens of MB) into the CLI. Glibc gives the math and stdio that Foundation re-exported.
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import QARep
 
 public struct ForwardError: Error, CustomStringConvertible, Sendable {

@@ -2,7 +2,14 @@
 // stageS.N.rbr_reparam.*, linear.*), as safetensors. Stages are recovered from the layer list (a new stage
 // starts wherever the stride is 2 or the width changes); the exact strides also go into the metadata, so
 // the importer reads the file back to the same network even where the builder convention would differ.
+#if canImport(FoundationEssentials)
+// FoundationEssentials, not Foundation: linked statically, Foundation's internationalization brings ICU's
+// data (tens of MB) into the CLI. Glibc gives the math and stdio that Foundation re-exported.
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import QARep
 
 /// safetensors metadata key holding the comma-separated stride of every block.
@@ -10,7 +17,7 @@ let fusedCheckpointStridesKey = "qarep.block_strides"
 
 func fusedCheckpointStrides(_ metadata: [String: String]) throws -> [Int]? {
     guard let text = metadata[fusedCheckpointStridesKey] else { return nil }
-    let values = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+    let values = text.split(separator: ",").map { Int($0.trimmedWhitespace) }
     guard !values.isEmpty, values.allSatisfy({ $0 == 1 || $0 == 2 }) else {
         throw ImportError("metadata '\(fusedCheckpointStridesKey)' = '\(text)' is not a list of 1s and 2s")
     }

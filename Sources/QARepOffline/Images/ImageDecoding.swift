@@ -1,7 +1,14 @@
 // Decoding of calibration and classification images to packed RGB8. The codecs run in C
 // (Sources/CImageDecode) so that libjpeg's and libpng's non-returning error handlers never unwind Swift frames.
 import CImageDecode
+#if canImport(FoundationEssentials)
+// FoundationEssentials, not Foundation: linked statically, Foundation's internationalization brings ICU's
+// data (tens of MB) into the CLI. Glibc gives the math and stdio that Foundation re-exported.
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import QARep
 
 /// A decoded image: `height` rows of `width` RGB pixels, 3 bytes each, no row padding.
@@ -79,19 +86,33 @@ public func decodeImage(path: String, limits: ImageDecodeLimits = ImageDecodeLim
 /// Image files under `folder`, recursively, by extension (.jpg, .jpeg, .png, .webp, any case), sorted by path so that
 /// "the first N images" and a hold-out taken from the end are reproducible.
 public func listImageFiles(in folder: String) throws -> [String] {
-    let root = URL(fileURLWithPath: folder)
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+    guard fileKind(atPath: folder) == .directory else {
         throw InputFileError(source: folder, reason: "not a directory")
-    }
-    guard let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey]) else {
-        throw InputFileError(source: folder, reason: "cannot list directory")
     }
     let extensions: Set<String> = ["jpg", "jpeg", "png", "webp"]
     var files: [String] = []
-    for case let url as URL in walker where extensions.contains(url.pathExtension.lowercased()) {
-        let isRegular = (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) ?? false
-        if isRegular { files.append(url.path) }
+    // Regular files only, and linked folders not entered (lstat), as FileManager's enumerator did.
+    func walk(_ directory: String) throws {
+        let entries: [String]
+        do {
+            entries = try FileManager.default.contentsOfDirectory(atPath: directory)
+        } catch {
+            throw InputFileError(source: directory, reason: "cannot list directory")
+        }
+        for entry in entries {
+            let path = joinedPath(directory, entry)
+            switch fileKind(atPath: path, followLinks: false) {
+            case .directory:
+                try walk(path)
+            case .regularFile:
+                guard let dot = entry.lastIndex(of: "."), dot != entry.startIndex else { continue }
+                if extensions.contains(entry[entry.index(after: dot)...].lowercased()) { files.append(path) }
+            case .missing, .other:
+                continue
+            }
+        }
     }
+    // From the absolute path, as the URL-based enumerator this replaces gave them.
+    try walk(URL(fileURLWithPath: folder).path)
     return files.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
 }

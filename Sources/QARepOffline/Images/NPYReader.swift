@@ -1,5 +1,12 @@
 // Minimal reader for NumPy .npy files holding an already-normalized float32 NCHW calibration batch.
+#if canImport(FoundationEssentials)
+// FoundationEssentials, not Foundation: linked statically, Foundation's internationalization brings ICU's
+// data (tens of MB) into the CLI. Glibc gives the math and stdio that Foundation re-exported.
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import QARep
 
 /// A 4-D float32 array [N, 3, H, W], row-major.

@@ -1,6 +1,13 @@
 // FusedNetwork + chosen activation thresholds -> QuantizedModelDescription, with exactly the arithmetic of
 // docs/model-format.md ("Quantization arithmetic" and "The network input and its border").
+#if canImport(FoundationEssentials)
+// FoundationEssentials, not Foundation: linked statically, Foundation's internationalization brings ICU's
+// data (tens of MB) into the CLI. Glibc gives the math and stdio that Foundation re-exported.
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import QARep
 
 public struct QuantizationError: Error, CustomStringConvertible, Sendable {

@@ -1,6 +1,13 @@
 // Random FP32 deploy networks of the RepVGG family, for benchmarks and peer comparisons that must go
 // through the whole offline path (calibration, export) without a trained checkpoint.
+#if canImport(FoundationEssentials)
+// FoundationEssentials, not Foundation: linked statically, Foundation's internationalization brings ICU's
+// data (tens of MB) into the CLI. Glibc gives the math and stdio that Foundation re-exported.
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import QARep
 @_exported import RepVGGArchitectures
 

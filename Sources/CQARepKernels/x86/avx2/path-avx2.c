@@ -9,27 +9,21 @@ static bool avx2_supported(void) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && qk_x86_os_saves_state(QK_XCR0_AVX);
 }
 
-// The unit arrangement of avx2.h: [half][lane][2] int16, half 0 holding channels (0, 2), half 1 (1, 3).
+// The unit arrangement of avx2.h: [pair][lane][2] int16, pair 0 holding channels (0, 1), pair 1 (2, 3).
 static void pack_unit(const int8_t *weights, uint8_t *unit) {
     int16_t arranged[2][QK_AVX2_LANES][2];
-    for (int32_t lane = 0; lane < QK_AVX2_LANES; lane++) {
-        for (int half = 0; half < 2; half++) {
-            arranged[half][lane][0] = weights[lane * QK_AVX2_DEPTH + half];
-            arranged[half][lane][1] = weights[lane * QK_AVX2_DEPTH + half + 2];
-        }
-    }
+    for (int32_t lane = 0; lane < QK_AVX2_LANES; lane++)
+        for (int pair = 0; pair < 2; pair++)
+            for (int i = 0; i < 2; i++) arranged[pair][lane][i] = weights[lane * QK_AVX2_DEPTH + 2 * pair + i];
     memcpy(unit, arranged, sizeof arranged);
 }
 
 static void unpack_unit(const uint8_t *unit, int8_t *weights) {
     int16_t arranged[2][QK_AVX2_LANES][2];
     memcpy(arranged, unit, sizeof arranged);
-    for (int32_t lane = 0; lane < QK_AVX2_LANES; lane++) {
-        for (int half = 0; half < 2; half++) {
-            weights[lane * QK_AVX2_DEPTH + half] = (int8_t)arranged[half][lane][0];
-            weights[lane * QK_AVX2_DEPTH + half + 2] = (int8_t)arranged[half][lane][1];
-        }
-    }
+    for (int32_t lane = 0; lane < QK_AVX2_LANES; lane++)
+        for (int pair = 0; pair < 2; pair++)
+            for (int i = 0; i < 2; i++) weights[lane * QK_AVX2_DEPTH + 2 * pair + i] = (int8_t)arranged[pair][lane][i];
 }
 _Static_assert(sizeof(int16_t[2][QK_AVX2_LANES][2]) == QK_AVX2_UNIT_BYTES, "unit size");
 
@@ -77,7 +71,7 @@ const qk_path_config qk_path_config_avx2 = {
     .packing = {.lanes = QK_AVX2_LANES, .depth = QK_AVX2_DEPTH, .unit_bytes = QK_AVX2_UNIT_BYTES,
                 .pack_unit = pack_unit, .unpack_unit = unpack_unit},
     .conv = {.max_pixels = QK_AVX2_MAX_PIXELS, .max_blocks = QK_AVX2_MAX_BLOCKS,
-             .max_accumulators = QK_AVX2_MAX_PIXELS * QK_AVX2_MAX_BLOCKS, .tiles = qk_conv3x3_u8s16_4x3c8_avx2},
+             .max_accumulators = QK_AVX2_MAX_ACCUMULATORS, .tiles = qk_conv3x3_u8s16_4x2c8_avx2},
     // Bound by the vector ALU ports, not by loads: always the largest tile.
     .costs = {.load_cost = 0, .streamed_block_cost = 0, .l1_weight_bytes = AVX2_SLICE_BYTES,
               .slice_bytes = AVX2_SLICE_BYTES},
@@ -86,5 +80,6 @@ const qk_path_config qk_path_config_avx2 = {
     .peak_gmacs = avx2_peak_gmacs,
 };
 #else
-const qk_path_config qk_path_config_avx2 = {.name = "avx2", .linux_cpu_flags = "avx2 fma"};
+const qk_path_config qk_path_config_avx2 = {.name = "avx2", .linux_cpu_flags = "avx2 fma",
+                                            .peak_mix = "vpmaddwd + vpaddd ymm, 16 MACs"};
 #endif

@@ -12,7 +12,5 @@ enum { QK_VNNI_MAX_PIXELS = 8, QK_VNNI_MAX_BLOCKS = 4, QK_VNNI_MAX_ACCUMULATORS 
 
 extern const qk_conv_tile_fn qk_conv3x3_u8s8_8x3c16_avx512vnni[QK_VNNI_MAX_PIXELS * QK_VNNI_MAX_BLOCKS];
 void qk_fc_u8s8_c16_avx512vnni(const qk_fc_block *block);
-void qk_gavgpool_u8_c64_avx512vnni_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
-                                         float multiplier, uint8_t *output, const qk_team *team);
 
 #endif  // QK_AVX512VNNI_H

@@ -1,5 +1,6 @@
 // The AVX-512 VNNI path's entry in the table of paths (qk_paths.h): vpdpbusd on 16-lane blocks.
 #include "peak/peak.h"
+#include "x86/avx512bw/avx512bw.h"
 #include "x86/avx512vnni/avx512vnni.h"
 
 #if QK_HAVE_X86
@@ -49,9 +50,9 @@ const qk_path_config qk_path_config_avx512vnni = {
     .supported = avx512vnni_supported,
     .linux_cpu_flags = "avx512f avx512bw avx512vl avx512_vnni",
     .ops = &qk_blocked_ops,
-    .pool_share = qk_gavgpool_u8_c64_avx512vnni_share,
+    .pool_share = qk_gavgpool_u8_c64_avx512bw_share,  // the AVX-512BW path's: it needs no VNNI
     .packing = {.lanes = QK_VNNI_LANES, .depth = QK_VNNI_DEPTH, .unit_bytes = QK_VNNI_UNIT_BYTES,
-                .pack_unit = pack_unit, .unpack_unit = unpack_unit},
+                .pack_unit = pack_unit, .unpack_unit = unpack_unit, .units_are_lane_major = true},
     .conv = {.max_pixels = QK_VNNI_MAX_PIXELS, .max_blocks = QK_VNNI_MAX_BLOCKS,
              .max_accumulators = QK_VNNI_MAX_ACCUMULATORS, .tiles = qk_conv3x3_u8s8_8x3c16_avx512vnni},
     // Fitted to RepVGG A0 and B0 layers (docs/performance.md, "Tile shape per layer"): a load costs about half a
@@ -64,5 +65,6 @@ const qk_path_config qk_path_config_avx512vnni = {
 };
 #else
 const qk_path_config qk_path_config_avx512vnni = {.name = "avx512vnni",
-                                                   .linux_cpu_flags = "avx512f avx512bw avx512vl avx512_vnni"};
+                                                   .linux_cpu_flags = "avx512f avx512bw avx512vl avx512_vnni",
+                                                   .peak_mix = "vpdpbusd zmm, 64 MACs"};
 #endif

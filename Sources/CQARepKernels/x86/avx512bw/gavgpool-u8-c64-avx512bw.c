@@ -1,12 +1,13 @@
-// AVX-512 global average pool: 64 channels per step, widened to int32 and summed over the pixels.
-#include "x86/avx512vnni/avx512vnni.h"
+// AVX-512 global average pool: 64 channels per step, widened to int32 and summed over the pixels. It needs
+// only AVX-512BW, so the VNNI path runs it too.
+#include "x86/avx512bw/avx512bw.h"
 
 #if QK_HAVE_X86
 
 enum { POOL_CHANNELS = 64 };
 
 // OpenMP's outlined loop body does not inherit target attributes, so the SIMD work is a separate function.
-QK_TARGET_VNNI
+QK_TARGET_AVX512
 static void pool_step(int32_t pixels, int32_t channels, const uint8_t *image, int32_t first, float multiplier,
                       uint8_t *image_out) {
     const int32_t valid = channels - first < POOL_CHANNELS ? channels - first : POOL_CHANNELS;
@@ -27,8 +28,8 @@ static void pool_step(int32_t pixels, int32_t channels, const uint8_t *image, in
                              qk_requantize16(sum[q], _mm512_setzero_si512(), m));
 }
 
-void qk_gavgpool_u8_c64_avx512vnni_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
-                                        float multiplier, uint8_t *output, const qk_team *team) {
+void qk_gavgpool_u8_c64_avx512bw_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
+                                       float multiplier, uint8_t *output, const qk_team *team) {
     const int32_t steps = (channels + POOL_CHANNELS - 1) / POOL_CHANNELS;
     const int64_t items = (int64_t)batch * steps;
     int64_t first_item, end_item;

@@ -1,0 +1,130 @@
+// AVX2 3x3 conv microkernels: tiles of up to 4 pixels x 2 blocks of 8 channels (or 6 pixels x 1 block), all
+// weights of a chunk held in registers next to the 8 accumulators. The inputs of each tap are widened to
+// int16 once per pixel (vpmovzxbw, 16 channels at a time) into a small buffer, so the inner loop is only
+// broadcasts of int16 pairs (loads), vpmaddwd and vpaddd: no per-chunk splitting, no spilled accumulators.
+#include "x86/avx2/avx2.h"
+
+#if QK_HAVE_X86
+
+enum { AVX2_LANES = QK_AVX2_LANES, AVX2_MAX_PIXELS = QK_AVX2_MAX_PIXELS, AVX2_MAX_BLOCKS = QK_AVX2_MAX_BLOCKS };
+_Static_assert(AVX2_MAX_PIXELS <= QK_MAX_TILE_PIXELS && AVX2_MAX_BLOCKS * AVX2_LANES <= QK_MAX_TILE_LANES,
+               "partial-sum buffer too small");
+
+// Chunks widened at a time: 256 channels of each pixel, 3 KB of int16 for 6 pixels.
+enum { AVX2_WIDE_CHUNKS = 64, AVX2_WIDE_VALUES = AVX2_WIDE_CHUNKS * QK_AVX2_DEPTH };
+
+// Widens `chunks` chunks (4 channels each) of one pixel to int16. The 16-byte loads may read up to 15 bytes
+// past the last chunk: inside QK_EXTRA_BYTES of the input and the pad values, and inside a dense-mode window
+// row's 64 bytes; those values meet zero weights.
+QK_INLINE QK_TARGET_AVX2 void widen_pixel(const uint8_t *src, int32_t chunks, int16_t *wide) {
+    for (int32_t c = 0; c < chunks * QK_AVX2_DEPTH; c += 16)
+        _mm256_store_si256((__m256i *)(wide + c), _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(src + c))));
+}
+
+QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_blocking *b, const qk_conv_tile *tile,
+                                        const int pixels, const int blocks) {
+    const qk_conv_geometry *geo = &args->geo;
+    const uint8_t *image = args->input + (size_t)tile->image * geo->in_h * geo->in_w * geo->in_c;
+    const int32_t first_channel = tile->group * geo->in_per_group;
+    const uint8_t *w = tile->weights;
+    const int32_t chunks = b->chunks;
+    int16_t wide[AVX2_MAX_PIXELS][AVX2_WIDE_VALUES] __attribute__((aligned(32)));
+
+    const int32_t partial_stride = b->blocks_per_tile * AVX2_LANES;
+    __m256i acc[AVX2_MAX_PIXELS][AVX2_MAX_BLOCKS];
+#pragma clang loop unroll(full)
+    for (int p = 0; p < pixels; p++)
+#pragma clang loop unroll(full)
+        for (int j = 0; j < blocks; j++)
+            acc[p][j] = tile->first_tap == 0
+                            ? _mm256_setzero_si256()
+                            : _mm256_load_si256((const __m256i *)(tile->partial + p * partial_stride + j * AVX2_LANES));
+
+    w += (size_t)tile->first_tap * (size_t)chunks * (size_t)blocks * QK_AVX2_UNIT_BYTES;
+    for (int32_t tap = tile->first_tap; tap < tile->first_tap + tile->taps; tap++) {
+        const uint8_t *src[AVX2_MAX_PIXELS];
+        qk_conv_tile_sources(args, tile, image, first_channel, tap, pixels, src);
+        qk_prefetch_tap(tile, tap);
+        for (int32_t k0 = 0; k0 < chunks; k0 += AVX2_WIDE_CHUNKS) {
+            const int32_t piece = chunks - k0 < AVX2_WIDE_CHUNKS ? chunks - k0 : AVX2_WIDE_CHUNKS;
+#pragma clang loop unroll(full)
+            for (int p = 0; p < pixels; p++) widen_pixel(src[p] + (size_t)k0 * QK_AVX2_DEPTH, piece, wide[p]);
+            for (int32_t k = 0; k < piece; k++) {
+                __m256i low[AVX2_MAX_BLOCKS], high[AVX2_MAX_BLOCKS];
+#pragma clang loop unroll(full)
+                for (int j = 0; j < blocks; j++) {
+                    low[j] = _mm256_loadu_si256((const __m256i *)(w + j * QK_AVX2_UNIT_BYTES));
+                    high[j] = _mm256_loadu_si256((const __m256i *)(w + j * QK_AVX2_UNIT_BYTES + 32));
+                }
+#pragma clang loop unroll(full)
+                for (int p = 0; p < pixels; p++) {
+                    int32_t pair01, pair23;
+                    __builtin_memcpy(&pair01, &wide[p][k * QK_AVX2_DEPTH], sizeof pair01);
+                    __builtin_memcpy(&pair23, &wide[p][k * QK_AVX2_DEPTH + 2], sizeof pair23);
+                    const __m256i x01 = _mm256_set1_epi32(pair01), x23 = _mm256_set1_epi32(pair23);
+                    // All of the pixel's products, then their adds: interleaved one by one (clang's order),
+                    // the adds take the multiply pipes often enough to cost a large share of the rate.
+                    __m256i t0[AVX2_MAX_BLOCKS], t1[AVX2_MAX_BLOCKS];
+#pragma clang loop unroll(full)
+                    for (int j = 0; j < blocks; j++) {
+                        t0[j] = _mm256_madd_epi16(x01, low[j]);
+                        t1[j] = _mm256_madd_epi16(x23, high[j]);
+                    }
+                    if (blocks == 1) __asm__ volatile("" : "+x"(t0[0]), "+x"(t1[0]));
+                    if (blocks == 2) __asm__ volatile("" : "+x"(t0[0]), "+x"(t1[0]), "+x"(t0[1]), "+x"(t1[1]));
+#pragma clang loop unroll(full)
+                    for (int j = 0; j < blocks; j++) {
+                        acc[p][j] = _mm256_add_epi32(acc[p][j], t0[j]);
+                        acc[p][j] = _mm256_add_epi32(acc[p][j], t1[j]);
+                    }
+                }
+                w += blocks * QK_AVX2_UNIT_BYTES;
+            }
+        }
+    }
+
+    if (tile->first_tap + tile->taps < b->taps) {
+#pragma clang loop unroll(full)
+        for (int p = 0; p < pixels; p++)
+#pragma clang loop unroll(full)
+            for (int j = 0; j < blocks; j++)
+                _mm256_store_si256((__m256i *)(tile->partial + p * partial_stride + j * AVX2_LANES), acc[p][j]);
+        return;
+    }
+
+    const int32_t first_out = tile->group * geo->out_per_group;
+    uint8_t *out = args->output +
+                   (((size_t)tile->image * geo->out_h + tile->out_y) * geo->out_w + tile->out_x) * geo->out_c +
+                   first_out;
+#pragma clang loop unroll(full)
+    for (int j = 0; j < blocks; j++) {
+        const int32_t o = (tile->first_block + j) * AVX2_LANES;
+        const int32_t valid = geo->out_per_group - o;
+        const __m256i bias = qk_load8_epi32(args->bias + first_out + o, valid);
+        const __m256 multiplier = qk_load8_ps(args->multiplier + first_out + o, valid);
+#pragma clang loop unroll(full)
+        for (int p = 0; p < pixels; p++)
+            qk_requantize8_store(acc[p][j], bias, multiplier, out + (size_t)p * geo->out_c + o, valid);
+    }
+}
+
+#define AVX2_TILE(P, B)                                                                                \
+    static QK_TARGET_AVX2 void avx2_tile_##P##x##B(const qk_conv_args *args, const qk_conv_blocking *b, \
+                                                   const qk_conv_tile *tile) {                         \
+        avx2_tile(args, b, tile, P, B);                                                                \
+    }
+#define AVX2_TILES_FOR_PIXELS(P) AVX2_TILE(P, 1) AVX2_TILE(P, 2)
+AVX2_TILES_FOR_PIXELS(1)
+AVX2_TILES_FOR_PIXELS(2)
+AVX2_TILES_FOR_PIXELS(3)
+AVX2_TILES_FOR_PIXELS(4)
+AVX2_TILE(5, 1)
+AVX2_TILE(6, 1)
+
+// 5 or 6 pixels x 2 blocks would need more than the 16 ymm registers (accumulators, four weight vectors,
+// two broadcasts and a product).
+#define AVX2_ROW(P) avx2_tile_##P##x1, avx2_tile_##P##x2
+const qk_conv_tile_fn qk_conv3x3_u8s16_4x2c8_avx2[AVX2_MAX_PIXELS * AVX2_MAX_BLOCKS] = {
+    AVX2_ROW(1), AVX2_ROW(2), AVX2_ROW(3), AVX2_ROW(4), avx2_tile_5x1, NULL, avx2_tile_6x1, NULL,
+};
+#endif

@@ -1,0 +1,39 @@
+// The AVX-512BW path, for AVX-512 CPUs without VNNI (Skylake-SP, Cascade Lake without it, ...): the exact
+// int16 route of the AVX2 path on zmm. vpmaddwd multiplies int16 pairs into exact int32 sums, vpaddd
+// accumulates them; a block is 16 output channels (one zmm of int32), a chunk 4 input channels.
+//
+// The inputs are widened to int16 in the microkernel, 32 channels with one vpmovzxbw per pixel and tap,
+// into a small buffer from which each chunk's two channel pairs are broadcast as dwords (vpbroadcastd
+// from memory takes a load slot, not a vector ALU slot). So the unit pairs channels in their natural
+// order: [half 0..1][lane 0..15][2] int16, half h holding channels (2h, 2h + 1): 128 bytes.
+// Weights stay int16 in memory: widening them in the kernel would add two shuffles per block and chunk,
+// against four ALU instructions of real work (docs/performance.md, "AVX-512BW path").
+#ifndef QK_AVX512BW_H
+#define QK_AVX512BW_H
+
+#include "x86/x86.h"
+
+enum { QK_BW_LANES = 16, QK_BW_DEPTH = 4, QK_BW_UNIT_BYTES = 128 };
+// Conv tiles: pixels x blocks within QK_BW_MAX_ACCUMULATORS zmm accumulators, leaving registers for the
+// 2 x blocks weight vectors, the two broadcasts and the products: 8 x 2, 7 x 3, 5 x 4.
+enum { QK_BW_MAX_PIXELS = 8, QK_BW_MAX_BLOCKS = 4, QK_BW_MAX_ACCUMULATORS = 21 };
+
+extern const qk_conv_tile_fn qk_conv3x3_u8s16_7x3c16_avx512bw[QK_BW_MAX_PIXELS * QK_BW_MAX_BLOCKS];
+void qk_fc_u8s16_c16_avx512bw(const qk_fc_block *block);
+void qk_gavgpool_u8_c64_avx512bw_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
+                                       float multiplier, uint8_t *output, const qk_team *team);
+
+#if QK_HAVE_X86
+// Up to 32 input bytes (`bytes`, 1..32, read and no more) widened to int16 and stored at `words`.
+QK_INLINE QK_TARGET_AVX512 void qk_bw_widen32(const uint8_t *bytes_in, int32_t bytes, int16_t *words) {
+    const __mmask32 mask = bytes >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << bytes) - 1);
+    _mm512_store_si512(words, _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(mask, bytes_in)));
+}
+
+// Chunk k's channel pair `half` (0: channels 4k, 4k+1; 1: 4k+2, 4k+3) of widened inputs, in every dword.
+QK_INLINE QK_TARGET_AVX512 __m512i qk_bw_pair(const int16_t *words, int32_t k, int half) {
+    return _mm512_set1_epi32(qk_load_u32((const uint8_t *)(words + 4 * k + 2 * half)));
+}
+#endif
+
+#endif  // QK_AVX512BW_H

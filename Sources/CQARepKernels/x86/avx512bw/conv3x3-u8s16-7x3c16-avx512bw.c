@@ -1,0 +1,185 @@
+// AVX-512BW 3x3 conv microkernels: tiles of up to 8 pixels x 2, 7 x 3 or 5 x 4 blocks of 16 channels; the
+// driver picks the shape per layer. Per chunk of 4 input channels, pixel and block the work is two vpmaddwd
+// and two vpaddd, nothing else: the inputs of each tap are widened to int16 once per 32 channels and pixel
+// (avx512bw.h), and their channel pairs reach the multiplies through broadcast loads.
+#include "x86/avx512bw/avx512bw.h"
+
+#if QK_HAVE_X86
+
+enum { BW_LANES = QK_BW_LANES, BW_MAX_PIXELS = QK_BW_MAX_PIXELS, BW_MAX_BLOCKS = QK_BW_MAX_BLOCKS,
+       BW_MAX_ACCUMULATORS = QK_BW_MAX_ACCUMULATORS };
+// Input channels widened at a time: one zmm of int16 per pixel, 8 chunks.
+enum { BW_PIECE_CHUNKS = 8, BW_PIECE_BYTES = BW_PIECE_CHUNKS * QK_BW_DEPTH };
+_Static_assert(BW_MAX_BLOCKS <= 4, "the narrowing packs four blocks at most");
+_Static_assert(BW_MAX_PIXELS <= QK_MAX_TILE_PIXELS && BW_MAX_BLOCKS * BW_LANES <= QK_MAX_TILE_LANES,
+               "partial-sum buffer too small");
+
+// An empty asm that takes a pixel's products in and out, so that the compiler issues all its vpmaddwd
+// before their vpaddd: on Zen 4, adds interleaved one by one with the multiplies (what clang emits
+// otherwise) take the multiply pipes often enough to cost a large share of the rate (docs/performance.md,
+// "AVX-512BW path").
+QK_INLINE QK_TARGET_AVX512 void bw_hold(__m512i *t0, __m512i *t1, const int blocks) {
+    if (blocks == 1) __asm__ volatile("" : "+v"(t0[0]), "+v"(t1[0]));
+    if (blocks == 2) __asm__ volatile("" : "+v"(t0[0]), "+v"(t1[0]), "+v"(t0[1]), "+v"(t1[1]));
+    if (blocks == 3)
+        __asm__ volatile("" : "+v"(t0[0]), "+v"(t1[0]), "+v"(t0[1]), "+v"(t1[1]), "+v"(t0[2]), "+v"(t1[2]));
+    if (blocks == 4)
+        __asm__ volatile("" : "+v"(t0[0]), "+v"(t1[0]), "+v"(t0[1]), "+v"(t1[1]), "+v"(t0[2]), "+v"(t1[2]),
+                              "+v"(t0[3]), "+v"(t1[3]));
+}
+
+QK_INLINE QK_TARGET_AVX512 void bw_tile(const qk_conv_args *args, const qk_conv_blocking *b,
+                                          const qk_conv_tile *tile, const int pixels, const int blocks) {
+    const qk_conv_geometry *geo = &args->geo;
+    const uint8_t *image = args->input + (size_t)tile->image * geo->in_h * geo->in_w * geo->in_c;
+    const int32_t first_channel = tile->group * geo->in_per_group;
+    const uint8_t *w = tile->weights;
+    const int32_t chunks = b->chunks;
+
+    const int32_t partial_stride = b->blocks_per_tile * BW_LANES;
+    const int32_t first_out = tile->group * geo->out_per_group;
+    const int32_t first_lane = tile->first_block * BW_LANES;  // within the group
+    __mmask16 lane_mask[BW_MAX_BLOCKS];
+#pragma clang loop unroll(full)
+    for (int j = 0; j < blocks; j++) lane_mask[j] = qk_lane_mask16(geo->out_per_group - first_lane - j * BW_LANES);
+
+    // Accumulation starts from the bias: the integer sum acc + bias is the same, one add fewer per output.
+    __m512i acc[BW_MAX_PIXELS][BW_MAX_BLOCKS];
+    if (tile->first_tap == 0) {
+#pragma clang loop unroll(full)
+        for (int j = 0; j < blocks; j++) {
+            const __m512i bias =
+                _mm512_maskz_loadu_epi32(lane_mask[j], args->bias + first_out + first_lane + j * BW_LANES);
+#pragma clang loop unroll(full)
+            for (int p = 0; p < pixels; p++) acc[p][j] = bias;
+        }
+    } else {
+#pragma clang loop unroll(full)
+        for (int p = 0; p < pixels; p++)
+#pragma clang loop unroll(full)
+            for (int j = 0; j < blocks; j++)
+                acc[p][j] = _mm512_load_si512(tile->partial + p * partial_stride + j * BW_LANES);
+    }
+
+    // One piece of every pixel's inputs, as int16.
+    int16_t widened[BW_MAX_PIXELS][BW_PIECE_BYTES] __attribute__((aligned(64)));
+    w += (size_t)tile->first_tap * (size_t)chunks * (size_t)blocks * QK_BW_UNIT_BYTES;
+    for (int32_t tap = tile->first_tap; tap < tile->first_tap + tile->taps; tap++) {
+        const uint8_t *src[BW_MAX_PIXELS];
+        qk_conv_tile_sources(args, tile, image, first_channel, tap, pixels, src);
+        // The next item's weight prefetches go one per chunk, as on the VNNI path.
+        const char *prefetch = NULL;
+        int32_t prefetch_lines = 0;
+        if (tile->prefetch_lines_per_tap > 0) {
+            prefetch_lines = tile->prefetch_lines_per_tap;
+            prefetch = (const char *)tile->prefetch + (size_t)(tap - tile->first_tap) * (size_t)prefetch_lines * 64;
+        }
+        for (; prefetch_lines > chunks; prefetch_lines--, prefetch += 64) _mm_prefetch(prefetch, _MM_HINT_T1);
+        for (int32_t first = 0; first < chunks; first += BW_PIECE_CHUNKS) {
+            const int32_t piece = chunks - first < BW_PIECE_CHUNKS ? chunks - first : BW_PIECE_CHUNKS;
+#pragma clang loop unroll(full)
+            for (int p = 0; p < pixels; p++)
+                qk_bw_widen32(src[p] + QK_BW_DEPTH * first, QK_BW_DEPTH * piece, widened[p]);
+            for (int32_t k = 0; k < piece; k++) {
+                if (first + k < prefetch_lines) _mm_prefetch(prefetch + 64 * (first + k), _MM_HINT_T1);
+                __m512i w0[BW_MAX_BLOCKS], w1[BW_MAX_BLOCKS];
+#pragma clang loop unroll(full)
+                for (int j = 0; j < blocks; j++) {
+                    w0[j] = _mm512_loadu_si512(w + j * QK_BW_UNIT_BYTES);
+                    w1[j] = _mm512_loadu_si512(w + j * QK_BW_UNIT_BYTES + 64);
+                }
+#pragma clang loop unroll(full)
+                for (int p = 0; p < pixels; p++) {
+                    const __m512i x0 = qk_bw_pair(widened[p], k, 0), x1 = qk_bw_pair(widened[p], k, 1);
+                    // All of the pixel's products, then their adds (see bw_hold).
+                    __m512i t0[BW_MAX_BLOCKS], t1[BW_MAX_BLOCKS];
+#pragma clang loop unroll(full)
+                    for (int j = 0; j < blocks; j++) {
+                        t0[j] = _mm512_madd_epi16(x0, w0[j]);
+                        t1[j] = _mm512_madd_epi16(x1, w1[j]);
+                    }
+                    bw_hold(t0, t1, blocks);
+#pragma clang loop unroll(full)
+                    for (int j = 0; j < blocks; j++) {
+                        acc[p][j] = _mm512_add_epi32(acc[p][j], t0[j]);
+                        acc[p][j] = _mm512_add_epi32(acc[p][j], t1[j]);
+                    }
+                }
+                w += blocks * QK_BW_UNIT_BYTES;
+            }
+        }
+    }
+
+    if (tile->first_tap + tile->taps < b->taps) {
+#pragma clang loop unroll(full)
+        for (int p = 0; p < pixels; p++)
+#pragma clang loop unroll(full)
+            for (int j = 0; j < blocks; j++)
+                _mm512_store_si512(tile->partial + p * partial_stride + j * BW_LANES, acc[p][j]);
+        return;
+    }
+
+    uint8_t *out = args->output +
+                   (((size_t)tile->image * geo->out_h + tile->out_y) * geo->out_w + tile->out_x) * geo->out_c +
+                   first_out + first_lane;
+    // Dense mode (stems): bring the output lines one row below in early, as on the VNNI path.
+    if (tile->im2col != NULL && tile->group == 0 && tile->first_block == 0) {
+        const char *below = (const char *)out + (size_t)geo->out_w * (size_t)geo->out_c;
+        for (int32_t offset = 0; offset < pixels * geo->out_c; offset += 64) _mm_prefetch(below + offset, _MM_HINT_T0);
+    }
+    __m512 multiplier[BW_MAX_BLOCKS];
+    __mmask64 store_mask = 0;
+#pragma clang loop unroll(full)
+    for (int j = 0; j < blocks; j++) {
+        multiplier[j] = _mm512_maskz_loadu_ps(lane_mask[j], args->multiplier + first_out + first_lane + j * BW_LANES);
+        store_mask |= (__mmask64)lane_mask[j] << (j * BW_LANES);
+    }
+    // Saturating packs narrow up to four blocks at once (the VNNI path's epilogue): dword i*4 + j of the
+    // packed vector holds lanes 4i..4i+3 of block j; the permutation restores channel order.
+    const __m512i channel_order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const int multipliers_below_one = args->multipliers_below_one;
+    const size_t out_c = (size_t)geo->out_c;
+#pragma clang loop unroll(full)
+    for (int p = 0; p < pixels; p++) {
+        __m512i y[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                        _mm512_setzero_si512()};
+#pragma clang loop unroll(full)
+        for (int j = 0; j < blocks; j++)
+            y[j] = multipliers_below_one ? qk_round16(acc[p][j], multiplier[j])
+                                         : qk_round_clamped16(acc[p][j], multiplier[j]);
+        // Signed saturation first: int32 beyond 32767 must become 32767 (then 255), which the unsigned
+        // pack would turn into 65535, read as -1 (then 0) by the second pack.
+        const __m512i bytes = _mm512_packus_epi16(_mm512_packs_epi32(y[0], y[1]), _mm512_packs_epi32(y[2], y[3]));
+        _mm512_mask_storeu_epi8(out + (size_t)p * out_c, store_mask, _mm512_permutexvar_epi32(channel_order, bytes));
+    }
+}
+
+#define BW_TILE(P, B)                                                                                      \
+    static QK_TARGET_AVX512 void bw_tile_##P##x##B(const qk_conv_args *args, const qk_conv_blocking *b, \
+                                                     const qk_conv_tile *tile) {                         \
+        bw_tile(args, b, tile, P, B);                                                                      \
+    }
+#define BW_TILES_1_TO_2(P) BW_TILE(P, 1) BW_TILE(P, 2)
+#define BW_TILES_1_TO_3(P) BW_TILES_1_TO_2(P) BW_TILE(P, 3)
+#define BW_TILES_1_TO_4(P) BW_TILES_1_TO_3(P) BW_TILE(P, 4)
+BW_TILES_1_TO_4(1)
+BW_TILES_1_TO_4(2)
+BW_TILES_1_TO_4(3)
+BW_TILES_1_TO_4(4)
+BW_TILES_1_TO_4(5)
+BW_TILES_1_TO_3(6)
+BW_TILES_1_TO_3(7)
+BW_TILES_1_TO_2(8)
+
+// Exactly the shapes within the accumulator budget (pixels x blocks <= 21).
+#define BW_ROW_4(P) bw_tile_##P##x1, bw_tile_##P##x2, bw_tile_##P##x3, bw_tile_##P##x4
+#define BW_ROW_3(P) bw_tile_##P##x1, bw_tile_##P##x2, bw_tile_##P##x3, NULL
+#define BW_ROW_2(P) bw_tile_##P##x1, bw_tile_##P##x2, NULL, NULL
+const qk_conv_tile_fn qk_conv3x3_u8s16_7x3c16_avx512bw[BW_MAX_PIXELS * BW_MAX_BLOCKS] = {
+    BW_ROW_4(1), BW_ROW_4(2), BW_ROW_4(3), BW_ROW_4(4), BW_ROW_4(5), BW_ROW_3(6), BW_ROW_3(7), BW_ROW_2(8),
+};
+_Static_assert(5 * 4 <= BW_MAX_ACCUMULATORS && 6 * 4 > BW_MAX_ACCUMULATORS && 7 * 3 <= BW_MAX_ACCUMULATORS &&
+                   8 * 3 > BW_MAX_ACCUMULATORS && 8 * 2 <= BW_MAX_ACCUMULATORS,
+               "the table holds exactly the tiles within the accumulator budget");
+
+#endif
