@@ -23,22 +23,16 @@ func rightAligned(_ text: String, _ width: Int) -> String {
 }
 
 /// Writes to file descriptor 2 directly (Glibc's `stderr` is a global var, which Swift 6 refuses to touch).
-func printToStandardError(_ text: String) {
-    var bytes = Array(text.utf8)[...]
-    while !bytes.isEmpty {
-        let written = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
-        if written < 0 && errno == EINTR { continue }
-        guard written > 0 else { return }
-        bytes = bytes.dropFirst(written)
-    }
-}
+func printToStandardError(_ text: String) { writeAll(STDERR_FILENO, text) }
 
 /// Writes to file descriptor 1 directly, unbuffered: --jsonl and the text output of classify stream a batch at
 /// a time (print's buffer would hold them until it fills when stdout is a pipe).
-func writeToStandardOutput(_ text: String) {
+func writeToStandardOutput(_ text: String) { writeAll(STDOUT_FILENO, text) }
+
+private func writeAll(_ descriptor: Int32, _ text: String) {
     var bytes = Array(text.utf8)[...]
     while !bytes.isEmpty {
-        let written = bytes.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+        let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
         if written < 0 && errno == EINTR { continue }
         guard written > 0 else { return }
         bytes = bytes.dropFirst(written)
