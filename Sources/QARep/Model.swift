@@ -58,6 +58,7 @@ public final class Model: Sendable {
     /// Reads the file's tensors one at a time, each straight from the source.
     private static func load(source: some ByteSource) throws(QARepError) -> Parts {
         let contents = try ModelFileContents(source: source)
+        defer { qk_release_freed_heap() }  // the tensors, read one at a time, are freed by now
         return try build(skeleton: contents.skeleton, formatVersion: contents.formatVersion,
                          convWeight: { (i) throws(QARepError) -> [Int8] in try source.int8Values(contents.convWeights[i]) },
                          fcWeight: { () throws(QARepError) -> [Int8] in try source.int8Values(contents.fcWeight) })

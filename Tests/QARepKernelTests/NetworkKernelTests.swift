@@ -13,6 +13,9 @@ struct NetworkCase {
     var lastPixels: Int { convs[convs.count - 1].outH * convs[convs.count - 1].outW }
     var imageBytes: Int { convs[0].inH * convs[0].inW * convs[0].inC }
     var maxActivationBytes: Int { convs.map { max($0.inH * $0.inW * $0.inC, $0.outH * $0.outW * $0.outC) }.max() ?? 0 }
+    /// What each scratch buffer must hold per image: ping the input and the odd layers' outputs, pong the even ones'.
+    var largestInPing: Int { stride(from: 1, to: convs.count, by: 2).map { convs[$0].outputCount }.reduce(imageBytes, max) }
+    var largestInPong: Int { stride(from: 0, to: convs.count, by: 2).map { convs[$0].outputCount }.reduce(0, max) }
 
     /// Layers as (out channels, stride, groups) after a 3-channel input of inH x inW.
     static func random(inH: Int, inW: Int, layers: [(Int, Int, Int)], classes: Int, _ rng: inout SeededGenerator) -> NetworkCase {
@@ -102,14 +105,16 @@ final class NetworkKernelTests: XCTestCase {
         // or, when threads run images alone (input not in ping, at least as many images as threads), to the
         // threads' slots of the largest activation plus slack, and to the rest of the images, if any, placed
         // after as many slots as there were images run alone.
-        let scratchBytes = batch * (net.maxActivationBytes + extraBytes)
         let alone = !inputInPing && threads > 1 && batch >= Int(threads) ? batch - batch % Int(threads) : 0
-        let slot = net.maxActivationBytes + extraBytes
-        let activationBytes = alone == 0 ? batch * net.maxActivationBytes
-            : alone == batch ? Int(threads) * slot - extraBytes : alone * slot + (batch - alone) * net.maxActivationBytes
+        func reach(_ largest: Int) -> Int {
+            let slot = largest + extraBytes
+            return alone == 0 ? batch * largest
+                : alone == batch ? Int(threads) * slot - extraBytes : alone * slot + (batch - alone) * largest
+        }
+        let pingReach = reach(net.largestInPing), pongReach = reach(net.largestInPong)
         let fence: UInt8 = 0x5A
-        var ping = [UInt8](repeating: fence, count: scratchBytes + extraBytes)
-        var pong = ping
+        var ping = [UInt8](repeating: fence, count: batch * (net.largestInPing + extraBytes) + extraBytes)
+        var pong = [UInt8](repeating: fence, count: batch * (net.largestInPong + extraBytes) + extraBytes)
         var separateInput = images
         if inputInPing { ping.replaceSubrange(0..<images.count - extraBytes, with: images.prefix(images.count - extraBytes)) }
         let pooledCount = batch * net.lastChannels
@@ -130,7 +135,7 @@ final class NetworkKernelTests: XCTestCase {
         }
         // Only the slack after the largest activation may be read; nothing is written past an output.
         let fencesIntact = logits.guardsIntact && pooled[pooledCount...].allSatisfy { $0 == fence } &&
-            pong[activationBytes...].allSatisfy { $0 == fence } && ping[activationBytes...].allSatisfy { $0 == fence }
+            pong[pongReach...].allSatisfy { $0 == fence } && ping[pingReach...].allSatisfy { $0 == fence }
         return (status, NetworkResult(pooled: Array(pooled.prefix(pooledCount)), logits: logits.payload), fencesIntact)
     }
 
@@ -319,7 +324,8 @@ final class NetworkKernelTests: XCTestCase {
             XCTAssertTrue(logits.allSatisfy { $0 == 0 }, "a refused run wrote logits")
             var scratch = qk_network_scratch()
             XCTAssertEqual(qk_network_scratch_sizes(valid, 3, &scratch), QK_OK)
-            XCTAssertEqual(scratch.ping, 3 * (net.maxActivationBytes + extraBytes) + extraBytes)
+            XCTAssertEqual(scratch.ping, 3 * (net.largestInPing + extraBytes) + extraBytes)
+            XCTAssertEqual(scratch.pong, 3 * (net.largestInPong + extraBytes) + extraBytes)
             XCTAssertEqual(scratch.input, 3 * net.imageBytes + extraBytes)
             XCTAssertEqual(scratch.logits, 3 * net.classes * 4)
             XCTAssertEqual(qk_network_scratch_sizes(valid, 0, &scratch), QK_ERROR_INVALID_ARGUMENT)

@@ -134,6 +134,9 @@ qk_path qk_network_path(const qk_network *network);
 size_t qk_network_packed_bytes(const qk_network *network);
 // Frees the network; NULL is ignored.
 void qk_network_destroy(qk_network *network);
+// Returns heap memory freed while a model was loaded to the system (glibc's malloc_trim; a no-op elsewhere).
+// glibc keeps freed blocks below a threshold that a large freed tensor raises, so otherwise they stay resident.
+void qk_release_freed_heap(void);
 // Leading layers whose output for the whole batch exceeds this many bytes run one image at a time (depth
 // first, so that they stay in L2); 0 restores the default, 1 MiB. For tests and tuning.
 qk_status qk_network_set_depth_first_bytes(qk_network *network, int64_t bytes);

@@ -7,6 +7,9 @@
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 size_t qk_layer_input_bytes(const qk_conv_shape *shape) {
     return (size_t)shape->in_h * (size_t)shape->in_w * (size_t)shape->in_c;
@@ -17,14 +20,21 @@ size_t qk_layer_output_bytes(const qk_conv_shape *shape) {
            (size_t)shape->out_c;
 }
 
-size_t qk_network_largest_activation(const qk_network *network) {
-    size_t largest = qk_layer_input_bytes(&network->convs[0].shape);
-    for (int32_t i = 0; i < network->conv_count; i++) {
+// Sized apart because the two differ a lot: RepVGG's first (even) layer's output is 4x any odd layer's.
+static size_t largest_output_of_parity(const qk_network *network, int32_t parity, size_t at_least) {
+    size_t largest = at_least;
+    for (int32_t i = parity; i < network->conv_count; i += 2) {
         const size_t bytes = qk_layer_output_bytes(&network->convs[i].shape);
         if (bytes > largest) largest = bytes;
     }
     return largest;
 }
+
+size_t qk_network_largest_in_ping(const qk_network *network) {
+    return largest_output_of_parity(network, 1, qk_layer_input_bytes(&network->convs[0].shape));
+}
+
+size_t qk_network_largest_in_pong(const qk_network *network) { return largest_output_of_parity(network, 0, 0); }
 
 // Kernel memory is 64-byte aligned (the SIMD paths load whole units); NULL for 0 bytes or no memory.
 static void *aligned_bytes(size_t bytes) {
@@ -274,11 +284,16 @@ qk_status qk_network_scratch_sizes(const qk_network *network, int32_t max_batch,
     if (network == NULL || out_sizes == NULL || max_batch < 1 || max_batch > QK_MAX_BATCH)
         return QK_ERROR_INVALID_ARGUMENT;
     const size_t batch = (size_t)max_batch;
-    const size_t activations = batch * (qk_network_largest_activation(network) + QK_EXTRA_BYTES) + QK_EXTRA_BYTES;
     out_sizes->input = batch * qk_layer_input_bytes(&network->convs[0].shape) + QK_EXTRA_BYTES;
-    out_sizes->ping = activations;
-    out_sizes->pong = activations;
+    out_sizes->ping = batch * (qk_network_largest_in_ping(network) + QK_EXTRA_BYTES) + QK_EXTRA_BYTES;
+    out_sizes->pong = batch * (qk_network_largest_in_pong(network) + QK_EXTRA_BYTES) + QK_EXTRA_BYTES;
     out_sizes->pooled = batch * (size_t)last_channels(network) + QK_EXTRA_BYTES;
     out_sizes->logits = batch * (size_t)network->classes * sizeof(float);
     return QK_OK;
+}
+
+void qk_release_freed_heap(void) {
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
 }

@@ -101,20 +101,21 @@ static void step_done(step_timer *timer, int32_t step) {
 // Where leading layer i of the image-by-image part writes each image: layers before the last leading one
 // reuse one place for every image, warm in L2 (docs/performance.md, "Depth first"), past the last leading
 // layer's batch outputs when they share its buffer; the last one
-// writes each image at its place in the batch, for the batched layers. `room` is the scratch ping and pong
-// each hold. Returns the byte offset of image n's output in the layer's destination buffer.
+// writes each image at its place in the batch, for the batched layers. `room` is what the scratch ping and
+// pong each hold (index 0 pong, 1 ping, as layer i writes room[i % 2]). Returns the byte offset of image n's
+// output in the layer's destination buffer.
 static size_t leading_output_offset(const qk_network *network, int32_t i, int32_t n, int32_t leading, int32_t batch,
-                                    size_t room) {
+                                    const size_t room[2]) {
     const size_t mine = output_bytes(&network->convs[i].shape);
     if (i == leading - 1) return (size_t)n * mine;
     const size_t batch_outputs = (size_t)batch * output_bytes(&network->convs[leading - 1].shape);
     const size_t reused = (i - (leading - 1)) % 2 == 0 ? (batch_outputs + 63) & ~(size_t)63 : 0;
-    return reused + mine + QK_EXTRA_BYTES <= room ? reused : (size_t)n * mine;
+    return reused + mine + QK_EXTRA_BYTES <= room[i % 2] ? reused : (size_t)n * mine;
 }
 
 // Leading layer i for image n alone.
 static qk_conv_args leading_args(const qk_network *network, int32_t i, int32_t n, int32_t leading, int32_t batch,
-                                 size_t room, int32_t threads, const uint8_t *input, uint8_t *ping, uint8_t *pong) {
+                                 const size_t room[2], int32_t threads, const uint8_t *input, uint8_t *ping, uint8_t *pong) {
     qk_conv_args args = conv_args(network, i, 0, 1, threads, input, ping, pong);
     if (i == 0) args.input += (size_t)n * input_bytes(&network->convs[0].shape);
     else args.input += leading_output_offset(network, i - 1, n, leading, batch, room);
@@ -129,7 +130,8 @@ static void run_features(const qk_path_config *path, const qk_network *network, 
     const int32_t layers = network->conv_count;
     const qk_conv_geometry last = qk_conv_geometry_of(&network->convs[layers - 1].shape);
     const int32_t leading = per_image_layers(network, batch, input, ping);
-    const size_t room = (size_t)batch * (qk_network_largest_activation(network) + QK_EXTRA_BYTES);
+    const size_t room[2] = {(size_t)batch * (qk_network_largest_in_pong(network) + QK_EXTRA_BYTES),
+                            (size_t)batch * (qk_network_largest_in_ping(network) + QK_EXTRA_BYTES)};
     for (int32_t n = 0; n < (leading > 0 ? batch : 0); n++) {
         for (int32_t i = 0; i < leading; i++) {
             qk_conv_args args = leading_args(network, i, n, leading, batch, room, team->size, input, ping, pong);
@@ -163,10 +165,10 @@ static void run_features(const qk_path_config *path, const qk_network *network, 
 // layer, no rows read from another core's L2, every layer at single-thread efficiency (one thread runs an
 // image as fast alone as within a batch of 8). A thread slowed by another process simply takes fewer images.
 // The last images, fewer than the threads, run layer by layer with the whole team; then the team shares
-// the fc head. Member m's images use ping and pong from m * (largest + QK_EXTRA_BYTES) on, so that no
-// thread's reads past its activations (the slack) touch bytes another thread writes, and the images after
-// them from (images run alone) * (largest + QK_EXTRA_BYTES) on: hence the scratch contract of
-// batch * (largest + QK_EXTRA_BYTES). The input must be in a buffer of its own: in ping, image
+// the fc head. Member m's images use ping and pong from m * (largest + QK_EXTRA_BYTES) on (largest of that
+// buffer), so that no thread's reads past its activations (the slack) touch bytes another thread writes, and
+// the images after them from (images run alone) * (largest + QK_EXTRA_BYTES) on: hence the scratch contract
+// of batch * (largest + QK_EXTRA_BYTES) per buffer. The input must be in a buffer of its own: in ping, image
 // 0's activations would overwrite image 1's pixels.
 // (docs/performance.md, "Images alone".)
 static int32_t images_run_alone(int32_t batch, int32_t threads, const uint8_t *input, const uint8_t *ping) {
@@ -183,7 +185,8 @@ qk_status qk_network_run(const qk_network *network, int32_t batch, const uint8_t
     const int32_t layers = network->conv_count;
     const qk_conv_geometry last = qk_conv_geometry_of(&network->convs[layers - 1].shape);
     const int32_t alone_images = images_run_alone(batch, threads, input, ping);
-    const size_t largest = qk_network_largest_activation(network);
+    const size_t ping_slot = qk_network_largest_in_ping(network) + QK_EXTRA_BYTES;
+    const size_t pong_slot = qk_network_largest_in_pong(network) + QK_EXTRA_BYTES;
     const size_t image_bytes = input_bytes(&network->convs[0].shape);
     int32_t joined = 0, next_image = 0;
     // Claim counters, two sets of one per member, each on its own cache line; without them (no memory) the
@@ -211,17 +214,17 @@ qk_status qk_network_run(const qk_network *network, int32_t batch, const uint8_t
                 qk_team solo = {0, 1, NULL, 0};
                 // The member's own slot for all its images: their activations die with the image, and a
                 // region the member wrote before is warm in its L2.
-                const size_t slot = (size_t)team.member * (largest + QK_EXTRA_BYTES);
-                run_features(path, network, 1, input + (size_t)n * image_bytes, ping + slot, pong + slot,
+                const size_t member = (size_t)team.member;
+                run_features(path, network, 1, input + (size_t)n * image_bytes, ping + member * ping_slot, pong + member * pong_slot,
                              pooled + (size_t)n * (size_t)last.out_c, &solo, NULL, &timer);
             }
             first_shared = alone_images;
 #pragma omp barrier
         }
         if (first_shared < batch) {
-            const size_t slot = (size_t)first_shared * (largest + QK_EXTRA_BYTES);
-            run_features(path, network, batch - first_shared, input + (size_t)first_shared * image_bytes, ping + slot,
-                         pong + slot, pooled + (size_t)first_shared * (size_t)last.out_c, &team, &team, &timer);
+            const size_t shared = (size_t)first_shared;
+            run_features(path, network, batch - first_shared, input + (size_t)first_shared * image_bytes,
+                         ping + shared * ping_slot, pong + shared * pong_slot, pooled + (size_t)first_shared * (size_t)last.out_c, &team, &team, &timer);
         }
         qk_team_step_begin(&team);
         path->ops->fc_share(path, batch, last.out_c, network->classes, network->fc_packed, network->fc_bias,

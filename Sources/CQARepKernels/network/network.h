@@ -36,7 +36,9 @@ size_t qk_layer_input_bytes(const qk_conv_shape *shape);
 size_t qk_layer_output_bytes(const qk_conv_shape *shape);
 // Whether every layer's weights and the head are set.
 bool qk_network_is_complete(const qk_network *network);
-// Largest per-image activation of the network, its input included.
-size_t qk_network_largest_activation(const qk_network *network);
+// Largest per-image activation each scratch buffer holds: ping the network input (when the caller puts it
+// there) and the odd layers' outputs, pong the even layers' outputs (network-run.c's alternation).
+size_t qk_network_largest_in_ping(const qk_network *network);
+size_t qk_network_largest_in_pong(const qk_network *network);
 
 #endif  // QK_NETWORK_H
