@@ -379,10 +379,10 @@ static void winograd_tests(void) {
     free(output);
     free(unpacked);
     free_conv_data(&d);
-    printf("winograd compared with scalar:");
+    printf("paths run with Winograd against scalar:");
     for (int path = 0; path < QK_PATH_COUNT; path++)
         if (winograd_ran[path]) printf(" %s", qk_path_name((qk_path)path));
-    printf("\nwinograd not run (no Winograd kernels, or this CPU lacks the path):");
+    printf("\npaths without a Winograd run here (no Winograd kernels, or this CPU lacks the path):");
     for (int path = 0; path < QK_PATH_COUNT; path++)
         if (!winograd_ran[path]) printf(" %s", qk_path_name((qk_path)path));
     printf("\n");

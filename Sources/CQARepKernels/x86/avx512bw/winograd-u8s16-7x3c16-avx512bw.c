@@ -1,0 +1,121 @@
+// AVX-512BW Winograd F(2x2,3x3) kernels (driver/winograd.h): the input transform on 32 channels at a time,
+// and the GEMM over the 16 transformed positions for up to 8 tiles x 2, 7 x 3 blocks of 16 channels, whose
+// inner loop is the direct kernel's (broadcast int16 pairs of V, vpmaddwd with U' pairs, vpaddd). Then the
+// output transform, the exact /4 (arithmetic shift of 4 * acc), bias and requantization.
+#include "x86/avx512bw/avx512bw.h"
+
+#if QK_HAVE_X86
+
+enum { WG_LANES = QK_BW_LANES, WG_MAX_TILES = 8, WG_MAX_BLOCKS = 3, WG_MAX_ACCUMULATORS = 21 };
+
+// Unit arrangement as the direct kernel's (avx512bw.h): [half][lane][2].
+static int32_t unit_index(int32_t lane, int32_t q) { return (q / 2) * WG_LANES * 2 + lane * 2 + q % 2; }
+
+// V = Bt d B of 32 channels; |V| <= 4 * 255, so int16 adds cannot overflow.
+static QK_TARGET_AVX512 void input_transform(const uint8_t *const *src, int32_t values, int16_t *v, int32_t v_stride) {
+    for (int32_t c = 0; c < values; c += 32) {
+        __m512i d[16];
+        for (int i = 0; i < 16; i++) d[i] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(src[i] + c)));
+        __m512i w[16];  // Bt d: rows
+        for (int col = 0; col < 4; col++) {
+            w[0 + col] = _mm512_sub_epi16(d[0 + col], d[8 + col]);
+            w[4 + col] = _mm512_add_epi16(d[4 + col], d[8 + col]);
+            w[8 + col] = _mm512_sub_epi16(d[8 + col], d[4 + col]);
+            w[12 + col] = _mm512_sub_epi16(d[4 + col], d[12 + col]);
+        }
+        for (int row = 0; row < 4; row++) {
+            const __m512i *r = &w[4 * row];
+            _mm512_storeu_si512(v + (size_t)(4 * row + 0) * v_stride + c, _mm512_sub_epi16(r[0], r[2]));
+            _mm512_storeu_si512(v + (size_t)(4 * row + 1) * v_stride + c, _mm512_add_epi16(r[1], r[2]));
+            _mm512_storeu_si512(v + (size_t)(4 * row + 2) * v_stride + c, _mm512_sub_epi16(r[2], r[1]));
+            _mm512_storeu_si512(v + (size_t)(4 * row + 3) * v_stride + c, _mm512_sub_epi16(r[1], r[3]));
+        }
+    }
+}
+
+QK_INLINE QK_TARGET_AVX512 void wg_tile(const qk_winograd_call *call, const int tiles, const int blocks) {
+    int32_t m[16][WG_MAX_TILES][WG_MAX_BLOCKS * WG_LANES] __attribute__((aligned(64)));
+    const uint8_t *w = call->weights;
+    const int32_t chunks = call->chunks;
+    const size_t tile_step = (size_t)16 * (size_t)call->v_stride;
+    for (int e = 0; e < 16; e++) {
+        const int16_t *v = call->v + (size_t)e * call->v_stride;
+        __m512i acc[WG_MAX_TILES][WG_MAX_BLOCKS];
+#pragma clang loop unroll(full)
+        for (int p = 0; p < tiles; p++)
+#pragma clang loop unroll(full)
+            for (int j = 0; j < blocks; j++) acc[p][j] = _mm512_setzero_si512();
+        for (int32_t k = 0; k < chunks; k++) {
+            __m512i w0[WG_MAX_BLOCKS], w1[WG_MAX_BLOCKS];
+#pragma clang loop unroll(full)
+            for (int j = 0; j < blocks; j++) {
+                w0[j] = _mm512_loadu_si512(w + j * QK_BW_UNIT_BYTES);
+                w1[j] = _mm512_loadu_si512(w + j * QK_BW_UNIT_BYTES + 64);
+            }
+#pragma clang loop unroll(full)
+            for (int p = 0; p < tiles; p++) {
+                const uint8_t *x = (const uint8_t *)(v + (size_t)p * tile_step + 4 * k);
+                qk_bw_madd_pixel(acc[p], _mm512_set1_epi32(qk_load_u32(x)), _mm512_set1_epi32(qk_load_u32(x + 4)), w0, w1,
+                                 blocks);
+            }
+            w += blocks * QK_BW_UNIT_BYTES;
+        }
+#pragma clang loop unroll(full)
+        for (int p = 0; p < tiles; p++)
+#pragma clang loop unroll(full)
+            for (int j = 0; j < blocks; j++) _mm512_store_si512(&m[e][p][j * WG_LANES], acc[p][j]);
+    }
+
+    const qk_conv_args *args = call->args;
+    const qk_conv_geometry *geo = &args->geo;
+    const int32_t first_out = call->group * geo->out_per_group;
+    const int32_t y0 = 2 * call->tile_y;
+    for (int j = 0; j < blocks; j++) {
+        const int32_t o = (call->first_block + j) * WG_LANES;
+        const __mmask16 mask = qk_lane_mask16(geo->out_per_group - o);
+        const __m512i bias = _mm512_maskz_loadu_epi32(mask, args->bias + first_out + o);
+        const __m512 multiplier = _mm512_maskz_loadu_ps(mask, args->multiplier + first_out + o);
+        for (int p = 0; p < tiles; p++) {
+            __m512i mm[16];
+            for (int e = 0; e < 16; e++) mm[e] = _mm512_load_si512(&m[e][p][j * WG_LANES]);
+            // At M A, wrapping int32 adds: exact modulo 2^32, and the result 4 * acc fits int32.
+            __m512i t0[4], t1[4];
+            for (int c = 0; c < 4; c++) {
+                t0[c] = _mm512_add_epi32(_mm512_add_epi32(mm[c], mm[4 + c]), mm[8 + c]);
+                t1[c] = _mm512_sub_epi32(_mm512_sub_epi32(mm[4 + c], mm[8 + c]), mm[12 + c]);
+            }
+            __m512i y[4];
+            y[0] = _mm512_add_epi32(_mm512_add_epi32(t0[0], t0[1]), t0[2]);
+            y[1] = _mm512_sub_epi32(_mm512_sub_epi32(t0[1], t0[2]), t0[3]);
+            y[2] = _mm512_add_epi32(_mm512_add_epi32(t1[0], t1[1]), t1[2]);
+            y[3] = _mm512_sub_epi32(_mm512_sub_epi32(t1[1], t1[2]), t1[3]);
+            const int32_t x0 = 2 * (call->tile_x + p);
+            for (int q = 0; q < 4; q++) {
+                const int32_t oy = y0 + q / 2, ox = x0 + q % 2;
+                if (oy >= geo->out_h || ox >= geo->out_w) continue;
+                uint8_t *out = args->output +
+                               (((size_t)call->image * geo->out_h + oy) * geo->out_w + ox) * geo->out_c + first_out + o;
+                _mm_mask_storeu_epi8(out, mask, qk_requantize16(_mm512_srai_epi32(y[q], 2), bias, multiplier));
+            }
+        }
+    }
+}
+
+#define WG_TILE(P, B)                                                                                     \
+    static QK_TARGET_AVX512 void wg_tile_##P##x##B(const qk_winograd_call *call) { wg_tile(call, P, B); }
+#define WG_TILES_3(P) WG_TILE(P, 1) WG_TILE(P, 2) WG_TILE(P, 3)
+WG_TILES_3(1) WG_TILES_3(2) WG_TILES_3(3) WG_TILES_3(4) WG_TILES_3(5) WG_TILES_3(6) WG_TILES_3(7)
+WG_TILE(8, 1) WG_TILE(8, 2)
+
+#define WG_ROW(P) wg_tile_##P##x1, wg_tile_##P##x2, wg_tile_##P##x3
+static const qk_winograd_tile_fn tiles[WG_MAX_TILES * WG_MAX_BLOCKS] = {
+    WG_ROW(1), WG_ROW(2), WG_ROW(3), WG_ROW(4), WG_ROW(5), WG_ROW(6), WG_ROW(7), wg_tile_8x1, wg_tile_8x2, NULL,
+};
+
+const qk_winograd_kernels qk_winograd_u8s16_7x3c16_avx512bw = {
+    .lanes = WG_LANES, .depth = QK_BW_DEPTH, .unit_bytes = QK_BW_UNIT_BYTES, .unit_index = unit_index,
+    .input = input_transform, .input_width = 32,
+    .max_tiles = WG_MAX_TILES, .max_blocks = WG_MAX_BLOCKS, .max_accumulators = WG_MAX_ACCUMULATORS, .tiles = tiles,
+    .gemm_percent = 85, .direct_percent = 85, .input_macs = 4, .output_macs = 16,
+};
+#endif
