@@ -53,6 +53,51 @@ typedef struct qk_winograd_kernels {
     int32_t gemm_percent, direct_percent, input_macs, output_macs;
 } qk_winograd_kernels;
 
+// The transforms' algebra on any vector type T, one macro for every path so that their arithmetic cannot
+// differ. Input: d[4 * row + column] (the widened tile), STORE(e, value) receives V[e] = (Bt d B)[e].
+#define QK_WINOGRAD_INPUT_TRANSFORM(T, d, ADD, SUB, STORE)             \
+    do {                                                               \
+        T w_[16]; /* Bt d */                                           \
+        for (int col_ = 0; col_ < 4; col_++) {                         \
+            w_[col_] = SUB(d[col_], d[8 + col_]);                      \
+            w_[4 + col_] = ADD(d[4 + col_], d[8 + col_]);              \
+            w_[8 + col_] = SUB(d[8 + col_], d[4 + col_]);              \
+            w_[12 + col_] = SUB(d[4 + col_], d[12 + col_]);            \
+        }                                                              \
+        for (int row_ = 0; row_ < 4; row_++) {                         \
+            const T *r_ = &w_[4 * row_];                               \
+            STORE(4 * row_ + 0, SUB(r_[0], r_[2]));                    \
+            STORE(4 * row_ + 1, ADD(r_[1], r_[2]));                    \
+            STORE(4 * row_ + 2, SUB(r_[2], r_[1]));                    \
+            STORE(4 * row_ + 3, SUB(r_[1], r_[3]));                    \
+        }                                                              \
+    } while (0)
+
+// Output: y[2 * dy + dx] = (At M A)[dy][dx] from the 16 sums m[e], in wrapping int32 adds (exact modulo
+// 2^32, and the result 4 * acc fits int32).
+#define QK_WINOGRAD_OUTPUT_TRANSFORM(T, m, y, ADD, SUB)                \
+    do {                                                               \
+        T t0_[4], t1_[4]; /* At M */                                   \
+        for (int c_ = 0; c_ < 4; c_++) {                               \
+            t0_[c_] = ADD(ADD(m[c_], m[4 + c_]), m[8 + c_]);           \
+            t1_[c_] = SUB(SUB(m[4 + c_], m[8 + c_]), m[12 + c_]);      \
+        }                                                              \
+        y[0] = ADD(ADD(t0_[0], t0_[1]), t0_[2]);                       \
+        y[1] = SUB(SUB(t0_[1], t0_[2]), t0_[3]);                       \
+        y[2] = ADD(ADD(t1_[0], t1_[1]), t1_[2]);                       \
+        y[3] = SUB(SUB(t1_[1], t1_[2]), t1_[3]);                       \
+    } while (0)
+
+// Where output q (2 * dy + dx) of tile p of the call goes for the block starting at channel o of the group;
+// NULL where the tile reaches past the image.
+static inline uint8_t *qk_winograd_output(const qk_winograd_call *call, int32_t p, int32_t q, int32_t o) {
+    const qk_conv_geometry *geo = &call->args->geo;
+    const int32_t oy = 2 * call->tile_y + q / 2, ox = 2 * (call->tile_x + p) + q % 2;
+    if (oy >= geo->out_h || ox >= geo->out_w) return NULL;
+    return call->args->output + (((size_t)call->image * geo->out_h + oy) * geo->out_w + ox) * geo->out_c +
+           (size_t)call->group * geo->out_per_group + o;
+}
+
 // Whether this path runs this layer with Winograd (stride 1, channels within the bound, cheaper by the
 // cost model; QAREP_WINOGRAD=0 never, =always wherever allowed).
 bool qk_winograd_chosen(const qk_path_config *path, const qk_conv_geometry *geo);

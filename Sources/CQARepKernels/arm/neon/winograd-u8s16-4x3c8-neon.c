@@ -16,20 +16,9 @@ static void input_transform(const uint8_t *const *src, int32_t values, int16_t *
     for (int32_t c = 0; c < values; c += 8) {
         int16x8_t d[16];
         for (int i = 0; i < 16; i++) d[i] = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(src[i] + c)));
-        int16x8_t w[16];  // Bt d: rows
-        for (int col = 0; col < 4; col++) {
-            w[0 + col] = vsubq_s16(d[0 + col], d[8 + col]);
-            w[4 + col] = vaddq_s16(d[4 + col], d[8 + col]);
-            w[8 + col] = vsubq_s16(d[8 + col], d[4 + col]);
-            w[12 + col] = vsubq_s16(d[4 + col], d[12 + col]);
-        }
-        for (int row = 0; row < 4; row++) {
-            const int16x8_t *r = &w[4 * row];
-            vst1q_s16(v + (size_t)(4 * row + 0) * v_stride + c, vsubq_s16(r[0], r[2]));
-            vst1q_s16(v + (size_t)(4 * row + 1) * v_stride + c, vaddq_s16(r[1], r[2]));
-            vst1q_s16(v + (size_t)(4 * row + 2) * v_stride + c, vsubq_s16(r[2], r[1]));
-            vst1q_s16(v + (size_t)(4 * row + 3) * v_stride + c, vsubq_s16(r[1], r[3]));
-        }
+#define STORE(e, value) vst1q_s16(v + (size_t)(e) * v_stride + c, value)
+        QK_WINOGRAD_INPUT_TRANSFORM(int16x8_t, d, vaddq_s16, vsubq_s16, STORE);
+#undef STORE
     }
 }
 
@@ -69,7 +58,6 @@ QK_INLINE void wg_tile(const qk_winograd_call *call, const int tiles, const int 
     const qk_conv_args *args = call->args;
     const qk_conv_geometry *geo = &args->geo;
     const int32_t first_out = call->group * geo->out_per_group;
-    const int32_t y0 = 2 * call->tile_y;
     for (int j = 0; j < blocks; j++) {
         const int32_t o = (call->first_block + j) * WG_LANES;
         const int32_t valid = geo->out_per_group - o;
@@ -82,23 +70,13 @@ QK_INLINE void wg_tile(const qk_winograd_call *call, const int tiles, const int 
             for (int h = 0; h < 2; h++) {
                 int32x4_t mm[16];
                 for (int e = 0; e < 16; e++) mm[e] = vld1q_s32(&m[e][p][j * WG_LANES + 4 * h]);
-                // At M A, wrapping int32 adds: exact modulo 2^32, and the result 4 * acc fits int32.
-                int32x4_t t0[4], t1[4];
-                for (int c = 0; c < 4; c++) {
-                    t0[c] = vaddq_s32(vaddq_s32(mm[c], mm[4 + c]), mm[8 + c]);
-                    t1[c] = vsubq_s32(vsubq_s32(mm[4 + c], mm[8 + c]), mm[12 + c]);
-                }
-                y[0][h] = vaddq_s32(vaddq_s32(t0[0], t0[1]), t0[2]);
-                y[1][h] = vsubq_s32(vsubq_s32(t0[1], t0[2]), t0[3]);
-                y[2][h] = vaddq_s32(vaddq_s32(t1[0], t1[1]), t1[2]);
-                y[3][h] = vsubq_s32(vsubq_s32(t1[1], t1[2]), t1[3]);
+                int32x4_t yh[4];
+                QK_WINOGRAD_OUTPUT_TRANSFORM(int32x4_t, mm, yh, vaddq_s32, vsubq_s32);
+                for (int q = 0; q < 4; q++) y[q][h] = yh[q];
             }
-            const int32_t x0 = 2 * (call->tile_x + p);
             for (int q = 0; q < 4; q++) {
-                const int32_t oy = y0 + q / 2, ox = x0 + q % 2;
-                if (oy >= geo->out_h || ox >= geo->out_w) continue;
-                uint8_t *out = args->output +
-                               (((size_t)call->image * geo->out_h + oy) * geo->out_w + ox) * geo->out_c + first_out + o;
+                uint8_t *out = qk_winograd_output(call, p, q, o);
+                if (out == NULL) continue;
                 const uint8x8_t bytes = qk_arm_requantize8(vaddq_s32(vshrq_n_s32(y[q][0], 2), bias[0]),
                                                            vaddq_s32(vshrq_n_s32(y[q][1], 2), bias[1]), multiplier[0],
                                                            multiplier[1]);

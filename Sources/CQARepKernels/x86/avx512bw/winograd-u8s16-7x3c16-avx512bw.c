@@ -16,20 +16,9 @@ static QK_TARGET_AVX512 void input_transform(const uint8_t *const *src, int32_t 
     for (int32_t c = 0; c < values; c += 32) {
         __m512i d[16];
         for (int i = 0; i < 16; i++) d[i] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(src[i] + c)));
-        __m512i w[16];  // Bt d: rows
-        for (int col = 0; col < 4; col++) {
-            w[0 + col] = _mm512_sub_epi16(d[0 + col], d[8 + col]);
-            w[4 + col] = _mm512_add_epi16(d[4 + col], d[8 + col]);
-            w[8 + col] = _mm512_sub_epi16(d[8 + col], d[4 + col]);
-            w[12 + col] = _mm512_sub_epi16(d[4 + col], d[12 + col]);
-        }
-        for (int row = 0; row < 4; row++) {
-            const __m512i *r = &w[4 * row];
-            _mm512_storeu_si512(v + (size_t)(4 * row + 0) * v_stride + c, _mm512_sub_epi16(r[0], r[2]));
-            _mm512_storeu_si512(v + (size_t)(4 * row + 1) * v_stride + c, _mm512_add_epi16(r[1], r[2]));
-            _mm512_storeu_si512(v + (size_t)(4 * row + 2) * v_stride + c, _mm512_sub_epi16(r[2], r[1]));
-            _mm512_storeu_si512(v + (size_t)(4 * row + 3) * v_stride + c, _mm512_sub_epi16(r[1], r[3]));
-        }
+#define STORE(e, value) _mm512_storeu_si512(v + (size_t)(e) * v_stride + c, value)
+        QK_WINOGRAD_INPUT_TRANSFORM(__m512i, d, _mm512_add_epi16, _mm512_sub_epi16, STORE);
+#undef STORE
     }
 }
 
@@ -69,7 +58,6 @@ QK_INLINE QK_TARGET_AVX512 void wg_tile(const qk_winograd_call *call, const int 
     const qk_conv_args *args = call->args;
     const qk_conv_geometry *geo = &args->geo;
     const int32_t first_out = call->group * geo->out_per_group;
-    const int32_t y0 = 2 * call->tile_y;
     for (int j = 0; j < blocks; j++) {
         const int32_t o = (call->first_block + j) * WG_LANES;
         const __mmask16 mask = qk_lane_mask16(geo->out_per_group - o);
@@ -78,23 +66,11 @@ QK_INLINE QK_TARGET_AVX512 void wg_tile(const qk_winograd_call *call, const int 
         for (int p = 0; p < tiles; p++) {
             __m512i mm[16];
             for (int e = 0; e < 16; e++) mm[e] = _mm512_load_si512(&m[e][p][j * WG_LANES]);
-            // At M A, wrapping int32 adds: exact modulo 2^32, and the result 4 * acc fits int32.
-            __m512i t0[4], t1[4];
-            for (int c = 0; c < 4; c++) {
-                t0[c] = _mm512_add_epi32(_mm512_add_epi32(mm[c], mm[4 + c]), mm[8 + c]);
-                t1[c] = _mm512_sub_epi32(_mm512_sub_epi32(mm[4 + c], mm[8 + c]), mm[12 + c]);
-            }
             __m512i y[4];
-            y[0] = _mm512_add_epi32(_mm512_add_epi32(t0[0], t0[1]), t0[2]);
-            y[1] = _mm512_sub_epi32(_mm512_sub_epi32(t0[1], t0[2]), t0[3]);
-            y[2] = _mm512_add_epi32(_mm512_add_epi32(t1[0], t1[1]), t1[2]);
-            y[3] = _mm512_sub_epi32(_mm512_sub_epi32(t1[1], t1[2]), t1[3]);
-            const int32_t x0 = 2 * (call->tile_x + p);
+            QK_WINOGRAD_OUTPUT_TRANSFORM(__m512i, mm, y, _mm512_add_epi32, _mm512_sub_epi32);
             for (int q = 0; q < 4; q++) {
-                const int32_t oy = y0 + q / 2, ox = x0 + q % 2;
-                if (oy >= geo->out_h || ox >= geo->out_w) continue;
-                uint8_t *out = args->output +
-                               (((size_t)call->image * geo->out_h + oy) * geo->out_w + ox) * geo->out_c + first_out + o;
+                uint8_t *out = qk_winograd_output(call, p, q, o);
+                if (out == NULL) continue;
                 _mm_mask_storeu_epi8(out, mask, qk_requantize16(_mm512_srai_epi32(y[q], 2), bias, multiplier));
             }
         }
