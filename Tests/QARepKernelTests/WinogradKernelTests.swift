@@ -115,6 +115,9 @@ final class WinogradKernelTests: XCTestCase {
                 strided.stride = 2
                 XCTAssertEqual(qk_conv3x3_algorithm(path, &strided).map { String(cString: $0) }, "direct")
             }
+            // A 1x1 image: one tile pays 16 products for one output, 9 direct ones are cheaper.
+            var single = ConvCase(inH: 1, inW: 1, inC: 64, outC: 64, stride: 1, groups: 1, batch: 1).shape
+            XCTAssertEqual(qk_conv3x3_algorithm(path, &single).map { String(cString: $0) }, "direct")
             var stem = ConvCase(inH: 32, inW: 32, inC: 3, outC: 48, stride: 1, groups: 1, batch: 1).shape
             XCTAssertEqual(qk_conv3x3_algorithm(path, &stem).map { String(cString: $0) }, name == "scalar" ? "direct" : "direct-dense")
         }

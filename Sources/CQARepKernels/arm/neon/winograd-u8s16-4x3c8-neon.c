@@ -98,6 +98,6 @@ const qk_winograd_kernels qk_winograd_u8s16_4x3c8_neon = {
     .lanes = WG_LANES, .depth = QK_NEON_DEPTH, .unit_bytes = QK_NEON_UNIT_BYTES, .unit_index = unit_index,
     .input = input_transform, .input_width = 8,
     .max_tiles = WG_MAX_TILES, .max_blocks = WG_MAX_BLOCKS, .max_accumulators = WG_MAX_TILES * WG_MAX_BLOCKS,
-    .tiles = tiles, .gemm_percent = 85, .direct_percent = 85, .input_macs = 4, .output_macs = 16,
+    .tiles = tiles, .gemm_percent = 75, .direct_percent = 75, .input_macs = 16, .output_macs = 48,
 };
 #endif

@@ -92,6 +92,6 @@ const qk_winograd_kernels qk_winograd_u8s16_4x2c8_avx2 = {
     .lanes = WG_LANES, .depth = QK_AVX2_DEPTH, .unit_bytes = QK_AVX2_UNIT_BYTES, .unit_index = unit_index,
     .input = input_transform, .input_width = 16,
     .max_tiles = WG_MAX_TILES, .max_blocks = WG_MAX_BLOCKS, .max_accumulators = WG_MAX_ACCUMULATORS, .tiles = tiles,
-    .gemm_percent = 85, .direct_percent = 85, .input_macs = 4, .output_macs = 16,
+    .gemm_percent = 75, .direct_percent = 76, .input_macs = 16, .output_macs = 48,
 };
 #endif

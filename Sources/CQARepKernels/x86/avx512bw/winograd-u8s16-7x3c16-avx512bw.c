@@ -92,6 +92,6 @@ const qk_winograd_kernels qk_winograd_u8s16_7x3c16_avx512bw = {
     .lanes = WG_LANES, .depth = QK_BW_DEPTH, .unit_bytes = QK_BW_UNIT_BYTES, .unit_index = unit_index,
     .input = input_transform, .input_width = 32,
     .max_tiles = WG_MAX_TILES, .max_blocks = WG_MAX_BLOCKS, .max_accumulators = WG_MAX_ACCUMULATORS, .tiles = tiles,
-    .gemm_percent = 85, .direct_percent = 85, .input_macs = 4, .output_macs = 16,
+    .gemm_percent = 82, .direct_percent = 88, .input_macs = 16, .output_macs = 48,
 };
 #endif
