@@ -598,6 +598,13 @@ static void check_network(const network_case *net, uint64_t seed, int32_t max_ba
                 snprintf(context, sizeof context, "%s batch %d depth-first budget %lld", name, batch, (long long)budgets[b]);
                 check(network != NULL, "network build", qk_path_name((qk_path)path), 0, context);
                 if (network == NULL) continue;
+                // The transformed weights' memory, as reported, is the sum of the layers packed that way.
+                size_t winograd_bytes = 0;
+                for (int32_t i = 0; i < net->layers; i++)
+                    winograd_bytes += qk_conv3x3_winograd_bytes((qk_path)path, &net->convs[i].shape);
+                check(qk_network_winograd_bytes(network) == winograd_bytes &&
+                          qk_network_packed_bytes(network) >= winograd_bytes,
+                      "network Winograd bytes", qk_path_name((qk_path)path), 0, context);
                 qk_network_set_depth_first_bytes(network, budgets[b]);
                 qk_network_scratch scratch;
                 qk_network_scratch_sizes(network, batch, &scratch);
