@@ -138,9 +138,9 @@ qk_status qk_network_fc_weights(const qk_network *network, int8_t *weight);
 // The network's path; QK_PATH_COUNT for NULL.
 qk_path qk_network_path(const qk_network *network);
 // Bytes of packed weights the network holds so far.
+size_t qk_network_packed_bytes(const qk_network *network);
 // Of those, the bytes of layers packed as transformed Winograd weights (qk_conv3x3_winograd_bytes).
 size_t qk_network_winograd_bytes(const qk_network *network);
-size_t qk_network_packed_bytes(const qk_network *network);
 // Frees the network; NULL is ignored.
 void qk_network_destroy(qk_network *network);
 // Leading layers whose output for the whole batch exceeds this many bytes run one image at a time (depth
