@@ -135,7 +135,7 @@ func runBenchmark(_ options: BenchOptions) throws {
         // The same bytes the C API loaded, through the Swift API, whose sessions can time each layer.
         let swiftModel = try description.map { try Model(description: $0) }
             ?? Model(contentsOfFile: options.modelPath ?? "")
-        layerTimings = try profileLayers(model: swiftModel, kernel: Kernel(name: kernelName) ?? .auto,
+        layerTimings = try profileLayers(model: swiftModel, kernel: Kernel(name: kernelName) ?? .auto, pathName: kernelName,
                                          threads: options.threads, batch: options.batch, images: images,
                                          warmup: options.warmup, iterations: options.iterations)
     }
@@ -159,7 +159,8 @@ func runBenchmark(_ options: BenchOptions) throws {
         if options.layers {
             let rows = layerTimings.map { layer -> String in
                 let layerGmacs = layer.macsPerImage * Double(options.batch) / layer.medianSeconds / 1e9
-                return "{\"name\": \(jsonString(layer.name)), \"median_ms\": \(format(layer.medianSeconds * 1e3, 4)), "
+                return "{\"name\": \(jsonString(layer.name)), \"algorithm\": \(jsonString(layer.algorithm)), "
+                    + "\"winograd_bytes\": \(layer.winogradBytes), \"median_ms\": \(format(layer.medianSeconds * 1e3, 4)), "
                     + "\"gmacs\": \(format(layerGmacs, 2)), "
                     + "\"peak_fraction\": \(format(layerGmacs / (peakPerCore * Double(options.threads)), 4))}"
             }
@@ -181,18 +182,18 @@ func runBenchmark(_ options: BenchOptions) throws {
 
 func printLayerTable(_ layers: [LayerTiming], batch: Int, peak: Double) {
     print("")
-    let header = ["layer", "ms", "GMAC/s", "% peak", "% time"]
+    let header = ["layer", "algorithm", "ms", "GMAC/s", "% peak", "% time"]
     let total = layers.reduce(0) { $0 + $1.medianSeconds }
     var rows: [[String]] = []
     for layer in layers {
         let layerGmacs = layer.macsPerImage * Double(batch) / layer.medianSeconds / 1e9
         rows.append([
-            layer.name, format(layer.medianSeconds * 1e3, 3), format(layerGmacs), format(100 * layerGmacs / peak),
+            layer.name, layer.algorithm, format(layer.medianSeconds * 1e3, 3), format(layerGmacs), format(100 * layerGmacs / peak),
             format(100 * layer.medianSeconds / total),
         ])
     }
     let totalMacs = layers.reduce(0) { $0 + $1.macsPerImage } * Double(batch)
-    rows.append(["sum of layers", format(total * 1e3, 3), format(totalMacs / total / 1e9), format(100 * totalMacs / total / 1e9 / peak), "100"])
+    rows.append(["sum of layers", "", format(total * 1e3, 3), format(totalMacs / total / 1e9), format(100 * totalMacs / total / 1e9 / peak), "100"])
     let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
     for row in [header] + rows {
         let cells = row.enumerated().map { column, cell in
@@ -201,6 +202,8 @@ func printLayerTable(_ layers: [LayerTiming], batch: Int, peak: Double) {
         }
         print(cells.joined(separator: "  "))
     }
+    let winograd = layers.filter { $0.algorithm == "winograd" }
+    print("winograd: \(winograd.count) layers, \(format(Double(winograd.reduce(0) { $0 + $1.winogradBytes }) / 1_048_576, 2)) MiB of transformed weights")
 }
 
 func jsonString(_ text: String) -> String {

@@ -257,6 +257,137 @@ static void conv_tests(void) {
     }
 }
 
+// ---- Winograd F(2x2,3x3) ----
+static bool winograd_ran[QK_PATH_COUNT];
+
+// The path's Winograd kernels forced on (qk_testing_conv3x3_winograd), against the scalar oracle at 1-3
+// threads, with the transformed weights' round trip; paths without Winograd refuse and are reported.
+static void check_winograd(const conv_case *c, const conv_data *d, const char *context) {
+    const size_t count = output_count(c);
+    uint8_t *oracle = xmalloc(count), *fenced = xmalloc(count + 2 * GUARD);
+    int8_t *unpacked = xmalloc(weight_count(c));
+    bool guards;
+    check(run_conv(QK_PATH_SCALAR, c, d, 1, oracle, &guards) && guards, "conv", "scalar", 1, context);
+    for (int path = 0; path < QK_PATH_COUNT; path++) {
+        if (!qk_path_supported((qk_path)path)) continue;
+        for (int t = 0; t < 3; t++) {
+            memset(fenced, 0xA5, count + 2 * GUARD);
+            memset(unpacked, 0, weight_count(c));
+            const qk_status status = qk_testing_conv3x3_winograd((qk_path)path, &c->shape, c->batch, d->weights, d->bias,
+                                                                 d->multiplier, d->pad, d->input, fenced + GUARD,
+                                                                 thread_counts[t], unpacked);
+            if (status == QK_ERROR_UNSUPPORTED_PATH) break;
+            winograd_ran[path] = true;
+            guards = true;
+            for (size_t i = 0; i < GUARD; i++)
+                if (fenced[i] != 0xA5 || fenced[GUARD + count + i] != 0xA5) guards = false;
+            check(status == QK_OK && guards && memcmp(fenced + GUARD, oracle, count) == 0, "winograd conv",
+                  qk_path_name((qk_path)path), thread_counts[t], context);
+            check(memcmp(unpacked, d->weights, weight_count(c)) == 0, "winograd unpack(pack) round trip",
+                  qk_path_name((qk_path)path), thread_counts[t], context);
+        }
+    }
+    free(oracle);
+    free(fenced);
+    free(unpacked);
+}
+
+static void check_winograd_case(const conv_case *c, uint64_t seed, bool tiny) {
+    rng_state = seed;
+    conv_data d = random_conv_data(c, tiny);
+    char context[160];
+    describe(c, seed, context, sizeof context);
+    check_winograd(c, &d, context);
+    free_conv_data(&d);
+}
+
+// All inputs and pad values 255 and every weight +127, -127 or a random sign of 127, at `in_c` input
+// channels: every output's sum is the largest a layer can have, 255 * 127 * 9 * in_c in magnitude. The bias
+// brings each channel's sum back into [0, 255] with multiplier 1, so the bytes show whether the sum was exact.
+static void check_winograd_maxima(int32_t in_c, int sign, uint64_t seed) {
+    const conv_case c = {{5, 6, in_c, 20, 1, 1}, 1};
+    rng_state = seed;
+    conv_data d = random_conv_data(&c, false);
+    for (size_t i = 0; i < weight_count(&c); i++) d.weights[i] = (int8_t)(sign != 0 ? 127 * sign : (uniform(0, 1) ? 127 : -127));
+    memset(d.input, 255, input_count(&c));
+    memset(d.pad, 255, (size_t)in_c);
+    for (int32_t o = 0; o < c.shape.out_c; o++) {
+        int64_t sum = 0;
+        for (size_t i = 0; i < (size_t)in_c * 9; i++) sum += 255 * (int64_t)d.weights[(size_t)o * in_c * 9 + i];
+        d.bias[o] = (int32_t)(-sum + 7 * o);
+        d.multiplier[o] = 1.0f;
+    }
+    char context[160];
+    snprintf(context, sizeof context, "maxima: %d channels, weights %s", in_c, sign > 0 ? "+127" : sign < 0 ? "-127" : "+-127");
+    check_winograd(&c, &d, context);
+    // The expected bytes themselves, so that the oracle is checked too: 7 * o everywhere.
+    uint8_t *oracle = xmalloc(output_count(&c));
+    bool guards;
+    run_conv(QK_PATH_SCALAR, &c, &d, 1, oracle, &guards);
+    bool exact = true;
+    for (size_t i = 0; i < output_count(&c); i++) exact = exact && oracle[i] == (uint8_t)(7 * (int32_t)(i % 20));
+    check(exact, "maxima oracle", "scalar", 1, context);
+    free(oracle);
+    free_conv_data(&d);
+}
+
+static void winograd_tests(void) {
+    // Random shapes: odd and even sides from 1 to 56, groups, channels off every block and chunk width.
+    const int cases = quick ? 16 : 48;
+    for (int i = 0; i < cases; i++) {
+        rng_state = 0x3A11AD0ull + 104729u * (uint64_t)i;
+        const int32_t groups_choice[] = {1, 1, 1, 2, 4};
+        const int32_t groups = groups_choice[uniform(0, 4)];
+        const int32_t side = i % 4 == 0 ? 56 : 24;
+        conv_case c = {{uniform(1, side), uniform(1, side), groups * uniform(1, 40), groups * uniform(1, 40), 1, groups},
+                       uniform(1, 3)};
+        if (quick && c.shape.in_h * c.shape.in_w > 400) c.shape.in_h = 400 / c.shape.in_w + 1;
+        check_winograd_case(&c, 9000 + (uint64_t)i, i % 6 == 5);
+    }
+    // Edges: 1x1 to 3x3 images (every tile partly outside), single rows and columns, the stem's 3 channels
+    // with its per-channel pad values, wide channel tiles, several segments per band.
+    const conv_case edges[] = {
+        {{1, 1, 8, 8, 1, 1}, 2},     {{2, 2, 16, 24, 1, 1}, 1},   {{3, 3, 5, 17, 1, 1}, 3},  {{1, 9, 12, 40, 1, 1}, 1},
+        {{9, 1, 12, 40, 1, 1}, 1},   {{7, 7, 3, 48, 1, 1}, 2},    {{32, 32, 3, 16, 1, 1}, 1}, {{14, 14, 64, 64, 1, 1}, 1},
+        {{8, 8, 32, 100, 1, 4}, 2},  {{6, 10, 130, 56, 1, 2}, 1}, {{5, 5, 200, 200, 1, 1}, 1}, {{13, 11, 48, 48, 1, 1}, 2},
+    };
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) check_winograd_case(&edges[i], 9500 + i, false);
+    if (!quick) {
+        const conv_case big[] = {{{56, 56, 48, 48, 1, 1}, 1}, {{7, 7, 640, 24, 1, 1}, 1}};
+        for (size_t i = 0; i < 2; i++) check_winograd_case(&big[i], 9600 + i, false);
+    }
+    // The channel bound: exact at 1841 input channels with the largest sums of either sign.
+    for (int sign = -1; sign <= 1; sign++) check_winograd_maxima(1841, sign, 9700 + (uint64_t)(sign + 1));
+    // Past the bound the path must not take Winograd: refused when forced, direct when chosen.
+    const conv_case over = {{4, 4, 1842, 16, 1, 1}, 1};
+    rng_state = 9710;
+    conv_data d = random_conv_data(&over, false);
+    uint8_t *output = xmalloc(output_count(&over));
+    int8_t *unpacked = xmalloc(weight_count(&over));
+    for (int path = 0; path < QK_PATH_COUNT; path++) {
+        if (!qk_path_supported((qk_path)path)) continue;
+        const char *algorithm = qk_conv3x3_algorithm((qk_path)path, &over.shape);
+        check(algorithm != NULL && strcmp(algorithm, "winograd") != 0, "1842 channels run directly",
+              qk_path_name((qk_path)path), 0, algorithm != NULL ? algorithm : "NULL");
+        check(qk_conv3x3_winograd_bytes((qk_path)path, &over.shape) == 0, "1842 channels pack no Winograd weights",
+              qk_path_name((qk_path)path), 0, "");
+        const qk_status status = qk_testing_conv3x3_winograd((qk_path)path, &over.shape, 1, d.weights, d.bias, d.multiplier,
+                                                             d.pad, d.input, output, 1, unpacked);
+        check(status == QK_ERROR_UNSUPPORTED_PATH, "1842 channels refused by the forced Winograd",
+              qk_path_name((qk_path)path), 0, "");
+    }
+    free(output);
+    free(unpacked);
+    free_conv_data(&d);
+    printf("paths run with Winograd against scalar:");
+    for (int path = 0; path < QK_PATH_COUNT; path++)
+        if (winograd_ran[path]) printf(" %s", qk_path_name((qk_path)path));
+    printf("\npaths without a Winograd run here (no Winograd kernels, or this CPU lacks the path):");
+    for (int path = 0; path < QK_PATH_COUNT; path++)
+        if (!winograd_ran[path]) printf(" %s", qk_path_name((qk_path)path));
+    printf("\n");
+}
+
 // ---- Pool and fc ----
 static void pool_tests(void) {
     const struct { int32_t batch, pixels, channels; float scale; } cases[] = {
@@ -467,6 +598,13 @@ static void check_network(const network_case *net, uint64_t seed, int32_t max_ba
                 snprintf(context, sizeof context, "%s batch %d depth-first budget %lld", name, batch, (long long)budgets[b]);
                 check(network != NULL, "network build", qk_path_name((qk_path)path), 0, context);
                 if (network == NULL) continue;
+                // The transformed weights' memory, as reported, is the sum of the layers packed that way.
+                size_t winograd_bytes = 0;
+                for (int32_t i = 0; i < net->layers; i++)
+                    winograd_bytes += qk_conv3x3_winograd_bytes((qk_path)path, &net->convs[i].shape);
+                check(qk_network_winograd_bytes(network) == winograd_bytes &&
+                          qk_network_packed_bytes(network) >= winograd_bytes,
+                      "network Winograd bytes", qk_path_name((qk_path)path), 0, context);
                 qk_network_set_depth_first_bytes(network, budgets[b]);
                 qk_network_scratch scratch;
                 qk_network_scratch_sizes(network, batch, &scratch);
@@ -610,6 +748,7 @@ int main(int argc, char **argv) {
     printf("best path: %s\n", qk_path_name(qk_best_path()));
     detection_tests();
     conv_tests();
+    winograd_tests();
     pool_tests();
     fc_tests();
     network_tests();

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import RepVGGArchitectures
+import CQARepKernels
 import XCTest
 @testable import QARep
 
@@ -138,28 +139,67 @@ final class EngineTests: XCTestCase {
         return layers
     }
 
+    /// RepVGG-B0's layers: stem, then 4, 6, 16 and 1 blocks of 64, 128, 256 and 1280 channels.
+    static func b0Layers() -> [LayerSpec] {
+        var layers: [LayerSpec] = []
+        for (width, blocks) in [(64, 1), (64, 4), (128, 6), (256, 16), (1280, 1)] {
+            for b in 0..<blocks { layers.append(LayerSpec(out: width, stride: b == 0 ? 2 : 1)) }
+        }
+        return layers
+    }
+
+    /// Every kernel at 1 and 2 threads gives the scalar path's activations and logits, bit for bit; returns
+    /// how many layers the int16 paths run with Winograd.
+    @discardableResult
+    func checkIdenticalAcrossKernels(_ description: QuantizedModelDescription, layers: Int) throws -> Int {
+        let model = try Model(description: description)
+        XCTAssertEqual(model.numConvLayers, layers)
+        let images = randomImages(description, batch: 2, seed: 5)
+        let reference = try Session(model: model, threads: 1, maxBatch: 2, kernel: .scalar)
+            .capturingActivations(images: images, batch: 2)
+        XCTAssertGreaterThan(Set(reference.logits).count, 5, "degenerate network: logits barely vary")
+        var winogradLayers = 0
+        for kernel in Kernel.all where kernel.isSupported {
+            var path = QK_PATH_SCALAR
+            if qk_path_from_name(kernel.name, &path) == QK_OK {
+                let chosen = model.layers.filter { layer in
+                    var shape = qk_conv_shape(in_h: Int32(layer.inputHeight), in_w: Int32(layer.inputWidth),
+                                              in_c: Int32(layer.inputChannels), out_c: Int32(layer.outputChannels),
+                                              stride: Int32(layer.stride), groups: Int32(layer.groups))
+                    return layer.kind == .conv3x3 && qk_conv3x3_algorithm(path, &shape).map { String(cString: $0) } == "winograd"
+                }.count
+                winogradLayers = max(winogradLayers, chosen)
+            }
+            for threads in [1, 2] {
+                let session = try Session(model: model, threads: threads, maxBatch: 2, kernel: kernel)
+                let result = try session.capturingActivations(images: images, batch: 2)
+                XCTAssertEqual(result.activations, reference.activations, "\(kernel) threads \(threads)")
+                XCTAssertEqual(result.logits.map(\.bitPattern), reference.logits.map(\.bitPattern), "\(kernel) threads \(threads)")
+                // A batch of one gives the same answer as the same image inside a batch.
+                let single = try session.run(images: Array(images[0..<model.imageBytes]), batch: 1)
+                XCTAssertEqual(single, Array(reference.logits[0..<10]))
+            }
+        }
+        return winogradLayers
+    }
+
     func testA0ShapedNetworkIdenticalAcrossKernelsAndThreads() throws {
         for grouped in [false, true] {
             let description = makeRandomModel(seed: grouped ? 11 : 10, height: 64, width: 64,
                                               layers: Self.a0Layers(grouped: grouped), numClasses: 10)
-            let model = try Model(description: description)
-            XCTAssertEqual(model.numConvLayers, 22)
-            let images = randomImages(description, batch: 2, seed: 5)
-            let reference = try Session(model: model, threads: 1, maxBatch: 2, kernel: .scalar)
-                .capturingActivations(images: images, batch: 2)
-            XCTAssertGreaterThan(Set(reference.logits).count, 5, "degenerate network: logits barely vary")
-            for kernel in Kernel.all where kernel.isSupported {
-                for threads in [1, 2] {
-                    let session = try Session(model: model, threads: threads, maxBatch: 2, kernel: kernel)
-                    let result = try session.capturingActivations(images: images, batch: 2)
-                    XCTAssertEqual(result.activations, reference.activations, "\(kernel) threads \(threads)")
-                    XCTAssertEqual(result.logits.map(\.bitPattern), reference.logits.map(\.bitPattern), "\(kernel) threads \(threads)")
-                    // A batch of one gives the same answer as the same image inside a batch.
-                    let single = try session.run(images: Array(images[0..<model.imageBytes]), batch: 1)
-                    XCTAssertEqual(single, Array(reference.logits[0..<10]))
-                }
-            }
+            try checkIdenticalAcrossKernels(description, layers: 22)
         }
+    }
+
+    /// B0 with its stride-1 layers on Winograd where the CPU has an int16 path (the A0 test covers groups).
+    func testB0ShapedNetworkIdenticalAcrossKernelsAndThreads() throws {
+        let description = makeRandomModel(seed: 12, height: 64, width: 64, layers: Self.b0Layers(), numClasses: 10,
+                                          fixedScales: true)
+        let winograd = try checkIdenticalAcrossKernels(description, layers: 28)
+        if Kernel.all.contains(where: { $0.isSupported && ["avx2", "avx512bw", "neon"].contains($0.name) }) {
+            XCTAssertGreaterThan(winograd, 10, "the stride-1 layers should run Winograd")
+        }
+        print("B0-shaped network: \(winograd) layers on Winograd")
     }
 
     func testFloatInputMatchesPixels() throws {

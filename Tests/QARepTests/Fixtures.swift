@@ -19,8 +19,10 @@ struct LayerSpec {
 
 /// A random network whose scales keep activations away from both clamps, so that the arithmetic is exercised
 /// rather than saturated.
+/// `fixedScales`: every activation keeps scale 1/255 and each layer's scale ratio goes into its weight
+/// scales instead (the same multipliers), so that deep networks (B0's 28 layers) do not overflow float.
 func makeRandomModel(seed: UInt64, height: Int, width: Int, layers: [LayerSpec], numClasses: Int,
-                     labels: [String]? = nil) -> QuantizedModelDescription {
+                     labels: [String]? = nil, fixedScales: Bool = false) -> QuantizedModelDescription {
     var rng = SeededGenerator(seed: seed)
     let mean: [Float] = [0.485, 0.456, 0.406]
     let zeroPoint = mean.map { UInt8((255 * Double($0)).rounded(.toNearestOrAwayFromZero)) }
@@ -31,11 +33,15 @@ func makeRandomModel(seed: UInt64, height: Int, width: Int, layers: [LayerSpec],
         let inPerGroup = channels / spec.groups
         let fanIn = Double(9 * inPerGroup)
         let weight = (0..<(spec.out * inPerGroup * 9)).map { _ in Int8(rng.int(in: -127...127)) }
-        let weightScale = (0..<spec.out).map { _ in Float(0.002 + 0.01 * rng.unit()) }
+        var weightScale = (0..<spec.out).map { _ in Float(0.002 + 0.01 * rng.unit()) }
         let bias = (0..<spec.out).map { _ in Int32(rng.int(in: -20000...40000)) }
         // Target multiplier ~ 40 / (sqrt(fanIn) * 100 * 73): typical outputs of a few tens.
         let multiplier = 40.0 / (fanIn.squareRoot() * 100 * 73)
-        let outputScale = Float(Double(inputScale) * 0.007 / multiplier)
+        var outputScale = Float(Double(inputScale) * 0.007 / multiplier)
+        if fixedScales {
+            weightScale = weightScale.map { Float(Double($0) * multiplier / 0.007) }
+            outputScale = inputScale
+        }
         convs.append(QuantizedConvLayer(inChannels: channels, outChannels: spec.out, stride: spec.stride,
                                         groups: spec.groups, weight: weight, weightScale: weightScale,
                                         bias: bias, outputScale: outputScale))

@@ -75,12 +75,9 @@ qk_status qk_conv3x3_unpack(qk_path path, const qk_conv_shape *shape, const void
     return QK_OK;
 }
 
-qk_status qk_conv3x3_u8(qk_path path, const qk_conv_shape *shape, int32_t batch, const void *packed,
-                        const int32_t *bias, const float *multiplier, const uint8_t *pad_value,
-                        const uint8_t *input, uint8_t *output, int32_t threads) {
-    const qk_path_config *config;
-    const qk_status status = checked_path(path, &config);
-    if (status != QK_OK) return status;
+qk_status qk_conv_run_team(const qk_path_config *config, const qk_conv_shape *shape, int32_t batch, const void *packed,
+                            const int32_t *bias, const float *multiplier, const uint8_t *pad_value, const uint8_t *input,
+                            uint8_t *output, int32_t threads, qk_conv_share_fn share) {
     if (!qk_conv_shape_is_valid(shape) || batch < 1 || batch > QK_MAX_BATCH) return QK_ERROR_INVALID_ARGUMENT;
     if (packed == NULL || bias == NULL || multiplier == NULL || pad_value == NULL || input == NULL || output == NULL)
         return QK_ERROR_INVALID_ARGUMENT;
@@ -99,9 +96,19 @@ qk_status qk_conv3x3_u8(qk_path path, const qk_conv_shape *shape, int32_t batch,
 #pragma omp parallel num_threads(args.threads) if (args.threads > 1)
     {
         const qk_team team = qk_team_join(&joined);
-        config->ops->conv_share(config, &args, &team);
+        share(config, &args, &team);
     }
     return QK_OK;
+}
+
+qk_status qk_conv3x3_u8(qk_path path, const qk_conv_shape *shape, int32_t batch, const void *packed,
+                        const int32_t *bias, const float *multiplier, const uint8_t *pad_value,
+                        const uint8_t *input, uint8_t *output, int32_t threads) {
+    const qk_path_config *config;
+    const qk_status status = checked_path(path, &config);
+    if (status != QK_OK) return status;
+    return qk_conv_run_team(config, shape, batch, packed, bias, multiplier, pad_value, input, output, threads,
+                            config->ops->conv_share);
 }
 
 qk_status qk_global_avgpool_u8(qk_path path, int32_t batch, int32_t pixels, int32_t channels,

@@ -110,6 +110,8 @@ struct qk_path_config {
     // (peak/peak.h) returning GMAC/s of one core.
     const char *peak_mix;
     double (*peak_gmacs)(double seconds);
+    // Winograd F(2x2,3x3) kernels for stride-1 layers (driver/winograd.h); NULL: direct only.
+    const struct qk_winograd_kernels *winograd;
 };
 
 // The table (paths.c), indexed by qk_path; NULL for a value that is not a path.
@@ -120,6 +122,13 @@ const qk_path_config *qk_supported_path_config(qk_path path);
 #define QK_PATH_DECLARE_CONFIG(id, config) extern const qk_path_config config;
 QK_PATH_TABLE(QK_PATH_DECLARE_CONFIG)
 #undef QK_PATH_DECLARE_CONFIG
+
+// One conv layer on a team of up to `threads`, each member calling `share` (api/entry-points.c), after the
+// argument checks of qk_conv3x3_u8.
+typedef void (*qk_conv_share_fn)(const qk_path_config *path, const qk_conv_args *args, const qk_team *team);
+qk_status qk_conv_run_team(const qk_path_config *config, const qk_conv_shape *shape, int32_t batch, const void *packed,
+                            const int32_t *bias, const float *multiplier, const uint8_t *pad_value, const uint8_t *input,
+                            uint8_t *output, int32_t threads, qk_conv_share_fn share);
 
 extern const qk_path_ops qk_blocked_ops;
 extern const qk_path_ops qk_scalar_ops;

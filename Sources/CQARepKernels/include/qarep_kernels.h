@@ -83,6 +83,13 @@ qk_status qk_conv3x3_pack(qk_path path, const qk_conv_shape *shape, const int8_t
 // The exact inverse of qk_conv3x3_pack for the same path and shape: out_c * in_c / groups * 9 OIHW bytes.
 qk_status qk_conv3x3_unpack(qk_path path, const qk_conv_shape *shape, const void *packed, int8_t *weight_oihw);
 
+// How the path runs this layer: "winograd" (exact F(2x2,3x3), stride-1 layers where the cost model picks
+// it; QAREP_WINOGRAD=0 turns it off, =always on wherever allowed), "direct" or "direct-dense" (the blocked
+// driver; dense for up to 7 input channels per group). NULL for an invalid shape or unsupported path.
+const char *qk_conv3x3_algorithm(qk_path path, const qk_conv_shape *shape);
+// Bytes of transformed Winograd weights the path packs for this shape (0 when it runs it directly).
+size_t qk_conv3x3_winograd_bytes(qk_path path, const qk_conv_shape *shape);
+
 // One 3x3 conv layer over a batch: input [batch][in_h][in_w][in_c] -> output [batch][out_h][out_w][out_c].
 // bias[out_c] already includes any zero-point correction; multiplier[out_c] is the float requantization
 // factor; pad_value[in_c] (+ QK_EXTRA_BYTES of slack) is the uint8 value of the padding border per input
@@ -132,6 +139,8 @@ qk_status qk_network_fc_weights(const qk_network *network, int8_t *weight);
 qk_path qk_network_path(const qk_network *network);
 // Bytes of packed weights the network holds so far.
 size_t qk_network_packed_bytes(const qk_network *network);
+// Of those, the bytes of layers packed as transformed Winograd weights (qk_conv3x3_winograd_bytes).
+size_t qk_network_winograd_bytes(const qk_network *network);
 // Frees the network; NULL is ignored.
 void qk_network_destroy(qk_network *network);
 // Returns heap memory freed while a model was loaded to the system (glibc's malloc_trim; a no-op elsewhere).
@@ -171,6 +180,13 @@ int64_t qk_testing_taken_over_items(void);
 // table uses yet are exercised; 1 when unpacking gives the weights back and every trailer is right.
 int qk_testing_blocked_packing_round_trip(int32_t lanes, int32_t depth, int with_trailer, const qk_conv_shape *shape,
                                           const int8_t *weight_oihw);
+
+// The path's Winograd kernels on any eligible layer (stride 1, up to 1841 input channels per group),
+// whatever the cost model says: packs, unpacks into unpacked_oihw (for the round trip), runs like
+// qk_conv3x3_u8. QK_ERROR_UNSUPPORTED_PATH where the path has no Winograd or the layer is not eligible.
+qk_status qk_testing_conv3x3_winograd(qk_path path, const qk_conv_shape *shape, int32_t batch, const int8_t *weight_oihw,
+                                      const int32_t *bias, const float *multiplier, const uint8_t *pad_value,
+                                      const uint8_t *input, uint8_t *output, int32_t threads, int8_t *unpacked_oihw);
 
 #ifdef __cplusplus
 }

@@ -7,12 +7,14 @@
 #define QK_NEON_H
 
 #include "arm/arm.h"
+#include "driver/winograd.h"
 
 enum { QK_NEON_LANES = 8, QK_NEON_DEPTH = 8, QK_NEON_UNIT_BYTES = 128 };
 // Conv tiles: up to 4 pixels x 3 blocks (24 accumulators of the 32 vector registers).
 enum { QK_NEON_MAX_PIXELS = 4, QK_NEON_MAX_BLOCKS = 3 };
 
 extern const qk_conv_tile_fn qk_conv3x3_u8s16_4x3c8_neon[QK_NEON_MAX_PIXELS * QK_NEON_MAX_BLOCKS];
+extern const qk_winograd_kernels qk_winograd_u8s16_4x3c8_neon;
 void qk_fc_u8s16_c8_neon(const qk_fc_block *block);
 // The global average pool of every ARM path (plain ARMv8.0 NEON: widening adds).
 void qk_gavgpool_u8_c16_neon_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,

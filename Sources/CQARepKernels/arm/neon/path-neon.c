@@ -65,7 +65,7 @@ const qk_path_config qk_path_config_neon = {
     .preference = 5,
     .supported = neon_supported,
     .linux_cpu_flags = "asimd",
-    .ops = &qk_blocked_ops,
+    .ops = &qk_winograd_ops,
     .pool_share = qk_gavgpool_u8_c16_neon_share,
     .packing = {.lanes = QK_NEON_LANES, .depth = QK_NEON_DEPTH, .unit_bytes = QK_NEON_UNIT_BYTES,
                 .pack_unit = pack_unit, .unpack_unit = unpack_unit},
@@ -77,6 +77,7 @@ const qk_path_config qk_path_config_neon = {
     .fc_block = qk_fc_u8s16_c8_neon,
     .peak_mix = NEON_PEAK_MIX,
     .peak_gmacs = neon_peak_gmacs,
+    .winograd = &qk_winograd_u8s16_4x3c8_neon,
 };
 #else
 const qk_path_config qk_path_config_neon = {.name = "neon", .linux_cpu_flags = "asimd", .peak_mix = NEON_PEAK_MIX};

@@ -6,6 +6,7 @@
 #ifndef QK_AVX2_H
 #define QK_AVX2_H
 
+#include "driver/winograd.h"
 #include "x86/x86.h"
 
 enum { QK_AVX2_LANES = 8, QK_AVX2_DEPTH = 4, QK_AVX2_UNIT_BYTES = 64 };
@@ -13,8 +14,31 @@ enum { QK_AVX2_LANES = 8, QK_AVX2_DEPTH = 4, QK_AVX2_UNIT_BYTES = 64 };
 enum { QK_AVX2_MAX_PIXELS = 6, QK_AVX2_MAX_BLOCKS = 2, QK_AVX2_MAX_ACCUMULATORS = 8 };
 
 extern const qk_conv_tile_fn qk_conv3x3_u8s16_4x2c8_avx2[QK_AVX2_MAX_PIXELS * QK_AVX2_MAX_BLOCKS];
+extern const qk_winograd_kernels qk_winograd_u8s16_4x2c8_avx2;
 void qk_fc_u8s16_c8_avx2(const qk_fc_block *block);
 void qk_gavgpool_u8_c32_avx2_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
                                    float multiplier, uint8_t *output, const qk_team *team);
+
+#if QK_HAVE_X86
+// One pixel's (or Winograd tile's) chunk step on up to 2 blocks: the int16 pairs x01 and x23 times each
+// block's weight vectors, all products first, then their adds: interleaved one by one (clang's order),
+// the adds take the multiply pipes often enough to cost a large share of the rate.
+QK_INLINE QK_TARGET_AVX2 void qk_avx2_madd_pixel(__m256i *acc, __m256i x01, __m256i x23, const __m256i *low,
+                                                 const __m256i *high, const int blocks) {
+    __m256i t0[2], t1[2];
+#pragma clang loop unroll(full)
+    for (int j = 0; j < blocks; j++) {
+        t0[j] = _mm256_madd_epi16(x01, low[j]);
+        t1[j] = _mm256_madd_epi16(x23, high[j]);
+    }
+    if (blocks == 1) __asm__ volatile("" : "+x"(t0[0]), "+x"(t1[0]));
+    if (blocks == 2) __asm__ volatile("" : "+x"(t0[0]), "+x"(t1[0]), "+x"(t0[1]), "+x"(t1[1]));
+#pragma clang loop unroll(full)
+    for (int j = 0; j < blocks; j++) {
+        acc[j] = _mm256_add_epi32(acc[j], t0[j]);
+        acc[j] = _mm256_add_epi32(acc[j], t1[j]);
+    }
+}
+#endif
 
 #endif  // QK_AVX2_H

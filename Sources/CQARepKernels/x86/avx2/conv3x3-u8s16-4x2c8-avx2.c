@@ -62,21 +62,7 @@ QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_
                     __builtin_memcpy(&pair01, &wide[p][k * QK_AVX2_DEPTH], sizeof pair01);
                     __builtin_memcpy(&pair23, &wide[p][k * QK_AVX2_DEPTH + 2], sizeof pair23);
                     const __m256i x01 = _mm256_set1_epi32(pair01), x23 = _mm256_set1_epi32(pair23);
-                    // All of the pixel's products, then their adds: interleaved one by one (clang's order),
-                    // the adds take the multiply pipes often enough to cost a large share of the rate.
-                    __m256i t0[AVX2_MAX_BLOCKS], t1[AVX2_MAX_BLOCKS];
-#pragma clang loop unroll(full)
-                    for (int j = 0; j < blocks; j++) {
-                        t0[j] = _mm256_madd_epi16(x01, low[j]);
-                        t1[j] = _mm256_madd_epi16(x23, high[j]);
-                    }
-                    if (blocks == 1) __asm__ volatile("" : "+x"(t0[0]), "+x"(t1[0]));
-                    if (blocks == 2) __asm__ volatile("" : "+x"(t0[0]), "+x"(t1[0]), "+x"(t0[1]), "+x"(t1[1]));
-#pragma clang loop unroll(full)
-                    for (int j = 0; j < blocks; j++) {
-                        acc[p][j] = _mm256_add_epi32(acc[p][j], t0[j]);
-                        acc[p][j] = _mm256_add_epi32(acc[p][j], t1[j]);
-                    }
+                    qk_avx2_madd_pixel(acc[p], x01, x23, low, high, blocks);
                 }
                 w += blocks * QK_AVX2_UNIT_BYTES;
             }

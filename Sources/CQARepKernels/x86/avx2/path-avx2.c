@@ -66,7 +66,7 @@ const qk_path_config qk_path_config_avx2 = {
     .preference = 10,
     .supported = avx2_supported,
     .linux_cpu_flags = "avx2 fma",
-    .ops = &qk_blocked_ops,
+    .ops = &qk_winograd_ops,
     .pool_share = qk_gavgpool_u8_c32_avx2_share,
     .packing = {.lanes = QK_AVX2_LANES, .depth = QK_AVX2_DEPTH, .unit_bytes = QK_AVX2_UNIT_BYTES,
                 .pack_unit = pack_unit, .unpack_unit = unpack_unit},
@@ -78,6 +78,7 @@ const qk_path_config qk_path_config_avx2 = {
     .fc_block = qk_fc_u8s16_c8_avx2,
     .peak_mix = "vpmaddwd + vpaddd ymm, 16 MACs",
     .peak_gmacs = avx2_peak_gmacs,
+    .winograd = &qk_winograd_u8s16_4x2c8_avx2,
 };
 #else
 const qk_path_config qk_path_config_avx2 = {.name = "avx2", .linux_cpu_flags = "avx2 fma",

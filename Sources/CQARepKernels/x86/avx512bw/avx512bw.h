@@ -11,6 +11,7 @@
 #ifndef QK_AVX512BW_H
 #define QK_AVX512BW_H
 
+#include "driver/winograd.h"
 #include "x86/x86.h"
 
 enum { QK_BW_LANES = 16, QK_BW_DEPTH = 4, QK_BW_UNIT_BYTES = 128 };
@@ -19,6 +20,7 @@ enum { QK_BW_LANES = 16, QK_BW_DEPTH = 4, QK_BW_UNIT_BYTES = 128 };
 enum { QK_BW_MAX_PIXELS = 8, QK_BW_MAX_BLOCKS = 4, QK_BW_MAX_ACCUMULATORS = 21 };
 
 extern const qk_conv_tile_fn qk_conv3x3_u8s16_7x3c16_avx512bw[QK_BW_MAX_PIXELS * QK_BW_MAX_BLOCKS];
+extern const qk_winograd_kernels qk_winograd_u8s16_7x3c16_avx512bw;
 void qk_fc_u8s16_c16_avx512bw(const qk_fc_block *block);
 void qk_gavgpool_u8_c64_avx512bw_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
                                        float multiplier, uint8_t *output, const qk_team *team);
@@ -33,6 +35,37 @@ QK_INLINE QK_TARGET_AVX512 void qk_bw_widen32(const uint8_t *bytes_in, int32_t b
 // Chunk k's channel pair `half` (0: channels 4k, 4k+1; 1: 4k+2, 4k+3) of widened inputs, in every dword.
 QK_INLINE QK_TARGET_AVX512 __m512i qk_bw_pair(const int16_t *words, int32_t k, int half) {
     return _mm512_set1_epi32(qk_load_u32((const uint8_t *)(words + 4 * k + 2 * half)));
+}
+
+// An empty asm that takes a pixel's products in and out, so that the compiler issues all its vpmaddwd
+// before their vpaddd: on Zen 4, adds interleaved one by one with the multiplies (what clang emits
+// otherwise) take the multiply pipes often enough to cost a large share of the rate (docs/performance.md,
+// "AVX-512BW path").
+QK_INLINE QK_TARGET_AVX512 void qk_bw_hold(__m512i *t0, __m512i *t1, const int blocks) {
+    if (blocks == 1) __asm__ volatile("" : "+v"(t0[0]), "+v"(t1[0]));
+    if (blocks == 2) __asm__ volatile("" : "+v"(t0[0]), "+v"(t1[0]), "+v"(t0[1]), "+v"(t1[1]));
+    if (blocks == 3)
+        __asm__ volatile("" : "+v"(t0[0]), "+v"(t1[0]), "+v"(t0[1]), "+v"(t1[1]), "+v"(t0[2]), "+v"(t1[2]));
+    if (blocks == 4)
+        __asm__ volatile("" : "+v"(t0[0]), "+v"(t1[0]), "+v"(t0[1]), "+v"(t1[1]), "+v"(t0[2]), "+v"(t1[2]),
+                              "+v"(t0[3]), "+v"(t1[3]));
+}
+
+// One pixel's (or Winograd tile's) chunk step: pairs x0, x1 times each block's two weight vectors.
+QK_INLINE QK_TARGET_AVX512 void qk_bw_madd_pixel(__m512i *acc, __m512i x0, __m512i x1, const __m512i *w0,
+                                                 const __m512i *w1, const int blocks) {
+    __m512i t0[4], t1[4];
+#pragma clang loop unroll(full)
+    for (int j = 0; j < blocks; j++) {
+        t0[j] = _mm512_madd_epi16(x0, w0[j]);
+        t1[j] = _mm512_madd_epi16(x1, w1[j]);
+    }
+    qk_bw_hold(t0, t1, blocks);
+#pragma clang loop unroll(full)
+    for (int j = 0; j < blocks; j++) {
+        acc[j] = _mm512_add_epi32(acc[j], t0[j]);
+        acc[j] = _mm512_add_epi32(acc[j], t1[j]);
+    }
 }
 #endif
 

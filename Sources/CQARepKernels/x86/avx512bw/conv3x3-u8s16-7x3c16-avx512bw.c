@@ -14,20 +14,6 @@ _Static_assert(BW_MAX_BLOCKS <= 4, "the narrowing packs four blocks at most");
 _Static_assert(BW_MAX_PIXELS <= QK_MAX_TILE_PIXELS && BW_MAX_BLOCKS * BW_LANES <= QK_MAX_TILE_LANES,
                "partial-sum buffer too small");
 
-// An empty asm that takes a pixel's products in and out, so that the compiler issues all its vpmaddwd
-// before their vpaddd: on Zen 4, adds interleaved one by one with the multiplies (what clang emits
-// otherwise) take the multiply pipes often enough to cost a large share of the rate (docs/performance.md,
-// "AVX-512BW path").
-QK_INLINE QK_TARGET_AVX512 void bw_hold(__m512i *t0, __m512i *t1, const int blocks) {
-    if (blocks == 1) __asm__ volatile("" : "+v"(t0[0]), "+v"(t1[0]));
-    if (blocks == 2) __asm__ volatile("" : "+v"(t0[0]), "+v"(t1[0]), "+v"(t0[1]), "+v"(t1[1]));
-    if (blocks == 3)
-        __asm__ volatile("" : "+v"(t0[0]), "+v"(t1[0]), "+v"(t0[1]), "+v"(t1[1]), "+v"(t0[2]), "+v"(t1[2]));
-    if (blocks == 4)
-        __asm__ volatile("" : "+v"(t0[0]), "+v"(t1[0]), "+v"(t0[1]), "+v"(t1[1]), "+v"(t0[2]), "+v"(t1[2]),
-                              "+v"(t0[3]), "+v"(t1[3]));
-}
-
 QK_INLINE QK_TARGET_AVX512 void bw_tile(const qk_conv_args *args, const qk_conv_blocking *b,
                                           const qk_conv_tile *tile, const int pixels, const int blocks) {
     const qk_conv_geometry *geo = &args->geo;
@@ -91,19 +77,7 @@ QK_INLINE QK_TARGET_AVX512 void bw_tile(const qk_conv_args *args, const qk_conv_
 #pragma clang loop unroll(full)
                 for (int p = 0; p < pixels; p++) {
                     const __m512i x0 = qk_bw_pair(widened[p], k, 0), x1 = qk_bw_pair(widened[p], k, 1);
-                    // All of the pixel's products, then their adds (see bw_hold).
-                    __m512i t0[BW_MAX_BLOCKS], t1[BW_MAX_BLOCKS];
-#pragma clang loop unroll(full)
-                    for (int j = 0; j < blocks; j++) {
-                        t0[j] = _mm512_madd_epi16(x0, w0[j]);
-                        t1[j] = _mm512_madd_epi16(x1, w1[j]);
-                    }
-                    bw_hold(t0, t1, blocks);
-#pragma clang loop unroll(full)
-                    for (int j = 0; j < blocks; j++) {
-                        acc[p][j] = _mm512_add_epi32(acc[p][j], t0[j]);
-                        acc[p][j] = _mm512_add_epi32(acc[p][j], t1[j]);
-                    }
+                    qk_bw_madd_pixel(acc[p], x0, x1, w0, w1, blocks);
                 }
                 w += blocks * QK_BW_UNIT_BYTES;
             }

@@ -69,7 +69,7 @@ const qk_path_config qk_path_config_avx512bw = {
     .preference = 20,
     .supported = avx512bw_supported,
     .linux_cpu_flags = "avx512f avx512bw avx512vl",
-    .ops = &qk_blocked_ops,
+    .ops = &qk_winograd_ops,
     .pool_share = qk_gavgpool_u8_c64_avx512bw_share,
     .packing = {.lanes = QK_BW_LANES, .depth = QK_BW_DEPTH, .unit_bytes = QK_BW_UNIT_BYTES,
                 .pack_unit = pack_unit, .unpack_unit = unpack_unit},
@@ -82,6 +82,7 @@ const qk_path_config qk_path_config_avx512bw = {
     .fc_block = qk_fc_u8s16_c16_avx512bw,
     .peak_mix = "vpmaddwd + vpaddd zmm, 32 MACs",
     .peak_gmacs = avx512bw_peak_gmacs,
+    .winograd = &qk_winograd_u8s16_7x3c16_avx512bw,
 };
 #else
 const qk_path_config qk_path_config_avx512bw = {.name = "avx512bw", .linux_cpu_flags = "avx512f avx512bw avx512vl",

@@ -1,0 +1,103 @@
+// NEON (ARMv8.0) Winograd F(2x2,3x3) kernels (driver/winograd.h): the input transform on 8 channels at a
+// time, and the GEMM over the 16 transformed positions for up to 4 tiles x 3 blocks of 8 channels, whose
+// inner loop is the direct kernel's smlal/smlal2 by element (int16 x int16 -> exact int32, wrapping adds).
+// Then the output transform, the exact /4 (arithmetic shift of 4 * acc), bias and requantization.
+#include "arm/neon/neon.h"
+
+#if QK_HAVE_ARM64
+
+enum { WG_LANES = QK_NEON_LANES, WG_MAX_TILES = 4, WG_MAX_BLOCKS = 3 };
+
+// Unit arrangement as the direct kernel's (neon.h): [channel][lane].
+static int32_t unit_index(int32_t lane, int32_t q) { return q * WG_LANES + lane; }
+
+// V = Bt d B of 8 channels; |V| <= 4 * 255, so int16 adds cannot overflow.
+static void input_transform(const uint8_t *const *src, int32_t values, int16_t *v, int32_t v_stride) {
+    for (int32_t c = 0; c < values; c += 8) {
+        int16x8_t d[16];
+        for (int i = 0; i < 16; i++) d[i] = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(src[i] + c)));
+#define STORE(e, value) vst1q_s16(v + (size_t)(e) * v_stride + c, value)
+        QK_WINOGRAD_INPUT_TRANSFORM(int16x8_t, d, vaddq_s16, vsubq_s16, STORE);
+#undef STORE
+    }
+}
+
+// Input channel q of the chunk: each block's 8 lanes of U' times element q of each tile's V.
+#define WG_CHANNEL(q)                                                                                     \
+    QK_UNROLL for (int j = 0; j < blocks; j++) {                                                          \
+        const int16x8_t wq = vld1q_s16((const int16_t *)(w + j * QK_NEON_UNIT_BYTES) + (q) * WG_LANES);  \
+        QK_UNROLL for (int p = 0; p < tiles; p++) {                                                       \
+            acc[p][j][0] = vmlal_laneq_s16(acc[p][j][0], vget_low_s16(wq), x[p], (q));                    \
+            acc[p][j][1] = vmlal_high_laneq_s16(acc[p][j][1], wq, x[p], (q));                             \
+        }                                                                                                 \
+    }
+
+QK_INLINE void wg_tile(const qk_winograd_call *call, const int tiles, const int blocks) {
+    int32_t m[16][WG_MAX_TILES][WG_MAX_BLOCKS * WG_LANES] __attribute__((aligned(16)));
+    const uint8_t *w = call->weights;
+    const int32_t chunks = call->chunks;
+    const size_t tile_step = (size_t)16 * (size_t)call->v_stride;
+    for (int e = 0; e < 16; e++) {
+        const int16_t *v = call->v + (size_t)e * call->v_stride;
+        qk_arm_sums acc;
+        QK_UNROLL for (int p = 0; p < tiles; p++) QK_UNROLL for (int j = 0; j < blocks; j++)
+            acc[p][j][0] = acc[p][j][1] = vdupq_n_s32(0);
+        for (int32_t k = 0; k < chunks; k++) {
+            int16x8_t x[WG_MAX_TILES];
+            QK_UNROLL for (int p = 0; p < tiles; p++) x[p] = vld1q_s16(v + (size_t)p * tile_step + 8 * k);
+            WG_CHANNEL(0) WG_CHANNEL(1) WG_CHANNEL(2) WG_CHANNEL(3)
+            WG_CHANNEL(4) WG_CHANNEL(5) WG_CHANNEL(6) WG_CHANNEL(7)
+            w += blocks * QK_NEON_UNIT_BYTES;
+        }
+        QK_UNROLL for (int p = 0; p < tiles; p++) QK_UNROLL for (int j = 0; j < blocks; j++) {
+            vst1q_s32(&m[e][p][j * WG_LANES], acc[p][j][0]);
+            vst1q_s32(&m[e][p][j * WG_LANES + 4], acc[p][j][1]);
+        }
+    }
+
+    const qk_conv_args *args = call->args;
+    const qk_conv_geometry *geo = &args->geo;
+    const int32_t first_out = call->group * geo->out_per_group;
+    for (int j = 0; j < blocks; j++) {
+        const int32_t o = (call->first_block + j) * WG_LANES;
+        const int32_t valid = geo->out_per_group - o;
+        const int32x4_t bias[2] = {qk_arm_load4_s32(args->bias + first_out + o, valid),
+                                   qk_arm_load4_s32(args->bias + first_out + o + 4, valid - 4)};
+        const float32x4_t multiplier[2] = {qk_arm_load4_f32(args->multiplier + first_out + o, valid),
+                                           qk_arm_load4_f32(args->multiplier + first_out + o + 4, valid - 4)};
+        for (int p = 0; p < tiles; p++) {
+            int32x4_t y[4][2];
+            for (int h = 0; h < 2; h++) {
+                int32x4_t mm[16];
+                for (int e = 0; e < 16; e++) mm[e] = vld1q_s32(&m[e][p][j * WG_LANES + 4 * h]);
+                int32x4_t yh[4];
+                QK_WINOGRAD_OUTPUT_TRANSFORM(int32x4_t, mm, yh, vaddq_s32, vsubq_s32);
+                for (int q = 0; q < 4; q++) y[q][h] = yh[q];
+            }
+            for (int q = 0; q < 4; q++) {
+                uint8_t *out = qk_winograd_output(call, p, q, o);
+                if (out == NULL) continue;
+                const uint8x8_t bytes = qk_arm_requantize8(vaddq_s32(vshrq_n_s32(y[q][0], 2), bias[0]),
+                                                           vaddq_s32(vshrq_n_s32(y[q][1], 2), bias[1]), multiplier[0],
+                                                           multiplier[1]);
+                qk_arm_store8(out, bytes, valid);
+            }
+        }
+    }
+}
+
+#define WG_TILE(P, B) \
+    static void wg_tile_##P##x##B(const qk_winograd_call *call) { wg_tile(call, P, B); }
+#define WG_TILES_3(P) WG_TILE(P, 1) WG_TILE(P, 2) WG_TILE(P, 3)
+WG_TILES_3(1) WG_TILES_3(2) WG_TILES_3(3) WG_TILES_3(4)
+
+#define WG_ROW(P) wg_tile_##P##x1, wg_tile_##P##x2, wg_tile_##P##x3
+static const qk_winograd_tile_fn tiles[WG_MAX_TILES * WG_MAX_BLOCKS] = {WG_ROW(1), WG_ROW(2), WG_ROW(3), WG_ROW(4)};
+
+const qk_winograd_kernels qk_winograd_u8s16_4x3c8_neon = {
+    .lanes = WG_LANES, .depth = QK_NEON_DEPTH, .unit_bytes = QK_NEON_UNIT_BYTES, .unit_index = unit_index,
+    .input = input_transform, .input_width = 8,
+    .max_tiles = WG_MAX_TILES, .max_blocks = WG_MAX_BLOCKS, .max_accumulators = WG_MAX_TILES * WG_MAX_BLOCKS,
+    .tiles = tiles, .gemm_percent = 75, .direct_percent = 75, .input_macs = 16, .output_macs = 48,
+};
+#endif

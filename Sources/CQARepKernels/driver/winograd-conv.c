@@ -1,0 +1,415 @@
+// The Winograd F(2x2,3x3) driver (winograd.h): which layers take it, packing of the transformed weights,
+// and the work split: bands of tile rows of one image, optionally cut by output channels, claimed like the
+// blocked driver's items. The path contributes the input transform and the GEMM + output microkernels.
+#include "driver/winograd.h"
+#include "driver/blocked.h"
+#include "network/network.h"
+#include "network/team-sync.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+// ---- Which layers ----
+
+// QAREP_WINOGRAD: "0" never, "always" every eligible layer, anything else (or unset) the cost model. Read
+// once per process, so that a layer is always run the way it was packed.
+enum { QK_WINOGRAD_NEVER = 1, QK_WINOGRAD_AUTO = 2, QK_WINOGRAD_ALWAYS = 3 };
+static int policy(void) {
+    static int cached;
+    int value = __atomic_load_n(&cached, __ATOMIC_ACQUIRE);
+    if (value != 0) return value;
+    const char *text = getenv("QAREP_WINOGRAD");
+    value = QK_WINOGRAD_AUTO;
+    if (text != NULL && strcmp(text, "0") == 0) value = QK_WINOGRAD_NEVER;
+    if (text != NULL && strcmp(text, "always") == 0) value = QK_WINOGRAD_ALWAYS;
+    int expected = 0;
+    __atomic_compare_exchange_n(&cached, &expected, value, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&cached, __ATOMIC_ACQUIRE);
+}
+
+static bool eligible(const qk_path_config *path, const qk_conv_geometry *geo) {
+    return path->winograd != NULL && geo->stride == 1 && geo->in_per_group <= QK_WINOGRAD_MAX_CHANNELS;
+}
+
+// Estimated time of both algorithms in MACs at the path's peak: the direct kernel's MACs at its measured
+// efficiency, against 16 products per tile (instead of 36) at the GEMM's efficiency plus the transforms.
+// Tiles are whole, so an odd output side pays for its padding row. Layers of up to 7 channels per group run
+// the direct driver's dense mode, which Winograd's per-channel transforms cannot beat.
+static bool cheaper(const qk_winograd_kernels *k, const qk_conv_geometry *geo) {
+    if (geo->in_per_group <= 7) return false;
+    const int64_t cpad = (int64_t)(geo->in_per_group + k->depth - 1) / k->depth * k->depth;
+    const int64_t kpad = (int64_t)(geo->out_per_group + k->lanes - 1) / k->lanes * k->lanes;
+    const int64_t tiles = (int64_t)((geo->out_h + 1) / 2) * ((geo->out_w + 1) / 2);
+    const int64_t winograd =
+        tiles * (16 * cpad * kpad * 100 / k->gemm_percent + (int64_t)k->input_macs * cpad + (int64_t)k->output_macs * kpad);
+    const int64_t direct = (int64_t)geo->out_h * geo->out_w * 9 * cpad * kpad * 100 / k->direct_percent;
+    return winograd < direct;
+}
+
+bool qk_winograd_chosen(const qk_path_config *path, const qk_conv_geometry *geo) {
+    if (!eligible(path, geo)) return false;
+    const int p = policy();
+    if (p == QK_WINOGRAD_NEVER) return false;
+    return p == QK_WINOGRAD_ALWAYS || cheaper(path->winograd, geo);
+}
+
+// ---- Layout ----
+
+typedef struct qk_winograd_blocking {
+    int32_t chunks, blocks_per_group, tiles_per_group;
+    size_t block_bytes;  // one block's units over the 16 positions and all chunks
+} qk_winograd_blocking;
+
+static qk_winograd_blocking blocking_of(const qk_winograd_kernels *k, const qk_conv_geometry *geo) {
+    qk_winograd_blocking b;
+    b.chunks = (geo->in_per_group + k->depth - 1) / k->depth;
+    b.blocks_per_group = (geo->out_per_group + k->lanes - 1) / k->lanes;
+    b.tiles_per_group = (b.blocks_per_group + k->max_blocks - 1) / k->max_blocks;
+    b.block_bytes = (size_t)16 * (size_t)b.chunks * (size_t)k->unit_bytes;
+    return b;
+}
+
+// Channel tiles split a group's blocks as evenly as blocked.h does.
+static int32_t first_block_of(const qk_winograd_blocking *b, int32_t tile) {
+    return (int32_t)((int64_t)tile * b->blocks_per_group / b->tiles_per_group);
+}
+
+static size_t packed_size(const qk_winograd_kernels *k, const qk_conv_geometry *geo) {
+    const qk_winograd_blocking b = blocking_of(k, geo);
+    return (size_t)geo->groups * (size_t)b.blocks_per_group * b.block_bytes;
+}
+
+// U' = G' g G't of one 3x3 kernel (row-major), G' = [2 0 0; 1 1 1; 1 -1 1; 0 0 2].
+static void transform_weights(const int8_t *g, int16_t *u) {
+    int32_t t[4][3];  // G' g
+    for (int j = 0; j < 3; j++) {
+        t[0][j] = 2 * g[j];
+        t[1][j] = g[j] + g[3 + j] + g[6 + j];
+        t[2][j] = g[j] - g[3 + j] + g[6 + j];
+        t[3][j] = 2 * g[6 + j];
+    }
+    for (int i = 0; i < 4; i++) {
+        u[4 * i + 0] = (int16_t)(2 * t[i][0]);
+        u[4 * i + 1] = (int16_t)(t[i][0] + t[i][1] + t[i][2]);
+        u[4 * i + 2] = (int16_t)(t[i][0] - t[i][1] + t[i][2]);
+        u[4 * i + 3] = (int16_t)(2 * t[i][2]);
+    }
+}
+
+// The inverse, from rows 0, 1, 3 and columns 0, 1, 3 of U': G' g's rows 0 and 3 are twice g's rows 0 and 2,
+// row 1 their sum with g's row 1; likewise for the columns.
+static void restore_weights(const int16_t *u, int8_t *g) {
+    int32_t t[4][3];
+    for (int i = 0; i < 4; i += (i == 1 ? 2 : 1)) {
+        t[i][0] = u[4 * i + 0] / 2;
+        t[i][2] = u[4 * i + 3] / 2;
+        t[i][1] = u[4 * i + 1] - t[i][0] - t[i][2];
+    }
+    for (int j = 0; j < 3; j++) {
+        g[j] = (int8_t)(t[0][j] / 2);
+        g[6 + j] = (int8_t)(t[3][j] / 2);
+        g[3 + j] = (int8_t)(t[1][j] - t[0][j] / 2 - t[3][j] / 2);
+    }
+}
+
+// Where U'[e] of output channel o (within its group g) and input channel c lies in the packed weights.
+static size_t weight_offset(const qk_winograd_kernels *k, const qk_winograd_blocking *b, int32_t g, int32_t o,
+                            int32_t c, int32_t e) {
+    const int32_t block = o / k->lanes, lane = o % k->lanes;
+    int32_t tile = (int32_t)((int64_t)block * b->tiles_per_group / b->blocks_per_group);
+    while (first_block_of(b, tile + 1) <= block) tile++;
+    while (first_block_of(b, tile) > block) tile--;
+    const int32_t first = first_block_of(b, tile), tile_blocks = first_block_of(b, tile + 1) - first;
+    const size_t tile_base = ((size_t)g * (size_t)b->blocks_per_group + (size_t)first) * b->block_bytes;
+    const int32_t chunk = c / k->depth, q = c % k->depth;
+    return tile_base + (((size_t)e * (size_t)b->chunks + (size_t)chunk) * (size_t)tile_blocks + (size_t)(block - first)) *
+                           (size_t)k->unit_bytes +
+           (size_t)k->unit_index(lane, q) * sizeof(int16_t);
+}
+
+static void pack(const qk_winograd_kernels *k, const qk_conv_geometry *geo, const int8_t *weight_oihw, uint8_t *packed) {
+    const qk_winograd_blocking b = blocking_of(k, geo);
+    memset(packed, 0, packed_size(k, geo));
+    for (int32_t g = 0; g < geo->groups; g++)
+        for (int32_t o = 0; o < geo->out_per_group; o++)
+            for (int32_t c = 0; c < geo->in_per_group; c++) {
+                int16_t u[16];
+                transform_weights(weight_oihw + ((size_t)(g * geo->out_per_group + o) * geo->in_per_group + c) * 9, u);
+                for (int32_t e = 0; e < 16; e++) memcpy(packed + weight_offset(k, &b, g, o, c, e), &u[e], sizeof u[e]);
+            }
+}
+
+static void unpack(const qk_winograd_kernels *k, const qk_conv_geometry *geo, const uint8_t *packed, int8_t *weight_oihw) {
+    const qk_winograd_blocking b = blocking_of(k, geo);
+    for (int32_t g = 0; g < geo->groups; g++)
+        for (int32_t o = 0; o < geo->out_per_group; o++)
+            for (int32_t c = 0; c < geo->in_per_group; c++) {
+                int16_t u[16];
+                for (int32_t e = 0; e < 16; e++) memcpy(&u[e], packed + weight_offset(k, &b, g, o, c, e), sizeof u[e]);
+                restore_weights(u, weight_oihw + ((size_t)(g * geo->out_per_group + o) * geo->in_per_group + c) * 9);
+            }
+}
+
+// ---- Work split ----
+
+// Transformed inputs of a segment of tiles: a heap buffer of this size per call (the weights are then
+// streamed once per up to 40 tiles at 192 channels), else this stack buffer, which holds a tile at the
+// channel bound (16 x 1856 int16).
+enum { QK_WINOGRAD_V_BYTES = 256 << 10, QK_WINOGRAD_V_STACK_BYTES = 60 << 10 };
+_Static_assert(16 * ((QK_WINOGRAD_MAX_CHANNELS + 63) / 64 * 64) * 2 <= QK_WINOGRAD_V_STACK_BYTES,
+               "the stack buffer holds one tile at the channel bound");
+
+typedef struct qk_winograd_plan {
+    qk_winograd_blocking blocking;
+    int32_t tiles_w, tiles_h, v_stride, segment_tiles;  // segment_tiles: for the heap buffer
+    int32_t band_rows, bands, parts;
+    int64_t items;  // [image][band][group][part]
+} qk_winograd_plan;
+
+static qk_winograd_plan plan_of(const qk_winograd_kernels *k, const qk_conv_args *args) {
+    const qk_conv_geometry *geo = &args->geo;
+    qk_winograd_plan plan;
+    plan.blocking = blocking_of(k, geo);
+    plan.tiles_w = (geo->out_w + 1) / 2;
+    plan.tiles_h = (geo->out_h + 1) / 2;
+    const int32_t values = plan.blocking.chunks * k->depth;
+    plan.v_stride = (values + k->input_width - 1) / k->input_width * k->input_width;
+    plan.segment_tiles = QK_WINOGRAD_V_BYTES / (16 * plan.v_stride * (int32_t)sizeof(int16_t));
+    // Bands as even as the segment allows: one segment each.
+    const int64_t image_tiles = (int64_t)plan.tiles_w * plan.tiles_h;
+    int64_t bands = (image_tiles + plan.segment_tiles - 1) / plan.segment_tiles;
+    if (bands > plan.tiles_h) bands = plan.tiles_h;
+    plan.band_rows = (int32_t)((plan.tiles_h + bands - 1) / bands);
+    plan.bands = (plan.tiles_h + plan.band_rows - 1) / plan.band_rows;
+    // With several threads, enough items that claiming evens out the shares: output channels are cut
+    // into parts (each part transforms its band's inputs again, a few percent of its work).
+    const int64_t base = (int64_t)args->batch * plan.bands * geo->groups;
+    plan.parts = 1;
+    while (args->threads > 1 && base * plan.parts < 4 * (int64_t)args->threads &&
+           plan.parts < plan.blocking.tiles_per_group)
+        plan.parts++;
+    plan.items = base * plan.parts;
+    return plan;
+}
+
+typedef struct qk_winograd_item {
+    int32_t image, band, group, first_tile, end_tile;  // tiles: channel tiles of the group
+} qk_winograd_item;
+
+static qk_winograd_item locate(const qk_winograd_plan *plan, const qk_conv_geometry *geo, int64_t item) {
+    qk_winograd_item it;
+    const int32_t part = (int32_t)(item % plan->parts);
+    item /= plan->parts;
+    it.group = (int32_t)(item % geo->groups);
+    item /= geo->groups;
+    it.band = (int32_t)(item % plan->bands);
+    it.image = (int32_t)(item / plan->bands);
+    const int32_t tiles = plan->blocking.tiles_per_group;
+    it.first_tile = (int32_t)((int64_t)part * tiles / plan->parts);
+    it.end_tile = (int32_t)((int64_t)(part + 1) * tiles / plan->parts);
+    return it;
+}
+
+static const uint8_t *tile_weights(const qk_winograd_plan *plan, const void *packed, int32_t group, int32_t tile) {
+    const qk_winograd_blocking *b = &plan->blocking;
+    return (const uint8_t *)packed +
+           ((size_t)group * (size_t)b->blocks_per_group + (size_t)first_block_of(b, tile)) * b->block_bytes;
+}
+
+typedef struct qk_winograd_share_context {
+    const qk_winograd_plan *plan;
+} qk_winograd_share_context;
+
+static void share_of(const void *context, const qk_team *member, int64_t *first, int64_t *end) {
+    const qk_winograd_share_context *share = (const qk_winograd_share_context *)context;
+    qk_team_share(member, share->plan->items, first, end);
+}
+
+// The 16 input pointers of tile (ty, tx): the group's first channel of each input pixel, or the pad values.
+static void tile_sources(const qk_conv_args *args, const uint8_t *image, int32_t group, int32_t ty, int32_t tx,
+                         const uint8_t **src) {
+    const qk_conv_geometry *geo = &args->geo;
+    const size_t first_channel = (size_t)group * (size_t)geo->in_per_group;
+    for (int32_t r = 0; r < 4; r++) {
+        const int32_t iy = 2 * ty - 1 + r;
+        for (int32_t c = 0; c < 4; c++) {
+            const int32_t ix = 2 * tx - 1 + c;
+            src[4 * r + c] = (uint32_t)iy < (uint32_t)geo->in_h && (uint32_t)ix < (uint32_t)geo->in_w
+                                 ? image + ((size_t)iy * (size_t)geo->in_w + (size_t)ix) * (size_t)geo->in_c + first_channel
+                                 : args->pad_value + first_channel;
+        }
+    }
+}
+
+static void run_item(const qk_winograd_kernels *k, const qk_conv_args *args, const qk_winograd_plan *plan,
+                     const qk_winograd_item *it, int16_t *v, int32_t segment_tiles) {
+    const qk_conv_geometry *geo = &args->geo;
+    const qk_winograd_blocking *b = &plan->blocking;
+    const uint8_t *image = args->input + (size_t)it->image * geo->in_h * geo->in_w * geo->in_c;
+    const int32_t tw = plan->tiles_w;
+    const int32_t first_row = it->band * plan->band_rows;
+    const int32_t end_row = first_row + plan->band_rows < plan->tiles_h ? first_row + plan->band_rows : plan->tiles_h;
+    const size_t tile_values = (size_t)16 * (size_t)plan->v_stride;
+    qk_winograd_call call;
+    call.args = args;
+    call.v_stride = plan->v_stride;
+    call.chunks = b->chunks;
+    call.image = it->image;
+    call.group = it->group;
+    for (int32_t segment = first_row * tw; segment < end_row * tw; segment += segment_tiles) {
+        const int32_t segment_end = segment + segment_tiles < end_row * tw ? segment + segment_tiles : end_row * tw;
+        for (int32_t i = segment; i < segment_end; i++) {
+            const uint8_t *src[16];
+            tile_sources(args, image, it->group, i / tw, i % tw, src);
+            k->input(src, plan->v_stride, v + (size_t)(i - segment) * tile_values, plan->v_stride);
+        }
+        for (int32_t tile = it->first_tile; tile < it->end_tile; tile++) {
+            call.first_block = first_block_of(b, tile);
+            call.tile_blocks = first_block_of(b, tile + 1) - call.first_block;
+            call.weights = tile_weights(plan, args->packed, it->group, tile);
+            const qk_winograd_tile_fn *of_width = k->tiles + (call.tile_blocks - 1);
+            int32_t widest = k->max_accumulators / call.tile_blocks;
+            if (widest > k->max_tiles) widest = k->max_tiles;
+            for (int32_t i = segment; i < segment_end;) {
+                call.tile_y = i / tw;
+                call.tile_x = i % tw;
+                int32_t count = segment_end - i;
+                if (count > tw - call.tile_x) count = tw - call.tile_x;
+                if (count > widest) count = widest;
+                call.v = v + (size_t)(i - segment) * tile_values;
+                of_width[(count - 1) * k->max_blocks](&call);
+                i += count;
+            }
+        }
+    }
+}
+
+static void winograd_share(const qk_path_config *path, const qk_conv_args *args, const qk_team *team) {
+    const qk_winograd_kernels *k = path->winograd;
+    const qk_winograd_plan plan = plan_of(k, args);
+    int16_t stack_v[QK_WINOGRAD_V_STACK_BYTES / sizeof(int16_t)] __attribute__((aligned(64)));
+    int16_t *heap_v = aligned_alloc(64, QK_WINOGRAD_V_BYTES);
+    int16_t *v = heap_v != NULL ? heap_v : stack_v;
+    int32_t segment_tiles = plan.segment_tiles;
+    if (heap_v == NULL) segment_tiles = QK_WINOGRAD_V_STACK_BYTES / (16 * plan.v_stride * (int32_t)sizeof(int16_t));
+    const qk_winograd_share_context context = {&plan};
+    qk_item_claim claim;
+    qk_claim_begin(&claim, team, &context, share_of);
+    int64_t item;
+    bool own;
+    while (qk_claim_next(&claim, team, &item, &own)) {
+        const qk_winograd_item it = locate(&plan, &args->geo, item);
+        run_item(k, args, &plan, &it, v, segment_tiles);
+    }
+    free(heap_v);
+}
+
+// ---- The ops: Winograd where chosen, the blocked driver elsewhere ----
+
+static size_t conv_packed_size(const qk_path_config *path, const qk_conv_geometry *geo) {
+    if (qk_winograd_chosen(path, geo)) return packed_size(path->winograd, geo);
+    return qk_conv_blocked_packed_size(path, geo);
+}
+
+static void conv_pack(const qk_path_config *path, const qk_conv_geometry *geo, const int8_t *weight_oihw, void *packed) {
+    if (qk_winograd_chosen(path, geo)) {
+        pack(path->winograd, geo, weight_oihw, packed);
+        return;
+    }
+    qk_conv_blocked_pack(path, geo, weight_oihw, packed);
+}
+
+static void conv_unpack(const qk_path_config *path, const qk_conv_geometry *geo, const void *packed, int8_t *weight_oihw) {
+    if (qk_winograd_chosen(path, geo)) {
+        unpack(path->winograd, geo, packed, weight_oihw);
+        return;
+    }
+    qk_conv_blocked_unpack(path, geo, packed, weight_oihw);
+}
+
+static void conv_share(const qk_path_config *path, const qk_conv_args *args, const qk_team *team) {
+    if (qk_winograd_chosen(path, &args->geo)) {
+        winograd_share(path, args, team);
+        return;
+    }
+    qk_blocked_ops.conv_share(path, args, team);
+}
+
+// The member's first channel tile's weights (the member transforms its first band meanwhile).
+static void conv_first_weights(const qk_path_config *path, const qk_conv_args *args, const qk_team *team,
+                               const uint8_t **weights, size_t *bytes) {
+    if (!qk_winograd_chosen(path, &args->geo)) {
+        qk_blocked_ops.conv_first_weights(path, args, team, weights, bytes);
+        return;
+    }
+    const qk_winograd_plan plan = plan_of(path->winograd, args);
+    int64_t first, end;
+    qk_team_share(team, plan.items, &first, &end);
+    *weights = NULL;
+    *bytes = 0;
+    if (first >= end) return;
+    const qk_winograd_item it = locate(&plan, &args->geo, first);
+    *weights = tile_weights(&plan, args->packed, it.group, it.first_tile);
+    *bytes = (size_t)(first_block_of(&plan.blocking, it.first_tile + 1) - first_block_of(&plan.blocking, it.first_tile)) *
+             plan.blocking.block_bytes;
+}
+
+const qk_path_ops qk_winograd_ops = {
+    .conv_packed_size = conv_packed_size,
+    .conv_pack = conv_pack,
+    .conv_unpack = conv_unpack,
+    .conv_share = conv_share,
+    .conv_first_weights = conv_first_weights,
+    .fc_packed_size = qk_fc_blocked_packed_size,
+    .fc_pack = qk_fc_blocked_pack,
+    .fc_unpack = qk_fc_blocked_unpack,
+    .fc_share = qk_fc_blocked_share,
+    .fc_first_weights = qk_fc_blocked_first_weights,
+};
+
+// ---- Public queries and the testing entry ----
+
+const char *qk_conv3x3_algorithm(qk_path path, const qk_conv_shape *shape) {
+    if (!qk_conv_shape_is_valid(shape) || qk_path_config_of(path) == NULL) return NULL;
+    const qk_path_config *config = qk_supported_path_config(path);
+    if (config == NULL) return NULL;
+    const qk_conv_geometry geo = qk_conv_geometry_of(shape);
+    if (config->ops == &qk_scalar_ops) return "direct";
+    if (config->ops == &qk_winograd_ops && qk_winograd_chosen(config, &geo)) return "winograd";
+    return geo.in_per_group <= 7 ? "direct-dense" : "direct";
+}
+
+size_t qk_conv3x3_winograd_bytes(qk_path path, const qk_conv_shape *shape) {
+    if (!qk_conv_shape_is_valid(shape) || qk_path_config_of(path) == NULL) return 0;
+    const qk_path_config *config = qk_supported_path_config(path);
+    if (config == NULL) return 0;
+    const qk_conv_geometry geo = qk_conv_geometry_of(shape);
+    return qk_winograd_chosen(config, &geo) ? packed_size(config->winograd, &geo) : 0;
+}
+
+qk_status qk_testing_conv3x3_winograd(qk_path path, const qk_conv_shape *shape, int32_t batch, const int8_t *weight_oihw,
+                                      const int32_t *bias, const float *multiplier, const uint8_t *pad_value,
+                                      const uint8_t *input, uint8_t *output, int32_t threads, int8_t *unpacked_oihw) {
+    if (qk_path_config_of(path) == NULL) return QK_ERROR_INVALID_ARGUMENT;
+    const qk_path_config *config = qk_supported_path_config(path);
+    if (config == NULL) return QK_ERROR_UNSUPPORTED_PATH;
+    if (!qk_conv_shape_is_valid(shape) || weight_oihw == NULL || unpacked_oihw == NULL) return QK_ERROR_INVALID_ARGUMENT;
+    const qk_conv_geometry geo = qk_conv_geometry_of(shape);
+    if (!eligible(config, &geo)) return QK_ERROR_UNSUPPORTED_PATH;
+    void *packed = aligned_alloc(64, (packed_size(config->winograd, &geo) + 63) & ~(size_t)63);
+    if (packed == NULL) return QK_ERROR_OUT_OF_MEMORY;
+    pack(config->winograd, &geo, weight_oihw, packed);
+    unpack(config->winograd, &geo, packed, unpacked_oihw);
+    const qk_status status = qk_conv_run_team(config, shape, batch, packed, bias, multiplier, pad_value, input, output,
+                                              threads, winograd_share);
+    free(packed);
+    return status;
+}
+
+size_t qk_network_winograd_bytes(const qk_network *network) {
+    if (network == NULL) return 0;
+    size_t bytes = 0;
+    for (int32_t i = 0; i < network->conv_count; i++)
+        if (network->convs[i].packed != NULL) bytes += qk_conv3x3_winograd_bytes(network->path, &network->convs[i].shape);
+    return bytes;
+}

@@ -1,0 +1,107 @@
+#ifndef QK_WINOGRAD_H
+#define QK_WINOGRAD_H
+
+#include "common/qk-path.h"
+
+// Exact integer Winograd F(2x2,3x3) for stride-1 layers of the int16 paths (docs/performance.md,
+// "Winograd F(2x2,3x3)", gives the exactness argument). Per 2x2 output tile and input channel:
+//   V = Bt d B        (d: the 4x4 u8 input tile; |V| <= 1020, int16)
+//   U' = G' g G't     (G' = 2G: integer; |U'| <= 9 * 127 = 1143, int16, packed at load)
+//   M[e] = sum over channels of U'[e] * V[e]  (vpmaddwd / smlal: exact int32 pair sums, wrapping adds)
+//   Y' = At M A = 4 * acc  (exact modulo 2^32, hence exact while |4 * acc| < 2^31), acc = Y' >> 2.
+// Bt = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G' = [2 0 0; 1 1 1; 1 -1 1; 0 0 2], At = [1 1 1 0; 0 1 -1 -1].
+//
+// Packed weights, per group: output blocks of `lanes` cut into channel tiles of up to max_blocks blocks (as
+// evenly as blocked.h cuts them), each tile [e 0..15][chunk][block within tile][unit], a unit holding
+// lanes x depth int16 values of U' in the path's arrangement (unit_index), zero where a lane or an input
+// channel does not exist.
+
+// Largest input channels per group for which |4 * acc| < 2^31 always holds: 4 * 255 * 127 * 9 * C < 2^31.
+enum { QK_WINOGRAD_MAX_CHANNELS = 1841 };
+
+// Transformed inputs of the tiles a call covers: [tile][e][v_stride] int16, channel order.
+typedef struct qk_winograd_call {
+    const qk_conv_args *args;
+    const int16_t *v;          // the call's first tile
+    int32_t v_stride;          // values per (tile, e) row; rows of one tile are v_stride apart, tiles 16 rows
+    const uint8_t *weights;    // the channel tile's packed weights
+    int32_t chunks;            // per e: ceil(in_per_group / depth)
+    int32_t tile_blocks;       // blocks of the channel tile (the weights' interleave)
+    int32_t image, group, first_block;  // first_block: the channel tile's, within the group
+    int32_t tile_y, tile_x;    // the first tile's place; the call's tiles are consecutive in one row
+    int32_t *m;                // scratch for the 16 transformed sums: 16 x tiles x tile lanes int32
+} qk_winograd_call;
+typedef void (*qk_winograd_tile_fn)(const qk_winograd_call *call);
+
+// Writes V of one 4x4 input tile: src[4 * row + column] points at the group's first channel of that input
+// pixel (or at the pad values); `values` (a multiple of input_width) channels are transformed, those past
+// the group's channels being readable slack that meets zero weights.
+typedef void (*qk_winograd_input_fn)(const uint8_t *const *src, int32_t values, int16_t *v, int32_t v_stride);
+
+typedef struct qk_winograd_kernels {
+    int32_t lanes, depth, unit_bytes;
+    // Index of weight (lane, q) among the unit's int16 values.
+    int32_t (*unit_index)(int32_t lane, int32_t q);
+    qk_winograd_input_fn input;
+    int32_t input_width;       // channels per vector step of `input`: V rows are rounded up to it
+    int32_t max_tiles, max_blocks, max_accumulators;  // a call's tiles x blocks stay within max_accumulators
+    // tiles[(tiles - 1) * max_blocks + blocks - 1]: GEMM over the 16 positions, output transform, /4, bias,
+    // requantization and the stores of `tiles` tiles x `blocks` blocks.
+    const qk_winograd_tile_fn *tiles;
+    // The per-layer choice (winograd-conv.c): the GEMM's and the direct kernel's measured fraction of the
+    // path's peak, in percent, and the transforms' cost per tile and channel in MACs at peak.
+    int32_t gemm_percent, direct_percent, input_macs, output_macs;
+} qk_winograd_kernels;
+
+// The transforms' algebra on any vector type T, one macro for every path so that their arithmetic cannot
+// differ. Input: d[4 * row + column] (the widened tile), STORE(e, value) receives V[e] = (Bt d B)[e].
+#define QK_WINOGRAD_INPUT_TRANSFORM(T, d, ADD, SUB, STORE)             \
+    do {                                                               \
+        T w_[16]; /* Bt d */                                           \
+        for (int col_ = 0; col_ < 4; col_++) {                         \
+            w_[col_] = SUB(d[col_], d[8 + col_]);                      \
+            w_[4 + col_] = ADD(d[4 + col_], d[8 + col_]);              \
+            w_[8 + col_] = SUB(d[8 + col_], d[4 + col_]);              \
+            w_[12 + col_] = SUB(d[4 + col_], d[12 + col_]);            \
+        }                                                              \
+        for (int row_ = 0; row_ < 4; row_++) {                         \
+            const T *r_ = &w_[4 * row_];                               \
+            STORE(4 * row_ + 0, SUB(r_[0], r_[2]));                    \
+            STORE(4 * row_ + 1, ADD(r_[1], r_[2]));                    \
+            STORE(4 * row_ + 2, SUB(r_[2], r_[1]));                    \
+            STORE(4 * row_ + 3, SUB(r_[1], r_[3]));                    \
+        }                                                              \
+    } while (0)
+
+// Output: y[2 * dy + dx] = (At M A)[dy][dx] from the 16 sums m[e], in wrapping int32 adds (exact modulo
+// 2^32, and the result 4 * acc fits int32).
+#define QK_WINOGRAD_OUTPUT_TRANSFORM(T, m, y, ADD, SUB)                \
+    do {                                                               \
+        T t0_[4], t1_[4]; /* At M */                                   \
+        for (int c_ = 0; c_ < 4; c_++) {                               \
+            t0_[c_] = ADD(ADD(m[c_], m[4 + c_]), m[8 + c_]);           \
+            t1_[c_] = SUB(SUB(m[4 + c_], m[8 + c_]), m[12 + c_]);      \
+        }                                                              \
+        y[0] = ADD(ADD(t0_[0], t0_[1]), t0_[2]);                       \
+        y[1] = SUB(SUB(t0_[1], t0_[2]), t0_[3]);                       \
+        y[2] = ADD(ADD(t1_[0], t1_[1]), t1_[2]);                       \
+        y[3] = SUB(SUB(t1_[1], t1_[2]), t1_[3]);                       \
+    } while (0)
+
+// Where output q (2 * dy + dx) of tile p of the call goes for the block starting at channel o of the group;
+// NULL where the tile reaches past the image.
+static inline uint8_t *qk_winograd_output(const qk_winograd_call *call, int32_t p, int32_t q, int32_t o) {
+    const qk_conv_geometry *geo = &call->args->geo;
+    const int32_t oy = 2 * call->tile_y + q / 2, ox = 2 * (call->tile_x + p) + q % 2;
+    if (oy >= geo->out_h || ox >= geo->out_w) return NULL;
+    return call->args->output + (((size_t)call->image * geo->out_h + oy) * geo->out_w + ox) * geo->out_c +
+           (size_t)call->group * geo->out_per_group + o;
+}
+
+// Whether this path runs this layer with Winograd (stride 1, channels within the bound, cheaper by the
+// cost model; QAREP_WINOGRAD=0 never, =always wherever allowed).
+bool qk_winograd_chosen(const qk_path_config *path, const qk_conv_geometry *geo);
+// The ops of the int16 paths: Winograd for the layers it is chosen for, the blocked driver otherwise.
+extern const qk_path_ops qk_winograd_ops;
+
+#endif  // QK_WINOGRAD_H

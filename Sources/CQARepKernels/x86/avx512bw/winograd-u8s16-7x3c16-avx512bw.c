@@ -1,0 +1,97 @@
+// AVX-512BW Winograd F(2x2,3x3) kernels (driver/winograd.h): the input transform on 32 channels at a time,
+// and the GEMM over the 16 transformed positions for up to 8 tiles x 2, 7 x 3 blocks of 16 channels, whose
+// inner loop is the direct kernel's (broadcast int16 pairs of V, vpmaddwd with U' pairs, vpaddd). Then the
+// output transform, the exact /4 (arithmetic shift of 4 * acc), bias and requantization.
+#include "x86/avx512bw/avx512bw.h"
+
+#if QK_HAVE_X86
+
+enum { WG_LANES = QK_BW_LANES, WG_MAX_TILES = 8, WG_MAX_BLOCKS = 3, WG_MAX_ACCUMULATORS = 21 };
+
+// Unit arrangement as the direct kernel's (avx512bw.h): [half][lane][2].
+static int32_t unit_index(int32_t lane, int32_t q) { return (q / 2) * WG_LANES * 2 + lane * 2 + q % 2; }
+
+// V = Bt d B of 32 channels; |V| <= 4 * 255, so int16 adds cannot overflow.
+static QK_TARGET_AVX512 void input_transform(const uint8_t *const *src, int32_t values, int16_t *v, int32_t v_stride) {
+    for (int32_t c = 0; c < values; c += 32) {
+        __m512i d[16];
+        for (int i = 0; i < 16; i++) d[i] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(src[i] + c)));
+#define STORE(e, value) _mm512_storeu_si512(v + (size_t)(e) * v_stride + c, value)
+        QK_WINOGRAD_INPUT_TRANSFORM(__m512i, d, _mm512_add_epi16, _mm512_sub_epi16, STORE);
+#undef STORE
+    }
+}
+
+QK_INLINE QK_TARGET_AVX512 void wg_tile(const qk_winograd_call *call, const int tiles, const int blocks) {
+    int32_t m[16][WG_MAX_TILES][WG_MAX_BLOCKS * WG_LANES] __attribute__((aligned(64)));
+    const uint8_t *w = call->weights;
+    const int32_t chunks = call->chunks;
+    const size_t tile_step = (size_t)16 * (size_t)call->v_stride;
+    for (int e = 0; e < 16; e++) {
+        const int16_t *v = call->v + (size_t)e * call->v_stride;
+        __m512i acc[WG_MAX_TILES][WG_MAX_BLOCKS];
+#pragma clang loop unroll(full)
+        for (int p = 0; p < tiles; p++)
+#pragma clang loop unroll(full)
+            for (int j = 0; j < blocks; j++) acc[p][j] = _mm512_setzero_si512();
+        for (int32_t k = 0; k < chunks; k++) {
+            __m512i w0[WG_MAX_BLOCKS], w1[WG_MAX_BLOCKS];
+#pragma clang loop unroll(full)
+            for (int j = 0; j < blocks; j++) {
+                w0[j] = _mm512_loadu_si512(w + j * QK_BW_UNIT_BYTES);
+                w1[j] = _mm512_loadu_si512(w + j * QK_BW_UNIT_BYTES + 64);
+            }
+#pragma clang loop unroll(full)
+            for (int p = 0; p < tiles; p++) {
+                const uint8_t *x = (const uint8_t *)(v + (size_t)p * tile_step + 4 * k);
+                qk_bw_madd_pixel(acc[p], _mm512_set1_epi32(qk_load_u32(x)), _mm512_set1_epi32(qk_load_u32(x + 4)), w0, w1,
+                                 blocks);
+            }
+            w += blocks * QK_BW_UNIT_BYTES;
+        }
+#pragma clang loop unroll(full)
+        for (int p = 0; p < tiles; p++)
+#pragma clang loop unroll(full)
+            for (int j = 0; j < blocks; j++) _mm512_store_si512(&m[e][p][j * WG_LANES], acc[p][j]);
+    }
+
+    const qk_conv_args *args = call->args;
+    const qk_conv_geometry *geo = &args->geo;
+    const int32_t first_out = call->group * geo->out_per_group;
+    for (int j = 0; j < blocks; j++) {
+        const int32_t o = (call->first_block + j) * WG_LANES;
+        const __mmask16 mask = qk_lane_mask16(geo->out_per_group - o);
+        const __m512i bias = _mm512_maskz_loadu_epi32(mask, args->bias + first_out + o);
+        const __m512 multiplier = _mm512_maskz_loadu_ps(mask, args->multiplier + first_out + o);
+        for (int p = 0; p < tiles; p++) {
+            __m512i mm[16];
+            for (int e = 0; e < 16; e++) mm[e] = _mm512_load_si512(&m[e][p][j * WG_LANES]);
+            __m512i y[4];
+            QK_WINOGRAD_OUTPUT_TRANSFORM(__m512i, mm, y, _mm512_add_epi32, _mm512_sub_epi32);
+            for (int q = 0; q < 4; q++) {
+                uint8_t *out = qk_winograd_output(call, p, q, o);
+                if (out == NULL) continue;
+                _mm_mask_storeu_epi8(out, mask, qk_requantize16(_mm512_srai_epi32(y[q], 2), bias, multiplier));
+            }
+        }
+    }
+}
+
+#define WG_TILE(P, B)                                                                                     \
+    static QK_TARGET_AVX512 void wg_tile_##P##x##B(const qk_winograd_call *call) { wg_tile(call, P, B); }
+#define WG_TILES_3(P) WG_TILE(P, 1) WG_TILE(P, 2) WG_TILE(P, 3)
+WG_TILES_3(1) WG_TILES_3(2) WG_TILES_3(3) WG_TILES_3(4) WG_TILES_3(5) WG_TILES_3(6) WG_TILES_3(7)
+WG_TILE(8, 1) WG_TILE(8, 2)
+
+#define WG_ROW(P) wg_tile_##P##x1, wg_tile_##P##x2, wg_tile_##P##x3
+static const qk_winograd_tile_fn tiles[WG_MAX_TILES * WG_MAX_BLOCKS] = {
+    WG_ROW(1), WG_ROW(2), WG_ROW(3), WG_ROW(4), WG_ROW(5), WG_ROW(6), WG_ROW(7), wg_tile_8x1, wg_tile_8x2, NULL,
+};
+
+const qk_winograd_kernels qk_winograd_u8s16_7x3c16_avx512bw = {
+    .lanes = WG_LANES, .depth = QK_BW_DEPTH, .unit_bytes = QK_BW_UNIT_BYTES, .unit_index = unit_index,
+    .input = input_transform, .input_width = 32,
+    .max_tiles = WG_MAX_TILES, .max_blocks = WG_MAX_BLOCKS, .max_accumulators = WG_MAX_ACCUMULATORS, .tiles = tiles,
+    .gemm_percent = 82, .direct_percent = 88, .input_macs = 16, .output_macs = 48,
+};
+#endif

@@ -1,0 +1,125 @@
+import CQARepKernels
+import XCTest
+
+/// The exact Winograd F(2x2,3x3) kernels (driver/winograd.h), forced on through the testing entry so that
+/// every shape runs them whatever the cost model picks, against the scalar oracle byte for byte; the
+/// transformed weights' round trip; the channel bound; and which layers the cost model gives them.
+final class WinogradKernelTests: XCTestCase {
+    /// Runs the case on every supported path that has Winograd kernels, at 1-3 threads. Returns those paths.
+    @discardableResult
+    func check(_ c: ConvCase, _ data: ConvData, context: String) -> Set<String> {
+        guard let oracle = runConv(QK_PATH_SCALAR, c, data, threads: 1) else {
+            XCTFail("scalar refused \(context)")
+            return []
+        }
+        var ran = Set<String>()
+        for path in allPaths where qk_path_supported(path) != 0 {
+            for threads in threadCounts {
+                var shape = c.shape
+                var unpacked = [Int8](repeating: 0, count: c.weightCount)
+                var status = QK_OK
+                let result = withGuardedOutput(UInt8.self, count: c.outputCount) { output in
+                    status = qk_testing_conv3x3_winograd(path, &shape, Int32(c.batch), data.weights, data.bias, data.multiplier,
+                                                         data.pad, data.input, output, threads, &unpacked)
+                }
+                if status == QK_ERROR_UNSUPPORTED_PATH { break }
+                ran.insert(pathName(path))
+                XCTAssertEqual(status, QK_OK, "\(pathName(path)) x\(threads): \(context)")
+                XCTAssertTrue(result.guardsIntact, "\(pathName(path)) x\(threads) wrote outside its output: \(context)")
+                XCTAssertTrue(result.payload == oracle.payload,
+                              "\(pathName(path)) x\(threads) differs from scalar at \(firstMismatch(result.payload, oracle.payload)): \(context)")
+                XCTAssertEqual(unpacked, data.weights, "\(pathName(path)) transformed weights do not unpack: \(context)")
+            }
+        }
+        return ran
+    }
+
+    func testRandomShapesMatchScalar() {
+        var rng = SeededGenerator(seed: 0x3A11_AD0)
+        var ran = Set<String>()
+        for i in 0..<40 {
+            let groups = [1, 1, 1, 2, 4][Int.random(in: 0..<5, using: &rng)]
+            let side = i % 4 == 0 ? 56 : 20
+            let c = ConvCase(inH: Int.random(in: 1...side, using: &rng), inW: Int.random(in: 1...side, using: &rng),
+                             inC: groups * Int.random(in: 1...40, using: &rng), outC: groups * Int.random(in: 1...40, using: &rng),
+                             stride: 1, groups: groups, batch: Int.random(in: 1...3, using: &rng))
+            let data = ConvData.random(c, &rng, tinyWeights: i % 6 == 5)
+            ran.formUnion(check(c, data, context: "case \(i): \(c)"))
+        }
+        let expected = Set(allPaths.filter { qk_path_supported($0) != 0 && ["avx2", "avx512bw", "neon"].contains(pathName($0)) }
+            .map(pathName))
+        XCTAssertEqual(ran, expected)
+        print("winograd compared with scalar on this CPU: \(ran.sorted()); not run here: "
+            + "\(Set(["avx2", "avx512bw", "neon"]).subtracting(ran).sorted())")
+    }
+
+    func testEdgeShapesMatchScalar() {
+        var rng = SeededGenerator(seed: 95)
+        let edges = [
+            ConvCase(inH: 1, inW: 1, inC: 8, outC: 8, stride: 1, groups: 1, batch: 2),
+            ConvCase(inH: 2, inW: 3, inC: 16, outC: 24, stride: 1, groups: 1, batch: 1),
+            ConvCase(inH: 9, inW: 1, inC: 12, outC: 40, stride: 1, groups: 1, batch: 1),
+            // The stem's 3 channels with per-channel pad values (a CIFAR-style stride-1 stem).
+            ConvCase(inH: 32, inW: 32, inC: 3, outC: 16, stride: 1, groups: 1, batch: 1),
+            ConvCase(inH: 8, inW: 8, inC: 32, outC: 100, stride: 1, groups: 4, batch: 2),
+            ConvCase(inH: 5, inW: 5, inC: 200, outC: 200, stride: 1, groups: 1, batch: 1),
+        ]
+        for c in edges { check(c, ConvData.random(c, &rng), context: "\(c)") }
+    }
+
+    /// All inputs and pad values 255 and every weight +127 or -127 at the bound of 1841 input channels:
+    /// the largest sums either sign can reach. The bias brings each channel back to 7 * o with multiplier
+    /// 1, so the bytes show whether 4 * acc stayed exact. (At 1842 channels this fails: shown once.)
+    func testAdversarialMaximaAtTheChannelBound() {
+        var rng = SeededGenerator(seed: 97)
+        for sign in [-1, 1] {
+            let c = ConvCase(inH: 5, inW: 6, inC: 1841, outC: 20, stride: 1, groups: 1, batch: 1)
+            var data = ConvData.random(c, &rng)
+            data.weights = [Int8](repeating: Int8(127 * sign), count: c.weightCount)
+            data.input = [UInt8](repeating: 255, count: c.inputCount) + [UInt8](repeating: 0, count: extraBytes)
+            data.pad = [UInt8](repeating: 255, count: c.inC + extraBytes)
+            let sum = Int32(255 * 127 * 9 * 1841 * sign)
+            data.bias = (0..<c.outC).map { -sum + Int32(7 * $0) }
+            data.multiplier = [Float](repeating: 1, count: c.outC)
+            let oracle = runConv(QK_PATH_SCALAR, c, data, threads: 1)
+            XCTAssertEqual(oracle?.payload, (0..<c.outputCount).map { UInt8(7 * ($0 % 20)) })
+            check(c, data, context: "maxima, weights \(127 * sign)")
+        }
+        // One channel more: never Winograd, neither chosen nor forced.
+        var over = ConvCase(inH: 4, inW: 4, inC: 1842, outC: 16, stride: 1, groups: 1, batch: 1).shape
+        var weights = [Int8](repeating: 0, count: 16 * 1842 * 9), unpacked = weights
+        let bias = [Int32](repeating: 0, count: 16), multiplier = [Float](repeating: 1, count: 16)
+        let input = [UInt8](repeating: 0, count: 16 * 1842 + extraBytes), pad = [UInt8](repeating: 0, count: 1842 + extraBytes)
+        var output = [UInt8](repeating: 0, count: 16 * 16)
+        for path in allPaths where qk_path_supported(path) != 0 {
+            XCTAssertNotEqual(qk_conv3x3_algorithm(path, &over).map { String(cString: $0) }, "winograd")
+            XCTAssertEqual(qk_conv3x3_winograd_bytes(path, &over), 0)
+            XCTAssertEqual(qk_testing_conv3x3_winograd(path, &over, 1, &weights, bias, multiplier, pad, input, &output, 1, &unpacked),
+                           QK_ERROR_UNSUPPORTED_PATH)
+        }
+    }
+
+    /// The cost model gives Winograd RepVGG's stride-1 layers of 48 channels and more on the int16 paths,
+    /// never stride 2, the 3-channel stem, or a path without the kernels.
+    func testCostModelChoice() {
+        for path in allPaths where qk_path_supported(path) != 0 {
+            let name = pathName(path)
+            let hasWinograd = ["avx2", "avx512bw", "neon"].contains(name)
+            for (side, channels) in [(56, 48), (28, 96), (14, 192), (56, 64), (28, 128), (14, 256)] {
+                var shape = ConvCase(inH: side, inW: side, inC: channels, outC: channels, stride: 1, groups: 1, batch: 1).shape
+                let algorithm = qk_conv3x3_algorithm(path, &shape).map { String(cString: $0) }
+                XCTAssertEqual(algorithm, hasWinograd ? "winograd" : "direct", "\(name) \(side)x\(side)x\(channels)")
+                // 16 positions of int16 per weight: 32 / 9 times the direct int16 units' bytes, before padding.
+                if hasWinograd { XCTAssertGreaterThanOrEqual(qk_conv3x3_winograd_bytes(path, &shape), 32 * channels * channels) }
+                var strided = shape
+                strided.stride = 2
+                XCTAssertEqual(qk_conv3x3_algorithm(path, &strided).map { String(cString: $0) }, "direct")
+            }
+            // A 1x1 image: one tile pays 16 products for one output, 9 direct ones are cheaper.
+            var single = ConvCase(inH: 1, inW: 1, inC: 64, outC: 64, stride: 1, groups: 1, batch: 1).shape
+            XCTAssertEqual(qk_conv3x3_algorithm(path, &single).map { String(cString: $0) }, "direct")
+            var stem = ConvCase(inH: 32, inW: 32, inC: 3, outC: 48, stride: 1, groups: 1, batch: 1).shape
+            XCTAssertEqual(qk_conv3x3_algorithm(path, &stem).map { String(cString: $0) }, name == "scalar" ? "direct" : "direct-dense")
+        }
+    }
+}
