@@ -17,7 +17,9 @@ library releases the GIL, so threads with their own sessions run in parallel.
 from __future__ import annotations
 
 import ctypes
+import io
 import json
+import math
 import operator
 import os
 import struct
@@ -49,6 +51,7 @@ __all__ = [
     "Prediction",
     "FileResult",
     "classify_files",
+    "decode_image",
     "kernels",
     "library_path",
     "__version__",
@@ -136,9 +139,10 @@ class Prediction(NamedTuple):
     """softmax over all classes"""
 
 
-def _read_normalization(header_source: Union[bytes, memoryview, str, bytes]) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """mean and std from the safetensors header's metadata (docs/model-format.md). Called only after the
-    library has accepted the file, so the header is known to be well-formed and at most 16 MiB."""
+def _read_metadata(header_source: Union[memoryview, str]) -> dict[str, str]:
+    """The safetensors header's metadata (docs/model-format.md), for what the C API does not report: mean,
+    std, crop_ratio. Called only after the library has accepted the file, so the header is known to be
+    well-formed and at most 16 MiB."""
     if isinstance(header_source, (bytes, memoryview)):
         (length,) = struct.unpack_from("<Q", header_source, 0)
         header = bytes(header_source[8 : 8 + length])
@@ -146,8 +150,7 @@ def _read_normalization(header_source: Union[bytes, memoryview, str, bytes]) -> 
         with open(header_source, "rb") as file:
             (length,) = struct.unpack("<Q", file.read(8))
             header = file.read(length)
-    metadata = json.loads(header)["__metadata__"]
-    return tuple(json.loads(metadata["mean"])), tuple(json.loads(metadata["std"]))
+    return json.loads(header)["__metadata__"]
 
 
 class Model:
@@ -181,7 +184,10 @@ class Model:
         self._labels = tuple(
             (_lib.qarep_model_label(self._handle, i) or b"").decode("utf-8", "replace") for i in range(raw.num_classes)
         )
-        self._normalization = _read_normalization(header_source)  # type: ignore[arg-type]
+        metadata = _read_metadata(header_source)  # type: ignore[arg-type]
+        self._mean = tuple(float(v) for v in json.loads(metadata["mean"]))
+        self._std = tuple(float(v) for v in json.loads(metadata["std"]))
+        self._crop_ratio = float(metadata["crop_ratio"])
 
     @property
     def info(self) -> ModelInfo:
@@ -200,11 +206,37 @@ class Model:
     @property
     def mean(self) -> tuple[float, ...]:
         """Per-channel normalization on the 0..1 scale for ``Session.run_float``: x = (pixel/255 - mean) / std."""
-        return self._normalization[0]
+        return self._mean
 
     @property
     def std(self) -> tuple[float, ...]:
-        return self._normalization[1]
+        return self._std
+
+    @property
+    def crop_ratio(self) -> float:
+        """1: images are resized straight to the input size; below 1: the shorter side is resized to
+        size / crop_ratio, then center-cropped."""
+        return self._crop_ratio
+
+    def resize_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size ``preprocess`` resizes a width x height image to before its center crop
+        (docs/model-format.md, Preprocessing; crop_ratio is a float32 in the library, the product is
+        rounded half away from zero)."""
+        w_in, h_in = self._info.input_width, self._info.input_height
+        ratio = float(np.float32(self._crop_ratio))
+        if ratio == 1:
+            return (w_in, h_in)
+        f = max(w_in / (width * ratio), h_in / (height * ratio))
+        return (max(w_in, math.floor(width * f + 0.5)), max(h_in, math.floor(height * f + 0.5)))
+
+    def decode_scale(self, width: int, height: int) -> int:
+        """The JPEG DCT scale denominator (1, 2, 4 or 8) ``qarep classify`` decodes a width x height image at:
+        the largest whose output, ceil(width / d) x ceil(height / d), still covers ``resize_size``."""
+        target_w, target_h = self.resize_size(width, height)
+        for d in (8, 4, 2):
+            if -(-width // d) >= target_w and -(-height // d) >= target_h:
+                return d
+        return 1
 
     def preprocess(self, rgb: np.ndarray) -> np.ndarray:
         """Resizes and center-crops an RGB image of any size to the model's input, as its metadata says.
@@ -384,6 +416,30 @@ class Session:
         return f"<qarep.Session kernel={self.kernel} threads={self._threads} max_batch={self._max_batch}>"
 
 
+def decode_image(source: Union[str, os.PathLike, bytes], model: Union[Model, None] = None) -> np.ndarray:
+    """Decodes an image file (a path, or its bytes) with Pillow into RGB, uint8 [H, W, 3], C-contiguous.
+
+    Given the model, a JPEG is decoded at the reduced DCT scale ``qarep classify`` uses (the smallest that
+    still covers what the model's preprocessing resizes to; Pillow's ``draft``), which makes large photos
+    several times cheaper and gives the pixels the command-line tool gets. Raises OSError (or
+    PIL.Image.DecompressionBombError) for a file Pillow cannot read.
+    """
+    try:
+        from PIL import Image
+    except ImportError as error:
+        raise ImportError("qarep.decode_image needs Pillow: pip install pillow") from error
+    stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    with Image.open(stream) as image:
+        if model is not None and image.format == "JPEG":
+            d = model.decode_scale(*image.size)
+            if d > 1:
+                # Pillow picks the largest d' <= min(w // req_w, h // req_h); asking for w // d gives d itself.
+                image.draft("RGB", (image.size[0] // d, image.size[1] // d))
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        return np.ascontiguousarray(np.asarray(image))
+
+
 class FileResult(NamedTuple):
     path: str
     predictions: Union[list[Prediction], None]
@@ -400,7 +456,7 @@ def classify_files(
     kernel: str = "auto",
     on_error: str = "raise",
 ) -> list[FileResult]:
-    """Classifies JPEG/PNG (anything Pillow opens) files: decode with Pillow, ``model.preprocess``, run in
+    """Classifies JPEG/PNG (anything Pillow opens) files: ``decode_image``, ``model.preprocess``, run in
     batches of ``batch`` on one session of ``threads`` threads. Results keep the order of ``paths``.
 
     on_error="raise" raises the first decoding error (an OSError naming the file); "record" gives that
@@ -410,6 +466,7 @@ def classify_files(
         from PIL import Image
     except ImportError as error:
         raise ImportError("qarep.classify_files needs Pillow: pip install pillow") from error
+
     if on_error not in ("raise", "record"):
         raise ValueError(f'on_error is {on_error!r}, expected "raise" or "record"')
     if not isinstance(model, Model):
@@ -429,8 +486,7 @@ def classify_files(
         name = os.fspath(path)
         name = name if isinstance(name, str) else os.fsdecode(name)
         try:
-            with Image.open(name) as image:
-                rgb = np.asarray(image.convert("RGB"))
+            rgb = decode_image(name, model)
         except (OSError, ValueError, Image.DecompressionBombError) as error:
             if on_error == "raise":
                 raise OSError(f"{name}: {error}") from error
