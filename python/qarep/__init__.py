@@ -252,7 +252,7 @@ class Model:
         if rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"rgb: expected {expected}, got shape {list(rgb.shape)}")
         height, width = rgb.shape[0], rgb.shape[1]
-        if rgb.strides[2] != 1 or rgb.strides[1] != 3 or (height > 1 and rgb.strides[0] < width * 3):
+        if rgb.size and (rgb.strides[2] != 1 or rgb.strides[1] != 3 or (height > 1 and rgb.strides[0] < width * 3)):
             raise ValueError(f"rgb: expected {expected}, got strides {list(rgb.strides)} (use numpy.ascontiguousarray)")
         if width > _INT32_MAX or height > _INT32_MAX:
             raise ValueError(f"rgb: image size {width}x{height} does not fit in int32")
@@ -349,7 +349,6 @@ class Session:
         batch = images.shape[0]
         if batch > _INT32_MAX:
             raise ValueError(f"images: {batch} images, expected at most max_batch = {self._max_batch}")
-        self._last_batch = 0
         _check(_lib.qarep_session_run_u8(self._handle, images.ctypes.data, images.nbytes, batch))
         self._last_batch = batch
         return self._logits(batch)
@@ -361,7 +360,6 @@ class Session:
         batch = x.shape[0]
         if batch > _INT32_MAX:
             raise ValueError(f"x: {batch} images, expected at most max_batch = {self._max_batch}")
-        self._last_batch = 0
         _check(_lib.qarep_session_run_f32(self._handle, x.ctypes.data, x.size, batch))
         self._last_batch = batch
         return self._logits(batch)
@@ -380,7 +378,7 @@ class Session:
         return rows, buffer
 
     def top_k(self, k: int = 5) -> list[list[Prediction]]:
-        """The k most probable classes of each image of the last run, most probable first (ties: lower
+        """The k most probable classes of each image of the last successful run, most probable first (ties: lower
         class index first); probabilities are the library's softmax over all classes."""
         rows, _ = self._top_k_raw(k)
         labels = self._model.labels
