@@ -103,6 +103,10 @@ def classify(images_dir: str, model_path: str, output: str, actors: int = 0, bat
         actors = cpus  # one single-threaded session per CPU: no OpenMP barriers, decoding in parallel too
     if threads <= 0:
         threads = max(1, cpus // actors)
+    if __name__ != "__main__":
+        # Imported as a module (a test, another script): the workers cannot import it by name, so Ray
+        # ships the Classifier class by value, as it does for a script's own classes.
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     with open(model_path, "rb") as file:
         model_ref = ray.put(file.read())  # so that workers on other machines need not see model_path
     started = time.perf_counter()
