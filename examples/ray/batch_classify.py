@@ -103,7 +103,7 @@ def classify(images_dir: str, model_path: str, output: str, actors: int = 0, bat
         actors = cpus  # one single-threaded session per CPU: no OpenMP barriers, decoding in parallel too
     if threads <= 0:
         threads = max(1, cpus // actors)
-    if __name__ != "__main__":
+    if __name__ != "__main__" and __name__ in sys.modules:
         # Imported as a module (a test, another script): the workers cannot import it by name, so Ray
         # ships the Classifier class by value, as it does for a script's own classes.
         ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -24,7 +24,7 @@ import operator
 import os
 import struct
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple, Sequence, Union
+from typing import Callable, Iterable, NamedTuple, Sequence, TypeVar, Union
 
 import numpy as np
 
@@ -153,13 +153,40 @@ def _read_metadata(header_source: Union[memoryview, str]) -> dict[str, str]:
     return json.loads(header)["__metadata__"]
 
 
-class Model:
+class _Handle:
+    """Owns one library handle: freed by ``close()``, at the end of a ``with`` block, or when collected. A
+    closed object passes NULL, which the library answers with InvalidArgumentError."""
+
+    _handle: ctypes.c_void_p
+    _release: Callable[[ctypes.c_void_p], None]
+
+    def close(self) -> None:
+        handle, self._handle = self._handle, ctypes.c_void_p()
+        type(self)._release(handle)
+
+    def __enter__(self: _H) -> _H:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_handle", None) is not None:
+            self.close()
+
+
+_H = TypeVar("_H", bound=_Handle)
+
+
+class Model(_Handle):
     """A loaded, validated model: ``Model(path)`` or ``Model(data)`` with the file's bytes.
 
     Immutable; share one model between threads and sessions. Raises QARepIOError for a file that cannot be
     read, InvalidModelError for a malformed one (the message names the key or tensor), and
     UnsupportedVersionError for a newer format than this library reads.
     """
+
+    _release = staticmethod(_lib.qarep_model_release)  # sessions made from the model keep it alive
 
     def __init__(self, source: Union[str, os.PathLike, bytes, bytearray, memoryview]):
         self._handle = ctypes.c_void_p()
@@ -262,27 +289,12 @@ class Model:
                                            row_stride, out.ctypes.data, out.nbytes))
         return out
 
-    def close(self) -> None:
-        """Drops this object's reference now; sessions made from the model keep it alive."""
-        handle, self._handle = self._handle, ctypes.c_void_p()
-        _lib.qarep_model_release(handle)
-
-    def __enter__(self) -> "Model":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_handle", None) is not None:
-            self.close()
-
     def __repr__(self) -> str:
         i = self._info
         return f"<qarep.Model {i.input_height}x{i.input_width}, {i.num_classes} classes, {i.layers} layers>"
 
 
-class Session:
+class Session(_Handle):
     """A workspace for running one model on one thread at a time (qarep_session).
 
     threads: OpenMP threads, 0 = every online CPU. max_batch: the largest batch ``run`` takes (it sizes
@@ -293,6 +305,8 @@ class Session:
     they may share one Model. A run started while another is going on the same session fails with
     InvalidArgumentError instead of mixing their buffers.
     """
+
+    _release = staticmethod(_lib.qarep_session_destroy)
 
     def __init__(self, model: Model, threads: int = 0, max_batch: int = 8, kernel: Union[str, int] = "auto"):
         self._handle = ctypes.c_void_p()
@@ -346,21 +360,20 @@ class Session:
         """Runs preprocessed images, uint8 [N, input_height, input_width, 3] (C-contiguous, 1 <= N <=
         max_batch), and returns their logits, float32 [N, num_classes]."""
         images = _checked_array("images", images, np.uint8, (None, *self._image_shape))
-        batch = images.shape[0]
-        if batch > _INT32_MAX:
-            raise ValueError(f"images: {batch} images, expected at most max_batch = {self._max_batch}")
-        _check(_lib.qarep_session_run_u8(self._handle, images.ctypes.data, images.nbytes, batch))
-        self._last_batch = batch
-        return self._logits(batch)
+        return self._run(_lib.qarep_session_run_u8, images, images.nbytes)
 
     def run_float(self, x: np.ndarray) -> np.ndarray:
         """Runs normalized float input, float32 NCHW [N, 3, input_height, input_width] with
         x = (pixel/255 - model.mean) / model.std; returns the logits, float32 [N, num_classes]."""
         x = _checked_array("x", x, np.float32, (None, *self._float_shape))
-        batch = x.shape[0]
+        return self._run(_lib.qarep_session_run_f32, x, x.size)
+
+    def _run(self, function: Callable[..., int], data: np.ndarray, count: int) -> np.ndarray:
+        """One library run of a checked array; count is in the function's units (bytes or floats)."""
+        batch = data.shape[0]
         if batch > _INT32_MAX:
-            raise ValueError(f"x: {batch} images, expected at most max_batch = {self._max_batch}")
-        _check(_lib.qarep_session_run_f32(self._handle, x.ctypes.data, x.size, batch))
+            raise ValueError(f"{batch} images, expected at most max_batch = {self._max_batch}")
+        _check(function(self._handle, data.ctypes.data, count, batch))
         self._last_batch = batch
         return self._logits(batch)
 
@@ -395,20 +408,6 @@ class Session:
         for i, row in enumerate(rows):
             out[i, row["class_index"]] = row["probability"]
         return out
-
-    def close(self) -> None:
-        handle, self._handle = self._handle, ctypes.c_void_p()
-        _lib.qarep_session_destroy(handle)
-
-    def __enter__(self) -> "Session":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_handle", None) is not None:
-            self.close()
 
     def __repr__(self) -> str:
         return f"<qarep.Session kernel={self.kernel} threads={self._threads} max_batch={self._max_batch}>"

@@ -11,6 +11,13 @@ class QARepError(Exception):
 
     status: int = -1
 
+    def __init_subclass__(cls, status: int, **kwargs: object) -> None:
+        # Each subclass names its status once, here; check() finds it by that number.
+        super().__init_subclass__(**kwargs)
+        cls.status = status
+        cls.__module__ = "qarep"  # shown as qarep.InvalidModelError, not the private module
+        _BY_STATUS[status] = cls
+
     def __init__(self, message: str, status: int | None = None):
         if status is not None:
             self.status = status
@@ -19,74 +26,46 @@ class QARepError(Exception):
         super().__init__(f"{self.status_name}: {message}")
 
 
-class InvalidArgumentError(QARepError, ValueError):
+QARepError.__module__ = "qarep"
+_BY_STATUS: dict[int, type[QARepError]] = {}
+
+# One class per qarep_status of include/qarep.h, with what the header says the status means.
+
+
+class InvalidArgumentError(QARepError, ValueError, status=1):
     """QAREP_ERROR_INVALID_ARGUMENT: NULL handle, out-of-range count, bad option."""
 
-    status = 1
 
-
-class BufferSizeError(QARepError, ValueError):
+class BufferSizeError(QARepError, ValueError, status=2):
     """QAREP_ERROR_BUFFER_SIZE: a buffer's size does not match what the call needs."""
 
-    status = 2
 
-
-class QARepIOError(QARepError, OSError):
+class QARepIOError(QARepError, OSError, status=3):
     """QAREP_ERROR_IO: a file could not be opened or read."""
 
-    status = 3
 
-
-class InvalidModelError(QARepError):
+class InvalidModelError(QARepError, status=4):
     """QAREP_ERROR_INVALID_MODEL: the model file is malformed; the message names the tensor or key."""
 
-    status = 4
 
-
-class UnsupportedVersionError(QARepError):
+class UnsupportedVersionError(QARepError, status=5):
     """QAREP_ERROR_UNSUPPORTED_VERSION: the model's format version is newer than this library reads."""
 
-    status = 5
 
-
-class UnsupportedKernelError(QARepError):
+class UnsupportedKernelError(QARepError, status=6):
     """QAREP_ERROR_UNSUPPORTED_KERNEL: the requested kernel path cannot run on this CPU."""
 
-    status = 6
 
-
-class QARepMemoryError(QARepError, MemoryError):
+class QARepMemoryError(QARepError, MemoryError, status=7):
     """QAREP_ERROR_OUT_OF_MEMORY."""
 
-    status = 7
 
-
-class NoResultError(QARepError):
+class NoResultError(QARepError, status=8):
     """QAREP_ERROR_NO_RESULT: results asked for before a successful run."""
 
-    status = 8
 
-
-class InternalError(QARepError):
+class InternalError(QARepError, status=9):
     """QAREP_ERROR_INTERNAL."""
-
-    status = 9
-
-
-_BY_STATUS = {
-    cls.status: cls
-    for cls in (
-        InvalidArgumentError,
-        BufferSizeError,
-        QARepIOError,
-        InvalidModelError,
-        UnsupportedVersionError,
-        UnsupportedKernelError,
-        QARepMemoryError,
-        NoResultError,
-        InternalError,
-    )
-}
 
 
 def check(status: int) -> None:
@@ -98,6 +77,3 @@ def check(status: int) -> None:
     cls = _BY_STATUS.get(status, QARepError)
     raise cls(message, status)
 
-# Shown as qarep.InvalidModelError etc. in tracebacks: the public name, not the private module.
-for _cls in (QARepError, *_BY_STATUS.values()):
-    _cls.__module__ = "qarep"

@@ -4,6 +4,7 @@ images (and one corrupt file), every parquet row checked against Session.run."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -19,6 +20,7 @@ ray = pytest.importorskip("ray")
 def load_example():
     spec = importlib.util.spec_from_file_location("batch_classify", REPO / "examples/ray/batch_classify.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules["batch_classify"] = module  # as `import batch_classify` would: Ray must ship it by value
     spec.loader.exec_module(module)
     return module
 
