@@ -42,21 +42,20 @@ class PredictionStruct(ctypes.Structure):
 def _load_openmp(libs: Path) -> None:
     """Makes the OpenMP runtime's soname resolvable before libqarep.so is loaded.
 
-    An OpenMP runtime already in the process (loaded by another package, or by the system's loader) is
-    reused: two copies of libomp in one process refuse to start. Otherwise the bundled copy is loaded with
-    RTLD_GLOBAL, and libqarep.so's DT_NEEDED entry then resolves to it by soname.
+    The bundled copy's name says which runtime this build links. If a runtime of that soname is already in
+    the process (another package brought it), it is used: two copies of libomp in one process refuse to
+    start. Otherwise the bundled copy is loaded with RTLD_GLOBAL, and libqarep.so's DT_NEEDED entry then
+    resolves to it by soname. Without a bundled copy (a source build), the system's loader finds one.
     """
     for soname in _OPENMP_SONAMES:
+        bundled = libs / soname
+        if not bundled.exists():
+            continue
         try:
             ctypes.CDLL(soname, mode=os.RTLD_NOLOAD | os.RTLD_GLOBAL)
-            return
         except OSError:
-            pass
-    for soname in _OPENMP_SONAMES:
-        bundled = libs / soname
-        if bundled.exists():
             ctypes.CDLL(str(bundled), mode=os.RTLD_GLOBAL)
-            return
+        return
 
 
 def _find_library() -> Path:
