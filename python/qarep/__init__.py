@@ -106,16 +106,19 @@ def _checked_array(name: str, value: object, dtype: np.dtype, shape: Sequence[in
     """``value`` as it is if it is a C-contiguous ndarray of ``dtype`` and ``shape`` (None: any size), else a
     ValueError (TypeError for a non-array) naming what was expected. Nothing is converted or copied: a
     silent copy or cast would hide a mistake and cost time on every call."""
+    is_array = isinstance(value, np.ndarray)
+    shape_ok = is_array and value.ndim == len(shape) and all(e is None or e == d for e, d in zip(shape, value.shape))
+    if shape_ok and value.dtype == dtype and value.flags.c_contiguous:
+        return value
+    # Only a failure pays for the message.
     expected = f"a C-contiguous numpy.{np.dtype(dtype).name} array of shape {_shape_text(shape)}"
-    if not isinstance(value, np.ndarray):
+    if not is_array:
         raise TypeError(f"{name}: expected {expected}, got {type(value).__name__}")
     if value.dtype != dtype:
         raise ValueError(f"{name}: expected {expected}, got dtype {value.dtype}")
-    if value.ndim != len(shape) or any(e is not None and e != d for e, d in zip(shape, value.shape)):
+    if not shape_ok:
         raise ValueError(f"{name}: expected {expected}, got shape {list(value.shape)}")
-    if not value.flags.c_contiguous:
-        raise ValueError(f"{name}: expected {expected}, got a non-contiguous array (use numpy.ascontiguousarray)")
-    return value
+    raise ValueError(f"{name}: expected {expected}, got a non-contiguous array (use numpy.ascontiguousarray)")
 
 
 @dataclass(frozen=True)
