@@ -117,8 +117,12 @@ def classify(images_dir: str, model_path: str, output: str, actors: int = 0, bat
     if not paths:
         raise SystemExit(f"batch_classify: no images ({', '.join(IMAGE_EXTENSIONS)}) under {images_dir}")
     dataset = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=max(1, min(len(paths) // batch, actors * 8)))
+    # With several threads per actor, libomp's would spin for 200 ms after each run while the actor decodes
+    # the next batch on one of them (as in qarep classify, docs/performance.md "Photo pipeline"): let them sleep.
+    runtime_env = {"env_vars": {"KMP_BLOCKTIME": "0"}} if threads > 1 else None
     dataset = dataset.map_batches(Classifier, fn_constructor_args=(model_ref, filesystem, scheme, threads, batch),
-                                  batch_size=batch, concurrency=actors, num_cpus=threads, batch_format="numpy")
+                                  batch_size=batch, concurrency=actors, num_cpus=threads, batch_format="numpy",
+                                  runtime_env=runtime_env)
     # Writing costs little CPU; num_cpus=0 lets it run beside the actors that hold every CPU instead of
     # waiting for them to finish.
     dataset.write_parquet(output, ray_remote_args={"num_cpus": 0})
