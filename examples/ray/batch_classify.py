@@ -106,6 +106,16 @@ def classify(images_dir: str, model_path: str, output: str, actors: int = 0, bat
         actors = cpus  # one single-threaded session per CPU: no OpenMP barriers, decoding in parallel too
     if threads <= 0:
         threads = max(1, cpus // actors)
+    if actors * threads > cpus:
+        raise SystemExit(f"batch_classify: {actors} actors x {threads} threads need {actors * threads} CPUs; "
+                         f"the cluster has {cpus}")
+    if batch < 1:
+        raise SystemExit(f"batch_classify: --batch is {batch}, expected at least 1")
+    out_fs, out_path = pyarrow.fs.FileSystem.from_uri(output if "://" in output else os.path.abspath(output))
+    if out_fs.get_file_info(out_path).type != pyarrow.fs.FileType.NotFound and \
+            out_fs.get_file_info(pyarrow.fs.FileSelector(out_path, allow_not_found=True)):
+        # write_parquet would add files beside the old ones, and a reader would see both runs' rows.
+        raise SystemExit(f"batch_classify: {output} already has files; remove it or choose another --output")
     if __name__ != "__main__" and __name__ in sys.modules:
         # Imported as a module (a test, another script): the workers cannot import it by name, so Ray
         # ships the Classifier class by value, as it does for a script's own classes.
