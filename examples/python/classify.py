@@ -1,6 +1,5 @@
-import numpy as np, qarep
-from PIL import Image
+import qarep
 model = qarep.Model("model.qarep")
 session = qarep.Session(model, threads=0, max_batch=8)
-session.run(model.preprocess(np.asarray(Image.open("photo.jpg").convert("RGB")))[None])
+session.run(model.preprocess(qarep.decode_image("photo.jpg", model))[None])
 print(session.top_k(5)[0])

@@ -2,11 +2,10 @@
 
 A thin layer over the C API (include/qarep.h) of the bundled libqarep.so, numpy in and out::
 
-    import numpy as np, qarep
-    from PIL import Image
+    import qarep
     model = qarep.Model("model.qarep")
     session = qarep.Session(model, threads=0, max_batch=8)
-    session.run(model.preprocess(np.asarray(Image.open("cat.jpg").convert("RGB")))[None])
+    session.run(model.preprocess(qarep.decode_image("photo.jpg", model))[None])
     print(session.top_k(5)[0])
 
 A ``Model`` is immutable and may be shared by any number of threads. A ``Session`` is one thread's
