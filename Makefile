@@ -8,6 +8,7 @@
 #   make lib [ARCH=aarch64]         the C library built with Embedded Swift (.build-embedded/ARCH/libqarep.so)
 #   make install PREFIX=/opt/qarep  that libqarep.so, qarep.h, qarep.pc and the qarep CLI (default /usr/local);
 #                                   with ARCH=aarch64 the cross-built library only (the CLI is host-only)
+#   make wheel [ARCH=aarch64]       the Python package with that libqarep.so: dist/qarep-VERSION-py3-none-linux_ARCH.whl
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -31,6 +32,8 @@ ifeq ($(ARCH),x86_64)
   KERNEL_CC := $(SWIFT_BIN)clang
   LIB_LINK := $(SWIFT_BIN)clang
   OPENMP_LIB := -l:libomp.so.5
+  OPENMP_SONAME := libomp.so.5
+  OPENMP_COPYRIGHT := /usr/share/doc/libomp5-14/copyright
   STRIP := strip
   SWIFT_SYSROOT_FLAGS :=
 else ifeq ($(ARCH),aarch64)
@@ -41,6 +44,8 @@ else ifeq ($(ARCH),aarch64)
   KERNEL_CC := aarch64-linux-gnu-gcc
   LIB_LINK := aarch64-linux-gnu-gcc
   OPENMP_LIB := -fopenmp
+  OPENMP_SONAME := libgomp.so.1
+  OPENMP_COPYRIGHT := /usr/share/doc/libgomp1-arm64-cross/copyright
   STRIP := aarch64-linux-gnu-strip
   SWIFT_SYSROOT_FLAGS := -Xcc -isystem -Xcc /usr/aarch64-linux-gnu/include
 else
@@ -73,7 +78,7 @@ EMBEDDED_SWIFT_FLAGS := -target $(SWIFT_TARGET) -enable-experimental-feature Emb
 LIB_LDFLAGS := -shared -Wl,-soname,libqarep.so -Wl,--version-script=$(CURDIR)/packaging/libqarep.map \
 	-Wl,--gc-sections -Wl,--exclude-libs=ALL -Wl,--no-undefined -Wl,-z,text
 
-.PHONY: all setup build test bench example lib install install-lib install-cli uninstall clean
+.PHONY: all setup build test bench example lib wheel install install-lib install-cli uninstall clean
 
 all: build
 
@@ -115,6 +120,14 @@ $(LIB_DIR)/libqarep.so: $(LIB_DIR)/QARep.o $(LIB_DIR)/stdlib-hooks.o $(KERNEL_OB
 
 -include $(KERNEL_OBJECTS:.o=.d)
 
+# The wheel carries the OpenMP runtime the library was linked with (the linker's own answer for where it is),
+# so that pip install needs no system package; python/README.md says why and how it is picked at run time.
+PYTHON ?= python3
+wheel: lib
+	$(PYTHON) python/build_wheel.py --lib $(LIB_DIR)/libqarep.so --arch $(ARCH) --version $(VERSION) \
+		--openmp "$$(realpath -e "$$($(LIB_LINK) -print-file-name=$(OPENMP_SONAME))")" --openmp-name $(OPENMP_SONAME) \
+		--openmp-license $(OPENMP_COPYRIGHT) --strip $(STRIP) --out dist
+
 # The CLI runs on the build machine only, so a cross install leaves it out.
 install: install-lib $(if $(filter $(ARCH),$(HOST_ARCH)),install-cli)
 
@@ -135,5 +148,5 @@ uninstall:
 		$(DESTDIR)$(PREFIX)/lib/pkgconfig/qarep.pc $(DESTDIR)$(PREFIX)/bin/qarep
 
 clean:
-	rm -rf .build .build-embedded $(CLI_SCRATCH)
+	rm -rf .build .build-embedded $(CLI_SCRATCH) dist
 	$(MAKE) -C examples/c clean
