@@ -33,6 +33,17 @@ struct Quantize: ParsableCommand {
           help: "Empirical bias correction: fold the INT8-vs-FP32 mean output shift of every layer into its bias.")
     var biasCorrection = CalibrationOptions().biasCorrection
 
+    @Flag(name: .customLong("equalization"), inversion: .prefixedNo,
+          help: "Cross-layer equalization: rescale each conv's output channels against the next layer's inputs (exact in FP32).")
+    var equalization = CalibrationOptions().equalization
+
+    @Flag(name: .customLong("clipping-search"), inversion: .prefixedNo,
+          help: "Per layer, the output threshold minimizing that layer's output error in the INT8 network, given the quantized layers before it.")
+    var clippingSearch = CalibrationOptions().clippingSearch
+
+    @Option(name: .customLong("weight-rounding"), help: "Weight rounding: nearest, or gptq (each layer's rounding errors compensated on its INT8 input statistics).")
+    var weightRounding: String = CalibrationOptions().weightRounding.rawValue
+
     @Option(help: "Use at most this many calibration images (evenly spaced over the folder).")
     var count: Int?
 
@@ -66,6 +77,9 @@ struct Quantize: ParsableCommand {
             guard let weights = WeightCalibrationMethod(rawValue: weightMethod) else {
                 throw CLIError("--weight-method must be maxabs or mse, got '\(weightMethod)'")
             }
+            guard let rounding = WeightRounding(rawValue: weightRounding) else {
+                throw CLIError("--weight-rounding must be nearest or gptq, got '\(weightRounding)'")
+            }
             let network = try importCheckpoint(path: checkpoint, options: importOptions)
             let data = try CalibrationData.load(path: calib, inputHeight: network.inputHeight, inputWidth: network.inputWidth,
                                                 preprocessing: network.preprocessing, limit: count, skipBad: skipBad,
@@ -76,6 +90,9 @@ struct Quantize: ParsableCommand {
             options.percentile = percentile
             options.weightMethod = weights
             options.biasCorrection = biasCorrection
+            options.equalization = equalization
+            options.clippingSearch = clippingSearch
+            options.weightRounding = rounding
             options.holdoutFraction = holdout
             options.threads = threads
             options.skipBadImages = skipBad

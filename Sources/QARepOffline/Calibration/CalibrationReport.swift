@@ -62,6 +62,10 @@ public struct CalibrationReport: Sendable, Codable, Equatable {
     public var layers: [LayerReport]
     public var pool: ActivationStatistics
     public var fc: WeightStatistics
+    /// Per conv layer, what cross-layer equalization did; nil when it was off.
+    public var equalization: [EqualizationScales]? = nil
+    /// Per conv layer, what weight rounding and the clipping search did; nil when both were off.
+    public var refinement: [LayerRefinementReport]? = nil
     /// Biases clamped to keep the int32 accumulator bound of docs/model-format.md (normally empty).
     public var clampedBiases: [String]
     public var holdout: HoldoutReport?
