@@ -27,8 +27,11 @@ struct Analyze: ParsableCommand {
     @Option(help: "Use at most this many of the labelled images (evenly spaced).")
     var limit: Int?
 
-    @Option(help: "The activation calibration analyzed per layer: minmax, percentile, mse, entropy. All four are compared.")
+    @Option(help: "The activation calibration analyzed per layer: minmax, percentile, mse, entropy.")
     var method: String = CalibrationOptions().method.rawValue
+
+    @Option(help: "Methods compared side by side, comma-separated (default all four).")
+    var compare: String = ActivationCalibrationMethod.allCases.map(\.rawValue).joined(separator: ",")
 
     @Option(help: "Percentile for the percentile method.")
     var percentile: Double = 99.99
@@ -80,6 +83,11 @@ struct Analyze: ParsableCommand {
             guard let rounding = WeightRounding(rawValue: weightRounding) else {
                 throw CLIError("--weight-rounding must be nearest or gptq, got '\(weightRounding)'")
             }
+            let compared = compare.split(separator: ",").map { String($0.trimmedWhitespace) }
+            let methods = compared.compactMap(ActivationCalibrationMethod.init(rawValue:))
+            guard !methods.isEmpty, methods.count == compared.count else {
+                throw CLIError("--compare must list methods among minmax, percentile, mse, entropy, got '\(compare)'")
+            }
             guard holdout > 0, holdout < 1 else { throw CLIError("--holdout must be in (0, 1): the per-layer figures use the held-aside images") }
             guard threads >= 0 else { throw CLIError("--threads must be >= 0") }
             guard percentile > 0, percentile <= 100 else { throw CLIError("--percentile must be in (0, 100]") }
@@ -106,6 +114,7 @@ struct Analyze: ParsableCommand {
             }
             var options = AnalysisOptions()
             options.calibration.method = activation
+            options.methods = methods
             options.calibration.percentile = percentile
             options.calibration.weightMethod = weights
             options.calibration.biasCorrection = biasCorrection

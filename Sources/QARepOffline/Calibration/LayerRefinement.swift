@@ -33,6 +33,10 @@ let roundingColumnBudget = 65536
 let refinementChunkPixels = 8 * 224 * 224
 /// Elements of a layer's output the clipping search evaluates (evenly strided beyond that).
 let clippingSearchSamples = 1 << 18
+/// Images the clipping search evaluates on: this many input pixels' worth (256 images at 32x32), at least
+/// `clippingSearchMinimumImages`; bounds time, not tuned.
+let clippingSearchPixels = 256 * 32 * 32
+let clippingSearchMinimumImages = 8
 /// Candidate thresholds of the clipping search: k/128 of the largest simulated output, k = 16...128, plus the
 /// calibration method's own.
 let clippingSearchSteps = 128
@@ -66,6 +70,7 @@ final class LayerRefiner {
     private var fp32Output: [[Float]] = []
     var reports: [LayerRefinementReport] = []
     private var chunkSize = 1
+    private var searchChunks: [(start: Int, count: Int)] = []
 
     init(forward: FP32Forward, data: CalibrationData, rounding: WeightRounding, searchesThresholds: Bool, poolMaximum: Double) {
         self.forward = forward
@@ -75,9 +80,12 @@ final class LayerRefiner {
         self.poolMaximum = poolMaximum
         reports = forward.network.convs.map { _ in LayerRefinementReport(methodThreshold: 0, chosenThreshold: 0) }
         chunkSize = max(1, refinementChunkPixels / (forward.network.inputHeight * forward.network.inputWidth))
+        // The search needs a sample of each layer's outputs, not all of them: its images are bounded in pixels.
+        let plane = forward.network.inputHeight * forward.network.inputWidth
+        let searchImages = min(data.count, max(clippingSearchMinimumImages, clippingSearchPixels / plane))
+        searchChunks = stride(from: 0, to: searchImages, by: chunkSize).map { ($0, min(chunkSize, searchImages - $0)) }
         if searchesThresholds {
-            for start in stride(from: 0, to: data.count, by: chunkSize) {
-                let n = min(chunkSize, data.count - start)
+            for (start, n) in searchChunks {
                 fp32Input.append(data.pixels.withUnsafeBufferPointer {
                     forward.normalizedInput(UnsafeBufferPointer(rebasing: $0[(start * data.imageBytes)..<((start + n) * data.imageBytes)]), count: n)
                 })
@@ -224,10 +232,10 @@ final class LayerRefiner {
         var quantizedSide: [Float] = []
         var reference: [Float] = []
         fp32Output = []
-        let total = count * conv.outChannels * forward.layerHeights[index] * forward.layerWidths[index]
+        let total = (searchChunks.last.map { $0.start + $0.count } ?? 0) * conv.outChannels * forward.layerHeights[index] * forward.layerWidths[index]
         let step = max(1, total / clippingSearchSamples)
         var position = 0
-        for (chunkIndex, (start, n)) in chunks.enumerated() {
+        for (chunkIndex, (start, n)) in searchChunks.enumerated() {
             let input = centered(activation, start: start, n: n, channels: conv.inChannels, plane: height * width, pad: pad)
             let y = input.withUnsafeBufferPointer { forward.layer(index, conv: simulated, input: $0, count: n, workspace: workspace) }
             let z = fp32Input[chunkIndex].withUnsafeBufferPointer {
@@ -276,7 +284,7 @@ final class LayerRefiner {
         } else {
             fp32Input = fp32Input.enumerated().map { chunk, input in
                 input.withUnsafeBufferPointer {
-                    forward.layer(index, conv: forward.network.convs[index], input: $0, count: chunks[chunk].count, workspace: workspace)
+                    forward.layer(index, conv: forward.network.convs[index], input: $0, count: searchChunks[chunk].count, workspace: workspace)
                 }
             }
         }
