@@ -1,5 +1,5 @@
 #include <cblas.h>
 /* LAPACK's Cholesky factorization and inverse (in libopenblas), for the weight-rounding optimization's
    inverse Hessian. Fortran calling convention: every argument by pointer, column-major. */
-void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
-void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info);
+void spotrf_(const char *uplo, const int *n, float *a, const int *lda, int *info);
+void spotri_(const char *uplo, const int *n, float *a, const int *lda, int *info);

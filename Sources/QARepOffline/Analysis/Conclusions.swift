@@ -37,10 +37,10 @@ func conclusions(_ r: AnalysisReport) -> [String] {
         }
         var helped: [String] = []
         if let f = layer.refinement {
-            if let before = f.nearestRoundingError, let after = f.optimizedRoundingError, before > 0, after < before {
+            if let before = f.nearestRoundingError, let after = f.optimizedRoundingError, before > 0, after < 0.99 * before {
                 helped.append("GPTQ rounding cuts its pre-activation error by \(fixed((1 - after / before) * 100, 0))%")
             }
-            if let before = f.methodOutputError, let after = f.chosenOutputError, before > 0, after < before {
+            if let before = f.methodOutputError, let after = f.chosenOutputError, before > 0, after < 0.99 * before {
                 helped.append("the clipping search moves T from \(fixed(f.methodThreshold, 2)) to \(fixed(f.chosenThreshold, 2)), \(fixed((1 - after / before) * 100, 0))% less output error")
             }
         }

@@ -236,7 +236,7 @@ private struct HTMLPage {
     }
 
     mutating func branchChart(_ r: AnalysisReport) {
-        let height = 240.0, left = 56.0, top = 14.0, bottom = 200.0
+        let height = 250.0, left = 56.0, top = 32.0, bottom = 210.0
         let branches = ["3x3", "1x1", "identity", "post"]
         let colors = ["3x3": "#4c78a8", "1x1": "#f58518", "identity": "#e45756", "post": "#54a24b"]
         let all = r.layers.flatMap { $0.branchGains.flatMap { [$0.min, $0.max] } }.filter { $0 > 0 }
@@ -261,7 +261,7 @@ private struct HTMLPage {
         var x = chartWidth - 330
         add("<g class=\"legend\">")
         for name in branches where r.layers.contains(where: { $0.branchGains.contains { $0.branch == name } }) {
-            add("<rect x=\"\(x)\" y=\"16\" width=\"12\" height=\"12\" fill=\"\(colors[name] ?? "#333")\"/><text x=\"\(x + 16)\" y=\"26\">\(name)</text>")
+            add("<rect x=\"\(x)\" y=\"4\" width=\"12\" height=\"12\" fill=\"\(colors[name] ?? "#333")\"/><text x=\"\(x + 16)\" y=\"14\">\(name)</text>")
             x += 78
         }
         add("</g></svg>")

@@ -41,6 +41,10 @@ public struct EqualizationScales: Sendable, Codable, Equatable {
     public var channelRangeSpreadAfter: Double
 }
 
+/// Input pixels of the images whose per-channel maxima drive equalization (16 images at 224x224, 784 at 32x32);
+/// bounds time, not tuned.
+let equalizationPixels = 16 * 224 * 224
+
 /// Most sweeps over the layer pairs; each pair's scales depend on its neighbours', and a few sweeps settle them.
 let equalizationSweeps = 8
 

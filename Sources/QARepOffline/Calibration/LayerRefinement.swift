@@ -162,18 +162,32 @@ final class LayerRefiner {
             }
             let original = target
             var rounded = [Double](repeating: 0, count: rows * depth)
-            var errors = [Double](repeating: 0, count: rows)
+            // In blocks of columns (GPTQ's lazy batch updates): within a block the updates are rank-1, the later
+            // columns receive the whole block's errors in one matrix product.
+            let block = 128
+            var errors = [Double](repeating: 0, count: rows * block)
             inverse.withUnsafeBufferPointer { u in
                 target.withUnsafeMutableBufferPointer { t in
-                    for j in 0..<depth {
-                        for r in 0..<rows {
-                            let q = min(max(t[r * depth + j].rounded(.toNearestOrEven), -Double(weightLevels)), Double(weightLevels))
-                            rounded[r * depth + j] = q
-                            errors[r] = (t[r * depth + j] - q) / u[j * depth + j]
-                        }
-                        if j + 1 < depth, let uBase = u.baseAddress, let tBase = t.baseAddress {
-                            cblas_dger(CblasRowMajor, Int32(rows), Int32(depth - j - 1), -1, errors, 1,
-                                       uBase + j * depth + j + 1, 1, tBase + j + 1, Int32(depth))
+                    guard let uBase = u.baseAddress, let tBase = t.baseAddress else { return }
+                    for start in stride(from: 0, to: depth, by: block) {
+                        let end = min(start + block, depth), width = end - start
+                        errors.withUnsafeMutableBufferPointer { e in
+                            guard let eBase = e.baseAddress else { return }
+                            for j in start..<end {
+                                for r in 0..<rows {
+                                    let q = min(max(t[r * depth + j].rounded(.toNearestOrEven), -Double(weightLevels)), Double(weightLevels))
+                                    rounded[r * depth + j] = q
+                                    e[r * width + j - start] = (t[r * depth + j] - q) / u[j * depth + j]
+                                }
+                                if j + 1 < end {
+                                    cblas_dger(CblasRowMajor, Int32(rows), Int32(end - j - 1), -1, eBase + (j - start), Int32(width),
+                                               uBase + j * depth + j + 1, 1, tBase + j + 1, Int32(depth))
+                                }
+                            }
+                            if end < depth {
+                                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(depth - end), Int32(width),
+                                            -1, eBase, Int32(width), uBase + start * depth + end, Int32(depth), 1, tBase + end, Int32(depth))
+                            }
                         }
                     }
                 }
@@ -315,26 +329,27 @@ func inverseCholeskyUpper(_ h: [Double], size: Int) -> [Double]? {
     var n = Int32(size)
     let upper: [CChar] = [CChar(UInt8(ascii: "U")), 0]
     for _ in 0..<4 {
-        var a = h
+        // Single precision: the damped H is well conditioned, and the factorizations are most of GPTQ's time.
+        var a = h.map(Float.init)
         for i in 0..<size {
             // An input that was always zero has no say: make its column independent of the others.
             if a[i * size + i] <= 0 { a[i * size + i] = 1 }
-            a[i * size + i] += damping * meanDiagonal
+            a[i * size + i] += Float(damping * meanDiagonal)
         }
         var info: Int32 = 0
         // Symmetric, so row- and column-major agree; LAPACK's "U" of the column-major array is our lower part
         // transposed, i.e. the same numbers.
-        dpotrf_(upper, &n, &a, &n, &info)
-        if info == 0 { dpotri_(upper, &n, &a, &n, &info) }
+        spotrf_(upper, &n, &a, &n, &info)
+        if info == 0 { spotri_(upper, &n, &a, &n, &info) }
         if info == 0 {
             // Column-major upper triangle of H^-1: a[i + j * size] for i <= j. Mirror it, then factor again.
             for j in 0..<size { for i in 0..<j { a[j + i * size] = a[i + j * size] } }
-            dpotrf_(upper, &n, &a, &n, &info)
+            spotrf_(upper, &n, &a, &n, &info)
             if info == 0 {
                 // Column-major upper U: element (i, j), i <= j, at a[i + j * size]; return it row-major.
                 var result = [Double](repeating: 0, count: size * size)
-                for i in 0..<size { for j in i..<size { result[i * size + j] = a[i + j * size] } }
-                return result
+                for i in 0..<size { for j in i..<size { result[i * size + j] = Double(a[i + j * size]) } }
+                if result.allSatisfy(\.isFinite) { return result }
             }
         }
         damping *= 10
