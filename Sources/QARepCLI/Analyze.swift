@@ -27,41 +27,10 @@ struct Analyze: ParsableCommand {
     @Option(help: "Use at most this many of the labelled images (evenly spaced).")
     var limit: Int?
 
-    @Option(help: "The activation calibration analyzed per layer: minmax, percentile, mse, entropy.")
-    var method: String = CalibrationOptions().method.rawValue
-
-    @Option(help: "Methods compared side by side, comma-separated (default all four).")
+    @Option(help: "Methods compared side by side, comma-separated (default all four); --method is the one analyzed per layer.")
     var compare: String = ActivationCalibrationMethod.allCases.map(\.rawValue).joined(separator: ",")
 
-    @Option(help: "Percentile for the percentile method.")
-    var percentile: Double = 99.99
-
-    @Option(name: .customLong("weight-method"), help: "Weight scales per output channel: maxabs or mse.")
-    var weightMethod: String = "maxabs"
-
-    @Flag(name: .customLong("bias-correction"), inversion: .prefixedNo, help: "Empirical bias correction (as quantize).")
-    var biasCorrection = CalibrationOptions().biasCorrection
-
-    @Flag(name: .customLong("equalization"), inversion: .prefixedNo, help: "Cross-layer equalization (as quantize).")
-    var equalization = CalibrationOptions().equalization
-
-    @Flag(name: .customLong("clipping-search"), inversion: .prefixedNo, help: "Per-layer clipping search (as quantize).")
-    var clippingSearch = CalibrationOptions().clippingSearch
-
-    @Option(name: .customLong("weight-rounding"), help: "nearest or gptq (as quantize).")
-    var weightRounding: String = CalibrationOptions().weightRounding.rawValue
-
-    @Option(help: "Use at most this many calibration images (evenly spaced over the folder).")
-    var count: Int?
-
-    @Option(help: "Fraction of the calibration images held aside for the per-layer figures.")
-    var holdout: Double = 0.2
-
-    @Option(help: "Threads (0 = all CPUs).")
-    var threads: Int = 0
-
-    @Flag(name: .customLong("skip-bad"), help: "Skip undecodable images instead of failing.")
-    var skipBad = false
+    @OptionGroup var calibration: CalibrationFlags
 
     @Option(name: .shortAndLong, help: "The HTML report; default CHECKPOINT.report.html.")
     var output: String?
@@ -74,28 +43,20 @@ struct Analyze: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let importOptions = try importFlags.importOptions()
-            guard let activation = ActivationCalibrationMethod(rawValue: method) else {
-                throw CLIError("--method must be minmax, percentile, mse or entropy, got '\(method)'")
-            }
-            guard let weights = WeightCalibrationMethod(rawValue: weightMethod) else {
-                throw CLIError("--weight-method must be maxabs or mse, got '\(weightMethod)'")
-            }
-            guard let rounding = WeightRounding(rawValue: weightRounding) else {
-                throw CLIError("--weight-rounding must be nearest or gptq, got '\(weightRounding)'")
-            }
+            var options = AnalysisOptions()
+            options.calibration = try calibration.options()
             let compared = compare.split(separator: ",").map { String($0.trimmedWhitespace) }
             let methods = compared.compactMap(ActivationCalibrationMethod.init(rawValue:))
             guard !methods.isEmpty, methods.count == compared.count else {
                 throw CLIError("--compare must list methods among minmax, percentile, mse, entropy, got '\(compare)'")
             }
-            guard holdout > 0, holdout < 1 else { throw CLIError("--holdout must be in (0, 1): the per-layer figures use the held-aside images") }
-            guard threads >= 0 else { throw CLIError("--threads must be >= 0") }
-            guard percentile > 0, percentile <= 100 else { throw CLIError("--percentile must be in (0, 100]") }
+            guard calibration.holdout > 0 else { throw CLIError("--holdout must be above 0: the per-layer figures use the held-aside images") }
             if let limit, limit < 1 { throw CLIError("--limit must be at least 1") }
             let htmlPath = output ?? checkpoint + ".report.html"
             let (network, importReport) = try importCheckpointWithReport(path: checkpoint, options: importOptions)
             let data = try CalibrationData.load(path: calib, inputHeight: network.inputHeight, inputWidth: network.inputWidth,
-                                                preprocessing: network.preprocessing, limit: count, skipBad: skipBad)
+                                                preprocessing: network.preprocessing, limit: calibration.count,
+                                                skipBad: calibration.skipBad)
             for skipped in data.skipped { printToStandardError("qarep: skipped \(skipped)\n") }
             var evaluation: LabelledImages? = nil
             if let images {
@@ -104,7 +65,7 @@ struct Analyze: ParsableCommand {
                 var labelOf: [String: Int] = [:]
                 for (file, label) in zip(files, labels) { labelOf[file] = label }
                 let loaded = try CalibrationData.load(path: images, inputHeight: network.inputHeight, inputWidth: network.inputWidth,
-                                                      preprocessing: network.preprocessing, limit: limit, skipBad: skipBad)
+                                                      preprocessing: network.preprocessing, limit: limit, skipBad: calibration.skipBad)
                 for skipped in loaded.skipped { printToStandardError("qarep: skipped \(skipped)\n") }
                 // Files outside the class sub-folders have no label: left out, as evaluate leaves them out.
                 let kept = loaded.names.indices.filter { labelOf[loaded.names[$0]] != nil }
@@ -112,17 +73,7 @@ struct Analyze: ParsableCommand {
                 let subset = kept.count == loaded.count ? loaded : try loaded.subset(kept)
                 evaluation = LabelledImages(data: subset, labels: subset.names.map { labelOf[$0] ?? 0 })
             }
-            var options = AnalysisOptions()
-            options.calibration.method = activation
             options.methods = methods
-            options.calibration.percentile = percentile
-            options.calibration.weightMethod = weights
-            options.calibration.biasCorrection = biasCorrection
-            options.calibration.equalization = equalization
-            options.calibration.clippingSearch = clippingSearch
-            options.calibration.weightRounding = rounding
-            options.calibration.holdoutFraction = holdout
-            options.calibration.threads = threads
             var reporter: (label: String, progress: ProgressReporter)? = nil
             let report = try analyzeQuantization(
                 network: network, importReport: importReport, calibration: data, evaluation: evaluation, options: options,

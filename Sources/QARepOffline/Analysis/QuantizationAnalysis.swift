@@ -141,12 +141,7 @@ public struct AnalysisReport: Sendable, Codable, Equatable {
     public var conclusions: [String]
     public var seconds: Double
 
-    public func jsonString() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return String(decoding: try encoder.encode(self), as: UTF8.self)
-    }
+    public func jsonString() throws -> String { try reportJSON(self) }
 }
 
 /// Bins of the activation histograms in the report.

@@ -73,10 +73,13 @@ public struct CalibrationReport: Sendable, Codable, Equatable {
     public var biasCorrectionSeconds: Double = 0
     public var holdoutSeconds: Double
 
-    public func jsonString() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return String(decoding: try encoder.encode(self), as: UTF8.self)
-    }
+    public func jsonString() throws -> String { try reportJSON(self) }
+}
+
+/// Pretty, key-sorted JSON of a report, non-finite numbers as strings.
+func reportJSON<T: Encodable>(_ value: T) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
 }

@@ -78,21 +78,10 @@ public struct FP32Forward: Sendable {
         guard count > 0, pixels.count == count * plane * 3 else {
             throw ForwardError("expected \(count) images of \(plane * 3) bytes, got \(pixels.count) bytes")
         }
-        let mean = network.preprocessing.mean, std = network.preprocessing.std
-        guard mean.count == 3, std.count == 3 else { throw ForwardError("preprocessing needs 3 means and 3 stds") }
-        var input = [Float](repeating: 0, count: count * plane * 3)
-        input.withUnsafeMutableBufferPointer { target in
-            for channel in 0..<3 {
-                let m = mean[channel], s = std[channel]
-                for image in 0..<count {
-                    let out = (channel * count + image) * plane
-                    let source = image * plane * 3 + channel
-                    for index in 0..<plane {
-                        target[out + index] = (Float(pixels[source + 3 * index]) / 255 - m) / s
-                    }
-                }
-            }
+        guard network.preprocessing.mean.count == 3, network.preprocessing.std.count == 3 else {
+            throw ForwardError("preprocessing needs 3 means and 3 stds")
         }
+        var input = normalizedInput(pixels, count: count)
         return try run(channelMajorInput: &input, count: count, workspace: workspace, observer: observer)
     }
 
@@ -132,27 +121,7 @@ public struct FP32Forward: Sendable {
             height = outHeight
             width = outWidth
         }
-        let channels = network.convs[network.convs.count - 1].outChannels
-        let plane = height * width
-        // pooled [count][channels], ready as the GEMM's row-major A.
-        var pooled = [Float](repeating: 0, count: count * channels)
-        for channel in 0..<channels {
-            for image in 0..<count {
-                var sum: Float = 0
-                let base = (channel * count + image) * plane
-                for index in 0..<plane { sum += current[base + index] }
-                pooled[image * channels + channel] = sum / Float(plane)
-            }
-        }
-        if let observer { pooled.withUnsafeBufferPointer { observer(.pool, $0) } }
-        let classes = network.numClasses
-        var logits = [Float](repeating: 0, count: count * classes)
-        for image in 0..<count {
-            for k in 0..<classes { logits[image * classes + k] = network.fcBias[k] }
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(count), Int32(classes), Int32(channels),
-                    1, pooled, Int32(channels), network.fcWeight, Int32(channels), 1, &logits, Int32(classes))
-        return logits
+        return head(UnsafeBufferPointer(current), count: count, observer: observer)
     }
 
     /// `conv` (layer `index`'s shape, any weights) on channel-major input of `count` images of layer `index`'s
@@ -179,7 +148,7 @@ public struct FP32Forward: Sendable {
     }
 
     /// Pool + FC on the last conv's channel-major output of `count` images: logits [count][numClasses].
-    func head(_ last: UnsafeBufferPointer<Float>, count: Int, fcWeight: [Float]? = nil) -> [Float] {
+    func head(_ last: UnsafeBufferPointer<Float>, count: Int, observer: ActivationObserver? = nil) -> [Float] {
         let channels = network.convs[network.convs.count - 1].outChannels
         let plane = layerHeights[layerHeights.count - 1] * layerWidths[layerWidths.count - 1]
         var pooled = [Float](repeating: 0, count: count * channels)
@@ -191,13 +160,14 @@ public struct FP32Forward: Sendable {
                 pooled[image * channels + channel] = sum / Float(plane)
             }
         }
+        if let observer { pooled.withUnsafeBufferPointer { observer(.pool, $0) } }
         let classes = network.numClasses
         var logits = [Float](repeating: 0, count: count * classes)
         for image in 0..<count {
             for k in 0..<classes { logits[image * classes + k] = network.fcBias[k] }
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(count), Int32(classes), Int32(channels),
-                    1, pooled, Int32(channels), fcWeight ?? network.fcWeight, Int32(channels), 1, &logits, Int32(classes))
+                    1, pooled, Int32(channels), network.fcWeight, Int32(channels), 1, &logits, Int32(classes))
         return logits
     }
 
