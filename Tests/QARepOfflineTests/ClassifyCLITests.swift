@@ -48,7 +48,8 @@ final class ClassifyCLITests: XCTestCase {
         let fused = directory.appendingPathComponent("a0.safetensors").path
         let model = directory.appendingPathComponent("a0.qarep").path
         XCTAssertEqual(try run(["synthesize", "--arch", "A0", "--size", "32", "--classes", "10", "-o", fused]).status, 0)
-        let quantized = try run(["quantize", fused, "--calib", calib.path, "--holdout", "0", "--no-bias-correction", "-o", model])
+        let quantized = try run(["quantize", fused, "--calib", calib.path, "--holdout", "0", "--no-bias-correction",
+                                     "--no-equalization", "--weight-rounding", "nearest", "-o", model])
         XCTAssertEqual(quantized.status, 0, quantized.err)
         Self.directory = directory
         Self.model = model
@@ -179,6 +180,8 @@ final class ClassifyCLITests: XCTestCase {
             ["analyze", fused, "--calib", calib, "--input-size", "32", "--method", "median"],
             ["analyze", fused, "--calib", calib, "--input-size", "32", "--holdout", "0"],
             ["analyze", fused, "--calib", calib, "--input-size", "32", "--images", empty.path],
+            ["analyze", fused, "--calib", calib, "--input-size", "32", "--images", directory.appendingPathComponent("missing").path],
+            ["analyze", fused, "--calib", calib, "--input-size", "32", "--compare", "mse,median"],
         ]
         for arguments in cases {
             let result = try run(arguments)

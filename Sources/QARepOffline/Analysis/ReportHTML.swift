@@ -98,7 +98,7 @@ private struct HTMLPage {
             row += "<td>\(percent(m.holdoutAgreement))</td><td>\(fixed(m.holdoutCosine, 5))</td><td>\(fixed(m.calibrationSeconds, 1)) s</td></tr>"
             add(row)
         }
-        add("</tbody></table></section>")
+        add("</tbody></table><p class=\"note\">Calibration time: the first configuration's includes the FP32 observation pass the others share.</p></section>")
     }
 
     // MARK: charts
@@ -330,7 +330,7 @@ h1{font-size:26px;margin:0 0 4px}h2{font-size:19px;margin:28px 0 6px;border-bott
 .card-title{font-size:12px;color:#666;text-transform:uppercase;letter-spacing:.04em}.card-value{font-size:26px;font-weight:bold;margin:2px 0}.card-detail{font-size:12px;color:#666}
 ul.conclusions li{margin:4px 0}
 table{border-collapse:collapse;font-size:13px;width:100%}th,td{border-bottom:1px solid #e4e4e4;padding:4px 6px;text-align:right;vertical-align:top}
-th{background:#f3f5f7;font-weight:600}td:first-child,th:first-child,td:nth-child(2){text-align:left}
+th{background:#f3f5f7;font-weight:600}td:first-child,th:first-child,table.layers td:nth-child(2){text-align:left}
 table.layers td,table.layers th{font-size:11.5px;padding:3px 4px}td.small{font-size:10.5px;text-align:left;color:#444}
 tr.default td{background:#eef5fc}tr.worst td{background:#fdecea}.tag{font-size:10px;background:#1f77b4;color:#fff;border-radius:3px;padding:1px 4px}
 svg.plot{width:100%;height:auto;display:block}svg text{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif}

@@ -191,7 +191,7 @@ func calibrate(network: FusedNetwork, calibration: CalibrationData, options: Cal
     let report = CalibrationReport(
         method: options.method.rawValue, percentile: options.method == .percentile ? options.percentile : nil,
         weightMethod: options.weightMethod.rawValue, calibrationImages: calibrationSet.count,
-        biasCorrectionImages: correctionSet.count, fcBiasCorrectionShift: biasShifts?.last,
+        biasCorrectionImages: options.biasCorrection ? correctionSet.count : 0, fcBiasCorrectionShift: biasShifts?.last,
         skippedImages: calibration.skipped.map(\.description), layers: layers,
         pool: activationStatistics(poolHistogram, threshold: min(Double(poolHistogram.maxValue), thresholds[thresholds.count - 1])),
         fc: quantized.fcWeightStatistics, equalization: equalization, refinement: refinement,
