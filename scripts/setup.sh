@@ -13,6 +13,8 @@ packages+=(python3 python3-venv)
 # The aarch64 cross toolchain and qemu-user, for the ARM kernel tests (scripts/test-arm-kernels.sh) and the
 # aarch64 C library (make lib ARCH=aarch64).
 packages+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross libgomp1-arm64-cross qemu-user-static)
+# Headless Chromium and a font for the test that renders `qarep analyze`'s HTML report and checks its screenshot.
+packages+=(chromium fonts-dejavu-core)
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
 

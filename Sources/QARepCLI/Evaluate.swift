@@ -115,6 +115,10 @@ struct Evaluate: ParsableCommand {
 
 /// ImageFolder layout: sub-folders sorted by name give the label indices.
 func imageFolder(_ root: String) throws -> (files: [String], labels: [Int]) {
+    // Foundation's own error for a missing folder is a multi-line dump; say it in a line.
+    guard fileKind(atPath: root) == .directory else {
+        throw CLIError("\(root): \(fileKind(atPath: root) == .missing ? "no such folder" : "not a folder")")
+    }
     let entries = try FileManager.default.contentsOfDirectory(atPath: root).sorted()
     var files: [String] = [], labels: [Int] = []
     var classIndex = 0

@@ -19,7 +19,7 @@ struct QARepCommand: ParsableCommand {
         commandName: "qarep",
         abstract: "QARep offline tool: import, fuse, calibrate and export INT8 RepVGG-family models; classify and evaluate.",
         version: "0.1.0",
-        subcommands: [Quantize.self, Fuse.self, Classify.self, Evaluate.self, Inspect.self, ExportONNX.self, Synthesize.self]
+        subcommands: [Quantize.self, Analyze.self, Fuse.self, Classify.self, Evaluate.self, Inspect.self, ExportONNX.self, Synthesize.self]
     )
 
     /// ArgumentParser's own main, except that a usage error exits 1 (not 64): 1 means "nothing could run",

@@ -20,30 +20,7 @@ struct Quantize: ParsableCommand {
     @Option(help: "Calibration images: a folder of JPEG/PNG/WebP (recursive) or a float32 NCHW .npy file.")
     var calib: String
 
-    @Option(help: "Activation calibration: minmax, percentile, mse, entropy.")
-    var method: String = "mse"
-
-    @Option(help: "Percentile for --method percentile.")
-    var percentile: Double = 99.99
-
-    @Option(name: .customLong("weight-method"), help: "Weight scales per output channel: maxabs or mse.")
-    var weightMethod: String = "maxabs"
-
-    @Flag(name: .customLong("bias-correction"), inversion: .prefixedNo,
-          help: "Empirical bias correction: fold the INT8-vs-FP32 mean output shift of every layer into its bias.")
-    var biasCorrection = CalibrationOptions().biasCorrection
-
-    @Option(help: "Use at most this many calibration images (evenly spaced over the folder).")
-    var count: Int?
-
-    @Option(help: "Fraction of the calibration images held aside to measure INT8-vs-FP32 agreement.")
-    var holdout: Double = 0.2
-
-    @Option(help: "Threads for the FP32 forward, bias correction and the INT8 check (0 = all CPUs).")
-    var threads: Int = 0
-
-    @Flag(name: .customLong("skip-bad"), help: "Skip and count undecodable images instead of failing.")
-    var skipBad = false
+    @OptionGroup var calibration: CalibrationFlags
 
     @Flag(name: .customLong("exact-decode"),
           help: "Decode calibration JPEG/WebP at full size; by default they are decoded as classify decodes them (scaled where the model needs fewer pixels).")
@@ -60,25 +37,13 @@ struct Quantize: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let importOptions = try importFlags.importOptions()
-            guard let activation = ActivationCalibrationMethod(rawValue: method) else {
-                throw CLIError("--method must be minmax, percentile, mse or entropy, got '\(method)'")
-            }
-            guard let weights = WeightCalibrationMethod(rawValue: weightMethod) else {
-                throw CLIError("--weight-method must be maxabs or mse, got '\(weightMethod)'")
-            }
+            var options = try calibration.options()
             let network = try importCheckpoint(path: checkpoint, options: importOptions)
             let data = try CalibrationData.load(path: calib, inputHeight: network.inputHeight, inputWidth: network.inputWidth,
-                                                preprocessing: network.preprocessing, limit: count, skipBad: skipBad,
+                                                preprocessing: network.preprocessing, limit: calibration.count,
+                                                skipBad: calibration.skipBad,
                                                 exactDecode: exactDecode)
             for skipped in data.skipped { printToStandardError("qarep: skipped \(skipped)\n") }
-            var options = CalibrationOptions()
-            options.method = activation
-            options.percentile = percentile
-            options.weightMethod = weights
-            options.biasCorrection = biasCorrection
-            options.holdoutFraction = holdout
-            options.threads = threads
-            options.skipBadImages = skipBad
             options.producer = "qarep quantize (qarep \(QARepCommand.configuration.version))"
             let progress = ProgressReporter(label: "calibrating")
             let (model, calibrationReport) = try calibrateAndQuantize(network: network, calibration: data, options: options,
@@ -86,7 +51,7 @@ struct Quantize: ParsableCommand {
             try writeFile(try model.serialized(), to: output)
             let reportPath = report ?? output + ".report.json"
             try writeFile(Array(try calibrationReport.jsonString().utf8), to: reportPath)
-            var summary = "wrote \(output) (\(model.convs.count) conv layers, \(model.numClasses) classes, method \(method))"
+            var summary = "wrote \(output) (\(model.convs.count) conv layers, \(model.numClasses) classes, method \(calibration.method))"
             if let holdout = calibrationReport.holdout {
                 summary += cFormat("; hold-out %ld images: INT8-vs-FP32 top-1 agreement %.2f%%, mean logit cosine %.5f",
                                    holdout.images, holdout.top1Agreement * 100, holdout.meanLogitCosine)

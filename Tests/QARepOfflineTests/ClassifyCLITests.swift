@@ -48,7 +48,8 @@ final class ClassifyCLITests: XCTestCase {
         let fused = directory.appendingPathComponent("a0.safetensors").path
         let model = directory.appendingPathComponent("a0.qarep").path
         XCTAssertEqual(try run(["synthesize", "--arch", "A0", "--size", "32", "--classes", "10", "-o", fused]).status, 0)
-        let quantized = try run(["quantize", fused, "--calib", calib.path, "--holdout", "0", "--no-bias-correction", "-o", model])
+        let quantized = try run(["quantize", fused, "--calib", calib.path, "--holdout", "0", "--no-bias-correction",
+                                     "--no-equalization", "--weight-rounding", "nearest", "-o", model])
         XCTAssertEqual(quantized.status, 0, quantized.err)
         Self.directory = directory
         Self.model = model
@@ -162,5 +163,32 @@ final class ClassifyCLITests: XCTestCase {
         XCTAssertEqual(try run(["classify", model, "--no-such-flag"] + good).status, 1)
         XCTAssertEqual(try run(["classify", model, "--batch", "0"] + good).status, 1)
         XCTAssertEqual(try run(["classify", model]).status, 1)
+    }
+
+    func testAnalyzeBadInputGivesOneLineAndStatus1() throws {
+        let (directory, _) = try setUpModel()
+        let fused = directory.appendingPathComponent("a0.safetensors").path
+        let calib = directory.appendingPathComponent("calib").path
+        let empty = directory.appendingPathComponent("empty-folder")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        let garbage = directory.appendingPathComponent("garbage.safetensors")
+        try Data("not a checkpoint".utf8).write(to: garbage)
+        let cases: [[String]] = [
+            ["analyze", directory.appendingPathComponent("missing.pth").path, "--calib", calib],
+            ["analyze", garbage.path, "--calib", calib],
+            ["analyze", fused, "--calib", empty.path, "--input-size", "32"],
+            ["analyze", fused, "--calib", calib, "--input-size", "32", "--method", "median"],
+            ["analyze", fused, "--calib", calib, "--input-size", "32", "--holdout", "0"],
+            ["analyze", fused, "--calib", calib, "--input-size", "32", "--images", empty.path],
+            ["analyze", fused, "--calib", calib, "--input-size", "32", "--images", directory.appendingPathComponent("missing").path],
+            ["analyze", fused, "--calib", calib, "--input-size", "32", "--compare", "mse,median"],
+        ]
+        for arguments in cases {
+            let result = try run(arguments)
+            XCTAssertEqual(result.status, 1, "\(arguments): \(result.err)")
+            let lines = result.err.split(separator: "\n")
+            XCTAssertEqual(lines.count, 1, "\(arguments): \(result.err)")
+            XCTAssertTrue(lines.first?.hasPrefix("qarep: error: ") ?? false, result.err)
+        }
     }
 }

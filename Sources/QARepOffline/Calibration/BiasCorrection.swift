@@ -160,30 +160,43 @@ private func clampedBias(_ value: Double, limit: Int64, clamped: inout Bool) -> 
 /// same images). Returns, per conv layer and then for the FC, the mean |correction| over output channels in
 /// units of that layer's output step (conv) or logit units (FC), and the biases whose correction hit the
 /// accumulator bound. `progress(layersDone)` follows each conv layer and the FC.
+/// With a `refiner`, each layer's weights are first re-rounded and its threshold then searched (LayerRefinement.swift),
+/// on the same INT8 input; `correcting` false skips the bias steps themselves. `thresholds` (one per conv) are
+/// updated with the refiner's choices.
 func correctBiases(_ description: inout QuantizedModelDescription, forward: FP32Forward, data: CalibrationData,
-                   reference: FP32MeanStatistics, threads: Int,
+                   reference: FP32MeanStatistics, threads: Int, refiner: LayerRefiner? = nil, correcting: Bool = true,
+                   thresholds: inout [Double],
                    progress: (Int) -> Void = { _ in }) throws -> (shifts: [Double], clamped: [String]) {
     let network = forward.network
     guard description.convs.count == network.convs.count, data.count > 0 else {
         throw CalibrationError("bias correction needs the network's layers and at least one image")
     }
-    let runtime: IntegerLayers
-    do {
-        runtime = try IntegerLayers(description, threads: threads)
-    } catch {
-        throw CalibrationError("bias correction: the quantized model does not pass the runtime's validation: \(error)")
+    func layers(_ description: QuantizedModelDescription) throws -> IntegerLayers {
+        do {
+            return try IntegerLayers(description, threads: threads)
+        } catch {
+            throw CalibrationError("bias correction: the quantized model does not pass the runtime's validation: \(error)")
+        }
     }
+    var runtime = try layers(description)
     var activation = data.pixels  // the current layer's uint8 input, NHWC, every correction image
     var height = network.inputHeight, width = network.inputWidth
     var inScale = description.inputScale
     var shifts: [Double] = []
     var clampedNames: [String] = []
     for (index, conv) in network.convs.enumerated() {
+        let padding = runtime.padValues(conv: index).map(Double.init)
+        if let refiner, refiner.rounding == .gptq {
+            var weights = conv.weight
+            if index == 0 { weights = firstLayerWeights(network) }
+            refiner.roundWeights(index, description: &description, weights: weights, activation: activation,
+                                 pad: runtime.padValues(conv: index))
+            runtime = try layers(description)
+        }
         let layer = description.convs[index]
         var quantizedTaps = TapSums(channels: conv.inChannels)
         quantizedTaps.add(nhwc: activation, channels: conv.inChannels, count: data.count, height: height, width: width,
                           stride: conv.stride)
-        let padding = runtime.padValues(conv: index).map(Double.init)
         let inPerGroup = conv.inChannels / conv.groups, outPerGroup = conv.outChannels / conv.groups
         let rowLength = inPerGroup * 9
         let limit = convBiasLimit(inChannelsPerGroup: inPerGroup)
@@ -192,7 +205,7 @@ func correctBiases(_ description: inout QuantizedModelDescription, forward: FP32
         var corrected = accumulatorBias
         var shiftSum = 0.0
         var clampedHere = false
-        for output in 0..<conv.outChannels {
+        for output in 0..<conv.outChannels where correcting {
             let group = output / outPerGroup
             var fp32Mean = Double(conv.bias[output]), int8Mean = Double(accumulatorBias[output])
             for channel in 0..<inPerGroup {
@@ -219,6 +232,23 @@ func correctBiases(_ description: inout QuantizedModelDescription, forward: FP32
         if clampedHere { clampedNames.append("conv.\(index).bias") }
         shifts.append(shiftSum / Double(conv.outChannels))
 
+        if let refiner, refiner.searchesThresholds {
+            let chosen = refiner.chooseThreshold(index, description: description, inputScale: inScale, activation: activation,
+                                                 pad: runtime.padValues(conv: index), methodThreshold: thresholds[index])
+            refiner.reports[index].methodThreshold = thresholds[index]
+            refiner.reports[index].chosenThreshold = chosen
+            if chosen != thresholds[index] {
+                thresholds[index] = chosen
+                try setOutputThreshold(&description, network: network, layer: index, threshold: chosen,
+                                       poolMaximum: refiner.poolMaximum)
+                runtime = try layers(description)
+            }
+        } else if let refiner {
+            refiner.reports[index].methodThreshold = thresholds[index]
+            refiner.reports[index].chosenThreshold = thresholds[index]
+        }
+        refiner?.advance(index)
+
         // This layer's uint8 output with the corrected bias, from the runtime's kernel.
         do {
             activation = try runtime.conv(index, bias: corrected, input: activation, batch: data.count)
@@ -227,7 +257,7 @@ func correctBiases(_ description: inout QuantizedModelDescription, forward: FP32
         }
         progress(index + 1)
         (height, width) = runtime.outputSize(conv: index)
-        inScale = layer.outputScale
+        inScale = description.convs[index].outputScale
     }
 
     let channels = network.convs[network.convs.count - 1].outChannels
@@ -244,7 +274,7 @@ func correctBiases(_ description: inout QuantizedModelDescription, forward: FP32
     let fcLimit = fcBiasLimit(inChannels: channels)
     var fcShift = 0.0
     var fcClamped = false
-    for k in 0..<network.numClasses {
+    for k in 0..<network.numClasses where correcting {
         var fp32Mean = Double(network.fcBias[k]), int8Mean = Double(description.fcBias[k])
         for channel in 0..<channels {
             let position = k * channels + channel
@@ -262,4 +292,44 @@ func correctBiases(_ description: inout QuantizedModelDescription, forward: FP32
     if fcClamped { clampedNames.append("fc.bias") }
     progress(network.convs.count + 1)
     return (shifts, clampedNames)
+}
+
+/// Layer 0's weights as quantized: W / std of the input channel (docs/model-format.md).
+func firstLayerWeights(_ network: FusedNetwork) -> [Float] {
+    let conv = network.convs[0]
+    let inPerGroup = conv.inChannels / conv.groups, outPerGroup = conv.outChannels / conv.groups
+    var weights = conv.weight
+    for position in weights.indices {
+        let output = position / (inPerGroup * 9), channel = (position / 9) % inPerGroup
+        weights[position] /= network.preprocessing.std[output / outPerGroup * inPerGroup + channel]
+    }
+    return weights
+}
+
+/// Gives conv `index` the output threshold `threshold` and requantizes what is expressed in its scale: the next
+/// conv's bias (in units of this scale times its weight scales) or, for the last conv, the pool's scale and the
+/// FC bias.
+func setOutputThreshold(_ description: inout QuantizedModelDescription, network: FusedNetwork, layer index: Int,
+                        threshold: Double, poolMaximum: Double) throws {
+    let scale = activationScale(threshold: threshold)
+    description.convs[index].outputScale = scale
+    if index + 1 < network.convs.count {
+        let next = network.convs[index + 1]
+        let limit = convBiasLimit(inChannelsPerGroup: next.inChannels / next.groups)
+        for output in 0..<next.outChannels {
+            let unit = Double(scale) * Double(description.convs[index + 1].weightScale[output])
+            var clamped = false
+            description.convs[index + 1].bias[output] =
+                Int32(clampedBias((Double(next.bias[output]) / unit).rounded(.toNearestOrEven), limit: limit, clamped: &clamped))
+        }
+    } else {
+        description.poolOutputScale = activationScale(threshold: min(poolMaximum, threshold))
+        let channels = network.convs[index].outChannels
+        for k in 0..<network.numClasses {
+            let unit = Double(description.poolOutputScale) * Double(description.fcWeightScale[k])
+            var clamped = false
+            description.fcBias[k] = Int32(clampedBias((Double(network.fcBias[k]) / unit).rounded(.toNearestOrEven),
+                                                      limit: fcBiasLimit(inChannels: channels), clamped: &clamped))
+        }
+    }
 }

@@ -62,6 +62,10 @@ public struct CalibrationReport: Sendable, Codable, Equatable {
     public var layers: [LayerReport]
     public var pool: ActivationStatistics
     public var fc: WeightStatistics
+    /// Per conv layer, what cross-layer equalization did; nil when it was off.
+    public var equalization: [EqualizationScales]? = nil
+    /// Per conv layer, what weight rounding and the clipping search did; nil when both were off.
+    public var refinement: [LayerRefinementReport]? = nil
     /// Biases clamped to keep the int32 accumulator bound of docs/model-format.md (normally empty).
     public var clampedBiases: [String]
     public var holdout: HoldoutReport?
@@ -69,10 +73,13 @@ public struct CalibrationReport: Sendable, Codable, Equatable {
     public var biasCorrectionSeconds: Double = 0
     public var holdoutSeconds: Double
 
-    public func jsonString() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return String(decoding: try encoder.encode(self), as: UTF8.self)
-    }
+    public func jsonString() throws -> String { try reportJSON(self) }
+}
+
+/// Pretty, key-sorted JSON of a report, non-finite numbers as strings.
+func reportJSON<T: Encodable>(_ value: T) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
 }

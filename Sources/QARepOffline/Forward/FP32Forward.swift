@@ -78,21 +78,10 @@ public struct FP32Forward: Sendable {
         guard count > 0, pixels.count == count * plane * 3 else {
             throw ForwardError("expected \(count) images of \(plane * 3) bytes, got \(pixels.count) bytes")
         }
-        let mean = network.preprocessing.mean, std = network.preprocessing.std
-        guard mean.count == 3, std.count == 3 else { throw ForwardError("preprocessing needs 3 means and 3 stds") }
-        var input = [Float](repeating: 0, count: count * plane * 3)
-        input.withUnsafeMutableBufferPointer { target in
-            for channel in 0..<3 {
-                let m = mean[channel], s = std[channel]
-                for image in 0..<count {
-                    let out = (channel * count + image) * plane
-                    let source = image * plane * 3 + channel
-                    for index in 0..<plane {
-                        target[out + index] = (Float(pixels[source + 3 * index]) / 255 - m) / s
-                    }
-                }
-            }
+        guard network.preprocessing.mean.count == 3, network.preprocessing.std.count == 3 else {
+            throw ForwardError("preprocessing needs 3 means and 3 stds")
         }
+        var input = normalizedInput(pixels, count: count)
         return try run(channelMajorInput: &input, count: count, workspace: workspace, observer: observer)
     }
 
@@ -126,21 +115,48 @@ public struct FP32Forward: Sendable {
             let output = workspace.buffer(index % 2 == 0 ? 1 : 0, count: conv.outChannels * spatial)
             let columns = workspace.buffer(2, count: inPerGroup * 9 * spatial)
             convolve(conv, input: UnsafeBufferPointer(current), count: count, height: height, width: width,
-                     outHeight: outHeight, outWidth: outWidth, columns: columns, output: output)
+                     outHeight: outHeight, outWidth: outWidth, columns: columns, output: output, relu: true)
             if let observer { observer(.conv(index), UnsafeBufferPointer(output)) }
             current = output
             height = outHeight
             width = outWidth
         }
+        return head(UnsafeBufferPointer(current), count: count, observer: observer)
+    }
+
+    /// `conv` (layer `index`'s shape, any weights) on channel-major input of `count` images of layer `index`'s
+    /// input size: [outChannels][count][outHeight][outWidth], + bias, ReLU unless `relu` is false. The analysis and
+    /// the layer-by-layer refinement step through the network with it, with FP32 or dequantized weights.
+    func layer(_ index: Int, conv: FusedConv, input: UnsafeBufferPointer<Float>, count: Int, relu: Bool = true,
+               workspace: FP32ForwardWorkspace) -> [Float] {
+        let height = index == 0 ? network.inputHeight : layerHeights[index - 1]
+        let width = index == 0 ? network.inputWidth : layerWidths[index - 1]
+        let outHeight = layerHeights[index], outWidth = layerWidths[index]
+        let spatial = count * outHeight * outWidth
+        var output = [Float](repeating: 0, count: conv.outChannels * spatial)
+        let columns = workspace.buffer(2, count: conv.inChannels / conv.groups * 9 * spatial)
+        output.withUnsafeMutableBufferPointer {
+            convolve(conv, input: input, count: count, height: height, width: width, outHeight: outHeight,
+                     outWidth: outWidth, columns: columns, output: $0, relu: relu)
+        }
+        return output
+    }
+
+    /// Input height and width of conv `index`.
+    func inputSize(conv index: Int) -> (height: Int, width: Int) {
+        index == 0 ? (network.inputHeight, network.inputWidth) : (layerHeights[index - 1], layerWidths[index - 1])
+    }
+
+    /// Pool + FC on the last conv's channel-major output of `count` images: logits [count][numClasses].
+    func head(_ last: UnsafeBufferPointer<Float>, count: Int, observer: ActivationObserver? = nil) -> [Float] {
         let channels = network.convs[network.convs.count - 1].outChannels
-        let plane = height * width
-        // pooled [count][channels], ready as the GEMM's row-major A.
+        let plane = layerHeights[layerHeights.count - 1] * layerWidths[layerWidths.count - 1]
         var pooled = [Float](repeating: 0, count: count * channels)
         for channel in 0..<channels {
             for image in 0..<count {
                 var sum: Float = 0
                 let base = (channel * count + image) * plane
-                for index in 0..<plane { sum += current[base + index] }
+                for index in 0..<plane { sum += last[base + index] }
                 pooled[image * channels + channel] = sum / Float(plane)
             }
         }
@@ -155,9 +171,25 @@ public struct FP32Forward: Sendable {
         return logits
     }
 
+    /// Layer 0's channel-major normalized input for uint8 HWC pixels.
+    func normalizedInput(_ pixels: UnsafeBufferPointer<UInt8>, count: Int) -> [Float] {
+        let plane = network.inputHeight * network.inputWidth
+        let mean = network.preprocessing.mean, std = network.preprocessing.std
+        var input = [Float](repeating: 0, count: count * plane * 3)
+        for channel in 0..<3 {
+            let m = mean[channel], s = std[channel]
+            for image in 0..<count {
+                let out = (channel * count + image) * plane
+                let source = image * plane * 3 + channel
+                for index in 0..<plane { input[out + index] = (Float(pixels[source + 3 * index]) / 255 - m) / s }
+            }
+        }
+        return input
+    }
+
     private func convolve(_ conv: FusedConv, input: UnsafeBufferPointer<Float>, count: Int, height: Int, width: Int,
                           outHeight: Int, outWidth: Int, columns: UnsafeMutableBufferPointer<Float>,
-                          output: UnsafeMutableBufferPointer<Float>) {
+                          output: UnsafeMutableBufferPointer<Float>, relu: Bool) {
         let inPerGroup = conv.inChannels / conv.groups, outPerGroup = conv.outChannels / conv.groups
         let depth = inPerGroup * 9
         let spatial = count * outHeight * outWidth
@@ -175,7 +207,11 @@ public struct FP32Forward: Sendable {
         for channel in 0..<conv.outChannels {
             let bias = conv.bias[channel]
             let base = channel * spatial
-            for index in base..<(base + spatial) { output[index] = max(output[index] + bias, 0) }
+            if relu {
+                for index in base..<(base + spatial) { output[index] = max(output[index] + bias, 0) }
+            } else {
+                for index in base..<(base + spatial) { output[index] += bias }
+            }
         }
     }
 }

@@ -43,6 +43,15 @@ public struct ImportedBlockSummary: Sendable, Equatable {
     public var groups: Int
     /// Branches folded into the layer, e.g. ["3x3+bn", "1x1", "identity", "post-bn"].
     public var branches: [String]
+    /// Per BatchNorm of a training-form block, gamma / sqrt(running_var + eps) per channel: the gain each branch
+    /// gives its output before the branches are summed (the paper's C1 condition). Empty for fused checkpoints.
+    public var branchGains: [BranchGain] = []
+}
+
+public struct BranchGain: Sendable, Equatable, Codable {
+    /// "3x3", "1x1", "identity" or "post".
+    public var branch: String
+    public var values: [Double]
 }
 
 public struct ImportReport: Sendable {
@@ -89,7 +98,8 @@ func fuseStateDict(_ stateDict: StateDict, options: ImportOptions) throws -> (ne
         convs.append(FusedConv(inChannels: block.inChannels, outChannels: block.outChannels, stride: block.stride,
                                groups: block.groups, weight: fused.weight.map { Float($0) }, bias: fused.bias.map { Float($0) }))
         summaries.append(ImportedBlockSummary(name: block.name, inChannels: block.inChannels, outChannels: block.outChannels,
-                                              stride: block.stride, groups: block.groups, branches: branchNames(block)))
+                                              stride: block.stride, groups: block.groups, branches: branchNames(block),
+                                              branchGains: branchGains(block, epsilon: options.bnEpsilon)))
     }
     let head = network.head
     let labels = options.labels ?? (0..<head.numClasses).map { "class_\($0)" }
@@ -118,4 +128,15 @@ private func branchNames(_ block: RecognizedBlock) -> [String] {
     if block.addsAveragePool { names.append("avgpool") }
     if block.postNorm != nil { names.append("post-bn") }
     return names
+}
+
+private func branchGains(_ block: RecognizedBlock, epsilon: Double) -> [BranchGain] {
+    let norms: [(String, BatchNormTensors?)] = [("3x3", block.dense?.batchNorm), ("1x1", block.pointwise?.batchNorm),
+                                                ("identity", block.identity), ("post", block.postNorm)]
+    return norms.compactMap { name, norm in
+        guard let norm, let variance = norm.variance else { return nil }
+        return BranchGain(branch: name, values: variance.indices.map { c in
+            (norm.gamma?[c] ?? 1) / (variance[c] + epsilon).squareRoot()
+        })
+    }
 }
