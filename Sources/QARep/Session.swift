@@ -34,6 +34,9 @@ public final class Session {
     private let pooled: AlignedBuffer
     private let logits: AlignedBuffer
     private let running = Atomic<Bool>(false)
+    /// How the team kept pace in recent runs: after a member was late (another process on its core), runs
+    /// of fewer images than threads use one thread for a while (Sources/CQARepKernels/network/team-pace.c).
+    private var history = qk_team_history()
     /// Images in the last successful run; nil before one (and after a failed run).
     public private(set) var lastBatch: Int? = nil
     /// Bytes of memory the session holds for its runs (input, activations, pooled features, logits), all
@@ -232,8 +235,11 @@ public final class Session {
 
     /// Runs the `batch` images already in the input buffer (inside `exclusively`).
     private func runInputBuffer(batch: Int, stepClock: UnsafeMutablePointer<Double>?) throws(QARepError) {
-        try network.run(batch: batch, input: input.bytes, ping: ping.bytes, pong: pong.bytes, pooled: pooled.bytes,
-                        logits: logits.pointer.assumingMemoryBound(to: Float.self), threads: threads, stepClock: stepClock)
+        try withUnsafeMutablePointer(to: &history) { (history) throws(QARepError) in
+            try network.run(batch: batch, input: input.bytes, ping: ping.bytes, pong: pong.bytes, pooled: pooled.bytes,
+                            logits: logits.pointer.assumingMemoryBound(to: Float.self), threads: threads,
+                            stepClock: stepClock, history: history)
+        }
         lastBatch = batch
     }
 
