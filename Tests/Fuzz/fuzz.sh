@@ -10,7 +10,8 @@
 # "fuzz" in the path). docs/fuzzing.md says how to run long campaigns.
 #
 #   Tests/Fuzz/fuzz.sh build                    # compile $FUZZ_WORK/fuzz-{loader,pth,safetensors,image}
-#   Tests/Fuzz/fuzz.sh run TARGET [SECONDS]     # fuzz one target (default 1200 s), one process, one core
+#   Tests/Fuzz/fuzz.sh run TARGET [SECONDS [FLAG...]]  # fuzz one target (default 1200 s), one process, one
+#                                               # core; FLAGs go to libFuzzer (e.g. -runs=2000000)
 #   Tests/Fuzz/fuzz.sh ci [SECONDS]             # every target for SECONDS (default 30) from the checked-in
 #                                               # seeds only, in a scratch corpus; any finding fails
 #   Tests/Fuzz/fuzz.sh repro TARGET FILE...     # run a target on given inputs (a crash file, a seed)
@@ -91,8 +92,8 @@ fuzz() {
 case "${1:-}" in
     build) build ;;
     run)
-        target=${2:?target}; seconds=${3:-1200}
-        fuzz "$target" "$seconds" "$WORK/corpus-$target${FUZZ_MODE:+-$FUZZ_MODE}" ;;
+        target=${2:?target}; seconds=${3:-1200}; shift 3 2>/dev/null || shift $#
+        fuzz "$target" "$seconds" "$WORK/corpus-$target${FUZZ_MODE:+-$FUZZ_MODE}" "$@" ;;
     ci)
         # Fixed time per target from the checked-in seeds, in a fresh corpus: the result does not depend on
         # what earlier runs on this machine found. Any crash, leak, UB report, timeout or OOM fails.
