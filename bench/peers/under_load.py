@@ -24,12 +24,21 @@ def busy_process(cpu):
     return subprocess.Popen([sys.executable, "-c", "import os\nos.sched_setaffinity(0, {%d})\nwhile True: pass" % cpu])
 
 
-def time_bench(bench, model, batch, threads, iterations, busy_core):
+def time_bench(bench, model, batch, threads, iterations, busy_core, has_busy_core=True):
+    """bench's samples; under load through its own --busy-core, or (a build without it) a busy process."""
     command = [bench, "--model", model, "--batch", str(batch), "--threads", str(threads), "--iterations",
                str(iterations), "--warmup", "3", "--warmup-ms", "300", "--json"]
-    if busy_core is not None:
+    spinner = None
+    if busy_core is not None and has_busy_core:
         command += ["--busy-core", str(busy_core)]
-    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)["samples_ms"]
+    elif busy_core is not None:
+        spinner = busy_process(busy_core)
+    try:
+        return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)["samples_ms"]
+    finally:
+        if spinner is not None:
+            spinner.kill()
+            spinner.wait()
 
 
 def main():
@@ -66,7 +75,8 @@ def main():
                         time_bench(args.bench, args.model, batch, threads, args.iterations, busy_core))
                     if args.baseline_bench:
                         samples.setdefault(key("qarep-before"), []).extend(
-                            time_bench(args.baseline_bench, args.model, batch, threads, args.iterations, busy_core))
+                            time_bench(args.baseline_bench, args.model, batch, threads, args.iterations, busy_core,
+                                       has_busy_core=False))
                     spinner = busy_process(busy_core) if busy_core is not None else None
                     try:
                         time.sleep(0.05)
