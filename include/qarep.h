@@ -125,7 +125,9 @@ QAREP_API qarep_status qarep_model_preprocess(const qarep_model *model, const ui
 typedef struct qarep_session_options {
     int32_t num_threads;   /* OpenMP threads; 0 means the number of online CPUs. A batch of at least this
                               many images runs image by image, one image per thread at a time; a smaller
-                              batch runs layer by layer with all threads. */
+                              batch runs layer by layer with all threads, or, for a while after one of
+                              them was kept off its core long enough to hold the others up (another
+                              process on that core), with one. Results are the same bytes either way. */
     int32_t max_batch;     /* largest batch a run may take, >= 1; sizes the workspace */
     qarep_kernel kernel;   /* QAREP_KERNEL_AUTO unless a test or benchmark forces a path */
 } qarep_session_options;

@@ -48,7 +48,9 @@ public final class Session {
     /// - Parameters:
     ///   - model: the model to run; the session keeps it alive.
     ///   - threads: OpenMP threads per run; 0 means all online CPUs. A batch of at least this many images
-    ///     runs one image per thread at a time; a smaller one runs layer by layer with all threads.
+    ///     runs one image per thread at a time; a smaller one runs layer by layer with all threads, or with one
+    ///     for a while after a thread was kept off its core long enough to hold the others up. Results are
+    ///     the same bytes either way.
     ///   - maxBatch: the largest batch a run may take (1...65536); it sizes the buffers.
     ///   - kernel: the CPU path; `.auto` (the default) picks QAREP_KERNEL if set, else the fastest one.
     ///   - maxWorkspaceBytes: the most ``workspaceBytes`` may be; a model or `maxBatch` that needs more throws
