@@ -22,6 +22,8 @@ struct BenchOptions {
     var json = false
     var peak = false
     var seed: UInt64 = 1
+    /// A CPU to keep busy with a pinned spinning thread while the model runs (warm-up and timed runs).
+    var busyCore: Int?
 
     static let usage = """
         usage: bench [--arch NAME | --model FILE] [options]
@@ -42,6 +44,8 @@ struct BenchOptions {
           --kernel K         a kernel path: \(Kernel.all.map(\.name).joined(separator: "|")) (default: the fastest this CPU has)
           --layers           also time each layer (Swift API profiling hook) and print a table
           --json             print one JSON object instead of text
+          --busy-core CPU    keep CPU busy with a spinning thread pinned to it for the whole run (warm-up
+                             included): latency when another process holds one core
           --peak             print the measured int8 peak of one core (of --kernel's path) and of all threads, then exit
           -h, --help         this text
         """
@@ -96,6 +100,7 @@ struct BenchOptions {
             case "--layers": options.layers = true
             case "--json": options.json = true
             case "--peak": options.peak = true
+            case "--busy-core": options.busyCore = try positiveInt(for: argument, allowZero: true)
             case "-h", "--help": return nil
             default: throw ParseError(description: "unknown argument '\(argument)'")
             }

@@ -108,6 +108,7 @@ func runBenchmark(_ options: BenchOptions) throws {
             try check(qarep_session_run_u8(session, $0.baseAddress, $0.count, Int32(options.batch)), "qarep_session_run_u8")
         }
     }
+    let busy = try options.busyCore.map { try BusyCore(cpu: $0) }
     let warmupStart = monotonicSeconds()
     var warmupRuns = 0
     while warmupRuns < options.warmup || monotonicSeconds() - warmupStart < Double(options.warmupMilliseconds) / 1e3 {
@@ -121,6 +122,7 @@ func runBenchmark(_ options: BenchOptions) throws {
         try runOnce()
         samples.append(monotonicSeconds() - start)
     }
+    busy?.stop()
 
     let medianSeconds = median(samples)
     let p90Seconds = percentile(samples, 0.9)
@@ -147,6 +149,7 @@ func runBenchmark(_ options: BenchOptions) throws {
             ("arch", options.modelPath == nil ? jsonString(options.architecture?.name ?? "") : "null"),
             ("input", "[\(info.input_height), \(info.input_width)]"),
             ("batch", "\(options.batch)"), ("threads", "\(options.threads)"), ("kernel", jsonString(kernelName)),
+            ("busy_core", options.busyCore.map(String.init) ?? "null"),
             ("iterations", "\(options.iterations)"),
             ("macs_per_image", format(info.macs_per_image, 0)),
             ("median_ms", format(medianSeconds * 1e3, 3)), ("p90_ms", format(p90Seconds * 1e3, 3)),
@@ -171,7 +174,7 @@ func runBenchmark(_ options: BenchOptions) throws {
     }
 
     print("model       \(modelLabel), \(info.input_width)x\(info.input_height), \(info.num_conv_layers) conv layers, \(format(info.macs_per_image / 1e9, 3)) GMAC/image")
-    print("run         kernel \(kernelName), \(options.threads) thread(s), batch \(options.batch), \(options.iterations) runs after \(options.warmup) warm-up")
+    print("run         kernel \(kernelName), \(options.threads) thread(s), batch \(options.batch), \(options.iterations) runs after \(options.warmup) warm-up\(options.busyCore.map { ", CPU \($0) kept busy" } ?? "")")
     print("load        \(format(loadSeconds * 1e3, 2)) ms")
     print("latency     median \(format(medianSeconds * 1e3, 3)) ms, p90 \(format(p90Seconds * 1e3, 3)) ms per batch")
     print("throughput  \(format(imagesPerSecond)) images/s, \(format(gmacs)) GMAC/s")

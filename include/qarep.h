@@ -125,7 +125,9 @@ QAREP_API qarep_status qarep_model_preprocess(const qarep_model *model, const ui
 typedef struct qarep_session_options {
     int32_t num_threads;   /* OpenMP threads; 0 means the number of online CPUs. A batch of at least this
                               many images runs image by image, one image per thread at a time; a smaller
-                              batch runs layer by layer with all threads. */
+                              batch runs layer by layer with all threads, or, for a while after one of
+                              them was kept off its core long enough to hold the others up (another
+                              process on that core), with one. Results are the same bytes either way. */
     int32_t max_batch;     /* largest batch a run may take, >= 1; sizes the workspace */
     qarep_kernel kernel;   /* QAREP_KERNEL_AUTO unless a test or benchmark forces a path */
 } qarep_session_options;
@@ -139,6 +141,16 @@ QAREP_API qarep_status qarep_session_create(const qarep_model *model, const qare
 QAREP_API void qarep_session_destroy(qarep_session *session);
 /* The kernel path the session really runs (never AUTO). */
 QAREP_API qarep_kernel qarep_session_kernel(const qarep_session *session);
+/* Bytes of memory the session holds for its runs (input, activations, pooled features, logits), all of it
+   allocated by qarep_session_create: a run allocates no more than a few bytes of work counters per thread.
+   The model's packed weights are not counted. */
+QAREP_API qarep_status qarep_session_workspace_bytes(const qarep_session *session, size_t *out_bytes);
+/* qarep_session_create with a limit on that workspace: a model or options->max_batch whose workspace would
+   exceed max_workspace_bytes fails with QAREP_ERROR_OUT_OF_MEMORY before anything is allocated. 0 means
+   no limit. (A parameter rather than a field of qarep_session_options, whose size programs built against
+   earlier versions of this header have fixed.) */
+QAREP_API qarep_status qarep_session_create_limited(const qarep_model *model, const qarep_session_options *options,
+                                                    size_t max_workspace_bytes, qarep_session **out_session);
 
 /* Runs a batch of uint8 RGB images, each input_height x input_width x 3 (HWC), stored one after another;
    size must equal batch * input_height * input_width * 3. 1 <= batch <= max_batch. */

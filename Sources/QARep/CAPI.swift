@@ -249,6 +249,12 @@ public func _qarepSessionOptionsDefault() -> qarep_session_options {
 @_cdecl("qarep_session_create")
 public func _qarepSessionCreate(_ model: OpaquePointer?, _ options: UnsafePointer<qarep_session_options>?,
                                 _ outSession: UnsafeMutablePointer<OpaquePointer?>?) -> qarep_status {
+    _qarepSessionCreateLimited(model, options, 0, outSession)
+}
+
+@_cdecl("qarep_session_create_limited")
+public func _qarepSessionCreateLimited(_ model: OpaquePointer?, _ options: UnsafePointer<qarep_session_options>?,
+                                       _ maxWorkspaceBytes: Int, _ outSession: UnsafeMutablePointer<OpaquePointer?>?) -> qarep_status {
     guard let outSession else { return fail(QAREP_ERROR_INVALID_ARGUMENT, "out_session is NULL") }
     outSession.pointee = nil
     guard let handle = modelHandle(model) else { return fail(QAREP_ERROR_INVALID_ARGUMENT, "model is NULL") }
@@ -256,15 +262,25 @@ public func _qarepSessionCreate(_ model: OpaquePointer?, _ options: UnsafePointe
     guard let kernel = kernel(from: settings.kernel) else {
         return fail(QAREP_ERROR_INVALID_ARGUMENT, "options.kernel \(settings.kernel.rawValue) is not a qarep_kernel value")
     }
+    // size_t arrives as Int; a limit above Int.max is no limit at all.
+    let limit = maxWorkspaceBytes < 0 ? 0 : maxWorkspaceBytes
     do {
         let session = try Session(model: handle.model, threads: Int(settings.num_threads),
-                                  maxBatch: Int(settings.max_batch), kernel: kernel)
+                                  maxBatch: Int(settings.max_batch), kernel: kernel, maxWorkspaceBytes: limit)
         let sessionHandle = CSessionHandle(modelHandle: handle, session: session)
         outSession.pointee = OpaquePointer(Unmanaged.passRetained(sessionHandle).toOpaque())
         return QAREP_OK
     } catch {
         return fail(error)
     }
+}
+
+@_cdecl("qarep_session_workspace_bytes")
+public func _qarepSessionWorkspaceBytes(_ session: OpaquePointer?, _ outBytes: UnsafeMutablePointer<Int>?) -> qarep_status {
+    guard let outBytes else { return fail(QAREP_ERROR_INVALID_ARGUMENT, "out_bytes is NULL") }
+    guard let handle = sessionHandle(session) else { return fail(QAREP_ERROR_INVALID_ARGUMENT, "session is NULL") }
+    outBytes.pointee = handle.session.workspaceBytes
+    return QAREP_OK
 }
 
 @_cdecl("qarep_session_destroy")

@@ -82,8 +82,9 @@ final class PackedNetwork: @unchecked Sendable {
     /// Runs `batch` images; the buffers are at least scratchSizes(batch) large.
     func run(batch: Int, input: UnsafePointer<UInt8>, ping: UnsafeMutablePointer<UInt8>, pong: UnsafeMutablePointer<UInt8>,
              pooled: UnsafeMutablePointer<UInt8>, logits: UnsafeMutablePointer<Float>, threads: Int,
-             stepClock: UnsafeMutablePointer<Double>?) throws(QARepError) {
-        let status = qk_network_run(handle, Int32(batch), input, ping, pong, pooled, logits, Int32(threads), stepClock)
+             stepClock: UnsafeMutablePointer<Double>?, history: UnsafeMutablePointer<qk_team_history>? = nil) throws(QARepError) {
+        let status = qk_network_run_paced(handle, Int32(batch), input, ping, pong, pooled, logits, Int32(threads), stepClock,
+                                          history)
         try PackedNetwork.check(status, "running the network")
     }
 

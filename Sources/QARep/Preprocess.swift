@@ -213,9 +213,20 @@ package func resizeAndCrop(rgb: UnsafeBufferPointer<UInt8>, width: Int, height: 
 /// `input` holds images x 3 x height x width values.
 package func pixelsFromNormalized(_ input: UnsafeBufferPointer<Float>, images: Int, height: Int, width: Int,
                                   preprocessing: Preprocessing) -> [UInt8] {
+    [UInt8](unsafeUninitializedCapacity: images * height * width * 3) { buffer, count in
+        if let base = buffer.baseAddress {
+            pixelsFromNormalized(input, images: images, height: height, width: width, preprocessing: preprocessing, into: base)
+        }
+        count = buffer.count
+    }
+}
+
+/// The same into `pixels` (images x height x width x 3 bytes), so that a session converts straight into its
+/// own input buffer and a run allocates nothing.
+package func pixelsFromNormalized(_ input: UnsafeBufferPointer<Float>, images: Int, height: Int, width: Int,
+                                  preprocessing: Preprocessing, into pixels: UnsafeMutablePointer<UInt8>) {
     let plane = height * width
     let mean = preprocessing.mean, std = preprocessing.std
-    var pixels = [UInt8](repeating: 0, count: images * plane * 3)
     for n in 0..<images {
         for c in 0..<3 {
             let planeStart = (n * 3 + c) * plane
@@ -230,5 +241,4 @@ package func pixelsFromNormalized(_ input: UnsafeBufferPointer<Float>, images: I
             }
         }
     }
-    return pixels
 }

@@ -34,18 +34,31 @@ public final class Session {
     private let pooled: AlignedBuffer
     private let logits: AlignedBuffer
     private let running = Atomic<Bool>(false)
+    /// How the team kept pace in recent runs: after a member was late (another process on its core), runs
+    /// of fewer images than threads use one thread for a while (Sources/CQARepKernels/network/team-pace.c).
+    private var history = qk_team_history()
     /// Images in the last successful run; nil before one (and after a failed run).
     public private(set) var lastBatch: Int? = nil
+    /// Bytes of memory the session holds for its runs (input, activations, pooled features, logits), all
+    /// allocated when it is created: a run allocates nothing but a few bytes of work counters per thread.
+    /// The packed weights belong to the model and are not counted.
+    public let workspaceBytes: Int
 
     /// A workspace for `model`.
     /// - Parameters:
     ///   - model: the model to run; the session keeps it alive.
     ///   - threads: OpenMP threads per run; 0 means all online CPUs. A batch of at least this many images
-    ///     runs one image per thread at a time; a smaller one runs layer by layer with all threads.
+    ///     runs one image per thread at a time; a smaller one runs layer by layer with all threads, or with one
+    ///     for a while after a thread was kept off its core long enough to hold the others up. Results are
+    ///     the same bytes either way.
     ///   - maxBatch: the largest batch a run may take (1...65536); it sizes the buffers.
     ///   - kernel: the CPU path; `.auto` (the default) picks QAREP_KERNEL if set, else the fastest one.
-    public init(model: Model, threads: Int = 0, maxBatch: Int = 1, kernel: Kernel = .auto) throws(QARepError) {
+    ///   - maxWorkspaceBytes: the most ``workspaceBytes`` may be; a model or `maxBatch` that needs more throws
+    ///     `outOfMemory` here, before anything is allocated. 0 (the default) means no limit.
+    public init(model: Model, threads: Int = 0, maxBatch: Int = 1, kernel: Kernel = .auto,
+                maxWorkspaceBytes: Int = 0) throws(QARepError) {
         guard threads >= 0, threads <= 4096 else { throw .invalidArgument("threads is \(threads), expected 0...4096 (0: all online CPUs)") }
+        guard maxWorkspaceBytes >= 0 else { throw .invalidArgument("maxWorkspaceBytes is \(maxWorkspaceBytes), expected >= 0 (0: no limit)") }
         guard maxBatch >= 1, maxBatch <= Session.maxBatchLimit else {
             throw .invalidArgument("maxBatch is \(maxBatch), expected 1...\(Session.maxBatchLimit)")
         }
@@ -56,6 +69,10 @@ public final class Session {
         network = try model.network(for: self.kernel)
         let sizes = try network.scratchSizes(maxBatch: maxBatch)
         let workspace = sizes.input + sizes.ping + sizes.pong + sizes.pooled + sizes.logits
+        if maxWorkspaceBytes > 0, workspace > maxWorkspaceBytes {
+            throw QARepError(.outOfMemory, "a workspace of \(workspace) bytes for maxBatch \(maxBatch) exceeds the limit of \(maxWorkspaceBytes) bytes")
+        }
+        workspaceBytes = workspace
         if let memory = Platform.physicalMemoryBytes(), workspace > memory {
             throw QARepError(.outOfMemory, "a workspace of \(workspace) bytes for maxBatch \(maxBatch) exceeds this machine's memory")
         }
@@ -114,9 +131,12 @@ public final class Session {
         guard input.count == batch * 3 * height * width else {
             throw QARepError(.bufferSize, "input holds \(input.count) floats, expected batch \(batch) x 3 x \(height) x \(width)")
         }
-        let pixels = pixelsFromNormalized(input, images: batch, height: height, width: width,
-                                          preprocessing: model.preprocessing)
-        return try run(images: pixels, batch: batch)
+        try exclusively { () throws(QARepError) in
+            pixelsFromNormalized(input, images: batch, height: height, width: width, preprocessing: model.preprocessing,
+                                 into: self.input.bytes)
+            try runInputBuffer(batch: batch, stepClock: nil)
+        }
+        return logitsOfLastRun(batch: batch)
     }
 
     /// Like ``run(images:batch:)-([UInt8],_)``, also returning the wall time of each step of
@@ -199,14 +219,29 @@ public final class Session {
             throw QARepError(.bufferSize, "images hold \(images.count) bytes, expected batch \(batch) x \(imageBytes)")
         }
         guard let source = images.baseAddress else { throw .invalidArgument("images buffer is empty") }
+        try exclusively { () throws(QARepError) in
+            input.pointer.copyMemory(from: source, byteCount: batch * imageBytes)
+            try runInputBuffer(batch: batch, stepClock: stepClock)
+        }
+    }
+
+    /// Runs `body` as the session's only run; one that starts meanwhile on another thread is refused.
+    private func exclusively(_ body: () throws(QARepError) -> Void) throws(QARepError) {
         guard !running.exchange(true, ordering: .acquiring) else {
             throw .invalidArgument("the session is already running on another thread; use one session per thread")
         }
         defer { running.store(false, ordering: .releasing) }
         lastBatch = nil
-        input.pointer.copyMemory(from: source, byteCount: batch * imageBytes)
-        try network.run(batch: batch, input: input.bytes, ping: ping.bytes, pong: pong.bytes, pooled: pooled.bytes,
-                        logits: logits.pointer.assumingMemoryBound(to: Float.self), threads: threads, stepClock: stepClock)
+        try body()
+    }
+
+    /// Runs the `batch` images already in the input buffer (inside `exclusively`).
+    private func runInputBuffer(batch: Int, stepClock: UnsafeMutablePointer<Double>?) throws(QARepError) {
+        try withUnsafeMutablePointer(to: &history) { (history) throws(QARepError) in
+            try network.run(batch: batch, input: input.bytes, ping: ping.bytes, pong: pong.bytes, pooled: pooled.bytes,
+                            logits: logits.pointer.assumingMemoryBound(to: Float.self), threads: threads,
+                            stepClock: stepClock, history: history)
+        }
         lastBatch = batch
     }
 

@@ -1,5 +1,5 @@
-// libFuzzer harness for the model loader and the C API around it (not part of `swift test`; see run-fuzz.sh).
-// Compiled into the same module as Sources/QARep, so it calls the C entry points' Swift definitions
+// libFuzzer harness for the model loader and the C API around it (not part of `swift test`; see fuzz.sh).
+// Built against Sources/QARep compiled with -enable-testing, so it calls the C entry points' Swift definitions
 // (_qarepModelLoadMemory is qarep_model_load_memory) and can build seed models with the real writer.
 //
 // Each input is loaded from a private heap copy that is freed right after the load returns: if the model kept
@@ -8,13 +8,14 @@
 // path this CPU has, a session (max_batch 1, one thread), one uint8 run, its logits (which must agree across
 // paths) and top-k; then the default path on two threads with batches of one to three, which must agree too.
 import CQARepAPI
+@testable import QARep
 #if canImport(Glibc)
 import Glibc
 #endif
 
 private let maxRunPixels = 64 * 64
 private let maxRunMacs = 20_000_000
-/// QAREP_FUZZ_VERBOSE=1 prints why each input was refused (for `run-fuzz.sh repro`).
+/// QAREP_FUZZ_VERBOSE=1 prints why each input was refused (for `fuzz.sh repro loader`).
 private let verbose = getenv("QAREP_FUZZ_VERBOSE") != nil
 
 @_cdecl("LLVMFuzzerTestOneInput")

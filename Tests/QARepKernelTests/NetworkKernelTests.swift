@@ -100,7 +100,8 @@ final class NetworkKernelTests: XCTestCase {
     /// One qk_network_run with the images in `ping` (as the runtime does) or in a buffer of their own.
     /// Also reports whether every buffer's bytes past its payload survived.
     func runNetwork(_ network: OpaquePointer?, _ net: NetworkCase, path: qk_path, images: [UInt8],
-                    batch: Int, threads: Int32, inputInPing: Bool) -> (status: qk_status, result: NetworkResult, fencesIntact: Bool) {
+                    batch: Int, threads: Int32, inputInPing: Bool,
+                    history: UnsafeMutablePointer<qk_team_history>? = nil) -> (status: qk_status, result: NetworkResult, fencesIntact: Bool) {
         // The contract's scratch size, and how far a run may write into it: to the batch's largest activation,
         // or, when threads run images alone (input not in ping, at least as many images as threads), to the
         // threads' slots of the largest activation plus slack, and to the rest of the images, if any, placed
@@ -126,8 +127,8 @@ final class NetworkKernelTests: XCTestCase {
                     pong.withUnsafeMutableBufferPointer { pongBuffer in
                         separateInput.withUnsafeMutableBufferPointer { inputBuffer in
                             let input = inputInPing ? pingBuffer.baseAddress : inputBuffer.baseAddress
-                            status = qk_network_run(network, Int32(batch), input, pingBuffer.baseAddress,
-                                                    pongBuffer.baseAddress, &pooled, logits, threads, nil)
+                            status = qk_network_run_paced(network, Int32(batch), input, pingBuffer.baseAddress,
+                                                          pongBuffer.baseAddress, &pooled, logits, threads, nil, history)
                         }
                     }
                 }
@@ -266,6 +267,58 @@ final class NetworkKernelTests: XCTestCase {
             if path != QK_PATH_SCALAR { blockedPaths += 1 }
         }
         XCTAssertGreaterThan(blockedPaths, 0, "no SIMD path on this CPU to exercise")
+    }
+
+    /// A member late at a barrier makes the next layer-by-layer runs of that history go on one thread for a
+    /// while (twice as long if it is late again), and a run that keeps pace ends the doubling; runs of at
+    /// least as many images as threads are not judged. Every run gives the same bytes.
+    func testALateMemberShrinksTheTeamForAWhile() {
+        var rng = SeededGenerator(seed: Self.baseSeed &+ 310)
+        let net = NetworkCase.random(inH: 12, inW: 10, layers: [(16, 2, 1), (24, 1, 1), (32, 2, 1)], classes: 5, &rng)
+        let images = withGarbageSlack(rng.bytes(2 * net.imageBytes), &rng)
+        let expected = perLayerScalar(net, images: images, batch: 2)
+        let expectedOne = perLayerScalar(net, images: images, batch: 1)
+        defer { qk_testing_set_straggler(-1, 0) }
+        var checkedPaths = 0
+        for path in allPaths where qk_path_supported(path) != 0 && path != QK_PATH_SCALAR {
+            let checked: Void? = withNetwork(net, path: path) { network in
+                var history = qk_team_history()
+                func run(batch: Int, lateMember: Int32?) {
+                    qk_testing_set_straggler(lateMember ?? -1, lateMember == nil ? 0 : 2000)
+                    let result = runNetwork(network, net, path: path, images: images, batch: batch, threads: 2,
+                                            inputInPing: false, history: &history)
+                    qk_testing_set_straggler(-1, 0)
+                    XCTAssertEqual(result.status, QK_OK)
+                    XCTAssertTrue(result.fencesIntact)
+                    XCTAssertTrue(result.result.logits == (batch == 1 ? expectedOne : expected).logits, "\(pathName(path)) batch \(batch)")
+                }
+                run(batch: 1, lateMember: 1)
+                XCTAssertEqual(history.late_runs, 1, pathName(path))
+                XCTAssertEqual(history.solo_length, 0.25)
+                XCTAssertGreaterThan(history.solo_until, 0)
+                // Solo now (pushed far out, so a slow sanitizer build cannot outlive it): the straggler hook has no
+                // one to delay, so nothing is late.
+                history.solo_until += 1000
+                run(batch: 1, lateMember: 1)
+                XCTAssertEqual(history.late_runs, 1, "\(pathName(path)): a solo run was judged")
+                // Images alone are not judged either, late member or not.
+                history.solo_until = 0
+                run(batch: 2, lateMember: 0)
+                XCTAssertEqual(history.late_runs, 1, "\(pathName(path)): a run of images alone was judged")
+                run(batch: 1, lateMember: 0)
+                XCTAssertEqual(history.late_runs, 2)
+                XCTAssertEqual(history.solo_length, 0.5, "\(pathName(path)): still late, the period doubles")
+                // On a loaded machine (or under TSan) a run without the hook can be late for real: up to 50 tries.
+                for _ in 0..<50 where history.solo_length != 0 {
+                    history.solo_until = 0
+                    run(batch: 1, lateMember: nil)
+                }
+                XCTAssertEqual(history.solo_length, 0, "\(pathName(path)): a run that keeps pace ends the doubling")
+            }
+            XCTAssertNotNil(checked)
+            checkedPaths += 1
+        }
+        XCTAssertGreaterThan(checkedPaths, 0, "no SIMD path on this CPU to exercise")
     }
 
     /// The kernels build networks themselves and refuse broken ones when they are made; a run of an

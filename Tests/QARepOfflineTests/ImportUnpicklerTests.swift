@@ -37,6 +37,17 @@ final class ImportUnpicklerTests: XCTestCase {
         assertRejected([0x80, 0x02, 0x5D, 0x71, 0, 0x85, 0x68, 0, 0x4E, 0x61, 0x2E], mentioning: "after being placed")
     }
 
+    func testContainerInsideItselfIsRefused() {
+        // l = []; l.append(l) (DUP, APPEND), then d = {}; d[None] = d (DUP, NONE, SWAP by memo, SETITEM): each
+        // stopped the process with an exclusivity violation before (found by Tests/Fuzz, target pth).
+        assertRejected([0x80, 0x02, 0x5D, 0x32, 0x61, 0x2E], mentioning: "placed inside itself")
+        assertRejected([0x80, 0x02, 0x5D, 0x28, 0x32, 0x4B, 1, 0x65, 0x2E], mentioning: "placed inside itself")
+        assertRejected([0x80, 0x02, 0x7D, 0x71, 0, 0x4E, 0x68, 0, 0x73, 0x2E], mentioning: "placed inside itself")
+        // The fuzzer's own input (a list appended to itself inside nested MARKs).
+        let found = Array("](2K(e()e(e()e(K(e()ea\u{2}\u{2}a\u{2}\u{2}(K(e()ea\u{2}\u{2}a\u{2}\u{2}".utf8)
+        XCTAssertThrowsError(try load(found))
+    }
+
     func testZeroStrideExpansionIsRefused() {
         // _rebuild_tensor_v2(storage(1 float), 0, (100000000,), (0,), False, OrderedDict())
         var p: [UInt8] = [0x80, 0x02, 0x63] + Array("torch._utils\n_rebuild_tensor_v2\n".utf8) + [0x28]

@@ -33,6 +33,8 @@ final class CABISignatureTests: XCTestCase {
         sameSignature("qarep_session_create", qarep_session_create, _qarepSessionCreate),
         sameSignature("qarep_session_destroy", qarep_session_destroy, _qarepSessionDestroy),
         sameSignature("qarep_session_kernel", qarep_session_kernel, _qarepSessionKernel),
+        sameSignature("qarep_session_workspace_bytes", qarep_session_workspace_bytes, _qarepSessionWorkspaceBytes),
+        sameSignature("qarep_session_create_limited", qarep_session_create_limited, _qarepSessionCreateLimited),
         sameSignature("qarep_session_run_u8", qarep_session_run_u8, _qarepSessionRunU8),
         sameSignature("qarep_session_run_f32", qarep_session_run_f32, _qarepSessionRunF32),
         sameSignature("qarep_session_get_logits", qarep_session_get_logits, _qarepSessionGetLogits),

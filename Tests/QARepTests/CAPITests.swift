@@ -96,6 +96,48 @@ final class CAPITests: XCTestCase {
         XCTAssertNil(qarep_model_label(nil, 0))
     }
 
+    /// The workspace is reported, grows with max_batch, and a limit below it is refused up front with
+    /// OUT_OF_MEMORY (0: no limit); a session at exactly the limit runs.
+    func testWorkspaceBytesAndLimit() throws {
+        let model = try loadModel()
+        defer { qarep_model_release(model) }
+        var options = qarep_session_options_default()
+        options.num_threads = 1
+        var sizes: [Int] = []
+        for batch: Int32 in [1, 4] {
+            options.max_batch = batch
+            var session: OpaquePointer? = nil
+            XCTAssertEqual(qarep_session_create(model, &options, &session), QAREP_OK)
+            var bytes = 0
+            XCTAssertEqual(qarep_session_workspace_bytes(session, &bytes), QAREP_OK)
+            XCTAssertEqual(qarep_session_workspace_bytes(session, nil), QAREP_ERROR_INVALID_ARGUMENT)
+            qarep_session_destroy(session)
+            sizes.append(bytes)
+        }
+        var unused = 0
+        XCTAssertEqual(qarep_session_workspace_bytes(nil, &unused), QAREP_ERROR_INVALID_ARGUMENT)
+        // Input, ping, pong, pooled and logits of 4 images hold at least 4 inputs.
+        XCTAssertGreaterThan(sizes[1], sizes[0])
+        XCTAssertGreaterThanOrEqual(sizes[1], 4 * 9 * 11 * 3)
+        for (limit, status) in [(0, QAREP_OK), (sizes[1], QAREP_OK), (sizes[1] - 1, QAREP_ERROR_OUT_OF_MEMORY),
+                                (1, QAREP_ERROR_OUT_OF_MEMORY)] {
+            var session: OpaquePointer? = nil
+            XCTAssertEqual(qarep_session_create_limited(model, &options, limit, &session), status, "limit \(limit)")
+            if status == QAREP_OK {
+                let images = [UInt8](repeating: 7, count: 4 * 9 * 11 * 3)
+                XCTAssertEqual(qarep_session_run_u8(session, images, images.count, 4), QAREP_OK)
+            } else {
+                XCTAssertNil(session)
+                XCTAssertTrue(lastError.contains("exceeds the limit of \(limit) bytes"), lastError)
+            }
+            qarep_session_destroy(session)
+        }
+        // size_t's largest value is no limit too.
+        var session: OpaquePointer? = nil
+        XCTAssertEqual(qarep_session_create_limited(model, &options, Int(bitPattern: UInt.max), &session), QAREP_OK)
+        qarep_session_destroy(session)
+    }
+
     func testSessionArgumentErrors() throws {
         let model = try loadModel()
         var session: OpaquePointer? = nil

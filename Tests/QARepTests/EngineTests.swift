@@ -243,6 +243,19 @@ final class EngineTests: XCTestCase {
         XCTAssertThrowsError(try session.topK(imageIndex: 0, k: 0)) { XCTAssertEqual(($0 as? QARepError)?.code, .invalidArgument) }
     }
 
+    /// The Swift side of the workspace limit: reported bytes, and the limit checked before allocation.
+    func testWorkspaceLimit() throws {
+        let model = try Model(description: smallModel())
+        let bytes = try Session(model: model, threads: 1, maxBatch: 3).workspaceBytes
+        XCTAssertEqual(try Session(model: model, threads: 1, maxBatch: 3, maxWorkspaceBytes: bytes).workspaceBytes, bytes)
+        XCTAssertThrowsError(try Session(model: model, threads: 1, maxBatch: 3, maxWorkspaceBytes: bytes - 1)) { error in
+            XCTAssertEqual((error as? QARepError)?.code, .outOfMemory)
+        }
+        XCTAssertThrowsError(try Session(model: model, maxWorkspaceBytes: -1)) { error in
+            XCTAssertEqual((error as? QARepError)?.code, .invalidArgument)
+        }
+    }
+
     func testSessionArgumentChecks() throws {
         let model = try Model(description: smallModel())
         XCTAssertThrowsError(try Session(model: model, maxBatch: 0)) { XCTAssertEqual(($0 as? QARepError)?.code, .invalidArgument) }

@@ -168,6 +168,21 @@ qk_status qk_network_scratch_sizes(const qk_network *network, int32_t max_batch,
 qk_status qk_network_run(const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
                          uint8_t *pong, uint8_t *pooled, float *logits, int32_t threads, double *step_clock);
 
+// What a session remembers of its recent runs (network/team-pace.c): when a member of the team was held
+// off its core long enough to keep the others waiting at a barrier (another process on that core), runs of
+// fewer images than threads go on one thread for a while, then try the whole team again. Zeroed by the
+// caller before the first run; read and written only by the thread that calls qk_network_run_paced.
+typedef struct qk_team_history {
+    double solo_until;   // CLOCK_MONOTONIC seconds; before then, layer-by-layer runs use one thread
+    double solo_length;  // of the last solo period (0: the last team run kept pace); doubles while load lasts
+    int64_t late_runs;   // team runs in which a member was late (for tests and bench)
+} qk_team_history;
+
+// qk_network_run with a history (NULL: none, the team as asked); results are the same bytes either way.
+qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
+                               uint8_t *pong, uint8_t *pooled, float *logits, int32_t threads, double *step_clock,
+                               qk_team_history *history);
+
 // ---- Testing ----
 
 // In every team that runs a network, member `member` (-1: none, the default) sleeps `microseconds` before

@@ -3,6 +3,7 @@
 // Swift in between. Here the team stays together and the steps are separated by the barriers that end
 // each step's shared loop, which the data dependencies between layers need anyway.
 #include "network/network.h"
+#include "network/team-pace.h"
 #include "network/team-sync.h"
 
 #include <stdlib.h>
@@ -62,12 +63,6 @@ static int32_t per_image_layers(const qk_network *network, int32_t batch, const 
     return leading;
 }
 
-static double monotonic_seconds(void) {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
-}
-
 
 // One conv layer's share, fetching meanwhile the weights this member starts the step after it with (the fc
 // head's are shared out by `fc_team`; NULL: the fc head does not come next).
@@ -92,7 +87,7 @@ typedef struct step_timer {
 
 static void step_done(step_timer *timer, int32_t step) {
     if (timer->clock == NULL) return;
-    const double now = monotonic_seconds();
+    const double now = qk_monotonic_seconds();
     timer->clock[step + 1] += now - timer->mark;
     timer->mark = now;
 }
@@ -177,6 +172,12 @@ static int32_t images_run_alone(int32_t batch, int32_t threads, const uint8_t *i
 
 qk_status qk_network_run(const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
                          uint8_t *pong, uint8_t *pooled, float *logits, int32_t threads, double *step_clock) {
+    return qk_network_run_paced(network, batch, input, ping, pong, pooled, logits, threads, step_clock, NULL);
+}
+
+qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
+                               uint8_t *pong, uint8_t *pooled, float *logits, int32_t threads, double *step_clock,
+                               qk_team_history *history) {
     if (network == NULL || batch < 1 || batch > QK_MAX_BATCH) return QK_ERROR_INVALID_ARGUMENT;
     if (input == NULL || ping == NULL || pong == NULL || pooled == NULL || logits == NULL) return QK_ERROR_INVALID_ARGUMENT;
     if (!qk_network_is_complete(network)) return QK_ERROR_INCOMPLETE;
@@ -185,6 +186,8 @@ qk_status qk_network_run(const qk_network *network, int32_t batch, const uint8_t
     const int32_t layers = network->conv_count;
     const qk_conv_geometry last = qk_conv_geometry_of(&network->convs[layers - 1].shape);
     const int32_t alone_images = images_run_alone(batch, threads, input, ping);
+    // Layer by layer, a late member holds the team up: one thread for a while after that (team-pace.c).
+    if (alone_images == 0) threads = qk_team_pace_threads(history, threads);
     const size_t ping_slot = qk_network_largest_in_ping(network) + QK_EXTRA_BYTES;
     const size_t pong_slot = qk_network_largest_in_pong(network) + QK_EXTRA_BYTES;
     const size_t image_bytes = input_bytes(&network->convs[0].shape);
@@ -202,7 +205,7 @@ qk_status qk_network_run(const qk_network *network, int32_t batch, const uint8_t
         step_timer timer = {team.member == 0 ? step_clock : NULL, 0.0};
         if (timer.clock != NULL) {
             for (int32_t s = 0; s < layers + 3; s++) timer.clock[s] = 0.0;
-            timer.clock[0] = timer.mark = monotonic_seconds();
+            timer.clock[0] = timer.mark = qk_monotonic_seconds();
         }
         int32_t first_shared = 0;
         if (alone_images > 0 && team.size > 1) {
@@ -235,6 +238,12 @@ qk_status qk_network_run(const qk_network *network, int32_t batch, const uint8_t
             if (timer.clock != NULL)
                 for (int32_t s = 1; s < layers + 3; s++) timer.clock[s] += timer.clock[s - 1];
         }
+    }
+    if (alone_images == 0 && work.counters != NULL) {
+        double longest_wait = 0.0;
+        for (int32_t m = 0; m < threads; m++)
+            if (work.counters[m].longest_wait > longest_wait) longest_wait = work.counters[m].longest_wait;
+        qk_team_pace_record(history, threads, longest_wait);
     }
     free(work.counters);
     return QK_OK;

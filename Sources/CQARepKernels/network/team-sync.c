@@ -2,6 +2,12 @@
 
 #include <time.h>
 
+double qk_monotonic_seconds(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
+}
+
 static _Atomic int32_t straggler_member = -1, straggler_microseconds = 0;
 static _Atomic int64_t taken_over_items = 0;
 
@@ -39,7 +45,14 @@ void qk_team_step_begin(const qk_team *team) {
 void qk_team_step_end(qk_team *team) {
     // A member running images alone inside a larger region (network.c) must not wait for the others.
     if (team->size > 1) {
+        // Timed when counting: a long wait means another member was kept off its core (team-pace.c).
+        const double start = claiming(team) ? qk_monotonic_seconds() : 0.0;
 #pragma omp barrier
+        if (claiming(team)) {
+            const double waited = qk_monotonic_seconds() - start;
+            qk_team_counter *mine = &team->work->counters[team->member];
+            if (waited > mine->longest_wait) mine->longest_wait = waited;
+        }
     }
     team->step++;
 }

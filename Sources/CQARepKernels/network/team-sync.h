@@ -17,11 +17,16 @@
 // while the current one runs, and the barrier between steps orders the reset before any use.
 typedef struct qk_team_counter {
     _Alignas(64) _Atomic int64_t taken;
+    // In the first set only: the longest this member waited at a step's barrier in this run (seconds),
+    // written by the member alone and read after the region (network/team-pace.c).
+    double longest_wait;
 } qk_team_counter;
 
 typedef struct qk_team_work {
     qk_team_counter *counters;  // [2][size]
 } qk_team_work;
+
+double qk_monotonic_seconds(void);
 
 // Starts a step: resets this member's counter of the step after it.
 void qk_team_step_begin(const qk_team *team);

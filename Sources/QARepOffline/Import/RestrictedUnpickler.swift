@@ -263,23 +263,23 @@ struct RestrictedUnpickler {
             case 0x73: // SETITEM
                 let value = try pop(), key = try pop()
                 guard case .dict(let dict) = stack.last else { throw fail("SETITEM target is not a dict") }
-                try nest([key, value], into: &dict.depth, targetIsNested: dict.isNested)
+                dict.depth = try nest([key, value], inside: dict, depth: dict.depth, targetIsNested: dict.isNested)
                 dict.set(key, value)
             case 0x75: // SETITEMS
                 let items = try popToMark()
                 guard items.count % 2 == 0 else { throw fail("SETITEMS with an odd number of items") }
                 guard case .dict(let dict) = stack.last else { throw fail("SETITEMS target is not a dict") }
-                try nest(items, into: &dict.depth, targetIsNested: dict.isNested)
+                dict.depth = try nest(items, inside: dict, depth: dict.depth, targetIsNested: dict.isNested)
                 for pair in stride(from: 0, to: items.count, by: 2) { dict.set(items[pair], items[pair + 1]) }
             case 0x61: // APPEND
                 let value = try pop()
                 guard case .list(let list) = stack.last else { throw fail("APPEND target is not a list") }
-                try nest([value], into: &list.depth, targetIsNested: list.isNested)
+                list.depth = try nest([value], inside: list, depth: list.depth, targetIsNested: list.isNested)
                 list.items.append(value)
             case 0x65: // APPENDS
                 let items = try popToMark()
                 guard case .list(let list) = stack.last else { throw fail("APPENDS target is not a list") }
-                try nest(items, into: &list.depth, targetIsNested: list.isNested)
+                list.depth = try nest(items, inside: list, depth: list.depth, targetIsNested: list.isNested)
                 list.items.append(contentsOf: items)
             case 0x71: try memoize(Int(try readLittleEndian(byteCount: 1)))  // BINPUT
             case 0x72: try memoize(Int(try readLittleEndian(byteCount: 4)))  // LONG_BINPUT
@@ -331,24 +331,30 @@ struct RestrictedUnpickler {
         }
     }
 
-    /// Records that `children` now sit inside a container, whose depth grows to cover them.
-    private func nest(_ children: [PickleValue], into depth: inout Int, targetIsNested: Bool) throws {
+    /// Records that `children` now sit inside a container (`target`, nil for a new tuple) of depth `depth`, and
+    /// returns the container's depth, grown to cover them. A container put inside itself (DUP, then APPEND)
+    /// would be a cycle, which no torch.save pickle holds: refused.
+    private func nest(_ children: [PickleValue], inside target: AnyObject?, depth: Int, targetIsNested: Bool) throws -> Int {
         guard !targetIsNested else { throw fail("a list or dict is changed after being placed inside another container") }
+        var depth = depth
         for child in children {
             switch child {
-            case .list(let list): list.isNested = true
-            case .dict(let dict): dict.isNested = true
+            case .list(let list):
+                guard list !== target else { throw fail("a list is placed inside itself") }
+                list.isNested = true
+            case .dict(let dict):
+                guard dict !== target else { throw fail("a dict is placed inside itself") }
+                dict.isNested = true
             default: break
             }
             depth = max(depth, self.depth(of: child) + 1)
         }
         guard depth <= Self.maximumNesting else { throw fail("containers nested deeper than \(Self.maximumNesting) levels") }
+        return depth
     }
 
     private func makeTuple(_ items: [PickleValue]) throws -> PickleValue {
-        var depth = 1
-        try nest(items, into: &depth, targetIsNested: false)
-        return .tuple(items, depth: depth)
+        .tuple(items, depth: try nest(items, inside: nil, depth: 1, targetIsNested: false))
     }
 
     private func persistentLoad(_ pid: PickleValue) throws -> PickleValue {
@@ -413,7 +419,7 @@ struct RestrictedUnpickler {
                 guard case .list(let pairs) = first else { throw fail("OrderedDict argument is not a list of pairs") }
                 for pair in pairs.items {
                     guard case .tuple(let kv, _) = pair, kv.count == 2 else { throw fail("OrderedDict item is not a pair") }
-                    try nest(kv, into: &dict.depth, targetIsNested: false)
+                    dict.depth = try nest(kv, inside: dict, depth: dict.depth, targetIsNested: false)
                     dict.set(kv[0], kv[1])
                 }
             }
