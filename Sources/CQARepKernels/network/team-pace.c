@@ -14,6 +14,10 @@
 #define QK_LATE_SECONDS 300e-6
 #define QK_SOLO_FIRST_SECONDS 0.25
 #define QK_SOLO_LONGEST_SECONDS 4.0
+// A lone late run also happens on a quiet machine (an interrupt, a VM's stolen slice); going solo for it cost
+// 2-thread batch 1 its second thread in 2 of 8 quiet rounds (A0: 3.3 -> 6.4 ms medians). Load makes runs late
+// one after another.
+#define QK_LATE_RUNS_FOR_SOLO 2
 
 int32_t qk_team_pace_threads(const qk_team_history *history, int32_t threads) {
     if (history == NULL || threads < 2) return threads;
@@ -24,9 +28,11 @@ void qk_team_pace_record(qk_team_history *history, int32_t threads, double longe
     if (history == NULL || threads < 2) return;
     if (longest_wait <= QK_LATE_SECONDS) {
         history->solo_length = 0.0;
+        history->late_in_a_row = 0;
         return;
     }
     history->late_runs++;
+    if (++history->late_in_a_row < QK_LATE_RUNS_FOR_SOLO) return;
     double length = history->solo_length > 0.0 ? 2.0 * history->solo_length : QK_SOLO_FIRST_SECONDS;
     if (length > QK_SOLO_LONGEST_SECONDS) length = QK_SOLO_LONGEST_SECONDS;
     history->solo_length = length;
