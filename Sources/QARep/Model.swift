@@ -59,9 +59,15 @@ public final class Model: Sendable {
     private static func load(source: some ByteSource) throws(QARepError) -> Parts {
         let contents = try ModelFileContents(source: source)
         defer { qk_release_freed_heap() }  // the tensors, read one at a time, are freed by now
+        // One buffer for every weight tensor, sized once for the largest (the header has checked each
+        // tensor's bytes against the file's size).
+        var tensor: [Int8] = []
+        tensor.reserveCapacity((contents.convWeights + [contents.fcWeight]).map { $0.elementCount }.max() ?? 0)
         return try build(skeleton: contents.skeleton, formatVersion: contents.formatVersion,
-                         convWeight: { (i) throws(QARepError) -> [Int8] in try source.int8Values(contents.convWeights[i]) },
-                         fcWeight: { () throws(QARepError) -> [Int8] in try source.int8Values(contents.fcWeight) })
+                         convWeight: { (i) throws(QARepError) -> [Int8] in
+                             try source.int8Values(contents.convWeights[i], reusing: &tensor)
+                         },
+                         fcWeight: { () throws(QARepError) -> [Int8] in try source.int8Values(contents.fcWeight, reusing: &tensor) })
     }
 
     /// A model from a description in memory (as the offline tool or a test builds one), validated as a file would be.

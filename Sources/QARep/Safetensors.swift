@@ -90,6 +90,25 @@ extension ByteSource {
     func uint8Values(_ tensor: SafetensorsTensorInfo) throws(QARepError) -> [UInt8] { try values(of: tensor, as: UInt8.self, dtype: .u8) }
     func int32Values(_ tensor: SafetensorsTensorInfo) throws(QARepError) -> [Int32] { try values(of: tensor, as: Int32.self, dtype: .i32) }
 
+    /// The int8 tensor read into `buffer`, whose storage is reused from one tensor to the next when the
+    /// caller holds no other reference to it: a fresh array per tensor was zero-filled and page-faulted in
+    /// every time, more than half of a model load's page faults.
+    func int8Values(_ tensor: SafetensorsTensorInfo, reusing buffer: inout [Int8]) throws(QARepError) -> [Int8] {
+        guard tensor.dtype == .i8 else {
+            throw .invalidModel("tensor \"\(tensor.name)\" has dtype \(tensor.dtype.rawValue), expected I8")
+        }
+        let count = tensor.elementCount
+        if buffer.count > count {
+            buffer.removeLast(buffer.count - count)
+        } else if buffer.count < count {
+            buffer.append(contentsOf: repeatElement(0, count: count - buffer.count))
+        }
+        try buffer.withUnsafeMutableBufferPointer { (destination) throws(QARepError) in
+            try read(at: tensor.byteRange.lowerBound, into: UnsafeMutableRawBufferPointer(destination))
+        }
+        return buffer
+    }
+
     func float32Values(_ tensor: SafetensorsTensorInfo) throws(QARepError) -> [Float] {
         guard tensor.dtype == .f32 else {
             throw .invalidModel("tensor \"\(tensor.name)\" has dtype \(tensor.dtype.rawValue), expected F32")

@@ -99,7 +99,8 @@ static void conv_blocked_traverse(const qk_path_config *path, const qk_conv_geom
 // The same packing order for the tap-by-tap layout, fast: each channel tile's OIHW weights are first
 // transposed to [out][tap][in] with each (out, tap) row padded to whole chunks, so that a unit is gathered
 // as `lanes` contiguous runs of `depth` bytes instead of weight by weight with a 9-byte stride (the packing
-// walk was most of a model's load time). Returns false, packing nothing, when the copy cannot be allocated.
+// walk was most of a model's load time). The trailers' weight sums are taken in the same pass, not from
+// the units byte by byte. Returns false, packing nothing, when the copy cannot be allocated.
 static bool conv_blocked_pack_transposed(const qk_path_config *path, const qk_conv_geometry *geo,
                                          const int8_t *weight_oihw, uint8_t *packed) {
     const qk_conv_blocking b = qk_conv_blocking_of(geo, path);
@@ -112,22 +113,26 @@ static bool conv_blocked_pack_transposed(const qk_path_config *path, const qk_co
     if (rows == NULL) return false;
     uint8_t *next = packed;
     int8_t weights[QK_MAX_PACK_LANES * QK_MAX_PACK_DEPTH];
-    const bool trailer = geometry->trailer_bytes > 0;
     for (int32_t g = 0; g < geo->groups; g++) {
         for (int32_t tile = 0; tile < b.tiles_per_group; tile++) {
             const int32_t first_block = qk_tile_first_block(&b, tile), blocks = qk_tile_blocks(&b, tile);
             const int32_t first_out = first_block * lanes;
             const int32_t tile_outs = opg - first_out < blocks * lanes ? opg - first_out : blocks * lanes;
+            int32_t lane_sums[QK_MAX_TILE_LANES] = {0};  // lanes beyond the layer's outputs weigh 0
             for (int32_t t = 0; t < tile_outs; t++) {
                 const size_t oc = (size_t)g * (size_t)opg + (size_t)(first_out + t);
+                int32_t sum = 0;
                 for (size_t tap = 0; tap < 9; tap++) {
                     int8_t *out = rows + (size_t)t * out_stride + tap * row;
                     const int8_t *in = weight_oihw + oc * (size_t)ipg * 9 + tap;
-                    for (size_t c = 0; c < (size_t)ipg; c++) out[c] = in[c * 9];
+                    for (size_t c = 0; c < (size_t)ipg; c++) {
+                        out[c] = in[c * 9];
+                        sum += in[c * 9];
+                    }
                     memset(out + ipg, 0, row - (size_t)ipg);  // a partial last chunk's missing channels weigh 0
                 }
+                lane_sums[t] = sum;
             }
-            int32_t lane_sums[QK_MAX_TILE_LANES] = {0};
             for (int32_t tap = 0; tap < 9; tap++) {
                 for (int32_t chunk = 0; chunk < b.chunks; chunk++) {
                     for (int32_t block = 0; block < blocks; block++) {
@@ -145,14 +150,12 @@ static bool conv_blocked_pack_transposed(const qk_path_config *path, const qk_co
                                 memcpy(unit + lane * depth, run + (size_t)lane * out_stride, (size_t)depth);
                         }
                         if (present < lanes) memset(unit + present * depth, 0, (size_t)((lanes - present) * depth));
-                        for (int32_t i = 0; trailer && i < present * depth; i++)
-                            lane_sums[block * lanes + i / depth] += unit[i];
                         if (!geometry->units_are_lane_major) geometry->pack_unit(weights, next);
                         next += geometry->unit_bytes;
                     }
                 }
             }
-            for (int32_t block = 0; trailer && block < blocks; block++) {
+            for (int32_t block = 0; geometry->trailer_bytes > 0 && block < blocks; block++) {
                 geometry->pack_trailer(lane_sums + block * lanes, next);
                 next += geometry->trailer_bytes;
             }
@@ -223,9 +226,11 @@ void qk_fc_blocked_pack(const qk_path_config *path, int32_t in_c, int32_t out_c,
         int32_t lane_sums[QK_MAX_PACK_LANES] = {0};
         for (int32_t chunk = 0; chunk < chunks; chunk++) {
             const int32_t valid = in_c - chunk * depth < depth ? in_c - chunk * depth : depth;
+            // Lane-major units are gathered in place; others through the path's arrangement.
+            int8_t *unit = geometry->units_are_lane_major ? (int8_t *)next : weights;
             for (int32_t lane = 0; lane < lanes; lane++) {
                 const int32_t k = block * lanes + lane;
-                int8_t *unit_lane = weights + lane * depth;
+                int8_t *unit_lane = unit + lane * depth;
                 if (k >= out_c || valid < depth) memset(unit_lane, 0, (size_t)depth);
                 if (k >= out_c) continue;
                 const int8_t *run = weight + (size_t)k * (size_t)in_c + (size_t)chunk * (size_t)depth;
@@ -236,7 +241,7 @@ void qk_fc_blocked_pack(const qk_path_config *path, int32_t in_c, int32_t out_c,
                 if (geometry->trailer_bytes > 0)
                     for (int32_t q = 0; q < valid; q++) lane_sums[lane] += unit_lane[q];
             }
-            geometry->pack_unit(weights, next);
+            if (!geometry->units_are_lane_major) geometry->pack_unit(weights, next);
             next += geometry->unit_bytes;
         }
         if (geometry->trailer_bytes > 0) {
