@@ -120,17 +120,15 @@ static bool conv_blocked_pack_transposed(const qk_path_config *path, const qk_co
             const int32_t tile_outs = opg - first_out < blocks * lanes ? opg - first_out : blocks * lanes;
             int32_t lane_sums[QK_MAX_TILE_LANES] = {0};  // lanes beyond the layer's outputs weigh 0
             for (int32_t t = 0; t < tile_outs; t++) {
-                const size_t oc = (size_t)g * (size_t)opg + (size_t)(first_out + t);
-                int32_t sum = 0;
+                const int8_t *channel = weight_oihw + ((size_t)g * (size_t)opg + (size_t)(first_out + t)) * (size_t)ipg * 9;
                 for (size_t tap = 0; tap < 9; tap++) {
                     int8_t *out = rows + (size_t)t * out_stride + tap * row;
-                    const int8_t *in = weight_oihw + oc * (size_t)ipg * 9 + tap;
-                    for (size_t c = 0; c < (size_t)ipg; c++) {
-                        out[c] = in[c * 9];
-                        sum += in[c * 9];
-                    }
+                    for (size_t c = 0; c < (size_t)ipg; c++) out[c] = channel[c * 9 + tap];
                     memset(out + ipg, 0, row - (size_t)ipg);  // a partial last chunk's missing channels weigh 0
                 }
+                // Summed over the contiguous OIHW run, which vectorizes, rather than inside the strided copy.
+                int32_t sum = 0;
+                for (size_t i = 0; i < (size_t)ipg * 9; i++) sum += channel[i];
                 lane_sums[t] = sum;
             }
             for (int32_t tap = 0; tap < 9; tap++) {
