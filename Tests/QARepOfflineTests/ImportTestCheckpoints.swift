@@ -396,8 +396,18 @@ func importTestZip(_ entries: [(String, [UInt8])], compressed: Set<String> = [])
 
 // MARK: - Files
 
+private func importTestDirectory() -> URL {
+    FileManager.default.temporaryDirectory.appendingPathComponent("qarep-import-tests-\(getpid())")
+}
+
+/// The test process's scratch folder, removed when the process exits (every run used to leave one in /tmp).
+private let importTestScratch: URL = {
+    atexit { try? FileManager.default.removeItem(at: importTestDirectory()) }
+    return importTestDirectory()
+}()
+
 func importTestTemporaryFile(_ name: String, _ bytes: [UInt8]) throws -> String {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("qarep-import-tests-\(getpid())")
+    let directory = importTestScratch
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     let url = directory.appendingPathComponent(name)
     try Data(bytes).write(to: url)
