@@ -49,9 +49,10 @@ private func roundToPixel(_ value: Float) -> UInt8 {
     var t = value
     if !(t > 0) { t = 0 }
     if t > 255 { t = 255 }
-    // Round half to even by adding and removing 2^23 (exact for 0...255 in the default rounding mode): the
-    // baseline x86-64 target has no roundss, and rounded(.toNearestOrEven) became a call to rintf per value.
-    return UInt8(t + 0x1p23 - 0x1p23)
+    // Round half to even by adding 2^23 (exact for 0...255 in the default rounding mode): the integer is then
+    // the low mantissa bits. The baseline x86-64 target has no roundss (rounded(.toNearestOrEven) was a call to
+    // rintf per value), and a checked Float-to-UInt8 conversion kept the loops from vectorizing.
+    return UInt8(truncatingIfNeeded: (t + 0x1p23).bitPattern)
 }
 
 /// The size an image of width x height is resized to before the center crop (docs/model-format.md,
@@ -188,9 +189,11 @@ package struct StreamingResize {
                             for t in 0..<vertical.count[i] {
                                 let w = weights[base + t]
                                 let source = rowBase + t * rowBytes
-                                for x in 0..<rowBytes { acc[x] += Float(intermediate[source + x]) * w }
+                                // Wrapping index arithmetic (it cannot overflow: the buffers exist) lets these loops vectorize.
+                                for x in 0..<rowBytes { acc[x] += Float(intermediate[source &+ x]) * w }
                             }
-                            for x in 0..<rowBytes { output[i * rowBytes + x] = roundToPixel(acc[x]) }
+                            let target = i * rowBytes
+                            for x in 0..<rowBytes { output[target &+ x] = roundToPixel(acc[x]) }
                         }
                     }
                 }
