@@ -1,11 +1,12 @@
 /* CPU time of libjpeg-turbo alone decoding one JPEG at a DCT scale: the floor under `qarep classify`'s decode.
 
      cc -O2 -o /tmp/jpeg-scale-cpu bench/jpeg-scale-cpu.c -ljpeg
-     /tmp/jpeg-scale-cpu PHOTO.jpg DENOM [ROWS] [FANCY] [DCT] [RUNS] [--hash]
+     /tmp/jpeg-scale-cpu PHOTO.jpg DENOM [ROWS] [FANCY] [DCT] [RUNS] [--hash | --raw]
 
    DENOM 1, 2, 4 or 8; ROWS per jpeg_read_scanlines call (default 16); FANCY 1/0 (do_fancy_upsampling);
    DCT 0 islow, 1 ifast, 2 float; RUNS (default 30). Prints the median and minimum thread CPU time per decode.
-   --hash prints an FNV-1a hash of the decoded rows instead (which settings change the pixels at a scale).
+   --hash prints an FNV-1a hash of the decoded rows instead (which settings change the pixels at a scale);
+   --raw writes "WIDTH HEIGHT\n" and the RGB rows to stdout (bench/decode-fidelity's noise floor).
    JSIMD_FORCENONE=1 turns libjpeg-turbo's SIMD off. docs/performance.md, "Photo pipeline", has the figures. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,7 @@ static int compare(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s PHOTO.jpg DENOM [ROWS] [FANCY] [DCT] [RUNS] [--hash]\n", argv[0]);
+        fprintf(stderr, "usage: %s PHOTO.jpg DENOM [ROWS] [FANCY] [DCT] [RUNS] [--hash | --raw]\n", argv[0]);
         return 2;
     }
     FILE *f = fopen(argv[1], "rb");
@@ -43,8 +44,9 @@ int main(int argc, char **argv) {
     int dct = argc > 5 ? atoi(argv[5]) : 0;
     int runs = argc > 6 ? atoi(argv[6]) : 30;
     int hash = argc > 7 && strcmp(argv[7], "--hash") == 0;
+    int raw = argc > 7 && strcmp(argv[7], "--raw") == 0;
     if (rows < 1 || rows > 64 || runs < 1 || runs > 1000) { fprintf(stderr, "ROWS 1...64, RUNS 1...1000\n"); return 2; }
-    if (hash) runs = 1;
+    if (hash || raw) runs = 1;
     double *times = malloc(sizeof(double) * (size_t)runs);
     unsigned long long h = 1469598103934665603ULL;
     unsigned width = 0, height = 0;
@@ -62,6 +64,7 @@ int main(int argc, char **argv) {
         c.do_fancy_upsampling = fancy ? TRUE : FALSE;
         c.dct_method = dct == 0 ? JDCT_ISLOW : dct == 1 ? JDCT_IFAST : JDCT_FLOAT;
         jpeg_start_decompress(&c);
+        if (raw) printf("%u %u\n", c.output_width, c.output_height);
         width = c.output_width;
         height = c.output_height;
         size_t stride = (size_t)c.output_width * (size_t)c.output_components;
@@ -73,12 +76,14 @@ int main(int argc, char **argv) {
             if (hash) {
                 for (size_t k = 0; k < stride * got; k++) { h ^= buffer[k]; h *= 1099511628211ULL; }
             }
+            if (raw) fwrite(buffer, 1, stride * got, stdout);
         }
         jpeg_finish_decompress(&c);
         jpeg_destroy_decompress(&c);
         free(buffer);
         times[i] = thread_cpu() - start;
     }
+    if (raw) return 0;
     if (hash) {
         printf("%s 1/%d fancy=%d dct=%d %ux%u %016llx\n", argv[1], denom, fancy, dct, width, height, h);
         return 0;
