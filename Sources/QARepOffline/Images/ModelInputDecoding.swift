@@ -21,8 +21,8 @@ public struct ModelInputDecoder: Sendable {
     public var exact: Bool
     /// The scaled decode keeps at least this many times the resize target's pixels per axis. 1 (the default) is
     /// Pillow's draft() rule; 2 makes the resize that follows shrink by 2x or more, so its filter rather than the
-    /// DCT scaling's block averaging shapes the result: 2-3x closer to full-size decoding, for about 16% more
-    /// decode CPU on 12 MP photos (docs/performance.md, "Photo pipeline").
+    /// DCT scaling's block averaging shapes the result: 2-3x closer to full-size decoding, for about a quarter
+    /// more decode CPU on 12 MP photos (docs/performance.md, "Photo pipeline").
     public var scaleMargin: Int
     public var limits: ImageDecodeLimits
 
