@@ -71,7 +71,7 @@ let package = Package(
             name: "Bench",
             dependencies: ["QARep", "RepVGGArchitectures", "CQARepKernels", "CQARepAPI"],
             path: "bench",
-            exclude: ["compare-peers", "peers", "photo-pipeline"]
+            exclude: ["compare-peers", "peers", "photo-pipeline", "decode-fidelity", "jpeg-scale-cpu.c"]
         ),
         .executableTarget(
             name: "SwiftExample",

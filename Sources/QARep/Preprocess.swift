@@ -49,7 +49,10 @@ private func roundToPixel(_ value: Float) -> UInt8 {
     var t = value
     if !(t > 0) { t = 0 }
     if t > 255 { t = 255 }
-    return UInt8(t.rounded(.toNearestOrEven))
+    // Round half to even by adding 2^23 (exact for 0...255 in the default rounding mode): the integer is then
+    // the low mantissa bits. The baseline x86-64 target has no roundss (rounded(.toNearestOrEven) was a call to
+    // rintf per value), and a checked Float-to-UInt8 conversion kept the loops from vectorizing.
+    return UInt8(truncatingIfNeeded: (t + 0x1p23).bitPattern)
 }
 
 /// The size an image of width x height is resized to before the center crop (docs/model-format.md,
@@ -82,6 +85,8 @@ package struct StreamingResize {
     private let horizontal: AxisFilter
     private let vertical: AxisFilter
     private var intermediate: [UInt8]
+    /// One source row as floats, width * 3 + 1 (push's scratch).
+    private var rowPixels: [Float]
 
     /// Checks the sizes; throws before allocating anything for sizes outside the limits.
     package init(width: Int, height: Int, outputWidth: Int, outputHeight: Int, cropRatio: Float) throws(QARepError) {
@@ -107,10 +112,11 @@ package struct StreamingResize {
         let lastRow = zip(vertical.start, vertical.count).map { $0 + $1 }.max() ?? 0
         rowsNeeded = firstRow..<max(lastRow, firstRow)
         intermediate = [UInt8](repeating: 0, count: rowsNeeded.count * outputWidth * 3)
+        rowPixels = [Float](repeating: 0, count: width * 3 + 1)
     }
 
-    /// Bytes held between rows: the horizontally resized rows the vertical pass reads.
-    package var heldBytes: Int { intermediate.count }
+    /// Bytes held between rows: the horizontally resized rows the vertical pass reads, and one source row as floats.
+    package var heldBytes: Int { intermediate.count + rowPixels.count * MemoryLayout<Float>.stride }
 
     /// Source row `nextRow` (width * 3 bytes, RGB); rows outside `rowsNeeded` are only counted.
     package mutating func push(row: UnsafePointer<UInt8>) {
@@ -118,27 +124,35 @@ package struct StreamingResize {
         nextRow += 1
         guard rowsNeeded.contains(index) else { return }
         let r = index - rowsNeeded.lowerBound
-        let outputWidth = self.outputWidth
+        let outputWidth = self.outputWidth, width = self.width
         let horizontal = self.horizontal
+        // The row as floats, converted once (a loop the compiler vectorizes) instead of once per tap that reads
+        // it; each output pixel then sums its taps as one 4-lane multiply and add over (r, g, b, next pixel's
+        // r), the same float operations per channel in the same order as three scalar sums (no FMA: Swift does
+        // not contract). The fourth lane is ignored; one float of padding keeps the last pixel's load inside.
+        rowPixels.withUnsafeMutableBufferPointer { pixels in
+            for i in 0..<(width * 3) { pixels[i] = Float(row[i]) }
+        }
         intermediate.withUnsafeMutableBufferPointer { intermediate in
-            horizontal.weights.withUnsafeBufferPointer { weights in
-                horizontal.start.withUnsafeBufferPointer { starts in
-                    horizontal.count.withUnsafeBufferPointer { counts in
-                        for j in 0..<outputWidth {
-                            let base = j * horizontal.maxTaps
-                            var acc: (Float, Float, Float) = (0, 0, 0)
-                            let start = starts[j]
-                            for t in 0..<counts[j] {
-                                let w = weights[base + t]
-                                let p = row + (start + t) * 3
-                                acc.0 += Float(p[0]) * w
-                                acc.1 += Float(p[1]) * w
-                                acc.2 += Float(p[2]) * w
+            rowPixels.withUnsafeBufferPointer { pixels in
+                horizontal.weights.withUnsafeBufferPointer { weights in
+                    horizontal.start.withUnsafeBufferPointer { starts in
+                        horizontal.count.withUnsafeBufferPointer { counts in
+                            guard let first = pixels.baseAddress else { return }
+                            let floats = UnsafeRawPointer(first)
+                            for j in 0..<outputWidth {
+                                let base = j * horizontal.maxTaps
+                                var acc = SIMD4<Float>()
+                                let start = starts[j]
+                                for t in 0..<counts[j] {
+                                    let p = floats.loadUnaligned(fromByteOffset: (start + t) * 12, as: SIMD4<Float>.self)
+                                    acc += p * weights[base + t]
+                                }
+                                let o = (r * outputWidth + j) * 3
+                                intermediate[o] = roundToPixel(acc[0])
+                                intermediate[o + 1] = roundToPixel(acc[1])
+                                intermediate[o + 2] = roundToPixel(acc[2])
                             }
-                            let o = (r * outputWidth + j) * 3
-                            intermediate[o] = roundToPixel(acc.0)
-                            intermediate[o + 1] = roundToPixel(acc.1)
-                            intermediate[o + 2] = roundToPixel(acc.2)
                         }
                     }
                 }
@@ -175,9 +189,11 @@ package struct StreamingResize {
                             for t in 0..<vertical.count[i] {
                                 let w = weights[base + t]
                                 let source = rowBase + t * rowBytes
-                                for x in 0..<rowBytes { acc[x] += Float(intermediate[source + x]) * w }
+                                // Wrapping index arithmetic (it cannot overflow: the buffers exist) lets these loops vectorize.
+                                for x in 0..<rowBytes { acc[x] += Float(intermediate[source &+ x]) * w }
                             }
-                            for x in 0..<rowBytes { output[i * rowBytes + x] = roundToPixel(acc[x]) }
+                            let target = i * rowBytes
+                            for x in 0..<rowBytes { output[target &+ x] = roundToPixel(acc[x]) }
                         }
                     }
                 }

@@ -15,7 +15,8 @@ struct Classify: ParsableCommand {
         abstract: "Classify images with an INT8 model.",
         discussion: """
             Files are decoded on worker threads ahead of inference (JPEG and WebP at the smallest scale that still \
-            covers the model's resize, unless --exact-decode) and printed in input order. A file that cannot be read \
+            covers the model's resize, unless --exact-decode; QAREP_DECODE_MARGIN=2 keeps twice the resize, closer \
+            to full-size decoding for more decode time) and printed in input order. A file that cannot be read \
             or decoded gives one error line on stderr and an error record in the output, and the run goes on. \
             Exit status: 0 if every file was classified, 2 if some files failed (the others have their results), \
             1 if nothing could run (bad model, bad arguments, no input).

@@ -36,32 +36,61 @@ func imagesEncodeWebP(width: Int, height: Int, pixels: [UInt8], lossless: Bool =
 }
 
 final class ModelInputDecodingTests: XCTestCase {
-    func testScaleIsTheSmallestWhoseOutputCoversTheResizeTarget() {
-        let imagenet = ModelInputDecoder(outputWidth: 224, outputHeight: 224, cropRatio: 0.875)
-        // Resize target of 4000x3000 is 341x256; 1/8 gives 500x375.
-        let cases: [(Int, Int, Int)] = [(4000, 3000, 8), (3000, 4000, 8), (2800, 2100, 8), (2700, 2025, 4), (2000, 1500, 4),
-                                        (1024, 768, 2), (1023, 767, 2), (600, 450, 1), (500, 375, 1), (12000, 9000, 8), (1, 5000, 1), (1, 1, 1)]
+    func testScaleKeepsTwiceTheResizeTarget() {
+        // ImageNet preprocessing: the resize target of a 4:3 photo is 341x256, so the decoded shorter side must
+        // stay >= 512. Each pair straddles one scale's boundary: ceil(side / d) = 512 against 511.
+        let imagenet = ModelInputDecoder(outputWidth: 224, outputHeight: 224, cropRatio: 0.875, scaleMargin: 2)
+        let cases: [(Int, Int, Int)] = [(12000, 9000, 8), (4096, 4096, 8), (4088, 4088, 4), (4000, 3000, 4), (3000, 4000, 4),
+                                        (6000, 4000, 4), (2048, 2048, 4), (2044, 2044, 2), (2000, 1500, 2), (1024, 1024, 2),
+                                        (1022, 1022, 1), (4000, 1000, 1), (500, 375, 1), (1, 5000, 1), (1, 1, 1)]
         for (w, h, d) in cases { XCTAssertEqual(imagenet.decodeScale(width: w, height: h), d, "\(w)x\(h)") }
-        let cifar = ModelInputDecoder(outputWidth: 32, outputHeight: 32, cropRatio: 1)
-        for (side, d) in [(256, 8), (250, 8), (248, 4), (128, 4), (124, 2), (64, 2), (62, 1), (32, 1)] {
+        // Resize straight to 32x32 (crop ratio 1): the decoded side must stay >= 64.
+        let cifar = ModelInputDecoder(outputWidth: 32, outputHeight: 32, cropRatio: 1, scaleMargin: 2)
+        for (side, d) in [(512, 8), (505, 8), (504, 4), (256, 4), (253, 4), (252, 2), (128, 2), (127, 2), (126, 1), (64, 1), (32, 1)] {
             XCTAssertEqual(cifar.decodeScale(width: side, height: side), d, "\(side)")
         }
         var exact = imagenet
         exact.exact = true
-        XCTAssertEqual(exact.decodeScale(width: 4000, height: 3000), 1)
+        XCTAssertEqual(exact.decodeScale(width: 12000, height: 9000), 1)
+    }
+
+    func testMarginOneIsPillowsDraftRuleAndTheDefault() {
+        XCTAssertEqual(ModelInputDecoder.defaultScaleMargin, 1)
+        // The smallest scale whose output still covers the resize target (4000x3000: 1/8 gives 500x375 >= 341x256).
+        let imagenet = ModelInputDecoder(outputWidth: 224, outputHeight: 224, cropRatio: 0.875, scaleMargin: 1)
+        let cases: [(Int, Int, Int)] = [(4000, 3000, 8), (3000, 4000, 8), (2800, 2100, 8), (2700, 2025, 4), (2000, 1500, 4),
+                                        (1024, 768, 2), (1023, 767, 2), (600, 450, 1), (500, 375, 1), (12000, 9000, 8), (1, 5000, 1), (1, 1, 1)]
+        for (w, h, d) in cases { XCTAssertEqual(imagenet.decodeScale(width: w, height: h), d, "\(w)x\(h)") }
+        let cifar = ModelInputDecoder(outputWidth: 32, outputHeight: 32, cropRatio: 1, scaleMargin: 1)
+        for (side, d) in [(256, 8), (250, 8), (248, 4), (128, 4), (124, 2), (64, 2), (62, 1), (32, 1)] {
+            XCTAssertEqual(cifar.decodeScale(width: side, height: side), d, "\(side)")
+        }
+        // QAREP_DECODE_MARGIN sets the process's margin; a value outside 1...8 is ignored.
+        defer { unsetenv("QAREP_DECODE_MARGIN") }
+        setenv("QAREP_DECODE_MARGIN", "2", 1)
+        XCTAssertEqual(ModelInputDecoder(outputWidth: 224, outputHeight: 224, cropRatio: 0.875).decodeScale(width: 4000, height: 3000), 4)
+        setenv("QAREP_DECODE_MARGIN", "9", 1)
+        XCTAssertEqual(ModelInputDecoder(outputWidth: 224, outputHeight: 224, cropRatio: 0.875).decodeScale(width: 4000, height: 3000), 8)
+        // Margins outside 1...8 are clamped, never multiplied into an overflow.
+        XCTAssertEqual(ModelInputDecoder(outputWidth: 224, outputHeight: 224, cropRatio: 0.875, scaleMargin: 0)
+            .decodeScale(width: 4000, height: 3000), 8)
+        XCTAssertEqual(ModelInputDecoder(outputWidth: 224, outputHeight: 224, cropRatio: 0.875, scaleMargin: .max)
+            .decodeScale(width: 12000, height: 9000), 4)
     }
 
     func testJPEGAndWebPDecodeAtTheChosenScaleAndStayCloseToExact() throws {
-        let decoder = ModelInputDecoder(outputWidth: 16, outputHeight: 16, cropRatio: 0.875)
-        var exactDecoder = decoder
-        exactDecoder.exact = true
-        // (size, expected scale): targets 24x18, 24x18, 30x18 and 18x18.
-        for (w, h, d) in [(160, 120, 4), (161, 121, 4), (100, 60, 2), (400, 300, 8), (20, 20, 1)] {
+        // (margin, size, expected scale): resize targets 24x18 for the 4:3 sizes, 30x18 and 18x18; the decoded
+        // size must keep margin times the target: one size per scale and margin.
+        for (margin, w, h, d) in [(1, 160, 120, 4), (1, 161, 121, 4), (1, 100, 60, 2), (1, 400, 300, 8), (1, 20, 20, 1),
+                                  (2, 400, 300, 8), (2, 240, 180, 4), (2, 160, 120, 2), (2, 161, 121, 2), (2, 100, 60, 1)] {
+            let decoder = ModelInputDecoder(outputWidth: 16, outputHeight: 16, cropRatio: 0.875, scaleMargin: margin)
+            var exactDecoder = decoder
+            exactDecoder.exact = true
             let pixels = photoLikeImage(width: w, height: h)
             for (format, bytes) in [("jpeg", try imagesEncodeJPEG(width: w, height: h, components: 3, pixels: pixels)),
                                     ("webp", try imagesEncodeWebP(width: w, height: h, pixels: pixels)),
                                     ("webp-lossless", try imagesEncodeWebP(width: w, height: h, pixels: pixels, lossless: true))] {
-                let label = "\(format) \(w)x\(h)"
+                let label = "\(format) \(w)x\(h) margin \(margin)"
                 let scaled = try decoder.decode(bytes: bytes, source: label)
                 XCTAssertEqual(scaled.scaleDenominator, d, label)
                 XCTAssertEqual(scaled.decodedWidth, (w + d - 1) / d, label)

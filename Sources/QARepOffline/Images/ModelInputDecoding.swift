@@ -5,6 +5,11 @@
 // deployment sees.
 import CImageDecode
 import QARep
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The model input's geometry and how to decode for it.
 public struct ModelInputDecoder: Sendable {
@@ -12,32 +17,50 @@ public struct ModelInputDecoder: Sendable {
     public var outputHeight: Int
     public var cropRatio: Float
     /// Full-size decoding (scale 1/1), bit for bit the whole-image pipeline; otherwise JPEG and WebP decode at
-    /// the smallest of 1/8, 1/4, 1/2, 1 whose output still covers the resize target (`decodeScale`).
+    /// the smallest of 1/8, 1/4, 1/2, 1 that keeps `scaleMargin` times the resize target (`decodeScale`).
     public var exact: Bool
+    /// The scaled decode keeps at least this many times the resize target's pixels per axis. 1 (the default) is
+    /// Pillow's draft() rule; 2 makes the resize that follows shrink by 2x or more, so its filter rather than the
+    /// DCT scaling's block averaging shapes the result: 2-3x closer to full-size decoding, for about a quarter
+    /// more decode CPU on 12 MP photos (docs/performance.md, "Photo pipeline").
+    public var scaleMargin: Int
     public var limits: ImageDecodeLimits
 
-    public init(outputWidth: Int, outputHeight: Int, cropRatio: Float, exact: Bool = false,
+    public static let defaultScaleMargin = 1
+
+    /// QAREP_DECODE_MARGIN (1...8) if set, else `defaultScaleMargin`: one setting for the whole process, so
+    /// quantize, evaluate and classify decode alike. Python's `Model.decode_scale` states the default rule.
+    public static var processScaleMargin: Int {
+        guard let text = getenv("QAREP_DECODE_MARGIN"), let value = Int(String(cString: text)), (1...8).contains(value) else {
+            return defaultScaleMargin
+        }
+        return value
+    }
+
+    public init(outputWidth: Int, outputHeight: Int, cropRatio: Float, exact: Bool = false, scaleMargin: Int? = nil,
                 limits: ImageDecodeLimits = ImageDecodeLimits()) {
         self.outputWidth = outputWidth
         self.outputHeight = outputHeight
         self.cropRatio = cropRatio
         self.exact = exact
+        self.scaleMargin = scaleMargin ?? Self.processScaleMargin
         self.limits = limits
     }
 
-    public init(model: Model, exact: Bool = false, limits: ImageDecodeLimits = ImageDecodeLimits()) {
+    public init(model: Model, exact: Bool = false, scaleMargin: Int? = nil, limits: ImageDecodeLimits = ImageDecodeLimits()) {
         self.init(outputWidth: model.inputWidth, outputHeight: model.inputHeight, cropRatio: model.preprocessing.cropRatio,
-                  exact: exact, limits: limits)
+                  exact: exact, scaleMargin: scaleMargin, limits: limits)
     }
 
     /// The scale denominator (1, 2, 4 or 8) for an image of width x height: the largest whose output,
-    /// ceil(width / d) x ceil(height / d), still covers on both axes the size the preprocessing resizes the
-    /// original to, so the resize that follows only shrinks (as with Pillow's draft()).
+    /// ceil(width / d) x ceil(height / d), still covers on both axes `scaleMargin` times the size the
+    /// preprocessing resizes the original to, so the resize that follows only shrinks.
     public func decodeScale(width: Int, height: Int) -> Int {
         guard !exact, width > 0, height > 0 else { return 1 }
         let target = resizedSize(width: width, height: height, outputWidth: outputWidth, outputHeight: outputHeight,
                                  cropRatio: cropRatio)
-        for d in [8, 4, 2] where (width + d - 1) / d >= target.width && (height + d - 1) / d >= target.height {
+        let margin = min(max(scaleMargin, 1), 8)  // a bounded product whatever the caller set
+        for d in [8, 4, 2] where (width + d - 1) / d >= margin * target.width && (height + d - 1) / d >= margin * target.height {
             return d
         }
         return 1
