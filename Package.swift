@@ -71,7 +71,7 @@ let package = Package(
             name: "Bench",
             dependencies: ["QARep", "RepVGGArchitectures", "CQARepKernels", "CQARepAPI"],
             path: "bench",
-            exclude: ["compare-peers", "peers", "photo-pipeline", "decode-fidelity", "jpeg-scale-cpu.c"]
+            exclude: ["compare-peers", "peers", "photo-pipeline", "decode-fidelity", "jpeg-scale-cpu.c", "python-overhead", "ray-vs-cli"]
         ),
         .executableTarget(
             name: "SwiftExample",
