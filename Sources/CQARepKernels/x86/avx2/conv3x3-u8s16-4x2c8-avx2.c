@@ -13,12 +13,36 @@ _Static_assert(AVX2_MAX_PIXELS <= QK_MAX_TILE_PIXELS && AVX2_MAX_BLOCKS * AVX2_L
 // Chunks widened at a time: 256 channels of each pixel, 3 KB of int16 for 6 pixels.
 enum { AVX2_WIDE_CHUNKS = 64, AVX2_WIDE_VALUES = AVX2_WIDE_CHUNKS * QK_AVX2_DEPTH };
 
-// Widens `chunks` chunks (4 channels each) of one pixel to int16. The 16-byte loads may read up to 15 bytes
-// past the last chunk: inside QK_EXTRA_BYTES of the input and the pad values, and inside a dense-mode window
-// row's 64 bytes; those values meet zero weights.
-QK_INLINE QK_TARGET_AVX2 void widen_pixel(const uint8_t *src, int32_t chunks, int16_t *wide) {
+// Widens `chunks` chunks (4 channels each) of the tile's pixels to int16, all pixels in one loop: the loop
+// overhead of one loop per pixel was a sizeable share of a 48-channel tap. The 16-byte loads may read up to
+// 15 bytes past the last chunk: inside QK_EXTRA_BYTES of the input and the pad values, and inside a
+// dense-mode window row's 64 bytes; those values meet zero weights.
+QK_INLINE QK_TARGET_AVX2 void widen_pixels(const uint8_t *const *src, size_t offset, int32_t chunks, const int pixels,
+                                           int16_t (*wide)[AVX2_WIDE_VALUES]) {
     for (int32_t c = 0; c < chunks * QK_AVX2_DEPTH; c += 16)
-        _mm256_store_si256((__m256i *)(wide + c), _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(src + c))));
+#pragma clang loop unroll(full)
+        for (int p = 0; p < pixels; p++)
+            _mm256_store_si256((__m256i *)(wide[p] + c),
+                               _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(src[p] + offset + c))));
+}
+
+// Two blocks of one pixel requantized as qk_requantize8_store does (the same float operations), packed into
+// one 16-byte store: 4 shuffles for 16 outputs instead of 6, which the stem's short taps notice.
+QK_INLINE QK_TARGET_AVX2 __m256i requantize8(__m256i acc, __m256i bias, __m256 multiplier) {
+    __m256 t = _mm256_cvtepi32_ps(_mm256_add_epi32(acc, bias));
+    t = _mm256_mul_ps(t, multiplier);
+    t = _mm256_max_ps(t, _mm256_setzero_ps());
+    t = _mm256_min_ps(t, _mm256_set1_ps(255.0f));
+    return _mm256_cvtps_epi32(t);
+}
+
+QK_INLINE QK_TARGET_AVX2 void requantize16_store(__m256i acc0, __m256i acc1, __m256i bias0, __m256i bias1,
+                                                 __m256 multiplier0, __m256 multiplier1, uint8_t *out) {
+    // packus_epi32 interleaves the two blocks by 128-bit lane; vpermq puts each block's 8 words together.
+    __m256i words = _mm256_packus_epi32(requantize8(acc0, bias0, multiplier0), requantize8(acc1, bias1, multiplier1));
+    words = _mm256_permute4x64_epi64(words, 0xD8);
+    const __m128i bytes = _mm_packus_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1));
+    _mm_storeu_si128((__m128i *)out, bytes);
 }
 
 QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_blocking *b, const qk_conv_tile *tile,
@@ -47,8 +71,7 @@ QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_
         qk_prefetch_tap(tile, tap);
         for (int32_t k0 = 0; k0 < chunks; k0 += AVX2_WIDE_CHUNKS) {
             const int32_t piece = chunks - k0 < AVX2_WIDE_CHUNKS ? chunks - k0 : AVX2_WIDE_CHUNKS;
-#pragma clang loop unroll(full)
-            for (int p = 0; p < pixels; p++) widen_pixel(src[p] + (size_t)k0 * QK_AVX2_DEPTH, piece, wide[p]);
+            widen_pixels(src, (size_t)k0 * QK_AVX2_DEPTH, piece, pixels, wide);
             for (int32_t k = 0; k < piece; k++) {
                 __m256i low[AVX2_MAX_BLOCKS], high[AVX2_MAX_BLOCKS];
 #pragma clang loop unroll(full)
@@ -82,6 +105,18 @@ QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_
     uint8_t *out = args->output +
                    (((size_t)tile->image * geo->out_h + tile->out_y) * geo->out_w + tile->out_x) * geo->out_c +
                    first_out;
+    const int32_t first_o = tile->first_block * AVX2_LANES;
+    if (blocks == 2 && geo->out_per_group - first_o >= 2 * AVX2_LANES) {
+        const __m256i bias0 = _mm256_loadu_si256((const __m256i *)(args->bias + first_out + first_o));
+        const __m256i bias1 = _mm256_loadu_si256((const __m256i *)(args->bias + first_out + first_o + AVX2_LANES));
+        const __m256 multiplier0 = _mm256_loadu_ps(args->multiplier + first_out + first_o);
+        const __m256 multiplier1 = _mm256_loadu_ps(args->multiplier + first_out + first_o + AVX2_LANES);
+#pragma clang loop unroll(full)
+        for (int p = 0; p < pixels; p++)
+            requantize16_store(acc[p][0], acc[p][1], bias0, bias1, multiplier0, multiplier1,
+                               out + (size_t)p * geo->out_c + first_o);
+        return;
+    }
 #pragma clang loop unroll(full)
     for (int j = 0; j < blocks; j++) {
         const int32_t o = (tile->first_block + j) * AVX2_LANES;
