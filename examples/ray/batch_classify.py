@@ -131,11 +131,14 @@ def classify(images_dir: str, model_path: str, output: str, actors: int = 0, bat
     # the next batch on one of them (as in qarep classify, docs/performance.md "Photo pipeline"): let them sleep.
     runtime_env = {"env_vars": {"KMP_BLOCKTIME": "0"}} if threads > 1 else None
     dataset = dataset.map_batches(Classifier, fn_constructor_args=(model_ref, filesystem, scheme, threads, batch),
-                                  batch_size=batch, concurrency=actors, num_cpus=threads, batch_format="numpy",
-                                  runtime_env=runtime_env)
+                                  batch_size=batch, compute=ray.data.ActorPoolStrategy(size=actors),
+                                  num_cpus=threads, batch_format="numpy", runtime_env=runtime_env)
     # Writing costs little CPU; num_cpus=0 lets it run beside the actors that hold every CPU instead of
-    # waiting for them to finish.
-    dataset.write_parquet(output, ray_remote_args={"num_cpus": 0})
+    # waiting for them to finish. But a task that needs no CPU is never held back, so Ray would start a
+    # worker process (Python, ray, pyarrow: about a second of CPU each) for every block at once: one write
+    # at a time per node instead.
+    nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+    dataset.write_parquet(output, ray_remote_args={"num_cpus": 0}, concurrency=max(1, nodes))
     return {"actors": actors, "threads": threads, "cpus": cpus, "images": len(paths),
             "seconds": time.perf_counter() - started}
 
@@ -155,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("RAY_ADDRESS"):
         ray.init()  # connects to that cluster
     else:
-        ray.init(num_cpus=args.num_cpus or None, include_dashboard=False)
+        # address="local": a new Ray of this machine even when one is already running here (which a plain
+        # ray.init() would join, and then refuse num_cpus).
+        ray.init(address="local", num_cpus=args.num_cpus or None, include_dashboard=False)
     figures = classify(args.images_dir, args.model, args.output, args.actors, args.batch, args.threads)
     errors = pyarrow.parquet.read_table(args.output, columns=["error"]).column("error")
     rows, failed = len(errors), len(errors) - errors.null_count

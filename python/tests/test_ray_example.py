@@ -25,7 +25,7 @@ def load_example():
     return module
 
 
-def test_ray_example_matches_session_run(tmp_path, model, model_path):
+def test_ray_example_matches_session_run(tmp_path, model, model_path, monkeypatch):
     images_dir = tmp_path / "images"
     expected_paths = []
     for i, image in enumerate(random_images(200, seed=37, min_side=32, max_side=32)):
@@ -38,13 +38,24 @@ def test_ray_example_matches_session_run(tmp_path, model, model_path):
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 truncated")
     output = tmp_path / "out"
 
+    # The writes ask for no CPU (so they run beside the actors); without a concurrency limit Ray would start a
+    # worker process for every block at once (docs/performance.md, "Python binding and Ray Data").
+    write_arguments = {}
+    write_parquet = ray.data.Dataset.write_parquet
+
+    def recording_write_parquet(self, path, **kwargs):
+        write_arguments.update(kwargs)
+        return write_parquet(self, path, **kwargs)
+
+    monkeypatch.setattr(ray.data.Dataset, "write_parquet", recording_write_parquet)
     example = load_example()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         figures = example.classify(str(images_dir), str(model_path), str(output), batch=16)
     finally:
         ray.shutdown()
     assert figures["actors"] * figures["threads"] == 2 and figures["images"] == 201
+    assert write_arguments["ray_remote_args"] == {"num_cpus": 0} and write_arguments["concurrency"] == 1  # one node
 
     table = pq.read_table(output)
     assert table.column_names == ["path", "top1", "top1_label", "top5", "probabilities", "error"]
@@ -67,3 +78,19 @@ def test_ray_example_matches_session_run(tmp_path, model, model_path):
             assert row["top1_label"] == model.labels[top5[0]]
             np.testing.assert_array_equal(np.array(row["probabilities"], np.float32), probabilities[i])
             assert int(np.argmax(logits[i])) == top5[0]
+
+
+def test_ray_example_main_starts_its_own_ray_or_joins_ray_address(monkeypatch):
+    """Without RAY_ADDRESS, main() starts a new local Ray (address="local") even if one already runs on the
+    machine (a plain ray.init() would join that one and refuse num_cpus); with it, main() joins that cluster."""
+    example = load_example()
+    calls = []
+    monkeypatch.setattr(example.ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(example, "classify", lambda *args: {"actors": 1, "threads": 1, "cpus": 1, "images": 0, "seconds": 1.0})
+    monkeypatch.setattr(example.pyarrow.parquet, "read_table", lambda *args, **kwargs: __import__("pyarrow").table({"error": [None]}))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert example.main(["images", "--model", "m.qarep", "--output", "out", "--num-cpus", "2"]) == 0
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert example.main(["images", "--model", "m.qarep", "--output", "out"]) == 0
+    assert calls[0]["address"] == "local" and calls[0]["num_cpus"] == 2
+    assert calls[1] == {}
