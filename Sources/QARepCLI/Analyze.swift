@@ -42,6 +42,7 @@ struct Analyze: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            letIdleOpenMPThreadsSleep()
             let importOptions = try importFlags.importOptions()
             var options = AnalysisOptions()
             options.calibration = try calibration.options()

@@ -36,6 +36,7 @@ struct Quantize: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            letIdleOpenMPThreadsSleep()
             let importOptions = try importFlags.importOptions()
             var options = try calibration.options()
             let network = try importCheckpoint(path: checkpoint, options: importOptions)
