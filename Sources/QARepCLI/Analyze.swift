@@ -42,6 +42,7 @@ struct Analyze: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            letIdleOpenMPThreadsSleep()
             let importOptions = try importFlags.importOptions()
             var options = AnalysisOptions()
             options.calibration = try calibration.options()
@@ -58,6 +59,7 @@ struct Analyze: ParsableCommand {
                                                 preprocessing: network.preprocessing, limit: calibration.count,
                                                 skipBad: calibration.skipBad)
             for skipped in data.skipped { printToStandardError("qarep: skipped \(skipped)\n") }
+            warnIfUpscaled(data, folder: calib)
             var evaluation: LabelledImages? = nil
             if let images {
                 let (files, labels) = try imageFolder(images)

@@ -68,3 +68,10 @@ struct CalibrationFlags: ParsableArguments {
         return options
     }
 }
+
+/// Warns when a folder's largest image is at most half the model input's shorter side: every image is upscaled,
+/// which is what a checkpoint trained on small images gets when imported at the default --input-size 224.
+func warnIfUpscaled(_ data: CalibrationData, folder: String) {
+    guard data.largestSourceSide > 0, data.largestSourceSide * 2 <= min(data.inputHeight, data.inputWidth) else { return }
+    printToStandardError("qarep: warning: the largest image in \(folder) is \(data.largestSourceSide) px and the model input \(data.inputWidth)x\(data.inputHeight), so every image is upscaled; a model trained at that size needs --input-size (and its --mean, --std, --crop-ratio)\n")
+}

@@ -47,7 +47,7 @@ struct Classify: ParsableCommand {
             guard top >= 1 else { throw CLIError("--top must be at least 1") }
             guard !(json && jsonl) else { throw CLIError("--json and --jsonl exclude each other") }
             try photo.validate(runtime: runtime)
-            useIdleOpenMPThreadsForDecoding()
+            letIdleOpenMPThreadsSleep()
             let loaded = try Model(contentsOfFile: model)
             let files = try photo.inputFiles(arguments: images)
             guard !files.isEmpty else { throw CLIError("no images given (arguments, folders or --files-from)") }

@@ -131,7 +131,7 @@ struct ThreadSplit {
     /// All CPUs for the session and as many decode workers, all at the same priority, and the inference thread
     /// decodes too while it waits (DecodePipeline.next): the scheduler shares the cores by demand, so they stay
     /// busy whichever dominates, inference with small photos or decoding with 12 MP ones. OpenMP's threads
-    /// must sleep between batches for this (`useIdleOpenMPThreadsForDecoding`). Decode workers at nice 10
+    /// must sleep between batches for this (`letIdleOpenMPThreadsSleep`). Decode workers at nice 10
     /// were as fast on a quiet machine and much slower whenever anything else ran (docs/performance.md,
     /// "Photo pipeline").
     static func automatic(sessionThreads: Int, decodeWorkers: Int, files: Int) -> ThreadSplit {
@@ -143,9 +143,10 @@ struct ThreadSplit {
 }
 
 /// libomp's threads spin for KMP_BLOCKTIME (200 ms) after a parallel region before they sleep; in a photo run
-/// that spinning takes the cores from the decode workers between batches. Called before the first OpenMP
-/// region (libomp reads the variable once, at its start-up); a value the user set is kept.
-func useIdleOpenMPThreadsForDecoding() {
+/// that spinning takes the cores from the decode workers between batches, and in calibration (which alternates
+/// the runtime's kernels with the FP32 forward's own workers, layer by layer) from those workers. Called before
+/// the first OpenMP region (libomp reads the variable once, at its start-up); a value the user set is kept.
+func letIdleOpenMPThreadsSleep() {
     setenv("KMP_BLOCKTIME", "0", 0)
 }
 

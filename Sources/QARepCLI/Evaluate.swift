@@ -40,7 +40,7 @@ struct Evaluate: ParsableCommand {
         var errors = 0
         try reportingErrors {
             try photo.validate(runtime: runtime)
-            useIdleOpenMPThreadsForDecoding()
+            letIdleOpenMPThreadsSleep()
             guard photo.filesFrom == nil else { throw CLIError("--files-from is for classify; evaluate reads the ImageFolder's classes") }
             let loaded = try Model(contentsOfFile: model)
             let (files, labels) = try imageFolder(images)
@@ -66,6 +66,25 @@ struct Evaluate: ParsableCommand {
             var top1 = 0, top5 = 0, fp32Top1 = 0, fp32Top5 = 0, agree = 0
             let classes = loaded.numClasses
             let selectedFiles = selected.map { files[$0] }
+            // The FP32 reference runs on batches of images (one GEMM per layer for the batch; one image at a time
+            // made the GEMMs narrow): pixels, true class and INT8 class wait here until a batch is full.
+            let fp32Batch = 64
+            var pendingPixels: [UInt8] = [], pending: [(truth: Int, int8: Int?)] = []
+            let workspace = FP32ForwardWorkspace()
+            func runFP32() throws {
+                guard let forward, !pending.isEmpty else { return }
+                let reference = try pendingPixels.withUnsafeBufferPointer {
+                    try forward.logits(pixels: $0, count: pending.count, workspace: workspace)
+                }
+                for (image, item) in pending.enumerated() {
+                    let fpRanked = rank(reference[(image * classes)..<((image + 1) * classes)])
+                    if fpRanked.first == item.truth { fp32Top1 += 1 }
+                    if fpRanked.prefix(5).contains(item.truth) { fp32Top5 += 1 }
+                    if fpRanked.first == item.int8 { agree += 1 }
+                }
+                pendingPixels.removeAll(keepingCapacity: true)
+                pending.removeAll(keepingCapacity: true)
+            }
             // The same decoding and pipeline as classify; a file that fails is reported and left out of the
             // accuracy (counted in "errors").
             let (ran, session) = try runPhotoPipeline(files: selectedFiles, model: loaded, runtime: runtime, photo: photo,
@@ -75,14 +94,13 @@ struct Evaluate: ParsableCommand {
                 let ranked = rank(logits)
                 if ranked.first == truth { top1 += 1 }
                 if ranked.prefix(5).contains(truth) { top5 += 1 }
-                if let forward {
-                    let reference = try Array(pixels).withUnsafeBufferPointer { try forward.logits(pixels: $0, count: 1) }
-                    let fpRanked = rank(reference[0..<classes])
-                    if fpRanked.first == truth { fp32Top1 += 1 }
-                    if fpRanked.prefix(5).contains(truth) { fp32Top5 += 1 }
-                    if fpRanked.first == ranked.first { agree += 1 }
+                if forward != nil {
+                    pendingPixels.append(contentsOf: pixels)
+                    pending.append((truth, ranked.first))
+                    if pending.count == fp32Batch { try runFP32() }
                 }
             }
+            try runFP32()
             errors = ran.errors
             let int8Seconds = ran.inferenceSeconds
             let n = Double(max(ran.images, 1))

@@ -36,6 +36,7 @@ struct Quantize: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            letIdleOpenMPThreadsSleep()
             let importOptions = try importFlags.importOptions()
             var options = try calibration.options()
             let network = try importCheckpoint(path: checkpoint, options: importOptions)
@@ -44,6 +45,7 @@ struct Quantize: ParsableCommand {
                                                 skipBad: calibration.skipBad,
                                                 exactDecode: exactDecode)
             for skipped in data.skipped { printToStandardError("qarep: skipped \(skipped)\n") }
+            warnIfUpscaled(data, folder: calib)
             options.producer = "qarep quantize (qarep \(QARepCommand.configuration.version))"
             let progress = ProgressReporter(label: "calibrating")
             let (model, calibrationReport) = try calibrateAndQuantize(network: network, calibration: data, options: options,

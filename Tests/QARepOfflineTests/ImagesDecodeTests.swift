@@ -125,5 +125,7 @@ final class ImagesDecodeTests: XCTestCase {
             try resizeAndCrop(rgb: $0, width: width, height: height, rowStride: width * 3, outputWidth: 3, outputHeight: 3, cropRatio: 1)
         }
         XCTAssertEqual(data.pixels, expected)
+        // The source size is kept for the CLI's upscaling warning.
+        XCTAssertEqual(data.largestSourceSide, max(width, height))
     }
 }

@@ -105,7 +105,11 @@ func calibrate(network: FusedNetwork, calibration: CalibrationData, options: Cal
     let holdoutSet = try data.subset(heldAside)
     guard calibrationSet.count > 0 else { throw CalibrationError("no calibration images left after the hold-out") }
     let threads = options.threads == 0 ? ProcessInfo.processInfo.activeProcessorCount : options.threads
-    openblas_set_num_threads(Int32(clamping: threads))
+    // OpenBLAS's own threads wait for each other by spinning on sched_yield: on a loaded machine one descheduled
+    // thread stalled GPTQ's ssyrk for minutes (docs/calibration.md, "Calibration time"). The FP32 forward threads
+    // over its blocks itself; the rest of the BLAS work runs on the calling thread.
+    openblas_set_num_threads(1)
+    fp32ForwardThreads.store(threads, ordering: .relaxed)
 
     // Bias correction measures FP32 and INT8 means on the same images: an evenly spaced subset, observed first
     // so its FP32 means come out of the same pass that fills the histograms.

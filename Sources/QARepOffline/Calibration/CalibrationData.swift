@@ -21,6 +21,9 @@ public struct CalibrationData: Sendable {
     public var names: [String]
     /// Files that could not be decoded and were skipped (only with skipBad).
     public var skipped: [InputFileError]
+    /// The longest side of the largest source image of a folder (0 for an .npy): the CLI warns when every image
+    /// is far smaller than the model input, the sign of a missing --input-size.
+    public var largestSourceSide = 0
 
     public var count: Int { names.count }
     public var imageBytes: Int { inputHeight * inputWidth * 3 }
@@ -109,7 +112,7 @@ public struct CalibrationData: Sendable {
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             var index = worker
             while index < files.count {
-                results.set(index, Result { () throws -> [UInt8] in try decoder.decode(path: files[index]).pixels })
+                results.set(index, Result { () throws -> DecodedModelInput in try decoder.decode(path: files[index]) })
                 index += workers
             }
         }
@@ -117,11 +120,13 @@ public struct CalibrationData: Sendable {
         pixels.reserveCapacity(files.count * size)
         var names: [String] = []
         var skipped: [InputFileError] = []
+        var largestSide = 0
         for (index, result) in results.values.enumerated() {
             switch result {
             case .success(let image)?:
-                pixels.append(contentsOf: image)
+                pixels.append(contentsOf: image.pixels)
                 names.append(files[index])
+                largestSide = max(largestSide, image.width, image.height)
             case .failure(let error)?:
                 let named = error as? InputFileError ?? InputFileError(source: files[index], reason: "\(error)")
                 guard skipBad else { throw named }
@@ -131,7 +136,9 @@ public struct CalibrationData: Sendable {
             }
         }
         guard !names.isEmpty else { throw InputFileError(source: path, reason: "none of the \(files.count) images could be decoded") }
-        return try CalibrationData(inputHeight: inputHeight, inputWidth: inputWidth, pixels: pixels, names: names, skipped: skipped)
+        var data = try CalibrationData(inputHeight: inputHeight, inputWidth: inputWidth, pixels: pixels, names: names, skipped: skipped)
+        data.largestSourceSide = largestSide
+        return data
     }
 }
 
@@ -144,10 +151,10 @@ func evenlySpaced<T>(_ items: [T], count: Int) -> [T] {
 /// Per-index result storage written by concurrent workers, each index by exactly one worker.
 private final class ResultSlots: Sendable {
     // Synchronization's Mutex: NSLock is Foundation's.
-    private let storage: Mutex<[Result<[UInt8], Error>?]>
+    private let storage: Mutex<[Result<DecodedModelInput, Error>?]>
     init(count: Int) { storage = Mutex(Array(repeating: nil, count: count)) }
-    func set(_ index: Int, _ value: Result<[UInt8], Error>) {
+    func set(_ index: Int, _ value: Result<DecodedModelInput, Error>) {
         storage.withLock { $0[index] = value }
     }
-    var values: [Result<[UInt8], Error>?] { storage.withLock { $0 } }
+    var values: [Result<DecodedModelInput, Error>?] { storage.withLock { $0 } }
 }

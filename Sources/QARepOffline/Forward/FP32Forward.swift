@@ -3,6 +3,7 @@
 // [channel][image][row][column] so that one GEMM covers the whole batch (wide N even for the 7x7 last stage).
 import COpenBLAS
 import Dispatch  // concurrentPerform, which Foundation re-exported
+import Synchronization
 #if canImport(FoundationEssentials)
 // FoundationEssentials, not Foundation: linked statically, Foundation's internationalization brings ICU's
 // data (tens of MB) into the CLI. Glibc gives the math and stdio that Foundation re-exported.
@@ -110,12 +111,10 @@ public struct FP32Forward: Sendable {
         var height = network.inputHeight, width = network.inputWidth
         for (index, conv) in network.convs.enumerated() {
             let outHeight = layerHeights[index], outWidth = layerWidths[index]
-            let inPerGroup = conv.inChannels / conv.groups
             let spatial = count * outHeight * outWidth
             let output = workspace.buffer(index % 2 == 0 ? 1 : 0, count: conv.outChannels * spatial)
-            let columns = workspace.buffer(2, count: inPerGroup * 9 * spatial)
             convolve(conv, input: UnsafeBufferPointer(current), count: count, height: height, width: width,
-                     outHeight: outHeight, outWidth: outWidth, columns: columns, output: output, relu: true)
+                     outHeight: outHeight, outWidth: outWidth, workspace: workspace, output: output, relu: true)
             if let observer { observer(.conv(index), UnsafeBufferPointer(output)) }
             current = output
             height = outHeight
@@ -134,10 +133,9 @@ public struct FP32Forward: Sendable {
         let outHeight = layerHeights[index], outWidth = layerWidths[index]
         let spatial = count * outHeight * outWidth
         var output = [Float](repeating: 0, count: conv.outChannels * spatial)
-        let columns = workspace.buffer(2, count: conv.inChannels / conv.groups * 9 * spatial)
         output.withUnsafeMutableBufferPointer {
             convolve(conv, input: input, count: count, height: height, width: width, outHeight: outHeight,
-                     outWidth: outWidth, columns: columns, output: $0, relu: relu)
+                     outWidth: outWidth, workspace: workspace, output: $0, relu: relu)
         }
         return output
     }
@@ -187,33 +185,88 @@ public struct FP32Forward: Sendable {
         return input
     }
 
+    /// im2col + sgemm, cut into blocks of output columns (image, row, column) that the workers take in turn: each
+    /// fills its block's columns into a buffer that stays in cache and multiplies it with a single-threaded sgemm
+    /// straight into the output, then adds the bias. The whole-layer column matrix (tens of MB at batch 64) went
+    /// through memory twice, and OpenBLAS's own threads spun (sched_yield) between the calls; see
+    /// docs/calibration.md, "Calibration time". The workers are `fp32ForwardThreads` (calibration's --threads);
+    /// each column's sum is the same whatever the blocks.
     private func convolve(_ conv: FusedConv, input: UnsafeBufferPointer<Float>, count: Int, height: Int, width: Int,
-                          outHeight: Int, outWidth: Int, columns: UnsafeMutableBufferPointer<Float>,
+                          outHeight: Int, outWidth: Int, workspace: FP32ForwardWorkspace,
                           output: UnsafeMutableBufferPointer<Float>, relu: Bool) {
         let inPerGroup = conv.inChannels / conv.groups, outPerGroup = conv.outChannels / conv.groups
         let depth = inPerGroup * 9
         let spatial = count * outHeight * outWidth
+        let blockWidth = min(spatial, max(16, columnBlockFloats / depth / 16 * 16))
+        let blocks = (spatial + blockWidth - 1) / blockWidth
+        let setting = fp32ForwardThreads.load(ordering: .relaxed)
+        let workers = max(1, min(blocks, setting > 0 ? setting : ProcessInfo.processInfo.activeProcessorCount))
+        let columns = workspace.buffer(3, count: workers * depth * blockWidth)
         guard let inputBase = input.baseAddress, let columnBase = columns.baseAddress, let outputBase = output.baseAddress else { return }
-        for group in 0..<conv.groups {
-            let shape = ColumnShape(channelOffset: group * inPerGroup, rows: depth, count: count, height: height,
-                                    width: width, outHeight: outHeight, outWidth: outWidth, stride: conv.stride)
-            fillColumns(shape, source: SendablePointer(inputBase), target: SendableMutablePointer(columnBase))
+        let source = SendablePointer(inputBase), target = SendableMutablePointer(columnBase)
+        let result = SendableMutablePointer(outputBase)
+        let shape = ColumnShape(channelOffset: 0, rows: depth, count: count, height: height, width: width,
+                                outHeight: outHeight, outWidth: outWidth, stride: conv.stride)
+        withSingleThreadedBLAS {
             conv.weight.withUnsafeBufferPointer { weights in
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(outPerGroup), Int32(spatial), Int32(depth),
-                            1, weights.baseAddress.map { $0 + group * outPerGroup * depth }, Int32(depth),
-                            columnBase, Int32(spatial), 0, outputBase + group * outPerGroup * spatial, Int32(spatial))
-            }
-        }
-        for channel in 0..<conv.outChannels {
-            let bias = conv.bias[channel]
-            let base = channel * spatial
-            if relu {
-                for index in base..<(base + spatial) { output[index] = max(output[index] + bias, 0) }
-            } else {
-                for index in base..<(base + spatial) { output[index] += bias }
+                conv.bias.withUnsafeBufferPointer { biases in
+                    guard let weightBase = weights.baseAddress, let biasBase = biases.baseAddress else { return }
+                    let weight = SendablePointer(weightBase), bias = SendablePointer(biasBase)
+                    // Blocks are taken from a shared counter, not dealt out in advance: on a loaded machine a worker
+                    // that loses its core for a while then holds up no block of its own.
+                    let next = WorkCounter()
+                    let work: @Sendable (Int) -> Void = { worker in
+                        let buffer = target.base + worker * depth * blockWidth
+                        while true {
+                            let item = next.take()
+                            guard item < blocks * conv.groups else { break }
+                            let group = item / blocks, first = item % blocks * blockWidth
+                            let width = min(blockWidth, spatial - first)
+                            var groupShape = shape
+                            groupShape.channelOffset = group * inPerGroup
+                            fillColumnBlock(groupShape, source: source.base, columns: first..<(first + width), target: buffer)
+                            let out = result.base + group * outPerGroup * spatial + first
+                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(outPerGroup), Int32(width), Int32(depth),
+                                        1, weight.base + group * outPerGroup * depth, Int32(depth), buffer, Int32(width),
+                                        0, out, Int32(spatial))
+                            for row in 0..<outPerGroup {
+                                let b = bias.base[group * outPerGroup + row]
+                                let line = out + row * spatial
+                                if relu {
+                                    for index in 0..<width { line[index] = max(line[index] + b, 0) }
+                                } else {
+                                    for index in 0..<width { line[index] += b }
+                                }
+                            }
+                        }
+                    }
+                    if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
+                }
             }
         }
     }
+}
+
+/// Workers of the FP32 forward's convolutions; 0 is one per CPU. Calibration sets it from its `threads`.
+let fp32ForwardThreads = Atomic<Int>(0)
+
+/// Hands out consecutive work item numbers to concurrent workers.
+final class WorkCounter: Sendable {
+    private let counter = Atomic<Int>(0)
+    func take() -> Int { counter.add(1, ordering: .relaxed).oldValue }
+}
+
+/// Floats of one worker's im2col block (1 MB: Zen 4's L2, and well inside others'), so that the block is still in
+/// cache when sgemm reads it.
+let columnBlockFloats = 256 * 1024
+
+/// Runs `body` with OpenBLAS on one thread (the caller's), restoring its thread count after: the FP32 forward
+/// threads over blocks itself and calls sgemm from each worker.
+func withSingleThreadedBLAS<T>(_ body: () throws -> T) rethrows -> T {
+    let threads = openblas_get_num_threads()
+    if threads != 1 { openblas_set_num_threads(1) }
+    defer { if threads != 1 { openblas_set_num_threads(threads) } }
+    return try body()
 }
 
 /// Reusable activation and im2col buffers, so that a calibration loop does not allocate (and page-fault in)
@@ -265,28 +318,65 @@ func fillColumns(_ shape: ColumnShape, source: SendablePointer, target: Sendable
     let workers = max(1, min(shape.rows, ProcessInfo.processInfo.activeProcessorCount))
     let spatial = shape.count * shape.outHeight * shape.outWidth
     DispatchQueue.concurrentPerform(iterations: workers) { part in
-        let input = source.base, columns = target.base
-        let height = shape.height, width = shape.width, outWidth = shape.outWidth, stride = shape.stride
-        for row in (part * shape.rows / workers)..<((part + 1) * shape.rows / workers) {
-            let channel = shape.channelOffset + row / 9
-            let ky = (row % 9) / 3 - 1, kx = row % 3 - 1
-            var out = row * spatial
-            for image in 0..<shape.count {
-                let planeBase = (channel * shape.count + image) * height * width
-                for oy in 0..<shape.outHeight {
-                    let iy = oy * stride + ky
-                    if iy < 0 || iy >= height {
-                        (columns + out).update(repeating: 0, count: outWidth)
+        let rows = (part * shape.rows / workers)..<((part + 1) * shape.rows / workers)
+        fillColumnBlock(shape, source: source.base, columns: 0..<spatial, rows: rows, target: target.base + rows.lowerBound * spatial)
+    }
+}
+
+/// im2col of columns `columns` (of the layer's count x outHeight x outWidth) and rows `rows` (all by default) into
+/// `target`, row after row, each row `columns.count` long. The block's columns fall into runs within one output
+/// row, the same for every im2col row, so they are found once; each run is then a copy (stride 1) or a gather
+/// (stride 2), with zeros where the tap reads the border.
+func fillColumnBlock(_ shape: ColumnShape, source input: UnsafePointer<Float>, columns: Range<Int>, rows: Range<Int>? = nil,
+                     target: UnsafeMutablePointer<Float>) {
+    let height = shape.height, width = shape.width, outWidth = shape.outWidth, stride = shape.stride
+    let plane = height * width
+    // Per run: the image's offset in a channel plane, the first input row (oy * stride), the first output column
+    // and the run's length.
+    var runs: [(image: Int, inRow: Int, firstColumn: Int, span: Int)] = []
+    var image = columns.lowerBound / (shape.outHeight * outWidth)
+    var oy = columns.lowerBound / outWidth % shape.outHeight, ox = columns.lowerBound % outWidth
+    var column = columns.lowerBound
+    while column < columns.upperBound {
+        let span = min(outWidth - ox, columns.upperBound - column)
+        runs.append((image * plane, oy * stride, ox, span))
+        column += span
+        ox = 0
+        oy += 1
+        if oy == shape.outHeight { oy = 0; image += 1 }
+    }
+    var out = target
+    for row in rows ?? 0..<shape.rows {
+        let channel = input + (shape.channelOffset + row / 9) * shape.count * plane
+        let ky = (row % 9) / 3 - 1, kx = row % 3 - 1
+        // Output columns ox whose tap reads inside the image: lowX..<highX.
+        let lowX = kx < 0 ? 1 : 0
+        let highX = width - 1 - kx < 0 ? 0 : min(outWidth, (width - 1 - kx) / stride + 1)
+        for run in runs {
+            let iy = run.inRow &+ ky
+            let ox0 = run.firstColumn, ox1 = ox0 &+ run.span
+            let from = max(ox0, lowX), to = min(ox1, highX)
+            if iy < 0 || iy >= height || from >= to {
+                out.update(repeating: 0, count: run.span)
+            } else {
+                // Wrapping arithmetic and pointers: the checked forms kept these loops from being vectorized.
+                let head = from &- ox0, count = to &- from, tail = ox1 &- to
+                if head > 0 { out.update(repeating: 0, count: head) }
+                let line = channel + (run.image &+ iy &* width &+ kx &+ from &* stride), destination = out + head
+                if stride == 1 {
+                    if count >= 16 {
+                        destination.update(from: line, count: count)
                     } else {
-                        let rowBase = input + planeBase + iy * width
-                        for ox in 0..<outWidth {
-                            let ix = ox * stride + kx
-                            columns[out + ox] = (ix >= 0 && ix < width) ? rowBase[ix] : 0
-                        }
+                        var index = 0
+                        while index < count { destination[index] = line[index]; index &+= 1 }
                     }
-                    out += outWidth
+                } else {
+                    var index = 0
+                    while index < count { destination[index] = line[index &* stride]; index &+= 1 }
                 }
+                if tail > 0 { (destination + count).update(repeating: 0, count: tail) }
             }
+            out += run.span
         }
     }
 }
