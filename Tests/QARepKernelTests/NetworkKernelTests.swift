@@ -269,9 +269,10 @@ final class NetworkKernelTests: XCTestCase {
         XCTAssertGreaterThan(blockedPaths, 0, "no SIMD path on this CPU to exercise")
     }
 
-    /// A member late at a barrier makes the next layer-by-layer runs of that history go on one thread for a
-    /// while (twice as long if it is late again), and a run that keeps pace ends the doubling; runs of at
-    /// least as many images as threads are not judged. Every run gives the same bytes.
+    /// After a first team run that is not judged, a member late at a barrier twice in a row makes the next
+    /// layer-by-layer runs of that history go on one thread for a while (twice as long if it is late again),
+    /// and a run that keeps pace ends the doubling; runs of at least as many images as threads are not
+    /// judged. Every run gives the same bytes.
     func testALateMemberShrinksTheTeamForAWhile() {
         var rng = SeededGenerator(seed: Self.baseSeed &+ 310)
         let net = NetworkCase.random(inH: 12, inW: 10, layers: [(16, 2, 1), (24, 1, 1), (32, 2, 1)], classes: 5, &rng)
@@ -292,6 +293,9 @@ final class NetworkKernelTests: XCTestCase {
                     XCTAssertTrue(result.fencesIntact)
                     XCTAssertTrue(result.result.logits == (batch == 1 ? expectedOne : expected).logits, "\(pathName(path)) batch \(batch)")
                 }
+                run(batch: 1, lateMember: 1)
+                XCTAssertEqual(history.late_runs, 0, "\(pathName(path)): the first team run is not judged")
+                XCTAssertEqual(history.team_runs, 1, pathName(path))
                 run(batch: 1, lateMember: 1)
                 XCTAssertEqual(history.late_runs, 1, pathName(path))
                 XCTAssertEqual(history.solo_length, 0, "\(pathName(path)): one late run alone is a hiccup, not load")

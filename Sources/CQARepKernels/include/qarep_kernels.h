@@ -177,6 +177,7 @@ typedef struct qk_team_history {
     double solo_length;  // of the last solo period (0: the last team run kept pace); doubles while load lasts
     int64_t late_runs;   // team runs in which a member was late (for tests and bench)
     int32_t late_in_a_row;  // consecutive late team runs; one alone is a hiccup, not load
+    int64_t team_runs;      // layer-by-layer team runs recorded, the first of which is not judged
 } qk_team_history;
 
 // qk_network_run with a history (NULL: none, the team as asked); results are the same bytes either way.

@@ -19,6 +19,23 @@
 // one after another.
 #define QK_LATE_RUNS_FOR_SOLO 2
 
+// libomp's workers spin for KMP_BLOCKTIME (200 ms by default) after a team run before they sleep. A session
+// that has just gone solo would share its core with that spinning for its first 200 ms (A0 batch 1 under
+// bench --busy-core: 2 threads 3-6% slower than 1), so an empty region with a zero block time sends them to
+// sleep at once. Weak: libgomp (the aarch64 build's runtime) has no such call, and spins far shorter.
+extern int kmp_get_blocktime(void) __attribute__((weak));
+extern void kmp_set_blocktime(int milliseconds) __attribute__((weak));
+
+static void park_idle_workers(int32_t threads) {
+    if (kmp_get_blocktime == NULL || kmp_set_blocktime == NULL) return;
+    const int blocktime = kmp_get_blocktime();
+    kmp_set_blocktime(0);
+#pragma omp parallel num_threads(threads)
+    {
+    }
+    kmp_set_blocktime(blocktime);
+}
+
 int32_t qk_team_pace_threads(const qk_team_history *history, int32_t threads) {
     if (history == NULL || threads < 2) return threads;
     return qk_monotonic_seconds() < history->solo_until ? 1 : threads;
@@ -26,6 +43,10 @@ int32_t qk_team_pace_threads(const qk_team_history *history, int32_t threads) {
 
 void qk_team_pace_record(qk_team_history *history, int32_t threads, double longest_wait) {
     if (history == NULL || threads < 2) return;
+    // A session's first team run starts the OpenMP workers and touches its scratch for the first time, so a
+    // member is often late there on a quiet machine; judged, it made the next run late twice in a row and sent
+    // a quiet 2-thread session solo (bench's quiet A0 batch 1: 6.07 ms instead of 3.4).
+    if (history->team_runs++ == 0) return;
     if (longest_wait <= QK_LATE_SECONDS) {
         history->solo_length = 0.0;
         history->late_in_a_row = 0;
@@ -37,4 +58,5 @@ void qk_team_pace_record(qk_team_history *history, int32_t threads, double longe
     if (length > QK_SOLO_LONGEST_SECONDS) length = QK_SOLO_LONGEST_SECONDS;
     history->solo_length = length;
     history->solo_until = qk_monotonic_seconds() + length;
+    park_idle_workers(threads);
 }
