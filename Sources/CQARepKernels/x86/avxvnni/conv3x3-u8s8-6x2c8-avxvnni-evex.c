@@ -1,0 +1,4 @@
+// The EVEX twin of conv3x3-u8s8-6x2c8-avxvnni.c (avxvnni.h): the same source with the 256-bit vpdpbusd EVEX-encoded, a
+// test-only path for CPUs with AVX-512 VNNI and VL but without AVX-VNNI.
+#define QK_AVXVNNI_EVEX_TWIN 1
+#include "x86/avxvnni/conv3x3-u8s8-6x2c8-avxvnni.c"

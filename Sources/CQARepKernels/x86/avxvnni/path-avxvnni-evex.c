@@ -1,0 +1,4 @@
+// The EVEX twin of path-avxvnni.c (avxvnni.h): the same source with the 256-bit vpdpbusd EVEX-encoded, a
+// test-only path for CPUs with AVX-512 VNNI and VL but without AVX-VNNI.
+#define QK_AVXVNNI_EVEX_TWIN 1
+#include "x86/avxvnni/path-avxvnni.c"
