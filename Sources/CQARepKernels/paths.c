@@ -5,8 +5,9 @@
 
 #define QK_PATH_ADDRESS(id, config) &config,
 static const qk_path_config *const paths[QK_PATH_COUNT] = {QK_PATH_TABLE(QK_PATH_ADDRESS)};
-static const qk_path_config *const test_paths[QK_PATH_TEST_END - QK_PATH_COUNT - 1] = {
-    QK_TEST_PATH_TABLE(QK_PATH_ADDRESS)};
+// With a trailing NULL, so that the array is never empty (a build without test paths).
+static const qk_path_config *const test_paths[QK_PATH_TEST_END - QK_PATH_COUNT] = {
+    QK_TEST_PATH_TABLE(QK_PATH_ADDRESS) NULL};
 #undef QK_PATH_ADDRESS
 
 // A path of the table or a test-only path; NULL for any other value (QK_PATH_COUNT included).
