@@ -421,11 +421,13 @@ const qk_path_ops qk_blocked_ops = {
     .conv_packed_size = qk_conv_blocked_packed_size,
     .conv_pack = qk_conv_blocked_pack,
     .conv_unpack = qk_conv_blocked_unpack,
+    .conv_pack_in_place = qk_conv_blocked_pack_in_place,
     .conv_share = conv_share,
     .conv_first_weights = conv_first_weights,
     .fc_packed_size = qk_fc_blocked_packed_size,
     .fc_pack = qk_fc_blocked_pack,
     .fc_unpack = qk_fc_blocked_unpack,
+    .fc_pack_in_place = qk_fc_blocked_pack_in_place,
     .fc_share = qk_fc_blocked_share,
     .fc_first_weights = qk_fc_blocked_first_weights,
 };

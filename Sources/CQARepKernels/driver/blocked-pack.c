@@ -14,6 +14,13 @@ size_t qk_conv_blocked_packed_size(const qk_path_config *path, const qk_conv_geo
     return qk_conv_blocked_size(&blocking, geo);
 }
 
+// The sum of n int8 weights, for a block trailer (the paths without trailers skip it).
+static int32_t sum_of_weights(const int8_t *weights, size_t n) {
+    int32_t sum = 0;
+    for (size_t i = 0; i < n; i++) sum += weights[i];
+    return sum;
+}
+
 // The packing order is walked once for both directions, so that pack and unpack cannot drift apart:
 // packing gathers each unit's weights from OIHW (zero where a lane or a position does not exist) and lays
 // the unit out; unpacking reads the unit back and scatters the same weights to the same OIHW elements.
@@ -126,10 +133,8 @@ static bool conv_blocked_pack_transposed(const qk_path_config *path, const qk_co
                     for (size_t c = 0; c < (size_t)ipg; c++) out[c] = channel[c * 9 + tap];
                     memset(out + ipg, 0, row - (size_t)ipg);  // a partial last chunk's missing channels weigh 0
                 }
-                // Summed over the contiguous OIHW run, which vectorizes, rather than inside the strided copy.
-                int32_t sum = 0;
-                for (size_t i = 0; i < (size_t)ipg * 9; i++) sum += channel[i];
-                lane_sums[t] = sum;
+                // Summed over the contiguous OIHW run rather than inside the strided copy.
+                if (geometry->trailer_bytes > 0) lane_sums[t] = sum_of_weights(channel, (size_t)ipg * 9);
             }
             for (int32_t tap = 0; tap < 9; tap++) {
                 for (int32_t chunk = 0; chunk < b.chunks; chunk++) {
@@ -213,40 +218,90 @@ static void fc_blocked_traverse(const qk_path_config *path, int32_t in_c, int32_
     }
 }
 
-// Packing the head, fast: each lane of a unit is a run of `depth` contiguous weights of its output's row.
-void qk_fc_blocked_pack(const qk_path_config *path, int32_t in_c, int32_t out_c, const int8_t *weight, void *packed) {
-    const qk_pack_geometry *geometry = &path->packing;
-    const int32_t lanes = geometry->lanes, depth = geometry->depth;
-    const int32_t blocks = (out_c + lanes - 1) / lanes, chunks = (in_c + depth - 1) / depth;
-    uint8_t *next = packed;
+// One block of the head, fast: each lane of a unit is a run of `depth` contiguous weights of its output's
+// row. `rows` holds the block's `present` rows of in_c weights; returns the byte after the block.
+static uint8_t *fc_pack_block(const qk_pack_geometry *geometry, int32_t in_c, const int8_t *rows, int32_t present,
+                              uint8_t *next) {
+    const int32_t lanes = geometry->lanes, depth = geometry->depth, chunks = (in_c + depth - 1) / depth;
     int8_t weights[QK_MAX_PACK_LANES * QK_MAX_PACK_DEPTH];
-    for (int32_t block = 0; block < blocks; block++) {
-        int32_t lane_sums[QK_MAX_PACK_LANES] = {0};
-        for (int32_t chunk = 0; chunk < chunks; chunk++) {
-            const int32_t valid = in_c - chunk * depth < depth ? in_c - chunk * depth : depth;
-            // Lane-major units are gathered in place; others through the path's arrangement.
-            int8_t *unit = geometry->units_are_lane_major ? (int8_t *)next : weights;
-            for (int32_t lane = 0; lane < lanes; lane++) {
-                const int32_t k = block * lanes + lane;
-                int8_t *unit_lane = unit + lane * depth;
-                if (k >= out_c || valid < depth) memset(unit_lane, 0, (size_t)depth);
-                if (k >= out_c) continue;
-                const int8_t *run = weight + (size_t)k * (size_t)in_c + (size_t)chunk * (size_t)depth;
-                if (valid == 4)
-                    __builtin_memcpy(unit_lane, run, 4);
-                else
-                    memcpy(unit_lane, run, (size_t)valid);
-                if (geometry->trailer_bytes > 0)
-                    for (int32_t q = 0; q < valid; q++) lane_sums[lane] += unit_lane[q];
-            }
-            if (!geometry->units_are_lane_major) geometry->pack_unit(weights, next);
-            next += geometry->unit_bytes;
+    int32_t lane_sums[QK_MAX_PACK_LANES] = {0};  // lanes beyond the classes weigh 0
+    for (int32_t lane = 0; geometry->trailer_bytes > 0 && lane < present; lane++)
+        lane_sums[lane] = sum_of_weights(rows + (size_t)lane * (size_t)in_c, (size_t)in_c);
+    for (int32_t chunk = 0; chunk < chunks; chunk++) {
+        const int32_t valid = in_c - chunk * depth < depth ? in_c - chunk * depth : depth;
+        // Lane-major units are gathered in place; others through the path's arrangement.
+        int8_t *unit = geometry->units_are_lane_major ? (int8_t *)next : weights;
+        for (int32_t lane = 0; lane < lanes; lane++) {
+            int8_t *unit_lane = unit + lane * depth;
+            if (lane >= present || valid < depth) memset(unit_lane, 0, (size_t)depth);
+            if (lane >= present) continue;
+            const int8_t *run = rows + (size_t)lane * (size_t)in_c + (size_t)chunk * (size_t)depth;
+            if (valid == 4)
+                __builtin_memcpy(unit_lane, run, 4);
+            else
+                memcpy(unit_lane, run, (size_t)valid);
         }
-        if (geometry->trailer_bytes > 0) {
-            geometry->pack_trailer(lane_sums, next);
-            next += geometry->trailer_bytes;
-        }
+        if (!geometry->units_are_lane_major) geometry->pack_unit(weights, next);
+        next += geometry->unit_bytes;
     }
+    if (geometry->trailer_bytes > 0) {
+        geometry->pack_trailer(lane_sums, next);
+        next += geometry->trailer_bytes;
+    }
+    return next;
+}
+
+static int32_t block_rows(int32_t lanes, int32_t out_c, int32_t block) {
+    return out_c - block * lanes < lanes ? out_c - block * lanes : lanes;
+}
+
+void qk_fc_blocked_pack(const qk_path_config *path, int32_t in_c, int32_t out_c, const int8_t *weight, void *packed) {
+    const int32_t lanes = path->packing.lanes, blocks = (out_c + lanes - 1) / lanes;
+    uint8_t *next = packed;
+    for (int32_t block = 0; block < blocks; block++)
+        next = fc_pack_block(&path->packing, in_c, weight + (size_t)block * (size_t)lanes * (size_t)in_c,
+                             block_rows(lanes, out_c, block), next);
+}
+
+// ---- Packing in place (a model load's weights read straight into their layer's packed region) ----
+// The weights lie at the region's end. Each tile (block) is copied out before its packed bytes are written,
+// and no tile packs into fewer bytes than its weights take, so the writes never reach weights not yet copied.
+
+static bool units_hold_their_weights(const qk_pack_geometry *geometry) {
+    return geometry->unit_bytes >= (size_t)geometry->lanes * (size_t)geometry->depth;
+}
+
+bool qk_conv_blocked_pack_in_place(const qk_path_config *path, const qk_conv_geometry *geo, void *packed,
+                                   size_t region_bytes) {
+    const qk_conv_blocking b = qk_conv_blocking_of(geo, path);
+    const size_t weights = (size_t)geo->out_c * (size_t)geo->in_per_group * 9;
+    // Only the tap-by-tap layout copies a tile out first; dense mode walks the weights in another order.
+    if (b.taps != 9 || !units_hold_their_weights(&path->packing) || region_bytes < weights ||
+        region_bytes < qk_conv_blocked_size(&b, geo))
+        return false;
+    if (packed == NULL) return true;
+    return conv_blocked_pack_transposed(path, geo, (const int8_t *)packed + (region_bytes - weights), packed);
+}
+
+bool qk_fc_blocked_pack_in_place(const qk_path_config *path, int32_t in_c, int32_t out_c, void *packed,
+                                 size_t region_bytes) {
+    const int32_t lanes = path->packing.lanes, blocks = (out_c + lanes - 1) / lanes;
+    const size_t weights = (size_t)in_c * (size_t)out_c;
+    if (!units_hold_their_weights(&path->packing) || region_bytes < weights ||
+        region_bytes < qk_fc_blocked_packed_size(path, in_c, out_c))
+        return false;
+    if (packed == NULL) return true;
+    int8_t *rows = malloc((size_t)lanes * (size_t)in_c);
+    if (rows == NULL) return false;
+    const int8_t *source = (const int8_t *)packed + (region_bytes - weights);
+    uint8_t *next = packed;
+    for (int32_t block = 0; block < blocks; block++) {
+        const int32_t present = block_rows(lanes, out_c, block);
+        memcpy(rows, source + (size_t)block * (size_t)lanes * (size_t)in_c, (size_t)present * (size_t)in_c);
+        next = fc_pack_block(&path->packing, in_c, rows, present, next);
+    }
+    free(rows);
+    return true;
 }
 
 void qk_fc_blocked_unpack(const qk_path_config *path, int32_t in_c, int32_t out_c, const void *packed,

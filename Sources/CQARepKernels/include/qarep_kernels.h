@@ -130,6 +130,13 @@ qk_status qk_network_create(qk_path path, int32_t conv_count, const qk_conv_shap
 // Packs conv layer i's OIHW weights and copies its out_c biases and multipliers and in_c pad values.
 qk_status qk_network_set_conv(qk_network *network, int32_t index, const int8_t *weight_oihw, const int32_t *bias,
                               const float *multiplier, const uint8_t *pad_value);
+// Where conv layer i's OIHW weights may be written so that qk_network_set_conv, given this pointer, packs
+// them where they lie: the end of the layer's own packed region, so that loading needs no buffer for them.
+// NULL when the layer's packing cannot run in place (then pass weights held elsewhere). Writing there
+// unsets the layer until it is set again.
+int8_t *qk_network_conv_staging(qk_network *network, int32_t index);
+// The same for the fc head's [classes][last out_c] weights and qk_network_set_head.
+int8_t *qk_network_fc_staging(qk_network *network);
 // Sets the pool's multiplier and packs the fc head's [classes][last out_c] weights.
 qk_status qk_network_set_head(qk_network *network, float pool_multiplier, const int8_t *fc_weight,
                               const int32_t *fc_bias, const float *fc_multiplier);
