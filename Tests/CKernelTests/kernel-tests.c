@@ -20,7 +20,11 @@ enum { EXTRA = QK_EXTRA_BYTES, GUARD = 64 };
 static const int32_t thread_counts[] = {1, 2, 3};
 static long passed, failed;
 static bool quick;
-static bool compared[QK_PATH_COUNT];
+// Every path the tests run: the table's, then its test-only paths, which follow the gap at QK_PATH_COUNT
+// (qarep_kernels.h).
+static bool compared[QK_PATH_TEST_END];
+static int next_path(int path) { return path + 1 == QK_PATH_COUNT ? path + 2 : path + 1; }
+#define FOR_EACH_PATH(path) for (int path = 0; path < QK_PATH_TEST_END; path = next_path(path))
 
 static void check(bool ok, const char *what, const char *path, int32_t threads, const char *context) {
     if (ok) {
@@ -195,7 +199,7 @@ static void check_conv(const conv_case *c, uint64_t seed, bool naive, bool tiny,
         naive_conv(c, &d, result);
         check(memcmp(oracle, result, count) == 0, "conv against the spec", "scalar", 1, context);
     }
-    for (int path = 0; path < QK_PATH_COUNT; path++) {
+    FOR_EACH_PATH(path) {
         if (!qk_path_supported((qk_path)path)) continue;
         for (int t = 0; t < 3; t++) {
             memset(result, 0, count);
@@ -258,7 +262,7 @@ static void conv_tests(void) {
 }
 
 // ---- Winograd F(2x2,3x3) ----
-static bool winograd_ran[QK_PATH_COUNT];
+static bool winograd_ran[QK_PATH_TEST_END];
 
 // The path's Winograd kernels forced on (qk_testing_conv3x3_winograd), against the scalar oracle at 1-3
 // threads, with the transformed weights' round trip; paths without Winograd refuse and are reported.
@@ -268,7 +272,7 @@ static void check_winograd(const conv_case *c, const conv_data *d, const char *c
     int8_t *unpacked = xmalloc(weight_count(c));
     bool guards;
     check(run_conv(QK_PATH_SCALAR, c, d, 1, oracle, &guards) && guards, "conv", "scalar", 1, context);
-    for (int path = 0; path < QK_PATH_COUNT; path++) {
+    FOR_EACH_PATH(path) {
         if (!qk_path_supported((qk_path)path)) continue;
         for (int t = 0; t < 3; t++) {
             memset(fenced, 0xA5, count + 2 * GUARD);
@@ -364,7 +368,7 @@ static void winograd_tests(void) {
     conv_data d = random_conv_data(&over, false);
     uint8_t *output = xmalloc(output_count(&over));
     int8_t *unpacked = xmalloc(weight_count(&over));
-    for (int path = 0; path < QK_PATH_COUNT; path++) {
+    FOR_EACH_PATH(path) {
         if (!qk_path_supported((qk_path)path)) continue;
         const char *algorithm = qk_conv3x3_algorithm((qk_path)path, &over.shape);
         check(algorithm != NULL && strcmp(algorithm, "winograd") != 0, "1842 channels run directly",
@@ -380,10 +384,10 @@ static void winograd_tests(void) {
     free(unpacked);
     free_conv_data(&d);
     printf("paths run with Winograd against scalar:");
-    for (int path = 0; path < QK_PATH_COUNT; path++)
+    FOR_EACH_PATH(path)
         if (winograd_ran[path]) printf(" %s", qk_path_name((qk_path)path));
     printf("\npaths without a Winograd run here (no Winograd kernels, or this CPU lacks the path):");
-    for (int path = 0; path < QK_PATH_COUNT; path++)
+    FOR_EACH_PATH(path)
         if (!winograd_ran[path]) printf(" %s", qk_path_name((qk_path)path));
     printf("\n");
 }
@@ -404,7 +408,7 @@ static void pool_tests(void) {
         snprintf(context, sizeof context, "pool case %zu", i);
         check(qk_global_avgpool_u8(QK_PATH_SCALAR, cases[i].batch, cases[i].pixels, cases[i].channels, input, multiplier,
                                    oracle, 1) == QK_OK, "pool", "scalar", 1, context);
-        for (int path = 0; path < QK_PATH_COUNT; path++) {
+        FOR_EACH_PATH(path) {
             if (!qk_path_supported((qk_path)path)) continue;
             for (int t = 0; t < 3; t++) {
                 memset(fenced, 0xA5, out + 2 * GUARD);
@@ -461,7 +465,7 @@ static void fc_tests(void) {
         char context[96];
         snprintf(context, sizeof context, "fc batch %d, %d -> %d", batch, in_c, out_c);
         check(run_fc(QK_PATH_SCALAR, batch, in_c, out_c, weight, bias, multiplier, input, 1, oracle), "fc", "scalar", 1, context);
-        for (int path = 0; path < QK_PATH_COUNT; path++) {
+        FOR_EACH_PATH(path) {
             if (!qk_path_supported((qk_path)path)) continue;
             for (int t = 0; t < 3; t++) {
                 memset(logits, 0, count * sizeof(float));
@@ -611,7 +615,7 @@ static void check_network(const network_case *net, uint64_t seed, int32_t max_ba
         float *expected_logits = xmalloc(logit_count * sizeof(float));
         per_layer_scalar(net, batch_images, batch, expected_pooled, expected_logits);
         char context[128];
-        for (int path = 0; path < QK_PATH_COUNT; path++) {
+        FOR_EACH_PATH(path) {
             if (!qk_path_supported((qk_path)path)) continue;
             for (int b = 0; b < 3; b++) {
                 // The last budget's network is packed in place from staged weights.
@@ -728,7 +732,7 @@ static void detection_tests(void) {
     if (!cpuinfo_features(line, sizeof line)) {
         printf("detection: /proc/cpuinfo has no features line for this architecture (user-mode emulation); not compared\n");
     } else {
-        for (int path = 0; path < QK_PATH_COUNT; path++) {
+        FOR_EACH_PATH(path) {
             char flags[256];
             snprintf(flags, sizeof flags, "%s", qk_path_linux_cpu_flags((qk_path)path));
             bool all = true;
@@ -742,10 +746,17 @@ static void detection_tests(void) {
     for (int path = 1; path < QK_PATH_COUNT; path++) simd = simd || qk_path_supported((qk_path)path);
     check(qk_path_supported(best) && (!simd || best != QK_PATH_SCALAR), "best path is supported and not scalar beside SIMD",
           qk_path_name(best), 0, "");
+    // Test-only paths are never the default and have no name a user could give.
+    check(best < QK_PATH_COUNT, "best path is a path of the table", qk_path_name(best), 0, "");
+    for (int path = QK_PATH_COUNT + 1; path < QK_PATH_TEST_END; path++) {
+        qk_path found;
+        check(qk_path_from_name(qk_path_name((qk_path)path), &found) == QK_ERROR_INVALID_ARGUMENT,
+              "test-only path not found by name", qk_path_name((qk_path)path), 0, "");
+    }
     // Every path this CPU runs names its peak mix; another architecture's configs may not (the x86 ones'
     // #else branches name none), which is only reported.
     int unnamed = 0;
-    for (int path = 0; path < QK_PATH_COUNT; path++) {
+    FOR_EACH_PATH(path) {
         if (!qk_path_supported((qk_path)path)) {
             if (qk_path_peak_mix((qk_path)path) == NULL)
                 printf("%s %s", unnamed++ ? "," : "note: no peak mix named by the unsupported path(s)", qk_path_name((qk_path)path));
@@ -777,14 +788,26 @@ int main(int argc, char **argv) {
     printf("layers packed in place from staged weights: %ld\n", staged_layers);
     check(staged_layers > 0, "some layers packed in place", "any", 0, "");
     printf("paths compared with scalar:");
-    for (int path = 0; path < QK_PATH_COUNT; path++)
+    FOR_EACH_PATH(path)
         if (compared[path]) printf(" %s", qk_path_name((qk_path)path));
+    // Each by name, with the features /proc/cpuinfo does not list (where it has a features line).
     printf("\npaths this CPU could not run:");
+    static char features[16384];
+    const bool have_features = cpuinfo_features(features, sizeof features);
     int missing = 0;
-    for (int path = 0; path < QK_PATH_COUNT; path++)
-        if (!qk_path_supported((qk_path)path)) printf("%s %s", missing++ ? "," : "", qk_path_name((qk_path)path));
+    FOR_EACH_PATH(path) {
+        if (qk_path_supported((qk_path)path)) continue;
+        printf("%s %s", missing++ ? "," : "", qk_path_name((qk_path)path));
+        if (!have_features) continue;
+        char flags[256];
+        snprintf(flags, sizeof flags, "%s", qk_path_linux_cpu_flags((qk_path)path));
+        printf(" (CPU lacks");
+        for (char *flag = strtok(flags, " "); flag != NULL; flag = strtok(NULL, " "))
+            if (!has_flag(features, flag)) printf(" %s", flag);
+        printf(")");
+    }
     printf("%s\n", missing ? "" : " none");
-    for (int path = 0; path < QK_PATH_COUNT; path++)
+    FOR_EACH_PATH(path)
         check(compared[path] == (qk_path_supported((qk_path)path) != 0), "every supported path compared",
               qk_path_name((qk_path)path), 0, "");
     printf("%ld passed, %ld failed\n", passed, failed);

@@ -122,13 +122,14 @@ struct qk_path_config {
     const struct qk_winograd_kernels *winograd;
 };
 
-// The table (paths.c), indexed by qk_path; NULL for a value that is not a path.
+// The table (paths.c), indexed by qk_path (test-only paths included); NULL for a value that is not a path.
 const qk_path_config *qk_path_config_of(qk_path path);
 // The config of a path this CPU can run; NULL otherwise.
 const qk_path_config *qk_supported_path_config(qk_path path);
 
 #define QK_PATH_DECLARE_CONFIG(id, config) extern const qk_path_config config;
 QK_PATH_TABLE(QK_PATH_DECLARE_CONFIG)
+QK_TEST_PATH_TABLE(QK_PATH_DECLARE_CONFIG)
 #undef QK_PATH_DECLARE_CONFIG
 
 // One conv layer on a team of up to `threads`, each member calling `share` (api/entry-points.c), after the

@@ -42,19 +42,23 @@ typedef enum qk_status {
 typedef enum qk_path {
 #define QK_PATH_ENUM_VALUE(id, config) QK_PATH_##id,
     QK_PATH_TABLE(QK_PATH_ENUM_VALUE)
+    QK_PATH_COUNT,
+    // The test-only paths (qk_paths.h) follow one past QK_PATH_COUNT, which stays "not a path".
+    QK_PATH_TEST_BEFORE_FIRST = QK_PATH_COUNT,
+    QK_TEST_PATH_TABLE(QK_PATH_ENUM_VALUE)
+    QK_PATH_TEST_END
 #undef QK_PATH_ENUM_VALUE
-    QK_PATH_COUNT
 } qk_path;
 
 // ---- Paths ----
 
 // The path's name ("scalar", "avx2", ...); NULL for a value that is not a path.
 const char *qk_path_name(qk_path path);
-// The path called `name`: QK_OK and *path set, or QK_ERROR_INVALID_ARGUMENT.
+// The path called `name`: QK_OK and *path set, or QK_ERROR_INVALID_ARGUMENT. Test-only paths are not found.
 qk_status qk_path_from_name(const char *name, qk_path *path);
 // 1 if this CPU (and OS, for the register state) can run the path, else 0. Detected once.
 int qk_path_supported(qk_path path);
-// The supported path with the highest preference (the fastest on CPUs that have it).
+// The supported path with the highest preference (the fastest on CPUs that have it); never a test-only path.
 qk_path qk_best_path(void);
 // The CPU features the path needs as Linux's /proc/cpuinfo lists them, space separated ("" for none).
 const char *qk_path_linux_cpu_flags(qk_path path);
