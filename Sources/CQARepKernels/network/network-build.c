@@ -43,15 +43,18 @@ static void *aligned_bytes(size_t bytes) {
 }
 
 // The packed weights' arena: 2 MiB aligned and, on Linux, the whole 2 MiB pages of it marked for
-// transparent huge pages (the tail keeps small pages, so nothing beyond the weights becomes resident).
+// transparent huge pages. The partial last page is marked too when the weights fill at least 15/16 of it
+// (A0 fills 97%), so that at most 128 KB beyond the weights become resident; otherwise it keeps small pages.
 enum { QK_HUGE_PAGE = 2 << 20 };
 
 static uint8_t *arena_bytes(size_t bytes) {
     if (bytes == 0 || bytes > SIZE_MAX - QK_HUGE_PAGE) return NULL;
     if (bytes < QK_HUGE_PAGE) return aligned_bytes(bytes);
-    uint8_t *arena = aligned_alloc(QK_HUGE_PAGE, (bytes + QK_HUGE_PAGE - 1) & ~(size_t)(QK_HUGE_PAGE - 1));
+    const size_t whole_pages = (bytes + QK_HUGE_PAGE - 1) & ~(size_t)(QK_HUGE_PAGE - 1);
+    uint8_t *arena = aligned_alloc(QK_HUGE_PAGE, whole_pages);
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-    if (arena != NULL) madvise(arena, bytes & ~(size_t)(QK_HUGE_PAGE - 1), MADV_HUGEPAGE);
+    const size_t marked = whole_pages - bytes <= QK_HUGE_PAGE / 16 ? whole_pages : bytes & ~(size_t)(QK_HUGE_PAGE - 1);
+    if (arena != NULL) madvise(arena, marked, MADV_HUGEPAGE);
 #endif
     return arena;
 }
