@@ -116,6 +116,11 @@ final class NetworkKernelTests: XCTestCase {
         let fence: UInt8 = 0x5A
         var ping = [UInt8](repeating: fence, count: batch * (net.largestInPing + extraBytes) + extraBytes)
         var pong = [UInt8](repeating: fence, count: batch * (net.largestInPong + extraBytes) + extraBytes)
+        // The kernels' scratch of each thread, then a fence: a run writes its widened rows only within it.
+        var sizes = qk_network_scratch()
+        _ = qk_network_scratch_sizes(network, Int32(batch), &sizes)
+        let scratchReach = Int(threads) * sizes.thread
+        var threadScratch = [UInt8](repeating: fence, count: scratchReach + extraBytes)
         var separateInput = images
         if inputInPing { ping.replaceSubrange(0..<images.count - extraBytes, with: images.prefix(images.count - extraBytes)) }
         let pooledCount = batch * net.lastChannels
@@ -128,7 +133,8 @@ final class NetworkKernelTests: XCTestCase {
                         separateInput.withUnsafeMutableBufferPointer { inputBuffer in
                             let input = inputInPing ? pingBuffer.baseAddress : inputBuffer.baseAddress
                             status = qk_network_run_paced(network, Int32(batch), input, pingBuffer.baseAddress,
-                                                          pongBuffer.baseAddress, &pooled, logits, threads, nil, history)
+                                                          pongBuffer.baseAddress, &pooled, logits, &threadScratch, threads,
+                                                          nil, history)
                         }
                     }
                 }
@@ -136,7 +142,8 @@ final class NetworkKernelTests: XCTestCase {
         }
         // Only the slack after the largest activation may be read; nothing is written past an output.
         let fencesIntact = logits.guardsIntact && pooled[pooledCount...].allSatisfy { $0 == fence } &&
-            pong[pongReach...].allSatisfy { $0 == fence } && ping[pingReach...].allSatisfy { $0 == fence }
+            pong[pongReach...].allSatisfy { $0 == fence } && ping[pingReach...].allSatisfy { $0 == fence } &&
+            threadScratch[scratchReach...].allSatisfy { $0 == fence }
         return (status, NetworkResult(pooled: Array(pooled.prefix(pooledCount)), logits: logits.payload), fencesIntact)
     }
 
@@ -215,7 +222,8 @@ final class NetworkKernelTests: XCTestCase {
                     var logits = [Float](repeating: 0, count: batch * net.classes)
                     let steps = net.convs.count + 3
                     var clock = [Double](repeating: -1, count: steps + 1)
-                    let status = qk_network_run(network, Int32(batch), images, &ping, &pong, &pooled, &logits, threads,
+                    // No thread scratch: the run allocates its own.
+                    let status = qk_network_run(network, Int32(batch), images, &ping, &pong, &pooled, &logits, nil, threads,
                                                 &clock)
                     let label = "\(pathName(path)) x\(threads)"
                     XCTAssertEqual(status, QK_OK, label)
@@ -376,11 +384,11 @@ final class NetworkKernelTests: XCTestCase {
             var ping = [UInt8](repeating: 0, count: net.maxActivationBytes + extraBytes), pong = ping  // batch 1
             var pooled = [UInt8](repeating: 0, count: net.lastChannels + extraBytes)
             var logits = [Float](repeating: 0, count: net.classes)
-            XCTAssertEqual(qk_network_run(valid, 0, images, &ping, &pong, &pooled, &logits, 1, nil), QK_ERROR_INVALID_ARGUMENT,
+            XCTAssertEqual(qk_network_run(valid, 0, images, &ping, &pong, &pooled, &logits, nil, 1, nil), QK_ERROR_INVALID_ARGUMENT,
                            "batch 0 accepted")
-            XCTAssertEqual(qk_network_run(nil, 1, images, &ping, &pong, &pooled, &logits, 1, nil), QK_ERROR_INVALID_ARGUMENT,
+            XCTAssertEqual(qk_network_run(nil, 1, images, &ping, &pong, &pooled, &logits, nil, 1, nil), QK_ERROR_INVALID_ARGUMENT,
                            "NULL network accepted")
-            XCTAssertEqual(qk_network_run(valid, 1, images, &ping, nil, &pooled, &logits, 1, nil), QK_ERROR_INVALID_ARGUMENT,
+            XCTAssertEqual(qk_network_run(valid, 1, images, &ping, nil, &pooled, &logits, nil, 1, nil), QK_ERROR_INVALID_ARGUMENT,
                            "NULL pong accepted")
             XCTAssertTrue(logits.allSatisfy { $0 == 0 }, "a refused run wrote logits")
             var scratch = qk_network_scratch()

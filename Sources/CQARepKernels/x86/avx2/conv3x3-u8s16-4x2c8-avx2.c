@@ -1,7 +1,8 @@
 // AVX2 3x3 conv microkernels: tiles of up to 4 pixels x 2 blocks of 8 channels (or 6 pixels x 1 block), all
-// weights of a chunk held in registers next to the 8 accumulators. The inputs of each tap are widened to
-// int16 once per pixel (vpmovzxbw, 16 channels at a time) into a small buffer, so the inner loop is only
-// broadcasts of int16 pairs (loads), vpmaddwd and vpaddd: no per-chunk splitting, no spilled accumulators.
+// weights of a chunk held in registers next to the 8 accumulators. The inputs come widened to int16 by the
+// driver, once per work item (qk_conv_tile.wide), or in dense mode are widened here per tap (vpmovzxbw, 16
+// channels at a time) into a small buffer; either way the inner loop is only broadcasts of int16 pairs
+// (loads), vpmaddwd and vpaddd: no per-chunk splitting, no spilled accumulators.
 #include "x86/avx2/avx2.h"
 
 #if QK_HAVE_X86
@@ -65,30 +66,30 @@ QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_
                             : _mm256_load_si256((const __m256i *)(tile->partial + p * partial_stride + j * AVX2_LANES));
 
     w += (size_t)tile->first_tap * (size_t)chunks * (size_t)blocks * QK_AVX2_UNIT_BYTES;
-    for (int32_t tap = tile->first_tap; tap < tile->first_tap + tile->taps; tap++) {
+    const int32_t end_tap = tile->first_tap + tile->taps;
+    // Widened mode: the driver widened the band's inputs once, so the loop is only weight loads, broadcasts
+    // from its buffer, vpmaddwd and vpaddd, over whole kernel rows where the inputs allow; the run's
+    // prefetches go first, at once (paced one per chunk, as avx512bw does, was slower here).
+    for (int32_t tap = tile->first_tap, run_end; tile->wide != NULL && tap < end_tap; tap = run_end) {
+        run_end = qk_conv_wide_run_end(geo, b, tap, end_tap);
+        qk_prefetch_taps(tile, tap, run_end - tap);
+        const int16_t *x[AVX2_MAX_PIXELS];
+        qk_conv_wide_sources(args, tile, tap, pixels, x);
+        for (int32_t k = 0; k < (run_end - tap) * chunks; k++, w += blocks * QK_AVX2_UNIT_BYTES)
+            qk_avx2_chunk(acc, x, (size_t)k * QK_AVX2_DEPTH, w, pixels, blocks);
+    }
+    for (int32_t tap = tile->first_tap; tile->wide == NULL && tap < end_tap; tap++) {
         const uint8_t *src[AVX2_MAX_PIXELS];
         qk_conv_tile_sources(args, tile, image, first_channel, tap, pixels, src);
-        qk_prefetch_tap(tile, tap);
+        qk_prefetch_taps(tile, tap, 1);
+        const int16_t *x[AVX2_MAX_PIXELS];
+#pragma clang loop unroll(full)
+        for (int p = 0; p < pixels; p++) x[p] = wide[p];
         for (int32_t k0 = 0; k0 < chunks; k0 += AVX2_WIDE_CHUNKS) {
             const int32_t piece = chunks - k0 < AVX2_WIDE_CHUNKS ? chunks - k0 : AVX2_WIDE_CHUNKS;
             widen_pixels(src, (size_t)k0 * QK_AVX2_DEPTH, piece, pixels, wide);
-            for (int32_t k = 0; k < piece; k++) {
-                __m256i low[AVX2_MAX_BLOCKS], high[AVX2_MAX_BLOCKS];
-#pragma clang loop unroll(full)
-                for (int j = 0; j < blocks; j++) {
-                    low[j] = _mm256_loadu_si256((const __m256i *)(w + j * QK_AVX2_UNIT_BYTES));
-                    high[j] = _mm256_loadu_si256((const __m256i *)(w + j * QK_AVX2_UNIT_BYTES + 32));
-                }
-#pragma clang loop unroll(full)
-                for (int p = 0; p < pixels; p++) {
-                    int32_t pair01, pair23;
-                    __builtin_memcpy(&pair01, &wide[p][k * QK_AVX2_DEPTH], sizeof pair01);
-                    __builtin_memcpy(&pair23, &wide[p][k * QK_AVX2_DEPTH + 2], sizeof pair23);
-                    const __m256i x01 = _mm256_set1_epi32(pair01), x23 = _mm256_set1_epi32(pair23);
-                    qk_avx2_madd_pixel(acc[p], x01, x23, low, high, blocks);
-                }
-                w += blocks * QK_AVX2_UNIT_BYTES;
-            }
+            for (int32_t k = 0; k < piece; k++, w += blocks * QK_AVX2_UNIT_BYTES)
+                qk_avx2_chunk(acc, x, (size_t)k * QK_AVX2_DEPTH, w, pixels, blocks);
         }
     }
 
@@ -127,6 +128,13 @@ QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_
         for (int p = 0; p < pixels; p++)
             qk_requantize8_store(acc[p][j], bias, multiplier, out + (size_t)p * geo->out_c + o, valid);
     }
+}
+
+// The driver's widening of input rows (qk_conv_microkernels.widen): 16 values at a time, so up to 15 more
+// are read and written.
+QK_TARGET_AVX2 void qk_widen_u8s16_avx2(const uint8_t *bytes, int32_t values, int16_t *words) {
+    for (int32_t i = 0; i < values; i += 16)
+        _mm256_storeu_si256((__m256i *)(words + i), _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(bytes + i))));
 }
 
 #define AVX2_TILE(P, B)                                                                                \
