@@ -42,7 +42,8 @@ typedef struct qk_conv_microkernels {
     // Paths whose microkernels multiply int16 inputs: widens `values` input bytes to int16 (writing and
     // reading up to 31 values more, which the driver leaves room for). Set, the driver widens each work
     // item's input rows once into the thread's scratch and the microkernels read them from there
-    // (qk_conv_tile.wide), except in dense mode; NULL: they read the u8 input.
+    // (qk_conv_tile.wide), and in dense mode it widens the window rows (qk_conv_tile.im2col); NULL: the
+    // microkernels read u8 inputs.
     void (*widen)(const uint8_t *bytes, int32_t values, int16_t *words);
 } qk_conv_microkernels;
 

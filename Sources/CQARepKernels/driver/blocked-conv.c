@@ -434,12 +434,15 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
         int32_t partial[QK_SEGMENT_PIXELS * QK_MAX_TILE_LANES] __attribute__((aligned(64)));
         // Window rows of one segment in dense mode, plus room for the last row's copies.
         uint8_t windows[QK_SEGMENT_PIXELS * QK_DENSE_ROW_BYTES + QK_WINDOW_COPY_SLACK] __attribute__((aligned(64)));
+        // The same widened to int16 on the paths that widen, once per segment for all its channel tiles.
+        int16_t wide_windows[QK_SEGMENT_PIXELS * QK_DENSE_ROW_BYTES + QK_WIDEN_SLACK_VALUES] __attribute__((aligned(64)));
+        const uint8_t *dense_rows = windows;
         int64_t part, image_band, part_first, part_end;
         locate_item(&plan, item, &part, &image_band);
         part_tiles(&plan, part, &part_first, &part_end);
         qk_conv_tile tile;
         tile.image = (int32_t)(image_band / plan.bands);
-        tile.im2col_stride = QK_DENSE_ROW_BYTES;
+        tile.im2col_stride = kernels->widen != NULL ? QK_DENSE_ROW_BYTES * (int32_t)sizeof(int16_t) : QK_DENSE_ROW_BYTES;
         const int32_t first_row = (int32_t)(image_band % plan.bands) * plan.band_rows;
         const int32_t end_row = first_row + plan.band_rows < geo->out_h ? first_row + plan.band_rows : geo->out_h;
         const int32_t tile_lanes = blocking->blocks_per_tile * blocking->lanes;
@@ -496,6 +499,10 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
                     rows += (size_t)tile.pixels * QK_DENSE_ROW_BYTES;
                     if (++index == row_tiles) index = 0, out_y++;
                 }
+                if (kernels->widen != NULL) {
+                    kernels->widen(windows, (int32_t)(rows - windows), wide_windows);
+                    dense_rows = (const uint8_t *)wide_windows;
+                }
             }
             for (int64_t channel_tile = part_first; channel_tile < part_end; channel_tile++) {
                 tile.group = (int32_t)(channel_tile / blocking->tiles_per_group);
@@ -524,7 +531,7 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
                     tile.first_tap = first_tap;
                     tile.taps = blocking->taps - first_tap < taps_per_slice ? blocking->taps - first_tap : taps_per_slice;
                     int32_t *sums = partial;
-                    const uint8_t *rows = windows;
+                    const uint8_t *rows = dense_rows;
                     // Row and index counted along rather than divided out per pixel tile.
                     int32_t out_y = segment / row_tiles, index = segment % row_tiles;
                     for (int32_t t = segment; t < segment_end; t++) {
@@ -535,7 +542,7 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
                         tile.im2col = dense ? rows : NULL;
                         tiles_of_width[(tile.pixels - 1) * kernels->max_blocks](args, blocking, &tile);
                         sums += tile.pixels * tile_lanes;
-                        rows += (size_t)tile.pixels * QK_DENSE_ROW_BYTES;
+                        rows += (size_t)tile.pixels * (size_t)tile.im2col_stride;
                         if (tile.prefetch != NULL)
                             tile.prefetch += (size_t)tile.prefetch_lines_per_tap * tile.taps * 64;
                     }

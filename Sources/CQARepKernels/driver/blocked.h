@@ -57,7 +57,8 @@ enum { QK_MAX_TILE_PIXELS = 8, QK_MAX_TILE_LANES = 64 };
 // requantized bytes. Otherwise the call is one slice: it starts afresh (first_tap == 0) or from the sums in
 // partial[pixel][lane] (lanes counted over a full tile), and stores either the sums back there or, on the
 // last slice, the requantized bytes.
-// In dense mode im2col points at the first pixel's window row, the next pixel's is im2col_stride further.
+// In dense mode im2col points at the first pixel's window row, the next pixel's is im2col_stride bytes
+// further; on the paths that widen (qk_conv_microkernels.widen) the rows are int16, widened by the driver.
 // Each tap also prefetches `prefetch_lines_per_tap` cache lines into L2, from `prefetch` on: weights the
 // thread needs in its next work item, streamed while this one computes.
 // `weights` and `first_block` locate channel tile `tile` (qk_conv_tile_weights, qk_tile_first_block); the
@@ -107,6 +108,22 @@ static inline __attribute__((always_inline)) void qk_conv_wide_sources(const qk_
     const size_t step = (size_t)args->geo.stride * (size_t)args->geo.in_c;
     x[0] = qk_conv_wide_source(args, tile, tap);
     for (int p = 1; p < pixels; p++) x[p] = x[p - 1] + step;
+}
+
+// On the paths that widen: x[p], the int16 inputs of pixel p for the taps from `tap` on, of the widened band or
+// (dense mode) of the pixel's window row; returns the end of their run (qk_conv_wide_run_end; dense mode's one
+// tap).
+static inline __attribute__((always_inline)) int32_t qk_conv_int16_sources(const qk_conv_args *args,
+                                                                           const qk_conv_blocking *b,
+                                                                           const qk_conv_tile *tile, int32_t tap,
+                                                                           int32_t end_tap, int pixels,
+                                                                           const int16_t **x) {
+    if (tile->im2col != NULL) {
+        for (int p = 0; p < pixels; p++) x[p] = (const int16_t *)(tile->im2col + (size_t)p * (size_t)tile->im2col_stride);
+        return end_tap;
+    }
+    qk_conv_wide_sources(args, tile, tap, pixels, x);
+    return qk_conv_wide_run_end(&args->geo, b, tap, end_tap);
 }
 
 // Where tap (ky, kx) of output pixel (out_y, out_x) reads its input channels from `first_channel` on:

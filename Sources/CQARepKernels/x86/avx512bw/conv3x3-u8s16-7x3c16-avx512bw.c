@@ -1,16 +1,14 @@
 // AVX-512BW 3x3 conv microkernels: tiles of up to 8 pixels x 2, 7 x 3 or 5 x 4 blocks of 16 channels; the
 // driver picks the shape per layer. Per chunk of 4 input channels, pixel and block the work is two vpmaddwd
 // and two vpaddd, nothing else: the inputs come widened to int16 by the driver, once per work item
-// (qk_conv_tile.wide), or in dense mode are widened here per tap, 32 channels and pixel at a time
-// (avx512bw.h); their channel pairs reach the multiplies through broadcast loads.
+// (qk_conv_tile.wide; in dense mode the window rows), and their channel pairs reach the multiplies through
+// broadcast loads.
 #include "x86/avx512bw/avx512bw.h"
 
 #if QK_HAVE_X86
 
 enum { BW_LANES = QK_BW_LANES, BW_MAX_PIXELS = QK_BW_MAX_PIXELS, BW_MAX_BLOCKS = QK_BW_MAX_BLOCKS,
        BW_MAX_ACCUMULATORS = QK_BW_MAX_ACCUMULATORS };
-// Input channels widened at a time: one zmm of int16 per pixel, 8 chunks.
-enum { BW_PIECE_CHUNKS = 8, BW_PIECE_BYTES = BW_PIECE_CHUNKS * QK_BW_DEPTH };
 _Static_assert(BW_MAX_BLOCKS <= 4, "the narrowing packs four blocks at most");
 _Static_assert(BW_MAX_PIXELS <= QK_MAX_TILE_PIXELS && BW_MAX_BLOCKS * BW_LANES <= QK_MAX_TILE_LANES,
                "partial-sum buffer too small");
@@ -27,8 +25,6 @@ QK_INLINE QK_TARGET_AVX512 const char *bw_prefetch_begin(const qk_conv_tile *til
 QK_INLINE QK_TARGET_AVX512 void bw_tile(const qk_conv_args *args, const qk_conv_blocking *b,
                                           const qk_conv_tile *tile, const int pixels, const int blocks) {
     const qk_conv_geometry *geo = &args->geo;
-    const uint8_t *image = args->input + (size_t)tile->image * geo->in_h * geo->in_w * geo->in_c;
-    const int32_t first_channel = tile->group * geo->in_per_group;
     const uint8_t *w = tile->weights;
     const int32_t chunks = b->chunks;
 
@@ -57,45 +53,20 @@ QK_INLINE QK_TARGET_AVX512 void bw_tile(const qk_conv_args *args, const qk_conv_
                 acc[p][j] = _mm512_load_si512(tile->partial + p * partial_stride + j * BW_LANES);
     }
 
-    // One piece of every pixel's inputs, as int16.
-    int16_t widened[BW_MAX_PIXELS][BW_PIECE_BYTES] __attribute__((aligned(64)));
     w += (size_t)tile->first_tap * (size_t)chunks * (size_t)blocks * QK_BW_UNIT_BYTES;
     const int32_t end_tap = tile->first_tap + tile->taps;
-    // Widened mode: the driver widened the band's inputs once, so the loop is only weight loads, broadcasts
-    // from its buffer, vpmaddwd and vpaddd (and the paced prefetches), over whole kernel rows where the
-    // inputs allow.
-    if (tile->wide != NULL) {
-        for (int32_t tap = tile->first_tap; tap < end_tap;) {
-            const int32_t run_end = qk_conv_wide_run_end(geo, b, tap, end_tap);
-            const int16_t *x[BW_MAX_PIXELS];
-            qk_conv_wide_sources(args, tile, tap, pixels, x);
-            const int32_t run_chunks = (run_end - tap) * chunks;
-            int32_t prefetch_lines;
-            const char *prefetch = bw_prefetch_begin(tile, tap, run_end - tap, run_chunks, &prefetch_lines);
-            for (int32_t k = 0; k < run_chunks; k++, w += blocks * QK_BW_UNIT_BYTES) {
-                if (k < prefetch_lines) _mm_prefetch(prefetch + 64 * k, _MM_HINT_T1);
-                qk_bw_chunk(acc, x, k, w, pixels, blocks);
-            }
-            tap = run_end;
-        }
-    }
-    for (int32_t tap = tile->first_tap; tile->wide == NULL && tap < end_tap; tap++) {
-        const uint8_t *src[BW_MAX_PIXELS];
-        qk_conv_tile_sources(args, tile, image, first_channel, tap, pixels, src);
-        int32_t prefetch_lines;
-        const char *prefetch = bw_prefetch_begin(tile, tap, 1, chunks, &prefetch_lines);
+    // The driver widened the inputs once (the band's rows, or in dense mode the window rows), so the loop is
+    // only weight loads, broadcasts from its buffer, vpmaddwd and vpaddd (and the paced prefetches), over
+    // whole kernel rows where the inputs allow.
+    for (int32_t tap = tile->first_tap, run_end; tap < end_tap; tap = run_end) {
         const int16_t *x[BW_MAX_PIXELS];
-#pragma clang loop unroll(full)
-        for (int p = 0; p < pixels; p++) x[p] = widened[p];
-        for (int32_t first = 0; first < chunks; first += BW_PIECE_CHUNKS) {
-            const int32_t piece = chunks - first < BW_PIECE_CHUNKS ? chunks - first : BW_PIECE_CHUNKS;
-#pragma clang loop unroll(full)
-            for (int p = 0; p < pixels; p++)
-                qk_bw_widen32(src[p] + QK_BW_DEPTH * first, QK_BW_DEPTH * piece, widened[p]);
-            for (int32_t k = 0; k < piece; k++, w += blocks * QK_BW_UNIT_BYTES) {
-                if (first + k < prefetch_lines) _mm_prefetch(prefetch + 64 * (first + k), _MM_HINT_T1);
-                qk_bw_chunk(acc, x, k, w, pixels, blocks);
-            }
+        run_end = qk_conv_int16_sources(args, b, tile, tap, end_tap, pixels, x);
+        const int32_t run_chunks = (run_end - tap) * chunks;
+        int32_t prefetch_lines;
+        const char *prefetch = bw_prefetch_begin(tile, tap, run_end - tap, run_chunks, &prefetch_lines);
+        for (int32_t k = 0; k < run_chunks; k++, w += blocks * QK_BW_UNIT_BYTES) {
+            if (k < prefetch_lines) _mm_prefetch(prefetch + 64 * k, _MM_HINT_T1);
+            qk_bw_chunk(acc, x, k, w, pixels, blocks);
         }
     }
 
