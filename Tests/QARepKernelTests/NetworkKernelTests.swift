@@ -238,6 +238,32 @@ final class NetworkKernelTests: XCTestCase {
         }
     }
 
+    /// Each thread's kernel scratch (the int16 paths' widened input rows, qk_network_scratch.thread) does not
+    /// depend on the batch, is there exactly on the paths that widen (a stride-2 layer runs direct there), and
+    /// is none where every layer reads u8 inputs (scalar, the dot-product paths) or runs in dense mode.
+    func testThreadScratchIsSizedForTheWideningPaths() {
+        var rng = SeededGenerator(seed: Self.baseSeed &+ 400)
+        let strided = NetworkCase.random(inH: 12, inW: 10, layers: [(16, 2, 1), (24, 2, 1)], classes: 5, &rng)
+        let stemOnly = NetworkCase.random(inH: 12, inW: 10, layers: [(16, 2, 1)], classes: 5, &rng)
+        var compared: [String] = []
+        for path in allPaths where qk_path_supported(path) != 0 {
+            let name = pathName(path)
+            let widens = ["avx2", "avx512bw"].contains(name)
+            for (net, layerWidens) in [(strided, widens), (stemOnly, false)] {
+                _ = withNetwork(net, path: path) { network in
+                    var one = qk_network_scratch(), eight = qk_network_scratch()
+                    XCTAssertEqual(qk_network_scratch_sizes(network, 1, &one), QK_OK)
+                    XCTAssertEqual(qk_network_scratch_sizes(network, 8, &eight), QK_OK)
+                    XCTAssertEqual(one.thread, eight.thread, "\(name): the thread scratch grew with the batch")
+                    XCTAssertEqual(one.thread > 0, layerWidens, "\(name): \(one.thread) bytes of thread scratch")
+                    XCTAssertEqual(one.thread % 64, 0, "\(name): not whole cache lines")
+                }
+            }
+            compared.append(name)
+        }
+        print("thread scratch checked on: \(compared)")
+    }
+
     /// A member that falls behind (as when another process holds its core) has its items taken over by the
     /// others; which thread computes an item must not change a byte.
     func testItemsTakenOverFromAStragglerGiveTheSameResult() {
