@@ -60,7 +60,9 @@ KERNEL_FLAGS := $(shell sed -n 's/.*\.unsafeFlags(\[\(.*\)\]).*/\1/p' Package.sw
 ifeq ($(findstring -ffp-contract=off,$(KERNEL_FLAGS)),)
   $(error could not read the kernels' C flags from Package.swift (got "$(KERNEL_FLAGS)"))
 endif
-KERNEL_CFLAGS := $(KERNEL_FLAGS) -fPIC -fno-omit-frame-pointer -DSWIFT_PACKAGE=1 \
+# QK_NO_TEST_PATHS: the kernels' test-only paths (qk_paths.h), which no caller of this library can reach,
+# stay out of it (56 KB of x86 code).
+KERNEL_CFLAGS := $(KERNEL_FLAGS) -fPIC -fno-omit-frame-pointer -DSWIFT_PACKAGE=1 -DQK_NO_TEST_PATHS=1 \
 	-ISources/CQARepKernels/include -ISources/CQARepKernels
 # Every .c under the kernels' folder, so that a new path's files come in without naming them here.
 KERNEL_SOURCES := $(shell find Sources/CQARepKernels -name '*.c' | LC_ALL=C sort)
@@ -72,7 +74,8 @@ SWIFT_SOURCES := $(shell find Sources/QARep -name '*.swift' | LC_ALL=C sort)
 EMBEDDED_SWIFT_FLAGS := -target $(SWIFT_TARGET) -enable-experimental-feature Embedded -wmo -parse-as-library \
 	-module-name QARep -package-name qarep -O -Xfrontend -function-sections \
 	-Xcc -fmodule-map-file=packaging/embedded/module.modulemap \
-	-Xcc -fmodule-map-file=Sources/CQARepAPI/include/module.modulemap -Xcc -fPIC $(SWIFT_SYSROOT_FLAGS)
+	-Xcc -fmodule-map-file=Sources/CQARepAPI/include/module.modulemap -Xcc -fPIC -Xcc -DQK_NO_TEST_PATHS=1 \
+	$(SWIFT_SYSROOT_FLAGS)
 # The version script exports only qarep_*; --no-undefined and -z text refuse a library that would fail to
 # load or needs text relocations; --exclude-libs keeps the Unicode tables' symbols local.
 LIB_LDFLAGS := -shared -Wl,-soname,libqarep.so -Wl,--version-script=$(CURDIR)/packaging/libqarep.map \

@@ -55,14 +55,20 @@ typedef enum qarep_status {
 } qarep_status;
 
 /* Which kernel path (CPU instruction set) a session runs; all give identical outputs. AUTO picks the
-   fastest this CPU supports, unless the environment variable QAREP_KERNEL names one. The paths are
-   numbered 1..qarep_kernel_count() and never renumbered; the constants below name those of the first
-   release, and later paths are reached by name (qarep_kernel_from_name) or by number. */
+   fastest this CPU supports (avx512vnni > avxvnni > avx512bw > avx2 > scalar on x86-64), unless the
+   environment variable QAREP_KERNEL names one. The paths are numbered 1..qarep_kernel_count() and never
+   renumbered; a library newer than this header may have more, reached by name (qarep_kernel_from_name)
+   or by number. */
 typedef enum qarep_kernel {
     QAREP_KERNEL_AUTO = 0,
     QAREP_KERNEL_SCALAR = 1,
-    QAREP_KERNEL_AVX2 = 2,
-    QAREP_KERNEL_AVX512VNNI = 3
+    QAREP_KERNEL_AVX2 = 2,       /* x86-64 AVX2 */
+    QAREP_KERNEL_AVX512VNNI = 3, /* x86-64 AVX-512 VNNI (zmm vpdpbusd) */
+    QAREP_KERNEL_NEON = 4,       /* ARMv8 NEON */
+    QAREP_KERNEL_NEONDOT = 5,    /* ARMv8.2 dot product (sdot) */
+    QAREP_KERNEL_I8MM = 6,       /* ARMv8.6 int8 matrix multiply (smmla) */
+    QAREP_KERNEL_AVX512BW = 7,   /* x86-64 AVX-512BW without VNNI */
+    QAREP_KERNEL_AVXVNNI = 8     /* x86-64 AVX-VNNI (VEX ymm vpdpbusd), without AVX-512 */
 } qarep_kernel;
 
 typedef struct qarep_model qarep_model;

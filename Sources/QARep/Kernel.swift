@@ -23,8 +23,18 @@ public struct Kernel: RawRepresentable, Hashable, Sendable, CustomStringConverti
     public static let scalar = Kernel(rawValue: "scalar")
     /// x86-64 AVX2, exact int16 multiply-adds.
     public static let avx2 = Kernel(rawValue: "avx2")
-    /// x86-64 AVX-512 with VNNI (`vpdpbusd`).
+    /// x86-64 AVX-512 with VNNI (`vpdpbusd` on zmm).
     public static let avx512vnni = Kernel(rawValue: "avx512vnni")
+    /// ARMv8 NEON, exact int16 multiply-adds.
+    public static let neon = Kernel(rawValue: "neon")
+    /// ARMv8.2 dot product (`sdot`).
+    public static let neondot = Kernel(rawValue: "neondot")
+    /// ARMv8.6 int8 matrix multiply (`smmla`).
+    public static let i8mm = Kernel(rawValue: "i8mm")
+    /// x86-64 AVX-512BW without VNNI, exact int16 multiply-adds on zmm.
+    public static let avx512bw = Kernel(rawValue: "avx512bw")
+    /// x86-64 AVX-VNNI (VEX-encoded `vpdpbusd` on ymm), for CPUs without AVX-512 (Alder Lake and later).
+    public static let avxvnni = Kernel(rawValue: "avxvnni")
 
     /// Every path of this library, in the table's order (not `auto`), whether or not this CPU runs it.
     public static var all: [Kernel] {

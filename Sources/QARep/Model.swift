@@ -32,16 +32,27 @@ public final class Model: Sendable {
         formatVersion = parts.formatVersion
     }
 
-    /// Validates the model, packing each layer as soon as it has passed (weights fetched layer by layer).
+    /// Validates the model, packing each layer as soon as it has passed. Each layer's weights are fetched from
+    /// `weights` when validation reaches it.
     private static func build(skeleton: QuantizedModelDescription, formatVersion: UInt32,
-                              convWeight: (Int) throws(QARepError) -> [Int8],
-                              fcWeight: () throws(QARepError) -> [Int8]) throws(QARepError) -> Parts {
+                              weights: some LayerWeights) throws(QARepError) -> Parts {
         // An unusable QAREP_KERNEL is reported by the session that asks for it; the model packs for the best path.
         let path = (try? Kernel.auto.resolved())?.path ?? qk_best_path()
         var network: PackedNetwork? = nil
         var budget = PackedNetwork.Budget()
-        let arithmetic = try skeleton.validate(convWeight: convWeight, fcWeight: fcWeight) { (weights) throws(QARepError) in
-            switch weights {
+        let convs = skeleton.convs
+        let arithmetic = try skeleton.validate(
+            convWeight: { (i, body) throws(QARepError) in
+                // Validation has checked the layer geometry by now.
+                let count = convs[i].outChannels * (convs[i].inChannels / convs[i].groups) * 9
+                try weights.conv(i, staging: network?.convStaging(i, count: count), body)
+            },
+            fcWeight: { (body) throws(QARepError) in
+                let count = skeleton.numClasses * (convs.last?.outChannels ?? 0)
+                try weights.fc(staging: network?.fcStaging(count: count), body)
+            }
+        ) { (checked) throws(QARepError) in
+            switch checked {
             case let .shapes(shapes):
                 network = try PackedNetwork(path: path, shapes: shapes, classes: skeleton.numClasses, budget: &budget)
             case let .conv(index, layer, weight):
@@ -58,22 +69,15 @@ public final class Model: Sendable {
     /// Reads the file's tensors one at a time, each straight from the source.
     private static func load(source: some ByteSource) throws(QARepError) -> Parts {
         let contents = try ModelFileContents(source: source)
-        defer { qk_release_freed_heap() }  // the tensors, read one at a time, are freed by now
-        // One buffer for every weight tensor, sized once for the largest (the header has checked each
-        // tensor's bytes against the file's size).
-        var tensor: [Int8] = []
-        tensor.reserveCapacity((contents.convWeights + [contents.fcWeight]).map { $0.elementCount }.max() ?? 0)
+        defer { qk_release_freed_heap() }  // the buffer, if any, is freed by now
         return try build(skeleton: contents.skeleton, formatVersion: contents.formatVersion,
-                         convWeight: { (i) throws(QARepError) -> [Int8] in
-                             try source.int8Values(contents.convWeights[i], reusing: &tensor)
-                         },
-                         fcWeight: { () throws(QARepError) -> [Int8] in try source.int8Values(contents.fcWeight, reusing: &tensor) })
+                         weights: FileLayerWeights(source: source, contents: contents))
     }
 
     /// A model from a description in memory (as the offline tool or a test builds one), validated as a file would be.
     public convenience init(description: QuantizedModelDescription) throws(QARepError) {
         self.init(parts: try Model.build(skeleton: description.withoutWeights, formatVersion: ModelFormat.version,
-                                         convWeight: { description.convs[$0].weight }, fcWeight: { description.fcWeight }))
+                                         weights: DescriptionLayerWeights(description: description)))
     }
 
     /// Loads a model from the bytes of a `.qarep` file.
@@ -192,5 +196,52 @@ public final class Model: Sendable {
             cache[path.rawValue] = packed
             return packed
         }
+    }
+}
+
+/// Where a model's weights come from while it is built: each call hands a layer's weights to `body` (valid
+/// during the call only). `staging`, when given, is where the kernels can pack them in place.
+private protocol LayerWeights {
+    func conv(_ index: Int, staging: UnsafeMutableBufferPointer<Int8>?,
+              _ body: (UnsafeBufferPointer<Int8>) throws(QARepError) -> Void) throws(QARepError)
+    func fc(staging: UnsafeMutableBufferPointer<Int8>?,
+            _ body: (UnsafeBufferPointer<Int8>) throws(QARepError) -> Void) throws(QARepError)
+}
+
+/// A description's own arrays.
+private struct DescriptionLayerWeights: LayerWeights {
+    let description: QuantizedModelDescription
+
+    func conv(_ index: Int, staging: UnsafeMutableBufferPointer<Int8>?,
+              _ body: (UnsafeBufferPointer<Int8>) throws(QARepError) -> Void) throws(QARepError) {
+        try description.convs[index].weight.withUnsafeBufferPointer(body)
+    }
+
+    func fc(staging: UnsafeMutableBufferPointer<Int8>?,
+            _ body: (UnsafeBufferPointer<Int8>) throws(QARepError) -> Void) throws(QARepError) {
+        try description.fcWeight.withUnsafeBufferPointer(body)
+    }
+}
+
+/// A file's tensors, read one at a time into the staging place the kernels offer (so that loading needs no
+/// buffer for them), else into one buffer reused for every tensor.
+private final class FileLayerWeights<Source: ByteSource>: LayerWeights {
+    let source: Source
+    let contents: ModelFileContents
+    private var buffer: [Int8] = []
+
+    init(source: Source, contents: ModelFileContents) {
+        self.source = source
+        self.contents = contents
+    }
+
+    func conv(_ index: Int, staging: UnsafeMutableBufferPointer<Int8>?,
+              _ body: (UnsafeBufferPointer<Int8>) throws(QARepError) -> Void) throws(QARepError) {
+        try source.withInt8Values(contents.convWeights[index], staging: staging, reusing: &buffer, body)
+    }
+
+    func fc(staging: UnsafeMutableBufferPointer<Int8>?,
+            _ body: (UnsafeBufferPointer<Int8>) throws(QARepError) -> Void) throws(QARepError) {
+        try source.withInt8Values(contents.fcWeight, staging: staging, reusing: &buffer, body)
     }
 }

@@ -26,20 +26,29 @@ final class PackedNetwork: @unchecked Sendable {
         self.init(handle: handle)
     }
 
-    /// Packs conv layer `index`.
-    func setConv(_ index: Int, layer: DerivedConvLayer, weight: [Int8]) throws(QARepError) {
-        let status = weight.withUnsafeBufferPointer { w in
-            qk_network_set_conv(handle, Int32(index), w.baseAddress, layer.bias, layer.multiplier, layer.padValue)
-        }
+    /// Packs conv layer `index` (in place when `weight` is its staging buffer).
+    func setConv(_ index: Int, layer: DerivedConvLayer, weight: UnsafeBufferPointer<Int8>) throws(QARepError) {
+        let status = qk_network_set_conv(handle, Int32(index), weight.baseAddress, layer.bias, layer.multiplier, layer.padValue)
         try PackedNetwork.check(status, "packing conv layer \(index)")
     }
 
-    /// Packs the fully connected head and sets the pool's multiplier.
-    func setHead(poolMultiplier: Float, fcMultiplier: [Float], fcBias: [Int32], weight: [Int8]) throws(QARepError) {
-        let status = weight.withUnsafeBufferPointer { w in
-            qk_network_set_head(handle, poolMultiplier, w.baseAddress, fcBias, fcMultiplier)
-        }
+    /// Packs the fully connected head and sets the pool's multiplier (in place when `weight` is its staging buffer).
+    func setHead(poolMultiplier: Float, fcMultiplier: [Float], fcBias: [Int32], weight: UnsafeBufferPointer<Int8>) throws(QARepError) {
+        let status = qk_network_set_head(handle, poolMultiplier, weight.baseAddress, fcBias, fcMultiplier)
         try PackedNetwork.check(status, "packing the fc layer")
+    }
+
+    /// Where conv layer `index`'s `count` OIHW weights can be read so that `setConv` packs them where they lie
+    /// (no buffer of their own during a load); nil when that layer cannot be packed in place.
+    func convStaging(_ index: Int, count: Int) -> UnsafeMutableBufferPointer<Int8>? {
+        guard let start = qk_network_conv_staging(handle, Int32(index)) else { return nil }
+        return UnsafeMutableBufferPointer(start: start, count: count)
+    }
+
+    /// The same for the head's `count` weights and `setHead`.
+    func fcStaging(count: Int) -> UnsafeMutableBufferPointer<Int8>? {
+        guard let start = qk_network_fc_staging(handle) else { return nil }
+        return UnsafeMutableBufferPointer(start: start, count: count)
     }
 
     /// The same network packed for another path (one layer unpacked at a time).

@@ -13,6 +13,9 @@ private struct AxisFilter {
     var weights: [Float] = []
     var maxTaps = 0
 
+    /// No taps (a resize that is the identity needs none).
+    init() {}
+
     /// Output pixels first ..< first + outputCount of a resize from inSize to resizedSize: triangle filter
     /// with half-pixel centers, widened to the scale factor when shrinking (as PIL's BILINEAR does).
     init(inSize: Int, resizedSize: Int, first: Int, outputCount: Int) {
@@ -87,6 +90,9 @@ package struct StreamingResize {
     private var intermediate: [UInt8]
     /// One source row as floats, width * 3 + 1 (push's scratch).
     private var rowPixels: [Float]
+    /// Same size, no crop: every output pixel's filter is weight 1 on its own source pixel and 0 on the next, so
+    /// the passes would return their input bit for bit; the rows are copied instead (30-37 us per 32x32 image).
+    private let isIdentity: Bool
 
     /// Checks the sizes; throws before allocating anything for sizes outside the limits.
     package init(width: Int, height: Int, outputWidth: Int, outputHeight: Int, cropRatio: Float) throws(QARepError) {
@@ -105,6 +111,15 @@ package struct StreamingResize {
         self.outputHeight = outputHeight
         let (resizedWidth, resizedHeight) = resizedSize(width: width, height: height, outputWidth: outputWidth,
                                                         outputHeight: outputHeight, cropRatio: cropRatio)
+        isIdentity = resizedWidth == width && resizedHeight == height && width == outputWidth && height == outputHeight
+        if isIdentity {
+            horizontal = AxisFilter()
+            vertical = AxisFilter()
+            rowsNeeded = 0..<height
+            intermediate = [UInt8](repeating: 0, count: height * width * 3)
+            rowPixels = []
+            return
+        }
         let offsetX = (resizedWidth - outputWidth) / 2, offsetY = (resizedHeight - outputHeight) / 2
         horizontal = AxisFilter(inSize: width, resizedSize: resizedWidth, first: offsetX, outputCount: outputWidth)
         vertical = AxisFilter(inSize: height, resizedSize: resizedHeight, first: offsetY, outputCount: outputHeight)
@@ -125,6 +140,13 @@ package struct StreamingResize {
         guard rowsNeeded.contains(index) else { return }
         let r = index - rowsNeeded.lowerBound
         let outputWidth = self.outputWidth, width = self.width
+        if isIdentity {
+            intermediate.withUnsafeMutableBufferPointer { rows in
+                guard let base = rows.baseAddress else { return }
+                (base + r * width * 3).update(from: row, count: width * 3)
+            }
+            return
+        }
         let horizontal = self.horizontal
         // The row as floats, converted once (a loop the compiler vectorizes) instead of once per tap that reads
         // it; each output pixel then sums its taps as one 4-lane multiply and add over (r, g, b, next pixel's
@@ -171,6 +193,7 @@ package struct StreamingResize {
         guard nextRow >= rowsNeeded.upperBound else {
             throw .invalidArgument("resize got \(nextRow) of the \(rowsNeeded.upperBound) source rows it needs")
         }
+        if isIdentity { return intermediate }
         let rowBytes = outputWidth * 3
         var output = [UInt8](repeating: 0, count: outputHeight * rowBytes)
         let firstRow = rowsNeeded.lowerBound

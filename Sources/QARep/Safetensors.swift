@@ -90,14 +90,20 @@ extension ByteSource {
     func uint8Values(_ tensor: SafetensorsTensorInfo) throws(QARepError) -> [UInt8] { try values(of: tensor, as: UInt8.self, dtype: .u8) }
     func int32Values(_ tensor: SafetensorsTensorInfo) throws(QARepError) -> [Int32] { try values(of: tensor, as: Int32.self, dtype: .i32) }
 
-    /// The int8 tensor read into `buffer`, whose storage is reused from one tensor to the next when the
-    /// caller holds no other reference to it: a fresh array per tensor was zero-filled and page-faulted in
-    /// every time, more than half of a model load's page faults.
-    func int8Values(_ tensor: SafetensorsTensorInfo, reusing buffer: inout [Int8]) throws(QARepError) -> [Int8] {
+    /// Hands the int8 tensor to `body`, read into `staging` when that holds exactly its bytes (the kernels then
+    /// pack it where it lies), else into `buffer`, whose storage is reused from one tensor to the next: a fresh
+    /// array per tensor was zero-filled and page-faulted in every time, more than half of a load's page faults.
+    func withInt8Values(_ tensor: SafetensorsTensorInfo, staging: UnsafeMutableBufferPointer<Int8>?, reusing buffer: inout [Int8],
+                        _ body: (UnsafeBufferPointer<Int8>) throws(QARepError) -> Void) throws(QARepError) {
         guard tensor.dtype == .i8 else {
             throw .invalidModel("tensor \"\(tensor.name)\" has dtype \(tensor.dtype.rawValue), expected I8")
         }
         let count = tensor.elementCount
+        if let staging, staging.count == count {
+            try read(at: tensor.byteRange.lowerBound, into: UnsafeMutableRawBufferPointer(staging))
+            try body(UnsafeBufferPointer(staging))
+            return
+        }
         if buffer.count > count {
             buffer.removeLast(buffer.count - count)
         } else if buffer.count < count {
@@ -106,7 +112,7 @@ extension ByteSource {
         try buffer.withUnsafeMutableBufferPointer { (destination) throws(QARepError) in
             try read(at: tensor.byteRange.lowerBound, into: UnsafeMutableRawBufferPointer(destination))
         }
-        return buffer
+        try buffer.withUnsafeBufferPointer(body)
     }
 
     func float32Values(_ tensor: SafetensorsTensorInfo) throws(QARepError) -> [Float] {

@@ -43,7 +43,7 @@ private func checkMultiplier(_ value: Float, _ name: String) throws(QARepError) 
     }
 }
 
-private func checkWeights(_ weights: [Int8], _ name: String) throws(QARepError) {
+private func checkWeights(_ weights: UnsafeBufferPointer<Int8>, _ name: String) throws(QARepError) {
     // min() first: a vectorized pass over every weight of the model, where firstIndex's early exit keeps the
     // loop scalar (it was 12% of a model load); the index is looked for only in a file that fails.
     if weights.min() == -128, let index = weights.firstIndex(of: -128) {
@@ -88,21 +88,27 @@ func checkLayerGeometry(inputHeight: Int, inputWidth: Int, layers: [LayerGeometr
 enum CheckedWeights {
     /// Every layer's shape, before any weights: the chain, channel, stride and group rules hold.
     case shapes([qk_conv_shape])
-    case conv(index: Int, layer: DerivedConvLayer, weight: [Int8])
-    case fullyConnected(poolMultiplier: Float, fcMultiplier: [Float], weight: [Int8])
+    /// The weights are valid only during the call.
+    case conv(index: Int, layer: DerivedConvLayer, weight: UnsafeBufferPointer<Int8>)
+    case fullyConnected(poolMultiplier: Float, fcMultiplier: [Float], weight: UnsafeBufferPointer<Int8>)
 }
 
 extension QuantizedModelDescription {
     /// Checks every rule of docs/model-format.md and computes the derived arithmetic.
     func validate() throws(QARepError) -> DerivedArithmetic {
-        try validate(convWeight: { convs[$0].weight }, fcWeight: { fcWeight }, checked: { _ in })
+        try validate(convWeight: { (i, body) throws(QARepError) in try convs[i].weight.withUnsafeBufferPointer(body) },
+                     fcWeight: { (body) throws(QARepError) in try fcWeight.withUnsafeBufferPointer(body) },
+                     checked: { _ in })
     }
 
-    /// The same checks, in the same order, taking the weights of conv layer i from `convWeight(i)` and the fc
-    /// weights from `fcWeight()` instead of the description's arrays (which a loader leaves empty), and
-    /// passing each layer's weights to `checked` once everything about that layer holds.
-    func validate(convWeight: (Int) throws(QARepError) -> [Int8], fcWeight fcWeightOf: () throws(QARepError) -> [Int8],
-                  checked: (CheckedWeights) throws(QARepError) -> Void) throws(QARepError) -> DerivedArithmetic {
+    /// The same checks, in the same order, taking the weights of conv layer i from `convWeight(i, body)` and
+    /// the fc weights from `fcWeight(body)` (each hands them to `body`) instead of the description's arrays
+    /// (which a loader leaves empty), and passing each layer's weights to `checked` once everything about
+    /// that layer holds. (`checked` is called during the call alone; it is marked escaping only because the
+    /// weight closures, themselves parameters, call it.)
+    func validate(convWeight: (Int, (UnsafeBufferPointer<Int8>) throws(QARepError) -> Void) throws(QARepError) -> Void,
+                  fcWeight fcWeightOf: ((UnsafeBufferPointer<Int8>) throws(QARepError) -> Void) throws(QARepError) -> Void,
+                  checked: @escaping (CheckedWeights) throws(QARepError) -> Void) throws(QARepError) -> DerivedArithmetic {
         guard (1...ModelFormat.maxInputSide).contains(inputHeight), (1...ModelFormat.maxInputSide).contains(inputWidth) else {
             throw .invalidModel("input size \(inputWidth)x\(inputHeight) outside 1...\(ModelFormat.maxInputSide)")
         }
@@ -136,57 +142,61 @@ extension QuantizedModelDescription {
         for (i, conv) in convs.enumerated() {
             let name = "conv.\(i)"
             let inPerGroup = conv.inChannels / conv.groups
-            let weight = try convWeight(i)
-            guard weight.count == conv.outChannels * inPerGroup * 9 else {
-                throw .invalidModel("tensor \"\(name).weight\" has \(weight.count) values, expected \(conv.outChannels * inPerGroup * 9)")
-            }
-            guard conv.weightScale.count == conv.outChannels, conv.bias.count == conv.outChannels else {
-                throw .invalidModel("tensors \"\(name).weight_scale\" and \"\(name).bias\" must have \(conv.outChannels) values")
-            }
-            try checkWeights(weight, "\(name).weight")
-            for s in conv.weightScale { try checkScale(s, "\(name).weight_scale") }
-            try checkScale(conv.outputScale, "\(name).output_scale")
+            var handedOver = false
+            try convWeight(i) { (weight) throws(QARepError) in
+                handedOver = true
+                guard weight.count == conv.outChannels * inPerGroup * 9 else {
+                    throw .invalidModel("tensor \"\(name).weight\" has \(weight.count) values, expected \(conv.outChannels * inPerGroup * 9)")
+                }
+                guard conv.weightScale.count == conv.outChannels, conv.bias.count == conv.outChannels else {
+                    throw .invalidModel("tensors \"\(name).weight_scale\" and \"\(name).bias\" must have \(conv.outChannels) values")
+                }
+                try checkWeights(weight, "\(name).weight")
+                for s in conv.weightScale { try checkScale(s, "\(name).weight_scale") }
+                try checkScale(conv.outputScale, "\(name).output_scale")
 
-            let (outHeight, outWidth) = geometry[i]
-            maxActivation = max(maxActivation, outHeight * outWidth * conv.outChannels)
+                let (outHeight, outWidth) = geometry[i]
+                maxActivation = max(maxActivation, outHeight * outWidth * conv.outChannels)
 
-            var multipliers: [Float] = []
-            multipliers.reserveCapacity(conv.outChannels)
-            for o in 0..<conv.outChannels {
-                let m = Float(Double(inputScaleOfLayer) * Double(conv.weightScale[o]) / Double(conv.outputScale))
-                try checkMultiplier(m, "\(name) channel \(o)")
-                multipliers.append(m)
-            }
-            let biasLimit = convBiasLimit(inChannelsPerGroup: inPerGroup)
-            var bias: [Int32] = []
-            bias.reserveCapacity(conv.outChannels)
-            for o in 0..<conv.outChannels {
-                var b = Int64(conv.bias[o])
-                if i == 0 {
-                    let group = o / (conv.outChannels / conv.groups)
-                    for c in 0..<inPerGroup {
-                        let zeroPoint = Int64(inputZeroPoint[group * inPerGroup + c])
-                        let base = (o * inPerGroup + c) * 9
-                        for tap in 0..<9 { b -= Int64(weight[base + tap]) * zeroPoint }
+                var multipliers: [Float] = []
+                multipliers.reserveCapacity(conv.outChannels)
+                for o in 0..<conv.outChannels {
+                    let m = Float(Double(inputScaleOfLayer) * Double(conv.weightScale[o]) / Double(conv.outputScale))
+                    try checkMultiplier(m, "\(name) channel \(o)")
+                    multipliers.append(m)
+                }
+                let biasLimit = convBiasLimit(inChannelsPerGroup: inPerGroup)
+                var bias: [Int32] = []
+                bias.reserveCapacity(conv.outChannels)
+                for o in 0..<conv.outChannels {
+                    var b = Int64(conv.bias[o])
+                    if i == 0 {
+                        let group = o / (conv.outChannels / conv.groups)
+                        for c in 0..<inPerGroup {
+                            let zeroPoint = Int64(inputZeroPoint[group * inPerGroup + c])
+                            let base = (o * inPerGroup + c) * 9
+                            for tap in 0..<9 { b -= Int64(weight[base + tap]) * zeroPoint }
+                        }
                     }
+                    guard abs(b) <= biasLimit else {
+                        throw .invalidModel("tensor \"\(name).bias\" channel \(o): bias \(b) plus the largest accumulation (\(Int64(Int32.max) - biasLimit)) could overflow int32")
+                    }
+                    bias.append(Int32(b))
                 }
-                guard abs(b) <= biasLimit else {
-                    throw .invalidModel("tensor \"\(name).bias\" channel \(o): bias \(b) plus the largest accumulation (\(Int64(Int32.max) - biasLimit)) could overflow int32")
-                }
-                bias.append(Int32(b))
+                var pad = [UInt8](repeating: 0, count: conv.inChannels)
+                if i == 0 { for c in 0..<3 { pad[c] = inputZeroPoint[c] } }
+                let layerMacs = outHeight * outWidth * conv.outChannels * inPerGroup * 9
+                macs += layerMacs
+                let layer = DerivedConvLayer(inHeight: height, inWidth: width, inChannels: channels,
+                                             outHeight: outHeight, outWidth: outWidth, outChannels: conv.outChannels,
+                                             stride: conv.stride, groups: conv.groups, multiplier: multipliers,
+                                             bias: bias, padValue: pad, macs: layerMacs)
+                try checked(.conv(index: i, layer: layer, weight: weight))
+                layers.append(layer)
+                height = outHeight; width = outWidth; channels = conv.outChannels
+                inputScaleOfLayer = conv.outputScale
             }
-            var pad = [UInt8](repeating: 0, count: conv.inChannels)
-            if i == 0 { for c in 0..<3 { pad[c] = inputZeroPoint[c] } }
-            let layerMacs = outHeight * outWidth * conv.outChannels * inPerGroup * 9
-            macs += layerMacs
-            let layer = DerivedConvLayer(inHeight: height, inWidth: width, inChannels: channels,
-                                         outHeight: outHeight, outWidth: outWidth, outChannels: conv.outChannels,
-                                         stride: conv.stride, groups: conv.groups, multiplier: multipliers,
-                                         bias: bias, padValue: pad, macs: layerMacs)
-            try checked(.conv(index: i, layer: layer, weight: weight))
-            layers.append(layer)
-            height = outHeight; width = outWidth; channels = conv.outChannels
-            inputScaleOfLayer = conv.outputScale
+            guard handedOver else { throw QARepError(.internal, "the weights of \(name) were not handed over") }
         }
 
         let lastPixels = height * width
@@ -200,33 +210,37 @@ extension QuantizedModelDescription {
         guard (1...ModelFormat.maxClasses).contains(numClasses) else {
             throw .invalidModel("num_classes is \(numClasses), expected 1...\(ModelFormat.maxClasses)")
         }
-        let fcWeight = try fcWeightOf()
-        guard fcWeight.count == numClasses * channels else {
-            throw .invalidModel("tensor \"fc.weight\" has \(fcWeight.count) values, expected \(numClasses * channels)")
-        }
-        guard fcWeightScale.count == numClasses, fcBias.count == numClasses else {
-            throw .invalidModel("tensors \"fc.weight_scale\" and \"fc.bias\" must have \(numClasses) values")
-        }
-        try checkWeights(fcWeight, "fc.weight")
         var fcMultiplier: [Float] = []
-        fcMultiplier.reserveCapacity(numClasses)
-        let fcLimit = fcBiasLimit(inChannels: channels)
-        for k in 0..<numClasses {
-            try checkScale(fcWeightScale[k], "fc.weight_scale")
-            let m = Float(Double(poolOutputScale) * Double(fcWeightScale[k]))
-            try checkMultiplier(m, "fc class \(k)")
-            fcMultiplier.append(m)
-            guard abs(Int64(fcBias[k])) <= fcLimit else {
-                throw .invalidModel("tensor \"fc.bias\" class \(k): bias \(fcBias[k]) plus the largest accumulation (\(Int64(Int32.max) - fcLimit)) could overflow int32")
+        var fcHandedOver = false
+        try fcWeightOf { (fcWeight) throws(QARepError) in
+            fcHandedOver = true
+            guard fcWeight.count == numClasses * channels else {
+                throw .invalidModel("tensor \"fc.weight\" has \(fcWeight.count) values, expected \(numClasses * channels)")
             }
+            guard fcWeightScale.count == numClasses, fcBias.count == numClasses else {
+                throw .invalidModel("tensors \"fc.weight_scale\" and \"fc.bias\" must have \(numClasses) values")
+            }
+            try checkWeights(fcWeight, "fc.weight")
+            fcMultiplier.reserveCapacity(numClasses)
+            let fcLimit = fcBiasLimit(inChannels: channels)
+            for k in 0..<numClasses {
+                try checkScale(fcWeightScale[k], "fc.weight_scale")
+                let m = Float(Double(poolOutputScale) * Double(fcWeightScale[k]))
+                try checkMultiplier(m, "fc class \(k)")
+                fcMultiplier.append(m)
+                guard abs(Int64(fcBias[k])) <= fcLimit else {
+                    throw .invalidModel("tensor \"fc.bias\" class \(k): bias \(fcBias[k]) plus the largest accumulation (\(Int64(Int32.max) - fcLimit)) could overflow int32")
+                }
+            }
+            guard labels.count == numClasses else {
+                throw .invalidModel("metadata key \"labels\" has \(labels.count) entries, num_classes is \(numClasses)")
+            }
+            for (k, label) in labels.enumerated() where label.utf8.count > ModelFormat.maxLabelBytes {
+                throw .invalidModel("metadata key \"labels\": label \(k) is \(label.utf8.count) bytes, the limit is \(ModelFormat.maxLabelBytes)")
+            }
+            try checked(.fullyConnected(poolMultiplier: poolMultiplier, fcMultiplier: fcMultiplier, weight: fcWeight))
         }
-        guard labels.count == numClasses else {
-            throw .invalidModel("metadata key \"labels\" has \(labels.count) entries, num_classes is \(numClasses)")
-        }
-        for (k, label) in labels.enumerated() where label.utf8.count > ModelFormat.maxLabelBytes {
-            throw .invalidModel("metadata key \"labels\": label \(k) is \(label.utf8.count) bytes, the limit is \(ModelFormat.maxLabelBytes)")
-        }
-        try checked(.fullyConnected(poolMultiplier: poolMultiplier, fcMultiplier: fcMultiplier, weight: fcWeight))
+        guard fcHandedOver else { throw QARepError(.internal, "the weights of fc were not handed over") }
         macs += channels * numClasses
         return DerivedArithmetic(layers: layers, poolMultiplier: poolMultiplier, fcMultiplier: fcMultiplier,
                                  fcInChannels: channels, lastPixels: lastPixels, maxActivationBytes: maxActivation,

@@ -20,7 +20,11 @@ enum { EXTRA = QK_EXTRA_BYTES, GUARD = 64 };
 static const int32_t thread_counts[] = {1, 2, 3};
 static long passed, failed;
 static bool quick;
-static bool compared[QK_PATH_COUNT];
+// Every path the tests run: the table's, then its test-only paths, which follow the gap at QK_PATH_COUNT
+// (qarep_kernels.h).
+static bool compared[QK_PATH_TEST_END];
+static int next_path(int path) { return path + 1 == QK_PATH_COUNT ? path + 2 : path + 1; }
+#define FOR_EACH_PATH(path) for (int path = 0; path < QK_PATH_TEST_END; path = next_path(path))
 
 static void check(bool ok, const char *what, const char *path, int32_t threads, const char *context) {
     if (ok) {
@@ -195,7 +199,7 @@ static void check_conv(const conv_case *c, uint64_t seed, bool naive, bool tiny,
         naive_conv(c, &d, result);
         check(memcmp(oracle, result, count) == 0, "conv against the spec", "scalar", 1, context);
     }
-    for (int path = 0; path < QK_PATH_COUNT; path++) {
+    FOR_EACH_PATH(path) {
         if (!qk_path_supported((qk_path)path)) continue;
         for (int t = 0; t < 3; t++) {
             memset(result, 0, count);
@@ -258,7 +262,7 @@ static void conv_tests(void) {
 }
 
 // ---- Winograd F(2x2,3x3) ----
-static bool winograd_ran[QK_PATH_COUNT];
+static bool winograd_ran[QK_PATH_TEST_END];
 
 // The path's Winograd kernels forced on (qk_testing_conv3x3_winograd), against the scalar oracle at 1-3
 // threads, with the transformed weights' round trip; paths without Winograd refuse and are reported.
@@ -268,7 +272,7 @@ static void check_winograd(const conv_case *c, const conv_data *d, const char *c
     int8_t *unpacked = xmalloc(weight_count(c));
     bool guards;
     check(run_conv(QK_PATH_SCALAR, c, d, 1, oracle, &guards) && guards, "conv", "scalar", 1, context);
-    for (int path = 0; path < QK_PATH_COUNT; path++) {
+    FOR_EACH_PATH(path) {
         if (!qk_path_supported((qk_path)path)) continue;
         for (int t = 0; t < 3; t++) {
             memset(fenced, 0xA5, count + 2 * GUARD);
@@ -364,7 +368,7 @@ static void winograd_tests(void) {
     conv_data d = random_conv_data(&over, false);
     uint8_t *output = xmalloc(output_count(&over));
     int8_t *unpacked = xmalloc(weight_count(&over));
-    for (int path = 0; path < QK_PATH_COUNT; path++) {
+    FOR_EACH_PATH(path) {
         if (!qk_path_supported((qk_path)path)) continue;
         const char *algorithm = qk_conv3x3_algorithm((qk_path)path, &over.shape);
         check(algorithm != NULL && strcmp(algorithm, "winograd") != 0, "1842 channels run directly",
@@ -380,10 +384,10 @@ static void winograd_tests(void) {
     free(unpacked);
     free_conv_data(&d);
     printf("paths run with Winograd against scalar:");
-    for (int path = 0; path < QK_PATH_COUNT; path++)
+    FOR_EACH_PATH(path)
         if (winograd_ran[path]) printf(" %s", qk_path_name((qk_path)path));
     printf("\npaths without a Winograd run here (no Winograd kernels, or this CPU lacks the path):");
-    for (int path = 0; path < QK_PATH_COUNT; path++)
+    FOR_EACH_PATH(path)
         if (!winograd_ran[path]) printf(" %s", qk_path_name((qk_path)path));
     printf("\n");
 }
@@ -404,7 +408,7 @@ static void pool_tests(void) {
         snprintf(context, sizeof context, "pool case %zu", i);
         check(qk_global_avgpool_u8(QK_PATH_SCALAR, cases[i].batch, cases[i].pixels, cases[i].channels, input, multiplier,
                                    oracle, 1) == QK_OK, "pool", "scalar", 1, context);
-        for (int path = 0; path < QK_PATH_COUNT; path++) {
+        FOR_EACH_PATH(path) {
             if (!qk_path_supported((qk_path)path)) continue;
             for (int t = 0; t < 3; t++) {
                 memset(fenced, 0xA5, out + 2 * GUARD);
@@ -461,7 +465,7 @@ static void fc_tests(void) {
         char context[96];
         snprintf(context, sizeof context, "fc batch %d, %d -> %d", batch, in_c, out_c);
         check(run_fc(QK_PATH_SCALAR, batch, in_c, out_c, weight, bias, multiplier, input, 1, oracle), "fc", "scalar", 1, context);
-        for (int path = 0; path < QK_PATH_COUNT; path++) {
+        FOR_EACH_PATH(path) {
             if (!qk_path_supported((qk_path)path)) continue;
             for (int t = 0; t < 3; t++) {
                 memset(logits, 0, count * sizeof(float));
@@ -558,22 +562,42 @@ static void per_layer_scalar(const network_case *net, const uint8_t *images, int
     free(activation);
 }
 
-static qk_network *make_network(const network_case *net, qk_path path) {
+// Staged: the weights are written where qk_network_*_staging says, wherever it offers a place, and packed
+// in place from there (as a model load does).
+static long staged_layers;
+static qk_network *make_network_staged(const network_case *net, qk_path path, bool staged) {
     qk_conv_shape shapes[8];
     for (int32_t i = 0; i < net->layers; i++) shapes[i] = net->convs[i].shape;
     qk_network *network = NULL;
     if (qk_network_create(path, net->layers, shapes, net->classes, &network) != QK_OK) return NULL;
     bool ok = true;
-    for (int32_t i = 0; i < net->layers; i++)
-        ok = ok && qk_network_set_conv(network, i, net->data[i].weights, net->data[i].bias, net->data[i].multiplier,
+    for (int32_t i = 0; i < net->layers; i++) {
+        const int8_t *weights = net->data[i].weights;
+        int8_t *staging = staged ? qk_network_conv_staging(network, i) : NULL;
+        if (staging != NULL) {
+            memcpy(staging, weights, weight_count(&net->convs[i]));
+            weights = staging;
+            staged_layers++;
+        }
+        ok = ok && qk_network_set_conv(network, i, weights, net->data[i].bias, net->data[i].multiplier,
                                        net->data[i].pad) == QK_OK;
-    ok = ok && qk_network_set_head(network, net->pool_multiplier, net->fc_weight, net->fc_bias, net->fc_multiplier) == QK_OK;
+    }
+    const int8_t *fc_weight = net->fc_weight;
+    int8_t *fc_staging = staged ? qk_network_fc_staging(network) : NULL;
+    if (fc_staging != NULL) {
+        memcpy(fc_staging, fc_weight, (size_t)net->classes * (size_t)net->convs[net->layers - 1].shape.out_c);
+        fc_weight = fc_staging;
+        staged_layers++;
+    }
+    ok = ok && qk_network_set_head(network, net->pool_multiplier, fc_weight, net->fc_bias, net->fc_multiplier) == QK_OK;
     if (!ok) {
         qk_network_destroy(network);
         return NULL;
     }
     return network;
 }
+
+static qk_network *make_network(const network_case *net, qk_path path) { return make_network_staged(net, path, false); }
 
 static void check_network(const network_case *net, uint64_t seed, int32_t max_batch, const char *name) {
     rng_state = seed + 77;
@@ -591,11 +615,13 @@ static void check_network(const network_case *net, uint64_t seed, int32_t max_ba
         float *expected_logits = xmalloc(logit_count * sizeof(float));
         per_layer_scalar(net, batch_images, batch, expected_pooled, expected_logits);
         char context[128];
-        for (int path = 0; path < QK_PATH_COUNT; path++) {
+        FOR_EACH_PATH(path) {
             if (!qk_path_supported((qk_path)path)) continue;
             for (int b = 0; b < 3; b++) {
-                qk_network *network = make_network(net, (qk_path)path);
-                snprintf(context, sizeof context, "%s batch %d depth-first budget %lld", name, batch, (long long)budgets[b]);
+                // The last budget's network is packed in place from staged weights.
+                qk_network *network = make_network_staged(net, (qk_path)path, b == 2);
+                snprintf(context, sizeof context, "%s batch %d depth-first budget %lld%s", name, batch, (long long)budgets[b],
+                         b == 2 ? ", packed in place" : "");
                 check(network != NULL, "network build", qk_path_name((qk_path)path), 0, context);
                 if (network == NULL) continue;
                 // The transformed weights' memory, as reported, is the sum of the layers packed that way.
@@ -714,7 +740,7 @@ static void detection_tests(void) {
     if (!cpuinfo_features(line, sizeof line)) {
         printf("detection: /proc/cpuinfo has no features line for this architecture (user-mode emulation); not compared\n");
     } else {
-        for (int path = 0; path < QK_PATH_COUNT; path++) {
+        FOR_EACH_PATH(path) {
             char flags[256];
             snprintf(flags, sizeof flags, "%s", qk_path_linux_cpu_flags((qk_path)path));
             bool all = true;
@@ -728,10 +754,17 @@ static void detection_tests(void) {
     for (int path = 1; path < QK_PATH_COUNT; path++) simd = simd || qk_path_supported((qk_path)path);
     check(qk_path_supported(best) && (!simd || best != QK_PATH_SCALAR), "best path is supported and not scalar beside SIMD",
           qk_path_name(best), 0, "");
+    // Test-only paths are never the default and have no name a user could give.
+    check(best < QK_PATH_COUNT, "best path is a path of the table", qk_path_name(best), 0, "");
+    for (int path = QK_PATH_COUNT + 1; path < QK_PATH_TEST_END; path++) {
+        qk_path found;
+        check(qk_path_from_name(qk_path_name((qk_path)path), &found) == QK_ERROR_INVALID_ARGUMENT,
+              "test-only path not found by name", qk_path_name((qk_path)path), 0, "");
+    }
     // Every path this CPU runs names its peak mix; another architecture's configs may not (the x86 ones'
     // #else branches name none), which is only reported.
     int unnamed = 0;
-    for (int path = 0; path < QK_PATH_COUNT; path++) {
+    FOR_EACH_PATH(path) {
         if (!qk_path_supported((qk_path)path)) {
             if (qk_path_peak_mix((qk_path)path) == NULL)
                 printf("%s %s", unnamed++ ? "," : "note: no peak mix named by the unsupported path(s)", qk_path_name((qk_path)path));
@@ -760,15 +793,29 @@ int main(int argc, char **argv) {
     pool_tests();
     fc_tests();
     network_tests();
+    printf("layers packed in place from staged weights: %ld\n", staged_layers);
+    check(staged_layers > 0, "some layers packed in place", "any", 0, "");
     printf("paths compared with scalar:");
-    for (int path = 0; path < QK_PATH_COUNT; path++)
+    FOR_EACH_PATH(path)
         if (compared[path]) printf(" %s", qk_path_name((qk_path)path));
+    // Each by name, with the features /proc/cpuinfo does not list (where it has a features line).
     printf("\npaths this CPU could not run:");
+    static char features[16384];
+    const bool have_features = cpuinfo_features(features, sizeof features);
     int missing = 0;
-    for (int path = 0; path < QK_PATH_COUNT; path++)
-        if (!qk_path_supported((qk_path)path)) printf("%s %s", missing++ ? "," : "", qk_path_name((qk_path)path));
+    FOR_EACH_PATH(path) {
+        if (qk_path_supported((qk_path)path)) continue;
+        printf("%s %s", missing++ ? "," : "", qk_path_name((qk_path)path));
+        if (!have_features) continue;
+        char flags[256];
+        snprintf(flags, sizeof flags, "%s", qk_path_linux_cpu_flags((qk_path)path));
+        printf(" (CPU lacks");
+        for (char *flag = strtok(flags, " "); flag != NULL; flag = strtok(NULL, " "))
+            if (!has_flag(features, flag)) printf(" %s", flag);
+        printf(")");
+    }
     printf("%s\n", missing ? "" : " none");
-    for (int path = 0; path < QK_PATH_COUNT; path++)
+    FOR_EACH_PATH(path)
         check(compared[path] == (qk_path_supported((qk_path)path) != 0), "every supported path compared",
               qk_path_name((qk_path)path), 0, "");
     printf("%ld passed, %ld failed\n", passed, failed);

@@ -44,7 +44,7 @@ final class ConvKernelTests: XCTestCase {
     func assertComparedEverySupportedPath(_ compared: Set<String>) {
         let supported = Set(allPaths.filter { qk_path_supported($0) != 0 }.map(pathName))
         XCTAssertEqual(compared, supported, "paths compared vs supported")
-        print("conv paths compared on this CPU: \(compared.sorted())")
+        print("conv paths compared on this CPU: \(compared.sorted()); not run: \(pathsNotRun())")
     }
 
     /// Every tile shape of every path: rows of 1 to 9 output pixels (each row width is one tile, or splits

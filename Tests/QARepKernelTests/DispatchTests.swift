@@ -7,13 +7,8 @@ final class DispatchTests: XCTestCase {
     /// SIMD comparisons of the other tests into scalar-only runs. (The OS register-state check is not
     /// visible in /proc/cpuinfo; Linux enables it whenever it lists the flags.)
     func testDetectedPathsMatchCPUFlags() throws {
-        guard let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-              // x86 lists its features on "flags" lines, ARM on "Features" lines.
-              let flagsLine = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") || $0.hasPrefix("Features") })
-        else {
-            throw XCTSkip("no /proc/cpuinfo flags on this system")
-        }
-        let flags = Set(flagsLine.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == ":" }).map(String.init))
+        guard !cpuFlags.isEmpty else { throw XCTSkip("no /proc/cpuinfo flags on this system") }
+        let flags = cpuFlags
         for path in allPaths {
             // Paths of another architecture need features this CPU's flags do not list.
             let needed = qk_path_linux_cpu_flags(path).map { String(cString: $0) } ?? ""
@@ -22,6 +17,7 @@ final class DispatchTests: XCTestCase {
         }
         let best = qk_best_path()
         XCTAssertEqual(qk_path_supported(best), 1)
+        XCTAssertTrue(tablePaths.contains(best), "the default is a path of the table, never a test-only one")
         if allPaths.contains(where: { $0 != QK_PATH_SCALAR && qk_path_supported($0) != 0 }) {
             XCTAssertNotEqual(best, QK_PATH_SCALAR, "a SIMD path is supported but the scalar one is the default")
         }
@@ -32,10 +28,17 @@ final class DispatchTests: XCTestCase {
     func testPathNamesAndUnknownPaths() {
         XCTAssertEqual(pathName(QK_PATH_SCALAR), "scalar")
         XCTAssertEqual(Set(allPaths.map(pathName)).count, allPaths.count, "path names are not unique")
-        for path in allPaths {
+        for path in tablePaths {
             var found = QK_PATH_COUNT
             XCTAssertEqual(qk_path_from_name(qk_path_name(path), &found), QK_OK)
             XCTAssertEqual(found, path)
+            XCTAssertNotNil(qk_path_peak_mix(path), pathName(path))
+        }
+        // A test-only path has a name for the tests' messages, but no name leads to it.
+        XCTAssertFalse(testOnlyPaths.isEmpty)
+        for path in testOnlyPaths {
+            var found = QK_PATH_COUNT
+            XCTAssertEqual(qk_path_from_name(qk_path_name(path), &found), QK_ERROR_INVALID_ARGUMENT, pathName(path))
             XCTAssertNotNil(qk_path_peak_mix(path), pathName(path))
         }
         var found = QK_PATH_SCALAR
@@ -125,6 +128,6 @@ final class DispatchTests: XCTestCase {
             XCTAssertEqual(qk_conv3x3_pack(path, &shape, weights, packed.pointer), QK_ERROR_UNSUPPORTED_PATH, pathName(path))
             XCTAssertEqual(qk_fc_pack(path, 4, 4, weights, packed.pointer), QK_ERROR_UNSUPPORTED_PATH, pathName(path))
         }
-        print("kernel paths not run on this CPU: \(missing.isEmpty ? "none" : missing.map(pathName).joined(separator: ", "))")
+        print("kernel paths not run on this CPU: \(pathsNotRun())")
     }
 }

@@ -4,10 +4,34 @@ import CQARepKernels
 
 let extraBytes = Int(QK_EXTRA_BYTES)
 /// Every path of the kernels' table (qk_paths.h), whether or not this CPU runs it.
-let allPaths: [qk_path] = (0..<QK_PATH_COUNT.rawValue).map { qk_path(rawValue: $0) }
+let tablePaths: [qk_path] = (0..<QK_PATH_COUNT.rawValue).map { qk_path(rawValue: $0) }
+/// The test-only paths (qk_paths.h: the AVX-VNNI microkernels as their EVEX twin), numbered after the gap at
+/// QK_PATH_COUNT; the kernel tests run them like any other path.
+let testOnlyPaths: [qk_path] = ((QK_PATH_COUNT.rawValue + 1)..<QK_PATH_TEST_END.rawValue).map { qk_path(rawValue: $0) }
+/// Every path the kernel tests run where the CPU has it.
+let allPaths: [qk_path] = tablePaths + testOnlyPaths
 let threadCounts: [Int32] = [1, 2, 3]
 
 func pathName(_ path: qk_path) -> String { qk_path_name(path).map { String(cString: $0) } ?? "unknown" }
+
+/// The CPU features /proc/cpuinfo lists (empty where it has no features line).
+let cpuFlags: Set<String> = {
+    guard let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+          // x86 lists its features on "flags" lines, ARM on "Features" lines.
+          let line = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") || $0.hasPrefix("Features") })
+    else { return [] }
+    return Set(line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == ":" }).map(String.init))
+}()
+
+/// Each path this CPU cannot run, by name, with the features it lacks: "avxvnni (CPU lacks avx_vnni)".
+func pathsNotRun() -> String {
+    let missing = allPaths.filter { qk_path_supported($0) == 0 }.map { path in
+        let needed = (qk_path_linux_cpu_flags(path).map { String(cString: $0) } ?? "").split(separator: " ").map(String.init)
+        let lacking = cpuFlags.isEmpty ? needed : needed.filter { !cpuFlags.contains($0) }
+        return "\(pathName(path)) (CPU lacks \(lacking.joined(separator: " ")))"
+    }
+    return missing.isEmpty ? "none" : missing.joined(separator: ", ")
+}
 
 /// The readable slack after an input, filled with garbage that must never reach a result.
 func withGarbageSlack(_ data: [UInt8], _ rng: inout SeededGenerator) -> [UInt8] { data + rng.bytes(extraBytes) }

@@ -204,7 +204,7 @@ final class NetworkKernelTests: XCTestCase {
             compared.formUnion(checkNetwork(net, seed: seed, maxBatch: 5))
         }
         XCTAssertEqual(compared, Set(allPaths.filter { qk_path_supported($0) != 0 }.map(pathName)))
-        print("network paths compared on this CPU: \(compared.sorted())")
+        print("network paths compared on this CPU: \(compared.sorted()); not run: \(pathsNotRun())")
     }
 
     /// The timed entry point computes the same and stamps every step's end in order, nothing past the last.

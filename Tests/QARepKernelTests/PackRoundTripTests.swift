@@ -99,7 +99,7 @@ final class PackRoundTripTests: XCTestCase {
         var output = [Int8](repeating: 7, count: 1024)
         var badShape = qk_conv_shape(in_h: 4, in_w: 4, in_c: 6, out_c: 8, stride: 1, groups: 4)
         var goodShape = qk_conv_shape(in_h: 4, in_w: 4, in_c: 4, out_c: 8, stride: 1, groups: 1)
-        let unknown = qk_path(rawValue: 7)
+        let unknown = QK_PATH_COUNT  // the gap before the test-only paths: not a path
         for path in allPaths + [unknown] {
             qk_conv3x3_unpack(path, &badShape, packed.pointer, &output)
             qk_conv3x3_unpack(path, nil, packed.pointer, &output)

@@ -15,14 +15,8 @@ final class StreamingResizeTests: XCTestCase {
             let crop = crops[trial % crops.count]
             let stride = width * 3 + Int(rng.next() % 5)
             let image = rng.bytes(stride * height)
-            let oracle = try image.withUnsafeBufferPointer {
-                try oracleResizeAndCrop(rgb: $0, width: width, height: height, rowStride: stride, outputWidth: outWidth,
-                                        outputHeight: outHeight, cropRatio: crop)
-            }
-            let whole = try image.withUnsafeBufferPointer {
-                try resizeAndCrop(rgb: $0, width: width, height: height, rowStride: stride, outputWidth: outWidth,
-                                  outputHeight: outHeight, cropRatio: crop)
-            }
+            let (oracle, whole) = try oracleAndWhole(image, width: width, height: height, stride: stride,
+                                                     outWidth: outWidth, outHeight: outHeight, crop: crop)
             let label = "\(width)x\(height) -> \(outWidth)x\(outHeight) crop \(crop)"
             XCTAssertEqual(whole, oracle, label)
             // Every row pushed, in order, as a decoder hands them out.
@@ -33,6 +27,31 @@ final class StreamingResizeTests: XCTestCase {
                 for y in 0..<height { stream.push(row: buffer.baseAddress! + y * stride) }
             }
             XCTAssertEqual(try stream.finish(), oracle, label)
+        }
+    }
+
+    // Same size and no crop is copied row by row: still the oracle's bytes, as streamed and whole.
+    func testSameSizeMatchesTheOracle() throws {
+        var rng = SeededGenerator(seed: 78)
+        for (side, crop) in [(1, Float(1)), (2, 1), (32, 1), (33, 1), (224, 1), (32, 0.875), (57, 0.95)] {
+            let width = side, height = side + (side > 2 ? 3 : 0)
+            let stride = width * 3 + 2
+            let image = rng.bytes(stride * height)
+            let (oracle, whole) = try oracleAndWhole(image, width: width, height: height, stride: stride,
+                                                     outWidth: width, outHeight: height, crop: crop)
+            XCTAssertEqual(whole, oracle, "\(width)x\(height) crop \(crop)")
+            if crop == 1 { XCTAssertEqual(whole.count, width * height * 3) }
+        }
+    }
+
+    /// The oracle's output and resizeAndCrop's for the same image.
+    private func oracleAndWhole(_ image: [UInt8], width: Int, height: Int, stride: Int, outWidth: Int, outHeight: Int,
+                                crop: Float) throws -> (oracle: [UInt8], whole: [UInt8]) {
+        try image.withUnsafeBufferPointer { rgb in
+            (try oracleResizeAndCrop(rgb: rgb, width: width, height: height, rowStride: stride, outputWidth: outWidth,
+                                     outputHeight: outHeight, cropRatio: crop),
+             try resizeAndCrop(rgb: rgb, width: width, height: height, rowStride: stride, outputWidth: outWidth,
+                               outputHeight: outHeight, cropRatio: crop))
         }
     }
 

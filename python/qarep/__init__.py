@@ -120,6 +120,15 @@ def _checked_array(name: str, value: object, dtype: np.dtype, shape: Sequence[in
     raise ValueError(f"{name}: expected {expected}, got a non-contiguous array (use numpy.ascontiguousarray)")
 
 
+def _decode_margin() -> int:
+    """QAREP_DECODE_MARGIN if it is an integer in 1...8, else 1: the CLI's rule, so that both decode alike."""
+    try:
+        value = int(os.environ.get("QAREP_DECODE_MARGIN", ""))
+    except ValueError:
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What a model takes and computes (qarep_model_info)."""
@@ -260,10 +269,12 @@ class Model(_Handle):
 
     def decode_scale(self, width: int, height: int) -> int:
         """The JPEG DCT scale denominator (1, 2, 4 or 8) ``qarep classify`` decodes a width x height image at:
-        the largest whose output, ceil(width / d) x ceil(height / d), still covers ``resize_size``."""
+        the largest whose output, ceil(width / d) x ceil(height / d), still covers ``resize_size`` times the
+        process's decode margin (``QAREP_DECODE_MARGIN``, 1-8, default 1, as the CLI reads it)."""
         target_w, target_h = self.resize_size(width, height)
+        margin = _decode_margin()
         for d in (8, 4, 2):
-            if -(-width // d) >= target_w and -(-height // d) >= target_h:
+            if -(-width // d) >= margin * target_w and -(-height // d) >= margin * target_h:
                 return d
         return 1
 

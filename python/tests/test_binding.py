@@ -143,3 +143,14 @@ def test_decode_image_uses_the_cli_dct_scale_for_large_jpegs(tmp_path, model):
     assert decoded.shape[1] >= target[0] and decoded.shape[0] >= target[1]
     if scale < 8:
         assert -(-width // (scale * 2)) < target[0] or -(-height // (scale * 2)) < target[1]
+
+
+def test_decode_scale_follows_the_cli_decode_margin(monkeypatch, model):
+    # 1600x1200 for a 160x160 model (crop 0.875): 1/4 covers the 243x182 target once, 1/2 twice, so a margin of
+    # 2 decodes at 1/2; values the CLI ignores (outside 1-8, not a number) leave the default.
+    assert model.decode_scale(1600, 1200) == 4
+    monkeypatch.setenv("QAREP_DECODE_MARGIN", "2")
+    assert model.decode_scale(1600, 1200) == 2
+    for ignored in ("0", "9", "two"):
+        monkeypatch.setenv("QAREP_DECODE_MARGIN", ignored)
+        assert model.decode_scale(1600, 1200) == 4

@@ -77,6 +77,11 @@ typedef struct qk_path_ops {
                       void *packed);
     void (*conv_unpack)(const qk_path_config *path, const qk_conv_geometry *geo, const void *packed,
                         int8_t *weight_oihw);
+    // Packing in place (NULL: never): the OIHW weights lie at the end of the layer's region of region_bytes
+    // and are packed to its start, so a model load needs no buffer of its own for them. With packed == NULL
+    // it only answers whether this layer can; otherwise false means nothing was written (no memory).
+    bool (*conv_pack_in_place)(const qk_path_config *path, const qk_conv_geometry *geo, void *packed,
+                               size_t region_bytes);
     // One member's share of a conv step (see qk_team).
     void (*conv_share)(const qk_path_config *path, const qk_conv_args *args, const qk_team *team);
     // The packed weights a member reads first in a conv step (*bytes = 0: none worth fetching ahead).
@@ -88,6 +93,9 @@ typedef struct qk_path_ops {
     size_t (*fc_packed_size)(const qk_path_config *path, int32_t in_c, int32_t out_c);
     void (*fc_pack)(const qk_path_config *path, int32_t in_c, int32_t out_c, const int8_t *weight, void *packed);
     void (*fc_unpack)(const qk_path_config *path, int32_t in_c, int32_t out_c, const void *packed, int8_t *weight);
+    // The same for the head's [out_c][in_c] weights (NULL: never).
+    bool (*fc_pack_in_place)(const qk_path_config *path, int32_t in_c, int32_t out_c, void *packed,
+                             size_t region_bytes);
     void (*fc_share)(const qk_path_config *path, int32_t batch, int32_t in_c, int32_t out_c, const void *packed,
                      const int32_t *bias, const float *multiplier, const uint8_t *input, float *logits,
                      const qk_team *team);
@@ -123,13 +131,14 @@ struct qk_path_config {
     const struct qk_winograd_kernels *winograd;
 };
 
-// The table (paths.c), indexed by qk_path; NULL for a value that is not a path.
+// The table (paths.c), indexed by qk_path (test-only paths included); NULL for a value that is not a path.
 const qk_path_config *qk_path_config_of(qk_path path);
 // The config of a path this CPU can run; NULL otherwise.
 const qk_path_config *qk_supported_path_config(qk_path path);
 
 #define QK_PATH_DECLARE_CONFIG(id, config) extern const qk_path_config config;
 QK_PATH_TABLE(QK_PATH_DECLARE_CONFIG)
+QK_TEST_PATH_TABLE(QK_PATH_DECLARE_CONFIG)
 #undef QK_PATH_DECLARE_CONFIG
 
 // One conv layer on a team of up to `threads`, each member calling `share` (api/entry-points.c), after the

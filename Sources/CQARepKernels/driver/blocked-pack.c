@@ -4,6 +4,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 size_t qk_conv_blocked_size(const qk_conv_blocking *blocking, const qk_conv_geometry *geo) {
     return (size_t)geo->groups * (size_t)blocking->blocks_per_group * blocking->block_bytes;
@@ -12,6 +15,13 @@ size_t qk_conv_blocked_size(const qk_conv_blocking *blocking, const qk_conv_geom
 size_t qk_conv_blocked_packed_size(const qk_path_config *path, const qk_conv_geometry *geo) {
     const qk_conv_blocking blocking = qk_conv_blocking_of(geo, path);
     return qk_conv_blocked_size(&blocking, geo);
+}
+
+// The sum of n int8 weights, for a block trailer (the paths without trailers skip it).
+static int32_t sum_of_weights(const int8_t *weights, size_t n) {
+    int32_t sum = 0;
+    for (size_t i = 0; i < n; i++) sum += weights[i];
+    return sum;
 }
 
 // The packing order is walked once for both directions, so that pack and unpack cannot drift apart:
@@ -96,6 +106,27 @@ static void conv_blocked_traverse(const qk_path_config *path, const qk_conv_geom
     }
 }
 
+#if defined(__SSE2__)
+// Eight input channels' 9 taps (72 bytes, channel c at c * 9) to 9 rows of 8 bytes, `row` bytes apart: taps
+// 0-7 as one 8x8 byte transpose of the 8-byte loads at c * 9 (three rounds of unpacks), tap 8 byte by byte.
+// A third of the byte-by-byte gather's instructions; SSE2 is every x86-64's.
+static void transpose_taps_of_8(const int8_t *channels, int8_t *taps, size_t row) {
+    __m128i r[8];
+    for (int j = 0; j < 8; j++) r[j] = _mm_loadl_epi64((const __m128i *)(channels + 9 * j));
+    const __m128i p01 = _mm_unpacklo_epi8(r[0], r[1]), p23 = _mm_unpacklo_epi8(r[2], r[3]);
+    const __m128i p45 = _mm_unpacklo_epi8(r[4], r[5]), p67 = _mm_unpacklo_epi8(r[6], r[7]);
+    const __m128i q0 = _mm_unpacklo_epi16(p01, p23), q1 = _mm_unpackhi_epi16(p01, p23);  // taps 0-3, 4-7 of 0-3
+    const __m128i q2 = _mm_unpacklo_epi16(p45, p67), q3 = _mm_unpackhi_epi16(p45, p67);  // of channels 4-7
+    const __m128i pairs[4] = {_mm_unpacklo_epi32(q0, q2), _mm_unpackhi_epi32(q0, q2), _mm_unpacklo_epi32(q1, q3),
+                              _mm_unpackhi_epi32(q1, q3)};  // taps (0, 1), (2, 3), (4, 5), (6, 7)
+    for (int k = 0; k < 4; k++) {
+        _mm_storel_epi64((__m128i *)(taps + (size_t)(2 * k) * row), pairs[k]);
+        _mm_storel_epi64((__m128i *)(taps + (size_t)(2 * k + 1) * row), _mm_unpackhi_epi64(pairs[k], pairs[k]));
+    }
+    for (int j = 0; j < 8; j++) taps[8 * row + (size_t)j] = channels[9 * j + 8];
+}
+#endif
+
 // The same packing order for the tap-by-tap layout, fast: each channel tile's OIHW weights are first
 // transposed to [out][tap][in] with each (out, tap) row padded to whole chunks, so that a unit is gathered
 // as `lanes` contiguous runs of `depth` bytes instead of weight by weight with a 9-byte stride (the packing
@@ -121,15 +152,17 @@ static bool conv_blocked_pack_transposed(const qk_path_config *path, const qk_co
             int32_t lane_sums[QK_MAX_TILE_LANES] = {0};  // lanes beyond the layer's outputs weigh 0
             for (int32_t t = 0; t < tile_outs; t++) {
                 const int8_t *channel = weight_oihw + ((size_t)g * (size_t)opg + (size_t)(first_out + t)) * (size_t)ipg * 9;
-                for (size_t tap = 0; tap < 9; tap++) {
-                    int8_t *out = rows + (size_t)t * out_stride + tap * row;
-                    for (size_t c = 0; c < (size_t)ipg; c++) out[c] = channel[c * 9 + tap];
-                    memset(out + ipg, 0, row - (size_t)ipg);  // a partial last chunk's missing channels weigh 0
-                }
-                // Summed over the contiguous OIHW run, which vectorizes, rather than inside the strided copy.
-                int32_t sum = 0;
-                for (size_t i = 0; i < (size_t)ipg * 9; i++) sum += channel[i];
-                lane_sums[t] = sum;
+                int8_t *taps = rows + (size_t)t * out_stride;
+                size_t c = 0;
+#if defined(__SSE2__)
+                for (; c + 8 <= (size_t)ipg; c += 8) transpose_taps_of_8(channel + c * 9, taps + c, row);
+#endif
+                for (; c < (size_t)ipg; c++)
+                    for (size_t tap = 0; tap < 9; tap++) taps[tap * row + c] = channel[c * 9 + tap];
+                for (size_t tap = 0; tap < 9; tap++)
+                    memset(taps + tap * row + ipg, 0, row - (size_t)ipg);  // a partial last chunk's missing channels weigh 0
+                // Summed over the contiguous OIHW run rather than inside the strided copy.
+                if (geometry->trailer_bytes > 0) lane_sums[t] = sum_of_weights(channel, (size_t)ipg * 9);
             }
             for (int32_t tap = 0; tap < 9; tap++) {
                 for (int32_t chunk = 0; chunk < b.chunks; chunk++) {
@@ -213,40 +246,90 @@ static void fc_blocked_traverse(const qk_path_config *path, int32_t in_c, int32_
     }
 }
 
-// Packing the head, fast: each lane of a unit is a run of `depth` contiguous weights of its output's row.
-void qk_fc_blocked_pack(const qk_path_config *path, int32_t in_c, int32_t out_c, const int8_t *weight, void *packed) {
-    const qk_pack_geometry *geometry = &path->packing;
-    const int32_t lanes = geometry->lanes, depth = geometry->depth;
-    const int32_t blocks = (out_c + lanes - 1) / lanes, chunks = (in_c + depth - 1) / depth;
-    uint8_t *next = packed;
+// One block of the head, fast: each lane of a unit is a run of `depth` contiguous weights of its output's
+// row. `rows` holds the block's `present` rows of in_c weights; returns the byte after the block.
+static uint8_t *fc_pack_block(const qk_pack_geometry *geometry, int32_t in_c, const int8_t *rows, int32_t present,
+                              uint8_t *next) {
+    const int32_t lanes = geometry->lanes, depth = geometry->depth, chunks = (in_c + depth - 1) / depth;
     int8_t weights[QK_MAX_PACK_LANES * QK_MAX_PACK_DEPTH];
-    for (int32_t block = 0; block < blocks; block++) {
-        int32_t lane_sums[QK_MAX_PACK_LANES] = {0};
-        for (int32_t chunk = 0; chunk < chunks; chunk++) {
-            const int32_t valid = in_c - chunk * depth < depth ? in_c - chunk * depth : depth;
-            // Lane-major units are gathered in place; others through the path's arrangement.
-            int8_t *unit = geometry->units_are_lane_major ? (int8_t *)next : weights;
-            for (int32_t lane = 0; lane < lanes; lane++) {
-                const int32_t k = block * lanes + lane;
-                int8_t *unit_lane = unit + lane * depth;
-                if (k >= out_c || valid < depth) memset(unit_lane, 0, (size_t)depth);
-                if (k >= out_c) continue;
-                const int8_t *run = weight + (size_t)k * (size_t)in_c + (size_t)chunk * (size_t)depth;
-                if (valid == 4)
-                    __builtin_memcpy(unit_lane, run, 4);
-                else
-                    memcpy(unit_lane, run, (size_t)valid);
-                if (geometry->trailer_bytes > 0)
-                    for (int32_t q = 0; q < valid; q++) lane_sums[lane] += unit_lane[q];
-            }
-            if (!geometry->units_are_lane_major) geometry->pack_unit(weights, next);
-            next += geometry->unit_bytes;
+    int32_t lane_sums[QK_MAX_PACK_LANES] = {0};  // lanes beyond the classes weigh 0
+    for (int32_t lane = 0; geometry->trailer_bytes > 0 && lane < present; lane++)
+        lane_sums[lane] = sum_of_weights(rows + (size_t)lane * (size_t)in_c, (size_t)in_c);
+    for (int32_t chunk = 0; chunk < chunks; chunk++) {
+        const int32_t valid = in_c - chunk * depth < depth ? in_c - chunk * depth : depth;
+        // Lane-major units are gathered in place; others through the path's arrangement.
+        int8_t *unit = geometry->units_are_lane_major ? (int8_t *)next : weights;
+        for (int32_t lane = 0; lane < lanes; lane++) {
+            int8_t *unit_lane = unit + lane * depth;
+            if (lane >= present || valid < depth) memset(unit_lane, 0, (size_t)depth);
+            if (lane >= present) continue;
+            const int8_t *run = rows + (size_t)lane * (size_t)in_c + (size_t)chunk * (size_t)depth;
+            if (valid == 4)
+                __builtin_memcpy(unit_lane, run, 4);
+            else
+                memcpy(unit_lane, run, (size_t)valid);
         }
-        if (geometry->trailer_bytes > 0) {
-            geometry->pack_trailer(lane_sums, next);
-            next += geometry->trailer_bytes;
-        }
+        if (!geometry->units_are_lane_major) geometry->pack_unit(weights, next);
+        next += geometry->unit_bytes;
     }
+    if (geometry->trailer_bytes > 0) {
+        geometry->pack_trailer(lane_sums, next);
+        next += geometry->trailer_bytes;
+    }
+    return next;
+}
+
+static int32_t block_rows(int32_t lanes, int32_t out_c, int32_t block) {
+    return out_c - block * lanes < lanes ? out_c - block * lanes : lanes;
+}
+
+void qk_fc_blocked_pack(const qk_path_config *path, int32_t in_c, int32_t out_c, const int8_t *weight, void *packed) {
+    const int32_t lanes = path->packing.lanes, blocks = (out_c + lanes - 1) / lanes;
+    uint8_t *next = packed;
+    for (int32_t block = 0; block < blocks; block++)
+        next = fc_pack_block(&path->packing, in_c, weight + (size_t)block * (size_t)lanes * (size_t)in_c,
+                             block_rows(lanes, out_c, block), next);
+}
+
+// ---- Packing in place (a model load's weights read straight into their layer's packed region) ----
+// The weights lie at the region's end. Each tile (block) is copied out before its packed bytes are written,
+// and no tile packs into fewer bytes than its weights take, so the writes never reach weights not yet copied.
+
+static bool units_hold_their_weights(const qk_pack_geometry *geometry) {
+    return geometry->unit_bytes >= (size_t)geometry->lanes * (size_t)geometry->depth;
+}
+
+bool qk_conv_blocked_pack_in_place(const qk_path_config *path, const qk_conv_geometry *geo, void *packed,
+                                   size_t region_bytes) {
+    const qk_conv_blocking b = qk_conv_blocking_of(geo, path);
+    const size_t weights = (size_t)geo->out_c * (size_t)geo->in_per_group * 9;
+    // Only the tap-by-tap layout copies a tile out first; dense mode walks the weights in another order.
+    if (b.taps != 9 || !units_hold_their_weights(&path->packing) || region_bytes < weights ||
+        region_bytes < qk_conv_blocked_size(&b, geo))
+        return false;
+    if (packed == NULL) return true;
+    return conv_blocked_pack_transposed(path, geo, (const int8_t *)packed + (region_bytes - weights), packed);
+}
+
+bool qk_fc_blocked_pack_in_place(const qk_path_config *path, int32_t in_c, int32_t out_c, void *packed,
+                                 size_t region_bytes) {
+    const int32_t lanes = path->packing.lanes, blocks = (out_c + lanes - 1) / lanes;
+    const size_t weights = (size_t)in_c * (size_t)out_c;
+    if (!units_hold_their_weights(&path->packing) || region_bytes < weights ||
+        region_bytes < qk_fc_blocked_packed_size(path, in_c, out_c))
+        return false;
+    if (packed == NULL) return true;
+    int8_t *rows = malloc((size_t)lanes * (size_t)in_c);
+    if (rows == NULL) return false;
+    const int8_t *source = (const int8_t *)packed + (region_bytes - weights);
+    uint8_t *next = packed;
+    for (int32_t block = 0; block < blocks; block++) {
+        const int32_t present = block_rows(lanes, out_c, block);
+        memcpy(rows, source + (size_t)block * (size_t)lanes * (size_t)in_c, (size_t)present * (size_t)in_c);
+        next = fc_pack_block(&path->packing, in_c, rows, present, next);
+    }
+    free(rows);
+    return true;
 }
 
 void qk_fc_blocked_unpack(const qk_path_config *path, int32_t in_c, int32_t out_c, const void *packed,

@@ -187,12 +187,16 @@ void qk_conv_blocked_pack(const qk_path_config *path, const qk_conv_geometry *ge
                           void *packed);
 void qk_conv_blocked_unpack(const qk_path_config *path, const qk_conv_geometry *geo, const void *packed,
                             int8_t *weight_oihw);
+bool qk_conv_blocked_pack_in_place(const qk_path_config *path, const qk_conv_geometry *geo, void *packed,
+                                   size_t region_bytes);
 // One fc block's units and trailer.
 size_t qk_fc_blocked_block_bytes(const qk_path_config *path, int32_t in_c);
 size_t qk_fc_blocked_packed_size(const qk_path_config *path, int32_t in_c, int32_t out_c);
 void qk_fc_blocked_pack(const qk_path_config *path, int32_t in_c, int32_t out_c, const int8_t *weight, void *packed);
 void qk_fc_blocked_unpack(const qk_path_config *path, int32_t in_c, int32_t out_c, const void *packed,
                           int8_t *weight);
+bool qk_fc_blocked_pack_in_place(const qk_path_config *path, int32_t in_c, int32_t out_c, void *packed,
+                                 size_t region_bytes);
 void qk_fc_blocked_share(const qk_path_config *path, int32_t batch, int32_t in_c, int32_t out_c, const void *packed,
                          const int32_t *bias, const float *multiplier, const uint8_t *input, float *logits,
                          const qk_team *team);

@@ -327,6 +327,11 @@ static void conv_unpack(const qk_path_config *path, const qk_conv_geometry *geo,
     qk_conv_blocked_unpack(path, geo, packed, weight_oihw);
 }
 
+// Winograd's transform reads a whole layer's weights, so only the blocked layers pack in place.
+static bool conv_pack_in_place(const qk_path_config *path, const qk_conv_geometry *geo, void *packed, size_t region_bytes) {
+    return !qk_winograd_chosen(path, geo) && qk_conv_blocked_pack_in_place(path, geo, packed, region_bytes);
+}
+
 static void conv_share(const qk_path_config *path, const qk_conv_args *args, const qk_team *team) {
     if (qk_winograd_chosen(path, &args->geo)) {
         winograd_share(path, args, team);
@@ -362,12 +367,14 @@ const qk_path_ops qk_winograd_ops = {
     .conv_packed_size = conv_packed_size,
     .conv_pack = conv_pack,
     .conv_unpack = conv_unpack,
+    .conv_pack_in_place = conv_pack_in_place,
     .conv_share = conv_share,
     .conv_first_weights = conv_first_weights,
     .conv_scratch_bytes = conv_scratch_bytes,
     .fc_packed_size = qk_fc_blocked_packed_size,
     .fc_pack = qk_fc_blocked_pack,
     .fc_unpack = qk_fc_blocked_unpack,
+    .fc_pack_in_place = qk_fc_blocked_pack_in_place,
     .fc_share = qk_fc_blocked_share,
     .fc_first_weights = qk_fc_blocked_first_weights,
 };

@@ -42,19 +42,23 @@ typedef enum qk_status {
 typedef enum qk_path {
 #define QK_PATH_ENUM_VALUE(id, config) QK_PATH_##id,
     QK_PATH_TABLE(QK_PATH_ENUM_VALUE)
+    QK_PATH_COUNT,
+    // The test-only paths (qk_paths.h) follow one past QK_PATH_COUNT, which stays "not a path".
+    QK_PATH_TEST_BEFORE_FIRST = QK_PATH_COUNT,
+    QK_TEST_PATH_TABLE(QK_PATH_ENUM_VALUE)
+    QK_PATH_TEST_END
 #undef QK_PATH_ENUM_VALUE
-    QK_PATH_COUNT
 } qk_path;
 
 // ---- Paths ----
 
 // The path's name ("scalar", "avx2", ...); NULL for a value that is not a path.
 const char *qk_path_name(qk_path path);
-// The path called `name`: QK_OK and *path set, or QK_ERROR_INVALID_ARGUMENT.
+// The path called `name`: QK_OK and *path set, or QK_ERROR_INVALID_ARGUMENT. Test-only paths are not found.
 qk_status qk_path_from_name(const char *name, qk_path *path);
 // 1 if this CPU (and OS, for the register state) can run the path, else 0. Detected once.
 int qk_path_supported(qk_path path);
-// The supported path with the highest preference (the fastest on CPUs that have it).
+// The supported path with the highest preference (the fastest on CPUs that have it); never a test-only path.
 qk_path qk_best_path(void);
 // The CPU features the path needs as Linux's /proc/cpuinfo lists them, space separated ("" for none).
 const char *qk_path_linux_cpu_flags(qk_path path);
@@ -126,6 +130,13 @@ qk_status qk_network_create(qk_path path, int32_t conv_count, const qk_conv_shap
 // Packs conv layer i's OIHW weights and copies its out_c biases and multipliers and in_c pad values.
 qk_status qk_network_set_conv(qk_network *network, int32_t index, const int8_t *weight_oihw, const int32_t *bias,
                               const float *multiplier, const uint8_t *pad_value);
+// Where conv layer i's OIHW weights may be written so that qk_network_set_conv, given this pointer, packs
+// them where they lie: the end of the layer's own packed region, so that loading needs no buffer for them.
+// NULL when the layer's packing cannot run in place (then pass weights held elsewhere). Writing there
+// unsets the layer until it is set again.
+int8_t *qk_network_conv_staging(qk_network *network, int32_t index);
+// The same for the fc head's [classes][last out_c] weights and qk_network_set_head.
+int8_t *qk_network_fc_staging(qk_network *network);
 // Sets the pool's multiplier and packs the fc head's [classes][last out_c] weights.
 qk_status qk_network_set_head(qk_network *network, float pool_multiplier, const int8_t *fc_weight,
                               const int32_t *fc_bias, const float *fc_multiplier);

@@ -150,6 +150,31 @@ void qk_network_destroy(qk_network *network) {
     free(network);
 }
 
+// A layer's region of the arena: its packed bytes rounded to a cache line (see qk_network_create).
+static size_t conv_region_bytes(const qk_network *network, const qk_conv_geometry *geo) {
+    return round_to_line(network->config->ops->conv_packed_size(network->config, geo));
+}
+
+static size_t conv_weight_bytes(const qk_conv_geometry *geo) {
+    return (size_t)geo->out_c * (size_t)geo->in_per_group * 9;
+}
+
+// The staged weights overwrite whatever the region holds, so a layer set before is unset until packed again.
+int8_t *qk_network_conv_staging(qk_network *network, int32_t index) {
+    if (network == NULL || index < 0 || index >= network->conv_count) return NULL;
+    qk_network_conv *conv = &network->convs[index];
+    const qk_path_config *config = network->config;
+    const qk_conv_geometry geo = qk_conv_geometry_of(&conv->shape);
+    const size_t region = conv_region_bytes(network, &geo);
+    if (config->ops->conv_pack_in_place == NULL || !config->ops->conv_pack_in_place(config, &geo, NULL, region))
+        return NULL;
+    if (conv->packed != NULL) {
+        network->packed_bytes -= config->ops->conv_packed_size(config, &geo);
+        free_conv(conv);
+    }
+    return (int8_t *)network->arena + conv->packed_offset + (region - conv_weight_bytes(&geo));
+}
+
 qk_status qk_network_set_conv(qk_network *network, int32_t index, const int8_t *weight_oihw, const int32_t *bias,
                               const float *multiplier, const uint8_t *pad_value) {
     if (network == NULL || index < 0 || index >= network->conv_count || weight_oihw == NULL || bias == NULL ||
@@ -170,7 +195,21 @@ qk_status qk_network_set_conv(qk_network *network, int32_t index, const int8_t *
     memcpy(layer.pad_value, pad_value, (size_t)geo.in_c);
     memset(layer.pad_value + geo.in_c, 0, QK_EXTRA_BYTES);
     layer.packed = network->arena + conv->packed_offset;
-    config->ops->conv_pack(config, &geo, weight_oihw, layer.packed);
+    const size_t region = conv_region_bytes(network, &geo), weight_bytes = conv_weight_bytes(&geo);
+    const bool staged = region >= weight_bytes && (const uint8_t *)weight_oihw == (uint8_t *)layer.packed + (region - weight_bytes);
+    if (!staged) {
+        config->ops->conv_pack(config, &geo, weight_oihw, layer.packed);
+    } else if (config->ops->conv_pack_in_place == NULL ||
+               !config->ops->conv_pack_in_place(config, &geo, layer.packed, region)) {
+        // No memory to pack in place: from a copy of the staged weights, or not at all.
+        int8_t *copy = copy_of(weight_oihw, weight_bytes);
+        if (copy == NULL) {
+            free_conv(&layer);
+            return QK_ERROR_OUT_OF_MEMORY;
+        }
+        config->ops->conv_pack(config, &geo, copy, layer.packed);
+        free(copy);
+    }
     if (conv->packed != NULL) network->packed_bytes -= packed_bytes;
     free_conv(conv);
     *conv = layer;
@@ -180,6 +219,24 @@ qk_status qk_network_set_conv(qk_network *network, int32_t index, const int8_t *
 
 static int32_t last_channels(const qk_network *network) { return network->convs[network->conv_count - 1].shape.out_c; }
 
+static size_t fc_region_bytes(const qk_network *network) {
+    return round_to_line(network->config->ops->fc_packed_size(network->config, last_channels(network), network->classes));
+}
+
+int8_t *qk_network_fc_staging(qk_network *network) {
+    if (network == NULL) return NULL;
+    const qk_path_config *config = network->config;
+    const int32_t in_c = last_channels(network), classes = network->classes;
+    const size_t region = fc_region_bytes(network);
+    if (config->ops->fc_pack_in_place == NULL || !config->ops->fc_pack_in_place(config, in_c, classes, NULL, region))
+        return NULL;
+    if (network->fc_packed != NULL) {
+        network->packed_bytes -= config->ops->fc_packed_size(config, in_c, classes);
+        free_head(network);
+    }
+    return (int8_t *)network->arena + network->fc_packed_offset + (region - (size_t)in_c * (size_t)classes);
+}
+
 qk_status qk_network_set_head(qk_network *network, float pool_multiplier, const int8_t *fc_weight,
                               const int32_t *fc_bias, const float *fc_multiplier) {
     if (network == NULL || fc_weight == NULL || fc_bias == NULL || fc_multiplier == NULL)
@@ -187,7 +244,7 @@ qk_status qk_network_set_head(qk_network *network, float pool_multiplier, const 
     const qk_path_config *config = network->config;
     const int32_t in_c = last_channels(network), classes = network->classes;
     const size_t packed_bytes = config->ops->fc_packed_size(config, in_c, classes);
-    void *packed = network->arena + network->fc_packed_offset;
+    uint8_t *packed = network->arena + network->fc_packed_offset;
     int32_t *bias = copy_of(fc_bias, (size_t)classes * sizeof(int32_t));
     float *multiplier = copy_of(fc_multiplier, (size_t)classes * sizeof(float));
     if (bias == NULL || multiplier == NULL) {
@@ -195,7 +252,21 @@ qk_status qk_network_set_head(qk_network *network, float pool_multiplier, const 
         free(multiplier);
         return QK_ERROR_OUT_OF_MEMORY;
     }
-    config->ops->fc_pack(config, in_c, classes, fc_weight, packed);
+    const size_t region = fc_region_bytes(network), weight_bytes = (size_t)in_c * (size_t)classes;
+    const bool staged = region >= weight_bytes && (const uint8_t *)fc_weight == packed + (region - weight_bytes);
+    if (!staged) {
+        config->ops->fc_pack(config, in_c, classes, fc_weight, packed);
+    } else if (config->ops->fc_pack_in_place == NULL ||
+               !config->ops->fc_pack_in_place(config, in_c, classes, packed, region)) {
+        int8_t *copy = copy_of(fc_weight, weight_bytes);
+        if (copy == NULL) {
+            free(bias);
+            free(multiplier);
+            return QK_ERROR_OUT_OF_MEMORY;
+        }
+        config->ops->fc_pack(config, in_c, classes, copy, packed);
+        free(copy);
+    }
     if (network->fc_packed != NULL) network->packed_bytes -= packed_bytes;
     free_head(network);
     network->fc_packed = packed;

@@ -9,6 +9,9 @@
 // AVX-512 opmask and zmm). A path's CPU check is its CPUID features (__builtin_cpu_supports) and this.
 bool qk_x86_os_saves_state(uint64_t xcr0_bits);
 enum { QK_XCR0_AVX = 0x6, QK_XCR0_AVX512 = 0xE6 };
+// AVX-VNNI (VEX vpdpbusd): CPUID.(EAX=7,ECX=1):EAX bit 4, read directly rather than through
+// __builtin_cpu_supports, whose answer for it depends on the compiler's runtime library.
+bool qk_x86_has_avx_vnni(void);
 
 #if QK_HAVE_X86
 #include <immintrin.h>
@@ -33,6 +36,44 @@ QK_INLINE void qk_prefetch_taps(const qk_conv_tile *tile, int32_t tap, int32_t t
     int32_t count;
     const char *lines = qk_prefetch_lines(tile, tap, taps, &count);
     for (int32_t i = 0; i < count; i++) _mm_prefetch(lines + 64 * i, _MM_HINT_T1);
+}
+
+// The tap's share of the next item's L2 prefetches, paced one per chunk: issued all at the tap's start they
+// queued in front of the microkernel's own loads (docs/performance.md, "Prefetch pacing"). Lines beyond
+// one per chunk go at once; the rest, one in each chunk step, through qk_paced_prefetch_chunk.
+typedef struct qk_paced_prefetch {
+    const char *lines;
+    int32_t count;
+} qk_paced_prefetch;
+
+QK_INLINE qk_paced_prefetch qk_paced_prefetch_tap(const qk_conv_tile *tile, int32_t tap, int32_t chunks) {
+    qk_paced_prefetch paced = {NULL, 0};
+    if (tile->prefetch_lines_per_tap > 0) {
+        paced.count = tile->prefetch_lines_per_tap;
+        paced.lines = (const char *)tile->prefetch + (size_t)(tap - tile->first_tap) * (size_t)paced.count * 64;
+    }
+    for (; paced.count > chunks; paced.count--, paced.lines += 64) _mm_prefetch(paced.lines, _MM_HINT_T1);
+    return paced;
+}
+
+QK_INLINE void qk_paced_prefetch_chunk(const qk_paced_prefetch *paced, int32_t k) {
+    if (k < paced->count) _mm_prefetch(paced->lines + 64 * k, _MM_HINT_T1);
+}
+
+// Where a tile's requantized bytes go: its first pixel, from its first block's channel on. Dense mode
+// (stems) stores one output byte per 8-12 multiply-adds into lines no layer has touched yet in this run;
+// loading the same pixels' lines one row below brings them in about a row of tiles early (the first channel
+// tile fetches all channels; docs/performance.md, "Stem output prefetch").
+QK_INLINE uint8_t *qk_conv_tile_output(const qk_conv_args *args, const qk_conv_tile *tile, int32_t lanes, int pixels) {
+    const qk_conv_geometry *geo = &args->geo;
+    uint8_t *out = args->output +
+                   (((size_t)tile->image * geo->out_h + tile->out_y) * geo->out_w + tile->out_x) * geo->out_c +
+                   (size_t)tile->group * geo->out_per_group + (size_t)tile->first_block * lanes;
+    if (tile->im2col != NULL && tile->group == 0 && tile->first_block == 0) {
+        const char *below = (const char *)out + (size_t)geo->out_w * (size_t)geo->out_c;
+        for (int32_t offset = 0; offset < pixels * geo->out_c; offset += 64) _mm_prefetch(below + offset, _MM_HINT_T0);
+    }
+    return out;
 }
 
 // The scalar qk_requantize on sixteen lanes: convert, multiply, clamp, round half to even (cvtps2dq under

@@ -1,0 +1,6 @@
+// The EVEX twin of conv3x3-u8s8-6x2c8-avxvnni.c (avxvnni.h): the same source with the 256-bit vpdpbusd EVEX-encoded, a
+// test-only path for CPUs with AVX-512 VNNI and VL but without AVX-VNNI.
+#define QK_AVXVNNI_EVEX_TWIN 1
+#if !(defined(QK_NO_TEST_PATHS) && QK_NO_TEST_PATHS)  // the shipped library leaves the twin out (Makefile)
+#include "x86/avxvnni/conv3x3-u8s8-6x2c8-avxvnni.c"
+#endif
