@@ -147,7 +147,8 @@ QAREP_API qarep_status qarep_session_create(const qarep_model *model, const qare
 QAREP_API void qarep_session_destroy(qarep_session *session);
 /* The kernel path the session really runs (never AUTO). */
 QAREP_API qarep_kernel qarep_session_kernel(const qarep_session *session);
-/* Bytes of memory the session holds for its runs (input, activations, pooled features, logits), all of it
+/* Bytes of memory the session holds for its runs (input, activations, pooled features, logits, and on the
+   int16 paths (avx2, avx512bw) each thread's kernel scratch of widened input rows), all of it
    allocated by qarep_session_create: a run allocates no more than a few bytes of work counters per thread.
    The model's packed weights are not counted. */
 QAREP_API qarep_status qarep_session_workspace_bytes(const qarep_session *session, size_t *out_bytes);

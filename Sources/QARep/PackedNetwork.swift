@@ -88,12 +88,14 @@ final class PackedNetwork: @unchecked Sendable {
         return sizes
     }
 
-    /// Runs `batch` images; the buffers are at least scratchSizes(batch) large.
+    /// Runs `batch` images; the buffers are at least scratchSizes(batch) large, threadScratch `threads` times
+    /// its `thread` bytes (nil: the kernels allocate it for the run).
     func run(batch: Int, input: UnsafePointer<UInt8>, ping: UnsafeMutablePointer<UInt8>, pong: UnsafeMutablePointer<UInt8>,
-             pooled: UnsafeMutablePointer<UInt8>, logits: UnsafeMutablePointer<Float>, threads: Int,
+             pooled: UnsafeMutablePointer<UInt8>, logits: UnsafeMutablePointer<Float>,
+             threadScratch: UnsafeMutablePointer<UInt8>?, threads: Int,
              stepClock: UnsafeMutablePointer<Double>?, history: UnsafeMutablePointer<qk_team_history>? = nil) throws(QARepError) {
-        let status = qk_network_run_paced(handle, Int32(batch), input, ping, pong, pooled, logits, Int32(threads), stepClock,
-                                          history)
+        let status = qk_network_run_paced(handle, Int32(batch), input, ping, pong, pooled, logits, threadScratch, Int32(threads),
+                                          stepClock, history)
         try PackedNetwork.check(status, "running the network")
     }
 

@@ -33,14 +33,16 @@ public final class Session {
     private let pong: AlignedBuffer
     private let pooled: AlignedBuffer
     private let logits: AlignedBuffer
+    /// The kernels' scratch, `threads` parts (the int16 paths' widened input rows; may be empty).
+    private let threadScratch: AlignedBuffer
     private let running = Atomic<Bool>(false)
     /// How the team kept pace in recent runs: after a member was late (another process on its core), runs
     /// of fewer images than threads use one thread for a while (Sources/CQARepKernels/network/team-pace.c).
     private var history = qk_team_history()
     /// Images in the last successful run; nil before one (and after a failed run).
     public private(set) var lastBatch: Int? = nil
-    /// Bytes of memory the session holds for its runs (input, activations, pooled features, logits), all
-    /// allocated when it is created: a run allocates nothing but a few bytes of work counters per thread.
+    /// Bytes of memory the session holds for its runs (input, activations, pooled features, logits, the
+    /// kernels' scratch of each thread), all allocated when it is created: a run allocates nothing but a few bytes of work counters per thread.
     /// The packed weights belong to the model and are not counted.
     public let workspaceBytes: Int
 
@@ -68,7 +70,9 @@ public final class Session {
         self.maxBatch = maxBatch
         network = try model.network(for: self.kernel)
         let sizes = try network.scratchSizes(maxBatch: maxBatch)
-        let workspace = sizes.input + sizes.ping + sizes.pong + sizes.pooled + sizes.logits
+        let (scratchBytes, overflow) = sizes.thread.multipliedReportingOverflow(by: self.threads)
+        guard !overflow else { throw QARepError(.outOfMemory, "kernel scratch of \(sizes.thread) bytes for each of \(self.threads) threads overflows") }
+        let workspace = sizes.input + sizes.ping + sizes.pong + sizes.pooled + sizes.logits + scratchBytes
         if maxWorkspaceBytes > 0, workspace > maxWorkspaceBytes {
             throw QARepError(.outOfMemory, "a workspace of \(workspace) bytes for maxBatch \(maxBatch) exceeds the limit of \(maxWorkspaceBytes) bytes")
         }
@@ -82,6 +86,7 @@ public final class Session {
         pong = try AlignedBuffer(zeroedCount: sizes.pong)
         pooled = try AlignedBuffer(zeroedCount: sizes.pooled)
         logits = try AlignedBuffer(zeroedCount: sizes.logits)
+        threadScratch = try AlignedBuffer(count: scratchBytes)
     }
 
     private func checkBatch(_ batch: Int) throws(QARepError) {
@@ -239,7 +244,8 @@ public final class Session {
     private func runInputBuffer(batch: Int, stepClock: UnsafeMutablePointer<Double>?) throws(QARepError) {
         try withUnsafeMutablePointer(to: &history) { (history) throws(QARepError) in
             try network.run(batch: batch, input: input.bytes, ping: ping.bytes, pong: pong.bytes, pooled: pooled.bytes,
-                            logits: logits.pointer.assumingMemoryBound(to: Float.self), threads: threads,
+                            logits: logits.pointer.assumingMemoryBound(to: Float.self), threadScratch: threadScratch.bytes,
+                            threads: threads,
                             stepClock: stepClock, history: history)
         }
         lastBatch = batch

@@ -639,13 +639,21 @@ static void check_network(const network_case *net, uint64_t seed, int32_t max_ba
                         uint8_t *ping = xmalloc(scratch.ping), *pong = xmalloc(scratch.pong), *pooled = xmalloc(scratch.pooled);
                         float *logits = xmalloc(scratch.logits);
                         uint8_t *input = xmalloc(scratch.input);
+                        // Each thread's kernel scratch, and a fence after it that the run must leave alone.
+                        const size_t scratch_reach = (size_t)thread_counts[t] * scratch.thread;
+                        uint8_t *thread_scratch = xmalloc(scratch_reach + EXTRA);
+                        memset(thread_scratch, 0x5A, scratch_reach + EXTRA);
                         memset(ping, 0x5A, scratch.ping);
                         memset(pong, 0x5A, scratch.pong);
                         memset(pooled, 0x5A, scratch.pooled);
                         memcpy(input, batch_images, (size_t)batch * image_bytes(net) + EXTRA);
                         if (in_ping) memcpy(ping, batch_images, (size_t)batch * image_bytes(net) + EXTRA);
                         const qk_status status = qk_network_run(network, batch, in_ping ? ping : input, ping, pong, pooled,
-                                                                logits, thread_counts[t], NULL);
+                                                                logits, thread_scratch, thread_counts[t], NULL);
+                        int fence_intact = 1;
+                        for (size_t i = scratch_reach; i < scratch_reach + EXTRA; i++) fence_intact &= thread_scratch[i] == 0x5A;
+                        check(fence_intact, "network thread scratch fence", qk_path_name((qk_path)path), thread_counts[t], name);
+                        free(thread_scratch);
                         snprintf(context, sizeof context, "%s batch %d depth-first budget %lld, input in %s", name, batch,
                                  (long long)budgets[b], in_ping ? "ping" : "own buffer");
                         check(status == QK_OK && memcmp(pooled, expected_pooled, pooled_count) == 0 &&

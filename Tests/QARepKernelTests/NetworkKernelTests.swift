@@ -116,6 +116,11 @@ final class NetworkKernelTests: XCTestCase {
         let fence: UInt8 = 0x5A
         var ping = [UInt8](repeating: fence, count: batch * (net.largestInPing + extraBytes) + extraBytes)
         var pong = [UInt8](repeating: fence, count: batch * (net.largestInPong + extraBytes) + extraBytes)
+        // The kernels' scratch of each thread, then a fence: a run writes its widened rows only within it.
+        var sizes = qk_network_scratch()
+        _ = qk_network_scratch_sizes(network, Int32(batch), &sizes)
+        let scratchReach = Int(threads) * sizes.thread
+        var threadScratch = [UInt8](repeating: fence, count: scratchReach + extraBytes)
         var separateInput = images
         if inputInPing { ping.replaceSubrange(0..<images.count - extraBytes, with: images.prefix(images.count - extraBytes)) }
         let pooledCount = batch * net.lastChannels
@@ -128,7 +133,8 @@ final class NetworkKernelTests: XCTestCase {
                         separateInput.withUnsafeMutableBufferPointer { inputBuffer in
                             let input = inputInPing ? pingBuffer.baseAddress : inputBuffer.baseAddress
                             status = qk_network_run_paced(network, Int32(batch), input, pingBuffer.baseAddress,
-                                                          pongBuffer.baseAddress, &pooled, logits, threads, nil, history)
+                                                          pongBuffer.baseAddress, &pooled, logits, &threadScratch, threads,
+                                                          nil, history)
                         }
                     }
                 }
@@ -136,7 +142,8 @@ final class NetworkKernelTests: XCTestCase {
         }
         // Only the slack after the largest activation may be read; nothing is written past an output.
         let fencesIntact = logits.guardsIntact && pooled[pooledCount...].allSatisfy { $0 == fence } &&
-            pong[pongReach...].allSatisfy { $0 == fence } && ping[pingReach...].allSatisfy { $0 == fence }
+            pong[pongReach...].allSatisfy { $0 == fence } && ping[pingReach...].allSatisfy { $0 == fence } &&
+            threadScratch[scratchReach...].allSatisfy { $0 == fence }
         return (status, NetworkResult(pooled: Array(pooled.prefix(pooledCount)), logits: logits.payload), fencesIntact)
     }
 
@@ -215,7 +222,8 @@ final class NetworkKernelTests: XCTestCase {
                     var logits = [Float](repeating: 0, count: batch * net.classes)
                     let steps = net.convs.count + 3
                     var clock = [Double](repeating: -1, count: steps + 1)
-                    let status = qk_network_run(network, Int32(batch), images, &ping, &pong, &pooled, &logits, threads,
+                    // No thread scratch: the run allocates its own.
+                    let status = qk_network_run(network, Int32(batch), images, &ping, &pong, &pooled, &logits, nil, threads,
                                                 &clock)
                     let label = "\(pathName(path)) x\(threads)"
                     XCTAssertEqual(status, QK_OK, label)
@@ -228,6 +236,32 @@ final class NetworkKernelTests: XCTestCase {
             }
             XCTAssertNotNil(checked)
         }
+    }
+
+    /// Each thread's kernel scratch (the int16 paths' widened input rows, qk_network_scratch.thread) does not
+    /// depend on the batch, is there exactly on the paths that widen (a stride-2 layer runs direct there), and
+    /// is none where every layer reads u8 inputs (scalar, the dot-product paths) or runs in dense mode.
+    func testThreadScratchIsSizedForTheWideningPaths() {
+        var rng = SeededGenerator(seed: Self.baseSeed &+ 400)
+        let strided = NetworkCase.random(inH: 12, inW: 10, layers: [(16, 2, 1), (24, 2, 1)], classes: 5, &rng)
+        let stemOnly = NetworkCase.random(inH: 12, inW: 10, layers: [(16, 2, 1)], classes: 5, &rng)
+        var compared: [String] = []
+        for path in allPaths where qk_path_supported(path) != 0 {
+            let name = pathName(path)
+            let widens = ["avx2", "avx512bw"].contains(name)
+            for (net, layerWidens) in [(strided, widens), (stemOnly, false)] {
+                _ = withNetwork(net, path: path) { network in
+                    var one = qk_network_scratch(), eight = qk_network_scratch()
+                    XCTAssertEqual(qk_network_scratch_sizes(network, 1, &one), QK_OK)
+                    XCTAssertEqual(qk_network_scratch_sizes(network, 8, &eight), QK_OK)
+                    XCTAssertEqual(one.thread, eight.thread, "\(name): the thread scratch grew with the batch")
+                    XCTAssertEqual(one.thread > 0, layerWidens, "\(name): \(one.thread) bytes of thread scratch")
+                    XCTAssertEqual(one.thread % 64, 0, "\(name): not whole cache lines")
+                }
+            }
+            compared.append(name)
+        }
+        print("thread scratch checked on: \(compared)")
     }
 
     /// A member that falls behind (as when another process holds its core) has its items taken over by the
@@ -376,11 +410,11 @@ final class NetworkKernelTests: XCTestCase {
             var ping = [UInt8](repeating: 0, count: net.maxActivationBytes + extraBytes), pong = ping  // batch 1
             var pooled = [UInt8](repeating: 0, count: net.lastChannels + extraBytes)
             var logits = [Float](repeating: 0, count: net.classes)
-            XCTAssertEqual(qk_network_run(valid, 0, images, &ping, &pong, &pooled, &logits, 1, nil), QK_ERROR_INVALID_ARGUMENT,
+            XCTAssertEqual(qk_network_run(valid, 0, images, &ping, &pong, &pooled, &logits, nil, 1, nil), QK_ERROR_INVALID_ARGUMENT,
                            "batch 0 accepted")
-            XCTAssertEqual(qk_network_run(nil, 1, images, &ping, &pong, &pooled, &logits, 1, nil), QK_ERROR_INVALID_ARGUMENT,
+            XCTAssertEqual(qk_network_run(nil, 1, images, &ping, &pong, &pooled, &logits, nil, 1, nil), QK_ERROR_INVALID_ARGUMENT,
                            "NULL network accepted")
-            XCTAssertEqual(qk_network_run(valid, 1, images, &ping, nil, &pooled, &logits, 1, nil), QK_ERROR_INVALID_ARGUMENT,
+            XCTAssertEqual(qk_network_run(valid, 1, images, &ping, nil, &pooled, &logits, nil, 1, nil), QK_ERROR_INVALID_ARGUMENT,
                            "NULL pong accepted")
             XCTAssertTrue(logits.allSatisfy { $0 == 0 }, "a refused run wrote logits")
             var scratch = qk_network_scratch()

@@ -2,6 +2,8 @@
 // them trust their arguments, so every check lives here (and in network/network.c for whole networks).
 #include "common/qk-path.h"
 
+#include <stdlib.h>
+
 int32_t qk_conv_out_dim(int32_t in, int32_t stride) {
     if (in < 1 || (stride != 1 && stride != 2)) return 0;
     return (in - 1) / stride + 1;
@@ -92,12 +94,25 @@ qk_status qk_conv_run_team(const qk_path_config *config, const qk_conv_shape *sh
         .input = input,
         .output = output,
     };
+    // Each member's scratch (the int16 paths' widened input rows), allocated per call: the network runner
+    // takes it from the session's workspace instead.
+    const size_t scratch_bytes =
+        config->ops->conv_scratch_bytes != NULL ? config->ops->conv_scratch_bytes(config, &args.geo) : 0;
+    uint8_t *scratch = NULL;
+    if (scratch_bytes > 0) {
+        if (scratch_bytes > SIZE_MAX / (size_t)args.threads) return QK_ERROR_OUT_OF_MEMORY;
+        scratch = aligned_alloc(64, scratch_bytes * (size_t)args.threads);
+        if (scratch == NULL) return QK_ERROR_OUT_OF_MEMORY;
+    }
     int32_t joined = 0;
 #pragma omp parallel num_threads(args.threads) if (args.threads > 1)
     {
         const qk_team team = qk_team_join(&joined);
-        share(config, &args, &team);
+        qk_conv_args own = args;
+        own.scratch = scratch != NULL ? (int16_t *)(scratch + (size_t)team.member * scratch_bytes) : NULL;
+        share(config, &own, &team);
     }
+    free(scratch);
     return QK_OK;
 }
 

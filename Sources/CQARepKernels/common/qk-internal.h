@@ -59,6 +59,8 @@ typedef struct qk_conv_args {
     // Set by the blocked driver when every multiplier is below 1: then |t| < 2^31 (|acc + bias| < 2^31 is
     // the caller's contract), cvtps2dq cannot overflow and the saturating packs alone clamp at 255.
     int multipliers_below_one;
+    // The calling thread's own scratch, path->ops->conv_scratch_bytes of the layer (NULL where that is 0).
+    int16_t *scratch;
 } qk_conv_args;
 
 // The threads of one parallel region. Functions named *_share do one member's share of a step: a

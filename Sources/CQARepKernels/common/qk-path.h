@@ -39,6 +39,12 @@ typedef struct qk_conv_microkernels {
     int32_t max_accumulators;  // largest pixels x blocks of a tile (tiles beyond it are NULL)
     // One per tile shape: tiles[(pixels - 1) * max_blocks + blocks - 1].
     const qk_conv_tile_fn *tiles;
+    // Paths whose microkernels multiply int16 inputs: widens `values` input bytes to int16 (writing and
+    // reading up to 31 values more, which the driver leaves room for). Set, the driver widens each work
+    // item's input rows once into the thread's scratch and the microkernels read them from there
+    // (qk_conv_tile.wide), and in dense mode it widens the window rows (qk_conv_tile.im2col); NULL: the
+    // microkernels read u8 inputs.
+    void (*widen)(const uint8_t *bytes, int32_t values, int16_t *words);
 } qk_conv_microkernels;
 
 // The tile-shape cost model (driver/blocked-conv.c), in hundredths of a dot-product instruction: the cost
@@ -81,6 +87,9 @@ typedef struct qk_path_ops {
     // The packed weights a member reads first in a conv step (*bytes = 0: none worth fetching ahead).
     void (*conv_first_weights)(const qk_path_config *path, const qk_conv_args *args, const qk_team *team,
                                const uint8_t **weights, size_t *bytes);
+    // Bytes of qk_conv_args.scratch each thread needs for a layer of this geometry, any batch and team
+    // size (NULL: none).
+    size_t (*conv_scratch_bytes)(const qk_path_config *path, const qk_conv_geometry *geo);
     size_t (*fc_packed_size)(const qk_path_config *path, int32_t in_c, int32_t out_c);
     void (*fc_pack)(const qk_path_config *path, int32_t in_c, int32_t out_c, const int8_t *weight, void *packed);
     void (*fc_unpack)(const qk_path_config *path, int32_t in_c, int32_t out_c, const void *packed, int8_t *weight);
@@ -133,7 +142,7 @@ QK_TEST_PATH_TABLE(QK_PATH_DECLARE_CONFIG)
 #undef QK_PATH_DECLARE_CONFIG
 
 // One conv layer on a team of up to `threads`, each member calling `share` (api/entry-points.c), after the
-// argument checks of qk_conv3x3_u8.
+// argument checks of qk_conv3x3_u8, each with its own scratch (conv_scratch_bytes), allocated for the call.
 typedef void (*qk_conv_share_fn)(const qk_path_config *path, const qk_conv_args *args, const qk_team *team);
 qk_status qk_conv_run_team(const qk_path_config *config, const qk_conv_shape *shape, int32_t batch, const void *packed,
                             const int32_t *bias, const float *multiplier, const uint8_t *pad_value, const uint8_t *input,

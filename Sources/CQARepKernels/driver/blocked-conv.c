@@ -162,24 +162,30 @@ static void place_row_tile(int32_t index, int32_t base_pixels, int32_t wider, qk
     tile->pixels = base_pixels + (index < wider ? 1 : 0);
 }
 
-// How a layer is cut into work items: a band of output rows of one image for one channel tile. Narrow
-// rows are banded together so that a segment still has up to QK_SEGMENT_TILES pixel tiles sharing each
-// weight slice (a 7x7 layer: 7 rows of one tile each). Bands shrink again while they would leave threads
-// idle (a 7x7 layer with one channel tile). Channel tiles are outermost: consecutive work items of one
-// thread reuse the same packed weights, which outweigh the input rows in deep, narrow layers.
+// How a layer is cut into work items: a band of output rows of one image for a part of the channel tiles.
+// Narrow rows are banded together so that a segment still has up to QK_SEGMENT_TILES pixel tiles sharing
+// each weight slice (a 7x7 layer: 7 rows of one tile each). Bands shrink again while they would leave
+// threads idle (a 7x7 layer with one channel tile).
 //
-// With several threads, channel tiles outermost give each thread a share of the weights but the whole
-// input, half of which the other thread wrote (it sits in the other core's L2). Image bands go outermost
-// instead unless the weights dwarf the input (RepVGG A0's last layer): each thread then reads the rows
-// (or images) it wrote itself, plus a halo row, and streams all the weights. At batch 1 too, every layer
-// but the weight-dominated ones is banded, so a thread keeps its own rows from layer to layer; each switch
-// back would read the other core's half (docs/performance.md, "Work split").
+// Without widening, a part is one channel tile (all of a group's in dense mode) and channel tiles are
+// outermost: consecutive work items of one thread reuse the same packed weights, which outweigh the input
+// rows in deep, narrow layers. With several threads, channel tiles outermost give each thread a share of the
+// weights but the whole input, half of which the other thread wrote (it sits in the other core's L2). Image
+// bands go outermost instead unless the weights dwarf the input (RepVGG A0's last layer): each thread then
+// reads the rows (or images) it wrote itself, plus a halo row, and streams all the weights. At batch 1 too,
+// every layer but the weight-dominated ones is banded, so a thread keeps its own rows from layer to layer;
+// each switch back would read the other core's half (docs/performance.md, "Work split").
+//
+// Widened mode (the int16 paths): each item widens its band's input rows to int16 once, into the thread's
+// scratch, and runs every channel tile of its part over them, so a part is as many channel tiles as the
+// work split allows: all of them on one thread (each input pixel widened once per layer, not once per
+// channel tile), a few parts per thread where the bands alone would not share out evenly.
 typedef struct qk_conv_plan {
     qk_conv_blocking blocking;
     int32_t row_tiles, base_pixels, wider_tiles, band_rows, bands;
-    int64_t channel_tiles, image_bands, items;  // channel_tiles: units of tiles_per_item tiles
-    int32_t tiles_per_item;
-    int channels_outermost;
+    int64_t channel_tiles, image_bands, items;  // channel_tiles: the parts, each a range of channel tiles
+    int64_t all_tiles;                          // groups x tiles_per_group
+    int channels_outermost, widened;
 } qk_conv_plan;
 
 // With several threads, bands of one height that the threads share evenly, where the rows allow one up to
@@ -195,7 +201,7 @@ static int32_t even_band_rows(int32_t rows, int32_t batch, int32_t threads, int3
     return preferred;
 }
 
-// Which channel tile and which band of which image work item `item` covers.
+// Which part of the channel tiles and which band of which image work item `item` covers.
 static void locate_item(const qk_conv_plan *plan, int64_t item, int64_t *channel_tile, int64_t *image_band) {
     if (plan->channels_outermost) {
         *channel_tile = item / plan->image_bands;
@@ -206,53 +212,90 @@ static void locate_item(const qk_conv_plan *plan, int64_t item, int64_t *channel
     }
 }
 
+// Channel tiles [*first, *end) of part `part`, numbered over all groups (group * tiles_per_group + tile).
+static void part_tiles(const qk_conv_plan *plan, int64_t part, int64_t *first, int64_t *end) {
+    *first = part * plan->all_tiles / plan->channel_tiles;
+    *end = (part + 1) * plan->all_tiles / plan->channel_tiles;
+}
+
+// First block of channel tile `tile` (numbered over all groups), counted over all groups.
+static int64_t global_first_block(const qk_conv_blocking *b, int64_t tile) {
+    return tile / b->tiles_per_group * b->blocks_per_group + qk_tile_first_block(b, (int32_t)(tile % b->tiles_per_group));
+}
+
+static int uses_widening(const qk_conv_geometry *geo, const qk_path_config *path) {
+    return path->conv.widen != NULL && !uses_dense_mode(geo);
+}
+
+// The preferred band height of a layer (before the work split evens it out) and the tallest band any batch
+// or team size can give it.
+static int32_t preferred_band_rows(int32_t row_tiles) {
+    return row_tiles >= QK_SEGMENT_TILES ? 1 : QK_SEGMENT_TILES / row_tiles;
+}
+
 static qk_conv_plan plan_of(const qk_conv_args *args, const qk_path_config *path) {
     const qk_conv_geometry *geo = &args->geo;
     qk_conv_plan plan;
     plan.blocking = qk_conv_blocking_of(geo, path);
+    plan.widened = uses_widening(geo, path);
     split_row(geo->out_w, plan.blocking.pixels_per_tile, &plan.row_tiles, &plan.base_pixels, &plan.wider_tiles);
+    plan.all_tiles = (int64_t)geo->groups * plan.blocking.tiles_per_group;
     // Dense mode: one item covers all channel tiles of its group, so that they share the window rows
     // (RepVGG-B0's 64-channel stem has two tiles, which built every window twice).
-    plan.tiles_per_item = plan.blocking.taps == 1 ? plan.blocking.tiles_per_group : 1;
-    const int64_t channel_tiles = (int64_t)geo->groups * plan.blocking.tiles_per_group / plan.tiles_per_item;
-    int32_t band_rows = plan.row_tiles >= QK_SEGMENT_TILES ? 1 : QK_SEGMENT_TILES / plan.row_tiles;
+    const int32_t tiles_per_item = plan.blocking.taps == 1 ? plan.blocking.tiles_per_group : 1;
+    const int64_t channel_tiles = plan.all_tiles / tiles_per_item;
+    int32_t band_rows = preferred_band_rows(plan.row_tiles);
     while (band_rows > 1 &&
            channel_tiles * args->batch * ((geo->out_h + band_rows - 1) / band_rows) < (int64_t)args->threads)
         band_rows = (band_rows + 1) / 2;
     plan.band_rows = even_band_rows(geo->out_h, args->batch, args->threads, band_rows);
     plan.bands = (geo->out_h + plan.band_rows - 1) / plan.band_rows;
     plan.image_bands = (int64_t)args->batch * plan.bands;
-    plan.channel_tiles = channel_tiles;
-    plan.items = channel_tiles * plan.image_bands;
     const uint64_t input_bytes = (uint64_t)args->batch * (uint64_t)geo->in_h * (uint64_t)geo->in_w * (uint64_t)geo->in_c;
     const uint64_t weight_bytes = (uint64_t)qk_conv_blocked_size(&plan.blocking, geo);
     plan.channels_outermost = args->threads <= 1 || 16 * input_bytes <= weight_bytes;
+    plan.channel_tiles = channel_tiles;
+    if (plan.widened) {
+        // One thread: one part, bands in order. Weight-dominated layers on a team: two parts per member,
+        // each over every band. Otherwise bands outermost, cut into parts only while there are fewer than
+        // four items per member.
+        int64_t parts = 1;
+        if (args->threads > 1 && plan.channels_outermost) {
+            parts = 2 * (int64_t)args->threads;
+        } else {
+            while (plan.image_bands * parts < 4 * (int64_t)args->threads && parts < plan.all_tiles) parts++;
+        }
+        plan.channel_tiles = parts < plan.all_tiles ? parts : plan.all_tiles;
+        plan.channels_outermost = args->threads > 1 && plan.channels_outermost;
+    }
+    plan.items = plan.channel_tiles * plan.image_bands;
     return plan;
 }
 
-// Packed weights of the channel tile that work item `item` uses.
+// Packed weights of the first channel tiles that work item `item` uses: all of its part's, or in widened
+// mode (where a part may be the whole layer) its first channel tile's.
 static const uint8_t *item_weights(const qk_conv_args *args, const qk_conv_plan *plan, int64_t item, size_t *bytes) {
     const qk_conv_blocking *b = &plan->blocking;
-    int64_t channel_tile, image_band;
-    locate_item(plan, item, &channel_tile, &image_band);
-    const int64_t first = channel_tile * plan->tiles_per_item;
-    const int32_t group = (int32_t)(first / b->tiles_per_group), tile = (int32_t)(first % b->tiles_per_group);
-    const int32_t blocks = qk_tile_first_block(b, tile + plan->tiles_per_item) - qk_tile_first_block(b, tile);
-    *bytes = (size_t)blocks * b->block_bytes;
-    return qk_conv_tile_weights(args->packed, b, group, tile);
+    int64_t part, image_band, first, end;
+    locate_item(plan, item, &part, &image_band);
+    part_tiles(plan, part, &first, &end);
+    if (plan->widened) end = first + 1;
+    *bytes = (size_t)(global_first_block(b, end) - global_first_block(b, first)) * b->block_bytes;
+    return qk_conv_tile_weights(args->packed, b, (int32_t)(first / b->tiles_per_group),
+                                (int32_t)(first % b->tiles_per_group));
 }
 
 // Work of an item: its output blocks times its rows (tiles of a group differ by a block, the last band
 // may be shorter).
 static int64_t item_cost(const qk_conv_args *args, const qk_conv_plan *plan, int64_t item) {
     const qk_conv_blocking *b = &plan->blocking;
-    int64_t channel_tile, image_band;
-    locate_item(plan, item, &channel_tile, &image_band);
-    const int32_t tile = (int32_t)(channel_tile * plan->tiles_per_item % b->tiles_per_group);
-    const int32_t blocks = qk_tile_first_block(b, tile + plan->tiles_per_item) - qk_tile_first_block(b, tile);
+    int64_t part, image_band, first, end;
+    locate_item(plan, item, &part, &image_band);
+    part_tiles(plan, part, &first, &end);
+    const int64_t blocks = global_first_block(b, end) - global_first_block(b, first);
     const int32_t first_row = (int32_t)(image_band % plan->bands) * plan->band_rows;
     const int32_t rows = args->geo.out_h - first_row < plan->band_rows ? args->geo.out_h - first_row : plan->band_rows;
-    return (int64_t)blocks * rows;
+    return blocks * rows;
 }
 
 // The member's contiguous items, cut where the running work is nearest to its even share: counting items
@@ -261,8 +304,9 @@ static int64_t item_cost(const qk_conv_args *args, const qk_conv_plan *plan, int
 static void share_items(const qk_conv_args *args, const qk_conv_plan *plan, const qk_team *team, int64_t *first,
                         int64_t *end) {
     const qk_conv_blocking *b = &plan->blocking;
-    const int equal_tiles = b->blocks_per_group % (b->tiles_per_group / plan->tiles_per_item) == 0;
-    if (team->size == 1 || (equal_tiles && args->geo.out_h % plan->band_rows == 0)) {
+    const int equal_parts = plan->widened ? plan->channel_tiles == 1
+                                          : b->blocks_per_group % (b->tiles_per_group / (plan->all_tiles / plan->channel_tiles)) == 0;
+    if (team->size == 1 || (equal_parts && args->geo.out_h % plan->band_rows == 0)) {
         qk_team_share(team, plan->items, first, end);
         return;
     }
@@ -304,9 +348,59 @@ static void conv_first_weights(const qk_path_config *path, const qk_conv_args *a
     if (first_item < end_item) *weights = item_weights(args, &plan, first_item, bytes);
 }
 
+// Widened mode: input rows [first, first + rows) of a band (some may be above or below the image) with a pad
+// column on each side, as qk_conv_tile.wide describes. The path's widen may write up to 31 values past each
+// piece (the next piece, written after it, or the scratch's slack) and read as far past its source (the
+// next input bytes, or QK_EXTRA_BYTES after the input and the pad values).
+enum { QK_WIDEN_SLACK_VALUES = 64 };
+
+static void widen_rows(const qk_path_config *path, const qk_conv_args *args, int32_t image, int32_t first, int32_t rows,
+                       int16_t *wide) {
+    const qk_conv_geometry *geo = &args->geo;
+    void (*widen)(const uint8_t *, int32_t, int16_t *) = path->conv.widen;
+    const size_t in_c = (size_t)geo->in_c, row_values = (size_t)(geo->in_w + 2) * in_c;
+    const uint8_t *pixels = args->input + (size_t)image * geo->in_h * geo->in_w * in_c;
+    for (int32_t r = 0; r < rows; r++) {
+        const int32_t iy = first + r;
+        int16_t *out = wide + (size_t)r * row_values;
+        if ((uint32_t)iy >= (uint32_t)geo->in_h) {
+            for (int32_t x = 0; x < geo->in_w + 2; x++) widen(args->pad_value, geo->in_c, out + (size_t)x * in_c);
+            continue;
+        }
+        widen(args->pad_value, geo->in_c, out);
+        widen(pixels + (size_t)iy * geo->in_w * in_c, geo->in_w * geo->in_c, out + in_c);
+        widen(args->pad_value, geo->in_c, out + (size_t)(geo->in_w + 1) * in_c);
+    }
+}
+
+// Input rows a band of `band_rows` output rows reads.
+static int32_t band_input_rows(const qk_conv_geometry *geo, int32_t band_rows) {
+    return (band_rows - 1) * geo->stride + 3;
+}
+
+size_t qk_conv_blocked_scratch_bytes(const qk_path_config *path, const qk_conv_geometry *geo) {
+    if (!uses_widening(geo, path)) return 0;
+    const qk_conv_blocking b = qk_conv_blocking_of(geo, path);
+    int32_t row_tiles, base_pixels, wider_tiles;
+    split_row(geo->out_w, b.pixels_per_tile, &row_tiles, &base_pixels, &wider_tiles);
+    // even_band_rows gives at most twice the preferred height.
+    int32_t rows = 2 * preferred_band_rows(row_tiles);
+    if (rows > geo->out_h) rows = geo->out_h;
+    const size_t values = (size_t)band_input_rows(geo, rows) * (size_t)(geo->in_w + 2) * (size_t)geo->in_c;
+    return ((values + QK_WIDEN_SLACK_VALUES) * sizeof(int16_t) + 63) & ~(size_t)63;
+}
+
 // Prefetches of one work item are spread evenly over its taps; more than this many lines per tap would
 // crowd out the microkernel's own loads.
 enum { QK_MAX_PREFETCH_LINES_PER_TAP = 64 };
+// Widened mode: layers whose weights exceed this stream them from L3 for every band, so each channel tile
+// fetches the next one's into L2 while it runs; smaller ones stay in L2 after the first band.
+enum { QK_STREAMED_LAYER_BYTES = 512 << 10 };
+
+static int32_t lines_per_tap(size_t bytes, int64_t taps) {
+    int64_t lines = ((int64_t)(bytes + 63) / 64 + taps - 1) / taps;
+    return (int32_t)(lines > QK_MAX_PREFETCH_LINES_PER_TAP ? QK_MAX_PREFETCH_LINES_PER_TAP : lines);
+}
 
 static void conv_share(const qk_path_config *path, const qk_conv_args *caller_args, const qk_team *team) {
     const qk_conv_microkernels *kernels = &path->conv;
@@ -324,7 +418,10 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
     int32_t taps_per_slice = (int32_t)(path->costs.slice_bytes / tap_bytes);
     if (taps_per_slice < 1) taps_per_slice = 1;
     if (taps_per_slice > blocking->taps) taps_per_slice = blocking->taps;
+    // Widened mode: slices of whole kernel rows, which the microkernels run as one loop each.
+    if (plan.widened && taps_per_slice >= 3) taps_per_slice -= taps_per_slice % 3;
     const int dense = blocking->taps == 1;
+    const int streamed = plan.widened && qk_conv_blocked_size(blocking, geo) > QK_STREAMED_LAYER_BYTES;
     const qk_share_context share_context = {args, &plan};
     qk_item_claim claim;
     qk_claim_begin(&claim, team, &share_context, share_items_of);
@@ -337,46 +434,62 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
         int32_t partial[QK_SEGMENT_PIXELS * QK_MAX_TILE_LANES] __attribute__((aligned(64)));
         // Window rows of one segment in dense mode, plus room for the last row's copies.
         uint8_t windows[QK_SEGMENT_PIXELS * QK_DENSE_ROW_BYTES + QK_WINDOW_COPY_SLACK] __attribute__((aligned(64)));
-        int64_t channel_tile, image_band;
-        locate_item(&plan, item, &channel_tile, &image_band);
+        // The same widened to int16 on the paths that widen, once per segment for all its channel tiles.
+        int16_t wide_windows[QK_SEGMENT_PIXELS * QK_DENSE_ROW_BYTES + QK_WIDEN_SLACK_VALUES] __attribute__((aligned(64)));
+        const uint8_t *dense_rows = windows;
+        int64_t part, image_band, part_first, part_end;
+        locate_item(&plan, item, &part, &image_band);
+        part_tiles(&plan, part, &part_first, &part_end);
         qk_conv_tile tile;
-        const int64_t first_channel_tile = channel_tile * plan.tiles_per_item;
-        tile.group = (int32_t)(first_channel_tile / blocking->tiles_per_group);
-        const int32_t first_tile_of_item = (int32_t)(first_channel_tile % blocking->tiles_per_group);
         tile.image = (int32_t)(image_band / plan.bands);
-        tile.im2col_stride = QK_DENSE_ROW_BYTES;
+        tile.im2col_stride = kernels->widen != NULL ? QK_DENSE_ROW_BYTES * (int32_t)sizeof(int16_t) : QK_DENSE_ROW_BYTES;
         const int32_t first_row = (int32_t)(image_band % plan.bands) * plan.band_rows;
         const int32_t end_row = first_row + plan.band_rows < geo->out_h ? first_row + plan.band_rows : geo->out_h;
         const int32_t tile_lanes = blocking->blocks_per_tile * blocking->lanes;
         // Pixel tiles of the band, numbered row by row, taken QK_SEGMENT_TILES at a time.
         const int32_t first_tile = first_row * row_tiles, end_tile = end_row * row_tiles;
+        tile.wide = NULL;
+        tile.wide_first_row = 0;
+        if (plan.widened) {
+            tile.wide_first_row = first_row * geo->stride - 1;
+            widen_rows(path, args, tile.image, tile.wide_first_row, band_input_rows(geo, end_row - first_row),
+                       args->scratch);
+            tile.wide = args->scratch;
+        }
 
         // The first item of a channel tile would stream its weights from L3 at the speed of L3; fetch them
         // into L2 during the item before, when the channel tile changes, and in the member's last item fetch
-        // what it needs first in the next step.
+        // what it needs first in the next step. Widened mode does this per channel tile within the item (below).
         const uint8_t *prefetch = NULL;
         size_t prefetch_bytes = 0;
+        const uint8_t *after_item = NULL;  // widened mode: what the item's last channel tile fetches
+        size_t after_item_bytes = 0;
+        const int first_pass = plan.channels_outermost ? (item + 1) / plan.image_bands != part
+                                                       : item + 1 - first_item < plan.channel_tiles;
         if (!own) {
             // Taken over from another member's share: that member planned the prefetches around it.
         } else if (item + 1 < end_item) {
             // Bands outermost: every item changes tile, but only the member's first pass over the tiles
             // reads them from L3.
-            const int first_pass = plan.channels_outermost ? (item + 1) / plan.image_bands != channel_tile
-                                                           : item + 1 - first_item < plan.channel_tiles;
-            if (first_pass) prefetch = item_weights(args, &plan, item + 1, &prefetch_bytes);
+            if (first_pass || streamed) after_item = item_weights(args, &plan, item + 1, &after_item_bytes);
         } else {
-            prefetch = args->prefetch_next;
-            prefetch_bytes = prefetch != NULL ? args->prefetch_next_bytes : 0;
+            after_item = args->prefetch_next;
+            after_item_bytes = after_item != NULL ? args->prefetch_next_bytes : 0;
         }
-        const int64_t item_taps = (int64_t)(end_tile - first_tile) * blocking->taps;
-        int64_t lines_per_tap = ((int64_t)(prefetch_bytes + 63) / 64 + item_taps - 1) / item_taps;
-        if (lines_per_tap > QK_MAX_PREFETCH_LINES_PER_TAP) lines_per_tap = QK_MAX_PREFETCH_LINES_PER_TAP;
-        tile.prefetch_lines_per_tap = (int32_t)lines_per_tap;
-        tile.prefetch = prefetch;
+        if (!plan.widened) {
+            prefetch = after_item;
+            prefetch_bytes = after_item_bytes;
+            tile.prefetch_lines_per_tap = lines_per_tap(prefetch_bytes, (int64_t)(end_tile - first_tile) * blocking->taps);
+            tile.prefetch = prefetch;
+        }
+        // Widened mode: each channel tile fetches the next one's weights while the layer streams them (or in
+        // the member's first item, when they come from L3 the first time).
+        const int fetch_next_tile = own && (streamed || item == first_item);
 
         for (int32_t segment = first_tile; segment < end_tile; segment += QK_SEGMENT_TILES) {
             const int32_t segment_end = segment + QK_SEGMENT_TILES < end_tile ? segment + QK_SEGMENT_TILES : end_tile;
             if (dense) {
+                tile.group = (int32_t)(part_first / blocking->tiles_per_group);
                 uint8_t *rows = windows;
                 int32_t out_y = segment / row_tiles, index = segment % row_tiles;
                 for (int32_t t = segment; t < segment_end; t++) {
@@ -386,17 +499,39 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
                     rows += (size_t)tile.pixels * QK_DENSE_ROW_BYTES;
                     if (++index == row_tiles) index = 0, out_y++;
                 }
+                if (kernels->widen != NULL) {
+                    kernels->widen(windows, (int32_t)(rows - windows), wide_windows);
+                    dense_rows = (const uint8_t *)wide_windows;
+                }
             }
-            for (int32_t k = 0; k < plan.tiles_per_item; k++) {
-                tile.tile = first_tile_of_item + k;
+            for (int64_t channel_tile = part_first; channel_tile < part_end; channel_tile++) {
+                tile.group = (int32_t)(channel_tile / blocking->tiles_per_group);
+                tile.tile = (int32_t)(channel_tile % blocking->tiles_per_group);
                 tile.first_block = qk_tile_first_block(blocking, tile.tile);
                 tile.weights = qk_conv_tile_weights(args->packed, blocking, tile.group, tile.tile);
+                if (plan.widened) {
+                    const uint8_t *next = NULL;
+                    size_t next_bytes = 0;
+                    if (channel_tile + 1 < part_end) {
+                        if (fetch_next_tile) {
+                            next = qk_conv_tile_weights(args->packed, blocking, (int32_t)((channel_tile + 1) / blocking->tiles_per_group),
+                                                        (int32_t)((channel_tile + 1) % blocking->tiles_per_group));
+                            next_bytes = (size_t)(global_first_block(blocking, channel_tile + 2) -
+                                                  global_first_block(blocking, channel_tile + 1)) * blocking->block_bytes;
+                        }
+                    } else if (segment_end == end_tile) {
+                        next = after_item;
+                        next_bytes = after_item_bytes;
+                    }
+                    tile.prefetch = next;
+                    tile.prefetch_lines_per_tap = lines_per_tap(next_bytes, (int64_t)(segment_end - segment) * blocking->taps);
+                }
                 const qk_conv_tile_fn *tiles_of_width = kernels->tiles + (qk_tile_blocks(blocking, tile.tile) - 1);
                 for (int32_t first_tap = 0; first_tap < blocking->taps; first_tap += taps_per_slice) {
                     tile.first_tap = first_tap;
                     tile.taps = blocking->taps - first_tap < taps_per_slice ? blocking->taps - first_tap : taps_per_slice;
                     int32_t *sums = partial;
-                    const uint8_t *rows = windows;
+                    const uint8_t *rows = dense_rows;
                     // Row and index counted along rather than divided out per pixel tile.
                     int32_t out_y = segment / row_tiles, index = segment % row_tiles;
                     for (int32_t t = segment; t < segment_end; t++) {
@@ -407,7 +542,7 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
                         tile.im2col = dense ? rows : NULL;
                         tiles_of_width[(tile.pixels - 1) * kernels->max_blocks](args, blocking, &tile);
                         sums += tile.pixels * tile_lanes;
-                        rows += (size_t)tile.pixels * QK_DENSE_ROW_BYTES;
+                        rows += (size_t)tile.pixels * (size_t)tile.im2col_stride;
                         if (tile.prefetch != NULL)
                             tile.prefetch += (size_t)tile.prefetch_lines_per_tap * tile.taps * 64;
                     }
@@ -424,6 +559,7 @@ const qk_path_ops qk_blocked_ops = {
     .conv_pack_in_place = qk_conv_blocked_pack_in_place,
     .conv_share = conv_share,
     .conv_first_weights = conv_first_weights,
+    .conv_scratch_bytes = qk_conv_blocked_scratch_bytes,
     .fc_packed_size = qk_fc_blocked_packed_size,
     .fc_pack = qk_fc_blocked_pack,
     .fc_unpack = qk_fc_blocked_unpack,

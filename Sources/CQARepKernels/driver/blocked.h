@@ -57,7 +57,8 @@ enum { QK_MAX_TILE_PIXELS = 8, QK_MAX_TILE_LANES = 64 };
 // requantized bytes. Otherwise the call is one slice: it starts afresh (first_tap == 0) or from the sums in
 // partial[pixel][lane] (lanes counted over a full tile), and stores either the sums back there or, on the
 // last slice, the requantized bytes.
-// In dense mode im2col points at the first pixel's window row, the next pixel's is im2col_stride further.
+// In dense mode im2col points at the first pixel's window row, the next pixel's is im2col_stride bytes
+// further; on the paths that widen (qk_conv_microkernels.widen) the rows are int16, widened by the driver.
 // Each tap also prefetches `prefetch_lines_per_tap` cache lines into L2, from `prefetch` on: weights the
 // thread needs in its next work item, streamed while this one computes.
 // `weights` and `first_block` locate channel tile `tile` (qk_conv_tile_weights, qk_tile_first_block); the
@@ -71,7 +72,59 @@ typedef struct qk_conv_tile {
     int32_t im2col_stride;
     const uint8_t *prefetch;
     int32_t prefetch_lines_per_tap;
+    // Widened mode (qk_conv_microkernels.widen; not in dense mode): the item's input rows as int16, with the
+    // padding around them, written by the driver once per work item. Row r of the buffer holds input row
+    // wide_first_row + r (pad values above and below the image), as in_w + 2 pixels of in_c values each,
+    // from column -1 (pad values) to in_w (pad values). NULL otherwise.
+    const int16_t *wide;
+    int32_t wide_first_row;
 } qk_conv_tile;
+
+// Widened mode: the taps of one kernel row read adjacent input pixels, so with one group whose channels fill
+// whole chunks their inputs form one contiguous run (3 * in_c values), in the order of their packed weights,
+// and a microkernel can run the row's taps as one loop: fewer loop exits and pointer setups, which at 48
+// channels cost as much as a tenth of the multiply-adds. The run that starts at `tap` ends before the
+// returned tap (at most end_tap).
+static inline int32_t qk_conv_wide_run_end(const qk_conv_geometry *geo, const qk_conv_blocking *b, int32_t tap,
+                                           int32_t end_tap) {
+    if (geo->groups != 1 || b->chunks * b->depth != geo->in_c) return tap + 1;
+    const int32_t row_end = tap - tap % 3 + 3;
+    return row_end < end_tap ? row_end : end_tap;
+}
+
+// Widened mode: where tap `tap` of the tile's first pixel reads its group's channels (qk_conv_tile.wide);
+// the tile's next pixels are stride * in_c values further. No borders to check: the buffer holds them.
+static inline const int16_t *qk_conv_wide_source(const qk_conv_args *args, const qk_conv_tile *tile, int32_t tap) {
+    const qk_conv_geometry *geo = &args->geo;
+    const int32_t row = tile->out_y * geo->stride + tap / 3 - 1 - tile->wide_first_row;
+    const int32_t column = tile->out_x * geo->stride + tap % 3;  // ix + 1
+    return tile->wide + ((size_t)row * (size_t)(geo->in_w + 2) + (size_t)column) * (size_t)geo->in_c +
+           (size_t)tile->group * (size_t)geo->in_per_group;
+}
+
+// The same for each of the tile's `pixels` pixels.
+static inline __attribute__((always_inline)) void qk_conv_wide_sources(const qk_conv_args *args, const qk_conv_tile *tile,
+                                                                       int32_t tap, int pixels, const int16_t **x) {
+    const size_t step = (size_t)args->geo.stride * (size_t)args->geo.in_c;
+    x[0] = qk_conv_wide_source(args, tile, tap);
+    for (int p = 1; p < pixels; p++) x[p] = x[p - 1] + step;
+}
+
+// On the paths that widen: x[p], the int16 inputs of pixel p for the taps from `tap` on, of the widened band or
+// (dense mode) of the pixel's window row; returns the end of their run (qk_conv_wide_run_end; dense mode's one
+// tap).
+static inline __attribute__((always_inline)) int32_t qk_conv_int16_sources(const qk_conv_args *args,
+                                                                           const qk_conv_blocking *b,
+                                                                           const qk_conv_tile *tile, int32_t tap,
+                                                                           int32_t end_tap, int pixels,
+                                                                           const int16_t **x) {
+    if (tile->im2col != NULL) {
+        for (int p = 0; p < pixels; p++) x[p] = (const int16_t *)(tile->im2col + (size_t)p * (size_t)tile->im2col_stride);
+        return end_tap;
+    }
+    qk_conv_wide_sources(args, tile, tap, pixels, x);
+    return qk_conv_wide_run_end(&args->geo, b, tap, end_tap);
+}
 
 // Where tap (ky, kx) of output pixel (out_y, out_x) reads its input channels from `first_channel` on:
 // the input pixel, or the padding values on the border.
@@ -124,6 +177,9 @@ static inline __attribute__((always_inline)) void qk_conv_tile_sources(const qk_
 // The tiling of a layer for a path (blocked-conv.c), and the bytes its packed weights take.
 qk_conv_blocking qk_conv_blocking_of(const qk_conv_geometry *geo, const qk_path_config *path);
 size_t qk_conv_blocked_size(const qk_conv_blocking *blocking, const qk_conv_geometry *geo);
+// Bytes of scratch (qk_conv_args.scratch) a thread needs for the layer: its widened input rows, 0 when the
+// path does not widen or the layer runs in dense mode.
+size_t qk_conv_blocked_scratch_bytes(const qk_path_config *path, const qk_conv_geometry *geo);
 
 // The operations of qk_blocked_ops (common/qk-path.h).
 size_t qk_conv_blocked_packed_size(const qk_path_config *path, const qk_conv_geometry *geo);

@@ -340,6 +340,10 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *args, con
     qk_blocked_ops.conv_share(path, args, team);
 }
 
+static size_t conv_scratch_bytes(const qk_path_config *path, const qk_conv_geometry *geo) {
+    return qk_winograd_chosen(path, geo) ? 0 : qk_conv_blocked_scratch_bytes(path, geo);
+}
+
 // The member's first channel tile's weights (the member transforms its first band meanwhile).
 static void conv_first_weights(const qk_path_config *path, const qk_conv_args *args, const qk_team *team,
                                const uint8_t **weights, size_t *bytes) {
@@ -366,6 +370,7 @@ const qk_path_ops qk_winograd_ops = {
     .conv_pack_in_place = conv_pack_in_place,
     .conv_share = conv_share,
     .conv_first_weights = conv_first_weights,
+    .conv_scratch_bytes = conv_scratch_bytes,
     .fc_packed_size = qk_fc_blocked_packed_size,
     .fc_pack = qk_fc_blocked_pack,
     .fc_unpack = qk_fc_blocked_unpack,

@@ -168,16 +168,19 @@ typedef struct qk_network_scratch {
     size_t pong;    // activations of even layers
     size_t pooled;  // [batch][last out_c]
     size_t logits;  // floats, [batch][classes]
+    size_t thread;  // kernel scratch of each thread of a run (the int16 paths' widened input rows; may be 0)
 } qk_network_scratch;
 qk_status qk_network_scratch_sizes(const qk_network *network, int32_t max_batch, qk_network_scratch *out_sizes);
 
 // Runs `batch` images on one team of up to `threads` threads, with the same result, byte for byte, as
 // calling qk_conv3x3_u8 for each layer, then qk_global_avgpool_u8 and qk_fc_u8. The buffers are at least
 // qk_network_scratch_sizes(batch) large, distinct and not overlapping; `input` holds the images and its
-// slack, `logits` receives [batch][classes]. With `step_clock` (conv_count + 3 doubles) member 0 stores the
+// slack, `logits` receives [batch][classes]. `thread_scratch` (best 64-byte aligned) holds `threads` times
+// the `thread` size (NULL: the run allocates it, QK_ERROR_OUT_OF_MEMORY if it cannot). With `step_clock` (conv_count + 3 doubles) member 0 stores the
 // monotonic clock in seconds at the start and after each step, when all threads have finished it.
 qk_status qk_network_run(const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
-                         uint8_t *pong, uint8_t *pooled, float *logits, int32_t threads, double *step_clock);
+                         uint8_t *pong, uint8_t *pooled, float *logits, uint8_t *thread_scratch, int32_t threads,
+                         double *step_clock);
 
 // What a session remembers of its recent runs (network/team-pace.c): when a member of the team was held
 // off its core long enough to keep the others waiting at a barrier (another process on that core), runs of
@@ -193,8 +196,8 @@ typedef struct qk_team_history {
 
 // qk_network_run with a history (NULL: none, the team as asked); results are the same bytes either way.
 qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
-                               uint8_t *pong, uint8_t *pooled, float *logits, int32_t threads, double *step_clock,
-                               qk_team_history *history);
+                               uint8_t *pong, uint8_t *pooled, float *logits, uint8_t *thread_scratch, int32_t threads,
+                               double *step_clock, qk_team_history *history);
 
 // ---- Testing ----
 

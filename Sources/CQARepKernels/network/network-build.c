@@ -352,6 +352,19 @@ qk_status qk_network_set_depth_first_bytes(qk_network *network, int64_t bytes) {
     return QK_OK;
 }
 
+// The largest scratch any conv layer needs per thread (64-byte multiples).
+size_t qk_network_thread_scratch(const qk_network *network) {
+    const qk_path_config *path = network->config;
+    size_t largest = 0;
+    if (path->ops->conv_scratch_bytes == NULL) return 0;
+    for (int32_t i = 0; i < network->conv_count; i++) {
+        const qk_conv_geometry geo = qk_conv_geometry_of(&network->convs[i].shape);
+        const size_t bytes = path->ops->conv_scratch_bytes(path, &geo);
+        largest = bytes > largest ? bytes : largest;
+    }
+    return largest;
+}
+
 // The runner gives each of up to batch threads its own part of ping and pong (network-run.c), so every
 // image's activations carry the slack.
 qk_status qk_network_scratch_sizes(const qk_network *network, int32_t max_batch, qk_network_scratch *out_sizes) {
@@ -363,6 +376,7 @@ qk_status qk_network_scratch_sizes(const qk_network *network, int32_t max_batch,
     out_sizes->pong = batch * (qk_network_largest_in_pong(network) + QK_EXTRA_BYTES) + QK_EXTRA_BYTES;
     out_sizes->pooled = batch * (size_t)last_channels(network) + QK_EXTRA_BYTES;
     out_sizes->logits = batch * (size_t)network->classes * sizeof(float);
+    out_sizes->thread = qk_network_thread_scratch(network);
     return QK_OK;
 }
 

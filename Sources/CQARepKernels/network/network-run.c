@@ -16,7 +16,7 @@
 // Layer i over images [first_image, first_image + images): layer 0 reads `input`, layer i writes pong when
 // i is even and ping when it is odd, each image at its place in the batch.
 static qk_conv_args conv_args(const qk_network *network, int32_t i, int32_t first_image, int32_t images,
-                             int32_t threads, const uint8_t *input, uint8_t *ping, uint8_t *pong) {
+                             int32_t threads, const uint8_t *input, uint8_t *ping, uint8_t *pong, int16_t *scratch) {
     const qk_network_conv *conv = &network->convs[i];
     const uint8_t *source = i == 0 ? input : (i % 2 == 1 ? pong : ping);
     uint8_t *destination = i % 2 == 0 ? pong : ping;
@@ -30,6 +30,7 @@ static qk_conv_args conv_args(const qk_network *network, int32_t i, int32_t firs
         .pad_value = conv->pad_value,
         .input = source + (size_t)first_image * input_bytes(&conv->shape),
         .output = destination + (size_t)first_image * output_bytes(&conv->shape),
+        .scratch = scratch,
     };
     return args;
 }
@@ -110,8 +111,9 @@ static size_t leading_output_offset(const qk_network *network, int32_t i, int32_
 
 // Leading layer i for image n alone.
 static qk_conv_args leading_args(const qk_network *network, int32_t i, int32_t n, int32_t leading, int32_t batch,
-                                 const size_t room[2], int32_t threads, const uint8_t *input, uint8_t *ping, uint8_t *pong) {
-    qk_conv_args args = conv_args(network, i, 0, 1, threads, input, ping, pong);
+                                 const size_t room[2], int32_t threads, const uint8_t *input, uint8_t *ping, uint8_t *pong,
+                                 int16_t *scratch) {
+    qk_conv_args args = conv_args(network, i, 0, 1, threads, input, ping, pong, scratch);
     if (i == 0) args.input += (size_t)n * input_bytes(&network->convs[0].shape);
     else args.input += leading_output_offset(network, i - 1, n, leading, batch, room);
     args.output += leading_output_offset(network, i, n, leading, batch, room);
@@ -120,8 +122,10 @@ static qk_conv_args leading_args(const qk_network *network, int32_t i, int32_t n
 
 // The conv layers and the pool of `batch` images by `team`, with ping and pong and pooled positioned for
 // those images. Steps end in the team's barriers (none for a member alone).
+// `scratch`: the calling thread's own (qk_network_scratch.thread bytes).
 static void run_features(const qk_path_config *path, const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
-                         uint8_t *pong, uint8_t *pooled, qk_team *team, const qk_team *fc_team, step_timer *timer) {
+                         uint8_t *pong, uint8_t *pooled, int16_t *scratch, qk_team *team, const qk_team *fc_team,
+                         step_timer *timer) {
     const int32_t layers = network->conv_count;
     const qk_conv_geometry last = qk_conv_geometry_of(&network->convs[layers - 1].shape);
     const int32_t leading = per_image_layers(network, batch, input, ping);
@@ -129,11 +133,11 @@ static void run_features(const qk_path_config *path, const qk_network *network, 
                             (size_t)batch * (qk_network_largest_in_ping(network) + QK_EXTRA_BYTES)};
     for (int32_t n = 0; n < (leading > 0 ? batch : 0); n++) {
         for (int32_t i = 0; i < leading; i++) {
-            qk_conv_args args = leading_args(network, i, n, leading, batch, room, team->size, input, ping, pong);
-            const qk_conv_args next = i + 1 < leading ? leading_args(network, i + 1, n, leading, batch, room, team->size, input, ping, pong)
-                                      : n + 1 < batch ? leading_args(network, 0, n + 1, leading, batch, room, team->size, input, ping, pong)
+            qk_conv_args args = leading_args(network, i, n, leading, batch, room, team->size, input, ping, pong, scratch);
+            const qk_conv_args next = i + 1 < leading ? leading_args(network, i + 1, n, leading, batch, room, team->size, input, ping, pong, scratch)
+                                      : n + 1 < batch ? leading_args(network, 0, n + 1, leading, batch, room, team->size, input, ping, pong, scratch)
                                                       : conv_args(network, i + 1 < layers ? i + 1 : i, 0, batch,
-                                                                  team->size, input, ping, pong);
+                                                                  team->size, input, ping, pong, scratch);
             qk_team_step_begin(team);
             run_conv(path, &args, i + 1 < layers || n + 1 < batch ? &next : NULL, network, team, fc_team);
             qk_team_step_end(team);
@@ -141,8 +145,8 @@ static void run_features(const qk_path_config *path, const qk_network *network, 
         }
     }
     for (int32_t i = leading; i < layers; i++) {
-        qk_conv_args args = conv_args(network, i, 0, batch, team->size, input, ping, pong);
-        const qk_conv_args next = conv_args(network, i + 1 < layers ? i + 1 : i, 0, batch, team->size, input, ping, pong);
+        qk_conv_args args = conv_args(network, i, 0, batch, team->size, input, ping, pong, scratch);
+        const qk_conv_args next = conv_args(network, i + 1 < layers ? i + 1 : i, 0, batch, team->size, input, ping, pong, scratch);
         qk_team_step_begin(team);
         run_conv(path, &args, i + 1 < layers ? &next : NULL, network, team, fc_team);
         qk_team_step_end(team);
@@ -171,13 +175,15 @@ static int32_t images_run_alone(int32_t batch, int32_t threads, const uint8_t *i
 }
 
 qk_status qk_network_run(const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
-                         uint8_t *pong, uint8_t *pooled, float *logits, int32_t threads, double *step_clock) {
-    return qk_network_run_paced(network, batch, input, ping, pong, pooled, logits, threads, step_clock, NULL);
+                         uint8_t *pong, uint8_t *pooled, float *logits, uint8_t *thread_scratch, int32_t threads,
+                         double *step_clock) {
+    return qk_network_run_paced(network, batch, input, ping, pong, pooled, logits, thread_scratch, threads, step_clock,
+                                NULL);
 }
 
 qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
-                               uint8_t *pong, uint8_t *pooled, float *logits, int32_t threads, double *step_clock,
-                               qk_team_history *history) {
+                               uint8_t *pong, uint8_t *pooled, float *logits, uint8_t *thread_scratch, int32_t threads,
+                               double *step_clock, qk_team_history *history) {
     if (network == NULL || batch < 1 || batch > QK_MAX_BATCH) return QK_ERROR_INVALID_ARGUMENT;
     if (input == NULL || ping == NULL || pong == NULL || pooled == NULL || logits == NULL) return QK_ERROR_INVALID_ARGUMENT;
     if (!qk_network_is_complete(network)) return QK_ERROR_INCOMPLETE;
@@ -191,6 +197,14 @@ qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const u
     const size_t ping_slot = qk_network_largest_in_ping(network) + QK_EXTRA_BYTES;
     const size_t pong_slot = qk_network_largest_in_pong(network) + QK_EXTRA_BYTES;
     const size_t image_bytes = input_bytes(&network->convs[0].shape);
+    // Each member's kernel scratch, from the caller's workspace (or allocated for this run).
+    const size_t scratch_bytes = qk_network_thread_scratch(network);
+    uint8_t *own_scratch = NULL;
+    if (scratch_bytes > 0 && thread_scratch == NULL) {
+        if (scratch_bytes > SIZE_MAX / (size_t)threads) return QK_ERROR_OUT_OF_MEMORY;
+        thread_scratch = own_scratch = aligned_alloc(64, scratch_bytes * (size_t)threads);
+        if (own_scratch == NULL) return QK_ERROR_OUT_OF_MEMORY;
+    }
     int32_t joined = 0, next_image = 0;
     // Claim counters, two sets of one per member, each on its own cache line; without them (no memory) the
     // members keep to their static shares.
@@ -201,6 +215,7 @@ qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const u
     {
         qk_team team = qk_team_join(&joined);
         team.work = &work;
+        int16_t *scratch = scratch_bytes > 0 ? (int16_t *)(thread_scratch + (size_t)team.member * scratch_bytes) : NULL;
         // Member 0 times the steps (of the images it runs alone, then of the rest and the fc head).
         step_timer timer = {team.member == 0 ? step_clock : NULL, 0.0};
         if (timer.clock != NULL) {
@@ -219,7 +234,7 @@ qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const u
                 // region the member wrote before is warm in its L2.
                 const size_t member = (size_t)team.member;
                 run_features(path, network, 1, input + (size_t)n * image_bytes, ping + member * ping_slot, pong + member * pong_slot,
-                             pooled + (size_t)n * (size_t)last.out_c, &solo, NULL, &timer);
+                             pooled + (size_t)n * (size_t)last.out_c, scratch, &solo, NULL, &timer);
             }
             first_shared = alone_images;
 #pragma omp barrier
@@ -227,7 +242,8 @@ qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const u
         if (first_shared < batch) {
             const size_t shared = (size_t)first_shared;
             run_features(path, network, batch - first_shared, input + (size_t)first_shared * image_bytes,
-                         ping + shared * ping_slot, pong + shared * pong_slot, pooled + (size_t)first_shared * (size_t)last.out_c, &team, &team, &timer);
+                         ping + shared * ping_slot, pong + shared * pong_slot, pooled + (size_t)first_shared * (size_t)last.out_c,
+                         scratch, &team, &team, &timer);
         }
         qk_team_step_begin(&team);
         path->ops->fc_share(path, batch, last.out_c, network->classes, network->fc_packed, network->fc_bias,
@@ -246,5 +262,6 @@ qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const u
         qk_team_pace_record(history, threads, longest_wait);
     }
     free(work.counters);
+    free(own_scratch);
     return QK_OK;
 }

@@ -40,5 +40,7 @@ bool qk_network_is_complete(const qk_network *network);
 // there) and the odd layers' outputs, pong the even layers' outputs (network-run.c's alternation).
 size_t qk_network_largest_in_ping(const qk_network *network);
 size_t qk_network_largest_in_pong(const qk_network *network);
+// Kernel scratch each thread of a run needs: the largest conv_scratch_bytes of the network's layers.
+size_t qk_network_thread_scratch(const qk_network *network);
 
 #endif  // QK_NETWORK_H

@@ -23,11 +23,19 @@ bool qk_x86_has_avx_vnni(void);
 #define QK_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #define QK_INLINE static inline __attribute__((always_inline))
 
-// The tap's share of the tile's L2 prefetches (see qk_conv_tile).
-QK_INLINE void qk_prefetch_tap(const qk_conv_tile *tile, int32_t tap) {
-    if (tile->prefetch_lines_per_tap <= 0) return;
-    const char *lines = (const char *)tile->prefetch + (size_t)(tap - tile->first_tap) * tile->prefetch_lines_per_tap * 64;
-    for (int32_t i = 0; i < tile->prefetch_lines_per_tap; i++) _mm_prefetch(lines + 64 * i, _MM_HINT_T1);
+// The share of the tile's L2 prefetches (see qk_conv_tile) of taps [tap, tap + taps): where its lines start;
+// *lines of them (0: none).
+QK_INLINE const char *qk_prefetch_lines(const qk_conv_tile *tile, int32_t tap, int32_t taps, int32_t *lines) {
+    *lines = tile->prefetch_lines_per_tap > 0 ? tile->prefetch_lines_per_tap * taps : 0;
+    return *lines > 0 ? (const char *)tile->prefetch + (size_t)(tap - tile->first_tap) * tile->prefetch_lines_per_tap * 64
+                      : NULL;
+}
+
+// The same share fetched at once.
+QK_INLINE void qk_prefetch_taps(const qk_conv_tile *tile, int32_t tap, int32_t taps) {
+    int32_t count;
+    const char *lines = qk_prefetch_lines(tile, tap, taps, &count);
+    for (int32_t i = 0; i < count; i++) _mm_prefetch(lines + 64 * i, _MM_HINT_T1);
 }
 
 // The tap's share of the next item's L2 prefetches, paced one per chunk: issued all at the tap's start they

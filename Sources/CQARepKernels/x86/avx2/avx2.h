@@ -12,9 +12,11 @@
 enum { QK_AVX2_LANES = 8, QK_AVX2_DEPTH = 4, QK_AVX2_UNIT_BYTES = 64 };
 // Conv tiles: up to 4 pixels x 2 blocks, or 6 pixels x 1 block (8 accumulators).
 enum { QK_AVX2_MAX_PIXELS = 6, QK_AVX2_MAX_BLOCKS = 2, QK_AVX2_MAX_ACCUMULATORS = 8 };
+_Static_assert(QK_AVX2_MAX_BLOCKS == 2, "qk_avx2_chunk's accumulator rows hold two blocks");
 
 extern const qk_conv_tile_fn qk_conv3x3_u8s16_4x2c8_avx2[QK_AVX2_MAX_PIXELS * QK_AVX2_MAX_BLOCKS];
 extern const qk_winograd_kernels qk_winograd_u8s16_4x2c8_avx2;
+void qk_widen_u8s16_avx2(const uint8_t *bytes, int32_t values, int16_t *words);
 void qk_fc_u8s16_c8_avx2(const qk_fc_block *block);
 void qk_gavgpool_u8_c32_avx2_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
                                    float multiplier, uint8_t *output, const qk_team *team);
@@ -37,6 +39,24 @@ QK_INLINE QK_TARGET_AVX2 void qk_avx2_madd_pixel(__m256i *acc, __m256i x01, __m2
     for (int j = 0; j < blocks; j++) {
         acc[j] = _mm256_add_epi32(acc[j], t0[j]);
         acc[j] = _mm256_add_epi32(acc[j], t1[j]);
+    }
+}
+
+// One chunk step of a tile of `pixels` pixels (or Winograd tiles): the chunk's weights of each block (at w)
+// times the int16 pairs at x[p] + offset and x[p] + offset + 2 of each pixel.
+QK_INLINE QK_TARGET_AVX2 void qk_avx2_chunk(__m256i (*acc)[2], const int16_t *const *x, size_t offset,
+                                            const uint8_t *w, const int pixels, const int blocks) {
+    __m256i low[2], high[2];
+#pragma clang loop unroll(full)
+    for (int j = 0; j < blocks; j++) {
+        low[j] = _mm256_loadu_si256((const __m256i *)(w + j * QK_AVX2_UNIT_BYTES));
+        high[j] = _mm256_loadu_si256((const __m256i *)(w + j * QK_AVX2_UNIT_BYTES + 32));
+    }
+#pragma clang loop unroll(full)
+    for (int p = 0; p < pixels; p++) {
+        const __m256i x01 = _mm256_set1_epi32(qk_load_u32((const uint8_t *)(x[p] + offset)));
+        const __m256i x23 = _mm256_set1_epi32(qk_load_u32((const uint8_t *)(x[p] + offset + 2)));
+        qk_avx2_madd_pixel(acc[p], x01, x23, low, high, blocks);
     }
 }
 #endif

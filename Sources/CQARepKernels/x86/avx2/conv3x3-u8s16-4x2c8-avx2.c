@@ -1,6 +1,6 @@
 // AVX2 3x3 conv microkernels: tiles of up to 4 pixels x 2 blocks of 8 channels (or 6 pixels x 1 block), all
-// weights of a chunk held in registers next to the 8 accumulators. The inputs of each tap are widened to
-// int16 once per pixel (vpmovzxbw, 16 channels at a time) into a small buffer, so the inner loop is only
+// weights of a chunk held in registers next to the 8 accumulators. The inputs come widened to int16 by the
+// driver, once per work item (qk_conv_tile.wide; in dense mode the window rows), so the inner loop is only
 // broadcasts of int16 pairs (loads), vpmaddwd and vpaddd: no per-chunk splitting, no spilled accumulators.
 #include "x86/avx2/avx2.h"
 
@@ -10,36 +10,21 @@ enum { AVX2_LANES = QK_AVX2_LANES, AVX2_MAX_PIXELS = QK_AVX2_MAX_PIXELS, AVX2_MA
 _Static_assert(AVX2_MAX_PIXELS <= QK_MAX_TILE_PIXELS && AVX2_MAX_BLOCKS * AVX2_LANES <= QK_MAX_TILE_LANES,
                "partial-sum buffer too small");
 
-// Chunks widened at a time: 256 channels of each pixel, 3 KB of int16 for 6 pixels.
-enum { AVX2_WIDE_CHUNKS = 64, AVX2_WIDE_VALUES = AVX2_WIDE_CHUNKS * QK_AVX2_DEPTH };
-
-// Widens `chunks` chunks (4 channels each) of the tile's pixels to int16, all pixels in one loop: the loop
-// overhead of one loop per pixel was a sizeable share of a 48-channel tap. The 16-byte loads may read up to
-// 15 bytes past the last chunk: inside QK_EXTRA_BYTES of the input and the pad values, and inside a
-// dense-mode window row's 64 bytes; those values meet zero weights.
-QK_INLINE QK_TARGET_AVX2 void widen_pixels(const uint8_t *const *src, size_t offset, int32_t chunks, const int pixels,
-                                           int16_t (*wide)[AVX2_WIDE_VALUES]) {
-    for (int32_t c = 0; c < chunks * QK_AVX2_DEPTH; c += 16)
-#pragma clang loop unroll(full)
-        for (int p = 0; p < pixels; p++)
-            _mm256_store_si256((__m256i *)(wide[p] + c),
-                               _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(src[p] + offset + c))));
-}
-
-// Two blocks of one pixel requantized as qk_requantize8_store does (the same float operations), packed into
-// one 16-byte store: 4 shuffles for 16 outputs instead of 6, which the stem's short taps notice.
-QK_INLINE QK_TARGET_AVX2 __m256i requantize8(__m256i acc, __m256i bias, __m256 multiplier) {
-    __m256 t = _mm256_cvtepi32_ps(_mm256_add_epi32(acc, bias));
-    t = _mm256_mul_ps(t, multiplier);
-    t = _mm256_max_ps(t, _mm256_setzero_ps());
-    t = _mm256_min_ps(t, _mm256_set1_ps(255.0f));
+// Two blocks of one pixel requantized as qk_requantize8_store does, from accumulators that started at the
+// bias, packed into one 16-byte store. Every multiplier below 1 keeps |t| < 2^31, so the saturating packs
+// (signed 32 -> 16 first: an unsigned pack would turn values past 65535 into -1, then 0) do the clamping
+// exactly: rounding is monotonic and leaves the bounds 0 and 255 alone. Otherwise the upper clamp stays,
+// since cvtps2dq cannot represent 2^31. 4 shuffles for 16 outputs instead of 6.
+QK_INLINE QK_TARGET_AVX2 __m256i round8(__m256i acc_plus_bias, __m256 multiplier, int below_one) {
+    __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(acc_plus_bias), multiplier);
+    if (!below_one) t = _mm256_min_ps(t, _mm256_set1_ps(255.0f));
     return _mm256_cvtps_epi32(t);
 }
 
-QK_INLINE QK_TARGET_AVX2 void requantize16_store(__m256i acc0, __m256i acc1, __m256i bias0, __m256i bias1,
-                                                 __m256 multiplier0, __m256 multiplier1, uint8_t *out) {
-    // packus_epi32 interleaves the two blocks by 128-bit lane; vpermq puts each block's 8 words together.
-    __m256i words = _mm256_packus_epi32(requantize8(acc0, bias0, multiplier0), requantize8(acc1, bias1, multiplier1));
+QK_INLINE QK_TARGET_AVX2 void requantize16_store(__m256i acc0, __m256i acc1, __m256 multiplier0, __m256 multiplier1,
+                                                 int below_one, uint8_t *out) {
+    // packs_epi32 interleaves the two blocks by 128-bit lane; vpermq puts each block's 8 words together.
+    __m256i words = _mm256_packs_epi32(round8(acc0, multiplier0, below_one), round8(acc1, multiplier1, below_one));
     words = _mm256_permute4x64_epi64(words, 0xD8);
     const __m128i bytes = _mm_packus_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1));
     _mm_storeu_si128((__m128i *)out, bytes);
@@ -48,51 +33,45 @@ QK_INLINE QK_TARGET_AVX2 void requantize16_store(__m256i acc0, __m256i acc1, __m
 QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_blocking *b, const qk_conv_tile *tile,
                                         const int pixels, const int blocks) {
     const qk_conv_geometry *geo = &args->geo;
-    const uint8_t *image = args->input + (size_t)tile->image * geo->in_h * geo->in_w * geo->in_c;
-    const int32_t first_channel = tile->group * geo->in_per_group;
     const uint8_t *w = tile->weights;
     const int32_t chunks = b->chunks;
-    int16_t wide[AVX2_MAX_PIXELS][AVX2_WIDE_VALUES] __attribute__((aligned(32)));
-
     const int32_t partial_stride = b->blocks_per_tile * AVX2_LANES;
-    __m256i acc[AVX2_MAX_PIXELS][AVX2_MAX_BLOCKS];
-#pragma clang loop unroll(full)
-    for (int p = 0; p < pixels; p++)
-#pragma clang loop unroll(full)
-        for (int j = 0; j < blocks; j++)
-            acc[p][j] = tile->first_tap == 0
-                            ? _mm256_setzero_si256()
-                            : _mm256_load_si256((const __m256i *)(tile->partial + p * partial_stride + j * AVX2_LANES));
+    const int32_t first_out = tile->group * geo->out_per_group;
+    const int32_t first_o = tile->first_block * AVX2_LANES;  // within the group
 
-    w += (size_t)tile->first_tap * (size_t)chunks * (size_t)blocks * QK_AVX2_UNIT_BYTES;
-    for (int32_t tap = tile->first_tap; tap < tile->first_tap + tile->taps; tap++) {
-        const uint8_t *src[AVX2_MAX_PIXELS];
-        qk_conv_tile_sources(args, tile, image, first_channel, tap, pixels, src);
-        qk_prefetch_tap(tile, tap);
-        for (int32_t k0 = 0; k0 < chunks; k0 += AVX2_WIDE_CHUNKS) {
-            const int32_t piece = chunks - k0 < AVX2_WIDE_CHUNKS ? chunks - k0 : AVX2_WIDE_CHUNKS;
-            widen_pixels(src, (size_t)k0 * QK_AVX2_DEPTH, piece, pixels, wide);
-            for (int32_t k = 0; k < piece; k++) {
-                __m256i low[AVX2_MAX_BLOCKS], high[AVX2_MAX_BLOCKS];
+    // Accumulation starts from the bias: the integer sum acc + bias is the same, one add fewer per output.
+    __m256i acc[AVX2_MAX_PIXELS][AVX2_MAX_BLOCKS];
+    if (tile->first_tap == 0) {
 #pragma clang loop unroll(full)
-                for (int j = 0; j < blocks; j++) {
-                    low[j] = _mm256_loadu_si256((const __m256i *)(w + j * QK_AVX2_UNIT_BYTES));
-                    high[j] = _mm256_loadu_si256((const __m256i *)(w + j * QK_AVX2_UNIT_BYTES + 32));
-                }
+        for (int j = 0; j < blocks; j++) {
+            const __m256i bias = qk_load8_epi32(args->bias + first_out + first_o + j * AVX2_LANES,
+                                                geo->out_per_group - first_o - j * AVX2_LANES);
 #pragma clang loop unroll(full)
-                for (int p = 0; p < pixels; p++) {
-                    int32_t pair01, pair23;
-                    __builtin_memcpy(&pair01, &wide[p][k * QK_AVX2_DEPTH], sizeof pair01);
-                    __builtin_memcpy(&pair23, &wide[p][k * QK_AVX2_DEPTH + 2], sizeof pair23);
-                    const __m256i x01 = _mm256_set1_epi32(pair01), x23 = _mm256_set1_epi32(pair23);
-                    qk_avx2_madd_pixel(acc[p], x01, x23, low, high, blocks);
-                }
-                w += blocks * QK_AVX2_UNIT_BYTES;
-            }
+            for (int p = 0; p < pixels; p++) acc[p][j] = bias;
         }
+    } else {
+#pragma clang loop unroll(full)
+        for (int p = 0; p < pixels; p++)
+#pragma clang loop unroll(full)
+            for (int j = 0; j < blocks; j++)
+                acc[p][j] = _mm256_load_si256((const __m256i *)(tile->partial + p * partial_stride + j * AVX2_LANES));
     }
 
-    if (tile->first_tap + tile->taps < b->taps) {
+    w += (size_t)tile->first_tap * (size_t)chunks * (size_t)blocks * QK_AVX2_UNIT_BYTES;
+    const int32_t end_tap = tile->first_tap + tile->taps;
+    // The driver widened the inputs once (the band's rows, or in dense mode the window rows), so the loop is
+    // only weight loads, broadcasts from its buffer, vpmaddwd and vpaddd, over whole kernel rows where the
+    // inputs allow; the run's prefetches go first, at once (paced one per chunk, as avx512bw does, was
+    // slower here).
+    for (int32_t tap = tile->first_tap, run_end; tap < end_tap; tap = run_end) {
+        const int16_t *x[AVX2_MAX_PIXELS];
+        run_end = qk_conv_int16_sources(args, b, tile, tap, end_tap, pixels, x);
+        qk_prefetch_taps(tile, tap, run_end - tap);
+        for (int32_t k = 0; k < (run_end - tap) * chunks; k++, w += blocks * QK_AVX2_UNIT_BYTES)
+            qk_avx2_chunk(acc, x, (size_t)k * QK_AVX2_DEPTH, w, pixels, blocks);
+    }
+
+    if (end_tap < b->taps) {
 #pragma clang loop unroll(full)
         for (int p = 0; p < pixels; p++)
 #pragma clang loop unroll(full)
@@ -101,32 +80,40 @@ QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_
         return;
     }
 
-    const int32_t first_out = tile->group * geo->out_per_group;
     uint8_t *out = args->output +
                    (((size_t)tile->image * geo->out_h + tile->out_y) * geo->out_w + tile->out_x) * geo->out_c +
                    first_out;
-    const int32_t first_o = tile->first_block * AVX2_LANES;
+    // Dense mode (stems): bring the output lines one row below in early, as on the VNNI path.
+    if (tile->im2col != NULL && tile->group == 0 && tile->first_block == 0) {
+        const char *below = (const char *)out + (size_t)geo->out_w * (size_t)geo->out_c;
+        for (int32_t offset = 0; offset < pixels * geo->out_c; offset += 64) _mm_prefetch(below + offset, _MM_HINT_T0);
+    }
     if (blocks == 2 && geo->out_per_group - first_o >= 2 * AVX2_LANES) {
-        const __m256i bias0 = _mm256_loadu_si256((const __m256i *)(args->bias + first_out + first_o));
-        const __m256i bias1 = _mm256_loadu_si256((const __m256i *)(args->bias + first_out + first_o + AVX2_LANES));
         const __m256 multiplier0 = _mm256_loadu_ps(args->multiplier + first_out + first_o);
         const __m256 multiplier1 = _mm256_loadu_ps(args->multiplier + first_out + first_o + AVX2_LANES);
+        const int below_one = args->multipliers_below_one;
 #pragma clang loop unroll(full)
         for (int p = 0; p < pixels; p++)
-            requantize16_store(acc[p][0], acc[p][1], bias0, bias1, multiplier0, multiplier1,
+            requantize16_store(acc[p][0], acc[p][1], multiplier0, multiplier1, below_one,
                                out + (size_t)p * geo->out_c + first_o);
         return;
     }
 #pragma clang loop unroll(full)
     for (int j = 0; j < blocks; j++) {
-        const int32_t o = (tile->first_block + j) * AVX2_LANES;
+        const int32_t o = first_o + j * AVX2_LANES;
         const int32_t valid = geo->out_per_group - o;
-        const __m256i bias = qk_load8_epi32(args->bias + first_out + o, valid);
         const __m256 multiplier = qk_load8_ps(args->multiplier + first_out + o, valid);
 #pragma clang loop unroll(full)
         for (int p = 0; p < pixels; p++)
-            qk_requantize8_store(acc[p][j], bias, multiplier, out + (size_t)p * geo->out_c + o, valid);
+            qk_requantize8_store(acc[p][j], _mm256_setzero_si256(), multiplier, out + (size_t)p * geo->out_c + o, valid);
     }
+}
+
+// The driver's widening of input rows (qk_conv_microkernels.widen): 16 values at a time, so up to 15 more
+// are read and written.
+QK_TARGET_AVX2 void qk_widen_u8s16_avx2(const uint8_t *bytes, int32_t values, int16_t *words) {
+    for (int32_t i = 0; i < values; i += 16)
+        _mm256_storeu_si256((__m256i *)(words + i), _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(bytes + i))));
 }
 
 #define AVX2_TILE(P, B)                                                                                \

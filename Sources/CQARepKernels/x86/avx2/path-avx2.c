@@ -59,7 +59,7 @@ QK_TARGET_AVX2 static double avx2_peak_gmacs(double seconds) {
 }
 
 // Weight bytes per tap slice (see driver/blocked-conv.c); AVX2 CPUs mostly have a 32 KB L1.
-enum { AVX2_SLICE_BYTES = 16384 };
+enum { AVX2_SLICE_BYTES = 24576 };
 
 const qk_path_config qk_path_config_avx2 = {
     .name = "avx2",
@@ -71,7 +71,8 @@ const qk_path_config qk_path_config_avx2 = {
     .packing = {.lanes = QK_AVX2_LANES, .depth = QK_AVX2_DEPTH, .unit_bytes = QK_AVX2_UNIT_BYTES,
                 .pack_unit = pack_unit, .unpack_unit = unpack_unit},
     .conv = {.max_pixels = QK_AVX2_MAX_PIXELS, .max_blocks = QK_AVX2_MAX_BLOCKS,
-             .max_accumulators = QK_AVX2_MAX_ACCUMULATORS, .tiles = qk_conv3x3_u8s16_4x2c8_avx2},
+             .max_accumulators = QK_AVX2_MAX_ACCUMULATORS, .tiles = qk_conv3x3_u8s16_4x2c8_avx2,
+             .widen = qk_widen_u8s16_avx2},
     // Bound by the vector ALU ports, not by loads: always the largest tile.
     .costs = {.load_cost = 0, .streamed_block_cost = 0, .l1_weight_bytes = AVX2_SLICE_BYTES,
               .slice_bytes = AVX2_SLICE_BYTES},

@@ -30,26 +30,16 @@ QK_INLINE QK_TARGET_AVX2 void wg_tile(const qk_winograd_call *call, const int ti
     const size_t tile_step = (size_t)16 * (size_t)call->v_stride;
     for (int e = 0; e < 16; e++) {
         const int16_t *v = call->v + (size_t)e * call->v_stride;
-        __m256i acc[WG_MAX_TILES][WG_MAX_BLOCKS];
+        __m256i acc[WG_MAX_TILES][QK_AVX2_MAX_BLOCKS];
+        const int16_t *x[WG_MAX_TILES];
 #pragma clang loop unroll(full)
-        for (int p = 0; p < tiles; p++)
+        for (int p = 0; p < tiles; p++) {
+            x[p] = v + (size_t)p * tile_step;
 #pragma clang loop unroll(full)
             for (int j = 0; j < blocks; j++) acc[p][j] = _mm256_setzero_si256();
-        for (int32_t k = 0; k < chunks; k++) {
-            __m256i low[WG_MAX_BLOCKS], high[WG_MAX_BLOCKS];
-#pragma clang loop unroll(full)
-            for (int j = 0; j < blocks; j++) {
-                low[j] = _mm256_loadu_si256((const __m256i *)(w + j * QK_AVX2_UNIT_BYTES));
-                high[j] = _mm256_loadu_si256((const __m256i *)(w + j * QK_AVX2_UNIT_BYTES + 32));
-            }
-#pragma clang loop unroll(full)
-            for (int p = 0; p < tiles; p++) {
-                const uint8_t *x = (const uint8_t *)(v + (size_t)p * tile_step + 4 * k);
-                const __m256i x01 = _mm256_set1_epi32(qk_load_u32(x)), x23 = _mm256_set1_epi32(qk_load_u32(x + 4));
-                qk_avx2_madd_pixel(acc[p], x01, x23, low, high, blocks);
-            }
-            w += blocks * QK_AVX2_UNIT_BYTES;
         }
+        for (int32_t k = 0; k < chunks; k++, w += blocks * QK_AVX2_UNIT_BYTES)
+            qk_avx2_chunk(acc, x, (size_t)k * QK_AVX2_DEPTH, w, tiles, blocks);
 #pragma clang loop unroll(full)
         for (int p = 0; p < tiles; p++)
 #pragma clang loop unroll(full)

@@ -18,9 +18,11 @@ enum { QK_BW_LANES = 16, QK_BW_DEPTH = 4, QK_BW_UNIT_BYTES = 128 };
 // Conv tiles: pixels x blocks within QK_BW_MAX_ACCUMULATORS zmm accumulators, leaving registers for the
 // 2 x blocks weight vectors, the two broadcasts and the products: 8 x 2, 7 x 3, 5 x 4.
 enum { QK_BW_MAX_PIXELS = 8, QK_BW_MAX_BLOCKS = 4, QK_BW_MAX_ACCUMULATORS = 21 };
+_Static_assert(QK_BW_MAX_BLOCKS == 4, "qk_bw_chunk's accumulator rows hold four blocks");
 
 extern const qk_conv_tile_fn qk_conv3x3_u8s16_7x3c16_avx512bw[QK_BW_MAX_PIXELS * QK_BW_MAX_BLOCKS];
 extern const qk_winograd_kernels qk_winograd_u8s16_7x3c16_avx512bw;
+void qk_widen_u8s16_avx512bw(const uint8_t *bytes, int32_t values, int16_t *words);
 void qk_fc_u8s16_c16_avx512bw(const qk_fc_block *block);
 void qk_gavgpool_u8_c64_avx512bw_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,
                                        float multiplier, uint8_t *output, const qk_team *team);
@@ -66,6 +68,20 @@ QK_INLINE QK_TARGET_AVX512 void qk_bw_madd_pixel(__m512i *acc, __m512i x0, __m51
         acc[j] = _mm512_add_epi32(acc[j], t0[j]);
         acc[j] = _mm512_add_epi32(acc[j], t1[j]);
     }
+}
+
+// One chunk step (chunk k from x[p] on) of a tile of `pixels` pixels (or Winograd tiles): the chunk's weights
+// of each block (at w) times each pixel's two channel pairs.
+QK_INLINE QK_TARGET_AVX512 void qk_bw_chunk(__m512i (*acc)[4], const int16_t *const *x, int32_t k, const uint8_t *w,
+                                            const int pixels, const int blocks) {
+    __m512i w0[4], w1[4];
+#pragma clang loop unroll(full)
+    for (int j = 0; j < blocks; j++) {
+        w0[j] = _mm512_loadu_si512(w + j * QK_BW_UNIT_BYTES);
+        w1[j] = _mm512_loadu_si512(w + j * QK_BW_UNIT_BYTES + 64);
+    }
+#pragma clang loop unroll(full)
+    for (int p = 0; p < pixels; p++) qk_bw_madd_pixel(acc[p], qk_bw_pair(x[p], k, 0), qk_bw_pair(x[p], k, 1), w0, w1, blocks);
 }
 #endif
 

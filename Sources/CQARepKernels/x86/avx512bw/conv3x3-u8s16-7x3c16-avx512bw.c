@@ -1,24 +1,30 @@
 // AVX-512BW 3x3 conv microkernels: tiles of up to 8 pixels x 2, 7 x 3 or 5 x 4 blocks of 16 channels; the
 // driver picks the shape per layer. Per chunk of 4 input channels, pixel and block the work is two vpmaddwd
-// and two vpaddd, nothing else: the inputs of each tap are widened to int16 once per 32 channels and pixel
-// (avx512bw.h), and their channel pairs reach the multiplies through broadcast loads.
+// and two vpaddd, nothing else: the inputs come widened to int16 by the driver, once per work item
+// (qk_conv_tile.wide; in dense mode the window rows), and their channel pairs reach the multiplies through
+// broadcast loads.
 #include "x86/avx512bw/avx512bw.h"
 
 #if QK_HAVE_X86
 
 enum { BW_LANES = QK_BW_LANES, BW_MAX_PIXELS = QK_BW_MAX_PIXELS, BW_MAX_BLOCKS = QK_BW_MAX_BLOCKS,
        BW_MAX_ACCUMULATORS = QK_BW_MAX_ACCUMULATORS };
-// Input channels widened at a time: one zmm of int16 per pixel, 8 chunks.
-enum { BW_PIECE_CHUNKS = 8, BW_PIECE_BYTES = BW_PIECE_CHUNKS * QK_BW_DEPTH };
 _Static_assert(BW_MAX_BLOCKS <= 4, "the narrowing packs four blocks at most");
 _Static_assert(BW_MAX_PIXELS <= QK_MAX_TILE_PIXELS && BW_MAX_BLOCKS * BW_LANES <= QK_MAX_TILE_LANES,
                "partial-sum buffer too small");
 
+// The next item's weight prefetches go one per chunk, as on the VNNI path: those of `taps` taps over their
+// `chunks` chunks, any beyond one per chunk at once. Returns where the per-chunk lines start, *lines of them.
+QK_INLINE QK_TARGET_AVX512 const char *bw_prefetch_begin(const qk_conv_tile *tile, int32_t tap, int32_t taps,
+                                                         int32_t chunks, int32_t *lines) {
+    const char *prefetch = qk_prefetch_lines(tile, tap, taps, lines);
+    for (; *lines > chunks; (*lines)--, prefetch += 64) _mm_prefetch(prefetch, _MM_HINT_T1);
+    return prefetch;
+}
+
 QK_INLINE QK_TARGET_AVX512 void bw_tile(const qk_conv_args *args, const qk_conv_blocking *b,
                                           const qk_conv_tile *tile, const int pixels, const int blocks) {
     const qk_conv_geometry *geo = &args->geo;
-    const uint8_t *image = args->input + (size_t)tile->image * geo->in_h * geo->in_w * geo->in_c;
-    const int32_t first_channel = tile->group * geo->in_per_group;
     const uint8_t *w = tile->weights;
     const int32_t chunks = b->chunks;
 
@@ -47,40 +53,20 @@ QK_INLINE QK_TARGET_AVX512 void bw_tile(const qk_conv_args *args, const qk_conv_
                 acc[p][j] = _mm512_load_si512(tile->partial + p * partial_stride + j * BW_LANES);
     }
 
-    // One piece of every pixel's inputs, as int16.
-    int16_t widened[BW_MAX_PIXELS][BW_PIECE_BYTES] __attribute__((aligned(64)));
     w += (size_t)tile->first_tap * (size_t)chunks * (size_t)blocks * QK_BW_UNIT_BYTES;
-    for (int32_t tap = tile->first_tap; tap < tile->first_tap + tile->taps; tap++) {
-        const uint8_t *src[BW_MAX_PIXELS];
-        qk_conv_tile_sources(args, tile, image, first_channel, tap, pixels, src);
-        // The next item's weight prefetches go one per chunk, as on the VNNI path.
-        const char *prefetch = NULL;
-        int32_t prefetch_lines = 0;
-        if (tile->prefetch_lines_per_tap > 0) {
-            prefetch_lines = tile->prefetch_lines_per_tap;
-            prefetch = (const char *)tile->prefetch + (size_t)(tap - tile->first_tap) * (size_t)prefetch_lines * 64;
-        }
-        for (; prefetch_lines > chunks; prefetch_lines--, prefetch += 64) _mm_prefetch(prefetch, _MM_HINT_T1);
-        for (int32_t first = 0; first < chunks; first += BW_PIECE_CHUNKS) {
-            const int32_t piece = chunks - first < BW_PIECE_CHUNKS ? chunks - first : BW_PIECE_CHUNKS;
-#pragma clang loop unroll(full)
-            for (int p = 0; p < pixels; p++)
-                qk_bw_widen32(src[p] + QK_BW_DEPTH * first, QK_BW_DEPTH * piece, widened[p]);
-            for (int32_t k = 0; k < piece; k++) {
-                if (first + k < prefetch_lines) _mm_prefetch(prefetch + 64 * (first + k), _MM_HINT_T1);
-                __m512i w0[BW_MAX_BLOCKS], w1[BW_MAX_BLOCKS];
-#pragma clang loop unroll(full)
-                for (int j = 0; j < blocks; j++) {
-                    w0[j] = _mm512_loadu_si512(w + j * QK_BW_UNIT_BYTES);
-                    w1[j] = _mm512_loadu_si512(w + j * QK_BW_UNIT_BYTES + 64);
-                }
-#pragma clang loop unroll(full)
-                for (int p = 0; p < pixels; p++) {
-                    const __m512i x0 = qk_bw_pair(widened[p], k, 0), x1 = qk_bw_pair(widened[p], k, 1);
-                    qk_bw_madd_pixel(acc[p], x0, x1, w0, w1, blocks);
-                }
-                w += blocks * QK_BW_UNIT_BYTES;
-            }
+    const int32_t end_tap = tile->first_tap + tile->taps;
+    // The driver widened the inputs once (the band's rows, or in dense mode the window rows), so the loop is
+    // only weight loads, broadcasts from its buffer, vpmaddwd and vpaddd (and the paced prefetches), over
+    // whole kernel rows where the inputs allow.
+    for (int32_t tap = tile->first_tap, run_end; tap < end_tap; tap = run_end) {
+        const int16_t *x[BW_MAX_PIXELS];
+        run_end = qk_conv_int16_sources(args, b, tile, tap, end_tap, pixels, x);
+        const int32_t run_chunks = (run_end - tap) * chunks;
+        int32_t prefetch_lines;
+        const char *prefetch = bw_prefetch_begin(tile, tap, run_end - tap, run_chunks, &prefetch_lines);
+        for (int32_t k = 0; k < run_chunks; k++, w += blocks * QK_BW_UNIT_BYTES) {
+            if (k < prefetch_lines) _mm_prefetch(prefetch + 64 * k, _MM_HINT_T1);
+            qk_bw_chunk(acc, x, k, w, pixels, blocks);
         }
     }
 
@@ -126,6 +112,13 @@ QK_INLINE QK_TARGET_AVX512 void bw_tile(const qk_conv_args *args, const qk_conv_
         const __m512i bytes = _mm512_packus_epi16(_mm512_packs_epi32(y[0], y[1]), _mm512_packs_epi32(y[2], y[3]));
         _mm512_mask_storeu_epi8(out + (size_t)p * out_c, store_mask, _mm512_permutexvar_epi32(channel_order, bytes));
     }
+}
+
+// The driver's widening of input rows (qk_conv_microkernels.widen): 32 values at a time, so up to 31 more
+// are read and written.
+QK_TARGET_AVX512 void qk_widen_u8s16_avx512bw(const uint8_t *bytes, int32_t values, int16_t *words) {
+    for (int32_t i = 0; i < values; i += 32)
+        _mm512_storeu_si512(words + i, _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(bytes + i))));
 }
 
 #define BW_TILE(P, B)                                                                                      \

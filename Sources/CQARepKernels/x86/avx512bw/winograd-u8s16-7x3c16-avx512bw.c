@@ -29,26 +29,15 @@ QK_INLINE QK_TARGET_AVX512 void wg_tile(const qk_winograd_call *call, const int 
     const size_t tile_step = (size_t)16 * (size_t)call->v_stride;
     for (int e = 0; e < 16; e++) {
         const int16_t *v = call->v + (size_t)e * call->v_stride;
-        __m512i acc[WG_MAX_TILES][WG_MAX_BLOCKS];
+        __m512i acc[WG_MAX_TILES][QK_BW_MAX_BLOCKS];
+        const int16_t *x[WG_MAX_TILES];
 #pragma clang loop unroll(full)
-        for (int p = 0; p < tiles; p++)
+        for (int p = 0; p < tiles; p++) {
+            x[p] = v + (size_t)p * tile_step;
 #pragma clang loop unroll(full)
             for (int j = 0; j < blocks; j++) acc[p][j] = _mm512_setzero_si512();
-        for (int32_t k = 0; k < chunks; k++) {
-            __m512i w0[WG_MAX_BLOCKS], w1[WG_MAX_BLOCKS];
-#pragma clang loop unroll(full)
-            for (int j = 0; j < blocks; j++) {
-                w0[j] = _mm512_loadu_si512(w + j * QK_BW_UNIT_BYTES);
-                w1[j] = _mm512_loadu_si512(w + j * QK_BW_UNIT_BYTES + 64);
-            }
-#pragma clang loop unroll(full)
-            for (int p = 0; p < tiles; p++) {
-                const uint8_t *x = (const uint8_t *)(v + (size_t)p * tile_step + 4 * k);
-                qk_bw_madd_pixel(acc[p], _mm512_set1_epi32(qk_load_u32(x)), _mm512_set1_epi32(qk_load_u32(x + 4)), w0, w1,
-                                 blocks);
-            }
-            w += blocks * QK_BW_UNIT_BYTES;
         }
+        for (int32_t k = 0; k < chunks; k++, w += blocks * QK_BW_UNIT_BYTES) qk_bw_chunk(acc, x, k, w, tiles, blocks);
 #pragma clang loop unroll(full)
         for (int p = 0; p < tiles; p++)
 #pragma clang loop unroll(full)
