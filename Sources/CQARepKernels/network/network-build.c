@@ -61,6 +61,19 @@ static uint8_t *arena_bytes(size_t bytes) {
 
 static size_t round_to_line(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
 
+// The largest scratch any conv layer needs per thread (64-byte multiples): fixed by the shapes and the path,
+// so taken once here rather than by every run.
+static size_t largest_thread_scratch(const qk_path_config *path, int32_t conv_count, const qk_network_conv *convs) {
+    if (path->ops->conv_scratch_bytes == NULL) return 0;
+    size_t largest = 0;
+    for (int32_t i = 0; i < conv_count; i++) {
+        const qk_conv_geometry geo = qk_conv_geometry_of(&convs[i].shape);
+        const size_t bytes = path->ops->conv_scratch_bytes(path, &geo);
+        largest = bytes > largest ? bytes : largest;
+    }
+    return largest;
+}
+
 static void *copy_of(const void *source, size_t bytes) {
     void *copy = aligned_bytes(bytes);
     if (copy != NULL) memcpy(copy, source, bytes);
@@ -120,6 +133,7 @@ qk_status qk_network_create(qk_path path, int32_t conv_count, const qk_conv_shap
     network->path = path;
     network->conv_count = conv_count;
     network->convs = convs;
+    network->thread_scratch_bytes = largest_thread_scratch(config, conv_count, convs);
     network->classes = classes;
     *out_network = network;
     return QK_OK;
@@ -352,18 +366,7 @@ qk_status qk_network_set_depth_first_bytes(qk_network *network, int64_t bytes) {
     return QK_OK;
 }
 
-// The largest scratch any conv layer needs per thread (64-byte multiples).
-size_t qk_network_thread_scratch(const qk_network *network) {
-    const qk_path_config *path = network->config;
-    size_t largest = 0;
-    if (path->ops->conv_scratch_bytes == NULL) return 0;
-    for (int32_t i = 0; i < network->conv_count; i++) {
-        const qk_conv_geometry geo = qk_conv_geometry_of(&network->convs[i].shape);
-        const size_t bytes = path->ops->conv_scratch_bytes(path, &geo);
-        largest = bytes > largest ? bytes : largest;
-    }
-    return largest;
-}
+size_t qk_network_thread_scratch(const qk_network *network) { return network->thread_scratch_bytes; }
 
 // The runner gives each of up to batch threads its own part of ping and pong (network-run.c), so every
 // image's activations carry the slack.

@@ -28,6 +28,7 @@ struct qk_network {
     int32_t *fc_bias;
     float *fc_multiplier;
     size_t packed_bytes;
+    size_t thread_scratch_bytes;  // qk_network_thread_scratch, set by qk_network_create
     int64_t depth_first_bytes;
 };
 

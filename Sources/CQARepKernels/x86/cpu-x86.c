@@ -11,18 +11,18 @@ static uint64_t read_xcr0(void) {
     return ((uint64_t)edx << 32) | eax;
 }
 
-bool qk_x86_os_saves_state(uint64_t xcr0_bits) {
-    uint32_t eax = 1, ebx, ecx = 0, edx;
-    __asm__ volatile("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
-    const uint32_t osxsave = 1u << 27;
-    if ((ecx & osxsave) == 0) return false;
-    return (read_xcr0() & xcr0_bits) == xcr0_bits;
-}
-
 static void cpuid(uint32_t leaf, uint32_t subleaf, uint32_t *eax, uint32_t *ebx, uint32_t *ecx, uint32_t *edx) {
     *eax = leaf;
     *ecx = subleaf;
     __asm__ volatile("cpuid" : "+a"(*eax), "=b"(*ebx), "+c"(*ecx), "=d"(*edx));
+}
+
+bool qk_x86_os_saves_state(uint64_t xcr0_bits) {
+    uint32_t eax, ebx, ecx, edx;
+    cpuid(1, 0, &eax, &ebx, &ecx, &edx);
+    const uint32_t osxsave = 1u << 27;
+    if ((ecx & osxsave) == 0) return false;
+    return (read_xcr0() & xcr0_bits) == xcr0_bits;
 }
 
 bool qk_x86_has_avx_vnni(void) {
