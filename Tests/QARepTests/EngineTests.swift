@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import RepVGGArchitectures
 import CQARepKernels
 import XCTest
@@ -306,7 +305,7 @@ final class EngineTests: XCTestCase {
         let session = try Session(model: model, threads: 1, maxBatch: 1)
         let images = (0..<4).map { randomImages(description, batch: 1, seed: UInt64(40 + $0)) }
         let expected = try images.map { try Session(model: model, threads: 1).run(images: $0, batch: 1) }
-        let outcomes = Mutex<[String]>([])
+        let outcomes = LockedList<String>()
         // Session is not Sendable, so Swift 6 refuses this sharing at compile time; the run-time check is for
         // callers who get around it (C callers, unchecked code).
         nonisolated(unsafe) let shared = session
@@ -317,9 +316,9 @@ final class EngineTests: XCTestCase {
             } catch {
                 outcome = (error as? QARepError)?.code == .invalidArgument ? "refused" : "\(error)"
             }
-            outcomes.withLock { $0.append(outcome) }
+            outcomes.append(outcome)
         }
-        let all = outcomes.withLock { $0 }
+        let all = outcomes.all
         XCTAssertEqual(Set(all).subtracting(["right", "refused"]), [], "\(all)")
         XCTAssertTrue(all.contains("right"))
         print("overlapping runs on one session: \(all.filter { $0 == "right" }.count) right, \(all.filter { $0 == "refused" }.count) refused")
@@ -351,11 +350,30 @@ final class EngineTests: XCTestCase {
         let images = randomImages(description, batch: 1, seed: 2)
         let expected = try Session(model: try Model(description: description), threads: 1, kernel: .scalar).run(images: images, batch: 1)
         let kernels = Kernel.all.filter(\.isSupported)
-        let results = Mutex<[[Float]]>([])
+        let results = LockedList<[Float]>()
         DispatchQueue.concurrentPerform(iterations: 8) { i in
             let logits = try? Session(model: model, threads: 1, kernel: kernels[i % kernels.count]).run(images: images, batch: 1)
-            results.withLock { $0.append(logits ?? []) }
+            results.append(logits ?? [])
         }
-        XCTAssertEqual(results.withLock { $0 }, Array(repeating: expected, count: 8))
+        XCTAssertEqual(results.all, Array(repeating: expected, count: 8))
+    }
+}
+
+/// What concurrent closures gather, behind an NSLock: a pthread mutex ThreadSanitizer sees. Under TSan,
+/// Synchronization.Mutex (a bare futex on Linux) left the appends looking like a race (CI, 2026-12-03).
+final class LockedList<Element>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [Element] = []
+
+    func append(_ item: Element) {
+        lock.lock()
+        items.append(item)
+        lock.unlock()
+    }
+
+    var all: [Element] {
+        lock.lock()
+        defer { lock.unlock() }
+        return items
     }
 }
