@@ -24,6 +24,8 @@ struct BenchOptions {
     var seed: UInt64 = 1
     /// A CPU to keep busy with a pinned spinning thread while the model runs (warm-up and timed runs).
     var busyCore: Int?
+    /// Rescue mode for every run of fewer images than threads, load or not (its cost on a quiet machine).
+    var rescue = false
 
     static let usage = """
         usage: bench [--arch NAME | --model FILE] [options]
@@ -46,6 +48,8 @@ struct BenchOptions {
           --json             print one JSON object instead of text
           --busy-core CPU    keep CPU busy with a spinning thread pinned to it for the whole run (warm-up
                              included): latency when another process holds one core
+          --rescue           run fewer images than threads in rescue mode (no member waits for another; late
+                             items redone) even on a quiet machine; otherwise only load turns it on
           --peak             print the measured int8 peak of one core (of --kernel's path) and of all threads, then exit
           -h, --help         this text
         """
@@ -101,6 +105,7 @@ struct BenchOptions {
             case "--json": options.json = true
             case "--peak": options.peak = true
             case "--busy-core": options.busyCore = try positiveInt(for: argument, allowZero: true)
+            case "--rescue": options.rescue = true
             case "-h", "--help": return nil
             default: throw ParseError(description: "unknown argument '\(argument)'")
             }

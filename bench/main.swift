@@ -109,6 +109,7 @@ func runBenchmark(_ options: BenchOptions) throws {
         }
     }
     let busy = try options.busyCore.map { try BusyCore(cpu: $0) }
+    qk_testing_force_rescue(options.rescue ? 1 : 0)
     let warmupStart = monotonicSeconds()
     var warmupRuns = 0
     while warmupRuns < options.warmup || monotonicSeconds() - warmupStart < Double(options.warmupMilliseconds) / 1e3 {
@@ -150,6 +151,7 @@ func runBenchmark(_ options: BenchOptions) throws {
             ("input", "[\(info.input_height), \(info.input_width)]"),
             ("batch", "\(options.batch)"), ("threads", "\(options.threads)"), ("kernel", jsonString(kernelName)),
             ("busy_core", options.busyCore.map(String.init) ?? "null"),
+            ("rescue", options.rescue ? "true" : "false"),
             ("iterations", "\(options.iterations)"),
             ("macs_per_image", format(info.macs_per_image, 0)),
             ("median_ms", format(medianSeconds * 1e3, 3)), ("p90_ms", format(p90Seconds * 1e3, 3)),
@@ -174,7 +176,7 @@ func runBenchmark(_ options: BenchOptions) throws {
     }
 
     print("model       \(modelLabel), \(info.input_width)x\(info.input_height), \(info.num_conv_layers) conv layers, \(format(info.macs_per_image / 1e9, 3)) GMAC/image")
-    print("run         kernel \(kernelName), \(options.threads) thread(s), batch \(options.batch), \(options.iterations) runs after \(options.warmup) warm-up\(options.busyCore.map { ", CPU \($0) kept busy" } ?? "")")
+    print("run         kernel \(kernelName), \(options.threads) thread(s), batch \(options.batch), \(options.iterations) runs after \(options.warmup) warm-up\(options.busyCore.map { ", CPU \($0) kept busy" } ?? "")\(options.rescue ? ", rescue mode" : "")")
     print("load        \(format(loadSeconds * 1e3, 2)) ms")
     print("latency     median \(format(medianSeconds * 1e3, 3)) ms, p90 \(format(p90Seconds * 1e3, 3)) ms per batch")
     print("throughput  \(format(imagesPerSecond)) images/s, \(format(gmacs)) GMAC/s")

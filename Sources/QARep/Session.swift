@@ -89,6 +89,10 @@ public final class Session {
         threadScratch = try AlignedBuffer(count: scratchBytes)
     }
 
+    deinit {
+        qk_team_history_release(&history)
+    }
+
     private func checkBatch(_ batch: Int) throws(QARepError) {
         guard batch >= 1, batch <= maxBatch else { throw .invalidArgument("batch is \(batch), expected 1...\(maxBatch)") }
     }

@@ -303,6 +303,91 @@ final class NetworkKernelTests: XCTestCase {
         XCTAssertGreaterThan(blockedPaths, 0, "no SIMD path on this CPU to exercise")
     }
 
+    /// Rescue mode (a loaded machine): a member asleep on an item it claimed has that item redone by another,
+    /// which commits it and moves on; every step's output goes to a buffer no late member still reads. Whoever
+    /// computes an item, and whichever commit wins, the bytes are the oracle's.
+    func testRescueModeRedoesALateMembersItemsWithTheSameBytes() {
+        var rng = SeededGenerator(seed: Self.baseSeed &+ 320)
+        let net = NetworkCase.random(inH: 12, inW: 10, layers: [(16, 2, 1), (20, 1, 1), (40, 1, 2), (24, 2, 1), (32, 1, 1)],
+                                     classes: 9, &rng)
+        let images = withGarbageSlack(rng.bytes(2 * net.imageBytes), &rng)
+        qk_testing_force_rescue(1)
+        defer {
+            qk_testing_force_rescue(0)
+            qk_testing_set_straggler(-1, 0)
+        }
+        var rescuedPaths = 0
+        for path in allPaths where qk_path_supported(path) != 0 {
+            let checked: Void? = withNetwork(net, path: path) { network in
+                var history = qk_team_history()
+                defer { qk_team_history_release(&history) }
+                for (batch, threads): (Int, Int32) in [(1, 2), (1, 3), (2, 3)] {
+                    let expected = perLayerScalar(net, images: images, batch: batch)
+                    for straggler: Int32 in [-1] + Array(0..<threads) {
+                        qk_testing_set_straggler(straggler, straggler < 0 ? 0 : 3000)
+                        _ = qk_testing_redone_items()
+                        let before = history.rescue_runs
+                        let run = runNetwork(network, net, path: path, images: images, batch: batch, threads: threads,
+                                             inputInPing: false, history: &history)
+                        let redone = qk_testing_redone_items()
+                        qk_testing_set_straggler(-1, 0)
+                        let label = "\(pathName(path)) batch \(batch) x\(threads) member \(straggler) late"
+                        XCTAssertEqual(run.status, QK_OK, label)
+                        XCTAssertTrue(run.fencesIntact, label)
+                        XCTAssertTrue(run.result.pooled == expected.pooled, "\(label): pooled differ")
+                        XCTAssertTrue(run.result.logits == expected.logits, "\(label): logits differ")
+                        // The scalar oracle's kernels do not claim items: it runs on one thread instead.
+                        XCTAssertEqual(history.rescue_runs - before, path == QK_PATH_SCALAR ? 0 : 1, label)
+                        // The caller claims items in some step for sure (a member started later may find
+                        // none left), and sleeps on the first of each step.
+                        if path != QK_PATH_SCALAR && straggler == 0 {
+                            XCTAssertGreaterThan(redone, 0, "\(label): nothing was redone")
+                        }
+                    }
+                }
+            }
+            XCTAssertNotNil(checked)
+            if path != QK_PATH_SCALAR { rescuedPaths += 1 }
+        }
+        XCTAssertGreaterThan(rescuedPaths, 0, "no SIMD path on this CPU to exercise")
+    }
+
+    /// A loaded period times rescue mode and one thread (a few runs each, the first of each not counted),
+    /// then keeps to whichever took less per image.
+    func testALoadedPeriodKeepsTheFasterOfRescueAndSolo() {
+        var rng = SeededGenerator(seed: Self.baseSeed &+ 330)
+        let net = NetworkCase.random(inH: 12, inW: 10, layers: [(16, 2, 1), (24, 1, 1)], classes: 5, &rng)
+        let images = withGarbageSlack(rng.bytes(net.imageBytes), &rng)
+        let expected = perLayerScalar(net, images: images, batch: 1)
+        guard let path = allPaths.first(where: { qk_path_supported($0) != 0 && $0 != QK_PATH_SCALAR }) else {
+            XCTFail("no SIMD path on this CPU to exercise")
+            return
+        }
+        let checked: Void? = withNetwork(net, path: path) { network in
+            var history = qk_team_history()
+            defer { qk_team_history_release(&history) }
+            history.solo_until = 1e12  // a loaded period that lasts
+            func run() -> Int64 {
+                let before = history.rescue_runs
+                let result = runNetwork(network, net, path: path, images: images, batch: 1, threads: 2,
+                                        inputInPing: false, history: &history)
+                XCTAssertEqual(result.status, QK_OK)
+                XCTAssertTrue(result.result.logits == expected.logits, pathName(path))
+                return history.rescue_runs - before
+            }
+            let trial = (0..<8).map { _ in run() }
+            XCTAssertEqual(trial, [1, 1, 1, 1, 0, 0, 0, 0], "\(pathName(path)): rescue mode, then one thread, 4 runs each")
+            XCTAssertEqual(history.loaded_runs.1, 4)
+            XCTAssertEqual(history.loaded_runs.2, 4)
+            history.loaded_seconds.1 = 1.0
+            history.loaded_seconds.2 = 0.5
+            XCTAssertEqual(run(), 1, "\(pathName(path)): rescue mode was faster")
+            history.loaded_seconds.2 = 100.0
+            XCTAssertEqual(run(), 0, "\(pathName(path)): one thread was faster")
+        }
+        XCTAssertNotNil(checked)
+    }
+
     /// After a first team run that is not judged, a member late at a barrier twice in a row makes the next
     /// layer-by-layer runs of that history go on one thread for a while (twice as long if it is late again),
     /// and a run that keeps pace ends the doubling; runs of at least as many images as threads are not
@@ -318,6 +403,7 @@ final class NetworkKernelTests: XCTestCase {
         for path in allPaths where qk_path_supported(path) != 0 && path != QK_PATH_SCALAR {
             let checked: Void? = withNetwork(net, path: path) { network in
                 var history = qk_team_history()
+                defer { qk_team_history_release(&history) }
                 func run(batch: Int, lateMember: Int32?) {
                     qk_testing_set_straggler(lateMember ?? -1, lateMember == nil ? 0 : 2000)
                     let result = runNetwork(network, net, path: path, images: images, batch: batch, threads: 2,
@@ -338,11 +424,12 @@ final class NetworkKernelTests: XCTestCase {
                 XCTAssertEqual(history.late_runs, 2, pathName(path))
                 XCTAssertEqual(history.solo_length, 0.25, "\(pathName(path)): late twice in a row goes solo")
                 XCTAssertGreaterThan(history.solo_until, 0)
-                // Solo now (pushed far out, so a slow sanitizer build cannot outlive it): the straggler hook has no
-                // one to delay, so nothing is late.
+                // Rescue mode now (pushed far out, so a slow sanitizer build cannot outlive it): the late member's
+                // items are redone and the run is not judged.
                 history.solo_until += 1000
                 run(batch: 1, lateMember: 1)
-                XCTAssertEqual(history.late_runs, 2, "\(pathName(path)): a solo run was judged")
+                XCTAssertEqual(history.late_runs, 2, "\(pathName(path)): a rescue-mode run was judged")
+                XCTAssertEqual(history.rescue_runs, 1, "\(pathName(path)): the loaded period runs in rescue mode")
                 // Images alone are not judged either, late member or not.
                 history.solo_until = 0
                 run(batch: 2, lateMember: 0)

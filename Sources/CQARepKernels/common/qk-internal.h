@@ -71,10 +71,14 @@ typedef struct qk_conv_args {
 // `work`, when set (network.c), lets a member that finished its share take items from the others' shares,
 // so one descheduled thread does not hold up a whole layer; `step` numbers the region's steps.
 struct qk_team_work;
+struct qk_rescue;
 typedef struct qk_team {
     int32_t member, size;
     struct qk_team_work *work;
     int32_t step;
+    // Rescue mode (network/team-rescue.h): items are claimed one by one, computed into the member's own
+    // buffer and committed by copy, and an item whose member is late is redone by another.
+    struct qk_rescue *rescue;
 } qk_team;
 
 // Every member of a parallel region (or a lone caller outside one) calls this once with the same
@@ -87,7 +91,7 @@ static inline qk_team qk_team_join(int32_t *joined) {
 #pragma omp barrier
 #pragma omp atomic read
     size = *joined;
-    qk_team team = {member, size, NULL, 0};
+    qk_team team = {member, size, NULL, 0, NULL};
     return team;
 }
 

@@ -84,6 +84,9 @@ typedef struct qk_path_ops {
                                size_t region_bytes);
     // One member's share of a conv step (see qk_team).
     void (*conv_share)(const qk_path_config *path, const qk_conv_args *args, const qk_team *team);
+    // conv_share takes every item through qk_claim_next, with its output region, and writes nothing else
+    // of the output, so the network runner's rescue mode can run it (network/team-rescue.h).
+    bool claims_items;
     // The packed weights a member reads first in a conv step (*bytes = 0: none worth fetching ahead).
     void (*conv_first_weights)(const qk_path_config *path, const qk_conv_args *args, const qk_team *team,
                                const uint8_t **weights, size_t *bytes);

@@ -338,6 +338,31 @@ static void share_items_of(const void *context, const qk_team *member, int64_t *
     share_items(share->args, share->plan, member, first, end);
 }
 
+// Output channel where channel tile `tile` (numbered over all groups) starts, or where tile `tile - 1`
+// ends when `after` (clipped to its group: the last block may have lanes beyond the channels).
+static int32_t tile_channel(const qk_conv_args *args, const qk_conv_blocking *b, int64_t tile, int after) {
+    const int32_t per_group = args->geo.out_c / args->geo.groups;
+    if (after) tile--;
+    const int32_t group = (int32_t)(tile / b->tiles_per_group), in_group = (int32_t)(tile % b->tiles_per_group);
+    int32_t channel = (after ? qk_tile_first_block(b, in_group + 1) : qk_tile_first_block(b, in_group)) * b->lanes;
+    if (channel > per_group) channel = per_group;
+    return group * per_group + channel;
+}
+
+static void item_region(const void *context, int64_t item, qk_item_region *region) {
+    const qk_share_context *share = (const qk_share_context *)context;
+    const qk_conv_plan *plan = share->plan;
+    int64_t part, image_band, first, end;
+    locate_item(plan, item, &part, &image_band);
+    part_tiles(plan, part, &first, &end);
+    region->image = (int32_t)(image_band / plan->bands);
+    region->first_row = (int32_t)(image_band % plan->bands) * plan->band_rows;
+    region->end_row = region->first_row + plan->band_rows < share->args->geo.out_h ? region->first_row + plan->band_rows
+                                                                                  : share->args->geo.out_h;
+    region->first_channel = tile_channel(share->args, &plan->blocking, first, 0);
+    region->end_channel = tile_channel(share->args, &plan->blocking, end, 1);
+}
+
 static void conv_first_weights(const qk_path_config *path, const qk_conv_args *args, const qk_team *team,
                                const uint8_t **weights, size_t *bytes) {
     const qk_conv_plan plan = plan_of(args, path);
@@ -424,7 +449,7 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
     const int streamed = plan.widened && qk_conv_blocked_size(blocking, geo) > QK_STREAMED_LAYER_BYTES;
     const qk_share_context share_context = {args, &plan};
     qk_item_claim claim;
-    qk_claim_begin(&claim, team, &share_context, share_items_of);
+    qk_claim_begin(&claim, team, &share_context, share_items_of, item_region);
     // The member's own share, which its prefetch plan follows (the claim starts with it).
     const int64_t first_item = claim.first, end_item = claim.end;
     int64_t item;
@@ -558,6 +583,7 @@ const qk_path_ops qk_blocked_ops = {
     .conv_unpack = qk_conv_blocked_unpack,
     .conv_pack_in_place = qk_conv_blocked_pack_in_place,
     .conv_share = conv_share,
+    .claims_items = true,
     .conv_first_weights = conv_first_weights,
     .conv_scratch_bytes = qk_conv_blocked_scratch_bytes,
     .fc_packed_size = qk_fc_blocked_packed_size,

@@ -218,11 +218,30 @@ static const uint8_t *tile_weights(const qk_winograd_plan *plan, const void *pac
 
 typedef struct qk_winograd_share_context {
     const qk_winograd_plan *plan;
+    const qk_winograd_kernels *kernels;
+    const qk_conv_geometry *geo;
 } qk_winograd_share_context;
 
 static void share_of(const void *context, const qk_team *member, int64_t *first, int64_t *end) {
     const qk_winograd_share_context *share = (const qk_winograd_share_context *)context;
     qk_team_share(member, share->plan->items, first, end);
+}
+
+static void item_region(const void *context, int64_t item, qk_item_region *region) {
+    const qk_winograd_share_context *share = (const qk_winograd_share_context *)context;
+    const qk_winograd_plan *plan = share->plan;
+    const qk_conv_geometry *geo = share->geo;
+    const qk_winograd_item it = locate(plan, geo, item);
+    const int32_t first_tile_row = it.band * plan->band_rows;
+    const int32_t end_tile_row = first_tile_row + plan->band_rows < plan->tiles_h ? first_tile_row + plan->band_rows : plan->tiles_h;
+    region->image = it.image;
+    region->first_row = 2 * first_tile_row;
+    region->end_row = 2 * end_tile_row < geo->out_h ? 2 * end_tile_row : geo->out_h;
+    const int32_t lanes = share->kernels->lanes, per_group = geo->out_per_group;
+    int32_t end_channel = first_block_of(&plan->blocking, it.end_tile) * lanes;
+    if (end_channel > per_group) end_channel = per_group;
+    region->first_channel = it.group * per_group + first_block_of(&plan->blocking, it.first_tile) * lanes;
+    region->end_channel = it.group * per_group + end_channel;
 }
 
 // The 16 input pointers of tile (ty, tx): the group's first channel of each input pixel, or the pad values.
@@ -292,9 +311,9 @@ static void winograd_share(const qk_path_config *path, const qk_conv_args *args,
     int16_t *v = heap_v != NULL ? heap_v : stack_v;
     int32_t segment_tiles = plan.segment_tiles;
     if (heap_v == NULL) segment_tiles = QK_WINOGRAD_V_STACK_BYTES / (16 * plan.v_stride * (int32_t)sizeof(int16_t));
-    const qk_winograd_share_context context = {&plan};
+    const qk_winograd_share_context context = {&plan, k, &args->geo};
     qk_item_claim claim;
-    qk_claim_begin(&claim, team, &context, share_of);
+    qk_claim_begin(&claim, team, &context, share_of, item_region);
     int64_t item;
     bool own;
     while (qk_claim_next(&claim, team, &item, &own)) {
@@ -369,6 +388,7 @@ const qk_path_ops qk_winograd_ops = {
     .conv_unpack = conv_unpack,
     .conv_pack_in_place = conv_pack_in_place,
     .conv_share = conv_share,
+    .claims_items = true,
     .conv_first_weights = conv_first_weights,
     .conv_scratch_bytes = conv_scratch_bytes,
     .fc_packed_size = qk_fc_blocked_packed_size,

@@ -184,15 +184,28 @@ qk_status qk_network_run(const qk_network *network, int32_t batch, const uint8_t
 
 // What a session remembers of its recent runs (network/team-pace.c): when a member of the team was held
 // off its core long enough to keep the others waiting at a barrier (another process on that core), runs of
-// fewer images than threads go on one thread for a while, then try the whole team again. Zeroed by the
-// caller before the first run; read and written only by the thread that calls qk_network_run_paced.
+// fewer images than threads go in rescue mode for a while (network/team-rescue.c: no member waits for
+// another, late items are redone), or on one thread where rescue mode cannot run, then try the usual team
+// again. Zeroed by the caller before the first run; read and written only by the thread that calls
+// qk_network_run_paced; released with qk_team_history_release.
 typedef struct qk_team_history {
-    double solo_until;   // CLOCK_MONOTONIC seconds; before then, layer-by-layer runs use one thread
-    double solo_length;  // of the last solo period (0: the last team run kept pace); doubles while load lasts
+    double solo_until;   // CLOCK_MONOTONIC seconds; before then, layer-by-layer runs use rescue mode or one thread
+    double solo_length;  // of the last such period (0: the last team run kept pace); doubles while load lasts
     int64_t late_runs;   // team runs in which a member was late (for tests and bench)
     int32_t late_in_a_row;  // consecutive late team runs; one alone is a hiccup, not load
     int64_t team_runs;      // layer-by-layer team runs recorded, the first of which is not judged
+    int64_t rescue_runs;    // runs made in rescue mode (for tests and bench)
+    // This loaded period's runs and summed seconds per image, by mode (index: team, solo, rescue), and
+    // the mode of the last run.
+    int32_t loaded_runs[3];
+    double loaded_seconds[3];
+    int32_t last_mode;
+    void *rescue_memory;    // rescue mode's buffers, allocated at its first run (owned by the history)
+    size_t rescue_bytes;
 } qk_team_history;
+
+// Frees what the history holds (rescue mode's buffers) and zeroes it; NULL is ignored.
+void qk_team_history_release(qk_team_history *history);
 
 // qk_network_run with a history (NULL: none, the team as asked); results are the same bytes either way.
 qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const uint8_t *input, uint8_t *ping,
@@ -206,6 +219,10 @@ qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const u
 void qk_testing_set_straggler(int32_t member, int32_t microseconds);
 // How many conv work items a member took over from another's share since the last call.
 int64_t qk_testing_taken_over_items(void);
+// How many work items rescue mode redid because their member was late, since the last call.
+int64_t qk_testing_redone_items(void);
+// Forces rescue mode for layer-by-layer team runs that have a history (1), or leaves it to the pace (0).
+void qk_testing_force_rescue(int on);
 // Packs and unpacks OIHW weights in the blocked layout with a synthetic geometry (lanes up to 32, chunk
 // depth up to 8, with or without a per-block trailer of weight sums), so that geometries no path in the
 // table uses yet are exercised; 1 when unpacking gives the weights back and every trailer is right.

@@ -4,6 +4,7 @@
 // each step's shared loop, which the data dependencies between layers need anyway.
 #include "network/network.h"
 #include "network/team-pace.h"
+#include "network/team-rescue.h"
 #include "network/team-sync.h"
 
 #include <stdlib.h>
@@ -159,6 +160,187 @@ static void run_features(const qk_path_config *path, const qk_network *network, 
     step_done(timer, layers);
 }
 
+// ---- Rescue mode (network/team-rescue.h) ----
+
+// Where rescue mode's arrays and buffers lie in the history's memory, each 64-byte aligned: per item of a
+// step, per step, per member, the team's buffers, and each member's own conv output, pooled and logits.
+typedef struct rescue_layout {
+    int64_t capacity;
+    int32_t steps, buffers;
+    size_t buffer_bytes, pooled_bytes, logits_bytes;
+    size_t state, since, next, done, output, members, shared, own, own_pooled, own_logits, total;
+} rescue_layout;
+
+static size_t carve(size_t *at, size_t bytes) {
+    const size_t start = *at;
+    *at += (bytes + 63) & ~(size_t)63;
+    return start;
+}
+
+static rescue_layout rescue_layout_of(const qk_network *network, int32_t batch, int32_t threads) {
+    rescue_layout lay;
+    // Every step's items are fewer than its output values over the rows (a band is at least a row, a part at
+    // least a channel): the bound the claiming relies on (qk_rescue_claim_begin).
+    lay.capacity = 1;
+    for (int32_t i = 0; i < network->conv_count; i++) {
+        const qk_conv_shape *shape = &network->convs[i].shape;
+        const qk_conv_geometry geo = qk_conv_geometry_of(shape);
+        const int64_t bound = (int64_t)batch * geo.out_h * geo.out_c;
+        if (bound > lay.capacity) lay.capacity = bound;
+    }
+    lay.steps = network->conv_count + 2;  // the convs, the pool, the head
+    lay.buffers = threads + 1;
+    const size_t ping = qk_network_largest_in_ping(network), pong = qk_network_largest_in_pong(network);
+    const int32_t last_c = network->convs[network->conv_count - 1].shape.out_c;
+    lay.buffer_bytes = (size_t)batch * ((ping > pong ? ping : pong) + QK_EXTRA_BYTES) + QK_EXTRA_BYTES;
+    lay.pooled_bytes = (size_t)batch * (size_t)last_c + QK_EXTRA_BYTES;
+    lay.logits_bytes = (size_t)batch * (size_t)network->classes * sizeof(float);
+    size_t at = 0;
+    lay.state = carve(&at, (size_t)lay.capacity * sizeof(uint32_t));
+    lay.since = carve(&at, (size_t)lay.capacity * sizeof(uint32_t));
+    lay.next = carve(&at, (size_t)lay.steps * QK_RESCUE_MAX_BUFFERS * sizeof(int64_t));
+    lay.done = carve(&at, (size_t)lay.steps * sizeof(int64_t));
+    lay.output = carve(&at, (size_t)lay.steps * sizeof(int32_t));
+    lay.members = carve(&at, (size_t)threads * sizeof(qk_rescue_member));
+    lay.shared = carve(&at, (size_t)lay.buffers * ((lay.buffer_bytes + 63) & ~(size_t)63));
+    lay.own = carve(&at, (size_t)threads * ((lay.buffer_bytes + 63) & ~(size_t)63));
+    lay.own_pooled = carve(&at, (size_t)threads * ((lay.pooled_bytes + 63) & ~(size_t)63));
+    lay.own_logits = carve(&at, (size_t)threads * ((lay.logits_bytes + 63) & ~(size_t)63));
+    lay.total = at;
+    return lay;
+}
+
+static uint8_t *rescue_buffer(uint8_t *base, size_t offset, size_t bytes, int32_t index) {
+    return base + offset + (size_t)index * ((bytes + 63) & ~(size_t)63);
+}
+
+static _Atomic bool rescue_forced = false;
+
+void qk_testing_force_rescue(int on) {
+    atomic_store(&rescue_forced, on != 0);
+}
+
+// Whether rescue mode can run this team: a history to hold its memory, kernels that claim items, a team
+// its buffers can serve.
+static bool rescue_possible(const qk_team_history *history, const qk_network *network, int32_t threads) {
+    return history != NULL && network->config->ops->claims_items && threads + 1 <= QK_RESCUE_MAX_BUFFERS;
+}
+
+// Sets up `rescue` for a run in the history's memory (grown when this run needs more); false without memory.
+static bool prepare_rescue(qk_team_history *history, const qk_network *network, int32_t batch, int32_t threads,
+                           qk_rescue *rescue, rescue_layout *lay) {
+    *lay = rescue_layout_of(network, batch, threads);
+    if (history->rescue_bytes < lay->total) {
+        free(history->rescue_memory);
+        history->rescue_memory = aligned_alloc(64, lay->total);
+        history->rescue_bytes = history->rescue_memory != NULL ? lay->total : 0;
+        if (history->rescue_memory == NULL) return false;
+    }
+    uint8_t *base = history->rescue_memory;
+    rescue->state = (_Atomic uint32_t *)(base + lay->state);
+    rescue->since = (_Atomic uint32_t *)(base + lay->since);
+    rescue->capacity = lay->capacity;
+    rescue->next = (_Atomic int64_t *)(base + lay->next);
+    rescue->done = (_Atomic int64_t *)(base + lay->done);
+    rescue->output = (_Atomic int32_t *)(base + lay->output);
+    rescue->members = (qk_rescue_member *)(base + lay->members);
+    rescue->buffers = lay->buffers;
+    for (int64_t i = 0; i < lay->capacity; i++) atomic_init(&rescue->state[i], 0u);
+    for (int32_t s = 0; s < lay->steps; s++) {
+        for (int32_t m = 0; m < QK_RESCUE_MAX_BUFFERS; m++) atomic_init(&rescue->next[(size_t)s * QK_RESCUE_MAX_BUFFERS + (size_t)m], 0);
+        atomic_init(&rescue->done[s], 0);
+        atomic_init(&rescue->output[s], -1);
+    }
+    for (int32_t b = 0; b < QK_RESCUE_MAX_BUFFERS; b++) atomic_init(&rescue->readers[b], 0);
+    memset(rescue->members, 0, (size_t)threads * sizeof(qk_rescue_member));
+    rescue->start = qk_monotonic_seconds();
+    return true;
+}
+
+// Pool and head steps: the whole batch as one item each (together a few percent of a run).
+static void single_share(const void *context, const qk_team *member, int64_t *first, int64_t *end) {
+    (void)context;
+    *first = member->member == 0 ? 0 : 1;
+    *end = 1;
+}
+
+// The item's bytes (`context`: their count) as one row of one pixel.
+static void single_region(const void *context, int64_t item, qk_item_region *region) {
+    (void)item;
+    region->image = 0;
+    region->first_row = 0;
+    region->end_row = 1;
+    region->first_channel = 0;
+    region->end_channel = (int32_t)*(const size_t *)context;
+}
+
+static void set_single_output(qk_rescue_member *me, uint8_t *own, uint8_t *shared, const size_t *bytes) {
+    me->own = own;
+    me->shared = shared;
+    me->out_h = me->out_w = 1;
+    me->out_c = (int32_t)*bytes;
+}
+
+// One member's part of a rescue-mode run: every step, none of which waits for another member.
+static void run_rescued(const qk_path_config *path, const qk_network *network, int32_t batch, const uint8_t *input,
+                        uint8_t *ping, uint8_t *pong, uint8_t *pooled, float *logits, int16_t *scratch, qk_team *team,
+                        step_timer *timer, const rescue_layout *lay) {
+    qk_rescue *rescue = team->rescue;
+    qk_rescue_member *me = &rescue->members[team->member];
+    uint8_t *base = (uint8_t *)rescue->members - lay->members;
+    const int32_t layers = network->conv_count;
+    int32_t source = -1;
+    for (int32_t i = 0; i < layers; i++) {
+        team->step = i;
+        const int32_t destination = qk_rescue_enter_step(rescue, i, source);
+        const qk_conv_geometry geo = qk_conv_geometry_of(&network->convs[i].shape);
+        me->own = rescue_buffer(base, lay->own, lay->buffer_bytes, team->member);
+        me->shared = rescue_buffer(base, lay->shared, lay->buffer_bytes, destination);
+        me->out_h = geo.out_h;
+        me->out_w = geo.out_w;
+        me->out_c = geo.out_c;
+        qk_conv_args args = conv_args(network, i, 0, batch, team->size, input, ping, pong, scratch);
+        if (i > 0) args.input = rescue_buffer(base, lay->shared, lay->buffer_bytes, source);
+        args.output = me->own;
+        path->ops->conv_share(path, &args, team);
+        qk_rescue_leave_step(rescue, source);
+        source = destination;
+        step_done(timer, i);
+    }
+    // Pool into the caller's `pooled` (only ever committed there, so never read while written), then the head.
+    const qk_conv_geometry last = qk_conv_geometry_of(&network->convs[layers - 1].shape);
+    const qk_team solo = {0, 1, NULL, 0, NULL};
+    const size_t pooled_bytes = (size_t)batch * (size_t)last.out_c;
+    uint8_t *own_pooled = rescue_buffer(base, lay->own_pooled, lay->pooled_bytes, team->member);
+    qk_item_claim claim;
+    int64_t item;
+    bool own;
+    team->step = layers;
+    qk_rescue_enter_step(rescue, layers, source);
+    set_single_output(me, own_pooled, pooled, &pooled_bytes);
+    qk_claim_begin(&claim, team, &pooled_bytes, single_share, single_region);
+    while (qk_claim_next(&claim, team, &item, &own))
+        path->pool_share(batch, last.out_h * last.out_w, last.out_c, rescue_buffer(base, lay->shared, lay->buffer_bytes, source),
+                         network->pool_multiplier, own_pooled, &solo);
+    qk_rescue_leave_step(rescue, source);
+    step_done(timer, layers);
+    team->step = layers + 1;
+    qk_rescue_enter_step(rescue, layers + 1, -1);
+    set_single_output(me, rescue_buffer(base, lay->own_logits, lay->logits_bytes, team->member), (uint8_t *)logits,
+                      &lay->logits_bytes);
+    qk_claim_begin(&claim, team, &lay->logits_bytes, single_share, single_region);
+    while (qk_claim_next(&claim, team, &item, &own))
+        path->ops->fc_share(path, batch, last.out_c, network->classes, network->fc_packed, network->fc_bias,
+                            network->fc_multiplier, pooled, (float *)me->own, &solo);
+    step_done(timer, layers + 1);
+}
+
+void qk_team_history_release(qk_team_history *history) {
+    if (history == NULL) return;
+    free(history->rescue_memory);
+    memset(history, 0, sizeof *history);
+}
+
 // Image by image: with at least as many images as threads, each thread takes the next image from a shared
 // counter and runs it through every conv layer and the pool alone, as one thread would: no barrier per
 // layer, no rows read from another core's L2, every layer at single-thread efficiency (one thread runs an
@@ -192,8 +374,19 @@ qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const u
     const int32_t layers = network->conv_count;
     const qk_conv_geometry last = qk_conv_geometry_of(&network->convs[layers - 1].shape);
     const int32_t alone_images = images_run_alone(batch, threads, input, ping);
-    // Layer by layer, a late member holds the team up: one thread for a while after that (team-pace.c).
-    if (alone_images == 0) threads = qk_team_pace_threads(history, threads);
+    // Layer by layer, a late member holds the team up: rescue mode for a while after that, or one thread
+    // where it cannot run (team-pace.c).
+    qk_rescue rescue;
+    rescue_layout lay;
+    qk_pace_mode mode = QK_PACE_TEAM;
+    if (alone_images == 0 && threads > 1) {
+        const bool possible = rescue_possible(history, network, threads);
+        mode = atomic_load(&rescue_forced) && possible ? QK_PACE_RESCUE : qk_team_pace_mode(history, threads, possible);
+        if (mode == QK_PACE_RESCUE && !prepare_rescue(history, network, batch, threads, &rescue, &lay)) mode = QK_PACE_SOLO;
+        if (mode == QK_PACE_SOLO) threads = 1;
+    }
+    const bool rescued = mode == QK_PACE_RESCUE;
+    const double started = qk_monotonic_seconds();
     const size_t ping_slot = qk_network_largest_in_ping(network) + QK_EXTRA_BYTES;
     const size_t pong_slot = qk_network_largest_in_pong(network) + QK_EXTRA_BYTES;
     const size_t image_bytes = input_bytes(&network->convs[0].shape);
@@ -209,12 +402,22 @@ qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const u
     // Claim counters, two sets of one per member, each on its own cache line; without them (no memory) the
     // members keep to their static shares.
     qk_team_work work = {NULL};
-    if (threads > 1) work.counters = aligned_alloc(64, (size_t)2 * (size_t)threads * sizeof(qk_team_counter));
+    if (threads > 1 && !rescued) work.counters = aligned_alloc(64, (size_t)2 * (size_t)threads * sizeof(qk_team_counter));
     if (work.counters != NULL) memset(work.counters, 0, (size_t)2 * (size_t)threads * sizeof(qk_team_counter));
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
-        qk_team team = qk_team_join(&joined);
-        team.work = &work;
+        // Rescue mode needs no roll call: a member that starts late (off its core when the region opens)
+        // finds its part done by the others, so nobody waits for it here either.
+        qk_team team;
+        if (rescued) {
+            int32_t member;
+#pragma omp atomic capture
+            member = joined++;
+            team = (qk_team){member, threads, NULL, 0, &rescue};
+        } else {
+            team = qk_team_join(&joined);
+        }
+        team.work = rescued ? NULL : &work;
         int16_t *scratch = scratch_bytes > 0 ? (int16_t *)(thread_scratch + (size_t)team.member * scratch_bytes) : NULL;
         // Member 0 times the steps (of the images it runs alone, then of the rest and the fc head).
         step_timer timer = {team.member == 0 ? step_clock : NULL, 0.0};
@@ -222,39 +425,47 @@ qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const u
             for (int32_t s = 0; s < layers + 3; s++) timer.clock[s] = 0.0;
             timer.clock[0] = timer.mark = qk_monotonic_seconds();
         }
-        int32_t first_shared = 0;
-        if (alone_images > 0 && team.size > 1) {
-            for (;;) {
-                int32_t n;
-#pragma omp atomic capture
-                n = next_image++;
-                if (n >= alone_images) break;
-                qk_team solo = {0, 1, NULL, 0};
-                // The member's own slot for all its images: their activations die with the image, and a
-                // region the member wrote before is warm in its L2.
-                const size_t member = (size_t)team.member;
-                run_features(path, network, 1, input + (size_t)n * image_bytes, ping + member * ping_slot, pong + member * pong_slot,
-                             pooled + (size_t)n * (size_t)last.out_c, scratch, &solo, NULL, &timer);
-            }
-            first_shared = alone_images;
-#pragma omp barrier
-        }
-        if (first_shared < batch) {
-            const size_t shared = (size_t)first_shared;
-            run_features(path, network, batch - first_shared, input + (size_t)first_shared * image_bytes,
-                         ping + shared * ping_slot, pong + shared * pong_slot, pooled + (size_t)first_shared * (size_t)last.out_c,
-                         scratch, &team, &team, &timer);
-        }
-        qk_team_step_begin(&team);
-        path->ops->fc_share(path, batch, last.out_c, network->classes, network->fc_packed, network->fc_bias,
-                            network->fc_multiplier, pooled, logits, &team);
-        if (step_clock != NULL) {
-            qk_team_step_end(&team);
-            step_done(&timer, layers + 1);
+        if (rescued) {
+            run_rescued(path, network, batch, input, ping, pong, pooled, logits, scratch, &team, &timer, &lay);
             if (timer.clock != NULL)
                 for (int32_t s = 1; s < layers + 3; s++) timer.clock[s] += timer.clock[s - 1];
+        } else {
+            int32_t first_shared = 0;
+            if (alone_images > 0 && team.size > 1) {
+                for (;;) {
+                    int32_t n;
+#pragma omp atomic capture
+                    n = next_image++;
+                    if (n >= alone_images) break;
+                    qk_team solo = {0, 1, NULL, 0, NULL};
+                    // The member's own slot for all its images: their activations die with the image, and a
+                    // region the member wrote before is warm in its L2.
+                    const size_t member = (size_t)team.member;
+                    run_features(path, network, 1, input + (size_t)n * image_bytes, ping + member * ping_slot, pong + member * pong_slot,
+                                 pooled + (size_t)n * (size_t)last.out_c, scratch, &solo, NULL, &timer);
+                }
+                first_shared = alone_images;
+#pragma omp barrier
+            }
+            if (first_shared < batch) {
+                const size_t shared = (size_t)first_shared;
+                run_features(path, network, batch - first_shared, input + (size_t)first_shared * image_bytes,
+                             ping + shared * ping_slot, pong + shared * pong_slot, pooled + (size_t)first_shared * (size_t)last.out_c,
+                             scratch, &team, &team, &timer);
+            }
+            qk_team_step_begin(&team);
+            path->ops->fc_share(path, batch, last.out_c, network->classes, network->fc_packed, network->fc_bias,
+                                network->fc_multiplier, pooled, logits, &team);
+            if (step_clock != NULL) {
+                qk_team_step_end(&team);
+                step_done(&timer, layers + 1);
+                if (timer.clock != NULL)
+                    for (int32_t s = 1; s < layers + 3; s++) timer.clock[s] += timer.clock[s - 1];
+            }
         }
     }
+    if (rescued) history->rescue_runs++;
+    if (mode != QK_PACE_TEAM) qk_team_pace_record_loaded(history, mode, qk_monotonic_seconds() - started, batch);
     if (alone_images == 0 && work.counters != NULL) {
         double longest_wait = 0.0;
         for (int32_t m = 0; m < threads; m++)

@@ -36,9 +36,30 @@ static void park_idle_workers(int32_t threads) {
     kmp_set_blocktime(blocktime);
 }
 
-int32_t qk_team_pace_threads(const qk_team_history *history, int32_t threads) {
-    if (history == NULL || threads < 2) return threads;
-    return qk_monotonic_seconds() < history->solo_until ? 1 : threads;
+// Runs of each mode a loaded period times before it keeps to the faster; the first of each is not
+// counted (it touches rescue mode's memory first, or has libomp's workers still spinning).
+#define QK_LOADED_TRIAL_RUNS 4
+
+qk_pace_mode qk_team_pace_mode(qk_team_history *history, int32_t threads, bool rescue_possible) {
+    if (history == NULL || threads < 2 || qk_monotonic_seconds() >= history->solo_until) return QK_PACE_TEAM;
+    qk_pace_mode mode = QK_PACE_SOLO;
+    if (rescue_possible) {
+        const int32_t *runs = history->loaded_runs;
+        if (runs[QK_PACE_RESCUE] < QK_LOADED_TRIAL_RUNS) mode = QK_PACE_RESCUE;
+        else if (runs[QK_PACE_SOLO] < QK_LOADED_TRIAL_RUNS) mode = QK_PACE_SOLO;
+        else mode = history->loaded_seconds[QK_PACE_RESCUE] / (runs[QK_PACE_RESCUE] - 1) <
+                            history->loaded_seconds[QK_PACE_SOLO] / (runs[QK_PACE_SOLO] - 1)
+                        ? QK_PACE_RESCUE : QK_PACE_SOLO;
+    }
+    // Alone after a team or rescue run: libomp's idle workers would spin beside the lone thread.
+    if (mode == QK_PACE_SOLO && history->last_mode != QK_PACE_SOLO) park_idle_workers(threads);
+    history->last_mode = mode;
+    return mode;
+}
+
+void qk_team_pace_record_loaded(qk_team_history *history, qk_pace_mode mode, double seconds, int32_t batch) {
+    if (history == NULL || (mode != QK_PACE_SOLO && mode != QK_PACE_RESCUE) || batch < 1) return;
+    if (history->loaded_runs[mode]++ > 0) history->loaded_seconds[mode] += seconds / batch;
 }
 
 void qk_team_pace_record(qk_team_history *history, int32_t threads, double longest_wait) {
@@ -58,5 +79,9 @@ void qk_team_pace_record(qk_team_history *history, int32_t threads, double longe
     if (length > QK_SOLO_LONGEST_SECONDS) length = QK_SOLO_LONGEST_SECONDS;
     history->solo_length = length;
     history->solo_until = qk_monotonic_seconds() + length;
-    park_idle_workers(threads);
+    // Each loaded period measures its modes afresh: the load may have changed.
+    for (int m = 0; m < 3; m++) {
+        history->loaded_runs[m] = 0;
+        history->loaded_seconds[m] = 0.0;
+    }
 }

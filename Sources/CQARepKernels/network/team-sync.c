@@ -1,4 +1,5 @@
 #include "network/team-sync.h"
+#include "network/team-rescue.h"
 
 #include <time.h>
 
@@ -20,7 +21,7 @@ int64_t qk_testing_taken_over_items(void) {
     return atomic_exchange(&taken_over_items, 0);
 }
 
-static void straggle(const qk_team *team) {
+void qk_team_straggle(const qk_team *team) {
     if (atomic_load_explicit(&straggler_member, memory_order_relaxed) != team->member) return;
     const int32_t microseconds = atomic_load_explicit(&straggler_microseconds, memory_order_relaxed);
     const struct timespec pause = {microseconds / 1000000, (long)(microseconds % 1000000) * 1000};
@@ -63,15 +64,20 @@ static void load_share(qk_item_claim *claim, const qk_team *team) {
     claim->share(claim->context, &victim, &claim->first, &claim->end);
 }
 
-void qk_claim_begin(qk_item_claim *claim, const qk_team *team, const void *context, qk_share_fn share) {
+void qk_claim_begin(qk_item_claim *claim, const qk_team *team, const void *context, qk_share_fn share,
+                    qk_region_fn region) {
     claim->context = context;
     claim->share = share;
+    claim->region = region;
     claim->victim = team->member;
     claim->started = false;
+    claim->pending = -1;
     load_share(claim, team);
+    if (team->rescue != NULL) qk_rescue_claim_begin(claim, team);
 }
 
 bool qk_claim_next(qk_item_claim *claim, const qk_team *team, int64_t *item, bool *own) {
+    if (team->rescue != NULL) return qk_rescue_claim_next(claim, team, item, own);
     if (!claiming(team)) {
         // No shared counters: the member's own share, in order.
         if (claim->first >= claim->end) return false;
@@ -81,7 +87,7 @@ bool qk_claim_next(qk_item_claim *claim, const qk_team *team, int64_t *item, boo
     }
     if (!claim->started) {
         claim->started = true;
-        straggle(team);
+        qk_team_straggle(team);
     }
     for (int32_t visited = 0; visited < team->size; visited++) {
         if (claim->first < claim->end) {

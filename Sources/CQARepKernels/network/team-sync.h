@@ -27,6 +27,8 @@ typedef struct qk_team_work {
 } qk_team_work;
 
 double qk_monotonic_seconds(void);
+// A test's late member (qk_testing_set_straggler) sleeps here; others return at once.
+void qk_team_straggle(const qk_team *team);
 
 // Starts a step: resets this member's counter of the step after it.
 void qk_team_step_begin(const qk_team *team);
@@ -35,15 +37,28 @@ void qk_team_step_end(qk_team *team);
 
 // A member's pass over a step's items. `share` gives any member's [first, end).
 typedef void (*qk_share_fn)(const void *context, const qk_team *member, int64_t *first, int64_t *end);
+// The output an item writes: rows [first_row, end_row) of image `image`, channels [first_channel,
+// end_channel) of each of their pixels (rescue mode copies it from the member's buffer).
+typedef struct qk_item_region {
+    int32_t image, first_row, end_row, first_channel, end_channel;
+} qk_item_region;
+typedef void (*qk_region_fn)(const void *context, int64_t item, qk_item_region *region);
 typedef struct qk_item_claim {
     const void *context;
     qk_share_fn share;
+    qk_region_fn region;
     int32_t victim;       // whose share the next item comes from; the member itself first
     int64_t first, end;   // the victim's share
     bool started;
+    // Rescue mode: the step's items, and the item last handed out (-1: none), committed at the next call;
+    // `visited` counts the shares whose fresh items are all claimed (the member's own first).
+    int64_t items, pending;
+    int32_t visited;
+    double pending_start;
 } qk_item_claim;
 
-void qk_claim_begin(qk_item_claim *claim, const qk_team *team, const void *context, qk_share_fn share);
+void qk_claim_begin(qk_item_claim *claim, const qk_team *team, const void *context, qk_share_fn share,
+                    qk_region_fn region);
 // The next item this member runs; false when every share is exhausted. *own tells whether it came from the
 // member's own share (its prefetch plan applies) or was taken over.
 bool qk_claim_next(qk_item_claim *claim, const qk_team *team, int64_t *item, bool *own);
