@@ -2,9 +2,9 @@
 // serial run, the model released while sessions still run, and sessions created and destroyed in a loop
 // without memory growth. scripts/check-sanitizers.sh also runs it under ASan (leaks) and TSan + Archer.
 import CQARepAPI
+import CQARepKernels
 import Foundation
 import RepVGGArchitectures
-import Synchronization
 import XCTest
 @testable import QARep
 
@@ -49,7 +49,8 @@ final class ConcurrencyStressTests: XCTestCase {
 
     /// At least 8 threads, each with its own session (kernel path and OpenMP team size by turns) on one shared
     /// model, run mixed batch sizes for a few seconds; every image's logits must equal a one-thread scalar run
-    /// of that image alone. The caller's model reference is dropped while they run.
+    /// of that image alone. The caller's model reference is dropped while they run. For the second half of
+    /// the time, teams with fewer images than threads run in rescue mode (the mode load turns on).
     func testSessionsOnOneModelMatchASerialRun() throws {
         let bytes = try description.serialized()
         let imageBytes = description.inputHeight * description.inputWidth * 3
@@ -73,7 +74,7 @@ final class ConcurrencyStressTests: XCTestCase {
         let model = try load(bytes)
         let shared = SharedModel(pointer: model), reference = expected
         struct Tally { var runs = 0, mismatches = 0, failures = 0, configurations = Set<String>() }
-        let tally = Mutex(Tally())
+        let tallies = LockedList<Tally>()
         let started = DispatchSemaphore(value: 0)
         let group = DispatchGroup()
         let deadline = Date().addingTimeInterval(Self.seconds)
@@ -85,7 +86,7 @@ final class ConcurrencyStressTests: XCTestCase {
             let thread = Thread {
                 defer { group.leave() }
                 guard let session = Self.session(shared.pointer, threads: threads, maxBatch: Int32(maxBatch), kernel: kernel) else {
-                    tally.withLock { $0.failures += 1 }
+                    tallies.append(Tally(failures: 1))
                     started.signal()
                     return
                 }
@@ -104,12 +105,7 @@ final class ConcurrencyStressTests: XCTestCase {
                     if logits != Array(reference[0..<(batch * classes)]) { local.mismatches += 1 }
                     local.configurations.insert("\(String(cString: qarep_kernel_name(kernel))) x\(threads) b\(batch)")
                 }
-                tally.withLock {
-                    $0.runs += local.runs
-                    $0.mismatches += local.mismatches
-                    $0.failures += local.failures
-                    $0.configurations.formUnion(local.configurations)
-                }
+                tallies.append(local)
             }
             thread.stackSize = 1 << 20
             thread.start()
@@ -117,15 +113,26 @@ final class ConcurrencyStressTests: XCTestCase {
         // Every session exists (each holds the model); the caller lets go while they run.
         for _ in 0..<Self.workers { started.wait() }
         qarep_model_release(model)
+        Thread.sleep(forTimeInterval: Self.seconds / 2)
+        _ = qk_testing_rescue_runs()
+        qk_testing_force_rescue(1)
+        defer { qk_testing_force_rescue(0) }
         group.wait()
+        let rescueRuns = qk_testing_rescue_runs()
 
-        let result = tally.withLock { $0 }
+        let result = tallies.all.reduce(into: Tally()) {
+            $0.runs += $1.runs
+            $0.mismatches += $1.mismatches
+            $0.failures += $1.failures
+            $0.configurations.formUnion($1.configurations)
+        }
         XCTAssertEqual(result.failures, 0, "session creation or runs failed")
         XCTAssertEqual(result.mismatches, 0, "runs differ from the serial reference")
         XCTAssertGreaterThanOrEqual(result.runs, Self.workers, "fewer runs than threads")
+        XCTAssertGreaterThan(rescueRuns, 0, "no run went through rescue mode")
         print("stress: \(Self.workers) threads, \(result.runs) runs in \(Self.seconds) s, all bitwise equal to the serial run;",
               "paths \(kernels.map { String(cString: qarep_kernel_name($0)) }.joined(separator: ", ")),",
-              "\(result.configurations.count) path x team x batch combinations")
+              "\(result.configurations.count) path x team x batch combinations, \(rescueRuns) runs in rescue mode")
     }
 
     /// Models and sessions made and dropped in a loop, on several threads: after a warm-up the peak resident
@@ -137,7 +144,7 @@ final class ConcurrencyStressTests: XCTestCase {
         var rng = SeededGenerator(seed: 78)
         let images = rng.bytes(3 * imageBytes)
         let kernels = (1...qarep_kernel_count()).map { qarep_kernel(rawValue: UInt32($0)) }.filter { qarep_kernel_supported($0) != 0 }
-        let failures = Mutex(0)
+        let failures = LockedList<Int>()
         let classes = description.numClasses
         func cycle(_ round: Int) {
             DispatchQueue.concurrentPerform(iterations: 4) { t in
@@ -145,12 +152,12 @@ final class ConcurrencyStressTests: XCTestCase {
                 guard bytes.withUnsafeBytes({ qarep_model_load_memory($0.baseAddress, $0.count, &model) }) == QAREP_OK, let model,
                       let session = Self.session(model, threads: Int32(1 + (round + t) % 3), maxBatch: 3,
                                                  kernel: kernels[(round + t) % kernels.count]) else {
-                    failures.withLock { $0 += 1 }
+                    failures.append(1)
                     return
                 }
                 qarep_model_release(model)
                 if Self.run(session, images, imageBytes: imageBytes, batch: 1 + t % 3, classes: classes) == nil {
-                    failures.withLock { $0 += 1 }
+                    failures.append(1)
                 }
                 qarep_session_destroy(session)
             }
@@ -160,7 +167,7 @@ final class ConcurrencyStressTests: XCTestCase {
         let rounds = 100
         for round in 0..<rounds { cycle(round) }
         let grown = (peak: peakResidentKilobytes() - warm.peak, now: residentKilobytes() - warm.now)
-        XCTAssertEqual(failures.withLock { $0 }, 0)
+        XCTAssertEqual(failures.all.count, 0)
         print("create/destroy: \(rounds * 4) models and sessions after warm-up; peak RSS (getrusage) grew \(grown.peak) KB,",
               "resident size \(grown.now) KB")
         if Self.underSanitizer { return }

@@ -223,6 +223,8 @@ int64_t qk_testing_taken_over_items(void);
 int64_t qk_testing_redone_items(void);
 // Forces rescue mode for layer-by-layer team runs that have a history (1), or leaves it to the pace (0).
 void qk_testing_force_rescue(int on);
+// Runs made in rescue mode, by any session, since the last call.
+int64_t qk_testing_rescue_runs(void);
 // Packs and unpacks OIHW weights in the blocked layout with a synthetic geometry (lanes up to 32, chunk
 // depth up to 8, with or without a per-block trailer of weight sums), so that geometries no path in the
 // table uses yet are exercised; 1 when unpacking gives the weights back and every trailer is right.

@@ -215,6 +215,11 @@ static uint8_t *rescue_buffer(uint8_t *base, size_t offset, size_t bytes, int32_
 }
 
 static _Atomic bool rescue_forced = false;
+static _Atomic int64_t rescue_runs = 0;
+
+int64_t qk_testing_rescue_runs(void) {
+    return atomic_exchange(&rescue_runs, 0);
+}
 
 void qk_testing_force_rescue(int on) {
     atomic_store(&rescue_forced, on != 0);
@@ -464,7 +469,10 @@ qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const u
             }
         }
     }
-    if (rescued) history->rescue_runs++;
+    if (rescued) {
+        history->rescue_runs++;
+        atomic_fetch_add_explicit(&rescue_runs, 1, memory_order_relaxed);
+    }
     if (mode != QK_PACE_TEAM) qk_team_pace_record_loaded(history, mode, qk_monotonic_seconds() - started, batch);
     if (alone_images == 0 && work.counters != NULL) {
         double longest_wait = 0.0;
