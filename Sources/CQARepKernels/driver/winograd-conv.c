@@ -271,7 +271,7 @@ static const uint8_t *channel_tile_weights(const qk_winograd_plan *plan, const v
 // What an item fetches into L2 ahead of use (the blocked driver's plan, docs/performance.md "Winograd"): while
 // a channel tile runs, the next one's weights; during its last channel tile, what runs after the item.
 typedef struct qk_winograd_prefetch {
-    bool every_band;           // the layer's weights outgrow L2, so every band streams them from L3 again
+    bool every_band;           // the layer's weights outgrow L2 and the item is of the member's first image
     bool first_pass;           // the member's first item: its channel tiles come from L3 or DRAM the first time
     const uint8_t *after;      // after the item: the member's next item's first weights, or the next step's
     size_t after_bytes;
@@ -355,19 +355,22 @@ static void winograd_share(const qk_path_config *path, const qk_conv_args *calle
     const qk_winograd_share_context context = {&plan, k, &args->geo};
     qk_item_claim claim;
     qk_claim_begin(&claim, team, &context, share_of, item_region);
-    // The member's own share, which its prefetch plan follows (the claim starts with it).
+    // The member's own share, which its prefetch plan follows (the claim starts with it). Layers whose weights
+    // outgrow L2 fetch the next channel tile on every band of the member's first image, whose weights come
+    // from DRAM; for later images they come from L3, where the prefetches slowed batch 8 by 4-5%.
     const int64_t first_item = claim.first, end_item = claim.end;
-    const bool every_band = packed_size(k, &args->geo) > QK_WINOGRAD_STREAMED_BYTES;
+    const bool streamed = packed_size(k, &args->geo) > QK_WINOGRAD_STREAMED_BYTES;
+    const int32_t first_image = first_item < end_item ? locate(&plan, &args->geo, first_item).image : 0;
     int64_t item;
     bool own;
     while (qk_claim_next(&claim, team, &item, &own)) {
         const qk_winograd_item it = locate(&plan, &args->geo, item);
-        qk_winograd_prefetch fetch = {every_band, own && item == first_item, NULL, 0};
+        qk_winograd_prefetch fetch = {streamed && it.image == first_image, own && item == first_item, NULL, 0};
         if (!own) {
             // Taken over from another member's share: that member planned the prefetches around it.
             fetch.every_band = false;
         } else if (item + 1 < end_item) {
-            if (every_band || fetch.first_pass) {
+            if (fetch.every_band || fetch.first_pass) {
                 const qk_winograd_item next = locate(&plan, &args->geo, item + 1);
                 fetch.after = channel_tile_weights(&plan, args->packed, next.group, next.first_tile, &fetch.after_bytes);
             }
