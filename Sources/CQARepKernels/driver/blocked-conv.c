@@ -427,13 +427,18 @@ static int32_t lines_per_tap(size_t bytes, int64_t taps) {
     return (int32_t)(lines > QK_MAX_PREFETCH_LINES_PER_TAP ? QK_MAX_PREFETCH_LINES_PER_TAP : lines);
 }
 
-static void conv_share(const qk_path_config *path, const qk_conv_args *caller_args, const qk_team *team) {
-    const qk_conv_microkernels *kernels = &path->conv;
+qk_conv_args qk_conv_args_with_multiplier_bound(const qk_conv_args *caller_args) {
     qk_conv_args layer = *caller_args;
     float largest_multiplier = 0.0f;
     for (int32_t o = 0; o < layer.geo.out_c; o++)
         largest_multiplier = layer.multiplier[o] > largest_multiplier ? layer.multiplier[o] : largest_multiplier;
     layer.multipliers_below_one = largest_multiplier < 1.0f;
+    return layer;
+}
+
+static void conv_share(const qk_path_config *path, const qk_conv_args *caller_args, const qk_team *team) {
+    const qk_conv_microkernels *kernels = &path->conv;
+    const qk_conv_args layer = qk_conv_args_with_multiplier_bound(caller_args);
     const qk_conv_args *args = &layer;
     const qk_conv_geometry *geo = &args->geo;
     const qk_conv_plan plan = plan_of(args, path);

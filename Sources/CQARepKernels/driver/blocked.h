@@ -180,6 +180,9 @@ size_t qk_conv_blocked_size(const qk_conv_blocking *blocking, const qk_conv_geom
 // Bytes of scratch (qk_conv_args.scratch) a thread needs for the layer: its widened input rows, 0 when the
 // path does not widen or the layer runs in dense mode.
 size_t qk_conv_blocked_scratch_bytes(const qk_path_config *path, const qk_conv_geometry *geo);
+// The caller's args with multipliers_below_one set: with every multiplier below 1, |t| < 2^31 and the
+// kernels may leave the clamping to the saturating packs.
+qk_conv_args qk_conv_args_with_multiplier_bound(const qk_conv_args *caller_args);
 
 // The operations of qk_blocked_ops (common/qk-path.h).
 size_t qk_conv_blocked_packed_size(const qk_path_config *path, const qk_conv_geometry *geo);

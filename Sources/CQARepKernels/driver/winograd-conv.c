@@ -260,8 +260,29 @@ static void tile_sources(const qk_conv_args *args, const uint8_t *image, int32_t
     }
 }
 
+// Weights of channel tile `tile` of a group and their bytes.
+static const uint8_t *channel_tile_weights(const qk_winograd_plan *plan, const void *packed, int32_t group, int32_t tile,
+                                           size_t *bytes) {
+    const qk_winograd_blocking *b = &plan->blocking;
+    *bytes = (size_t)(first_block_of(b, tile + 1) - first_block_of(b, tile)) * b->block_bytes;
+    return tile_weights(plan, packed, group, tile);
+}
+
+// What an item fetches into L2 ahead of use (the blocked driver's plan, docs/performance.md "Winograd"): while
+// a channel tile runs, the next one's weights; during its last channel tile, what runs after the item.
+typedef struct qk_winograd_prefetch {
+    bool every_band;           // the layer's weights outgrow L2 and the item is of the member's first image
+    bool first_pass;           // the member's first item: its channel tiles come from L3 or DRAM the first time
+    const uint8_t *after;      // after the item: the member's next item's first weights, or the next step's
+    size_t after_bytes;
+} qk_winograd_prefetch;
+
+// Layers with more transformed weights than this stream them from L3 for every band (L2 holds the band's
+// transformed inputs, QK_WINOGRAD_V_BYTES, beside them).
+enum { QK_WINOGRAD_STREAMED_BYTES = 512 << 10 };
+
 static void run_item(const qk_winograd_kernels *k, const qk_conv_args *args, const qk_winograd_plan *plan,
-                     const qk_winograd_item *it, int16_t *v, int32_t segment_tiles) {
+                     const qk_winograd_item *it, int16_t *v, int32_t segment_tiles, const qk_winograd_prefetch *fetch) {
     const qk_conv_geometry *geo = &args->geo;
     const qk_winograd_blocking *b = &plan->blocking;
     const uint8_t *image = args->input + (size_t)it->image * geo->in_h * geo->in_w * geo->in_c;
@@ -286,6 +307,20 @@ static void run_item(const qk_winograd_kernels *k, const qk_conv_args *args, con
             call.first_block = first_block_of(b, tile);
             call.tile_blocks = first_block_of(b, tile + 1) - call.first_block;
             call.weights = tile_weights(plan, args->packed, it->group, tile);
+            // The weights that run next: the item's next channel tile, its first one again for the next segment,
+            // or what follows the item; spread over the segment's tiles.
+            const uint8_t *next = NULL;
+            size_t next_bytes = 0;
+            if (tile + 1 < it->end_tile) {
+                if (fetch->every_band || fetch->first_pass) next = channel_tile_weights(plan, args->packed, it->group, tile + 1, &next_bytes);
+            } else if (segment_end < end_row * tw) {
+                if (fetch->every_band) next = channel_tile_weights(plan, args->packed, it->group, it->first_tile, &next_bytes);
+            } else {
+                next = fetch->after;
+                next_bytes = fetch->after_bytes;
+            }
+            const int32_t next_lines = next != NULL ? (int32_t)((next_bytes + 63) / 64) : 0;
+            const int32_t lines_per_tile = (next_lines + (segment_end - segment) - 1) / (segment_end - segment);
             const qk_winograd_tile_fn *of_width = k->tiles + (call.tile_blocks - 1);
             int32_t widest = k->max_accumulators / call.tile_blocks;
             if (widest > k->max_tiles) widest = k->max_tiles;
@@ -296,6 +331,10 @@ static void run_item(const qk_winograd_kernels *k, const qk_conv_args *args, con
                 if (count > tw - call.tile_x) count = tw - call.tile_x;
                 if (count > widest) count = widest;
                 call.v = v + (size_t)(i - segment) * tile_values;
+                const int32_t first_line = (i - segment) * lines_per_tile;
+                const int32_t lines = next_lines - first_line < count * lines_per_tile ? next_lines - first_line : count * lines_per_tile;
+                call.prefetch = lines > 0 ? (const char *)next + (size_t)first_line * 64 : NULL;
+                call.prefetch_lines = lines > 0 ? lines : 0;
                 of_width[(count - 1) * k->max_blocks](&call);
                 i += count;
             }
@@ -303,8 +342,10 @@ static void run_item(const qk_winograd_kernels *k, const qk_conv_args *args, con
     }
 }
 
-static void winograd_share(const qk_path_config *path, const qk_conv_args *args, const qk_team *team) {
+static void winograd_share(const qk_path_config *path, const qk_conv_args *caller_args, const qk_team *team) {
     const qk_winograd_kernels *k = path->winograd;
+    const qk_conv_args layer = qk_conv_args_with_multiplier_bound(caller_args);
+    const qk_conv_args *args = &layer;
     const qk_winograd_plan plan = plan_of(k, args);
     int16_t stack_v[QK_WINOGRAD_V_STACK_BYTES / sizeof(int16_t)] __attribute__((aligned(64)));
     int16_t *heap_v = aligned_alloc(64, QK_WINOGRAD_V_BYTES);
@@ -314,11 +355,30 @@ static void winograd_share(const qk_path_config *path, const qk_conv_args *args,
     const qk_winograd_share_context context = {&plan, k, &args->geo};
     qk_item_claim claim;
     qk_claim_begin(&claim, team, &context, share_of, item_region);
+    // The member's own share, which its prefetch plan follows (the claim starts with it). Layers whose weights
+    // outgrow L2 fetch the next channel tile on every band of the member's first image, whose weights come
+    // from DRAM; for later images they come from L3, where the prefetches slowed batch 8 by 4-5%.
+    const int64_t first_item = claim.first, end_item = claim.end;
+    const bool streamed = packed_size(k, &args->geo) > QK_WINOGRAD_STREAMED_BYTES;
+    const int32_t first_image = first_item < end_item ? locate(&plan, &args->geo, first_item).image : 0;
     int64_t item;
     bool own;
     while (qk_claim_next(&claim, team, &item, &own)) {
         const qk_winograd_item it = locate(&plan, &args->geo, item);
-        run_item(k, args, &plan, &it, v, segment_tiles);
+        qk_winograd_prefetch fetch = {streamed && it.image == first_image, own && item == first_item, NULL, 0};
+        if (!own) {
+            // Taken over from another member's share: that member planned the prefetches around it.
+            fetch.every_band = false;
+        } else if (item + 1 < end_item) {
+            if (fetch.every_band || fetch.first_pass) {
+                const qk_winograd_item next = locate(&plan, &args->geo, item + 1);
+                fetch.after = channel_tile_weights(&plan, args->packed, next.group, next.first_tile, &fetch.after_bytes);
+            }
+        } else {
+            fetch.after = args->prefetch_next;
+            fetch.after_bytes = fetch.after != NULL ? args->prefetch_next_bytes : 0;
+        }
+        run_item(k, args, &plan, &it, v, segment_tiles, &fetch);
     }
     free(heap_v);
 }

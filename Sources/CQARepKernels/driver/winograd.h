@@ -30,6 +30,10 @@ typedef struct qk_winograd_call {
     int32_t image, group, first_block;  // first_block: the channel tile's, within the group
     int32_t tile_y, tile_x;    // the first tile's place; the call's tiles are consecutive in one row
     int32_t *m;                // scratch for the 16 transformed sums: 16 x tiles x tile lanes int32
+    // Cache lines the call fetches into L2 over its 16 positions (none: prefetch_lines 0): its share of the
+    // weights that run next, which would otherwise come from L3 or DRAM at the speed of one demand stream.
+    const char *prefetch;
+    int32_t prefetch_lines;
 } qk_winograd_call;
 typedef void (*qk_winograd_tile_fn)(const qk_winograd_call *call);
 

@@ -59,6 +59,26 @@ QK_INLINE QK_TARGET_AVX2 void qk_avx2_chunk(__m256i (*acc)[2], const int16_t *co
         qk_avx2_madd_pixel(acc[p], x01, x23, low, high, blocks);
     }
 }
+
+// Two blocks of one pixel requantized as qk_requantize8_store does, from accumulators that started at the
+// bias, packed into one 16-byte store. Every multiplier below 1 keeps |t| < 2^31, so the saturating packs
+// (signed 32 -> 16 first: an unsigned pack would turn values past 65535 into -1, then 0) do the clamping
+// exactly: rounding is monotonic and leaves the bounds 0 and 255 alone. Otherwise the upper clamp stays,
+// since cvtps2dq cannot represent 2^31. 4 shuffles for 16 outputs instead of 6.
+QK_INLINE QK_TARGET_AVX2 __m256i qk_avx2_round8(__m256i acc_plus_bias, __m256 multiplier, int below_one) {
+    __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(acc_plus_bias), multiplier);
+    if (!below_one) t = _mm256_min_ps(t, _mm256_set1_ps(255.0f));
+    return _mm256_cvtps_epi32(t);
+}
+
+QK_INLINE QK_TARGET_AVX2 void qk_avx2_requantize16_store(__m256i acc0, __m256i acc1, __m256 multiplier0, __m256 multiplier1,
+                                                         int below_one, uint8_t *out) {
+    // packs_epi32 interleaves the two blocks by 128-bit lane; vpermq puts each block's 8 words together.
+    __m256i words = _mm256_packs_epi32(qk_avx2_round8(acc0, multiplier0, below_one), qk_avx2_round8(acc1, multiplier1, below_one));
+    words = _mm256_permute4x64_epi64(words, 0xD8);
+    const __m128i bytes = _mm_packus_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1));
+    _mm_storeu_si128((__m128i *)out, bytes);
+}
 #endif
 
 #endif  // QK_AVX2_H

@@ -10,26 +10,6 @@ enum { AVX2_LANES = QK_AVX2_LANES, AVX2_MAX_PIXELS = QK_AVX2_MAX_PIXELS, AVX2_MA
 _Static_assert(AVX2_MAX_PIXELS <= QK_MAX_TILE_PIXELS && AVX2_MAX_BLOCKS * AVX2_LANES <= QK_MAX_TILE_LANES,
                "partial-sum buffer too small");
 
-// Two blocks of one pixel requantized as qk_requantize8_store does, from accumulators that started at the
-// bias, packed into one 16-byte store. Every multiplier below 1 keeps |t| < 2^31, so the saturating packs
-// (signed 32 -> 16 first: an unsigned pack would turn values past 65535 into -1, then 0) do the clamping
-// exactly: rounding is monotonic and leaves the bounds 0 and 255 alone. Otherwise the upper clamp stays,
-// since cvtps2dq cannot represent 2^31. 4 shuffles for 16 outputs instead of 6.
-QK_INLINE QK_TARGET_AVX2 __m256i round8(__m256i acc_plus_bias, __m256 multiplier, int below_one) {
-    __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(acc_plus_bias), multiplier);
-    if (!below_one) t = _mm256_min_ps(t, _mm256_set1_ps(255.0f));
-    return _mm256_cvtps_epi32(t);
-}
-
-QK_INLINE QK_TARGET_AVX2 void requantize16_store(__m256i acc0, __m256i acc1, __m256 multiplier0, __m256 multiplier1,
-                                                 int below_one, uint8_t *out) {
-    // packs_epi32 interleaves the two blocks by 128-bit lane; vpermq puts each block's 8 words together.
-    __m256i words = _mm256_packs_epi32(round8(acc0, multiplier0, below_one), round8(acc1, multiplier1, below_one));
-    words = _mm256_permute4x64_epi64(words, 0xD8);
-    const __m128i bytes = _mm_packus_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1));
-    _mm_storeu_si128((__m128i *)out, bytes);
-}
-
 QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_blocking *b, const qk_conv_tile *tile,
                                         const int pixels, const int blocks) {
     const qk_conv_geometry *geo = &args->geo;
@@ -94,7 +74,7 @@ QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_
         const int below_one = args->multipliers_below_one;
 #pragma clang loop unroll(full)
         for (int p = 0; p < pixels; p++)
-            requantize16_store(acc[p][0], acc[p][1], multiplier0, multiplier1, below_one,
+            qk_avx2_requantize16_store(acc[p][0], acc[p][1], multiplier0, multiplier1, below_one,
                                out + (size_t)p * geo->out_c + first_o);
         return;
     }

@@ -28,7 +28,12 @@ QK_INLINE QK_TARGET_AVX2 void wg_tile(const qk_winograd_call *call, const int ti
     const uint8_t *w = call->weights;
     const int32_t chunks = call->chunks;
     const size_t tile_step = (size_t)16 * (size_t)call->v_stride;
+    // The call's L2 prefetches, paced over the positions rather than queued at once in front of its own loads.
+    const char *fetch = call->prefetch;
+    const int32_t fetch_per_e = (call->prefetch_lines + 15) / 16;
+    int32_t fetch_left = call->prefetch_lines;
     for (int e = 0; e < 16; e++) {
+        for (int32_t i = 0; i < fetch_per_e && fetch_left > 0; i++, fetch_left--, fetch += 64) _mm_prefetch(fetch, _MM_HINT_T1);
         const int16_t *v = call->v + (size_t)e * call->v_stride;
         __m256i acc[WG_MAX_TILES][QK_AVX2_MAX_BLOCKS];
         const int16_t *x[WG_MAX_TILES];
@@ -49,6 +54,30 @@ QK_INLINE QK_TARGET_AVX2 void wg_tile(const qk_winograd_call *call, const int ti
     const qk_conv_args *args = call->args;
     const qk_conv_geometry *geo = &args->geo;
     const int32_t first_out = call->group * geo->out_per_group;
+    const int32_t first_o = call->first_block * WG_LANES;
+    if (blocks == 2 && geo->out_per_group - first_o >= 2 * WG_LANES) {
+        // Both blocks whole: one 16-byte store per output pixel, as the direct kernel does.
+        const __m256i bias0 = _mm256_loadu_si256((const __m256i *)(args->bias + first_out + first_o));
+        const __m256i bias1 = _mm256_loadu_si256((const __m256i *)(args->bias + first_out + first_o + WG_LANES));
+        const __m256 multiplier0 = _mm256_loadu_ps(args->multiplier + first_out + first_o);
+        const __m256 multiplier1 = _mm256_loadu_ps(args->multiplier + first_out + first_o + WG_LANES);
+        const int below_one = args->multipliers_below_one;
+        for (int p = 0; p < tiles; p++) {
+            __m256i mm[16], y0[4], y1[4];
+            for (int e = 0; e < 16; e++) mm[e] = _mm256_load_si256((const __m256i *)&m[e][p][0]);
+            QK_WINOGRAD_OUTPUT_TRANSFORM(__m256i, mm, y0, _mm256_add_epi32, _mm256_sub_epi32);
+            for (int e = 0; e < 16; e++) mm[e] = _mm256_load_si256((const __m256i *)&m[e][p][WG_LANES]);
+            QK_WINOGRAD_OUTPUT_TRANSFORM(__m256i, mm, y1, _mm256_add_epi32, _mm256_sub_epi32);
+            for (int q = 0; q < 4; q++) {
+                uint8_t *out = qk_winograd_output(call, p, q, first_o);
+                if (out == NULL) continue;
+                qk_avx2_requantize16_store(_mm256_add_epi32(_mm256_srai_epi32(y0[q], 2), bias0),
+                                           _mm256_add_epi32(_mm256_srai_epi32(y1[q], 2), bias1), multiplier0, multiplier1,
+                                           below_one, out);
+            }
+        }
+        return;
+    }
     for (int j = 0; j < blocks; j++) {
         const int32_t o = (call->first_block + j) * WG_LANES;
         const int32_t valid = geo->out_per_group - o;
