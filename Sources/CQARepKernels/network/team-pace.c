@@ -3,8 +3,9 @@
 // others then wait for at the step's barrier, and its team cannot leave the run (OpenMP's join) until it
 // runs again. Claiming (team-sync.c) moves the items it has not started; these waits remain, and made two
 // threads slower than one (docs/performance.md, "Under load"). So a session that sees a member keep the
-// others waiting runs on one thread for a while, and the kernel moves that lone thread to the free core;
-// then it tries the whole team again, for twice as long each time the load is still there.
+// others waiting runs a loaded period: on one thread (which the kernel may move to the free core) or in
+// rescue mode (team-rescue.h, where nobody waits), whichever it measures faster; then it tries the whole
+// team again, for twice as long each time the load is still there.
 // Runs of at least as many images as threads are left alone: each thread takes whole images, and a late one
 // simply takes fewer.
 #include "network/team-pace.h"
