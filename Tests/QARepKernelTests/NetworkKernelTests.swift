@@ -352,6 +352,49 @@ final class NetworkKernelTests: XCTestCase {
         XCTAssertGreaterThan(rescuedPaths, 0, "no SIMD path on this CPU to exercise")
     }
 
+    /// A team with as many threads as the caller may use CPUs binds each worker to a CPU of its own, none to
+    /// the caller's, in layer-by-layer and image-per-thread runs and in rescue mode alike; a larger team, or
+    /// QAREP_BIND_THREADS=0, binds nobody. The bytes are the oracle's either way.
+    func testATeamAsLargeAsTheCPUsBindsItsWorkersToCPUsOfTheirOwn() {
+        let threads = qk_testing_binding_threads()
+        guard threads >= 2 else {
+            print("not run: thread binding (this process may use \(threads) CPU(s), or binding is off here)")
+            return
+        }
+        var rng = SeededGenerator(seed: Self.baseSeed &+ 325)
+        let net = NetworkCase.random(inH: 12, inW: 10, layers: [(16, 2, 1), (24, 1, 1), (32, 1, 2)], classes: 7, &rng)
+        let batch = Int(threads)
+        let images = withGarbageSlack(rng.bytes(batch * net.imageBytes), &rng)
+        guard let path = allPaths.first(where: { qk_path_supported($0) != 0 && $0 != QK_PATH_SCALAR }) else {
+            XCTFail("no SIMD path on this CPU to exercise")
+            return
+        }
+        defer { qk_testing_force_rescue(0) }
+        let checked: Void? = withNetwork(net, path: path) { network in
+            var history = qk_team_history()
+            defer { qk_team_history_release(&history) }
+            for (images: count, team, rescue, bindingOff) in [(1, threads, false, false), (batch, threads, false, false),
+                                                              (1, threads, true, false), (1, threads + 1, false, false),
+                                                              (1, threads, false, true)] {
+                let expected = perLayerScalar(net, images: images, batch: count)
+                qk_testing_force_rescue(rescue ? 1 : 0)
+                if bindingOff { setenv("QAREP_BIND_THREADS", "0", 1) }
+                _ = qk_testing_bound_cpus()
+                let run = runNetwork(network, net, path: path, images: images, batch: count, threads: team,
+                                     inputInPing: false, history: &history)
+                let bound = qk_testing_bound_cpus()
+                if bindingOff { unsetenv("QAREP_BIND_THREADS") }
+                let label = "batch \(count) x\(team)\(rescue ? " rescue" : "")\(bindingOff ? " QAREP_BIND_THREADS=0" : "")"
+                XCTAssertEqual(run.status, QK_OK, label)
+                XCTAssertTrue(run.fencesIntact, label)
+                XCTAssertTrue(run.result.logits == expected.logits, "\(label): logits differ")
+                let expectedBound = team == threads && !bindingOff ? Int(threads) - 1 : 0
+                XCTAssertEqual(bound.nonzeroBitCount, expectedBound, "\(label): CPUs bound \(String(bound, radix: 2))")
+            }
+        }
+        XCTAssertNotNil(checked)
+    }
+
     /// A loaded period times rescue mode and one thread (a few runs each, the first of each not counted),
     /// then keeps to whichever took less per image.
     func testALoadedPeriodKeepsTheFasterOfRescueAndSolo() {
@@ -389,7 +432,8 @@ final class NetworkKernelTests: XCTestCase {
     }
 
     /// After a first team run that is not judged, a member late at a barrier twice in a row makes the next
-    /// layer-by-layer runs of that history go on one thread for a while (twice as long if it is late again),
+    /// layer-by-layer runs of that history go on one thread for a while (twice as long, and its timings kept,
+    /// if the first team run after it is late again),
     /// and a run that keeps pace ends the doubling; runs of at least as many images as threads are not
     /// judged. Every run gives the same bytes.
     func testALateMemberShrinksTheTeamForAWhile() {
@@ -437,6 +481,7 @@ final class NetworkKernelTests: XCTestCase {
                 run(batch: 1, lateMember: 0)
                 XCTAssertEqual(history.late_runs, 3)
                 XCTAssertEqual(history.solo_length, 0.5, "\(pathName(path)): still late, the period doubles")
+                XCTAssertEqual(history.loaded_runs.2, 1, "\(pathName(path)): a period that goes on keeps what the last one measured")
                 // On a loaded machine (or under TSan) a run without the hook can be late for real: up to 50 tries.
                 for _ in 0..<50 where history.solo_length != 0 {
                     history.solo_until = 0

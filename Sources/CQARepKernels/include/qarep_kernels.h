@@ -225,6 +225,12 @@ int64_t qk_testing_redone_items(void);
 void qk_testing_force_rescue(int on);
 // Runs made in rescue mode, by any session, since the last call.
 int64_t qk_testing_rescue_runs(void);
+// The team size whose runs bind their workers to CPUs (network/team-binding.h): the CPUs the calling thread
+// may use; 0 where runs are never bound (not Linux, more than 64 CPUs, OMP_PROC_BIND and the like set, or
+// QAREP_BIND_THREADS=0).
+int32_t qk_testing_binding_threads(void);
+// The CPUs workers were bound to in runs since the last call (bit n: CPU n).
+uint64_t qk_testing_bound_cpus(void);
 // Packs and unpacks OIHW weights in the blocked layout with a synthetic geometry (lanes up to 32, chunk
 // depth up to 8, with or without a per-block trailer of weight sums), so that geometries no path in the
 // table uses yet are exercised; 1 when unpacking gives the weights back and every trailer is right.

@@ -3,6 +3,7 @@
 // Swift in between. Here the team stays together and the steps are separated by the barriers that end
 // each step's shared loop, which the data dependencies between layers need anyway.
 #include "network/network.h"
+#include "network/team-binding.h"
 #include "network/team-pace.h"
 #include "network/team-rescue.h"
 #include "network/team-sync.h"
@@ -409,8 +410,14 @@ qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const u
     qk_team_work work = {NULL};
     if (threads > 1 && !rescued) work.counters = aligned_alloc(64, (size_t)2 * (size_t)threads * sizeof(qk_team_counter));
     if (work.counters != NULL) memset(work.counters, 0, (size_t)2 * (size_t)threads * sizeof(qk_team_counter));
+    qk_team_binding binding;
+    qk_team_binding_plan(&binding, threads);
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
+        qk_team_bind(&binding);
+        // Judging the run (team-pace.c): how long this member is kept off its core.
+        const bool judged = history != NULL && work.counters != NULL;
+        const double wall_start = judged ? qk_monotonic_seconds() : 0.0, cpu_start = judged ? qk_thread_cpu_seconds() : 0.0;
         // Rescue mode needs no roll call: a member that starts late (off its core when the region opens)
         // finds its part done by the others, so nobody waits for it here either.
         qk_team team;
@@ -467,17 +474,31 @@ qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const u
                 if (timer.clock != NULL)
                     for (int32_t s = 1; s < layers + 3; s++) timer.clock[s] += timer.clock[s - 1];
             }
+            if (judged) {
+                qk_team_counter *mine = &work.counters[team.member];
+                mine->finished = qk_monotonic_seconds();
+                mine->off_core = (mine->finished - wall_start) - (qk_thread_cpu_seconds() - cpu_start);
+            }
         }
     }
+    qk_team_binding_end(&binding);
     if (rescued) {
         history->rescue_runs++;
         atomic_fetch_add_explicit(&rescue_runs, 1, memory_order_relaxed);
     }
     if (mode != QK_PACE_TEAM) qk_team_pace_record_loaded(history, mode, qk_monotonic_seconds() - started, batch);
-    if (alone_images == 0 && work.counters != NULL) {
-        double longest_wait = 0.0;
-        for (int32_t m = 0; m < threads; m++)
-            if (work.counters[m].longest_wait > longest_wait) longest_wait = work.counters[m].longest_wait;
+    if (alone_images == 0 && work.counters != NULL && history != NULL) {
+        // Held up: the longest wait at a step's barrier or at the join (from the first member to finish), or
+        // the longest any member was off its core.
+        double longest_wait = 0.0, first_finished = work.counters[0].finished;
+        for (int32_t m = 0; m < threads; m++) {
+            const qk_team_counter *counter = &work.counters[m];
+            if (counter->longest_wait > longest_wait) longest_wait = counter->longest_wait;
+            if (counter->off_core > longest_wait) longest_wait = counter->off_core;
+            if (counter->finished < first_finished) first_finished = counter->finished;
+        }
+        const double join_wait = qk_monotonic_seconds() - first_finished;
+        if (join_wait > longest_wait) longest_wait = join_wait;
         qk_team_pace_record(history, threads, longest_wait);
     }
     free(work.counters);

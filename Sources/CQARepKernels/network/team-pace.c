@@ -75,14 +75,19 @@ void qk_team_pace_record(qk_team_history *history, int32_t threads, double longe
         return;
     }
     history->late_runs++;
-    if (++history->late_in_a_row < QK_LATE_RUNS_FOR_SOLO) return;
-    double length = history->solo_length > 0.0 ? 2.0 * history->solo_length : QK_SOLO_FIRST_SECONDS;
+    // Right after a loaded period (no team run has kept pace since), one late run says the load is still
+    // there: two more would cost the time of two held-up runs each period.
+    const bool load_went_on = history->solo_length > 0.0;
+    if (++history->late_in_a_row < (load_went_on ? 1 : QK_LATE_RUNS_FOR_SOLO)) return;
+    double length = load_went_on ? 2.0 * history->solo_length : QK_SOLO_FIRST_SECONDS;
     if (length > QK_SOLO_LONGEST_SECONDS) length = QK_SOLO_LONGEST_SECONDS;
     history->solo_length = length;
     history->solo_until = qk_monotonic_seconds() + length;
-    // Each loaded period measures its modes afresh: the load may have changed.
-    for (int m = 0; m < 3; m++) {
-        history->loaded_runs[m] = 0;
-        history->loaded_seconds[m] = 0.0;
-    }
+    // A new bout of load measures its modes afresh (it may not be the last one's); a period that continues
+    // one keeps what the last period measured, and adds to it.
+    if (!load_went_on)
+        for (int m = 0; m < 3; m++) {
+            history->loaded_runs[m] = 0;
+            history->loaded_seconds[m] = 0.0;
+        }
 }

@@ -9,6 +9,12 @@ double qk_monotonic_seconds(void) {
     return (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
 }
 
+double qk_thread_cpu_seconds(void) {
+    struct timespec now;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now) != 0) return 0.0;
+    return (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
+}
+
 static _Atomic int32_t straggler_member = -1, straggler_microseconds = 0;
 static _Atomic int64_t taken_over_items = 0;
 

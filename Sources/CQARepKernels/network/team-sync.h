@@ -20,6 +20,13 @@ typedef struct qk_team_counter {
     // In the first set only: the longest this member waited at a step's barrier in this run (seconds),
     // written by the member alone and read after the region (network/team-pace.c).
     double longest_wait;
+    // In the first set only: when this member left its last step; the caller's wait in OpenMP's join, from
+    // the earliest of these, counts as a wait too (a member off its core there held the run up as long).
+    double finished;
+    // In the first set only: how long this member was off its core during the run (its wall time less its
+    // thread's CPU time; members spin, never sleep, in a run). Another process that shares the core slows the
+    // member evenly, with no long wait at any one barrier, and this still sees it.
+    double off_core;
 } qk_team_counter;
 
 typedef struct qk_team_work {
@@ -27,6 +34,8 @@ typedef struct qk_team_work {
 } qk_team_work;
 
 double qk_monotonic_seconds(void);
+// CPU time of the calling thread, in seconds.
+double qk_thread_cpu_seconds(void);
 // A test's late member (qk_testing_set_straggler) sleeps here; others return at once.
 void qk_team_straggle(const qk_team *team);
 
