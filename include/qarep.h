@@ -133,7 +133,12 @@ typedef struct qarep_session_options {
                               many images runs image by image, one image per thread at a time; a smaller
                               batch runs layer by layer with all threads, or, for a while after one of
                               them was kept off its core long enough to hold the others up (another
-                              process on that core), with one. Results are the same bytes either way. */
+                              process on that core), with one. Results are the same bytes either way.
+                              On Linux, when it equals the CPUs the calling thread may use, each OpenMP
+                              worker is bound to one CPU other than the caller's (the caller is not bound),
+                              as OMP_PROC_BIND would, and stays bound after the run; setting
+                              QAREP_BIND_THREADS=0, or any of OMP_PROC_BIND, OMP_PLACES, KMP_AFFINITY and
+                              GOMP_CPU_AFFINITY, leaves affinity alone. */
     int32_t max_batch;     /* largest batch a run may take, >= 1; sizes the workspace */
     qarep_kernel kernel;   /* QAREP_KERNEL_AUTO unless a test or benchmark forces a path */
 } qarep_session_options;
