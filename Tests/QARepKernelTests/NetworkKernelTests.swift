@@ -396,7 +396,8 @@ final class NetworkKernelTests: XCTestCase {
     }
 
     /// A loaded period times rescue mode and one thread (a few runs each, the first of each not counted),
-    /// then keeps to whichever took less per image.
+    /// then keeps to whichever took less per image; a period that goes on keeps those timings but times the
+    /// slower mode twice more.
     func testALoadedPeriodKeepsTheFasterOfRescueAndSolo() {
         var rng = SeededGenerator(seed: Self.baseSeed &+ 330)
         let net = NetworkCase.random(inH: 12, inW: 10, layers: [(16, 2, 1), (24, 1, 1)], classes: 5, &rng)
@@ -427,6 +428,23 @@ final class NetworkKernelTests: XCTestCase {
             XCTAssertEqual(run(), 1, "\(pathName(path)): rescue mode was faster")
             history.loaded_seconds.2 = 100.0
             XCTAssertEqual(run(), 0, "\(pathName(path)): one thread was faster")
+            // The period ends, and the first team run after it is late: the next period starts at once and keeps
+            // these timings, but times the slower mode twice more, its earlier runs weighing as one.
+            history.solo_until = 0
+            history.solo_length = 0.25
+            history.team_runs = 1
+            history.late_runs = 0
+            history.loaded_runs = (0, 4, 4)
+            history.loaded_seconds = (0, 3.0, 6.0)  // one thread 1 s per counted run, rescue mode 2 s
+            qk_testing_set_straggler(1, 2000)
+            defer { qk_testing_set_straggler(-1, 0) }
+            XCTAssertEqual(run(), 0, "\(pathName(path)): a team run")
+            XCTAssertEqual(history.late_runs, 1)
+            XCTAssertEqual(history.solo_length, 0.5, "one late run after a loaded period starts the next")
+            XCTAssertEqual(history.loaded_runs.1, 4, "the faster mode keeps its timings")
+            XCTAssertEqual(history.loaded_seconds.1, 3.0)
+            XCTAssertEqual(history.loaded_runs.2, 2, "the slower mode is timed twice more")
+            XCTAssertEqual(history.loaded_seconds.2, 2.0, "its earlier runs weigh as one")
         }
         XCTAssertNotNil(checked)
     }

@@ -83,11 +83,21 @@ void qk_team_pace_record(qk_team_history *history, int32_t threads, double longe
     if (length > QK_SOLO_LONGEST_SECONDS) length = QK_SOLO_LONGEST_SECONDS;
     history->solo_length = length;
     history->solo_until = qk_monotonic_seconds() + length;
-    // A new bout of load measures its modes afresh (it may not be the last one's); a period that continues
-    // one keeps what the last period measured, and adds to it.
-    if (!load_went_on)
+    // A new bout of load measures its modes afresh (it may not be the last one's). A period that continues
+    // one keeps what the last period measured, but times the slower mode twice more, its earlier runs then
+    // weighing as one, so that a choice made on unlucky runs does not last the whole bout.
+    if (!load_went_on) {
         for (int m = 0; m < 3; m++) {
             history->loaded_runs[m] = 0;
             history->loaded_seconds[m] = 0.0;
         }
+        return;
+    }
+    int32_t *runs = history->loaded_runs;
+    double *seconds = history->loaded_seconds;
+    if (runs[QK_PACE_SOLO] < 2 || runs[QK_PACE_RESCUE] < 2) return;
+    const int slower = seconds[QK_PACE_RESCUE] / (runs[QK_PACE_RESCUE] - 1) >= seconds[QK_PACE_SOLO] / (runs[QK_PACE_SOLO] - 1)
+                           ? QK_PACE_RESCUE : QK_PACE_SOLO;
+    seconds[slower] /= runs[slower] - 1;
+    runs[slower] = 2;
 }
