@@ -1,7 +1,7 @@
-// Keeping a team's members on distinct CPUs for the length of a run (docs/performance.md, "Under load").
-// When another process holds a core, the guest scheduler here (and any scheduler that packs threads) puts
-// both members on the free core, where they share it; bound one per CPU, the member on the busy core still
-// gets its share of that core, and rescue mode lets the other take over what it is late with.
+// Keeping a team's workers on CPUs of their own, none on the caller's (docs/performance.md, "Under load").
+// When another process holds a core, the guest scheduler here (and any scheduler that packs threads) often
+// put both members on the free core, where they shared it; bound one per CPU, the member on the busy core
+// still gets its share of that core, and rescue mode lets the other take over what it is late with.
 #ifndef QK_TEAM_BINDING_H
 #define QK_TEAM_BINDING_H
 
