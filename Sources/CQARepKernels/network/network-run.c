@@ -410,13 +410,13 @@ qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const u
     qk_team_work work = {NULL};
     if (threads > 1 && !rescued) work.counters = aligned_alloc(64, (size_t)2 * (size_t)threads * sizeof(qk_team_counter));
     if (work.counters != NULL) memset(work.counters, 0, (size_t)2 * (size_t)threads * sizeof(qk_team_counter));
+    // A layer-by-layer team run is judged afterwards (team-pace.c): how long members waited or were off core.
+    const bool judged = alone_images == 0 && work.counters != NULL && history != NULL;
     qk_team_binding binding;
     qk_team_binding_plan(&binding, threads);
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         qk_team_bind(&binding);
-        // Judging the run (team-pace.c): how long this member is kept off its core.
-        const bool judged = history != NULL && work.counters != NULL;
         const double wall_start = judged ? qk_monotonic_seconds() : 0.0, cpu_start = judged ? qk_thread_cpu_seconds() : 0.0;
         // Rescue mode needs no roll call: a member that starts late (off its core when the region opens)
         // finds its part done by the others, so nobody waits for it here either.
@@ -487,7 +487,7 @@ qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const u
         atomic_fetch_add_explicit(&rescue_runs, 1, memory_order_relaxed);
     }
     if (mode != QK_PACE_TEAM) qk_team_pace_record_loaded(history, mode, qk_monotonic_seconds() - started, batch);
-    if (alone_images == 0 && work.counters != NULL && history != NULL) {
+    if (judged) {
         // Held up: the longest wait at a step's barrier or at the join (from the first member to finish), or
         // the longest any member was off its core.
         double longest_wait = 0.0, first_finished = work.counters[0].finished;

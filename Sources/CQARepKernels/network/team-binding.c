@@ -39,6 +39,16 @@ static bool take(qk_team_binding *binding, int cpu) {
 static _Thread_local bool is_caller;
 static _Thread_local int bound_to = -1;
 
+// The CPUs the calling thread may use, into `set`, and those of them below 64 as a mask; false if that
+// cannot be read.
+static bool caller_cpus(cpu_set_t *set, uint64_t *below_64) {
+    if (sched_getaffinity(0, sizeof *set, set) != 0) return false;
+    *below_64 = 0;
+    for (int cpu = 0; cpu < 64; cpu++)
+        if (CPU_ISSET(cpu, set)) *below_64 |= UINT64_C(1) << cpu;
+    return true;
+}
+
 void qk_team_binding_plan(qk_team_binding *binding, int32_t threads) {
     binding->active = false;
     binding->allowed = 0;
@@ -46,11 +56,10 @@ void qk_team_binding_plan(qk_team_binding *binding, int32_t threads) {
     binding->has_caller_cpus = false;
     if (threads < 2) return;
     cpu_set_t *set = (cpu_set_t *)binding->caller_cpus;
-    binding->has_caller_cpus = sched_getaffinity(0, sizeof *set, set) == 0;
-    if (!binding->has_caller_cpus || threads > 64 || CPU_COUNT(set) != threads || !binding_wanted()) return;
-    for (int cpu = 0; cpu < 64; cpu++)
-        if (CPU_ISSET(cpu, set)) binding->allowed |= UINT64_C(1) << cpu;
-    if (__builtin_popcountll(binding->allowed) != threads) return;
+    binding->has_caller_cpus = caller_cpus(set, &binding->allowed);
+    if (!binding->has_caller_cpus || CPU_COUNT(set) != threads || __builtin_popcountll(binding->allowed) != threads ||
+        !binding_wanted())
+        return;
     // The caller's CPU is the one no worker takes.
     if (!take(binding, sched_getcpu())) return;
     binding->active = true;
@@ -88,9 +97,8 @@ void qk_team_binding_end(const qk_team_binding *binding) {
 
 int32_t qk_testing_binding_threads(void) {
     cpu_set_t set;
-    if (!binding_wanted() || sched_getaffinity(0, sizeof set, &set) != 0) return 0;
-    for (int cpu = 64; cpu < CPU_SETSIZE; cpu++)
-        if (CPU_ISSET(cpu, &set)) return 0;
+    uint64_t below_64;
+    if (!binding_wanted() || !caller_cpus(&set, &below_64) || __builtin_popcountll(below_64) != CPU_COUNT(&set)) return 0;
     return CPU_COUNT(&set);
 }
 

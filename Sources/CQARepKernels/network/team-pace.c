@@ -41,6 +41,11 @@ static void park_idle_workers(int32_t threads) {
 // counted (it touches rescue mode's memory first, or has libomp's workers still spinning).
 #define QK_LOADED_TRIAL_RUNS 4
 
+// Seconds per image of a mode's counted runs in this loaded period.
+static double loaded_mean(const qk_team_history *history, qk_pace_mode mode) {
+    return history->loaded_seconds[mode] / (history->loaded_runs[mode] - 1);
+}
+
 qk_pace_mode qk_team_pace_mode(qk_team_history *history, int32_t threads, bool rescue_possible) {
     if (history == NULL || threads < 2 || qk_monotonic_seconds() >= history->solo_until) return QK_PACE_TEAM;
     qk_pace_mode mode = QK_PACE_SOLO;
@@ -48,9 +53,7 @@ qk_pace_mode qk_team_pace_mode(qk_team_history *history, int32_t threads, bool r
         const int32_t *runs = history->loaded_runs;
         if (runs[QK_PACE_RESCUE] < QK_LOADED_TRIAL_RUNS) mode = QK_PACE_RESCUE;
         else if (runs[QK_PACE_SOLO] < QK_LOADED_TRIAL_RUNS) mode = QK_PACE_SOLO;
-        else mode = history->loaded_seconds[QK_PACE_RESCUE] / (runs[QK_PACE_RESCUE] - 1) <
-                            history->loaded_seconds[QK_PACE_SOLO] / (runs[QK_PACE_SOLO] - 1)
-                        ? QK_PACE_RESCUE : QK_PACE_SOLO;
+        else mode = loaded_mean(history, QK_PACE_RESCUE) < loaded_mean(history, QK_PACE_SOLO) ? QK_PACE_RESCUE : QK_PACE_SOLO;
     }
     // Alone after a team or rescue run: libomp's idle workers would spin beside the lone thread.
     if (mode == QK_PACE_SOLO && history->last_mode != QK_PACE_SOLO) park_idle_workers(threads);
@@ -93,11 +96,9 @@ void qk_team_pace_record(qk_team_history *history, int32_t threads, double longe
         }
         return;
     }
-    int32_t *runs = history->loaded_runs;
-    double *seconds = history->loaded_seconds;
-    if (runs[QK_PACE_SOLO] < 2 || runs[QK_PACE_RESCUE] < 2) return;
-    const int slower = seconds[QK_PACE_RESCUE] / (runs[QK_PACE_RESCUE] - 1) >= seconds[QK_PACE_SOLO] / (runs[QK_PACE_SOLO] - 1)
-                           ? QK_PACE_RESCUE : QK_PACE_SOLO;
-    seconds[slower] /= runs[slower] - 1;
-    runs[slower] = 2;
+    if (history->loaded_runs[QK_PACE_SOLO] < 2 || history->loaded_runs[QK_PACE_RESCUE] < 2) return;
+    const qk_pace_mode slower =
+        loaded_mean(history, QK_PACE_RESCUE) >= loaded_mean(history, QK_PACE_SOLO) ? QK_PACE_RESCUE : QK_PACE_SOLO;
+    history->loaded_seconds[slower] = loaded_mean(history, slower);
+    history->loaded_runs[slower] = 2;
 }
