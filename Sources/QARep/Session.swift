@@ -38,14 +38,15 @@ public final class Session {
     private let running = Atomic<Bool>(false)
     /// How the team kept pace in recent runs: after a member was late (another process on its core), runs
     /// of fewer images than threads use one thread or rescue mode for a while, and the history holds rescue
-    /// mode's buffers (Sources/CQARepKernels/network/team-pace.c, team-rescue.h).
+    /// mode's threads and buffers (Sources/CQARepKernels/network/team-pace.c, team-rescue.h, team-crew.h).
     private var history = qk_team_history()
     /// Images in the last successful run; nil before one (and after a failed run).
     public private(set) var lastBatch: Int? = nil
     /// Bytes of memory the session holds for its runs (input, activations, pooled features, logits, the
     /// kernels' scratch of each thread), all allocated when it is created: a run allocates nothing but a few bytes of work counters per thread.
-    /// The packed weights belong to the model and are not counted; nor are rescue mode's buffers, allocated
-    /// once if load makes a team with more threads than images late (see `qarep_session_workspace_bytes`).
+    /// The packed weights belong to the model and are not counted; nor are rescue mode's threads and
+    /// buffers, made once if load makes a team with more threads than images late (see
+    /// `qarep_session_workspace_bytes`).
     public let workspaceBytes: Int
 
     /// A workspace for `model`.

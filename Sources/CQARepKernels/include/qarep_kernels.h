@@ -200,11 +200,12 @@ typedef struct qk_team_history {
     int32_t loaded_runs[3];
     double loaded_seconds[3];
     int32_t last_mode;
-    void *rescue_memory;    // rescue mode's buffers, allocated at its first run (owned by the history)
-    size_t rescue_bytes;
+    // Rescue mode's partner threads and their runs' buffers (network/team-crew.h), made at its first run.
+    struct qk_crew *crew;
 } qk_team_history;
 
-// Frees what the history holds (rescue mode's buffers) and zeroes it; NULL is ignored.
+// Waits for rescue mode's partners to leave their runs, frees what the history holds and zeroes it; NULL is
+// ignored.
 void qk_team_history_release(qk_team_history *history);
 
 // qk_network_run with a history (NULL: none, the team as asked); results are the same bytes either way.
@@ -225,6 +226,11 @@ int64_t qk_testing_redone_items(void);
 void qk_testing_force_rescue(int on);
 // Runs made in rescue mode, by any session, since the last call.
 int64_t qk_testing_rescue_runs(void);
+// Rescue mode's partners still inside a run of this history (one returned without waiting for them).
+int32_t qk_testing_partners_inside(const qk_team_history *history);
+// Rescue-mode runs start once every partner has entered the run, all members at once (1), so that each takes
+// part from the start; or the caller starts at once and partners join as they come (0, the default).
+void qk_testing_crew_roll_call(int on);
 // The team size whose runs bind their workers to CPUs (network/team-binding.h): the CPUs the calling thread
 // may use; 0 where runs are never bound (not Linux, more than 64 CPUs, OMP_PROC_BIND and the like set, or
 // QAREP_BIND_THREADS=0).

@@ -4,10 +4,12 @@
 // each step's shared loop, which the data dependencies between layers need anyway.
 #include "network/network.h"
 #include "network/team-binding.h"
+#include "network/team-crew.h"
 #include "network/team-pace.h"
 #include "network/team-rescue.h"
 #include "network/team-sync.h"
 
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -161,16 +163,36 @@ static void run_features(const qk_path_config *path, const qk_network *network, 
     step_done(timer, layers);
 }
 
-// ---- Rescue mode (network/team-rescue.h) ----
+// ---- Rescue mode (network/team-rescue.h, run by a crew: network/team-crew.h) ----
 
-// Where rescue mode's arrays and buffers lie in the history's memory, each 64-byte aligned: per item of a
-// step, per step, per member, the team's buffers, and each member's own conv output, pooled and logits.
+// Where a set's arrays and buffers lie in its memory, each 64-byte aligned: the job, per item of a step, per
+// step, per member, the team's buffers, each member's own conv output, pooled and logits, the input's copy,
+// the pooled features, and each member's kernel scratch.
 typedef struct rescue_layout {
     int64_t capacity;
     int32_t steps, buffers;
-    size_t buffer_bytes, pooled_bytes, logits_bytes;
-    size_t state, since, next, done, output, members, shared, own, own_pooled, own_logits, total;
+    size_t buffer_bytes, pooled_bytes, logits_bytes, input_bytes;
+    size_t state, since, next, done, output, members, shared, own, own_pooled, own_logits, input, pooled, scratch, total;
 } rescue_layout;
+
+// What a rescue-mode run's members share, at the start of its set's memory: everything a member reads or
+// writes is in the set, or is the network, or is the caller's logits (only ever committed to, which ends
+// before the caller returns), so a partner that wakes up after the caller has returned touches nothing the
+// caller goes on with.
+typedef struct rescue_job {
+    const qk_path_config *path;
+    const qk_network *network;
+    int32_t batch, threads;
+    float *logits;
+    size_t scratch_bytes;  // each member's kernel scratch
+    // Tests (qk_testing_crew_roll_call): the run starts once every partner has arrived, all members at once.
+    bool roll_call;
+    _Atomic int32_t arrived;
+    _Atomic bool go;
+    qk_team_binding binding;
+    rescue_layout lay;
+    qk_rescue rescue;
+} rescue_job;
 
 static size_t carve(size_t *at, size_t bytes) {
     const size_t start = *at;
@@ -178,7 +200,7 @@ static size_t carve(size_t *at, size_t bytes) {
     return start;
 }
 
-static rescue_layout rescue_layout_of(const qk_network *network, int32_t batch, int32_t threads) {
+static rescue_layout rescue_layout_of(const qk_network *network, int32_t batch, int32_t threads, size_t scratch_bytes) {
     rescue_layout lay;
     // Every step's items are fewer than its output values over the rows (a band is at least a row, a part at
     // least a channel): the bound the claiming relies on (qk_rescue_claim_begin).
@@ -196,7 +218,9 @@ static rescue_layout rescue_layout_of(const qk_network *network, int32_t batch, 
     lay.buffer_bytes = (size_t)batch * ((ping > pong ? ping : pong) + QK_EXTRA_BYTES) + QK_EXTRA_BYTES;
     lay.pooled_bytes = (size_t)batch * (size_t)last_c + QK_EXTRA_BYTES;
     lay.logits_bytes = (size_t)batch * (size_t)network->classes * sizeof(float);
+    lay.input_bytes = (size_t)batch * input_bytes(&network->convs[0].shape);
     size_t at = 0;
+    carve(&at, sizeof(rescue_job));
     lay.state = carve(&at, (size_t)lay.capacity * sizeof(uint32_t));
     lay.since = carve(&at, (size_t)lay.capacity * sizeof(uint32_t));
     lay.next = carve(&at, (size_t)lay.steps * QK_RESCUE_MAX_BUFFERS * sizeof(int64_t));
@@ -207,6 +231,9 @@ static rescue_layout rescue_layout_of(const qk_network *network, int32_t batch, 
     lay.own = carve(&at, (size_t)threads * ((lay.buffer_bytes + 63) & ~(size_t)63));
     lay.own_pooled = carve(&at, (size_t)threads * ((lay.pooled_bytes + 63) & ~(size_t)63));
     lay.own_logits = carve(&at, (size_t)threads * ((lay.logits_bytes + 63) & ~(size_t)63));
+    lay.input = carve(&at, lay.input_bytes + QK_EXTRA_BYTES);
+    lay.pooled = carve(&at, lay.pooled_bytes);
+    lay.scratch = carve(&at, (size_t)threads * ((scratch_bytes + 63) & ~(size_t)63));
     lay.total = at;
     return lay;
 }
@@ -215,8 +242,12 @@ static uint8_t *rescue_buffer(uint8_t *base, size_t offset, size_t bytes, int32_
     return base + offset + (size_t)index * ((bytes + 63) & ~(size_t)63);
 }
 
-static _Atomic bool rescue_forced = false;
+static _Atomic bool rescue_forced = false, roll_call = false;
 static _Atomic int64_t rescue_runs = 0;
+
+void qk_testing_crew_roll_call(int on) {
+    atomic_store(&roll_call, on != 0);
+}
 
 int64_t qk_testing_rescue_runs(void) {
     return atomic_exchange(&rescue_runs, 0);
@@ -226,41 +257,67 @@ void qk_testing_force_rescue(int on) {
     atomic_store(&rescue_forced, on != 0);
 }
 
-// Whether rescue mode can run this team: a history to hold its memory, kernels that claim items, a team
-// its buffers can serve.
+int32_t qk_testing_partners_inside(const qk_team_history *history) {
+    return history != NULL && history->crew != NULL ? qk_crew_partners_inside(history->crew) : 0;
+}
+
+// Whether rescue mode can run this team: a history to hold its crew, kernels that claim items, a team its
+// buffers can serve.
 static bool rescue_possible(const qk_team_history *history, const qk_network *network, int32_t threads) {
     return history != NULL && network->config->ops->claims_items && threads + 1 <= QK_RESCUE_MAX_BUFFERS;
 }
 
-// Sets up `rescue` for a run in the history's memory (grown when this run needs more); false without memory.
-static bool prepare_rescue(qk_team_history *history, const qk_network *network, int32_t batch, int32_t threads,
-                           qk_rescue *rescue, rescue_layout *lay) {
-    *lay = rescue_layout_of(network, batch, threads);
-    if (history->rescue_bytes < lay->total) {
-        free(history->rescue_memory);
-        history->rescue_memory = aligned_alloc(64, lay->total);
-        history->rescue_bytes = history->rescue_memory != NULL ? lay->total : 0;
-        if (history->rescue_memory == NULL) return false;
+static void rescue_part(uint8_t *memory, int32_t member);
+
+// Sets up a rescue-mode run in a free set of the history's crew (made, or remade for another team size, here)
+// and posts it; NULL when there is no crew, set or memory for it (the caller then runs alone).
+static rescue_job *post_rescue(qk_team_history *history, const qk_path_config *path, const qk_network *network,
+                               int32_t batch, int32_t threads, const uint8_t *input, float *logits, int32_t *set) {
+    if (history->crew != NULL && qk_crew_partners(history->crew) != threads - 1) {
+        qk_crew_destroy(history->crew);
+        history->crew = NULL;
     }
-    uint8_t *base = history->rescue_memory;
-    rescue->state = (_Atomic uint32_t *)(base + lay->state);
-    rescue->since = (_Atomic uint32_t *)(base + lay->since);
-    rescue->capacity = lay->capacity;
-    rescue->next = (_Atomic int64_t *)(base + lay->next);
-    rescue->done = (_Atomic int64_t *)(base + lay->done);
-    rescue->output = (_Atomic int32_t *)(base + lay->output);
-    rescue->members = (qk_rescue_member *)(base + lay->members);
-    rescue->buffers = lay->buffers;
-    for (int64_t i = 0; i < lay->capacity; i++) atomic_init(&rescue->state[i], 0u);
-    for (int32_t s = 0; s < lay->steps; s++) {
+    if (history->crew == NULL) history->crew = qk_crew_create(threads - 1, rescue_part);
+    if (history->crew == NULL || (*set = qk_crew_claim_set(history->crew)) < 0) return NULL;
+    const size_t scratch_bytes = qk_network_thread_scratch(network);
+    const rescue_layout lay = rescue_layout_of(network, batch, threads, scratch_bytes);
+    uint8_t *base = qk_crew_set_memory(history->crew, *set, lay.total);
+    if (base == NULL) return NULL;
+    rescue_job *job = (rescue_job *)base;
+    *job = (rescue_job){.path = path, .network = network, .batch = batch, .threads = threads, .logits = logits,
+                        .scratch_bytes = scratch_bytes, .lay = lay};
+    qk_rescue *rescue = &job->rescue;
+    rescue->state = (_Atomic uint32_t *)(base + lay.state);
+    rescue->since = (_Atomic uint32_t *)(base + lay.since);
+    rescue->capacity = lay.capacity;
+    rescue->next = (_Atomic int64_t *)(base + lay.next);
+    rescue->done = (_Atomic int64_t *)(base + lay.done);
+    rescue->output = (_Atomic int32_t *)(base + lay.output);
+    rescue->members = (qk_rescue_member *)(base + lay.members);
+    rescue->buffers = lay.buffers;
+    for (int64_t i = 0; i < lay.capacity; i++) atomic_init(&rescue->state[i], 0u);
+    for (int32_t s = 0; s < lay.steps; s++) {
         for (int32_t m = 0; m < QK_RESCUE_MAX_BUFFERS; m++) atomic_init(&rescue->next[(size_t)s * QK_RESCUE_MAX_BUFFERS + (size_t)m], 0);
         atomic_init(&rescue->done[s], 0);
         atomic_init(&rescue->output[s], -1);
     }
     for (int32_t b = 0; b < QK_RESCUE_MAX_BUFFERS; b++) atomic_init(&rescue->readers[b], 0);
     memset(rescue->members, 0, (size_t)threads * sizeof(qk_rescue_member));
+    // The caller's input may change once it has returned; the kernels read its slack, which must be defined.
+    memcpy(base + lay.input, input, lay.input_bytes);
+    memset(base + lay.input + lay.input_bytes, 0, QK_EXTRA_BYTES);
+    job->roll_call = atomic_load_explicit(&roll_call, memory_order_relaxed);
+    atomic_init(&job->arrived, 0);
+    atomic_init(&job->go, false);
+    qk_team_binding_plan(&job->binding, threads);
     rescue->start = qk_monotonic_seconds();
-    return true;
+    qk_crew_post(history->crew, *set);
+    // (Yielding: with more threads than CPUs, a spinning caller would keep a partner from starting.)
+    if (job->roll_call) {
+        while (atomic_load(&job->arrived) < threads - 1) sched_yield();
+        atomic_store(&job->go, true);
+    }
+    return job;
 }
 
 // Pool and head steps: the whole batch as one item each (together a few percent of a run).
@@ -288,24 +345,31 @@ static void set_single_output(qk_rescue_member *me, uint8_t *own, uint8_t *share
 }
 
 // One member's part of a rescue-mode run: every step, none of which waits for another member.
-static void run_rescued(const qk_path_config *path, const qk_network *network, int32_t batch, const uint8_t *input,
-                        uint8_t *ping, uint8_t *pong, uint8_t *pooled, float *logits, int16_t *scratch, qk_team *team,
-                        step_timer *timer, const rescue_layout *lay) {
-    qk_rescue *rescue = team->rescue;
-    qk_rescue_member *me = &rescue->members[team->member];
-    uint8_t *base = (uint8_t *)rescue->members - lay->members;
+static void run_rescued(rescue_job *job, int32_t member, step_timer *timer) {
+    qk_rescue *rescue = &job->rescue;
+    const rescue_layout *lay = &job->lay;
+    const qk_network *network = job->network;
+    const qk_path_config *path = job->path;
+    const int32_t batch = job->batch;
+    qk_team team_of_member = {member, job->threads, NULL, 0, rescue};
+    qk_team *team = &team_of_member;
+    qk_rescue_member *me = &rescue->members[member];
+    uint8_t *base = (uint8_t *)job;
+    uint8_t *input = base + lay->input;
+    int16_t *scratch = job->scratch_bytes > 0 ? (int16_t *)rescue_buffer(base, lay->scratch, job->scratch_bytes, member) : NULL;
     const int32_t layers = network->conv_count;
     int32_t source = -1;
     for (int32_t i = 0; i < layers; i++) {
         team->step = i;
         const int32_t destination = qk_rescue_enter_step(rescue, i, source);
         const qk_conv_geometry geo = qk_conv_geometry_of(&network->convs[i].shape);
-        me->own = rescue_buffer(base, lay->own, lay->buffer_bytes, team->member);
+        me->own = rescue_buffer(base, lay->own, lay->buffer_bytes, member);
         me->shared = rescue_buffer(base, lay->shared, lay->buffer_bytes, destination);
         me->out_h = geo.out_h;
         me->out_w = geo.out_w;
         me->out_c = geo.out_c;
-        qk_conv_args args = conv_args(network, i, 0, batch, team->size, input, ping, pong, scratch);
+        // (ping and pong only place the input and output, both set here.)
+        qk_conv_args args = conv_args(network, i, 0, batch, team->size, input, me->own, me->own, scratch);
         if (i > 0) args.input = rescue_buffer(base, lay->shared, lay->buffer_bytes, source);
         args.output = me->own;
         path->ops->conv_share(path, &args, team);
@@ -313,11 +377,12 @@ static void run_rescued(const qk_path_config *path, const qk_network *network, i
         source = destination;
         step_done(timer, i);
     }
-    // Pool into the caller's `pooled` (only ever committed there, so never read while written), then the head.
+    // Pool into the set's pooled features (only ever committed there, so never read while written), then the head.
     const qk_conv_geometry last = qk_conv_geometry_of(&network->convs[layers - 1].shape);
     const qk_team solo = {0, 1, NULL, 0, NULL};
     const size_t pooled_bytes = (size_t)batch * (size_t)last.out_c;
-    uint8_t *own_pooled = rescue_buffer(base, lay->own_pooled, lay->pooled_bytes, team->member);
+    uint8_t *pooled = base + lay->pooled;
+    uint8_t *own_pooled = rescue_buffer(base, lay->own_pooled, lay->pooled_bytes, member);
     qk_item_claim claim;
     int64_t item;
     bool own;
@@ -332,7 +397,7 @@ static void run_rescued(const qk_path_config *path, const qk_network *network, i
     step_done(timer, layers);
     team->step = layers + 1;
     qk_rescue_enter_step(rescue, layers + 1, -1);
-    set_single_output(me, rescue_buffer(base, lay->own_logits, lay->logits_bytes, team->member), (uint8_t *)logits,
+    set_single_output(me, rescue_buffer(base, lay->own_logits, lay->logits_bytes, member), (uint8_t *)job->logits,
                       &lay->logits_bytes);
     qk_claim_begin(&claim, team, &lay->logits_bytes, single_share, single_region);
     while (qk_claim_next(&claim, team, &item, &own))
@@ -341,9 +406,40 @@ static void run_rescued(const qk_path_config *path, const qk_network *network, i
     step_done(timer, layers + 1);
 }
 
+// A partner's part (qk_crew_part_fn).
+static void rescue_part(uint8_t *memory, int32_t member) {
+    rescue_job *job = (rescue_job *)memory;
+    qk_team_bind(&job->binding);
+    if (job->roll_call) {
+        atomic_fetch_add(&job->arrived, 1);
+        while (!atomic_load(&job->go)) sched_yield();
+    }
+    step_timer none = {NULL, 0.0};
+    run_rescued(job, member, &none);
+}
+
+// The caller's part of a posted rescue-mode run, after which it leaves the run to its partners.
+static void run_rescue_mode(qk_team_history *history, rescue_job *job, int32_t set, uint8_t *pooled, double *step_clock) {
+    const int32_t layers = job->network->conv_count;
+    step_timer timer = {step_clock, 0.0};
+    if (timer.clock != NULL) {
+        for (int32_t s = 0; s < layers + 3; s++) timer.clock[s] = 0.0;
+        timer.clock[0] = timer.mark = qk_monotonic_seconds();
+    }
+    run_rescued(job, 0, &timer);
+    if (timer.clock != NULL)
+        for (int32_t s = 1; s < layers + 3; s++) timer.clock[s] += timer.clock[s - 1];
+    const qk_conv_geometry last = qk_conv_geometry_of(&job->network->convs[layers - 1].shape);
+    memcpy(pooled, (uint8_t *)job + job->lay.pooled, (size_t)job->batch * (size_t)last.out_c);
+    qk_crew_finish(history->crew, set);
+    qk_team_binding_end(&job->binding);
+    history->rescue_runs++;
+    atomic_fetch_add_explicit(&rescue_runs, 1, memory_order_relaxed);
+}
+
 void qk_team_history_release(qk_team_history *history) {
     if (history == NULL) return;
-    free(history->rescue_memory);
+    qk_crew_destroy(history->crew);
     memset(history, 0, sizeof *history);
 }
 
@@ -382,17 +478,28 @@ qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const u
     const int32_t alone_images = images_run_alone(batch, threads, input, ping);
     // Layer by layer, a late member holds the team up: rescue mode for a while after that, or one thread
     // where it cannot run (team-pace.c).
-    qk_rescue rescue;
-    rescue_layout lay;
     qk_pace_mode mode = QK_PACE_TEAM;
+    const double started = qk_monotonic_seconds();
     if (alone_images == 0 && threads > 1) {
         const bool possible = rescue_possible(history, network, threads);
-        mode = atomic_load(&rescue_forced) && possible ? QK_PACE_RESCUE : qk_team_pace_mode(history, threads, possible);
-        if (mode == QK_PACE_RESCUE && !prepare_rescue(history, network, batch, threads, &rescue, &lay)) mode = QK_PACE_SOLO;
+        if (atomic_load(&rescue_forced) && possible) {
+            mode = QK_PACE_RESCUE;
+            qk_team_pace_begin(history, mode, threads);
+        } else {
+            mode = qk_team_pace_mode(history, threads, possible);
+        }
+        if (mode == QK_PACE_RESCUE) {
+            int32_t set = -1;
+            rescue_job *job = post_rescue(history, path, network, batch, threads, input, logits, &set);
+            if (job != NULL) {
+                run_rescue_mode(history, job, set, pooled, step_clock);
+                qk_team_pace_record_loaded(history, mode, qk_monotonic_seconds() - started, batch);
+                return QK_OK;
+            }
+            mode = QK_PACE_SOLO;
+        }
         if (mode == QK_PACE_SOLO) threads = 1;
     }
-    const bool rescued = mode == QK_PACE_RESCUE;
-    const double started = qk_monotonic_seconds();
     const size_t ping_slot = qk_network_largest_in_ping(network) + QK_EXTRA_BYTES;
     const size_t pong_slot = qk_network_largest_in_pong(network) + QK_EXTRA_BYTES;
     const size_t image_bytes = input_bytes(&network->convs[0].shape);
@@ -408,7 +515,7 @@ qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const u
     // Claim counters, two sets of one per member, each on its own cache line; without them (no memory) the
     // members keep to their static shares.
     qk_team_work work = {NULL};
-    if (threads > 1 && !rescued) work.counters = aligned_alloc(64, (size_t)2 * (size_t)threads * sizeof(qk_team_counter));
+    if (threads > 1) work.counters = aligned_alloc(64, (size_t)2 * (size_t)threads * sizeof(qk_team_counter));
     if (work.counters != NULL) memset(work.counters, 0, (size_t)2 * (size_t)threads * sizeof(qk_team_counter));
     // A layer-by-layer team run is judged afterwards (team-pace.c): how long members waited or were off core.
     const bool judged = alone_images == 0 && work.counters != NULL && history != NULL;
@@ -418,18 +525,8 @@ qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const u
     {
         qk_team_bind(&binding);
         const double wall_start = judged ? qk_monotonic_seconds() : 0.0, cpu_start = judged ? qk_thread_cpu_seconds() : 0.0;
-        // Rescue mode needs no roll call: a member that starts late (off its core when the region opens)
-        // finds its part done by the others, so nobody waits for it here either.
-        qk_team team;
-        if (rescued) {
-            int32_t member;
-#pragma omp atomic capture
-            member = joined++;
-            team = (qk_team){member, threads, NULL, 0, &rescue};
-        } else {
-            team = qk_team_join(&joined);
-        }
-        team.work = rescued ? NULL : &work;
+        qk_team team = qk_team_join(&joined);
+        team.work = &work;
         int16_t *scratch = scratch_bytes > 0 ? (int16_t *)(thread_scratch + (size_t)team.member * scratch_bytes) : NULL;
         // Member 0 times the steps (of the images it runs alone, then of the rest and the fc head).
         step_timer timer = {team.member == 0 ? step_clock : NULL, 0.0};
@@ -437,55 +534,45 @@ qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const u
             for (int32_t s = 0; s < layers + 3; s++) timer.clock[s] = 0.0;
             timer.clock[0] = timer.mark = qk_monotonic_seconds();
         }
-        if (rescued) {
-            run_rescued(path, network, batch, input, ping, pong, pooled, logits, scratch, &team, &timer, &lay);
+        int32_t first_shared = 0;
+        if (alone_images > 0 && team.size > 1) {
+            for (;;) {
+                int32_t n;
+#pragma omp atomic capture
+                n = next_image++;
+                if (n >= alone_images) break;
+                qk_team solo = {0, 1, NULL, 0, NULL};
+                // The member's own slot for all its images: their activations die with the image, and a
+                // region the member wrote before is warm in its L2.
+                const size_t member = (size_t)team.member;
+                run_features(path, network, 1, input + (size_t)n * image_bytes, ping + member * ping_slot, pong + member * pong_slot,
+                             pooled + (size_t)n * (size_t)last.out_c, scratch, &solo, NULL, &timer);
+            }
+            first_shared = alone_images;
+#pragma omp barrier
+        }
+        if (first_shared < batch) {
+            const size_t shared = (size_t)first_shared;
+            run_features(path, network, batch - first_shared, input + (size_t)first_shared * image_bytes,
+                         ping + shared * ping_slot, pong + shared * pong_slot, pooled + (size_t)first_shared * (size_t)last.out_c,
+                         scratch, &team, &team, &timer);
+        }
+        qk_team_step_begin(&team);
+        path->ops->fc_share(path, batch, last.out_c, network->classes, network->fc_packed, network->fc_bias,
+                            network->fc_multiplier, pooled, logits, &team);
+        if (step_clock != NULL) {
+            qk_team_step_end(&team);
+            step_done(&timer, layers + 1);
             if (timer.clock != NULL)
                 for (int32_t s = 1; s < layers + 3; s++) timer.clock[s] += timer.clock[s - 1];
-        } else {
-            int32_t first_shared = 0;
-            if (alone_images > 0 && team.size > 1) {
-                for (;;) {
-                    int32_t n;
-#pragma omp atomic capture
-                    n = next_image++;
-                    if (n >= alone_images) break;
-                    qk_team solo = {0, 1, NULL, 0, NULL};
-                    // The member's own slot for all its images: their activations die with the image, and a
-                    // region the member wrote before is warm in its L2.
-                    const size_t member = (size_t)team.member;
-                    run_features(path, network, 1, input + (size_t)n * image_bytes, ping + member * ping_slot, pong + member * pong_slot,
-                                 pooled + (size_t)n * (size_t)last.out_c, scratch, &solo, NULL, &timer);
-                }
-                first_shared = alone_images;
-#pragma omp barrier
-            }
-            if (first_shared < batch) {
-                const size_t shared = (size_t)first_shared;
-                run_features(path, network, batch - first_shared, input + (size_t)first_shared * image_bytes,
-                             ping + shared * ping_slot, pong + shared * pong_slot, pooled + (size_t)first_shared * (size_t)last.out_c,
-                             scratch, &team, &team, &timer);
-            }
-            qk_team_step_begin(&team);
-            path->ops->fc_share(path, batch, last.out_c, network->classes, network->fc_packed, network->fc_bias,
-                                network->fc_multiplier, pooled, logits, &team);
-            if (step_clock != NULL) {
-                qk_team_step_end(&team);
-                step_done(&timer, layers + 1);
-                if (timer.clock != NULL)
-                    for (int32_t s = 1; s < layers + 3; s++) timer.clock[s] += timer.clock[s - 1];
-            }
-            if (judged) {
-                qk_team_counter *mine = &work.counters[team.member];
-                mine->finished = qk_monotonic_seconds();
-                mine->off_core = (mine->finished - wall_start) - (qk_thread_cpu_seconds() - cpu_start);
-            }
+        }
+        if (judged) {
+            qk_team_counter *mine = &work.counters[team.member];
+            mine->finished = qk_monotonic_seconds();
+            mine->off_core = (mine->finished - wall_start) - (qk_thread_cpu_seconds() - cpu_start);
         }
     }
     qk_team_binding_end(&binding);
-    if (rescued) {
-        history->rescue_runs++;
-        atomic_fetch_add_explicit(&rescue_runs, 1, memory_order_relaxed);
-    }
     if (mode != QK_PACE_TEAM) qk_team_pace_record_loaded(history, mode, qk_monotonic_seconds() - started, batch);
     if (judged) {
         // Held up: the longest wait at a step's barrier or at the join (from the first member to finish), or

@@ -47,7 +47,11 @@ static double loaded_mean(const qk_team_history *history, qk_pace_mode mode) {
 }
 
 qk_pace_mode qk_team_pace_mode(qk_team_history *history, int32_t threads, bool rescue_possible) {
-    if (history == NULL || threads < 2 || qk_monotonic_seconds() >= history->solo_until) return QK_PACE_TEAM;
+    if (history == NULL || threads < 2) return QK_PACE_TEAM;
+    if (qk_monotonic_seconds() >= history->solo_until) {
+        history->last_mode = QK_PACE_TEAM;
+        return QK_PACE_TEAM;
+    }
     qk_pace_mode mode = QK_PACE_SOLO;
     if (rescue_possible) {
         const int32_t *runs = history->loaded_runs;
@@ -55,10 +59,15 @@ qk_pace_mode qk_team_pace_mode(qk_team_history *history, int32_t threads, bool r
         else if (runs[QK_PACE_SOLO] < QK_LOADED_TRIAL_RUNS) mode = QK_PACE_SOLO;
         else mode = loaded_mean(history, QK_PACE_RESCUE) < loaded_mean(history, QK_PACE_SOLO) ? QK_PACE_RESCUE : QK_PACE_SOLO;
     }
-    // Alone after a team or rescue run: libomp's idle workers would spin beside the lone thread.
-    if (mode == QK_PACE_SOLO && history->last_mode != QK_PACE_SOLO) park_idle_workers(threads);
-    history->last_mode = mode;
+    qk_team_pace_begin(history, mode, threads);
     return mode;
+}
+
+void qk_team_pace_begin(qk_team_history *history, qk_pace_mode mode, int32_t threads) {
+    // Without the OpenMP team after a run with it: libomp's idle workers would spin beside the lone thread, or
+    // beside rescue mode's partners on the CPUs they are bound to.
+    if (mode != QK_PACE_TEAM && history->last_mode == QK_PACE_TEAM) park_idle_workers(threads);
+    history->last_mode = mode;
 }
 
 void qk_team_pace_record_loaded(qk_team_history *history, qk_pace_mode mode, double seconds, int32_t batch) {

@@ -12,6 +12,9 @@
 // this period (each is tried first). `rescue_possible`: the path and team allow rescue mode.
 typedef enum qk_pace_mode { QK_PACE_TEAM, QK_PACE_SOLO, QK_PACE_RESCUE } qk_pace_mode;
 qk_pace_mode qk_team_pace_mode(qk_team_history *history, int32_t threads, bool rescue_possible);
+// Before a run in `mode` that was not the pace's choice (a test or bench forcing rescue mode); the pace's
+// choice calls it itself.
+void qk_team_pace_begin(qk_team_history *history, qk_pace_mode mode, int32_t threads);
 // After a layer-by-layer team run on `threads` threads whose longest wait at a barrier was `longest_wait`
 // seconds.
 void qk_team_pace_record(qk_team_history *history, int32_t threads, double longest_wait);

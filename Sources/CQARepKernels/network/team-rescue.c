@@ -28,14 +28,6 @@ static uint32_t microseconds_since(const qk_rescue *rescue, double start) {
     return elapsed <= 0.0 ? 0u : (uint32_t)(elapsed * 1e6);
 }
 
-static inline void spin_pause(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 int32_t qk_rescue_enter_step(qk_rescue *rescue, int32_t step, int32_t input) {
     if (input >= 0) atomic_fetch_add(&rescue->readers[input], 1);
     for (;;) {
@@ -48,7 +40,7 @@ int32_t qk_rescue_enter_step(qk_rescue *rescue, int32_t step, int32_t input) {
             if (atomic_compare_exchange_strong(&rescue->output[step], &expected, b)) return b;
             break;  // another member chose first
         }
-        spin_pause();
+        qk_spin_pause();
     }
 }
 
@@ -161,6 +153,6 @@ bool qk_rescue_claim_next(qk_item_claim *claim, const qk_team *team, int64_t *it
             *own = false;
             return true;
         }
-        for (int spin = 0; spin < 16; spin++) spin_pause();
+        for (int spin = 0; spin < 16; spin++) qk_spin_pause();
     }
 }

@@ -6,7 +6,8 @@
 //   into the step's output; the first to commit wins, later ones are discarded;
 // - a step's output goes to one of the team's buffers that no member is still reading, so a late member
 //   that wakes up reads the same bytes it started with (its result is then discarded).
-// The team still meets at the end of the run (OpenMP's join).
+// Nor does the caller wait for a late member at the end: its partners are a crew of threads that need not
+// join it (team-crew.h).
 #ifndef QK_TEAM_RESCUE_H
 #define QK_TEAM_RESCUE_H
 

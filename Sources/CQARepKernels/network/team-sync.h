@@ -34,6 +34,14 @@ typedef struct qk_team_work {
 } qk_team_work;
 
 double qk_monotonic_seconds(void);
+// One step of a spin wait: the CPU's hint that this is one (frees the core's shared resources a little).
+static inline void qk_spin_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 // CPU time of the calling thread, in seconds.
 double qk_thread_cpu_seconds(void);
 // A test's late member (qk_testing_set_straggler) sleeps here; others return at once.

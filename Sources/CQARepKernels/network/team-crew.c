@@ -1,0 +1,176 @@
+// The crew (team-crew.h). A set changes hands through two words: the caller makes a set's `run` invalid and
+// then reads its `inside`; a partner counts itself `inside` and then reads `run`. Both sequentially
+// consistent, so either the partner sees the set withdrawn (and leaves without touching it) or the caller
+// sees the partner (and takes another set). Posting publishes the set's job with release order.
+#include "network/team-crew.h"
+#include "network/team-sync.h"
+#include "qarep_kernels.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+// A partner with nothing to do spins this long before it sleeps: in a loaded period runs follow each other
+// closely, and a sleeping partner costs each post a wake-up.
+#define QK_CREW_SPIN_SECONDS 1e-3
+
+typedef struct crew_set {
+    _Alignas(64) _Atomic uint64_t run;  // the run posted on the set; 0: none (withdrawn)
+    _Atomic int32_t inside;             // partners inside its run
+    _Atomic bool finished;              // the caller is done with its run
+    uint8_t *memory;
+    size_t bytes;
+} crew_set;
+
+typedef struct partner {
+    qk_crew *crew;
+    int32_t member;
+    pthread_t thread;
+} partner;
+
+struct qk_crew {
+    qk_crew_part_fn part;
+    int32_t partners, set_count;  // sets: one more than partners
+    partner *threads;
+    uint64_t runs;  // posted so far; the caller's alone
+    // The latest post: run << 3 | set. Partners wait for it to change.
+    _Alignas(64) _Atomic uint64_t posted;
+    _Atomic bool stopping;
+    _Atomic int32_t sleepers;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    crew_set sets[QK_CREW_MAX_PARTNERS + 1];
+};
+
+_Static_assert(QK_CREW_MAX_PARTNERS + 1 <= 8, "a set's index fits in the post's three low bits");
+
+// The next post after `seen`, or `seen` itself once the crew is stopping.
+static uint64_t wait_for_post(qk_crew *crew, uint64_t seen) {
+    const double until = qk_monotonic_seconds() + QK_CREW_SPIN_SECONDS;
+    for (int spins = 0;; spins++) {
+        const uint64_t posted = atomic_load_explicit(&crew->posted, memory_order_acquire);
+        if (posted != seen) return posted;
+        if (atomic_load_explicit(&crew->stopping, memory_order_relaxed)) return seen;
+        if (spins % 64 == 63 && qk_monotonic_seconds() >= until) break;
+        qk_spin_pause();
+    }
+    pthread_mutex_lock(&crew->lock);
+    atomic_fetch_add(&crew->sleepers, 1);
+    uint64_t posted;
+    while ((posted = atomic_load(&crew->posted)) == seen && !atomic_load(&crew->stopping))
+        pthread_cond_wait(&crew->wake, &crew->lock);
+    atomic_fetch_sub(&crew->sleepers, 1);
+    pthread_mutex_unlock(&crew->lock);
+    return posted;
+}
+
+static void *partner_main(void *argument) {
+    partner *self = argument;
+    qk_crew *crew = self->crew;
+    uint64_t seen = 0;
+    for (;;) {
+        const uint64_t posted = wait_for_post(crew, seen);
+        if (posted == seen) return NULL;  // stopping
+        seen = posted;
+        crew_set *set = &crew->sets[posted & 7];
+        atomic_fetch_add(&set->inside, 1);
+        if (atomic_load(&set->run) == posted >> 3 && !atomic_load(&set->finished)) crew->part(set->memory, self->member);
+        atomic_fetch_sub_explicit(&set->inside, 1, memory_order_release);
+    }
+}
+
+static void stop(qk_crew *crew, int32_t started) {
+    pthread_mutex_lock(&crew->lock);
+    atomic_store(&crew->stopping, true);
+    pthread_cond_broadcast(&crew->wake);
+    pthread_mutex_unlock(&crew->lock);
+    for (int32_t i = 0; i < started; i++) pthread_join(crew->threads[i].thread, NULL);
+}
+
+qk_crew *qk_crew_create(int32_t partners, qk_crew_part_fn part) {
+    if (partners < 1 || partners > QK_CREW_MAX_PARTNERS || part == NULL) return NULL;
+    qk_crew *crew = aligned_alloc(64, (sizeof(qk_crew) + 63) & ~(size_t)63);
+    if (crew == NULL) return NULL;
+    *crew = (qk_crew){.part = part, .partners = partners, .set_count = partners + 1};
+    crew->threads = calloc((size_t)partners, sizeof(partner));
+    if (crew->threads == NULL || pthread_mutex_init(&crew->lock, NULL) != 0) {
+        free(crew->threads);
+        free(crew);
+        return NULL;
+    }
+    if (pthread_cond_init(&crew->wake, NULL) != 0) {
+        pthread_mutex_destroy(&crew->lock);
+        free(crew->threads);
+        free(crew);
+        return NULL;
+    }
+    for (int32_t i = 0; i < partners; i++) {
+        crew->threads[i] = (partner){crew, i + 1, 0};
+        if (pthread_create(&crew->threads[i].thread, NULL, partner_main, &crew->threads[i]) != 0) {
+            stop(crew, i);
+            pthread_cond_destroy(&crew->wake);
+            pthread_mutex_destroy(&crew->lock);
+            free(crew->threads);
+            free(crew);
+            return NULL;
+        }
+    }
+    return crew;
+}
+
+void qk_crew_destroy(qk_crew *crew) {
+    if (crew == NULL) return;
+    stop(crew, crew->partners);
+    pthread_cond_destroy(&crew->wake);
+    pthread_mutex_destroy(&crew->lock);
+    for (int32_t s = 0; s < crew->set_count; s++) free(crew->sets[s].memory);
+    free(crew->threads);
+    free(crew);
+}
+
+int32_t qk_crew_partners(const qk_crew *crew) {
+    return crew->partners;
+}
+
+int32_t qk_crew_claim_set(qk_crew *crew) {
+    for (int32_t s = 0; s < crew->set_count; s++) {
+        crew_set *set = &crew->sets[s];
+        // Withdrawn first: a partner that enters from now on sees it and leaves. Its run, if any, is over.
+        atomic_store(&set->run, 0);
+        if (atomic_load(&set->inside) == 0) return s;
+    }
+    return -1;
+}
+
+uint8_t *qk_crew_set_memory(qk_crew *crew, int32_t set, size_t bytes) {
+    crew_set *own = &crew->sets[set];
+    if (own->bytes < bytes) {
+        free(own->memory);
+        own->memory = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        own->bytes = own->memory != NULL ? bytes : 0;
+    }
+    return own->memory;
+}
+
+void qk_crew_post(qk_crew *crew, int32_t set) {
+    crew_set *own = &crew->sets[set];
+    const uint64_t run = ++crew->runs;
+    atomic_store_explicit(&own->finished, false, memory_order_relaxed);
+    atomic_store(&own->run, run);
+    atomic_store(&crew->posted, run << 3 | (uint64_t)set);
+    if (atomic_load(&crew->sleepers) > 0) {
+        pthread_mutex_lock(&crew->lock);
+        pthread_cond_broadcast(&crew->wake);
+        pthread_mutex_unlock(&crew->lock);
+    }
+}
+
+void qk_crew_finish(qk_crew *crew, int32_t set) {
+    atomic_store(&crew->sets[set].finished, true);
+}
+
+int32_t qk_crew_partners_inside(const qk_crew *crew) {
+    int32_t inside = 0;
+    for (int32_t s = 0; s < crew->set_count; s++) inside += atomic_load(&crew->sets[s].inside);
+    return inside;
+}
