@@ -156,7 +156,8 @@ QAREP_API qarep_kernel qarep_session_kernel(const qarep_session *session);
    int16 paths (avx2, avx512bw) each thread's kernel scratch of widened input rows), all of it
    allocated by qarep_session_create: a run allocates no more than a few bytes of work counters per thread.
    Not counted: the model's packed weights, and rescue mode's threads and buffers, which a session makes
-   once when load first makes a team of more threads than images late (num_threads - 1 threads of its own,
+   when load first makes a team of more threads than images late, and grows with the batch (num_threads - 1
+   threads of its own,
    and num_threads sets of (2 x num_threads + 1) activation buffers of the batch, about 6 MB for RepVGG-A0
    at batch 1 on 2 threads; held until the session is destroyed, which waits for those threads to finish
    what they hold; without them such runs use one thread). */

@@ -45,7 +45,7 @@ public final class Session {
     /// Bytes of memory the session holds for its runs (input, activations, pooled features, logits, the
     /// kernels' scratch of each thread), all allocated when it is created: a run allocates nothing but a few bytes of work counters per thread.
     /// The packed weights belong to the model and are not counted; nor are rescue mode's threads and
-    /// buffers, made once if load makes a team with more threads than images late (see
+    /// buffers, made if load makes a team with more threads than images late, and grown with the batch (see
     /// `qarep_session_workspace_bytes`).
     public let workspaceBytes: Int
 

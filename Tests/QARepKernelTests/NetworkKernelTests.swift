@@ -385,7 +385,7 @@ final class NetworkKernelTests: XCTestCase {
             qk_testing_set_straggler(1, 500_000)
             let late = runNetwork(network, net, path: path, images: images, batch: 1, threads: 2, inputInPing: false,
                                   history: &history)
-            XCTAssertEqual(qk_testing_partners_inside(&history), 1, "the caller waited for its late partner")
+            XCTAssertEqual(qk_testing_partners_in_runs(), 1, "the caller waited for its late partner")
             qk_testing_set_straggler(-1, 0)
             qk_testing_crew_roll_call(0)
             let next = runNetwork(network, net, path: path, images: images, batch: 1, threads: 2, inputInPing: false,
@@ -397,8 +397,10 @@ final class NetworkKernelTests: XCTestCase {
                 XCTAssertTrue(run.result.pooled == expected.pooled, "\(label): pooled differ")
                 XCTAssertTrue(run.result.logits == expected.logits, "\(label): logits differ")
             }
+            let crews = qk_testing_live_crews()
             qk_team_history_release(&history)
-            XCTAssertEqual(qk_testing_partners_inside(&history), 0)
+            XCTAssertEqual(qk_testing_partners_in_runs(), 0, "releasing the history did not wait for the partner")
+            XCTAssertEqual(qk_testing_live_crews(), crews - 1, "releasing the history left its crew's threads")
         }
         XCTAssertNotNil(checked)
     }

@@ -200,8 +200,11 @@ typedef struct qk_team_history {
     int32_t loaded_runs[3];
     double loaded_seconds[3];
     int32_t last_mode;
-    // Rescue mode's partner threads and their runs' buffers (network/team-crew.h), made at its first run.
+    // Rescue mode's partner threads and their runs' buffers (network/team-crew.h), made at its first run. A
+    // partner may still be inside a run after qk_network_run_paced has returned, reading that run's network:
+    // a network must outlive the history's runs of it, so release the history before destroying one.
     struct qk_crew *crew;
+    int32_t crew_failed;  // 1: the threads could not be made, rescue mode is not tried again
 } qk_team_history;
 
 // Waits for rescue mode's partners to leave their runs, frees what the history holds and zeroes it; NULL is
@@ -226,8 +229,10 @@ int64_t qk_testing_redone_items(void);
 void qk_testing_force_rescue(int on);
 // Runs made in rescue mode, by any session, since the last call.
 int64_t qk_testing_rescue_runs(void);
-// Rescue mode's partners still inside a run of this history (one returned without waiting for them).
-int32_t qk_testing_partners_inside(const qk_team_history *history);
+// Rescue mode's partners inside a run, in the whole process (one returned without waiting for them), and the
+// crews of partner threads that exist (qk_team_history_release ends a history's).
+int32_t qk_testing_partners_in_runs(void);
+int32_t qk_testing_live_crews(void);
 // Rescue-mode runs start once every partner has entered the run, all members at once (1), so that each takes
 // part from the start; or the caller starts at once and partners join as they come (0, the default).
 void qk_testing_crew_roll_call(int on);

@@ -39,7 +39,7 @@ size_t qk_network_largest_in_pong(const qk_network *network) { return largest_ou
 // Kernel memory is 64-byte aligned (the SIMD paths load whole units); NULL for 0 bytes or no memory.
 static void *aligned_bytes(size_t bytes) {
     if (bytes == 0 || bytes > SIZE_MAX - 63) return NULL;
-    return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    return aligned_alloc(64, qk_round_to_line(bytes));
 }
 
 // The packed weights' arena: 2 MiB aligned and, on Linux, the whole 2 MiB pages of it marked for
@@ -59,7 +59,6 @@ static uint8_t *arena_bytes(size_t bytes) {
     return arena;
 }
 
-static size_t round_to_line(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
 
 // The largest scratch any conv layer needs per thread (64-byte multiples): fixed by the shapes and the path,
 // so taken once here rather than by every run.
@@ -119,10 +118,10 @@ qk_status qk_network_create(qk_path path, int32_t conv_count, const qk_conv_shap
         convs[i].shape = shapes[i];
         convs[i].packed_offset = arena;
         const qk_conv_geometry geo = qk_conv_geometry_of(&shapes[i]);
-        arena += round_to_line(config->ops->conv_packed_size(config, &geo));
+        arena += qk_round_to_line(config->ops->conv_packed_size(config, &geo));
     }
     network->fc_packed_offset = arena;
-    arena += round_to_line(config->ops->fc_packed_size(config, shapes[conv_count - 1].out_c, classes));
+    arena += qk_round_to_line(config->ops->fc_packed_size(config, shapes[conv_count - 1].out_c, classes));
     network->arena = arena_bytes(arena);
     if (network->arena == NULL) {
         free(network);
@@ -169,7 +168,7 @@ void qk_network_destroy(qk_network *network) {
 
 // A layer's region of the arena: its packed bytes rounded to a cache line (see qk_network_create).
 static size_t conv_region_bytes(const qk_network *network, const qk_conv_geometry *geo) {
-    return round_to_line(network->config->ops->conv_packed_size(network->config, geo));
+    return qk_round_to_line(network->config->ops->conv_packed_size(network->config, geo));
 }
 
 static size_t conv_weight_bytes(const qk_conv_geometry *geo) {
@@ -237,7 +236,7 @@ qk_status qk_network_set_conv(qk_network *network, int32_t index, const int8_t *
 static int32_t last_channels(const qk_network *network) { return network->convs[network->conv_count - 1].shape.out_c; }
 
 static size_t fc_region_bytes(const qk_network *network) {
-    return round_to_line(network->config->ops->fc_packed_size(network->config, last_channels(network), network->classes));
+    return qk_round_to_line(network->config->ops->fc_packed_size(network->config, last_channels(network), network->classes));
 }
 
 int8_t *qk_network_fc_staging(qk_network *network) {

@@ -90,6 +90,19 @@ typedef struct step_timer {
     double mark;
 } step_timer;
 
+// Starts the clock of a run of `layers` conv layers (the pool and the head add two steps).
+static void timer_start(step_timer *timer, int32_t layers) {
+    if (timer->clock == NULL) return;
+    for (int32_t s = 0; s < layers + 3; s++) timer->clock[s] = 0.0;
+    timer->clock[0] = timer->mark = qk_monotonic_seconds();
+}
+
+// Turns the steps' times into the running clock.
+static void timer_finish(step_timer *timer, int32_t layers) {
+    if (timer->clock == NULL) return;
+    for (int32_t s = 1; s < layers + 3; s++) timer->clock[s] += timer->clock[s - 1];
+}
+
 static void step_done(step_timer *timer, int32_t step) {
     if (timer->clock == NULL) return;
     const double now = qk_monotonic_seconds();
@@ -109,7 +122,7 @@ static size_t leading_output_offset(const qk_network *network, int32_t i, int32_
     const size_t mine = output_bytes(&network->convs[i].shape);
     if (i == leading - 1) return (size_t)n * mine;
     const size_t batch_outputs = (size_t)batch * output_bytes(&network->convs[leading - 1].shape);
-    const size_t reused = (i - (leading - 1)) % 2 == 0 ? (batch_outputs + 63) & ~(size_t)63 : 0;
+    const size_t reused = (i - (leading - 1)) % 2 == 0 ? qk_round_to_line(batch_outputs) : 0;
     return reused + mine + QK_EXTRA_BYTES <= room[i % 2] ? reused : (size_t)n * mine;
 }
 
@@ -196,7 +209,7 @@ typedef struct rescue_job {
 
 static size_t carve(size_t *at, size_t bytes) {
     const size_t start = *at;
-    *at += (bytes + 63) & ~(size_t)63;
+    *at += qk_round_to_line(bytes);
     return start;
 }
 
@@ -227,19 +240,19 @@ static rescue_layout rescue_layout_of(const qk_network *network, int32_t batch, 
     lay.done = carve(&at, (size_t)lay.steps * sizeof(int64_t));
     lay.output = carve(&at, (size_t)lay.steps * sizeof(int32_t));
     lay.members = carve(&at, (size_t)threads * sizeof(qk_rescue_member));
-    lay.shared = carve(&at, (size_t)lay.buffers * ((lay.buffer_bytes + 63) & ~(size_t)63));
-    lay.own = carve(&at, (size_t)threads * ((lay.buffer_bytes + 63) & ~(size_t)63));
-    lay.own_pooled = carve(&at, (size_t)threads * ((lay.pooled_bytes + 63) & ~(size_t)63));
-    lay.own_logits = carve(&at, (size_t)threads * ((lay.logits_bytes + 63) & ~(size_t)63));
+    lay.shared = carve(&at, (size_t)lay.buffers * qk_round_to_line(lay.buffer_bytes));
+    lay.own = carve(&at, (size_t)threads * qk_round_to_line(lay.buffer_bytes));
+    lay.own_pooled = carve(&at, (size_t)threads * qk_round_to_line(lay.pooled_bytes));
+    lay.own_logits = carve(&at, (size_t)threads * qk_round_to_line(lay.logits_bytes));
     lay.input = carve(&at, lay.input_bytes + QK_EXTRA_BYTES);
     lay.pooled = carve(&at, lay.pooled_bytes);
-    lay.scratch = carve(&at, (size_t)threads * ((scratch_bytes + 63) & ~(size_t)63));
+    lay.scratch = carve(&at, (size_t)threads * qk_round_to_line(scratch_bytes));
     lay.total = at;
     return lay;
 }
 
 static uint8_t *rescue_buffer(uint8_t *base, size_t offset, size_t bytes, int32_t index) {
-    return base + offset + (size_t)index * ((bytes + 63) & ~(size_t)63);
+    return base + offset + (size_t)index * qk_round_to_line(bytes);
 }
 
 static _Atomic bool rescue_forced = false, roll_call = false;
@@ -257,14 +270,11 @@ void qk_testing_force_rescue(int on) {
     atomic_store(&rescue_forced, on != 0);
 }
 
-int32_t qk_testing_partners_inside(const qk_team_history *history) {
-    return history != NULL && history->crew != NULL ? qk_crew_partners_inside(history->crew) : 0;
-}
-
 // Whether rescue mode can run this team: a history to hold its crew, kernels that claim items, a team its
 // buffers can serve.
 static bool rescue_possible(const qk_team_history *history, const qk_network *network, int32_t threads) {
-    return history != NULL && network->config->ops->claims_items && threads + 1 <= QK_RESCUE_MAX_BUFFERS;
+    return history != NULL && !history->crew_failed && network->config->ops->claims_items &&
+           threads + 1 <= QK_RESCUE_MAX_BUFFERS;
 }
 
 static void rescue_part(uint8_t *memory, int32_t member);
@@ -277,7 +287,10 @@ static rescue_job *post_rescue(qk_team_history *history, const qk_path_config *p
         qk_crew_destroy(history->crew);
         history->crew = NULL;
     }
-    if (history->crew == NULL) history->crew = qk_crew_create(threads - 1, rescue_part);
+    if (history->crew == NULL) {
+        history->crew = qk_crew_create(threads - 1, rescue_part);
+        history->crew_failed = history->crew == NULL ? 1 : 0;
+    }
     if (history->crew == NULL || (*set = qk_crew_claim_set(history->crew)) < 0) return NULL;
     const size_t scratch_bytes = qk_network_thread_scratch(network);
     const rescue_layout lay = rescue_layout_of(network, batch, threads, scratch_bytes);
@@ -422,13 +435,9 @@ static void rescue_part(uint8_t *memory, int32_t member) {
 static void run_rescue_mode(qk_team_history *history, rescue_job *job, int32_t set, uint8_t *pooled, double *step_clock) {
     const int32_t layers = job->network->conv_count;
     step_timer timer = {step_clock, 0.0};
-    if (timer.clock != NULL) {
-        for (int32_t s = 0; s < layers + 3; s++) timer.clock[s] = 0.0;
-        timer.clock[0] = timer.mark = qk_monotonic_seconds();
-    }
+    timer_start(&timer, layers);
     run_rescued(job, 0, &timer);
-    if (timer.clock != NULL)
-        for (int32_t s = 1; s < layers + 3; s++) timer.clock[s] += timer.clock[s - 1];
+    timer_finish(&timer, layers);
     const qk_conv_geometry last = qk_conv_geometry_of(&job->network->convs[layers - 1].shape);
     memcpy(pooled, (uint8_t *)job + job->lay.pooled, (size_t)job->batch * (size_t)last.out_c);
     qk_crew_finish(history->crew, set);
@@ -530,10 +539,7 @@ qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const u
         int16_t *scratch = scratch_bytes > 0 ? (int16_t *)(thread_scratch + (size_t)team.member * scratch_bytes) : NULL;
         // Member 0 times the steps (of the images it runs alone, then of the rest and the fc head).
         step_timer timer = {team.member == 0 ? step_clock : NULL, 0.0};
-        if (timer.clock != NULL) {
-            for (int32_t s = 0; s < layers + 3; s++) timer.clock[s] = 0.0;
-            timer.clock[0] = timer.mark = qk_monotonic_seconds();
-        }
+        timer_start(&timer, layers);
         int32_t first_shared = 0;
         if (alone_images > 0 && team.size > 1) {
             for (;;) {
@@ -563,8 +569,7 @@ qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const u
         if (step_clock != NULL) {
             qk_team_step_end(&team);
             step_done(&timer, layers + 1);
-            if (timer.clock != NULL)
-                for (int32_t s = 1; s < layers + 3; s++) timer.clock[s] += timer.clock[s - 1];
+            timer_finish(&timer, layers);
         }
         if (judged) {
             qk_team_counter *mine = &work.counters[team.member];

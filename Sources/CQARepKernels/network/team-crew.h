@@ -26,7 +26,8 @@ qk_crew *qk_crew_create(int32_t partners, qk_crew_part_fn part);
 void qk_crew_destroy(qk_crew *crew);
 int32_t qk_crew_partners(const qk_crew *crew);
 
-// A set no partner is inside, which none will enter until it is posted (there always is one).
+// A set no partner is inside, which none will enter until it is posted (with one set more than partners,
+// there is one: -1 only if that ever failed, and the caller then runs alone).
 int32_t qk_crew_claim_set(qk_crew *crew);
 // The claimed set's memory, at least `bytes` (64-byte aligned; kept between runs, grown when short), or NULL.
 uint8_t *qk_crew_set_memory(qk_crew *crew, int32_t set, size_t bytes);
@@ -35,7 +36,5 @@ void qk_crew_post(qk_crew *crew, int32_t set);
 // The caller is done with the run: every item is committed. Partners not yet in it skip it.
 void qk_crew_finish(qk_crew *crew, int32_t set);
 
-// Partners inside any run (tests: a run returned without waiting for its late partner).
-int32_t qk_crew_partners_inside(const qk_crew *crew);
 
 #endif

@@ -38,7 +38,7 @@ static void park_idle_workers(int32_t threads) {
 }
 
 // Runs of each mode a loaded period times before it keeps to the faster; the first of each is not
-// counted (it touches rescue mode's memory first, or has libomp's workers still spinning).
+// counted (it may make rescue mode's threads and touch its memory first, or park libomp's workers).
 #define QK_LOADED_TRIAL_RUNS 4
 
 // Seconds per image of a mode's counted runs in this loaded period.
