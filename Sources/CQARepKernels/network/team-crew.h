@@ -36,5 +36,4 @@ void qk_crew_post(qk_crew *crew, int32_t set);
 // The caller is done with the run: every item is committed. Partners not yet in it skip it.
 void qk_crew_finish(qk_crew *crew, int32_t set);
 
-
 #endif
