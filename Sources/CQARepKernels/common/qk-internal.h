@@ -23,6 +23,11 @@
 #define QK_HAVE_ARM64 0
 #endif
 
+// `bytes` rounded up to whole 64-byte cache lines.
+static inline size_t qk_round_to_line(size_t bytes) {
+    return (bytes + 63) & ~(size_t)63;
+}
+
 // The exact float tail every path must reproduce (see qarep_kernels.h): separate rounding of the
 // conversion and of the multiply, clamp, then round half to even (the default rounding mode, which is what
 // cvtps2dq uses too).

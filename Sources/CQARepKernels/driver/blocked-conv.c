@@ -412,7 +412,7 @@ size_t qk_conv_blocked_scratch_bytes(const qk_path_config *path, const qk_conv_g
     int32_t rows = 2 * preferred_band_rows(row_tiles);
     if (rows > geo->out_h) rows = geo->out_h;
     const size_t values = (size_t)band_input_rows(geo, rows) * (size_t)(geo->in_w + 2) * (size_t)geo->in_c;
-    return ((values + QK_WIDEN_SLACK_VALUES) * sizeof(int16_t) + 63) & ~(size_t)63;
+    return qk_round_to_line((values + QK_WIDEN_SLACK_VALUES) * sizeof(int16_t));
 }
 
 // Prefetches of one work item are spread evenly over its taps; more than this many lines per tap would

@@ -488,7 +488,7 @@ qk_status qk_testing_conv3x3_winograd(qk_path path, const qk_conv_shape *shape, 
     if (!qk_conv_shape_is_valid(shape) || weight_oihw == NULL || unpacked_oihw == NULL) return QK_ERROR_INVALID_ARGUMENT;
     const qk_conv_geometry geo = qk_conv_geometry_of(shape);
     if (!eligible(config, &geo)) return QK_ERROR_UNSUPPORTED_PATH;
-    void *packed = aligned_alloc(64, (packed_size(config->winograd, &geo) + 63) & ~(size_t)63);
+    void *packed = aligned_alloc(64, qk_round_to_line(packed_size(config->winograd, &geo)));
     if (packed == NULL) return QK_ERROR_OUT_OF_MEMORY;
     pack(config->winograd, &geo, weight_oihw, packed);
     unpack(config->winograd, &geo, packed, unpacked_oihw);

@@ -59,7 +59,6 @@ static uint8_t *arena_bytes(size_t bytes) {
     return arena;
 }
 
-
 // The largest scratch any conv layer needs per thread (64-byte multiples): fixed by the shapes and the path,
 // so taken once here rather than by every run.
 static size_t largest_thread_scratch(const qk_path_config *path, int32_t conv_count, const qk_network_conv *convs) {

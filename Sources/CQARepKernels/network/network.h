@@ -32,11 +32,6 @@ struct qk_network {
     int64_t depth_first_bytes;
 };
 
-// `bytes` rounded up to whole 64-byte cache lines.
-static inline size_t qk_round_to_line(size_t bytes) {
-    return (bytes + 63) & ~(size_t)63;
-}
-
 // Bytes of one image's input of a layer and of its output.
 size_t qk_layer_input_bytes(const qk_conv_shape *shape);
 size_t qk_layer_output_bytes(const qk_conv_shape *shape);

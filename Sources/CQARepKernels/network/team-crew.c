@@ -3,7 +3,6 @@
 // consistent, so either the partner sees the set withdrawn (and leaves without touching it) or the caller
 // sees the partner (and takes another set). Posting publishes the set's job with release order.
 #include "network/team-crew.h"
-#include "network/network.h"
 #include "network/team-sync.h"
 #include "qarep_kernels.h"
 
