@@ -159,7 +159,9 @@ QAREP_API qarep_kernel qarep_session_kernel(const qarep_session *session);
    when load first makes a team of more threads than images late, and grows with the batch (num_threads - 1
    threads of its own, and num_threads sets of (2 x num_threads + 1) activation buffers of the batch, about
    6 MB for RepVGG-A0 at batch 1 on 2 threads; held until the session is destroyed, which waits for those
-   threads to finish what they hold; without them such runs use one thread). */
+   threads to finish what they hold; without them such runs use one thread). A process forked after they
+   were made (fork copies only the calling thread) makes its own for its runs, and destroying the session
+   there does not wait for the parent's. */
 QAREP_API qarep_status qarep_session_workspace_bytes(const qarep_session *session, size_t *out_bytes);
 /* qarep_session_create with a limit on that workspace: a model or options->max_batch whose workspace would
    exceed max_workspace_bytes fails with QAREP_ERROR_OUT_OF_MEMORY before anything is allocated. 0 means

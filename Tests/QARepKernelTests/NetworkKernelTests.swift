@@ -358,20 +358,29 @@ final class NetworkKernelTests: XCTestCase {
         XCTAssertGreaterThan(rescuedPaths, 0, "no SIMD path on this CPU to exercise")
     }
 
+    /// One image of a random network, the first SIMD path this CPU has and the scalar oracle's result; nil,
+    /// after a failure, where the CPU has no SIMD path.
+    func singleImageCase(seed: UInt64, inH: Int, inW: Int, layers: [(Int, Int, Int)], classes: Int)
+        -> (net: NetworkCase, images: [UInt8], path: qk_path, expected: NetworkResult)? {
+        var rng = SeededGenerator(seed: Self.baseSeed &+ seed)
+        let net = NetworkCase.random(inH: inH, inW: inW, layers: layers, classes: classes, &rng)
+        let images = withGarbageSlack(rng.bytes(net.imageBytes), &rng)
+        guard let path = allPaths.first(where: { qk_path_supported($0) != 0 && $0 != QK_PATH_SCALAR }) else {
+            XCTFail("no SIMD path on this CPU to exercise")
+            return nil
+        }
+        return (net, images, path, perLayerScalar(net, images: images, batch: 1))
+    }
+
     /// A rescue-mode run returns once every item is committed, without waiting for a partner asleep on an item
     /// it claimed (OpenMP's join would have held the caller for the whole sleep); the next run takes another
     /// set of buffers meanwhile and gives the same bytes, and releasing the history waits for the partner.
     func testRescueModeReturnsWithoutWaitingForALatePartner() {
-        var rng = SeededGenerator(seed: Self.baseSeed &+ 322)
         // A first layer long enough that the partner, once it has started, claims an item of its own share
         // before the caller is through with the caller's.
-        let net = NetworkCase.random(inH: 96, inW: 96, layers: [(32, 1, 1), (24, 2, 1), (32, 1, 2)], classes: 7, &rng)
-        let images = withGarbageSlack(rng.bytes(net.imageBytes), &rng)
-        guard let path = allPaths.first(where: { qk_path_supported($0) != 0 && $0 != QK_PATH_SCALAR }) else {
-            XCTFail("no SIMD path on this CPU to exercise")
-            return
-        }
-        let expected = perLayerScalar(net, images: images, batch: 1)
+        guard let (net, images, path, expected) = singleImageCase(seed: 322, inH: 96, inW: 96,
+                                                                  layers: [(32, 1, 1), (24, 2, 1), (32, 1, 2)], classes: 7)
+        else { return }
         qk_testing_force_rescue(1)
         defer {
             qk_testing_force_rescue(0)
@@ -401,6 +410,79 @@ final class NetworkKernelTests: XCTestCase {
             qk_team_history_release(&history)
             XCTAssertEqual(qk_testing_partners_in_runs(), 0, "releasing the history did not wait for the partner")
             XCTAssertEqual(qk_testing_live_crews(), crews - 1, "releasing the history left its crew's threads")
+        }
+        XCTAssertNotNil(checked)
+    }
+
+    /// A process forked after rescue mode made its crew (Python's multiprocessing and pre-forking servers do
+    /// this) has none of the crew's threads, since fork copies only the calling thread. The child makes a crew
+    /// of its own and runs with the same bytes, and releasing the history leaves the parent's threads alone.
+    /// Before, the child kept the parent's crew: its rescue-mode runs went on the caller alone, and releasing
+    /// joined threads that glibc had reclaimed in the child, under a lock the fork may have copied held. The
+    /// parent goes on with its own crew. The child makes only C calls on memory set up before the fork.
+    func testAForkedChildRunsAndReleasesWithoutTheParentsCrew() throws {
+        if dlsym(nil, "__tsan_init") != nil {
+            throw XCTSkip("not run under ThreadSanitizer, which cannot start threads in a child of a multithreaded fork")
+        }
+        guard let (net, images, path, expected) = singleImageCase(seed: 323, inH: 20, inW: 18,
+                                                                  layers: [(16, 2, 1), (24, 1, 1), (32, 2, 1)], classes: 5)
+        else { return }
+        qk_testing_force_rescue(1)
+        defer { qk_testing_force_rescue(0) }
+        let checked: Void? = withNetwork(net, path: path) { network in
+            var history = qk_team_history()
+            defer { qk_team_history_release(&history) }
+            let first = runNetwork(network, net, path: path, images: images, batch: 1, threads: 2, inputInPing: false,
+                                   history: &history)
+            XCTAssertEqual(first.status, QK_OK)
+            XCTAssertTrue(history.crew != nil, "the first rescue-mode run made no crew")
+            var sizes = qk_network_scratch()
+            XCTAssertEqual(qk_network_scratch_sizes(network, 1, &sizes), QK_OK)
+            let bytes = [sizes.input + extraBytes, sizes.ping, sizes.pong, sizes.pooled, sizes.logits, 2 * sizes.thread]
+            let buffers = bytes.map { UnsafeMutableRawPointer.allocate(byteCount: max($0, 64), alignment: 64) }
+            defer { buffers.forEach { $0.deallocate() } }
+            images.withUnsafeBytes { source in
+                if let base = source.baseAddress { memcpy(buffers[0], base, min(source.count, bytes[0])) }
+            }
+            let want = UnsafeMutablePointer<UInt32>.allocate(capacity: net.classes)
+            defer { want.deallocate() }
+            for (i, value) in expected.logits.enumerated() { want[i] = value }
+            let logits = buffers[4].assumingMemoryBound(to: Float.self)
+            let parentCrew = history.crew
+
+            let child = fork()
+            if child == 0 {
+                let status = qk_network_run_paced(network, 1, buffers[0].assumingMemoryBound(to: UInt8.self),
+                                                  buffers[1].assumingMemoryBound(to: UInt8.self),
+                                                  buffers[2].assumingMemoryBound(to: UInt8.self),
+                                                  buffers[3].assumingMemoryBound(to: UInt8.self), logits,
+                                                  buffers[5].assumingMemoryBound(to: UInt8.self), 2, nil, &history)
+                let same = memcmp(logits, want, net.classes * MemoryLayout<Float>.size) == 0
+                let ownCrew = history.crew != parentCrew
+                qk_team_history_release(&history)
+                _exit(status != QK_OK ? 2 : !same ? 3 : !ownCrew ? 4 : 0)
+            }
+            XCTAssertGreaterThan(child, 0, "fork failed")
+            guard child > 0 else { return }
+            var waitStatus: Int32 = 0
+            var finished = false
+            for _ in 0..<600 where !finished {
+                finished = waitpid(child, &waitStatus, WNOHANG) == child
+                if !finished { usleep(50_000) }
+            }
+            if !finished {
+                kill(child, SIGKILL)
+                waitpid(child, &waitStatus, 0)
+            }
+            XCTAssertTrue(finished, "the forked child did not finish within 30 s (waiting for the parent's threads?)")
+            // WIFEXITED and WEXITSTATUS: the low 7 bits 0, the exit code above them.
+            XCTAssertTrue(finished && waitStatus & 0x7F == 0 && (waitStatus >> 8) & 0xFF == 0,
+                          "the child's run failed (status \(waitStatus)): 2 = an error, 3 = other logits, 4 = the parent's crew kept")
+            let after = runNetwork(network, net, path: path, images: images, batch: 1, threads: 2, inputInPing: false,
+                                   history: &history)
+            XCTAssertEqual(after.status, QK_OK)
+            XCTAssertTrue(after.result.logits == expected.logits, "the parent's next run differs")
+            XCTAssertEqual(history.rescue_runs, 2)
         }
         XCTAssertNotNil(checked)
     }

@@ -283,7 +283,8 @@ static void rescue_part(uint8_t *memory, int32_t member);
 // and posts it; NULL when there is no crew, set or memory for it (the caller then runs alone).
 static rescue_job *post_rescue(qk_team_history *history, const qk_path_config *path, const qk_network *network,
                                int32_t batch, int32_t threads, const uint8_t *input, float *logits, int32_t *set) {
-    if (history->crew != NULL && qk_crew_partners(history->crew) != threads - 1) {
+    // A crew made before a fork has no threads in the child: the child makes its own.
+    if (history->crew != NULL && (qk_crew_partners(history->crew) != threads - 1 || !qk_crew_is_here(history->crew))) {
         qk_crew_destroy(history->crew);
         history->crew = NULL;
     }

@@ -7,6 +7,7 @@
 #include "qarep_kernels.h"
 
 #include <pthread.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -30,6 +31,7 @@ typedef struct partner {
 
 struct qk_crew {
     qk_crew_part_fn part;
+    pid_t process;                // the one whose threads the partners are
     int32_t partners, set_count;  // sets: one more than partners
     partner *threads;
     uint64_t runs;  // posted so far; the caller's alone
@@ -98,7 +100,7 @@ qk_crew *qk_crew_create(int32_t partners, qk_crew_part_fn part) {
     if (partners < 1 || partners > QK_CREW_MAX_PARTNERS || part == NULL) return NULL;
     qk_crew *crew = aligned_alloc(64, qk_round_to_line(sizeof(qk_crew)));
     if (crew == NULL) return NULL;
-    *crew = (qk_crew){.part = part, .partners = partners, .set_count = partners + 1};
+    *crew = (qk_crew){.part = part, .process = getpid(), .partners = partners, .set_count = partners + 1};
     crew->threads = calloc((size_t)partners, sizeof(partner));
     if (crew->threads == NULL || pthread_mutex_init(&crew->lock, NULL) != 0) goto no_lock;
     if (pthread_cond_init(&crew->wake, NULL) != 0) goto no_condition;
@@ -122,10 +124,14 @@ no_lock:
 
 void qk_crew_destroy(qk_crew *crew) {
     if (crew == NULL) return;
-    stop(crew, crew->partners);
     atomic_fetch_sub(&live_crews, 1);
-    pthread_cond_destroy(&crew->wake);
-    pthread_mutex_destroy(&crew->lock);
+    // In a forked child nobody is inside a set and nobody will be; the lock may have been copied held, so
+    // it is neither taken nor destroyed.
+    if (qk_crew_is_here(crew)) {
+        stop(crew, crew->partners);
+        pthread_cond_destroy(&crew->wake);
+        pthread_mutex_destroy(&crew->lock);
+    }
     for (int32_t s = 0; s < crew->set_count; s++) free(crew->sets[s].memory);
     free(crew->threads);
     free(crew);
@@ -133,6 +139,10 @@ void qk_crew_destroy(qk_crew *crew) {
 
 int32_t qk_crew_partners(const qk_crew *crew) {
     return crew->partners;
+}
+
+bool qk_crew_is_here(const qk_crew *crew) {
+    return crew->process == getpid();
 }
 
 int32_t qk_crew_claim_set(qk_crew *crew) {

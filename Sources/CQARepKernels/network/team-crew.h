@@ -22,9 +22,13 @@ typedef void (*qk_crew_part_fn)(uint8_t *memory, int32_t member);
 // A crew of `partners` threads (members 1...partners of each run; the caller is member 0), or NULL if the
 // threads or memory cannot be had.
 qk_crew *qk_crew_create(int32_t partners, qk_crew_part_fn part);
-// Waits for every partner to leave its run, then stops and frees them; NULL is ignored.
+// Waits for every partner to leave its run, then stops and frees them; NULL is ignored. In a process forked
+// from the one that made the crew, its threads do not exist (fork copies only the calling thread): their
+// memory is freed without waiting for them, which would wait forever.
 void qk_crew_destroy(qk_crew *crew);
 int32_t qk_crew_partners(const qk_crew *crew);
+// Whether the crew's threads are this process's (false in a child forked after the crew was made).
+bool qk_crew_is_here(const qk_crew *crew);
 
 // A set no partner is inside, which none will enter until it is posted (with one set more than partners,
 // there is one: -1 only if that ever failed, and the caller then runs alone).
