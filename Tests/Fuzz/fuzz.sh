@@ -7,7 +7,7 @@
 #   image        JPEG/PNG/WebP bytes to model input (C row reader, DCT scaling, StreamingResize)
 # Seeds are checked in under Tests/Fuzz/seeds/TARGET (make-seeds.py wrote them; a crash found later goes there
 # too, as a regression seed). Everything built or found goes under $FUZZ_WORK (default /tmp/fuzz-work; keep
-# "fuzz" in the path). docs/fuzzing.md says how to run long campaigns.
+# "fuzz" in the path). docs/reliability.md ("Long campaigns") says how to run long campaigns.
 #
 #   Tests/Fuzz/fuzz.sh build                    # compile $FUZZ_WORK/fuzz-{loader,pth,safetensors,image}
 #   Tests/Fuzz/fuzz.sh run TARGET [SECONDS [FLAG...]]  # fuzz one target (default 1200 s), one process, one

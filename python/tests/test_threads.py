@@ -3,11 +3,14 @@ while the library runs."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import threading
 import time
 
 import numpy as np
+import pytest
 
 import qarep
 from conftest import random_images
@@ -95,3 +98,35 @@ def test_a_session_used_by_two_threads_at_once_is_refused_not_corrupted(model):
             np.testing.assert_array_equal(outcome, reference)
         else:
             assert "already running on another thread" in str(outcome), outcome
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Python 3.12+ warns about forking with threads
+def test_a_forked_child_runs_the_parents_session_and_its_own(model):
+    # multiprocessing's default start method on Linux up to Python 3.13 is fork: a child inherits sessions
+    # whose OpenMP team (and perhaps rescue-mode threads) exist only in the parent. The child must run them,
+    # make new ones and exit; a hang here is the failure (the parent gives it 60 s).
+    images = np.stack([model.preprocess(im) for im in random_images(3, seed=31)])
+    session = qarep.Session(model, threads=2, max_batch=3)
+    one, three = session.run(images[:1]), session.run(images)
+    child = os.fork()
+    if child == 0:
+        code = 1
+        try:
+            fresh = qarep.Session(model, threads=2, max_batch=3)
+            same = all(np.array_equal(a.view(np.uint32), b.view(np.uint32)) for a, b in
+                       [(session.run(images[:1]), one), (session.run(images), three), (fresh.run(images[:1]), one)])
+            code = 0 if same else 3
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(child, os.WNOHANG)
+        if done == child:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        pytest.fail("the forked child did not finish within 60 s")
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"child status {status} (3: other logits)"
