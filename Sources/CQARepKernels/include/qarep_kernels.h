@@ -230,7 +230,8 @@ void qk_testing_force_rescue(int on);
 // Runs made in rescue mode, by any session, since the last call.
 int64_t qk_testing_rescue_runs(void);
 // Rescue mode's partners inside a run, in the whole process (one returned without waiting for them), and the
-// crews of partner threads that exist (qk_team_history_release ends a history's).
+// crews of partner threads that exist (qk_team_history_release ends a history's; a forked child also counts
+// those it inherited, until it releases them).
 int32_t qk_testing_partners_in_runs(void);
 int32_t qk_testing_live_crews(void);
 // Rescue-mode runs start once every partner has entered the run, all members at once (1), so that each takes

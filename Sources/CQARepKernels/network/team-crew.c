@@ -7,7 +7,6 @@
 #include "qarep_kernels.h"
 
 #include <pthread.h>
-#include <unistd.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -31,7 +30,7 @@ typedef struct partner {
 
 struct qk_crew {
     qk_crew_part_fn part;
-    pid_t process;                // the one whose threads the partners are
+    uint32_t forks;               // fork_count when made: the partners are threads of that process
     int32_t partners, set_count;  // sets: one more than partners
     partner *threads;
     uint64_t runs;  // posted so far; the caller's alone
@@ -48,6 +47,20 @@ _Static_assert(QK_CREW_MAX_PARTNERS + 1 <= 8, "a set's index fits in the post's 
 
 // Tests: partners inside a run's part, and crews whose threads exist, in the whole process.
 static _Atomic int32_t partners_in_runs = 0, live_crews = 0;
+
+// Forks the process has come from since its first crew (a child handler counts them): a crew made at another
+// count belongs to an ancestor, whose threads fork did not copy. A count rather than the process id, which a
+// grandchild could share with the ancestor.
+static _Atomic uint32_t fork_count = 0;
+static pthread_once_t fork_handler_once = PTHREAD_ONCE_INIT;
+
+static void count_fork_in_child(void) {
+    atomic_fetch_add(&fork_count, 1);
+}
+
+static void install_fork_handler(void) {
+    pthread_atfork(NULL, NULL, count_fork_in_child);
+}
 
 // The next post after `seen`, or `seen` itself once the crew is stopping.
 static uint64_t wait_for_post(qk_crew *crew, uint64_t seen) {
@@ -98,9 +111,10 @@ static void stop(qk_crew *crew, int32_t started) {
 
 qk_crew *qk_crew_create(int32_t partners, qk_crew_part_fn part) {
     if (partners < 1 || partners > QK_CREW_MAX_PARTNERS || part == NULL) return NULL;
+    pthread_once(&fork_handler_once, install_fork_handler);
     qk_crew *crew = aligned_alloc(64, qk_round_to_line(sizeof(qk_crew)));
     if (crew == NULL) return NULL;
-    *crew = (qk_crew){.part = part, .process = getpid(), .partners = partners, .set_count = partners + 1};
+    *crew = (qk_crew){.part = part, .forks = atomic_load(&fork_count), .partners = partners, .set_count = partners + 1};
     crew->threads = calloc((size_t)partners, sizeof(partner));
     if (crew->threads == NULL || pthread_mutex_init(&crew->lock, NULL) != 0) goto no_lock;
     if (pthread_cond_init(&crew->wake, NULL) != 0) goto no_condition;
@@ -124,14 +138,14 @@ no_lock:
 
 void qk_crew_destroy(qk_crew *crew) {
     if (crew == NULL) return;
-    atomic_fetch_sub(&live_crews, 1);
-    // In a forked child nobody is inside a set and nobody will be; the lock may have been copied held, so
-    // it is neither taken nor destroyed.
+    // In a forked child nobody is inside a set and nobody will be; the lock and the condition variable may
+    // have been copied in use (a partner asleep on it), so they are neither taken nor destroyed.
     if (qk_crew_is_here(crew)) {
         stop(crew, crew->partners);
         pthread_cond_destroy(&crew->wake);
         pthread_mutex_destroy(&crew->lock);
     }
+    atomic_fetch_sub(&live_crews, 1);
     for (int32_t s = 0; s < crew->set_count; s++) free(crew->sets[s].memory);
     free(crew->threads);
     free(crew);
@@ -142,7 +156,7 @@ int32_t qk_crew_partners(const qk_crew *crew) {
 }
 
 bool qk_crew_is_here(const qk_crew *crew) {
-    return crew->process == getpid();
+    return crew->forks == atomic_load(&fork_count);
 }
 
 int32_t qk_crew_claim_set(qk_crew *crew) {

@@ -23,8 +23,9 @@ typedef void (*qk_crew_part_fn)(uint8_t *memory, int32_t member);
 // threads or memory cannot be had.
 qk_crew *qk_crew_create(int32_t partners, qk_crew_part_fn part);
 // Waits for every partner to leave its run, then stops and frees them; NULL is ignored. In a process forked
-// from the one that made the crew, its threads do not exist (fork copies only the calling thread): their
-// memory is freed without waiting for them, which would wait forever.
+// from the one that made the crew, its threads do not exist (fork copies only the calling thread): the crew's
+// memory is freed without signalling or joining them, whose lock and condition variable may have been
+// copied in use.
 void qk_crew_destroy(qk_crew *crew);
 int32_t qk_crew_partners(const qk_crew *crew);
 // Whether the crew's threads are this process's (false in a child forked after the crew was made).
