@@ -110,7 +110,29 @@ _Static_assert(6 * QK_NARROW_COPY_MAX_CHANNELS + QK_NARROW_COPY_BYTES >=
                    (9 * QK_NARROW_COPY_MAX_CHANNELS + QK_MAX_PACK_DEPTH - 1) / QK_MAX_PACK_DEPTH * QK_MAX_PACK_DEPTH,
                "narrow copies must reach the end of the window row");
 
-static void build_window_rows(const qk_conv_args *args, const qk_conv_tile *tile, int32_t pixels, uint8_t *rows) {
+// Copies of `n` input bytes into a window row, as bytes or, on the paths that widen, as int16 through
+// generic vectors (SSE2 or NEON unpacks), so the window rows need no second widening pass: on avx2 and
+// avx512bw that pass and the byte rows' stores were about 3% of the stem (docs/performance.md).
+typedef uint8_t qk_bytes8 __attribute__((vector_size(8)));
+typedef int16_t qk_words8 __attribute__((vector_size(16)));
+
+static inline __attribute__((always_inline)) void window_copy(void *row, size_t at, const uint8_t *src, int n, int wide) {
+    if (wide) {
+        // Whole vectors, loaded before any is stored: the copies may overlap the row they write into.
+        qk_words8 words[QK_WINDOW_COPY_SLACK / 8];
+        for (int i = 0; i < n / 8; i++) {
+            qk_bytes8 bytes;
+            memcpy(&bytes, src + 8 * i, sizeof bytes);
+            words[i] = __builtin_convertvector(bytes, qk_words8);
+        }
+        memcpy((int16_t *)row + at, words, (size_t)n * sizeof(int16_t));
+    } else {
+        memcpy((uint8_t *)row + at, src, (size_t)n);
+    }
+}
+
+static inline __attribute__((always_inline)) void build_window_rows_as(const qk_conv_args *args, const qk_conv_tile *tile,
+                                                                       int32_t pixels, void *rows, int wide) {
     const qk_conv_geometry *geo = &args->geo;
     const uint8_t *image = args->input + (size_t)tile->image * geo->in_h * geo->in_w * geo->in_c;
     const int32_t ipg = geo->in_per_group, first_channel = tile->group * ipg, stride = geo->stride;
@@ -131,29 +153,38 @@ static void build_window_rows(const qk_conv_args *args, const qk_conv_tile *tile
         if (p == first_inside) {
             const uint8_t *src = image + ((size_t)top * (size_t)geo->in_w +
                                           (size_t)((tile->out_x + p) * stride - 1)) * (size_t)geo->in_c;
-            uint8_t *row = rows + (size_t)p * QK_DENSE_ROW_BYTES;
+            size_t row = (size_t)p * QK_DENSE_ROW_BYTES;
             if (ipg <= QK_NARROW_COPY_MAX_CHANNELS) {
                 for (; p < end_inside; p++, src += pixel_step, row += QK_DENSE_ROW_BYTES) {
-                    memcpy(row, src, QK_NARROW_COPY_BYTES);
-                    memcpy(row + 3 * ipg, src + row_stride, QK_NARROW_COPY_BYTES);
-                    memcpy(row + 6 * ipg, src + 2 * row_stride, QK_NARROW_COPY_BYTES);
+                    window_copy(rows, row, src, QK_NARROW_COPY_BYTES, wide);
+                    window_copy(rows, row + 3 * (size_t)ipg, src + row_stride, QK_NARROW_COPY_BYTES, wide);
+                    window_copy(rows, row + 6 * (size_t)ipg, src + 2 * row_stride, QK_NARROW_COPY_BYTES, wide);
                 }
             } else {
                 for (; p < end_inside; p++, src += pixel_step, row += QK_DENSE_ROW_BYTES) {
-                    memcpy(row, src, QK_WINDOW_COPY_SLACK);
-                    memcpy(row + 3 * ipg, src + row_stride, QK_WINDOW_COPY_SLACK);
-                    memcpy(row + 6 * ipg, src + 2 * row_stride, QK_WINDOW_COPY_SLACK);
+                    window_copy(rows, row, src, QK_WINDOW_COPY_SLACK, wide);
+                    window_copy(rows, row + 3 * (size_t)ipg, src + row_stride, QK_WINDOW_COPY_SLACK, wide);
+                    window_copy(rows, row + 6 * (size_t)ipg, src + 2 * row_stride, QK_WINDOW_COPY_SLACK, wide);
                 }
             }
             if (p >= pixels) break;
         }
-        uint8_t *row = rows + (size_t)p * QK_DENSE_ROW_BYTES;
+        const size_t row = (size_t)p * QK_DENSE_ROW_BYTES;
         for (int32_t tap = 0; tap < 9; tap++) {
             const uint8_t *src =
                 qk_conv_tap_source(args, image, tile->out_y, tile->out_x + p, tap / 3, tap % 3, first_channel);
-            memcpy(row + tap * ipg, src, 8);
+            window_copy(rows, row + (size_t)tap * (size_t)ipg, src, 8, wide);
         }
     }
+}
+
+// The windows as bytes, or widened to int16 on the paths that widen (rows of QK_DENSE_ROW_BYTES values).
+static void build_window_rows(const qk_conv_args *args, const qk_conv_tile *tile, int32_t pixels, uint8_t *rows) {
+    build_window_rows_as(args, tile, pixels, rows, 0);
+}
+
+static void build_wide_window_rows(const qk_conv_args *args, const qk_conv_tile *tile, int32_t pixels, int16_t *rows) {
+    build_window_rows_as(args, tile, pixels, rows, 1);
 }
 
 // Pixel tile `index` of a row: the first `wider` tiles get one pixel more.
@@ -520,19 +551,19 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
             const int32_t segment_end = segment + QK_SEGMENT_TILES < end_tile ? segment + QK_SEGMENT_TILES : end_tile;
             if (dense) {
                 tile.group = (int32_t)(part_first / blocking->tiles_per_group);
-                uint8_t *rows = windows;
+                size_t row = 0;
                 int32_t out_y = segment / row_tiles, index = segment % row_tiles;
                 for (int32_t t = segment; t < segment_end; t++) {
                     tile.out_y = out_y;
                     place_row_tile(index, plan.base_pixels, plan.wider_tiles, &tile);
-                    build_window_rows(args, &tile, tile.pixels, rows);
-                    rows += (size_t)tile.pixels * QK_DENSE_ROW_BYTES;
+                    if (kernels->widen != NULL)
+                        build_wide_window_rows(args, &tile, tile.pixels, wide_windows + row);
+                    else
+                        build_window_rows(args, &tile, tile.pixels, windows + row);
+                    row += (size_t)tile.pixels * QK_DENSE_ROW_BYTES;
                     if (++index == row_tiles) index = 0, out_y++;
                 }
-                if (kernels->widen != NULL) {
-                    kernels->widen(windows, (int32_t)(rows - windows), wide_windows);
-                    dense_rows = (const uint8_t *)wide_windows;
-                }
+                if (kernels->widen != NULL) dense_rows = (const uint8_t *)wide_windows;
             }
             for (int64_t channel_tile = part_first; channel_tile < part_end; channel_tile++) {
                 tile.group = (int32_t)(channel_tile / blocking->tiles_per_group);
