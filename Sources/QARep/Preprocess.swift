@@ -182,9 +182,12 @@ package struct StreamingResize {
         }
     }
 
-    /// Skips source rows the output does not read (a decoder may still have to decode them).
-    package mutating func skipRows(upTo row: Int) {
-        precondition(row <= rowsNeeded.lowerBound || nextRow >= rowsNeeded.upperBound, "skipping rows the output reads")
+    /// Skips source rows the output does not read (a decoder may still have to decode them); throws rather
+    /// than skip rows it reads.
+    package mutating func skipRows(upTo row: Int) throws(QARepError) {
+        guard row <= rowsNeeded.lowerBound || nextRow >= rowsNeeded.upperBound else {
+            throw .invalidArgument("resize asked to skip to source row \(row), past row \(rowsNeeded.lowerBound) that it reads")
+        }
         nextRow = max(nextRow, row)
     }
 
@@ -242,7 +245,7 @@ package func resizeAndCrop(rgb: UnsafeBufferPointer<UInt8>, width: Int, height: 
     }
     var resize = try StreamingResize(width: width, height: height, outputWidth: outputWidth, outputHeight: outputHeight,
                                      cropRatio: cropRatio)
-    resize.skipRows(upTo: resize.rowsNeeded.lowerBound)
+    try resize.skipRows(upTo: resize.rowsNeeded.lowerBound)
     for row in resize.rowsNeeded { resize.push(row: source + row * rowStride) }
     return try resize.finish()
 }

@@ -62,6 +62,15 @@ final class StreamingResizeTests: XCTestCase {
         XCTAssertThrowsError(try stream.finish())
     }
 
+    func testSkippingRowsTheOutputReadsThrows() throws {
+        // 100 rows cropped to the middle half: rows 0..<25 or so are skippable, the middle ones are not.
+        var stream = try StreamingResize(width: 100, height: 100, outputWidth: 10, outputHeight: 10, cropRatio: 0.5)
+        let needed = stream.rowsNeeded
+        XCTAssertGreaterThan(needed.lowerBound, 0)
+        XCTAssertThrowsError(try stream.skipRows(upTo: needed.lowerBound + 1))
+        XCTAssertNoThrow(try stream.skipRows(upTo: needed.lowerBound))
+    }
+
     func testResizedSizeIsTheDocumentedOne() {
         let photo = resizedSize(width: 4000, height: 3000, outputWidth: 224, outputHeight: 224, cropRatio: 0.875)
         XCTAssertEqual(photo.width, 341)
