@@ -185,8 +185,8 @@ package struct StreamingResize {
     /// Skips source rows the output does not read (a decoder may still have to decode them); throws rather
     /// than skip rows it reads.
     package mutating func skipRows(upTo row: Int) throws(QARepError) {
-        guard row <= rowsNeeded.lowerBound || nextRow >= rowsNeeded.upperBound else {
-            throw .invalidArgument("resize asked to skip to source row \(row), past row \(rowsNeeded.lowerBound) that it reads")
+        guard row <= max(nextRow, rowsNeeded.lowerBound) || nextRow >= rowsNeeded.upperBound else {
+            throw .invalidArgument("resize asked to skip to source row \(row), past row \(max(nextRow, rowsNeeded.lowerBound)) that it reads next")
         }
         nextRow = max(nextRow, row)
     }

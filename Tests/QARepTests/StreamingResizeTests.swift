@@ -69,6 +69,15 @@ final class StreamingResizeTests: XCTestCase {
         XCTAssertGreaterThan(needed.lowerBound, 0)
         XCTAssertThrowsError(try stream.skipRows(upTo: needed.lowerBound + 1))
         XCTAssertNoThrow(try stream.skipRows(upTo: needed.lowerBound))
+        // Once rows are pushed, skipping to where it already is does nothing; past it, it refuses.
+        let row = [UInt8](repeating: 9, count: 300)
+        row.withUnsafeBufferPointer { stream.push(row: $0.baseAddress!) }
+        XCTAssertNoThrow(try stream.skipRows(upTo: needed.lowerBound + 1))
+        XCTAssertThrowsError(try stream.skipRows(upTo: needed.lowerBound + 2))
+        // With every row it reads pushed, skipping the rest is allowed.
+        for _ in (needed.lowerBound + 1)..<needed.upperBound { row.withUnsafeBufferPointer { stream.push(row: $0.baseAddress!) } }
+        XCTAssertNoThrow(try stream.skipRows(upTo: 100))
+        XCTAssertNoThrow(try stream.finish())
     }
 
     func testResizedSizeIsTheDocumentedOne() {

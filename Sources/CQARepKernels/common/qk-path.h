@@ -39,11 +39,11 @@ typedef struct qk_conv_microkernels {
     int32_t max_accumulators;  // largest pixels x blocks of a tile (tiles beyond it are NULL)
     // One per tile shape: tiles[(pixels - 1) * max_blocks + blocks - 1].
     const qk_conv_tile_fn *tiles;
-    // Paths whose microkernels multiply int16 inputs: widens `values` input bytes to int16 (writing and
-    // reading up to 31 values more, which the driver leaves room for). Set, the driver widens each work
-    // item's input rows once into the thread's scratch and the microkernels read them from there
-    // (qk_conv_tile.wide), and in dense mode it widens the window rows (qk_conv_tile.im2col); NULL: the
-    // microkernels read u8 inputs.
+    // Paths whose microkernels multiply int16 inputs: widens `values` input bytes to int16 by zero
+    // extension (writing and reading up to 31 values more, which the driver leaves room for). Set, the
+    // driver widens each work item's input rows once into the thread's scratch and the microkernels read
+    // them from there (qk_conv_tile.wide), and in dense mode it builds the window rows as int16, zero-extended
+    // by its own copies (qk_conv_tile.im2col); NULL: the microkernels read u8 inputs.
     void (*widen)(const uint8_t *bytes, int32_t values, int16_t *words);
 } qk_conv_microkernels;
 

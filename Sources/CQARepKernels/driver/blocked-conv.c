@@ -110,15 +110,16 @@ _Static_assert(6 * QK_NARROW_COPY_MAX_CHANNELS + QK_NARROW_COPY_BYTES >=
                    (9 * QK_NARROW_COPY_MAX_CHANNELS + QK_MAX_PACK_DEPTH - 1) / QK_MAX_PACK_DEPTH * QK_MAX_PACK_DEPTH,
                "narrow copies must reach the end of the window row");
 
-// Copies of `n` input bytes into a window row, as bytes or, on the paths that widen, as int16 through
-// generic vectors (SSE2 or NEON unpacks), so the window rows need no second widening pass: on avx2 and
-// avx512bw that pass and the byte rows' stores were about 3% of the stem (docs/performance.md).
+// Copies of `n` input bytes into a window row, as bytes or, on the paths that widen (avx2, avx512bw), as
+// int16 zero-extended through generic vectors (SSE2 unpacks here), so the window rows need no second
+// widening pass: that pass and the byte rows' stores were about 3% of the stem (docs/performance.md).
 typedef uint8_t qk_bytes8 __attribute__((vector_size(8)));
 typedef int16_t qk_words8 __attribute__((vector_size(16)));
 
 static inline __attribute__((always_inline)) void window_copy(void *row, size_t at, const uint8_t *src, int n, int wide) {
     if (wide) {
-        // Whole vectors, loaded before any is stored: the copies may overlap the row they write into.
+        // The copy's whole vectors are stored after they are converted; successive copies into one row
+        // overlap, and each one's excess is overwritten by the next.
         qk_words8 words[QK_WINDOW_COPY_SLACK / 8];
         for (int i = 0; i < n / 8; i++) {
             qk_bytes8 bytes;
