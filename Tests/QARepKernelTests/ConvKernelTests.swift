@@ -190,6 +190,9 @@ final class ConvKernelTests: XCTestCase {
             ConvCase(inH: 3, inW: 20, inC: 1200, outC: 40, stride: 1, groups: 1, batch: 1),
             // Tap slices carrying the sums of four-block tiles (64 lanes), the last block partial.
             ConvCase(inH: 3, inW: 13, inC: 1200, outC: 61, stride: 1, groups: 1, batch: 1),
+            // Weights over 512 KB in int16 on a direct (stride-2) layer: the widening paths' longer segments
+            // (16 pixel tiles, bands of twice the height) carrying sums between tap slices, several images.
+            ConvCase(inH: 28, inW: 28, inC: 128, outC: 512, stride: 2, groups: 1, batch: 2),
         ]
         var coverage = RequantizeCoverage()
         var compared = Set<String>()

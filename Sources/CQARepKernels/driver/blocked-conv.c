@@ -93,6 +93,13 @@ qk_conv_blocking qk_conv_blocking_of(const qk_conv_geometry *geo, const qk_path_
 // over several rows), carrying the int32 sums between slices in a small per-thread buffer. The sums are
 // exact integers, so slicing cannot change a result.
 enum { QK_SEGMENT_TILES = 8, QK_SEGMENT_PIXELS = QK_SEGMENT_TILES * QK_MAX_TILE_PIXELS };
+// Widened layers whose weights stream from L3 (QK_STREAMED_LAYER_BYTES) take segments, and bands, twice as
+// long: the weights then stream once per segment, and RepVGG's 7x7 last layers (2 pixel tiles a row on
+// avx2) become one segment per image instead of two (docs/performance.md, "Streamed layers").
+enum { QK_STREAMED_SEGMENT_TILES = 2 * QK_SEGMENT_TILES, QK_MAX_SEGMENT_PIXELS = QK_STREAMED_SEGMENT_TILES * QK_MAX_TILE_PIXELS };
+// Widened mode: layers whose weights exceed this stream them from L3 for every band, so each channel tile
+// fetches the next one's into L2 while it runs; smaller ones stay in L2 after the first band.
+enum { QK_STREAMED_LAYER_BYTES = 512 << 10 };
 
 // Dense mode: the 3x3 windows of `pixels` output pixels from out_x on, each as one row of
 // QK_DENSE_ROW_BYTES. On the border every tap is an 8-byte copy at offset tap * in_per_group, in
@@ -214,7 +221,7 @@ static void place_row_tile(int32_t index, int32_t base_pixels, int32_t wider, qk
 // channel tile), a few parts per thread where the bands alone would not share out evenly.
 typedef struct qk_conv_plan {
     qk_conv_blocking blocking;
-    int32_t row_tiles, base_pixels, wider_tiles, band_rows, bands;
+    int32_t row_tiles, base_pixels, wider_tiles, band_rows, bands, segment_tiles;
     int64_t channel_tiles, image_bands, items;  // channel_tiles: the parts, each a range of channel tiles
     int64_t all_tiles;                          // groups x tiles_per_group
     int channels_outermost, widened;
@@ -261,8 +268,14 @@ static int uses_widening(const qk_conv_geometry *geo, const qk_path_config *path
 
 // The preferred band height of a layer (before the work split evens it out) and the tallest band any batch
 // or team size can give it.
-static int32_t preferred_band_rows(int32_t row_tiles) {
-    return row_tiles >= QK_SEGMENT_TILES ? 1 : QK_SEGMENT_TILES / row_tiles;
+static int32_t preferred_band_rows(int32_t row_tiles, int32_t segment_tiles) {
+    return row_tiles >= segment_tiles ? 1 : segment_tiles / row_tiles;
+}
+
+// Pixel tiles per segment (QK_STREAMED_SEGMENT_TILES above).
+static int32_t segment_tiles_of(const qk_path_config *path, const qk_conv_geometry *geo, const qk_conv_blocking *b) {
+    return uses_widening(geo, path) && qk_conv_blocked_size(b, geo) > QK_STREAMED_LAYER_BYTES ? QK_STREAMED_SEGMENT_TILES
+                                                                                              : QK_SEGMENT_TILES;
 }
 
 static qk_conv_plan plan_of(const qk_conv_args *args, const qk_path_config *path) {
@@ -276,7 +289,8 @@ static qk_conv_plan plan_of(const qk_conv_args *args, const qk_path_config *path
     // (RepVGG-B0's 64-channel stem has two tiles, which built every window twice).
     const int32_t tiles_per_item = plan.blocking.taps == 1 ? plan.blocking.tiles_per_group : 1;
     const int64_t channel_tiles = plan.all_tiles / tiles_per_item;
-    int32_t band_rows = preferred_band_rows(plan.row_tiles);
+    plan.segment_tiles = segment_tiles_of(path, geo, &plan.blocking);
+    int32_t band_rows = preferred_band_rows(plan.row_tiles, plan.segment_tiles);
     while (band_rows > 1 &&
            channel_tiles * args->batch * ((geo->out_h + band_rows - 1) / band_rows) < (int64_t)args->threads)
         band_rows = (band_rows + 1) / 2;
@@ -441,7 +455,7 @@ size_t qk_conv_blocked_scratch_bytes(const qk_path_config *path, const qk_conv_g
     int32_t row_tiles, base_pixels, wider_tiles;
     split_row(geo->out_w, b.pixels_per_tile, &row_tiles, &base_pixels, &wider_tiles);
     // even_band_rows gives at most twice the preferred height.
-    int32_t rows = 2 * preferred_band_rows(row_tiles);
+    int32_t rows = 2 * preferred_band_rows(row_tiles, segment_tiles_of(path, geo, &b));
     if (rows > geo->out_h) rows = geo->out_h;
     const size_t values = (size_t)band_input_rows(geo, rows) * (size_t)(geo->in_w + 2) * (size_t)geo->in_c;
     return qk_round_to_line((values + QK_WIDEN_SLACK_VALUES) * sizeof(int16_t));
@@ -450,9 +464,6 @@ size_t qk_conv_blocked_scratch_bytes(const qk_path_config *path, const qk_conv_g
 // Prefetches of one work item are spread evenly over its taps; more than this many lines per tap would
 // crowd out the microkernel's own loads.
 enum { QK_MAX_PREFETCH_LINES_PER_TAP = 64 };
-// Widened mode: layers whose weights exceed this stream them from L3 for every band, so each channel tile
-// fetches the next one's into L2 while it runs; smaller ones stay in L2 after the first band.
-enum { QK_STREAMED_LAYER_BYTES = 512 << 10 };
 
 static int32_t lines_per_tap(size_t bytes, int64_t taps) {
     int64_t lines = ((int64_t)(bytes + 63) / 64 + taps - 1) / taps;
@@ -493,7 +504,7 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
     bool own;
     while (qk_claim_next(&claim, team, &item, &own)) {
         // Sums of one segment between tap slices: [pixel][lane of the tile].
-        int32_t partial[QK_SEGMENT_PIXELS * QK_MAX_TILE_LANES] __attribute__((aligned(64)));
+        int32_t partial[QK_MAX_SEGMENT_PIXELS * QK_MAX_TILE_LANES] __attribute__((aligned(64)));
         // Window rows of one segment in dense mode, plus room for the last row's copies.
         uint8_t windows[QK_SEGMENT_PIXELS * QK_DENSE_ROW_BYTES + QK_WINDOW_COPY_SLACK] __attribute__((aligned(64)));
         // The same widened to int16 on the paths that widen, once per segment for all its channel tiles.
@@ -508,7 +519,7 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
         const int32_t first_row = (int32_t)(image_band % plan.bands) * plan.band_rows;
         const int32_t end_row = first_row + plan.band_rows < geo->out_h ? first_row + plan.band_rows : geo->out_h;
         const int32_t tile_lanes = blocking->blocks_per_tile * blocking->lanes;
-        // Pixel tiles of the band, numbered row by row, taken QK_SEGMENT_TILES at a time.
+        // Pixel tiles of the band, numbered row by row, taken plan.segment_tiles at a time.
         const int32_t first_tile = first_row * row_tiles, end_tile = end_row * row_tiles;
         tile.wide = NULL;
         tile.wide_first_row = 0;
@@ -548,8 +559,8 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
         // the member's first item, when they come from L3 the first time).
         const int fetch_next_tile = own && (streamed || item == first_item);
 
-        for (int32_t segment = first_tile; segment < end_tile; segment += QK_SEGMENT_TILES) {
-            const int32_t segment_end = segment + QK_SEGMENT_TILES < end_tile ? segment + QK_SEGMENT_TILES : end_tile;
+        for (int32_t segment = first_tile; segment < end_tile; segment += plan.segment_tiles) {
+            const int32_t segment_end = segment + plan.segment_tiles < end_tile ? segment + plan.segment_tiles : end_tile;
             if (dense) {
                 tile.group = (int32_t)(part_first / blocking->tiles_per_group);
                 size_t row = 0;
