@@ -272,10 +272,14 @@ static int32_t preferred_band_rows(int32_t row_tiles, int32_t segment_tiles) {
     return row_tiles >= segment_tiles ? 1 : segment_tiles / row_tiles;
 }
 
+// Widened layers whose weights stream from L3 for every band (QK_STREAMED_LAYER_BYTES).
+static int streams_weights(const qk_path_config *path, const qk_conv_geometry *geo, const qk_conv_blocking *b) {
+    return uses_widening(geo, path) && qk_conv_blocked_size(b, geo) > QK_STREAMED_LAYER_BYTES;
+}
+
 // Pixel tiles per segment (QK_STREAMED_SEGMENT_TILES above).
 static int32_t segment_tiles_of(const qk_path_config *path, const qk_conv_geometry *geo, const qk_conv_blocking *b) {
-    return uses_widening(geo, path) && qk_conv_blocked_size(b, geo) > QK_STREAMED_LAYER_BYTES ? QK_STREAMED_SEGMENT_TILES
-                                                                                              : QK_SEGMENT_TILES;
+    return streams_weights(path, geo, b) ? QK_STREAMED_SEGMENT_TILES : QK_SEGMENT_TILES;
 }
 
 static qk_conv_plan plan_of(const qk_conv_args *args, const qk_path_config *path) {
@@ -494,7 +498,7 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
     // Widened mode: slices of whole kernel rows, which the microkernels run as one loop each.
     if (plan.widened && taps_per_slice >= 3) taps_per_slice -= taps_per_slice % 3;
     const int dense = blocking->taps == 1;
-    const int streamed = plan.widened && qk_conv_blocked_size(blocking, geo) > QK_STREAMED_LAYER_BYTES;
+    const int streamed = streams_weights(path, geo, blocking);
     const qk_share_context share_context = {args, &plan};
     qk_item_claim claim;
     qk_claim_begin(&claim, team, &share_context, share_items_of, item_region);
