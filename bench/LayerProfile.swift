@@ -23,9 +23,10 @@ func convAlgorithm(_ layer: LayerInfo, pathName: String) -> (String, Int) {
     return (name, qk_conv3x3_winograd_bytes(path, &shape))
 }
 
-/// Runs `warmup` untimed and `iterations` timed profiled runs; returns each step's median time.
+/// Runs `warmup` untimed and `iterations` timed profiled runs, calling `afterTimedRun` after each timed one;
+/// returns each step's median time.
 func profileLayers(model: Model, kernel: Kernel, pathName: String, threads: Int, batch: Int, images: [UInt8], warmup: Int,
-                   iterations: Int) throws -> [LayerTiming] {
+                   iterations: Int, afterTimedRun: () -> Void = {}) throws -> [LayerTiming] {
     let session = try Session(model: model, threads: threads, maxBatch: batch, kernel: kernel)
     let layers = model.layers
     var samples = [[Double]](repeating: [], count: layers.count)
@@ -33,6 +34,7 @@ func profileLayers(model: Model, kernel: Kernel, pathName: String, threads: Int,
         let seconds = try session.runProfiled(images: images.span, batch: batch).layerSeconds
         guard iteration >= warmup else { continue }
         for (index, value) in seconds.prefix(layers.count).enumerated() { samples[index].append(value) }
+        afterTimedRun()
     }
     return zip(layers, samples).map { layer, times in
         var name = layer.name
