@@ -38,20 +38,18 @@ QK_INLINE void qk_prefetch_taps(const qk_conv_tile *tile, int32_t tap, int32_t t
     for (int32_t i = 0; i < count; i++) _mm_prefetch(lines + 64 * i, _MM_HINT_T1);
 }
 
-// The tap's share of the next item's L2 prefetches, paced one per chunk: issued all at the tap's start they
-// queued in front of the microkernel's own loads (docs/performance.md, "Prefetch pacing"). Lines beyond
-// one per chunk go at once; the rest, one in each chunk step, through qk_paced_prefetch_chunk.
+// The share of the next item's L2 prefetches of taps [tap, tap + taps), run over `chunks` chunk steps, paced
+// one per chunk: issued all at the run's start they queued in front of the microkernel's own loads
+// (docs/performance.md, "Prefetch pacing"). Lines beyond one per chunk go at once; the rest, one in each
+// chunk step, through qk_paced_prefetch_chunk.
 typedef struct qk_paced_prefetch {
     const char *lines;
     int32_t count;
 } qk_paced_prefetch;
 
-QK_INLINE qk_paced_prefetch qk_paced_prefetch_tap(const qk_conv_tile *tile, int32_t tap, int32_t chunks) {
-    qk_paced_prefetch paced = {NULL, 0};
-    if (tile->prefetch_lines_per_tap > 0) {
-        paced.count = tile->prefetch_lines_per_tap;
-        paced.lines = (const char *)tile->prefetch + (size_t)(tap - tile->first_tap) * (size_t)paced.count * 64;
-    }
+QK_INLINE qk_paced_prefetch qk_paced_prefetch_taps(const qk_conv_tile *tile, int32_t tap, int32_t taps, int32_t chunks) {
+    qk_paced_prefetch paced;
+    paced.lines = qk_prefetch_lines(tile, tap, taps, &paced.count);
     for (; paced.count > chunks; paced.count--, paced.lines += 64) _mm_prefetch(paced.lines, _MM_HINT_T1);
     return paced;
 }

@@ -60,14 +60,7 @@ QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_
         return;
     }
 
-    uint8_t *out = args->output +
-                   (((size_t)tile->image * geo->out_h + tile->out_y) * geo->out_w + tile->out_x) * geo->out_c +
-                   first_out;
-    // Dense mode (stems): bring the output lines one row below in early, as on the VNNI path.
-    if (tile->im2col != NULL && tile->group == 0 && tile->first_block == 0) {
-        const char *below = (const char *)out + (size_t)geo->out_w * (size_t)geo->out_c;
-        for (int32_t offset = 0; offset < pixels * geo->out_c; offset += 64) _mm_prefetch(below + offset, _MM_HINT_T0);
-    }
+    uint8_t *out = qk_conv_tile_output(args, tile, AVX2_LANES, pixels);
     if (blocks == 2 && geo->out_per_group - first_o >= 2 * AVX2_LANES) {
         const __m256 multiplier0 = _mm256_loadu_ps(args->multiplier + first_out + first_o);
         const __m256 multiplier1 = _mm256_loadu_ps(args->multiplier + first_out + first_o + AVX2_LANES);
@@ -75,7 +68,7 @@ QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_
 #pragma clang loop unroll(full)
         for (int p = 0; p < pixels; p++)
             qk_avx2_requantize16_store(acc[p][0], acc[p][1], multiplier0, multiplier1, below_one,
-                               out + (size_t)p * geo->out_c + first_o);
+                               out + (size_t)p * geo->out_c);
         return;
     }
 #pragma clang loop unroll(full)
@@ -85,7 +78,7 @@ QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_
         const __m256 multiplier = qk_load8_ps(args->multiplier + first_out + o, valid);
 #pragma clang loop unroll(full)
         for (int p = 0; p < pixels; p++)
-            qk_requantize8_store(acc[p][j], _mm256_setzero_si256(), multiplier, out + (size_t)p * geo->out_c + o, valid);
+            qk_requantize8_store(acc[p][j], _mm256_setzero_si256(), multiplier, out + (size_t)p * geo->out_c + j * AVX2_LANES, valid);
     }
 }
 

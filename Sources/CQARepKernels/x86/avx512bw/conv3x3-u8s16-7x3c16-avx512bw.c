@@ -13,15 +13,6 @@ _Static_assert(BW_MAX_BLOCKS <= 4, "the narrowing packs four blocks at most");
 _Static_assert(BW_MAX_PIXELS <= QK_MAX_TILE_PIXELS && BW_MAX_BLOCKS * BW_LANES <= QK_MAX_TILE_LANES,
                "partial-sum buffer too small");
 
-// The next item's weight prefetches go one per chunk, as on the VNNI path: those of `taps` taps over their
-// `chunks` chunks, any beyond one per chunk at once. Returns where the per-chunk lines start, *lines of them.
-QK_INLINE QK_TARGET_AVX512 const char *bw_prefetch_begin(const qk_conv_tile *tile, int32_t tap, int32_t taps,
-                                                         int32_t chunks, int32_t *lines) {
-    const char *prefetch = qk_prefetch_lines(tile, tap, taps, lines);
-    for (; *lines > chunks; (*lines)--, prefetch += 64) _mm_prefetch(prefetch, _MM_HINT_T1);
-    return prefetch;
-}
-
 QK_INLINE QK_TARGET_AVX512 void bw_tile(const qk_conv_args *args, const qk_conv_blocking *b,
                                           const qk_conv_tile *tile, const int pixels, const int blocks) {
     const qk_conv_geometry *geo = &args->geo;
@@ -62,10 +53,9 @@ QK_INLINE QK_TARGET_AVX512 void bw_tile(const qk_conv_args *args, const qk_conv_
         const int16_t *x[BW_MAX_PIXELS];
         run_end = qk_conv_int16_sources(args, b, tile, tap, end_tap, pixels, x);
         const int32_t run_chunks = (run_end - tap) * chunks;
-        int32_t prefetch_lines;
-        const char *prefetch = bw_prefetch_begin(tile, tap, run_end - tap, run_chunks, &prefetch_lines);
+        const qk_paced_prefetch prefetch = qk_paced_prefetch_taps(tile, tap, run_end - tap, run_chunks);
         for (int32_t k = 0; k < run_chunks; k++, w += blocks * QK_BW_UNIT_BYTES) {
-            if (k < prefetch_lines) _mm_prefetch(prefetch + 64 * k, _MM_HINT_T1);
+            qk_paced_prefetch_chunk(&prefetch, k);
             qk_bw_chunk(acc, x, k, w, pixels, blocks);
         }
     }
@@ -79,14 +69,7 @@ QK_INLINE QK_TARGET_AVX512 void bw_tile(const qk_conv_args *args, const qk_conv_
         return;
     }
 
-    uint8_t *out = args->output +
-                   (((size_t)tile->image * geo->out_h + tile->out_y) * geo->out_w + tile->out_x) * geo->out_c +
-                   first_out + first_lane;
-    // Dense mode (stems): bring the output lines one row below in early, as on the VNNI path.
-    if (tile->im2col != NULL && tile->group == 0 && tile->first_block == 0) {
-        const char *below = (const char *)out + (size_t)geo->out_w * (size_t)geo->out_c;
-        for (int32_t offset = 0; offset < pixels * geo->out_c; offset += 64) _mm_prefetch(below + offset, _MM_HINT_T0);
-    }
+    uint8_t *out = qk_conv_tile_output(args, tile, BW_LANES, pixels);
     __m512 multiplier[BW_MAX_BLOCKS];
     __mmask64 store_mask = 0;
 #pragma clang loop unroll(full)

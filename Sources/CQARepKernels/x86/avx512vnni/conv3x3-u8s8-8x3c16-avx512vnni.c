@@ -48,17 +48,9 @@ QK_INLINE QK_TARGET_VNNI void vnni_tile(const qk_conv_args *args, const qk_conv_
     for (int32_t tap = tile->first_tap; tap < tile->first_tap + tile->taps; tap++) {
         const uint8_t *src[VNNI_MAX_PIXELS];
         qk_conv_tile_sources(args, tile, image, first_channel, tap, pixels, src);
-        // The next item's weight prefetches go one per chunk: issued all at the tap's start they queued in
-        // front of the microkernel's own loads (docs/performance.md, "Prefetch pacing").
-        const char *prefetch = NULL;
-        int32_t prefetch_lines = 0;
-        if (tile->prefetch_lines_per_tap > 0) {
-            prefetch_lines = tile->prefetch_lines_per_tap;
-            prefetch = (const char *)tile->prefetch + (size_t)(tap - tile->first_tap) * (size_t)prefetch_lines * 64;
-        }
-        for (; prefetch_lines > chunks; prefetch_lines--, prefetch += 64) _mm_prefetch(prefetch, _MM_HINT_T1);
+        const qk_paced_prefetch prefetch = qk_paced_prefetch_taps(tile, tap, 1, chunks);
         for (int32_t k = 0; k < chunks; k++) {
-            if (k < prefetch_lines) _mm_prefetch(prefetch + 64 * k, _MM_HINT_T1);
+            qk_paced_prefetch_chunk(&prefetch, k);
             __m512i wv[VNNI_MAX_BLOCKS];
 #pragma clang loop unroll(full)
             for (int j = 0; j < blocks; j++) wv[j] = _mm512_loadu_si512(w + j * QK_VNNI_UNIT_BYTES);
@@ -81,16 +73,7 @@ QK_INLINE QK_TARGET_VNNI void vnni_tile(const qk_conv_args *args, const qk_conv_
         return;
     }
 
-    uint8_t *out = args->output +
-                   (((size_t)tile->image * geo->out_h + tile->out_y) * geo->out_w + tile->out_x) * geo->out_c +
-                   first_out + first_lane;
-    // Dense mode (stems) stores one output byte per 8-12 multiply-adds into lines no layer has touched yet
-    // in this run; loading the same pixels' lines one row below brings them in about a row of tiles early
-    // (the first channel tile fetches all channels; docs/performance.md, "Stem output prefetch").
-    if (tile->im2col != NULL && tile->group == 0 && tile->first_block == 0) {
-        const char *below = (const char *)out + (size_t)geo->out_w * (size_t)geo->out_c;
-        for (int32_t offset = 0; offset < pixels * geo->out_c; offset += 64) _mm_prefetch(below + offset, _MM_HINT_T0);
-    }
+    uint8_t *out = qk_conv_tile_output(args, tile, VNNI_LANES, pixels);
     __m512 multiplier[VNNI_MAX_BLOCKS];
     __mmask64 store_mask = 0;
 #pragma clang loop unroll(full)

@@ -91,7 +91,7 @@ QK_INLINE QK_TARGET_AVXVNNI void avxvnni_tile(const qk_conv_args *args, const qk
     for (int32_t tap = tile->first_tap; tap < tile->first_tap + tile->taps; tap++) {
         const uint8_t *src[MAX_PIXELS];
         qk_conv_tile_sources(args, tile, image, first_channel, tap, pixels, src);
-        const qk_paced_prefetch prefetch = qk_paced_prefetch_tap(tile, tap, chunks);
+        const qk_paced_prefetch prefetch = qk_paced_prefetch_taps(tile, tap, 1, chunks);
         for (int32_t k = 0; k < chunks; k++) {
             qk_paced_prefetch_chunk(&prefetch, k);
             if (WEIGHTS_OUTER(pixels, blocks)) {
