@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 packages=(libc6-dev libomp-dev libjpeg62-turbo-dev libpng-dev libwebp-dev libopenblas-dev pkg-config make gcc g++)
 # Python 3 with venv, for the wheel (make wheel) and its tests; the Python packages come from PyPI in .ci/run.
 packages+=(python3 python3-venv)
-# The aarch64 cross toolchain and qemu-user, for the ARM kernel tests (scripts/test-arm-kernels.sh) and the
-# aarch64 C library (make lib ARCH=aarch64).
+# The aarch64 cross toolchain and qemu-user, for the ARM kernel tests (scripts/test-arm-kernels.sh), the
+# aarch64 C library (make lib ARCH=aarch64) and the emulated x86 CPUs (scripts/test-x86-emulated.sh).
 packages+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross libgomp1-arm64-cross qemu-user-static)
 # Headless Chromium and a font for the test that renders `qarep analyze`'s HTML report and checks its screenshot.
 packages+=(chromium fonts-dejavu-core)

@@ -1,12 +1,16 @@
 // The kernel tests without Swift: every path of the table (qk_paths.h) this CPU runs, compared byte for byte
 // with the scalar oracle on randomized conv shapes (3-channel stems in dense mode, strides 1 and 2, groups,
 // odd channel counts, tap slices, batches 1-4), pool and fc, and whole networks through qk_network_*, at 1-3
-// threads; plus packing round trips, detection against /proc/cpuinfo and the peak loops. Built for the host
-// and cross-built for aarch64 (scripts/test-arm-kernels.sh), where it runs under qemu once per CPU model, so
-// that each ARM path runs somewhere. Prints the paths it compared and those this CPU could not run, and ends
+// threads; plus packing round trips, detection against /proc/cpuinfo (or --expect-paths) and the peak loops.
+// Built for the host and cross-built for aarch64 (scripts/test-arm-kernels.sh), where it runs under qemu once
+// per CPU model, so that each ARM path runs somewhere; the host build also runs under qemu as other x86 CPUs
+// (scripts/test-x86-emulated.sh). Prints the paths it compared and those this CPU could not run, and ends
 // with "N passed, N failed"; exits 1 on any failure.
 //
-// Usage: kernel-tests [--quick]   (--quick: fewer and smaller cases, for emulators)
+// Usage: kernel-tests [--quick] [--expect-paths BEST,OTHER,...]
+//   --quick         fewer and smaller cases, for emulators
+//   --expect-paths  the paths this CPU must run, exactly, the best first: for user-mode emulation of another
+//                   x86 CPU (scripts/test-x86-emulated.sh), whose /proc/cpuinfo is the host's
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -20,6 +24,7 @@ enum { EXTRA = QK_EXTRA_BYTES, GUARD = 64 };
 static const int32_t thread_counts[] = {1, 2, 3};
 static long passed, failed;
 static bool quick;
+static const char *expected_paths;  // --expect-paths, or NULL
 // Every path the tests run: the table's, then its test-only paths, which follow the gap at QK_PATH_COUNT
 // (qarep_kernels.h).
 static bool compared[QK_PATH_TEST_END];
@@ -737,9 +742,28 @@ static bool has_flag(const char *line, const char *flag) {
     return false;
 }
 
+// Whether `name` is one of the comma-separated names in `list`.
+static bool in_list(const char *list, const char *name) {
+    const size_t length = strlen(name);
+    for (const char *p = list; p != NULL; p = strchr(p, ',')) {
+        if (*p == ',') p++;
+        if (strncmp(p, name, length) == 0 && (p[length] == ',' || p[length] == '\0')) return true;
+    }
+    return false;
+}
+
 static void detection_tests(void) {
     static char line[16384];
-    if (!cpuinfo_features(line, sizeof line)) {
+    if (expected_paths != NULL) {
+        // An emulated CPU: detection must find exactly the paths given, and pick the first of them.
+        FOR_EACH_PATH(path)
+            check(qk_path_supported((qk_path)path) == (in_list(expected_paths, qk_path_name((qk_path)path)) ? 1 : 0),
+                  "detection against --expect-paths", qk_path_name((qk_path)path), 0, expected_paths);
+        const size_t best_length = strcspn(expected_paths, ",");
+        const char *best = qk_path_name(qk_best_path());
+        check(strlen(best) == best_length && strncmp(best, expected_paths, best_length) == 0,
+              "best path is the first of --expect-paths", best, 0, expected_paths);
+    } else if (!cpuinfo_features(line, sizeof line)) {
         printf("detection: /proc/cpuinfo has no features line for this architecture (user-mode emulation); not compared\n");
     } else {
         FOR_EACH_PATH(path) {
@@ -783,8 +807,10 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) {
             quick = true;
+        } else if (strcmp(argv[i], "--expect-paths") == 0 && i + 1 < argc) {
+            expected_paths = argv[++i];
         } else {
-            fprintf(stderr, "usage: %s [--quick]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--expect-paths BEST,OTHER,...]\n", argv[0]);
             return 2;
         }
     }
@@ -796,14 +822,18 @@ int main(int argc, char **argv) {
     fc_tests();
     network_tests();
     printf("layers packed in place from staged weights: %ld\n", staged_layers);
-    check(staged_layers > 0, "some layers packed in place", "any", 0, "");
+    // The scalar path packs nothing in place: a CPU without SIMD (x86-64 baseline, emulated) stages nothing.
+    bool simd_ran = false;
+    FOR_EACH_PATH(path) simd_ran = simd_ran || (path != QK_PATH_SCALAR && compared[path]);
+    if (simd_ran) check(staged_layers > 0, "some layers packed in place", "any", 0, "");
     printf("paths compared with scalar:");
     FOR_EACH_PATH(path)
         if (compared[path]) printf(" %s", qk_path_name((qk_path)path));
     // Each by name, with the features /proc/cpuinfo does not list (where it has a features line).
     printf("\npaths this CPU could not run:");
     static char features[16384];
-    const bool have_features = cpuinfo_features(features, sizeof features);
+    // Under emulation (--expect-paths) /proc/cpuinfo describes the host, not the CPU the tests ran on.
+    const bool have_features = expected_paths == NULL && cpuinfo_features(features, sizeof features);
     int missing = 0;
     FOR_EACH_PATH(path) {
         if (qk_path_supported((qk_path)path)) continue;

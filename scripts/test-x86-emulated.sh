@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# x86 CPUs this machine is not, emulated by qemu-user (TCG), so that detection and dispatch are checked on CPUs
+# without AVX-512, and the library on an x86-64 without AVX at all:
+#   qemu64       the x86-64 baseline (SSE2): scalar only, and nothing may execute a newer instruction
+#   SandyBridge  AVX without AVX2: scalar only
+#   EPYC-Milan   AMD Zen 3, AVX2 without AVX-512 (the CPU of issue 10): avx2, picked by default
+# For each: the kernel tests (Tests/CKernelTests, --quick) with --expect-paths, so that detection must find
+# exactly that CPU's paths and pick the first; and, given a model and a C example (examples/c/classify), its
+# --list-kernels and its default run's logits, bitwise equal to a native scalar run. TCG has no AVX-512, and
+# this qemu (7.2) no AVX-VNNI: those paths stay with real CPUs and the EVEX twin (docs/architecture.md).
+#
+#   scripts/test-x86-emulated.sh [MODEL CLASSIFY]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(uname -m)" != x86_64 ]; then
+    echo "not an x86_64 host: nothing emulated"
+    exit 0
+fi
+started=$SECONDS
+step() { echo "=== [$((SECONDS - started))s] $*"; }
+fail() { echo "FAILED: $*" >&2; exit 1; }
+tests=Tests/CKernelTests
+build=${KERNEL_TESTS_BUILD:-$tests/build}
+qemu=${QEMU_X86_64:-qemu-x86_64-static}
+model=${1:-}
+classify=${2:-}
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+make -s -C "$tests" BUILD="$(realpath -m "$build")" ARCH=host
+if [ -n "$model" ]; then
+    "$classify" "$model" --random 2 --batch 2 --logits --kernel scalar > "$log.scalar" 2> /dev/null
+    trap 'rm -f "$log" "$log.scalar" "$log.emulated"' EXIT
+fi
+
+# CPU model, then its paths with the best first.
+for cpu_paths in qemu64:scalar SandyBridge:scalar EPYC-Milan:avx2,scalar; do
+    cpu=${cpu_paths%%:*} paths=${cpu_paths#*:} best=${paths%%,*}
+    step "qemu -cpu $cpu: expecting $paths"
+    # TCG warns about every feature of the model it does not emulate; those lines are dropped.
+    "$qemu" -cpu "$cpu" "$build/kernel-tests-host" --quick --expect-paths "$paths" 2>&1 |
+        grep -v '^qemu-x86_64[a-z-]*: warning' > "$log" || true
+    grep -E '^(best path|paths compared|FAIL|[0-9]+ passed)' "$log" || true
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
+    [ -n "$line" ] || { tail -n 5 "$log"; fail "the kernel tests under -cpu $cpu printed no closing count (crashed?)"; }
+    [ "${line#* passed, }" = "0 failed" ] || fail "the kernel tests under -cpu $cpu: $line"
+    [ -n "$model" ] || continue
+    listed=$("$qemu" -cpu "$cpu" "$classify" --list-kernels 2> /dev/null | sort | xargs)
+    wanted=$(tr ',' '\n' <<< "$paths" | sort | xargs)
+    [ "$listed" = "$wanted" ] || fail "classify --list-kernels under -cpu $cpu: '$listed', expected '$wanted'"
+    "$qemu" -cpu "$cpu" "$classify" "$model" --random 2 --batch 2 --logits > "$log.emulated" 2> "$log"
+    grep -q "kernel $best\$" "$log" || fail "-cpu $cpu ran $(grep -o 'kernel [a-z0-9]*' "$log"), expected $best"
+    cmp "$log.scalar" "$log.emulated" || fail "the C example under -cpu $cpu disagrees with the native scalar run"
+    echo "classify: paths $listed; default $best; logits bitwise equal to the native scalar run"
+done
+step "done in $((SECONDS - started))s"
