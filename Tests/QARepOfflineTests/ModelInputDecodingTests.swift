@@ -181,6 +181,40 @@ final class ModelInputDecodingTests: XCTestCase {
 
     /// A header may claim up to 65535 per side; nothing of that size is allocated, and data that does not hold
     /// the image is an error, not a crash or a gray image.
+    func testPixelLimitRefusesDecompressionBombsBeforeDecoding() throws {
+        // 159 bytes found by the image fuzzer: an arithmetic-coded CMYK JPEG whose header claims 65245x64744.
+        // Arithmetic coding lets the data end early (the decoder supplies zeros), so without the pixel limit it
+        // decoded all 4.2 G pixels, for 26 s at scale 1/8.
+        let hex = [
+            "ffd8ffee000e41646f62e8fe0001000089504e470d0a1a0a590000000000ffdb004300d3000607060508070707090908",
+            "0a0c140d0c0b0b0c1912130f141d1affee000e41646f62e8fa0001000009002836292c3031343460341f27393d38323c",
+            "2e333432ffc9001408fce8fedd044311004d11005911004b110002d3d4f9faffda000e0443404d0059004b11004d2411",
+            "bc1100ffc4ffda4102678451040000"
+        ].joined()
+        let bomb = stride(from: 0, to: hex.count, by: 2).map { offset -> UInt8 in
+            let start = hex.index(hex.startIndex, offsetBy: offset)
+            return UInt8(hex[start..<hex.index(start, offsetBy: 2)], radix: 16) ?? 0
+        }
+        XCTAssertEqual(bomb.count, 159)
+        let decoder = ModelInputDecoder(outputWidth: 224, outputHeight: 224, cropRatio: 0.875)
+        XCTAssertThrowsError(try decoder.decode(bytes: bomb, source: "bomb.jpg")) { error in
+            XCTAssertTrue("\(error)".contains("65245x64744") && "\(error)".contains("178956970 pixels"), "\(error)")
+        }
+        // The limit is on the nominal pixels, both sides of it: 16x16 decodes at 256 and is refused at 255.
+        let jpeg = try imagesEncodeJPEG(width: 16, height: 16, components: 3, pixels: photoLikeImage(width: 16, height: 16))
+        var limits = ImageDecodeLimits()
+        limits.maxPixels = 256
+        XCTAssertNoThrow(try ModelInputDecoder(outputWidth: 8, outputHeight: 8, cropRatio: 1, limits: limits)
+            .decode(bytes: jpeg, source: "small.jpg"))
+        limits.maxPixels = 255
+        XCTAssertThrowsError(try ModelInputDecoder(outputWidth: 8, outputHeight: 8, cropRatio: 1, limits: limits)
+            .decode(bytes: jpeg, source: "small.jpg")) { error in
+            XCTAssertTrue("\(error)".contains("16x16"), "\(error)")
+        }
+        // 12000x9000 photos (108 M pixels) stay under the default.
+        XCTAssertGreaterThanOrEqual(ImageDecodeLimits().maxPixels, 12000 * 9000)
+    }
+
     func testHugeHeaderSizesAreDecodedByRowsOrRefusedCleanly() throws {
         var jpeg = try imagesEncodeJPEG(width: 16, height: 16, components: 3, pixels: photoLikeImage(width: 16, height: 16))
         let sof = try XCTUnwrap((0..<(jpeg.count - 1)).first { jpeg[$0] == 0xFF && jpeg[$0 + 1] == 0xC0 })

@@ -38,13 +38,16 @@ public struct InputFileError: Error, CustomStringConvertible, Sendable {
     public var description: String { "\(source): \(reason)" }
 }
 
-/// What decoding may hold. Header sizes are only checked against `maxSide` (JPEG and WebP headers may say up to
-/// 65535 per side); the memory actually held is what is limited.
+/// What decoding may hold, and how large an image it takes on. Header sizes are checked against `maxSide` and
+/// `maxPixels` before anything is decoded; the memory actually held is limited besides.
 public struct ImageDecodeLimits: Sendable {
     /// Nominal (header) size per side.
     public var maxSide: Int = 65535
-    /// Decoded pixels of a whole-image decode (`decodeImage`); decoding for the model holds rows, not images.
-    public var maxPixels: Int = 100_000_000
+    /// Nominal pixels (header width x height) of any decode. Decoding for the model holds only rows, but its time
+    /// grows with the pixels: a 159-byte arithmetic-coded JPEG claiming 65245x64744 decoded for 26 s (arithmetic
+    /// coding lets the data end early and the decoder supply zeros). The default is Pillow's DecompressionBombError
+    /// threshold (2 x 89,478,485): 12000x9000 photos decode, nothing over 179 M pixels does.
+    public var maxPixels: Int = 178_956_970
     /// The file's bytes, and what a decode for the model holds besides them: the codec's whole-image buffers
     /// (progressive JPEG coefficients, an interlaced PNG, a WebP's output), one row and the resize's rows.
     public var maxMemoryBytes: Int = 256 << 20
@@ -60,13 +63,15 @@ public func decodeImage(bytes: [UInt8], source: String, limits: ImageDecodeLimit
     try bytes.withUnsafeBufferPointer { data in
         var reader = try ImageRowReader(data: data, source: source, limits: limits)
         defer { reader.close() }
-        guard reader.width <= limits.maxSide, reader.height <= limits.maxSide, reader.width * reader.height <= limits.maxPixels else {
-            throw InputFileError(source: source, reason: "image is \(reader.width)x\(reader.height), above the limit (at most \(limits.maxSide) per side and \(limits.maxPixels) pixels)")
+        // The reader checked maxSide and maxPixels; the whole image is held here.
+        guard reader.width * reader.height * 3 <= limits.maxMemoryBytes else {
+            throw InputFileError(source: source, reason: "image is \(reader.width)x\(reader.height), whose \(reader.width * reader.height * 3 >> 20) MB of pixels are above the \(limits.maxMemoryBytes >> 20) MB limit")
         }
         let (width, height) = try reader.start(denominator: 1)
         var pixels = [UInt8](repeating: 0, count: width * height * 3)
         try pixels.withUnsafeMutableBufferPointer { pixels in
-            for y in 0..<height { try reader.readRow(into: pixels.baseAddress! + y * width * 3) }
+            guard let base = pixels.baseAddress else { return }
+            for y in 0..<height { try reader.readRow(into: base + y * width * 3) }
         }
         return RGBImage(width: width, height: height, pixels: pixels)
     }

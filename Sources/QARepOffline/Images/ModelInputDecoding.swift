@@ -99,8 +99,9 @@ public struct ModelInputDecoder: Sendable {
             try row.withUnsafeMutableBufferPointer { row in
                 // Rows past the last one the output reads are not decoded at all.
                 for _ in 0..<resize.rowsNeeded.upperBound {
-                    try reader.readRow(into: row.baseAddress!)
-                    resize.push(row: UnsafePointer(row.baseAddress!))
+                    guard let base = row.baseAddress else { return }
+                    try reader.readRow(into: base)
+                    resize.push(row: UnsafePointer(base))
                 }
             }
             let pixels: [UInt8]
@@ -166,10 +167,10 @@ struct ImageRowReader {
             handle = nil
             throw Self.error(status, message, format: formatName, source: source)
         }
-        guard width <= limits.maxSide, height <= limits.maxSide else {
+        guard width <= limits.maxSide, height <= limits.maxSide, width * height <= limits.maxPixels else {
             qarep_image_reader_close(handle)
             handle = nil
-            throw InputFileError(source: source, reason: "image is \(width)x\(height), above the limit (at most \(limits.maxSide) per side)")
+            throw InputFileError(source: source, reason: "image is \(width)x\(height), above the limit (at most \(limits.maxSide) per side and \(limits.maxPixels) pixels)")
         }
         canScale = qarep_image_reader_can_scale(handle) != 0
     }
