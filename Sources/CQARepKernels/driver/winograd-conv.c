@@ -166,6 +166,21 @@ typedef struct qk_winograd_plan {
     int64_t items;  // [image][band][group][part]
 } qk_winograd_plan;
 
+// With several threads: bands of equal height (up to twice the segment's) whose count the members share exactly,
+// each item all of a group's output channels, so each member writes whole pixels of its own rows, which the next
+// layer reads mostly from its own core. RepVGG's 14- and 28-row layers were cut into 5 + 5 + 4 or 6 x 4 + 4
+// rows, and the shares of those items left one member up to 25% more work (docs/performance.md, "Winograd work
+// split").
+static bool even_row_split(qk_winograd_plan *plan, const qk_conv_args *args) {
+    for (int32_t count = 1; count <= plan->tiles_h; count++) {
+        if (plan->tiles_h % count != 0 || plan->tiles_h / count > 2 * plan->band_rows) continue;
+        if ((int64_t)args->batch * count * args->geo.groups % args->threads != 0) continue;
+        plan->band_rows = plan->tiles_h / count;
+        return true;
+    }
+    return false;
+}
+
 static qk_winograd_plan plan_of(const qk_winograd_kernels *k, const qk_conv_args *args) {
     const qk_conv_geometry *geo = &args->geo;
     qk_winograd_plan plan;
@@ -180,15 +195,23 @@ static qk_winograd_plan plan_of(const qk_winograd_kernels *k, const qk_conv_args
     int64_t bands = (image_tiles + plan.segment_tiles - 1) / plan.segment_tiles;
     if (bands > plan.tiles_h) bands = plan.tiles_h;
     plan.band_rows = (int32_t)((plan.tiles_h + bands - 1) / bands);
-    plan.bands = (plan.tiles_h + plan.band_rows - 1) / plan.band_rows;
-    // With several threads, enough items that claiming evens out the shares: output channels are cut
-    // into parts (each part transforms its band's inputs again, a few percent of its work).
-    const int64_t base = (int64_t)args->batch * plan.bands * geo->groups;
     plan.parts = 1;
-    while (args->threads > 1 && base * plan.parts < 4 * (int64_t)args->threads &&
-           plan.parts < plan.blocking.tiles_per_group)
-        plan.parts++;
-    plan.items = base * plan.parts;
+    if (args->threads > 1 && !even_row_split(&plan, args)) {
+        if ((int64_t)plan.band_rows * plan.tiles_w <= plan.segment_tiles) {
+            // No even split of the rows (RepVGG's 7-row layers on 2 threads): one item per channel tile, shared
+            // by work (share_of), so that no member gets a whole band more. A member's consecutive items of one
+            // band reuse its transformed inputs (winograd_share); only the band whose channel tiles two members
+            // split is transformed twice.
+            plan.parts = plan.blocking.tiles_per_group;
+        } else {
+            // Bands of several segments cannot keep their inputs: enough items that claiming evens out the
+            // shares, each part transforming its band's inputs again (a few percent of its work).
+            const int64_t base = (int64_t)args->batch * ((plan.tiles_h + plan.band_rows - 1) / plan.band_rows) * geo->groups;
+            while (base * plan.parts < 4 * (int64_t)args->threads && plan.parts < plan.blocking.tiles_per_group) plan.parts++;
+        }
+    }
+    plan.bands = (plan.tiles_h + plan.band_rows - 1) / plan.band_rows;
+    plan.items = (int64_t)args->batch * plan.bands * geo->groups * plan.parts;
     return plan;
 }
 
@@ -222,9 +245,42 @@ typedef struct qk_winograd_share_context {
     const qk_conv_geometry *geo;
 } qk_winograd_share_context;
 
+// Work of an item: its band's tiles times its part's blocks.
+static int64_t item_work(const qk_winograd_plan *plan, const qk_conv_geometry *geo, int64_t item) {
+    const qk_winograd_item it = locate(plan, geo, item);
+    const int32_t first_row = it.band * plan->band_rows;
+    const int32_t rows = plan->tiles_h - first_row < plan->band_rows ? plan->tiles_h - first_row : plan->band_rows;
+    return (int64_t)rows * plan->tiles_w * (first_block_of(&plan->blocking, it.end_tile) - first_block_of(&plan->blocking, it.first_tile));
+}
+
+// The member's contiguous items, cut where the running work is nearest to its even share (items of equal work,
+// the common case, split by count).
 static void share_of(const void *context, const qk_team *member, int64_t *first, int64_t *end) {
     const qk_winograd_share_context *share = (const qk_winograd_share_context *)context;
-    qk_team_share(member, share->plan->items, first, end);
+    const qk_winograd_plan *plan = share->plan;
+    const qk_winograd_blocking *b = &plan->blocking;
+    const bool equal_items = plan->tiles_h % plan->band_rows == 0 && b->blocks_per_group % plan->parts == 0 &&
+                             b->tiles_per_group % plan->parts == 0;
+    if (member->size == 1 || equal_items) {
+        qk_team_share(member, plan->items, first, end);
+        return;
+    }
+    int64_t total = 0;
+    for (int64_t item = 0; item < plan->items; item++) total += item_work(plan, share->geo, item);
+    const int64_t targets[2] = {total * member->member / member->size, total * (member->member + 1) / member->size};
+    int64_t bounds[2] = {0, plan->items};
+    int64_t item = 0, done = 0;
+    for (int side = 0; side < 2; side++) {
+        while (item < plan->items && done < targets[side]) {
+            const int64_t work = item_work(plan, share->geo, item);
+            if (done + work > targets[side] && targets[side] - done < done + work - targets[side]) break;  // nearer without it
+            done += work;
+            item++;
+        }
+        bounds[side] = item;
+    }
+    *first = bounds[0];
+    *end = bounds[1];
 }
 
 static void item_region(const void *context, int64_t item, qk_item_region *region) {
@@ -281,8 +337,16 @@ typedef struct qk_winograd_prefetch {
 // transformed inputs, QK_WINOGRAD_V_BYTES, beside them).
 enum { QK_WINOGRAD_STREAMED_BYTES = 512 << 10 };
 
+// The band whose transformed inputs the member's buffer holds whole (a band of one segment), so that its next
+// item of that band (another part of the output channels) skips the input transform.
+typedef struct qk_winograd_held {
+    bool valid;
+    int32_t image, band, group;
+} qk_winograd_held;
+
 static void run_item(const qk_winograd_kernels *k, const qk_conv_args *args, const qk_winograd_plan *plan,
-                     const qk_winograd_item *it, int16_t *v, int32_t segment_tiles, const qk_winograd_prefetch *fetch) {
+                     const qk_winograd_item *it, int16_t *v, int32_t segment_tiles, const qk_winograd_prefetch *fetch,
+                     qk_winograd_held *held) {
     const qk_conv_geometry *geo = &args->geo;
     const qk_winograd_blocking *b = &plan->blocking;
     const uint8_t *image = args->input + (size_t)it->image * geo->in_h * geo->in_w * geo->in_c;
@@ -296,9 +360,16 @@ static void run_item(const qk_winograd_kernels *k, const qk_conv_args *args, con
     call.chunks = b->chunks;
     call.image = it->image;
     call.group = it->group;
+    const bool one_segment = (end_row - first_row) * tw <= segment_tiles;
+    const bool reuse = one_segment && held->valid && held->image == it->image && held->band == it->band &&
+                       held->group == it->group;
+    held->valid = one_segment;
+    held->image = it->image;
+    held->band = it->band;
+    held->group = it->group;
     for (int32_t segment = first_row * tw; segment < end_row * tw; segment += segment_tiles) {
         const int32_t segment_end = segment + segment_tiles < end_row * tw ? segment + segment_tiles : end_row * tw;
-        for (int32_t i = segment; i < segment_end; i++) {
+        for (int32_t i = segment; i < segment_end && !reuse; i++) {
             const uint8_t *src[16];
             tile_sources(args, image, it->group, i / tw, i % tw, src);
             k->input(src, plan->v_stride, v + (size_t)(i - segment) * tile_values, plan->v_stride);
@@ -363,6 +434,7 @@ static void winograd_share(const qk_path_config *path, const qk_conv_args *calle
     const int32_t first_image = first_item < end_item ? locate(&plan, &args->geo, first_item).image : 0;
     int64_t item;
     bool own;
+    qk_winograd_held held = {false, 0, 0, 0};
     while (qk_claim_next(&claim, team, &item, &own)) {
         const qk_winograd_item it = locate(&plan, &args->geo, item);
         qk_winograd_prefetch fetch = {streamed && it.image == first_image, own && item == first_item, NULL, 0};
@@ -378,7 +450,7 @@ static void winograd_share(const qk_path_config *path, const qk_conv_args *calle
             fetch.after = args->prefetch_next;
             fetch.after_bytes = fetch.after != NULL ? args->prefetch_next_bytes : 0;
         }
-        run_item(k, args, &plan, &it, v, segment_tiles, &fetch);
+        run_item(k, args, &plan, &it, v, segment_tiles, &fetch, &held);
     }
     free(heap_v);
 }
