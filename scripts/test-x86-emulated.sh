@@ -25,13 +25,15 @@ build=${KERNEL_TESTS_BUILD:-$tests/build}
 qemu=${QEMU_X86_64:-qemu-x86_64-static}
 model=${1:-}
 classify=${2:-}
+[ -z "$model" ] || [ -x "$classify" ] || fail "usage: $0 [MODEL CLASSIFY]: no executable C example '$classify'"
+command -v "$qemu" > /dev/null || fail "$qemu not found (Debian: qemu-user-static; scripts/setup.sh installs it)"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log" "$log.scalar" "$log.emulated"' EXIT
 
 make -s -C "$tests" BUILD="$(realpath -m "$build")" ARCH=host
 if [ -n "$model" ]; then
-    "$classify" "$model" --random 2 --batch 2 --logits --kernel scalar > "$log.scalar" 2> /dev/null
-    trap 'rm -f "$log" "$log.scalar" "$log.emulated"' EXIT
+    "$classify" "$model" --random 2 --batch 2 --logits --kernel scalar > "$log.scalar" 2> "$log" ||
+        { cat "$log"; fail "the native scalar run of the C example failed"; }
 fi
 
 # CPU model, then its paths with the best first.
@@ -39,17 +41,19 @@ for cpu_paths in qemu64:scalar SandyBridge:scalar EPYC-Milan:avx2,scalar; do
     cpu=${cpu_paths%%:*} paths=${cpu_paths#*:} best=${paths%%,*}
     step "qemu -cpu $cpu: expecting $paths"
     # TCG warns about every feature of the model it does not emulate; those lines are dropped.
-    "$qemu" -cpu "$cpu" "$build/kernel-tests-host" --quick --expect-paths "$paths" 2>&1 |
-        grep -v '^qemu-x86_64[a-z-]*: warning' > "$log" || true
-    grep -E '^(best path|paths compared|FAIL|[0-9]+ passed)' "$log" || true
+    status=0
+    "$qemu" -cpu "$cpu" "$build/kernel-tests-host" --quick --expect-paths "$paths" > "$log" 2>&1 || status=$?
+    grep -v '^qemu-x86_64[a-z-]*: warning' "$log" | grep -E '^(best path|paths compared|FAIL|[0-9]+ passed)' || true
     line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
-    [ -n "$line" ] || { tail -n 5 "$log"; fail "the kernel tests under -cpu $cpu printed no closing count (crashed?)"; }
-    [ "${line#* passed, }" = "0 failed" ] || fail "the kernel tests under -cpu $cpu: $line"
+    [ -n "$line" ] || { grep -v '^qemu-x86_64[a-z-]*: warning' "$log" | tail -n 5; fail "the kernel tests under -cpu $cpu printed no closing count (status $status; crashed?)"; }
+    [ "${line#* passed, }" = "0 failed" ] && [ "$status" -eq 0 ] || fail "the kernel tests under -cpu $cpu: $line, status $status"
     [ -n "$model" ] || continue
-    listed=$("$qemu" -cpu "$cpu" "$classify" --list-kernels 2> /dev/null | sort | xargs)
+    listed=$("$qemu" -cpu "$cpu" "$classify" --list-kernels 2> "$log" | sort | xargs) ||
+        { cat "$log"; fail "classify --list-kernels under -cpu $cpu failed"; }
     wanted=$(tr ',' '\n' <<< "$paths" | sort | xargs)
     [ "$listed" = "$wanted" ] || fail "classify --list-kernels under -cpu $cpu: '$listed', expected '$wanted'"
-    "$qemu" -cpu "$cpu" "$classify" "$model" --random 2 --batch 2 --logits > "$log.emulated" 2> "$log"
+    "$qemu" -cpu "$cpu" "$classify" "$model" --random 2 --batch 2 --logits > "$log.emulated" 2> "$log" ||
+        { grep -v '^qemu-x86_64[a-z-]*: warning' "$log"; fail "the C example under -cpu $cpu failed"; }
     grep -q "kernel $best\$" "$log" || fail "-cpu $cpu ran $(grep -o 'kernel [a-z0-9]*' "$log"), expected $best"
     cmp "$log.scalar" "$log.emulated" || fail "the C example under -cpu $cpu disagrees with the native scalar run"
     echo "classify: paths $listed; default $best; logits bitwise equal to the native scalar run"

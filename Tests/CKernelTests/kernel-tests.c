@@ -755,7 +755,19 @@ static bool in_list(const char *list, const char *name) {
 static void detection_tests(void) {
     static char line[16384];
     if (expected_paths != NULL) {
-        // An emulated CPU: detection must find exactly the paths given, and pick the first of them.
+        // An emulated CPU: detection must find exactly the paths given, and pick the first of them. Every name
+        // given must be a path's, so a misspelled one cannot pass as "not supported".
+        for (const char *name = expected_paths; *name != '\0';) {
+            const size_t length = strcspn(name, ",");
+            bool known = false;
+            FOR_EACH_PATH(path) {
+                const char *path_name = qk_path_name((qk_path)path);
+                known = known || (strlen(path_name) == length && strncmp(path_name, name, length) == 0);
+            }
+            check(known && length > 0, "--expect-paths names a path", "any", 0, expected_paths);
+            name += length;
+            if (*name == ',') name++;
+        }
         FOR_EACH_PATH(path)
             check(qk_path_supported((qk_path)path) == (in_list(expected_paths, qk_path_name((qk_path)path)) ? 1 : 0),
                   "detection against --expect-paths", qk_path_name((qk_path)path), 0, expected_paths);

@@ -328,7 +328,7 @@ static const uint8_t *channel_tile_weights(const qk_winograd_plan *plan, const v
 // a channel tile runs, the next one's weights; during its last channel tile, what runs after the item.
 typedef struct qk_winograd_prefetch {
     bool every_band;           // the layer's weights outgrow L2 and the item is of the member's first image
-    bool first_pass;           // the member's first item: its channel tiles come from L3 or DRAM the first time
+    bool first_pass;           // the member's first band: its channel tiles come from L3 or DRAM the first time
     const uint8_t *after;      // after the item: the member's next item's first weights, or the next step's
     size_t after_bytes;
 } qk_winograd_prefetch;
@@ -431,13 +431,16 @@ static void winograd_share(const qk_path_config *path, const qk_conv_args *calle
     // from DRAM; for later images they come from L3, where the prefetches slowed batch 8 by 4-5%.
     const int64_t first_item = claim.first, end_item = claim.end;
     const bool streamed = packed_size(k, &args->geo) > QK_WINOGRAD_STREAMED_BYTES;
-    const int32_t first_image = first_item < end_item ? locate(&plan, &args->geo, first_item).image : 0;
+    // The member's first pass over the weights: its items of the first item's band (one item, or one per
+    // channel tile where the plan cuts them so).
+    const qk_winograd_item first = locate(&plan, &args->geo, first_item < end_item ? first_item : 0);
     int64_t item;
     bool own;
     qk_winograd_held held = {false, 0, 0, 0};
     while (qk_claim_next(&claim, team, &item, &own)) {
         const qk_winograd_item it = locate(&plan, &args->geo, item);
-        qk_winograd_prefetch fetch = {streamed && it.image == first_image, own && item == first_item, NULL, 0};
+        const bool first_band = it.image == first.image && it.band == first.band && it.group == first.group;
+        qk_winograd_prefetch fetch = {streamed && it.image == first.image, own && first_band, NULL, 0};
         if (!own) {
             // Taken over from another member's share: that member planned the prefetches around it.
             fetch.every_band = false;
@@ -503,8 +506,9 @@ static void conv_first_weights(const qk_path_config *path, const qk_conv_args *a
         return;
     }
     const qk_winograd_plan plan = plan_of(path->winograd, args);
+    const qk_winograd_share_context context = {&plan, path->winograd, &args->geo};
     int64_t first, end;
-    qk_team_share(team, plan.items, &first, &end);
+    share_of(&context, team, &first, &end);  // where the member's claim starts (winograd_share)
     *weights = NULL;
     *bytes = 0;
     if (first >= end) return;

@@ -50,6 +50,7 @@ public struct ImageDecodeLimits: Sendable {
     public var maxPixels: Int = 178_956_970
     /// The file's bytes, and what a decode for the model holds besides them: the codec's whole-image buffers
     /// (progressive JPEG coefficients, an interlaced PNG, a WebP's output), one row and the resize's rows.
+    /// `decodeImage` holds the whole RGB image, so it takes at most a third of this in pixels (89.5 M by default).
     public var maxMemoryBytes: Int = 256 << 20
 
     public init() {}
@@ -63,9 +64,10 @@ public func decodeImage(bytes: [UInt8], source: String, limits: ImageDecodeLimit
     try bytes.withUnsafeBufferPointer { data in
         var reader = try ImageRowReader(data: data, source: source, limits: limits)
         defer { reader.close() }
-        // The reader checked maxSide and maxPixels; the whole image is held here.
-        guard reader.width * reader.height * 3 <= limits.maxMemoryBytes else {
-            throw InputFileError(source: source, reason: "image is \(reader.width)x\(reader.height), whose \(reader.width * reader.height * 3 >> 20) MB of pixels are above the \(limits.maxMemoryBytes >> 20) MB limit")
+        // The reader checked maxSide and maxPixels; the whole image is held here (at most 89.5 M pixels in the
+        // default 256 MB).
+        guard reader.width * reader.height <= limits.maxMemoryBytes / 3 else {
+            throw InputFileError(source: source, reason: "image is \(reader.width)x\(reader.height), whose pixels are above the \(limits.maxMemoryBytes >> 20) MB limit")
         }
         let (width, height) = try reader.start(denominator: 1)
         var pixels = [UInt8](repeating: 0, count: width * height * 3)

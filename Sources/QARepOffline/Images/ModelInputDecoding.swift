@@ -167,6 +167,7 @@ struct ImageRowReader {
             handle = nil
             throw Self.error(status, message, format: formatName, source: source)
         }
+        // Sides come from Int32: their product cannot overflow.
         guard width <= limits.maxSide, height <= limits.maxSide, width * height <= limits.maxPixels else {
             qarep_image_reader_close(handle)
             handle = nil
