@@ -315,8 +315,8 @@ static void check_winograd_case(const conv_case *c, uint64_t seed, bool tiny) {
 // All inputs and pad values 255 and every weight +127, -127 or a random sign of 127, at `in_c` input
 // channels: every output's sum is the largest a layer can have, 255 * 127 * 9 * in_c in magnitude. The bias
 // brings each channel's sum back into [0, 255] with multiplier 1, so the bytes show whether the sum was exact.
-static void check_winograd_maxima(int32_t in_c, int sign, uint64_t seed) {
-    const conv_case c = {{5, 6, in_c, 20, 1, 1}, 1};
+static void check_winograd_maxima(int32_t in_c, int32_t stride, int sign, uint64_t seed) {
+    const conv_case c = {{5, 6, in_c, 20, stride, 1}, 1};
     rng_state = seed;
     conv_data d = random_conv_data(&c, false);
     for (size_t i = 0; i < weight_count(&c); i++) d.weights[i] = (int8_t)(sign != 0 ? 127 * sign : (uniform(0, 1) ? 127 : -127));
@@ -329,7 +329,8 @@ static void check_winograd_maxima(int32_t in_c, int sign, uint64_t seed) {
         d.multiplier[o] = 1.0f;
     }
     char context[160];
-    snprintf(context, sizeof context, "maxima: %d channels, weights %s", in_c, sign > 0 ? "+127" : sign < 0 ? "-127" : "+-127");
+    snprintf(context, sizeof context, "maxima: %d channels, stride %d, weights %s", in_c, stride,
+             sign > 0 ? "+127" : sign < 0 ? "-127" : "+-127");
     check_winograd(&c, &d, context);
     // The expected bytes themselves, so that the oracle is checked too: 7 * o everywhere.
     uint8_t *oracle = xmalloc(output_count(&c));
@@ -343,14 +344,16 @@ static void check_winograd_maxima(int32_t in_c, int sign, uint64_t seed) {
 }
 
 static void winograd_tests(void) {
-    // Random shapes: odd and even sides from 1 to 56, groups, channels off every block and chunk width.
-    const int cases = quick ? 16 : 48;
+    // Random shapes: odd and even sides from 1 to 56, groups, channels off every block and chunk width;
+    // every third at stride 2 (the phases' 25 positions).
+    const int cases = quick ? 24 : 72;
     for (int i = 0; i < cases; i++) {
         rng_state = 0x3A11AD0ull + 104729u * (uint64_t)i;
         const int32_t groups_choice[] = {1, 1, 1, 2, 4};
         const int32_t groups = groups_choice[uniform(0, 4)];
         const int32_t side = i % 4 == 0 ? 56 : 24;
-        conv_case c = {{uniform(1, side), uniform(1, side), groups * uniform(1, 40), groups * uniform(1, 40), 1, groups},
+        conv_case c = {{uniform(1, side), uniform(1, side), groups * uniform(1, 40), groups * uniform(1, 40), i % 3 == 1 ? 2 : 1,
+                        groups},
                        uniform(1, 3)};
         if (quick && c.shape.in_h * c.shape.in_w > 400) c.shape.in_h = 400 / c.shape.in_w + 1;
         check_winograd_case(&c, 9000 + (uint64_t)i, i % 6 == 5);
@@ -363,33 +366,49 @@ static void winograd_tests(void) {
         {{8, 8, 32, 100, 1, 4}, 2},  {{6, 10, 130, 56, 1, 2}, 1}, {{5, 5, 200, 200, 1, 1}, 1}, {{13, 11, 48, 48, 1, 1}, 2},
     };
     for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) check_winograd_case(&edges[i], 9500 + i, false);
+    // The same at stride 2: 1x1 to 5x5 images (one tile's 5x5 patch reaches past every side), odd sides whose
+    // last tile has one output row or column, single rows and columns, the stem's 3 channels with pad values.
+    const conv_case edges_s2[] = {
+        {{1, 1, 8, 8, 2, 1}, 2},     {{2, 2, 16, 24, 2, 1}, 1},   {{3, 3, 5, 17, 2, 1}, 3},  {{5, 5, 12, 40, 2, 1}, 1},
+        {{1, 9, 12, 40, 2, 1}, 1},   {{9, 1, 12, 40, 2, 1}, 1},   {{7, 7, 3, 48, 2, 1}, 2},  {{14, 14, 64, 64, 2, 1}, 1},
+        {{8, 8, 32, 100, 2, 4}, 2},  {{6, 10, 130, 56, 2, 2}, 1}, {{11, 13, 48, 96, 2, 1}, 2}, {{28, 28, 96, 48, 2, 1}, 1},
+    };
+    for (size_t i = 0; i < sizeof edges_s2 / sizeof edges_s2[0]; i++) check_winograd_case(&edges_s2[i], 9550 + i, false);
     if (!quick) {
-        const conv_case big[] = {{{56, 56, 48, 48, 1, 1}, 1}, {{7, 7, 640, 24, 1, 1}, 1}};
-        for (size_t i = 0; i < 2; i++) check_winograd_case(&big[i], 9600 + i, false);
+        const conv_case big[] = {{{56, 56, 48, 48, 1, 1}, 1}, {{7, 7, 640, 24, 1, 1}, 1}, {{112, 112, 48, 48, 2, 1}, 1},
+                                 {{14, 14, 192, 200, 2, 1}, 2}};
+        for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) check_winograd_case(&big[i], 9600 + i, false);
     }
-    // The channel bound: exact at 1841 input channels with the largest sums of either sign.
-    for (int sign = -1; sign <= 1; sign++) check_winograd_maxima(1841, sign, 9700 + (uint64_t)(sign + 1));
+    // The channel bounds, exact with the largest sums of either sign: 1841 input channels at stride 1 (where
+    // 4 * acc must fit int32), 1152 at stride 2 (one tile's transformed inputs fit the stack buffer).
+    for (int sign = -1; sign <= 1; sign++) check_winograd_maxima(1841, 1, sign, 9700 + (uint64_t)(sign + 1));
+    for (int sign = -1; sign <= 1; sign++) check_winograd_maxima(1152, 2, sign, 9705 + (uint64_t)(sign + 1));
     // Past the bound the path must not take Winograd: refused when forced, direct when chosen.
-    const conv_case over = {{4, 4, 1842, 16, 1, 1}, 1};
-    rng_state = 9710;
-    conv_data d = random_conv_data(&over, false);
-    uint8_t *output = xmalloc(output_count(&over));
-    int8_t *unpacked = xmalloc(weight_count(&over));
-    FOR_EACH_PATH(path) {
-        if (!qk_path_supported((qk_path)path)) continue;
-        const char *algorithm = qk_conv3x3_algorithm((qk_path)path, &over.shape);
-        check(algorithm != NULL && strcmp(algorithm, "winograd") != 0, "1842 channels run directly",
-              qk_path_name((qk_path)path), 0, algorithm != NULL ? algorithm : "NULL");
-        check(qk_conv3x3_winograd_bytes((qk_path)path, &over.shape) == 0, "1842 channels pack no Winograd weights",
-              qk_path_name((qk_path)path), 0, "");
-        const qk_status status = qk_testing_conv3x3_winograd((qk_path)path, &over.shape, 1, d.weights, d.bias, d.multiplier,
-                                                             d.pad, d.input, output, 1, unpacked);
-        check(status == QK_ERROR_UNSUPPORTED_PATH, "1842 channels refused by the forced Winograd",
-              qk_path_name((qk_path)path), 0, "");
+    const conv_case overs[] = {{{4, 4, 1842, 16, 1, 1}, 1}, {{6, 6, 1153, 16, 2, 1}, 1}};
+    for (size_t o = 0; o < sizeof overs / sizeof overs[0]; o++) {
+        const conv_case *over = &overs[o];
+        char context[80];
+        snprintf(context, sizeof context, "%d channels, stride %d", over->shape.in_c, over->shape.stride);
+        rng_state = 9710 + o;
+        conv_data d = random_conv_data(over, false);
+        uint8_t *output = xmalloc(output_count(over));
+        int8_t *unpacked = xmalloc(weight_count(over));
+        FOR_EACH_PATH(path) {
+            if (!qk_path_supported((qk_path)path)) continue;
+            const char *algorithm = qk_conv3x3_algorithm((qk_path)path, &over->shape);
+            check(algorithm != NULL && strcmp(algorithm, "winograd") != 0, "past the bound: runs directly",
+                  qk_path_name((qk_path)path), 0, context);
+            check(qk_conv3x3_winograd_bytes((qk_path)path, &over->shape) == 0, "past the bound: packs no Winograd weights",
+                  qk_path_name((qk_path)path), 0, context);
+            const qk_status status = qk_testing_conv3x3_winograd((qk_path)path, &over->shape, 1, d.weights, d.bias,
+                                                                 d.multiplier, d.pad, d.input, output, 1, unpacked);
+            check(status == QK_ERROR_UNSUPPORTED_PATH, "past the bound: refused by the forced Winograd",
+                  qk_path_name((qk_path)path), 0, context);
+        }
+        free(output);
+        free(unpacked);
+        free_conv_data(&d);
     }
-    free(output);
-    free(unpacked);
-    free_conv_data(&d);
     printf("paths run with Winograd against scalar:");
     FOR_EACH_PATH(path)
         if (winograd_ran[path]) printf(" %s", qk_path_name((qk_path)path));

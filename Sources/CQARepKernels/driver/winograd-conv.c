@@ -1,6 +1,7 @@
-// The Winograd F(2x2,3x3) driver (winograd.h): which layers take it, packing of the transformed weights,
-// and the work split: bands of tile rows of one image, optionally cut by output channels, claimed like the
-// blocked driver's items. The path contributes the input transform and the GEMM + output microkernels.
+// The Winograd F(2x2,3x3) driver (winograd.h), stride 1 and, over the input's phases, stride 2: which layers
+// take it, packing of the transformed weights, and the work split: bands of tile rows of one image,
+// optionally cut by output channels, claimed like the blocked driver's items. The path contributes the input
+// transform and the GEMM + output microkernels.
 #include "driver/winograd.h"
 #include "driver/blocked.h"
 #include "network/network.h"
@@ -28,11 +29,19 @@ static int policy(void) {
 }
 
 static bool eligible(const qk_path_config *path, const qk_conv_geometry *geo) {
-    return path->winograd != NULL && geo->stride == 1 && geo->in_per_group <= QK_WINOGRAD_MAX_CHANNELS;
+    if (path->winograd == NULL) return false;
+    if (geo->stride == 1) return geo->in_per_group <= QK_WINOGRAD_MAX_CHANNELS;
+    return geo->stride == 2 && path->winograd->tiles_s2 != NULL && geo->in_per_group <= QK_WINOGRAD_S2_MAX_CHANNELS;
+}
+
+// Products per channel pair and 2x2 output tile: F(2x2,3x3) at stride 1, the phases' 25 at stride 2.
+static int32_t positions_of(const qk_conv_geometry *geo) {
+    return geo->stride == 2 ? QK_WINOGRAD_S2_POSITIONS : QK_WINOGRAD_POSITIONS;
 }
 
 // Estimated time of both algorithms in MACs at the path's peak: the direct kernel's MACs at its measured
-// efficiency, against 16 products per tile (instead of 36) at the GEMM's efficiency plus the transforms.
+// efficiency, against 16 (stride 2: 25) products per tile instead of 36 at the GEMM's efficiency, plus the
+// transforms, whose loads and stores grow with the positions.
 // Tiles are whole, so an odd output side pays for its padding row. Layers of up to 7 channels per group run
 // the direct driver's dense mode, which Winograd's per-channel transforms cannot beat.
 static bool cheaper(const qk_winograd_kernels *k, const qk_conv_geometry *geo) {
@@ -40,24 +49,36 @@ static bool cheaper(const qk_winograd_kernels *k, const qk_conv_geometry *geo) {
     const int64_t cpad = (int64_t)(geo->in_per_group + k->depth - 1) / k->depth * k->depth;
     const int64_t kpad = (int64_t)(geo->out_per_group + k->lanes - 1) / k->lanes * k->lanes;
     const int64_t tiles = (int64_t)((geo->out_h + 1) / 2) * ((geo->out_w + 1) / 2);
-    const int64_t winograd =
-        tiles * (16 * cpad * kpad * 100 / k->gemm_percent + (int64_t)k->input_macs * cpad + (int64_t)k->output_macs * kpad);
+    const int64_t positions = positions_of(geo);
+    const int64_t winograd = tiles * (positions * cpad * kpad * 100 / k->gemm_percent +
+                                      ((int64_t)k->input_macs * cpad + (int64_t)k->output_macs * kpad) * positions / 16);
     const int64_t direct = (int64_t)geo->out_h * geo->out_w * 9 * cpad * kpad * 100 / k->direct_percent;
     return winograd < direct;
 }
+
+// Stride 2 packs 25 int16 per channel pair against the direct layout's 9, and a layer whose weights then
+// outgrow L2 streams them from L3 or DRAM for every image: A0's conv.21 (192 -> 1280, 12.3 MB, a 7x7 output
+// of 16 tiles for 49 pixels) ran at 0.86-0.92x the direct kernel's speed, conv.7 (0.9 MB) at 1.26-1.43x
+// (docs/performance.md, "Winograd for stride 2").
+enum { QK_WINOGRAD_S2_MAX_WEIGHT_BYTES = 2 << 20 };
+
+static size_t packed_size(const qk_winograd_kernels *k, const qk_conv_geometry *geo);
 
 bool qk_winograd_chosen(const qk_path_config *path, const qk_conv_geometry *geo) {
     if (!eligible(path, geo)) return false;
     const int p = policy();
     if (p == QK_WINOGRAD_NEVER) return false;
-    return p == QK_WINOGRAD_ALWAYS || cheaper(path->winograd, geo);
+    if (p == QK_WINOGRAD_ALWAYS) return true;
+    if (geo->stride == 2 && packed_size(path->winograd, geo) > QK_WINOGRAD_S2_MAX_WEIGHT_BYTES) return false;
+    return cheaper(path->winograd, geo);
 }
 
 // ---- Layout ----
 
 typedef struct qk_winograd_blocking {
     int32_t chunks, blocks_per_group, tiles_per_group;
-    size_t block_bytes;  // one block's units over the 16 positions and all chunks
+    int32_t positions;
+    size_t block_bytes;  // one block's units over the positions and all chunks
 } qk_winograd_blocking;
 
 static qk_winograd_blocking blocking_of(const qk_winograd_kernels *k, const qk_conv_geometry *geo) {
@@ -65,7 +86,8 @@ static qk_winograd_blocking blocking_of(const qk_winograd_kernels *k, const qk_c
     b.chunks = (geo->in_per_group + k->depth - 1) / k->depth;
     b.blocks_per_group = (geo->out_per_group + k->lanes - 1) / k->lanes;
     b.tiles_per_group = (b.blocks_per_group + k->max_blocks - 1) / k->max_blocks;
-    b.block_bytes = (size_t)16 * (size_t)b.chunks * (size_t)k->unit_bytes;
+    b.positions = positions_of(geo);
+    b.block_bytes = (size_t)b.positions * (size_t)b.chunks * (size_t)k->unit_bytes;
     return b;
 }
 
@@ -112,6 +134,43 @@ static void restore_weights(const int16_t *u, int8_t *g) {
     }
 }
 
+// Stride 2 (winograd.h): U of the phases' parts, F(2,2)'s G = [1 0; 1 1; 0 1] on every two-tap axis.
+static void transform_weights_s2(const int8_t *g, int16_t *u) {
+    const int32_t corner[2][2] = {{g[0], g[2]}, {g[6], g[8]}};  // the 2x2 part: rows 0, 2 and columns 0, 2
+    int32_t t[3][2];
+    for (int j = 0; j < 2; j++) {
+        t[0][j] = corner[0][j];
+        t[1][j] = corner[0][j] + corner[1][j];
+        t[2][j] = corner[1][j];
+    }
+    for (int i = 0; i < 3; i++) {
+        u[3 * i + 0] = (int16_t)t[i][0];
+        u[3 * i + 1] = (int16_t)(t[i][0] + t[i][1]);
+        u[3 * i + 2] = (int16_t)t[i][1];
+    }
+    for (int b = 0; b < 2; b++) {
+        u[9 + 3 * b + 0] = g[1];  // the 2x1 part, the same taps for both columns
+        u[9 + 3 * b + 1] = (int16_t)(g[1] + g[7]);
+        u[9 + 3 * b + 2] = g[7];
+        u[15 + 3 * b + 0] = g[3];  // the 1x2 part, the same taps for both rows
+        u[15 + 3 * b + 1] = (int16_t)(g[3] + g[5]);
+        u[15 + 3 * b + 2] = g[5];
+    }
+    for (int e = 21; e < 25; e++) u[e] = g[4];
+}
+
+static void restore_weights_s2(const int16_t *u, int8_t *g) {
+    g[0] = (int8_t)u[0];
+    g[2] = (int8_t)u[2];
+    g[6] = (int8_t)u[6];
+    g[8] = (int8_t)u[8];
+    g[1] = (int8_t)u[9];
+    g[7] = (int8_t)u[11];
+    g[3] = (int8_t)u[15];
+    g[5] = (int8_t)u[17];
+    g[4] = (int8_t)u[21];
+}
+
 // Where U'[e] of output channel o (within its group g) and input channel c lies in the packed weights.
 static size_t weight_offset(const qk_winograd_kernels *k, const qk_winograd_blocking *b, int32_t g, int32_t o,
                             int32_t c, int32_t e) {
@@ -133,9 +192,11 @@ static void pack(const qk_winograd_kernels *k, const qk_conv_geometry *geo, cons
     for (int32_t g = 0; g < geo->groups; g++)
         for (int32_t o = 0; o < geo->out_per_group; o++)
             for (int32_t c = 0; c < geo->in_per_group; c++) {
-                int16_t u[16];
-                transform_weights(weight_oihw + ((size_t)(g * geo->out_per_group + o) * geo->in_per_group + c) * 9, u);
-                for (int32_t e = 0; e < 16; e++) memcpy(packed + weight_offset(k, &b, g, o, c, e), &u[e], sizeof u[e]);
+                int16_t u[QK_WINOGRAD_S2_POSITIONS];
+                const int8_t *kernel = weight_oihw + ((size_t)(g * geo->out_per_group + o) * geo->in_per_group + c) * 9;
+                if (geo->stride == 2) transform_weights_s2(kernel, u);
+                else transform_weights(kernel, u);
+                for (int32_t e = 0; e < b.positions; e++) memcpy(packed + weight_offset(k, &b, g, o, c, e), &u[e], sizeof u[e]);
             }
 }
 
@@ -144,9 +205,11 @@ static void unpack(const qk_winograd_kernels *k, const qk_conv_geometry *geo, co
     for (int32_t g = 0; g < geo->groups; g++)
         for (int32_t o = 0; o < geo->out_per_group; o++)
             for (int32_t c = 0; c < geo->in_per_group; c++) {
-                int16_t u[16];
-                for (int32_t e = 0; e < 16; e++) memcpy(&u[e], packed + weight_offset(k, &b, g, o, c, e), sizeof u[e]);
-                restore_weights(u, weight_oihw + ((size_t)(g * geo->out_per_group + o) * geo->in_per_group + c) * 9);
+                int16_t u[QK_WINOGRAD_S2_POSITIONS];
+                for (int32_t e = 0; e < b.positions; e++) memcpy(&u[e], packed + weight_offset(k, &b, g, o, c, e), sizeof u[e]);
+                int8_t *kernel = weight_oihw + ((size_t)(g * geo->out_per_group + o) * geo->in_per_group + c) * 9;
+                if (geo->stride == 2) restore_weights_s2(u, kernel);
+                else restore_weights(u, kernel);
             }
 }
 
@@ -158,6 +221,8 @@ static void unpack(const qk_winograd_kernels *k, const qk_conv_geometry *geo, co
 enum { QK_WINOGRAD_V_BYTES = 256 << 10, QK_WINOGRAD_V_STACK_BYTES = 60 << 10 };
 _Static_assert(16 * ((QK_WINOGRAD_MAX_CHANNELS + 63) / 64 * 64) * 2 <= QK_WINOGRAD_V_STACK_BYTES,
                "the stack buffer holds one tile at the channel bound");
+_Static_assert(QK_WINOGRAD_S2_POSITIONS * ((QK_WINOGRAD_S2_MAX_CHANNELS + 63) / 64 * 64) * 2 <= QK_WINOGRAD_V_STACK_BYTES,
+               "the stack buffer holds one stride-2 tile at its channel bound");
 
 typedef struct qk_winograd_plan {
     qk_winograd_blocking blocking;
@@ -189,7 +254,7 @@ static qk_winograd_plan plan_of(const qk_winograd_kernels *k, const qk_conv_args
     plan.tiles_h = (geo->out_h + 1) / 2;
     const int32_t values = plan.blocking.chunks * k->depth;
     plan.v_stride = (values + k->input_width - 1) / k->input_width * k->input_width;
-    plan.segment_tiles = QK_WINOGRAD_V_BYTES / (16 * plan.v_stride * (int32_t)sizeof(int16_t));
+    plan.segment_tiles = QK_WINOGRAD_V_BYTES / (plan.blocking.positions * plan.v_stride * (int32_t)sizeof(int16_t));
     // Bands as even as the segment allows: one segment each.
     const int64_t image_tiles = (int64_t)plan.tiles_w * plan.tiles_h;
     int64_t bands = (image_tiles + plan.segment_tiles - 1) / plan.segment_tiles;
@@ -300,16 +365,18 @@ static void item_region(const void *context, int64_t item, qk_item_region *regio
     region->end_channel = it.group * per_group + end_channel;
 }
 
-// The 16 input pointers of tile (ty, tx): the group's first channel of each input pixel, or the pad values.
+// The input pointers of tile (ty, tx), its 4x4 patch (stride 1) or 5x5 (stride 2) from (2 s ty - 1, 2 s tx - 1):
+// the group's first channel of each input pixel, or the pad values.
 static void tile_sources(const qk_conv_args *args, const uint8_t *image, int32_t group, int32_t ty, int32_t tx,
                          const uint8_t **src) {
     const qk_conv_geometry *geo = &args->geo;
     const size_t first_channel = (size_t)group * (size_t)geo->in_per_group;
-    for (int32_t r = 0; r < 4; r++) {
-        const int32_t iy = 2 * ty - 1 + r;
-        for (int32_t c = 0; c < 4; c++) {
-            const int32_t ix = 2 * tx - 1 + c;
-            src[4 * r + c] = (uint32_t)iy < (uint32_t)geo->in_h && (uint32_t)ix < (uint32_t)geo->in_w
+    const int32_t side = geo->stride == 2 ? 5 : 4;
+    for (int32_t r = 0; r < side; r++) {
+        const int32_t iy = 2 * geo->stride * ty - 1 + r;
+        for (int32_t c = 0; c < side; c++) {
+            const int32_t ix = 2 * geo->stride * tx - 1 + c;
+            src[side * r + c] = (uint32_t)iy < (uint32_t)geo->in_h && (uint32_t)ix < (uint32_t)geo->in_w
                                  ? image + ((size_t)iy * (size_t)geo->in_w + (size_t)ix) * (size_t)geo->in_c + first_channel
                                  : args->pad_value + first_channel;
         }
@@ -353,7 +420,9 @@ static void run_item(const qk_winograd_kernels *k, const qk_conv_args *args, con
     const int32_t tw = plan->tiles_w;
     const int32_t first_row = it->band * plan->band_rows;
     const int32_t end_row = first_row + plan->band_rows < plan->tiles_h ? first_row + plan->band_rows : plan->tiles_h;
-    const size_t tile_values = (size_t)16 * (size_t)plan->v_stride;
+    const size_t tile_values = (size_t)b->positions * (size_t)plan->v_stride;
+    const bool stride2 = geo->stride == 2;
+    const qk_winograd_input_fn input = stride2 ? k->input_s2 : k->input;
     qk_winograd_call call;
     call.args = args;
     call.v_stride = plan->v_stride;
@@ -370,9 +439,9 @@ static void run_item(const qk_winograd_kernels *k, const qk_conv_args *args, con
     for (int32_t segment = first_row * tw; segment < end_row * tw; segment += segment_tiles) {
         const int32_t segment_end = segment + segment_tiles < end_row * tw ? segment + segment_tiles : end_row * tw;
         for (int32_t i = segment; i < segment_end && !reuse; i++) {
-            const uint8_t *src[16];
+            const uint8_t *src[QK_WINOGRAD_S2_POSITIONS];
             tile_sources(args, image, it->group, i / tw, i % tw, src);
-            k->input(src, plan->v_stride, v + (size_t)(i - segment) * tile_values, plan->v_stride);
+            input(src, plan->v_stride, v + (size_t)(i - segment) * tile_values, plan->v_stride);
         }
         for (int32_t tile = it->first_tile; tile < it->end_tile; tile++) {
             call.first_block = first_block_of(b, tile);
@@ -392,7 +461,7 @@ static void run_item(const qk_winograd_kernels *k, const qk_conv_args *args, con
             }
             const int32_t next_lines = next != NULL ? (int32_t)((next_bytes + 63) / 64) : 0;
             const int32_t lines_per_tile = (next_lines + (segment_end - segment) - 1) / (segment_end - segment);
-            const qk_winograd_tile_fn *of_width = k->tiles + (call.tile_blocks - 1);
+            const qk_winograd_tile_fn *of_width = (stride2 ? k->tiles_s2 : k->tiles) + (call.tile_blocks - 1);
             int32_t widest = k->max_accumulators / call.tile_blocks;
             if (widest > k->max_tiles) widest = k->max_tiles;
             for (int32_t i = segment; i < segment_end;) {
@@ -422,7 +491,8 @@ static void winograd_share(const qk_path_config *path, const qk_conv_args *calle
     int16_t *heap_v = aligned_alloc(64, QK_WINOGRAD_V_BYTES);
     int16_t *v = heap_v != NULL ? heap_v : stack_v;
     int32_t segment_tiles = plan.segment_tiles;
-    if (heap_v == NULL) segment_tiles = QK_WINOGRAD_V_STACK_BYTES / (16 * plan.v_stride * (int32_t)sizeof(int16_t));
+    if (heap_v == NULL)
+        segment_tiles = QK_WINOGRAD_V_STACK_BYTES / (plan.blocking.positions * plan.v_stride * (int32_t)sizeof(int16_t));
     const qk_winograd_share_context context = {&plan, k, &args->geo};
     qk_item_claim claim;
     qk_claim_begin(&claim, team, &context, share_of, item_region);

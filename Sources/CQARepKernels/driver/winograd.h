@@ -12,12 +12,24 @@
 // Bt = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G' = [2 0 0; 1 1 1; 1 -1 1; 0 0 2], At = [1 1 1 0; 0 1 -1 -1].
 //
 // Packed weights, per group: output blocks of `lanes` cut into channel tiles of up to max_blocks blocks (as
-// evenly as blocked.h cuts them), each tile [e 0..15][chunk][block within tile][unit], a unit holding
+// evenly as blocked.h cuts them), each tile [e 0..15 (stride 2: 0..24)][chunk][block within tile][unit], a unit holding
 // lanes x depth int16 values of U' in the path's arrangement (unit_index), zero where a lane or an input
 // channel does not exist.
 
 // Largest input channels per group for which |4 * acc| < 2^31 always holds: 4 * 255 * 127 * 9 * C < 2^31.
 enum { QK_WINOGRAD_MAX_CHANNELS = 1841 };
+
+// Stride 2 (docs/performance.md, "Winograd for stride 2"): the layer splits into the four phases of its input
+// (even and odd rows and columns), each a stride-1 convolution with the taps of that phase: a 2x2 kernel
+// (w00 w02 w20 w22), 2x1 (w01 w21), 1x2 (w10 w12) and 1x1 (w11). A 2x2 output tile reads a 5x5 input patch
+// from (4 ty - 1, 4 tx - 1); the two-tap parts take F(2,2), whose transforms are integer:
+//   V = [d0 - d1, d1, d2 - d1],  U = [g0, g0 + g1, g1],  y0 = m0 + m1, y1 = m1 + m2,
+// so 25 products per channel pair instead of 36: 9 (F(2x2,2x2)), 6 + 6 (F(2,2) down two columns, along two
+// rows) and 4 (the 1x1 taps). |V| <= 2 * 255 and |U| <= 4 * 127 fit int16; nothing is scaled, so the int32
+// result is the direct convolution's sum itself, wrapped alike. Positions e: 0..8 the 2x2 part (3 x 3, row
+// major), 9..14 the 2x1 part (column jb, then the F(2,2) index), 15..20 the 1x2 part (row ib, then index),
+// 21..24 the 1x1 taps (2 dy + dx). The channel bound is the stack buffer's (one tile's 25 rows).
+enum { QK_WINOGRAD_POSITIONS = 16, QK_WINOGRAD_S2_POSITIONS = 25, QK_WINOGRAD_S2_MAX_CHANNELS = 1152 };
 
 // Transformed inputs of the tiles a call covers: [tile][e][v_stride] int16, channel order.
 typedef struct qk_winograd_call {
@@ -52,6 +64,10 @@ typedef struct qk_winograd_kernels {
     // tiles[(tiles - 1) * max_blocks + blocks - 1]: GEMM over the 16 positions, output transform, /4, bias,
     // requantization and the stores of `tiles` tiles x `blocks` blocks.
     const qk_winograd_tile_fn *tiles;
+    // Stride 2 (NULL: the path runs stride-2 layers directly): the 5x5 patch's 25 V rows, and the tiles over
+    // the 25 positions with the stride-2 output transform (no /4).
+    qk_winograd_input_fn input_s2;
+    const qk_winograd_tile_fn *tiles_s2;
     // The per-layer choice (winograd-conv.c): the GEMM's and the direct kernel's measured fraction of the
     // path's peak, in percent, and the transforms' cost per tile and channel in MACs at peak.
     int32_t gemm_percent, direct_percent, input_macs, output_macs;
@@ -90,6 +106,53 @@ typedef struct qk_winograd_kernels {
         y[1] = SUB(SUB(t0_[1], t0_[2]), t0_[3]);                       \
         y[2] = ADD(ADD(t1_[0], t1_[1]), t1_[2]);                       \
         y[3] = SUB(SUB(t1_[1], t1_[2]), t1_[3]);                       \
+    } while (0)
+
+// Stride 2: d[5 * row + column] is the widened 5x5 patch; STORE(e, value) receives V[e].
+#define QK_WINOGRAD_S2_INPUT_TRANSFORM(T, d, SUB, STORE)                                                 \
+    do {                                                                                                 \
+        T a_[9]; /* the 2x2 part's 3x3 phase, its rows transformed */                                    \
+        for (int j_ = 0; j_ < 3; j_++) {                                                                 \
+            a_[j_] = SUB(d[2 * j_], d[10 + 2 * j_]);                                                     \
+            a_[3 + j_] = d[10 + 2 * j_];                                                                 \
+            a_[6 + j_] = SUB(d[20 + 2 * j_], d[10 + 2 * j_]);                                            \
+        }                                                                                                \
+        for (int i_ = 0; i_ < 3; i_++) {                                                                 \
+            STORE(3 * i_ + 0, SUB(a_[3 * i_], a_[3 * i_ + 1]));                                          \
+            STORE(3 * i_ + 1, a_[3 * i_ + 1]);                                                           \
+            STORE(3 * i_ + 2, SUB(a_[3 * i_ + 2], a_[3 * i_ + 1]));                                      \
+        }                                                                                                \
+        for (int b_ = 0; b_ < 2; b_++) {                                                                 \
+            const int c_ = 1 + 2 * b_; /* the 2x1 part: column c_, rows 0, 2, 4 */                       \
+            STORE(9 + 3 * b_ + 0, SUB(d[c_], d[10 + c_]));                                               \
+            STORE(9 + 3 * b_ + 1, d[10 + c_]);                                                           \
+            STORE(9 + 3 * b_ + 2, SUB(d[20 + c_], d[10 + c_]));                                          \
+            const int r_ = 5 * (1 + 2 * b_); /* the 1x2 part: row 1 + 2 b_, columns 0, 2, 4 */           \
+            STORE(15 + 3 * b_ + 0, SUB(d[r_], d[r_ + 2]));                                               \
+            STORE(15 + 3 * b_ + 1, d[r_ + 2]);                                                           \
+            STORE(15 + 3 * b_ + 2, SUB(d[r_ + 4], d[r_ + 2]));                                           \
+        }                                                                                                \
+        STORE(21, d[6]);                                                                                 \
+        STORE(22, d[8]);                                                                                 \
+        STORE(23, d[16]);                                                                                \
+        STORE(24, d[18]);                                                                                \
+    } while (0)
+
+// Stride 2: y[2 * dy + dx] from the 25 sums m[e], in wrapping int32 adds; the result is the sum itself.
+#define QK_WINOGRAD_S2_OUTPUT_TRANSFORM(T, m, y, ADD)                                                    \
+    do {                                                                                                 \
+        T s_[6]; /* the 2x2 part, At M: s_[3 * dy + j] */                                                \
+        for (int j_ = 0; j_ < 3; j_++) {                                                                 \
+            s_[j_] = ADD(m[j_], m[3 + j_]);                                                              \
+            s_[3 + j_] = ADD(m[3 + j_], m[6 + j_]);                                                      \
+        }                                                                                                \
+        for (int dy_ = 0; dy_ < 2; dy_++)                                                                \
+            for (int dx_ = 0; dx_ < 2; dx_++) {                                                          \
+                const T part2x2_ = ADD(s_[3 * dy_ + dx_], s_[3 * dy_ + dx_ + 1]);                        \
+                const T part2x1_ = ADD(m[9 + 3 * dx_ + dy_], m[9 + 3 * dx_ + dy_ + 1]);                  \
+                const T part1x2_ = ADD(m[15 + 3 * dy_ + dx_], m[15 + 3 * dy_ + dx_ + 1]);                \
+                y[2 * dy_ + dx_] = ADD(ADD(part2x2_, part2x1_), ADD(part1x2_, m[21 + 2 * dy_ + dx_]));   \
+            }                                                                                            \
     } while (0)
 
 // Where output q (2 * dy + dx) of tile p of the call goes for the block starting at channel o of the group;

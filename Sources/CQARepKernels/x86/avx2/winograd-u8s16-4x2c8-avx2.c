@@ -1,7 +1,8 @@
 // AVX2 Winograd F(2x2,3x3) kernels (driver/winograd.h): the input transform on 16 channels at a time, and
 // the GEMM over the 16 transformed positions for up to 4 tiles x 2 blocks of 8 channels (or 6 x 1), whose
 // inner loop is the direct kernel's: broadcast int16 pairs of V, vpmaddwd with U' pairs, vpaddd. Then the
-// output transform, the exact /4 (arithmetic shift of 4 * acc), bias and requantization.
+// output transform, the exact /4 (arithmetic shift of 4 * acc), bias and requantization. Stride 2: the
+// phases' 25 positions, the same GEMM, and an output transform that gives the sum itself.
 #include "driver/winograd.h"
 #include "x86/avx2/avx2.h"
 
@@ -23,16 +24,44 @@ static QK_TARGET_AVX2 void input_transform(const uint8_t *const *src, int32_t va
     }
 }
 
-QK_INLINE QK_TARGET_AVX2 void wg_tile(const qk_winograd_call *call, const int tiles, const int blocks) {
-    int32_t m[16][WG_MAX_TILES][WG_MAX_BLOCKS * WG_LANES] __attribute__((aligned(32)));
+// Stride 2: V of the 5x5 patch's phases, 16 channels at a time; |V| <= 2 * 255.
+static QK_TARGET_AVX2 void input_transform_s2(const uint8_t *const *src, int32_t values, int16_t *v, int32_t v_stride) {
+    for (int32_t c = 0; c < values; c += 16) {
+        __m256i d[25];
+        for (int i = 0; i < 25; i++) d[i] = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(src[i] + c)));
+#define STORE(e, value) _mm256_storeu_si256((__m256i *)(v + (size_t)(e) * v_stride + c), value)
+        QK_WINOGRAD_S2_INPUT_TRANSFORM(__m256i, d, _mm256_sub_epi16, STORE);
+#undef STORE
+    }
+}
+
+// The 4 outputs of one tile and 8 channels, from its column of the position sums: At M A >> 2 at stride 1,
+// the stride-2 transform's sums as they are.
+QK_INLINE QK_TARGET_AVX2 void wg_outputs(const int32_t *m_column, size_t position_step, const int stride2, __m256i *y) {
+    if (stride2) {
+        __m256i mm[QK_WINOGRAD_S2_POSITIONS];
+        for (int e = 0; e < QK_WINOGRAD_S2_POSITIONS; e++) mm[e] = _mm256_load_si256((const __m256i *)(m_column + e * position_step));
+        QK_WINOGRAD_S2_OUTPUT_TRANSFORM(__m256i, mm, y, _mm256_add_epi32);
+        return;
+    }
+    __m256i mm[16];
+    for (int e = 0; e < 16; e++) mm[e] = _mm256_load_si256((const __m256i *)(m_column + e * position_step));
+    QK_WINOGRAD_OUTPUT_TRANSFORM(__m256i, mm, y, _mm256_add_epi32, _mm256_sub_epi32);
+    for (int q = 0; q < 4; q++) y[q] = _mm256_srai_epi32(y[q], 2);
+}
+
+QK_INLINE QK_TARGET_AVX2 void wg_tile(const qk_winograd_call *call, const int tiles, const int blocks, const int stride2) {
+    enum { POSITION_STEP = WG_MAX_TILES * WG_MAX_BLOCKS * WG_LANES };
+    const int positions = stride2 ? QK_WINOGRAD_S2_POSITIONS : 16;
+    int32_t m[QK_WINOGRAD_S2_POSITIONS][WG_MAX_TILES][WG_MAX_BLOCKS * WG_LANES] __attribute__((aligned(32)));
     const uint8_t *w = call->weights;
     const int32_t chunks = call->chunks;
-    const size_t tile_step = (size_t)16 * (size_t)call->v_stride;
+    const size_t tile_step = (size_t)positions * (size_t)call->v_stride;
     // The call's L2 prefetches, paced over the positions rather than queued at once in front of its own loads.
     const char *fetch = call->prefetch;
     const int32_t fetch_per_e = (call->prefetch_lines + 15) / 16;
     int32_t fetch_left = call->prefetch_lines;
-    for (int e = 0; e < 16; e++) {
+    for (int e = 0; e < positions; e++) {
         for (int32_t i = 0; i < fetch_per_e && fetch_left > 0; i++, fetch_left--, fetch += 64) _mm_prefetch(fetch, _MM_HINT_T1);
         const int16_t *v = call->v + (size_t)e * call->v_stride;
         __m256i acc[WG_MAX_TILES][QK_AVX2_MAX_BLOCKS];
@@ -63,17 +92,14 @@ QK_INLINE QK_TARGET_AVX2 void wg_tile(const qk_winograd_call *call, const int ti
         const __m256 multiplier1 = _mm256_loadu_ps(args->multiplier + first_out + first_o + WG_LANES);
         const int below_one = args->multipliers_below_one;
         for (int p = 0; p < tiles; p++) {
-            __m256i mm[16], y0[4], y1[4];
-            for (int e = 0; e < 16; e++) mm[e] = _mm256_load_si256((const __m256i *)&m[e][p][0]);
-            QK_WINOGRAD_OUTPUT_TRANSFORM(__m256i, mm, y0, _mm256_add_epi32, _mm256_sub_epi32);
-            for (int e = 0; e < 16; e++) mm[e] = _mm256_load_si256((const __m256i *)&m[e][p][WG_LANES]);
-            QK_WINOGRAD_OUTPUT_TRANSFORM(__m256i, mm, y1, _mm256_add_epi32, _mm256_sub_epi32);
+            __m256i y0[4], y1[4];
+            wg_outputs(&m[0][p][0], POSITION_STEP, stride2, y0);
+            wg_outputs(&m[0][p][WG_LANES], POSITION_STEP, stride2, y1);
             for (int q = 0; q < 4; q++) {
                 uint8_t *out = qk_winograd_output(call, p, q, first_o);
                 if (out == NULL) continue;
-                qk_avx2_requantize16_store(_mm256_add_epi32(_mm256_srai_epi32(y0[q], 2), bias0),
-                                           _mm256_add_epi32(_mm256_srai_epi32(y1[q], 2), bias1), multiplier0, multiplier1,
-                                           below_one, out);
+                qk_avx2_requantize16_store(_mm256_add_epi32(y0[q], bias0), _mm256_add_epi32(y1[q], bias1), multiplier0,
+                                           multiplier1, below_one, out);
             }
         }
         return;
@@ -84,21 +110,20 @@ QK_INLINE QK_TARGET_AVX2 void wg_tile(const qk_winograd_call *call, const int ti
         const __m256i bias = qk_load8_epi32(args->bias + first_out + o, valid);
         const __m256 multiplier = qk_load8_ps(args->multiplier + first_out + o, valid);
         for (int p = 0; p < tiles; p++) {
-            __m256i mm[16];
-            for (int e = 0; e < 16; e++) mm[e] = _mm256_load_si256((const __m256i *)&m[e][p][j * WG_LANES]);
             __m256i y[4];
-            QK_WINOGRAD_OUTPUT_TRANSFORM(__m256i, mm, y, _mm256_add_epi32, _mm256_sub_epi32);
+            wg_outputs(&m[0][p][j * WG_LANES], POSITION_STEP, stride2, y);
             for (int q = 0; q < 4; q++) {
                 uint8_t *out = qk_winograd_output(call, p, q, o);
                 if (out == NULL) continue;
-                qk_requantize8_store(_mm256_srai_epi32(y[q], 2), bias, multiplier, out, valid);
+                qk_requantize8_store(y[q], bias, multiplier, out, valid);
             }
         }
     }
 }
 
-#define WG_TILE(P, B)                                                                                     \
-    static QK_TARGET_AVX2 void wg_tile_##P##x##B(const qk_winograd_call *call) { wg_tile(call, P, B); }
+#define WG_TILE(P, B)                                                                                          \
+    static QK_TARGET_AVX2 void wg_tile_##P##x##B(const qk_winograd_call *call) { wg_tile(call, P, B, 0); }  \
+    static QK_TARGET_AVX2 void wg_tile_s2_##P##x##B(const qk_winograd_call *call) { wg_tile(call, P, B, 1); }
 WG_TILE(1, 1) WG_TILE(1, 2) WG_TILE(2, 1) WG_TILE(2, 2) WG_TILE(3, 1) WG_TILE(3, 2)
 WG_TILE(4, 1) WG_TILE(4, 2) WG_TILE(5, 1) WG_TILE(6, 1)
 
@@ -106,11 +131,16 @@ static const qk_winograd_tile_fn tiles[WG_MAX_TILES * WG_MAX_BLOCKS] = {
     wg_tile_1x1, wg_tile_1x2, wg_tile_2x1, wg_tile_2x2, wg_tile_3x1, wg_tile_3x2,
     wg_tile_4x1, wg_tile_4x2, wg_tile_5x1, NULL,        wg_tile_6x1, NULL,
 };
+static const qk_winograd_tile_fn tiles_s2[WG_MAX_TILES * WG_MAX_BLOCKS] = {
+    wg_tile_s2_1x1, wg_tile_s2_1x2, wg_tile_s2_2x1, wg_tile_s2_2x2, wg_tile_s2_3x1, wg_tile_s2_3x2,
+    wg_tile_s2_4x1, wg_tile_s2_4x2, wg_tile_s2_5x1, NULL,           wg_tile_s2_6x1, NULL,
+};
 
 const qk_winograd_kernels qk_winograd_u8s16_4x2c8_avx2 = {
     .lanes = WG_LANES, .depth = QK_AVX2_DEPTH, .unit_bytes = QK_AVX2_UNIT_BYTES, .unit_index = unit_index,
     .input = input_transform, .input_width = 16,
     .max_tiles = WG_MAX_TILES, .max_blocks = WG_MAX_BLOCKS, .max_accumulators = WG_MAX_ACCUMULATORS, .tiles = tiles,
+    .input_s2 = input_transform_s2, .tiles_s2 = tiles_s2,
     .gemm_percent = 75, .direct_percent = 76, .input_macs = 16, .output_macs = 48,
 };
 #endif

@@ -1,7 +1,8 @@
 // AVX-512BW Winograd F(2x2,3x3) kernels (driver/winograd.h): the input transform on 32 channels at a time,
 // and the GEMM over the 16 transformed positions for up to 8 tiles x 2, 7 x 3 blocks of 16 channels, whose
 // inner loop is the direct kernel's (broadcast int16 pairs of V, vpmaddwd with U' pairs, vpaddd). Then the
-// output transform, the exact /4 (arithmetic shift of 4 * acc), bias and requantization.
+// output transform, the exact /4 (arithmetic shift of 4 * acc), bias and requantization. Stride 2: the
+// phases' 25 positions, the same GEMM, and an output transform that gives the sum itself.
 #include "x86/avx512bw/avx512bw.h"
 
 #if QK_HAVE_X86
@@ -22,12 +23,40 @@ static QK_TARGET_AVX512 void input_transform(const uint8_t *const *src, int32_t 
     }
 }
 
-QK_INLINE QK_TARGET_AVX512 void wg_tile(const qk_winograd_call *call, const int tiles, const int blocks) {
-    int32_t m[16][WG_MAX_TILES][WG_MAX_BLOCKS * WG_LANES] __attribute__((aligned(64)));
+// Stride 2: V of the 5x5 patch's phases, 32 channels at a time; |V| <= 2 * 255.
+static QK_TARGET_AVX512 void input_transform_s2(const uint8_t *const *src, int32_t values, int16_t *v, int32_t v_stride) {
+    for (int32_t c = 0; c < values; c += 32) {
+        __m512i d[25];
+        for (int i = 0; i < 25; i++) d[i] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(src[i] + c)));
+#define STORE(e, value) _mm512_storeu_si512(v + (size_t)(e) * v_stride + c, value)
+        QK_WINOGRAD_S2_INPUT_TRANSFORM(__m512i, d, _mm512_sub_epi16, STORE);
+#undef STORE
+    }
+}
+
+// The 4 outputs of one tile and 16 channels, from its column of the position sums: At M A >> 2 at stride 1,
+// the stride-2 transform's sums as they are.
+QK_INLINE QK_TARGET_AVX512 void wg_outputs(const int32_t *m_column, size_t position_step, const int stride2, __m512i *y) {
+    if (stride2) {
+        __m512i mm[QK_WINOGRAD_S2_POSITIONS];
+        for (int e = 0; e < QK_WINOGRAD_S2_POSITIONS; e++) mm[e] = _mm512_load_si512(m_column + e * position_step);
+        QK_WINOGRAD_S2_OUTPUT_TRANSFORM(__m512i, mm, y, _mm512_add_epi32);
+        return;
+    }
+    __m512i mm[16];
+    for (int e = 0; e < 16; e++) mm[e] = _mm512_load_si512(m_column + e * position_step);
+    QK_WINOGRAD_OUTPUT_TRANSFORM(__m512i, mm, y, _mm512_add_epi32, _mm512_sub_epi32);
+    for (int q = 0; q < 4; q++) y[q] = _mm512_srai_epi32(y[q], 2);
+}
+
+QK_INLINE QK_TARGET_AVX512 void wg_tile(const qk_winograd_call *call, const int tiles, const int blocks, const int stride2) {
+    enum { POSITION_STEP = WG_MAX_TILES * WG_MAX_BLOCKS * WG_LANES };
+    const int positions = stride2 ? QK_WINOGRAD_S2_POSITIONS : 16;
+    int32_t m[QK_WINOGRAD_S2_POSITIONS][WG_MAX_TILES][WG_MAX_BLOCKS * WG_LANES] __attribute__((aligned(64)));
     const uint8_t *w = call->weights;
     const int32_t chunks = call->chunks;
-    const size_t tile_step = (size_t)16 * (size_t)call->v_stride;
-    for (int e = 0; e < 16; e++) {
+    const size_t tile_step = (size_t)positions * (size_t)call->v_stride;
+    for (int e = 0; e < positions; e++) {
         const int16_t *v = call->v + (size_t)e * call->v_stride;
         __m512i acc[WG_MAX_TILES][QK_BW_MAX_BLOCKS];
         const int16_t *x[WG_MAX_TILES];
@@ -53,21 +82,20 @@ QK_INLINE QK_TARGET_AVX512 void wg_tile(const qk_winograd_call *call, const int 
         const __m512i bias = _mm512_maskz_loadu_epi32(mask, args->bias + first_out + o);
         const __m512 multiplier = _mm512_maskz_loadu_ps(mask, args->multiplier + first_out + o);
         for (int p = 0; p < tiles; p++) {
-            __m512i mm[16];
-            for (int e = 0; e < 16; e++) mm[e] = _mm512_load_si512(&m[e][p][j * WG_LANES]);
             __m512i y[4];
-            QK_WINOGRAD_OUTPUT_TRANSFORM(__m512i, mm, y, _mm512_add_epi32, _mm512_sub_epi32);
+            wg_outputs(&m[0][p][j * WG_LANES], POSITION_STEP, stride2, y);
             for (int q = 0; q < 4; q++) {
                 uint8_t *out = qk_winograd_output(call, p, q, o);
                 if (out == NULL) continue;
-                _mm_mask_storeu_epi8(out, mask, qk_requantize16(_mm512_srai_epi32(y[q], 2), bias, multiplier));
+                _mm_mask_storeu_epi8(out, mask, qk_requantize16(y[q], bias, multiplier));
             }
         }
     }
 }
 
-#define WG_TILE(P, B)                                                                                     \
-    static QK_TARGET_AVX512 void wg_tile_##P##x##B(const qk_winograd_call *call) { wg_tile(call, P, B); }
+#define WG_TILE(P, B)                                                                                            \
+    static QK_TARGET_AVX512 void wg_tile_##P##x##B(const qk_winograd_call *call) { wg_tile(call, P, B, 0); }  \
+    static QK_TARGET_AVX512 void wg_tile_s2_##P##x##B(const qk_winograd_call *call) { wg_tile(call, P, B, 1); }
 #define WG_TILES_3(P) WG_TILE(P, 1) WG_TILE(P, 2) WG_TILE(P, 3)
 WG_TILES_3(1) WG_TILES_3(2) WG_TILES_3(3) WG_TILES_3(4) WG_TILES_3(5) WG_TILES_3(6) WG_TILES_3(7)
 WG_TILE(8, 1) WG_TILE(8, 2)
@@ -76,11 +104,17 @@ WG_TILE(8, 1) WG_TILE(8, 2)
 static const qk_winograd_tile_fn tiles[WG_MAX_TILES * WG_MAX_BLOCKS] = {
     WG_ROW(1), WG_ROW(2), WG_ROW(3), WG_ROW(4), WG_ROW(5), WG_ROW(6), WG_ROW(7), wg_tile_8x1, wg_tile_8x2, NULL,
 };
+#define WG_ROW_S2(P) wg_tile_s2_##P##x1, wg_tile_s2_##P##x2, wg_tile_s2_##P##x3
+static const qk_winograd_tile_fn tiles_s2[WG_MAX_TILES * WG_MAX_BLOCKS] = {
+    WG_ROW_S2(1), WG_ROW_S2(2), WG_ROW_S2(3), WG_ROW_S2(4), WG_ROW_S2(5), WG_ROW_S2(6), WG_ROW_S2(7),
+    wg_tile_s2_8x1, wg_tile_s2_8x2, NULL,
+};
 
 const qk_winograd_kernels qk_winograd_u8s16_7x3c16_avx512bw = {
     .lanes = WG_LANES, .depth = QK_BW_DEPTH, .unit_bytes = QK_BW_UNIT_BYTES, .unit_index = unit_index,
     .input = input_transform, .input_width = 32,
     .max_tiles = WG_MAX_TILES, .max_blocks = WG_MAX_BLOCKS, .max_accumulators = WG_MAX_ACCUMULATORS, .tiles = tiles,
+    .input_s2 = input_transform_s2, .tiles_s2 = tiles_s2,
     .gemm_percent = 82, .direct_percent = 88, .input_macs = 16, .output_macs = 48,
 };
 #endif
