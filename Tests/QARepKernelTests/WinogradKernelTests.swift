@@ -116,7 +116,7 @@ final class WinogradKernelTests: XCTestCase {
     }
 
     /// The cost model gives Winograd RepVGG's stride-1 layers of 48 channels and more on the int16 paths, and
-    /// their stride-2 layers on the x86 ones except the last (weights past 2 MB); never the 3-channel stem, a
+    /// their stride-2 layers except the last (weights past 2 MB); never the 3-channel stem, a
     /// 1x1 image, or a path without the kernels.
     func testCostModelChoice() {
         for path in allPaths where qk_path_supported(path) != 0 {
@@ -130,7 +130,7 @@ final class WinogradKernelTests: XCTestCase {
                 if hasWinograd { XCTAssertGreaterThanOrEqual(qk_conv3x3_winograd_bytes(path, &shape), 32 * channels * channels) }
             }
             // A0's and B0's stride-2 layers: input side, input and output channels.
-            let hasStride2 = ["avx2", "avx512bw"].contains(name)
+            let hasStride2 = hasWinograd
             for (side, inC, outC, streamed) in [(112, 48, 48, false), (56, 48, 96, false), (28, 96, 192, false), (14, 192, 1280, true),
                                                 (112, 64, 64, false), (56, 64, 128, false), (28, 128, 256, false),
                                                 (14, 256, 1280, true)] {

@@ -1,7 +1,8 @@
 // NEON (ARMv8.0) Winograd F(2x2,3x3) kernels (driver/winograd.h): the input transform on 8 channels at a
 // time, and the GEMM over the 16 transformed positions for up to 4 tiles x 3 blocks of 8 channels, whose
 // inner loop is the direct kernel's smlal/smlal2 by element (int16 x int16 -> exact int32, wrapping adds).
-// Then the output transform, the exact /4 (arithmetic shift of 4 * acc), bias and requantization.
+// Then the output transform, the exact /4 (arithmetic shift of 4 * acc), bias and requantization. Stride 2:
+// the phases' 25 positions, the same GEMM, and an output transform that gives the sum itself.
 #include "arm/neon/neon.h"
 
 #if QK_HAVE_ARM64
@@ -22,6 +23,32 @@ static void input_transform(const uint8_t *const *src, int32_t values, int16_t *
     }
 }
 
+// Stride 2: V of the 5x5 patch's phases, 8 channels at a time; |V| <= 2 * 255.
+static void input_transform_s2(const uint8_t *const *src, int32_t values, int16_t *v, int32_t v_stride) {
+    for (int32_t c = 0; c < values; c += 8) {
+        int16x8_t d[25];
+        for (int i = 0; i < 25; i++) d[i] = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(src[i] + c)));
+#define STORE(e, value) vst1q_s16(v + (size_t)(e) * v_stride + c, value)
+        QK_WINOGRAD_S2_INPUT_TRANSFORM(int16x8_t, d, vsubq_s16, STORE);
+#undef STORE
+    }
+}
+
+// The 4 outputs of one tile and 4 channels, from its column of the position sums: At M A >> 2 at stride 1,
+// the stride-2 transform's sums as they are.
+QK_INLINE void wg_outputs(const int32_t *m_column, size_t position_step, const int stride2, int32x4_t *y) {
+    if (stride2) {
+        int32x4_t mm[QK_WINOGRAD_S2_POSITIONS];
+        for (int e = 0; e < QK_WINOGRAD_S2_POSITIONS; e++) mm[e] = vld1q_s32(m_column + e * position_step);
+        QK_WINOGRAD_S2_OUTPUT_TRANSFORM(int32x4_t, mm, y, vaddq_s32);
+        return;
+    }
+    int32x4_t mm[16];
+    for (int e = 0; e < 16; e++) mm[e] = vld1q_s32(m_column + e * position_step);
+    QK_WINOGRAD_OUTPUT_TRANSFORM(int32x4_t, mm, y, vaddq_s32, vsubq_s32);
+    for (int q = 0; q < 4; q++) y[q] = vshrq_n_s32(y[q], 2);
+}
+
 // Input channel q of the chunk: each block's 8 lanes of U' times element q of each tile's V.
 #define WG_CHANNEL(q)                                                                                     \
     QK_UNROLL for (int j = 0; j < blocks; j++) {                                                          \
@@ -32,12 +59,14 @@ static void input_transform(const uint8_t *const *src, int32_t values, int16_t *
         }                                                                                                 \
     }
 
-QK_INLINE void wg_tile(const qk_winograd_call *call, const int tiles, const int blocks) {
-    int32_t m[16][WG_MAX_TILES][WG_MAX_BLOCKS * WG_LANES] __attribute__((aligned(16)));
+QK_INLINE void wg_tile(const qk_winograd_call *call, const int tiles, const int blocks, const int stride2) {
+    enum { POSITION_STEP = WG_MAX_TILES * WG_MAX_BLOCKS * WG_LANES };
+    const int positions = stride2 ? QK_WINOGRAD_S2_POSITIONS : 16;
+    int32_t m[QK_WINOGRAD_S2_POSITIONS][WG_MAX_TILES][WG_MAX_BLOCKS * WG_LANES] __attribute__((aligned(16)));
     const uint8_t *w = call->weights;
     const int32_t chunks = call->chunks;
-    const size_t tile_step = (size_t)16 * (size_t)call->v_stride;
-    for (int e = 0; e < 16; e++) {
+    const size_t tile_step = (size_t)positions * (size_t)call->v_stride;
+    for (int e = 0; e < positions; e++) {
         const int16_t *v = call->v + (size_t)e * call->v_stride;
         qk_arm_sums acc;
         QK_UNROLL for (int p = 0; p < tiles; p++) QK_UNROLL for (int j = 0; j < blocks; j++)
@@ -68,36 +97,37 @@ QK_INLINE void wg_tile(const qk_winograd_call *call, const int tiles, const int 
         for (int p = 0; p < tiles; p++) {
             int32x4_t y[4][2];
             for (int h = 0; h < 2; h++) {
-                int32x4_t mm[16];
-                for (int e = 0; e < 16; e++) mm[e] = vld1q_s32(&m[e][p][j * WG_LANES + 4 * h]);
                 int32x4_t yh[4];
-                QK_WINOGRAD_OUTPUT_TRANSFORM(int32x4_t, mm, yh, vaddq_s32, vsubq_s32);
+                wg_outputs(&m[0][p][j * WG_LANES + 4 * h], POSITION_STEP, stride2, yh);
                 for (int q = 0; q < 4; q++) y[q][h] = yh[q];
             }
             for (int q = 0; q < 4; q++) {
                 uint8_t *out = qk_winograd_output(call, p, q, o);
                 if (out == NULL) continue;
-                const uint8x8_t bytes = qk_arm_requantize8(vaddq_s32(vshrq_n_s32(y[q][0], 2), bias[0]),
-                                                           vaddq_s32(vshrq_n_s32(y[q][1], 2), bias[1]), multiplier[0],
-                                                           multiplier[1]);
+                const uint8x8_t bytes = qk_arm_requantize8(vaddq_s32(y[q][0], bias[0]), vaddq_s32(y[q][1], bias[1]),
+                                                           multiplier[0], multiplier[1]);
                 qk_arm_store8(out, bytes, valid);
             }
         }
     }
 }
 
-#define WG_TILE(P, B) \
-    static void wg_tile_##P##x##B(const qk_winograd_call *call) { wg_tile(call, P, B); }
+#define WG_TILE(P, B)                                                                        \
+    static void wg_tile_##P##x##B(const qk_winograd_call *call) { wg_tile(call, P, B, 0); }  \
+    static void wg_tile_s2_##P##x##B(const qk_winograd_call *call) { wg_tile(call, P, B, 1); }
 #define WG_TILES_3(P) WG_TILE(P, 1) WG_TILE(P, 2) WG_TILE(P, 3)
 WG_TILES_3(1) WG_TILES_3(2) WG_TILES_3(3) WG_TILES_3(4)
 
 #define WG_ROW(P) wg_tile_##P##x1, wg_tile_##P##x2, wg_tile_##P##x3
 static const qk_winograd_tile_fn tiles[WG_MAX_TILES * WG_MAX_BLOCKS] = {WG_ROW(1), WG_ROW(2), WG_ROW(3), WG_ROW(4)};
+#define WG_ROW_S2(P) wg_tile_s2_##P##x1, wg_tile_s2_##P##x2, wg_tile_s2_##P##x3
+static const qk_winograd_tile_fn tiles_s2[WG_MAX_TILES * WG_MAX_BLOCKS] = {WG_ROW_S2(1), WG_ROW_S2(2), WG_ROW_S2(3),
+                                                                           WG_ROW_S2(4)};
 
 const qk_winograd_kernels qk_winograd_u8s16_4x3c8_neon = {
     .lanes = WG_LANES, .depth = QK_NEON_DEPTH, .unit_bytes = QK_NEON_UNIT_BYTES, .unit_index = unit_index,
     .input = input_transform, .input_width = 8,
     .max_tiles = WG_MAX_TILES, .max_blocks = WG_MAX_BLOCKS, .max_accumulators = WG_MAX_TILES * WG_MAX_BLOCKS,
-    .tiles = tiles, .gemm_percent = 75, .direct_percent = 75, .input_macs = 16, .output_macs = 48,
+    .tiles = tiles, .input_s2 = input_transform_s2, .tiles_s2 = tiles_s2, .gemm_percent = 75, .direct_percent = 75, .input_macs = 16, .output_macs = 48,
 };
 #endif
