@@ -59,8 +59,42 @@ QK_INLINE void wg_outputs(const int32_t *m_column, size_t position_step, const i
         }                                                                                                 \
     }
 
+enum { WG_TILE_STEP = WG_MAX_BLOCKS * WG_LANES, WG_POSITION_STEP = WG_MAX_TILES * WG_TILE_STEP };
+
+// A call's output stage from its position sums m[e][tile][lane]: transform, bias, requantization, stores. Once
+// per tile and block against the GEMM's positions x chunks steps, so one copy with loops serves every tile
+// shape (unrolled into each of them, it was most of the Winograd kernels' code).
+static __attribute__((noinline)) void wg_store(const qk_winograd_call *call, const int32_t *m, int tiles, int blocks,
+                                               int stride2) {
+    const qk_conv_args *args = call->args;
+    const qk_conv_geometry *geo = &args->geo;
+    const int32_t first_out = call->group * geo->out_per_group;
+    for (int j = 0; j < blocks; j++) {
+        const int32_t o = (call->first_block + j) * WG_LANES;
+        const int32_t valid = geo->out_per_group - o;
+        const int32x4_t bias[2] = {qk_arm_load4_s32(args->bias + first_out + o, valid),
+                                   qk_arm_load4_s32(args->bias + first_out + o + 4, valid - 4)};
+        const float32x4_t multiplier[2] = {qk_arm_load4_f32(args->multiplier + first_out + o, valid),
+                                           qk_arm_load4_f32(args->multiplier + first_out + o + 4, valid - 4)};
+        for (int p = 0; p < tiles; p++) {
+            int32x4_t y[4][2];
+            for (int h = 0; h < 2; h++) {
+                int32x4_t yh[4];
+                wg_outputs(m + p * WG_TILE_STEP + j * WG_LANES + 4 * h, WG_POSITION_STEP, stride2, yh);
+                for (int q = 0; q < 4; q++) y[q][h] = yh[q];
+            }
+            for (int q = 0; q < 4; q++) {
+                uint8_t *out = qk_winograd_output(call, p, q, o);
+                if (out == NULL) continue;
+                const uint8x8_t bytes = qk_arm_requantize8(vaddq_s32(y[q][0], bias[0]), vaddq_s32(y[q][1], bias[1]),
+                                                           multiplier[0], multiplier[1]);
+                qk_arm_store8(out, bytes, valid);
+            }
+        }
+    }
+}
+
 QK_INLINE void wg_tile(const qk_winograd_call *call, const int tiles, const int blocks, const int stride2) {
-    enum { POSITION_STEP = WG_MAX_TILES * WG_MAX_BLOCKS * WG_LANES };
     const int positions = stride2 ? QK_WINOGRAD_S2_POSITIONS : 16;
     int32_t m[QK_WINOGRAD_S2_POSITIONS][WG_MAX_TILES][WG_MAX_BLOCKS * WG_LANES] __attribute__((aligned(16)));
     const uint8_t *w = call->weights;
@@ -84,32 +118,7 @@ QK_INLINE void wg_tile(const qk_winograd_call *call, const int tiles, const int 
         }
     }
 
-    const qk_conv_args *args = call->args;
-    const qk_conv_geometry *geo = &args->geo;
-    const int32_t first_out = call->group * geo->out_per_group;
-    for (int j = 0; j < blocks; j++) {
-        const int32_t o = (call->first_block + j) * WG_LANES;
-        const int32_t valid = geo->out_per_group - o;
-        const int32x4_t bias[2] = {qk_arm_load4_s32(args->bias + first_out + o, valid),
-                                   qk_arm_load4_s32(args->bias + first_out + o + 4, valid - 4)};
-        const float32x4_t multiplier[2] = {qk_arm_load4_f32(args->multiplier + first_out + o, valid),
-                                           qk_arm_load4_f32(args->multiplier + first_out + o + 4, valid - 4)};
-        for (int p = 0; p < tiles; p++) {
-            int32x4_t y[4][2];
-            for (int h = 0; h < 2; h++) {
-                int32x4_t yh[4];
-                wg_outputs(&m[0][p][j * WG_LANES + 4 * h], POSITION_STEP, stride2, yh);
-                for (int q = 0; q < 4; q++) y[q][h] = yh[q];
-            }
-            for (int q = 0; q < 4; q++) {
-                uint8_t *out = qk_winograd_output(call, p, q, o);
-                if (out == NULL) continue;
-                const uint8x8_t bytes = qk_arm_requantize8(vaddq_s32(y[q][0], bias[0]), vaddq_s32(y[q][1], bias[1]),
-                                                           multiplier[0], multiplier[1]);
-                qk_arm_store8(out, bytes, valid);
-            }
-        }
-    }
+    wg_store(call, &m[0][0][0], tiles, blocks, stride2);
 }
 
 #define WG_TILE(P, B)                                                                        \

@@ -50,8 +50,55 @@ QK_INLINE QK_TARGET_AVX2 void wg_outputs(const int32_t *m_column, size_t positio
     for (int q = 0; q < 4; q++) y[q] = _mm256_srai_epi32(y[q], 2);
 }
 
+enum { WG_TILE_STEP = WG_MAX_BLOCKS * WG_LANES, WG_POSITION_STEP = WG_MAX_TILES * WG_TILE_STEP };
+
+// A call's output stage from its position sums m[e][tile][lane]: transform, bias, requantization, stores. Once
+// per tile and block against the GEMM's positions x chunks steps, so one copy with loops serves every tile
+// shape (unrolled into each of them, it was most of the Winograd kernels' code).
+static QK_TARGET_AVX2 __attribute__((noinline)) void wg_store(const qk_winograd_call *call, const int32_t *m, int tiles,
+                                                               int blocks, int stride2) {
+    const qk_conv_args *args = call->args;
+    const qk_conv_geometry *geo = &args->geo;
+    const int32_t first_out = call->group * geo->out_per_group;
+    const int32_t first_o = call->first_block * WG_LANES;
+    if (blocks == 2 && geo->out_per_group - first_o >= 2 * WG_LANES) {
+        // Both blocks whole: one 16-byte store per output pixel, as the direct kernel does.
+        const __m256i bias0 = _mm256_loadu_si256((const __m256i *)(args->bias + first_out + first_o));
+        const __m256i bias1 = _mm256_loadu_si256((const __m256i *)(args->bias + first_out + first_o + WG_LANES));
+        const __m256 multiplier0 = _mm256_loadu_ps(args->multiplier + first_out + first_o);
+        const __m256 multiplier1 = _mm256_loadu_ps(args->multiplier + first_out + first_o + WG_LANES);
+        const int below_one = args->multipliers_below_one;
+        for (int p = 0; p < tiles; p++) {
+            __m256i y0[4], y1[4];
+            wg_outputs(m + p * WG_TILE_STEP, WG_POSITION_STEP, stride2, y0);
+            wg_outputs(m + p * WG_TILE_STEP + WG_LANES, WG_POSITION_STEP, stride2, y1);
+            for (int q = 0; q < 4; q++) {
+                uint8_t *out = qk_winograd_output(call, p, q, first_o);
+                if (out == NULL) continue;
+                qk_avx2_requantize16_store(_mm256_add_epi32(y0[q], bias0), _mm256_add_epi32(y1[q], bias1), multiplier0,
+                                           multiplier1, below_one, out);
+            }
+        }
+        return;
+    }
+    for (int j = 0; j < blocks; j++) {
+        const int32_t o = (call->first_block + j) * WG_LANES;
+        const int32_t valid = geo->out_per_group - o;
+        const __m256i bias = qk_load8_epi32(args->bias + first_out + o, valid);
+        const __m256 multiplier = qk_load8_ps(args->multiplier + first_out + o, valid);
+        for (int p = 0; p < tiles; p++) {
+            __m256i y[4];
+            wg_outputs(m + p * WG_TILE_STEP + j * WG_LANES, WG_POSITION_STEP, stride2, y);
+            for (int q = 0; q < 4; q++) {
+                uint8_t *out = qk_winograd_output(call, p, q, o);
+                if (out == NULL) continue;
+                qk_requantize8_store(y[q], bias, multiplier, out, valid);
+            }
+        }
+    }
+}
+
 QK_INLINE QK_TARGET_AVX2 void wg_tile(const qk_winograd_call *call, const int tiles, const int blocks, const int stride2) {
-    enum { POSITION_STEP = WG_MAX_TILES * WG_MAX_BLOCKS * WG_LANES };
     const int positions = stride2 ? QK_WINOGRAD_S2_POSITIONS : 16;
     int32_t m[QK_WINOGRAD_S2_POSITIONS][WG_MAX_TILES][WG_MAX_BLOCKS * WG_LANES] __attribute__((aligned(32)));
     const uint8_t *w = call->weights;
@@ -80,45 +127,7 @@ QK_INLINE QK_TARGET_AVX2 void wg_tile(const qk_winograd_call *call, const int ti
             for (int j = 0; j < blocks; j++) _mm256_store_si256((__m256i *)&m[e][p][j * WG_LANES], acc[p][j]);
     }
 
-    const qk_conv_args *args = call->args;
-    const qk_conv_geometry *geo = &args->geo;
-    const int32_t first_out = call->group * geo->out_per_group;
-    const int32_t first_o = call->first_block * WG_LANES;
-    if (blocks == 2 && geo->out_per_group - first_o >= 2 * WG_LANES) {
-        // Both blocks whole: one 16-byte store per output pixel, as the direct kernel does.
-        const __m256i bias0 = _mm256_loadu_si256((const __m256i *)(args->bias + first_out + first_o));
-        const __m256i bias1 = _mm256_loadu_si256((const __m256i *)(args->bias + first_out + first_o + WG_LANES));
-        const __m256 multiplier0 = _mm256_loadu_ps(args->multiplier + first_out + first_o);
-        const __m256 multiplier1 = _mm256_loadu_ps(args->multiplier + first_out + first_o + WG_LANES);
-        const int below_one = args->multipliers_below_one;
-        for (int p = 0; p < tiles; p++) {
-            __m256i y0[4], y1[4];
-            wg_outputs(&m[0][p][0], POSITION_STEP, stride2, y0);
-            wg_outputs(&m[0][p][WG_LANES], POSITION_STEP, stride2, y1);
-            for (int q = 0; q < 4; q++) {
-                uint8_t *out = qk_winograd_output(call, p, q, first_o);
-                if (out == NULL) continue;
-                qk_avx2_requantize16_store(_mm256_add_epi32(y0[q], bias0), _mm256_add_epi32(y1[q], bias1), multiplier0,
-                                           multiplier1, below_one, out);
-            }
-        }
-        return;
-    }
-    for (int j = 0; j < blocks; j++) {
-        const int32_t o = (call->first_block + j) * WG_LANES;
-        const int32_t valid = geo->out_per_group - o;
-        const __m256i bias = qk_load8_epi32(args->bias + first_out + o, valid);
-        const __m256 multiplier = qk_load8_ps(args->multiplier + first_out + o, valid);
-        for (int p = 0; p < tiles; p++) {
-            __m256i y[4];
-            wg_outputs(&m[0][p][j * WG_LANES], POSITION_STEP, stride2, y);
-            for (int q = 0; q < 4; q++) {
-                uint8_t *out = qk_winograd_output(call, p, q, o);
-                if (out == NULL) continue;
-                qk_requantize8_store(y[q], bias, multiplier, out, valid);
-            }
-        }
-    }
+    wg_store(call, &m[0][0][0], tiles, blocks, stride2);
 }
 
 #define WG_TILE(P, B)                                                                                          \

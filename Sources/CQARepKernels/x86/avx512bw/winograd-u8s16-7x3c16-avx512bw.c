@@ -49,8 +49,34 @@ QK_INLINE QK_TARGET_AVX512 void wg_outputs(const int32_t *m_column, size_t posit
     for (int q = 0; q < 4; q++) y[q] = _mm512_srai_epi32(y[q], 2);
 }
 
+enum { WG_TILE_STEP = WG_MAX_BLOCKS * WG_LANES, WG_POSITION_STEP = WG_MAX_TILES * WG_TILE_STEP };
+
+// A call's output stage from its position sums m[e][tile][lane]: transform, bias, requantization, stores. Once
+// per tile and block against the GEMM's positions x chunks steps, so one copy with loops serves every tile
+// shape (unrolled into each of them, it was most of the Winograd kernels' code).
+static QK_TARGET_AVX512 __attribute__((noinline)) void wg_store(const qk_winograd_call *call, const int32_t *m, int tiles,
+                                                                 int blocks, int stride2) {
+    const qk_conv_args *args = call->args;
+    const qk_conv_geometry *geo = &args->geo;
+    const int32_t first_out = call->group * geo->out_per_group;
+    for (int j = 0; j < blocks; j++) {
+        const int32_t o = (call->first_block + j) * WG_LANES;
+        const __mmask16 mask = qk_lane_mask16(geo->out_per_group - o);
+        const __m512i bias = _mm512_maskz_loadu_epi32(mask, args->bias + first_out + o);
+        const __m512 multiplier = _mm512_maskz_loadu_ps(mask, args->multiplier + first_out + o);
+        for (int p = 0; p < tiles; p++) {
+            __m512i y[4];
+            wg_outputs(m + p * WG_TILE_STEP + j * WG_LANES, WG_POSITION_STEP, stride2, y);
+            for (int q = 0; q < 4; q++) {
+                uint8_t *out = qk_winograd_output(call, p, q, o);
+                if (out == NULL) continue;
+                _mm_mask_storeu_epi8(out, mask, qk_requantize16(y[q], bias, multiplier));
+            }
+        }
+    }
+}
+
 QK_INLINE QK_TARGET_AVX512 void wg_tile(const qk_winograd_call *call, const int tiles, const int blocks, const int stride2) {
-    enum { POSITION_STEP = WG_MAX_TILES * WG_MAX_BLOCKS * WG_LANES };
     const int positions = stride2 ? QK_WINOGRAD_S2_POSITIONS : 16;
     int32_t m[QK_WINOGRAD_S2_POSITIONS][WG_MAX_TILES][WG_MAX_BLOCKS * WG_LANES] __attribute__((aligned(64)));
     const uint8_t *w = call->weights;
@@ -73,24 +99,7 @@ QK_INLINE QK_TARGET_AVX512 void wg_tile(const qk_winograd_call *call, const int 
             for (int j = 0; j < blocks; j++) _mm512_store_si512(&m[e][p][j * WG_LANES], acc[p][j]);
     }
 
-    const qk_conv_args *args = call->args;
-    const qk_conv_geometry *geo = &args->geo;
-    const int32_t first_out = call->group * geo->out_per_group;
-    for (int j = 0; j < blocks; j++) {
-        const int32_t o = (call->first_block + j) * WG_LANES;
-        const __mmask16 mask = qk_lane_mask16(geo->out_per_group - o);
-        const __m512i bias = _mm512_maskz_loadu_epi32(mask, args->bias + first_out + o);
-        const __m512 multiplier = _mm512_maskz_loadu_ps(mask, args->multiplier + first_out + o);
-        for (int p = 0; p < tiles; p++) {
-            __m512i y[4];
-            wg_outputs(&m[0][p][j * WG_LANES], POSITION_STEP, stride2, y);
-            for (int q = 0; q < 4; q++) {
-                uint8_t *out = qk_winograd_output(call, p, q, o);
-                if (out == NULL) continue;
-                _mm_mask_storeu_epi8(out, mask, qk_requantize16(y[q], bias, multiplier));
-            }
-        }
-    }
+    wg_store(call, &m[0][0][0], tiles, blocks, stride2);
 }
 
 #define WG_TILE(P, B)                                                                                            \
