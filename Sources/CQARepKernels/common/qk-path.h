@@ -45,6 +45,11 @@ typedef struct qk_conv_microkernels {
     // them from there (qk_conv_tile.wide), and in dense mode it builds the window rows as int16, zero-extended
     // by its own copies (qk_conv_tile.im2col); NULL: the microkernels read u8 inputs.
     void (*widen)(const uint8_t *bytes, int32_t values, int16_t *words);
+    // Optional, with widen: layers of one group of 3 input channels (RGB stems), packed as in dense mode
+    // but read from the widened band rows (qk_conv_tile.wide) instead of window rows. One call runs
+    // tile->pixels pixels of row out_y from out_x on, for channel tile `tile` (qk_tile_blocks of its blocks),
+    // and fetches the prefetch_lines_per_tap lines from `prefetch` on (the row's share), spread over the row.
+    qk_conv_tile_fn stem3;
 } qk_conv_microkernels;
 
 // The tile-shape cost model (driver/blocked-conv.c), in hundredths of a dot-product instruction: the cost

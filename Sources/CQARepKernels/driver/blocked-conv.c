@@ -262,8 +262,13 @@ static int64_t global_first_block(const qk_conv_blocking *b, int64_t tile) {
     return tile / b->tiles_per_group * b->blocks_per_group + qk_tile_first_block(b, (int32_t)(tile % b->tiles_per_group));
 }
 
+// Layers the path's stem3 microkernel runs: packed as in dense mode, read from widened rows.
+static int uses_stem3(const qk_conv_geometry *geo, const qk_path_config *path) {
+    return path->conv.stem3 != NULL && path->conv.widen != NULL && geo->groups == 1 && geo->in_c == 3;
+}
+
 static int uses_widening(const qk_conv_geometry *geo, const qk_path_config *path) {
-    return path->conv.widen != NULL && !uses_dense_mode(geo);
+    return path->conv.widen != NULL && (!uses_dense_mode(geo) || uses_stem3(geo, path));
 }
 
 // The preferred band height of a layer (before the work split evens it out) and the tallest band any batch
@@ -563,6 +568,30 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
         // the member's first item, when they come from L3 the first time).
         const int fetch_next_tile = own && (streamed || item == first_item);
 
+        if (uses_stem3(geo, path)) {
+            // Whole rows per call, whose kernel fetches the next item's weights (or the next layer's) spread
+            // over its pixel tiles, as the tiles of the other modes do.
+            tile.im2col = NULL;
+            tile.partial = NULL;
+            tile.first_tap = 0;
+            tile.taps = 1;
+            tile.out_x = 0;
+            tile.pixels = geo->out_w;
+            for (int64_t channel_tile = part_first; channel_tile < part_end; channel_tile++) {
+                tile.group = 0;
+                tile.tile = (int32_t)channel_tile;
+                tile.first_block = qk_tile_first_block(blocking, tile.tile);
+                tile.weights = qk_conv_tile_weights(args->packed, blocking, 0, tile.tile);
+                tile.prefetch = channel_tile + 1 == part_end ? after_item : NULL;
+                const int64_t rows = end_row - first_row, lines = tile.prefetch != NULL ? ((int64_t)after_item_bytes + 63) / 64 : 0;
+                tile.prefetch_lines_per_tap = (int32_t)((lines + rows - 1) / rows);
+                for (tile.out_y = first_row; tile.out_y < end_row; tile.out_y++) {
+                    kernels->stem3(args, blocking, &tile);
+                    if (tile.prefetch != NULL) tile.prefetch += (size_t)tile.prefetch_lines_per_tap * 64;
+                }
+            }
+            continue;
+        }
         for (int32_t segment = first_tile; segment < end_tile; segment += plan.segment_tiles) {
             const int32_t segment_end = segment + plan.segment_tiles < end_tile ? segment + plan.segment_tiles : end_tile;
             if (dense) {

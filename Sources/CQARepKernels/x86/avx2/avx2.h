@@ -15,6 +15,7 @@ enum { QK_AVX2_MAX_PIXELS = 6, QK_AVX2_MAX_BLOCKS = 2, QK_AVX2_MAX_ACCUMULATORS 
 _Static_assert(QK_AVX2_MAX_BLOCKS == 2, "qk_avx2_chunk's accumulator rows hold two blocks");
 
 extern const qk_conv_tile_fn qk_conv3x3_u8s16_4x2c8_avx2[QK_AVX2_MAX_PIXELS * QK_AVX2_MAX_BLOCKS];
+void qk_conv3x3_c3_u8s16_4x2c8_avx2(const qk_conv_args *args, const qk_conv_blocking *b, const qk_conv_tile *tile);
 extern const qk_winograd_kernels qk_winograd_u8s16_4x2c8_avx2;
 void qk_widen_u8s16_avx2(const uint8_t *bytes, int32_t values, int16_t *words);
 void qk_fc_u8s16_c8_avx2(const qk_fc_block *block);

@@ -1,0 +1,157 @@
+// AVX2 microkernel for 3x3 layers of 3 input channels (RGB stems; qk_conv_microkernels.stem3): tiles of 4
+// pixels (then the row's last 1-3) x 2 blocks of 8 channels over the dense packing, 7 chunks of the 27 window
+// values in the order tap * 3 + channel. In NHWC a kernel row's 9 values are adjacent in the driver's
+// widened rows (qk_conv_tile.wide), so every int16 pair of the packing is one 4-byte broadcast from there but
+// the one spanning kernel rows 0 and 1, blended from two: no window rows to build. One call runs a whole
+// row, so the call's setup is paid once per row rather than once per 4 pixels.
+#include "x86/avx2/avx2.h"
+
+#if QK_HAVE_X86
+
+enum { STEM_LANES = QK_AVX2_LANES, STEM_TILE_PIXELS = 4, STEM_CHUNKS = 7 };
+_Static_assert(STEM_CHUNKS * QK_AVX2_DEPTH == 28, "27 window values in 7 chunks of 4");
+
+// Where the pairs of each chunk start, relative to the pixel's kernel row 0, for kernel rows `row_values`
+// apart. Window values 0..8 are row 0's, 9..17 row 1's, 18..26 row 2's, so chunk c holds the pairs at
+// pair_offsets[c][0] and [1] but chunk 2, whose first pair (r0[8], r1[0]) spans two rows (STRADDLING_CHUNK).
+// Chunk 6's last value, r2[9], has a zero weight; it is the next pixel's, the pad column's or (odd widths)
+// the scratch's slack (qk_conv_blocked_scratch_bytes).
+enum { STRADDLING_CHUNK = 2 };
+static inline void stem_pair_offsets(size_t row_values, size_t pair_offsets[STEM_CHUNKS][2]) {
+    const size_t r1 = row_values, r2 = 2 * row_values;
+    const size_t offsets[STEM_CHUNKS][2] = {{0, 2}, {4, 6}, {8, r1 + 1}, {r1 + 3, r1 + 5}, {r1 + 7, r2}, {r2 + 2, r2 + 4}, {r2 + 6, r2 + 8}};
+    memcpy(pair_offsets, offsets, sizeof offsets);
+}
+
+QK_INLINE QK_TARGET_AVX2 __m256i stem_broadcast(const int16_t *pair) {
+    return _mm256_set1_epi32(qk_load_u32((const uint8_t *)pair));
+}
+
+// One chunk step of `pixels` pixels, the first one's kernel row 0 at r0, the next ones `step` values further,
+// a pair at a time: with both pairs' weights live (as qk_avx2_chunk holds them) an accumulator spilled, and
+// its store-to-load chain outlasted the multiplies. The straddling chunk's first pair blends r0[8] with
+// r1[0], broadcast from r1 - 1 (row 0's end).
+QK_INLINE QK_TARGET_AVX2 void stem_chunk(__m256i (*acc)[QK_AVX2_MAX_BLOCKS], const int16_t *r0, size_t step,
+                                         const size_t *offsets, size_t row_values, const uint8_t *w,
+                                         const int pixels, const int blocks, const int straddling) {
+#pragma clang loop unroll(full)
+    for (int half = 0; half < 2; half++) {
+        __m256i weights[QK_AVX2_MAX_BLOCKS];
+#pragma clang loop unroll(full)
+        for (int j = 0; j < blocks; j++)
+            weights[j] = _mm256_loadu_si256((const __m256i *)(w + j * QK_AVX2_UNIT_BYTES + half * 32));
+#pragma clang loop unroll(full)
+        for (int p = 0; p < pixels; p++) {
+            const int16_t *x = r0 + (size_t)p * step;
+            __m256i pair = stem_broadcast(x + offsets[half]);
+            if (straddling && half == 0) pair = _mm256_blend_epi16(pair, stem_broadcast(x + row_values - 1), 0xAA);
+            // No empty asm holding the products ahead of their adds here (qk_avx2_madd_pixel has one): with it
+            // an accumulator spilled again (docs/performance.md, "avx2 stem kernel over widened rows").
+#pragma clang loop unroll(full)
+            for (int j = 0; j < blocks; j++) acc[p][j] = _mm256_add_epi32(acc[p][j], _mm256_madd_epi16(pair, weights[j]));
+        }
+    }
+}
+
+// `pixels` pixels from the one whose kernel row 0 starts at r0 times `blocks` blocks, stored at out (the
+// next pixels out_c bytes further). The chunk loop stays a loop: unrolled, the compiler hoisted every
+// product ahead and spilled them.
+QK_INLINE QK_TARGET_AVX2 void stem_pixels(const qk_conv_args *args, const uint8_t *w, const int32_t *bias,
+                                          const float *multiplier, int32_t valid, const int16_t *r0, size_t step,
+                                          size_t pair_offsets[STEM_CHUNKS][2], size_t row_values, uint8_t *out,
+                                          const int pixels, const int blocks) {
+    __m256i acc[STEM_TILE_PIXELS][QK_AVX2_MAX_BLOCKS];
+#pragma clang loop unroll(full)
+    for (int j = 0; j < blocks; j++) {
+        const __m256i b = qk_load8_epi32(bias + j * STEM_LANES, valid - j * STEM_LANES);
+#pragma clang loop unroll(full)
+        for (int p = 0; p < pixels; p++) acc[p][j] = b;
+    }
+    const size_t chunk_bytes = (size_t)blocks * QK_AVX2_UNIT_BYTES;
+#pragma clang loop unroll(disable)
+    for (int c = 0; c < STRADDLING_CHUNK; c++)
+        stem_chunk(acc, r0, step, pair_offsets[c], row_values, w + c * chunk_bytes, pixels, blocks, 0);
+    stem_chunk(acc, r0, step, pair_offsets[STRADDLING_CHUNK], row_values, w + STRADDLING_CHUNK * chunk_bytes, pixels,
+               blocks, 1);
+#pragma clang loop unroll(disable)
+    for (int c = STRADDLING_CHUNK + 1; c < STEM_CHUNKS; c++)
+        stem_chunk(acc, r0, step, pair_offsets[c], row_values, w + c * chunk_bytes, pixels, blocks, 0);
+    const size_t out_c = (size_t)args->geo.out_c;
+    if (blocks == 2 && valid >= 2 * STEM_LANES) {
+        const __m256 multiplier0 = _mm256_loadu_ps(multiplier), multiplier1 = _mm256_loadu_ps(multiplier + STEM_LANES);
+#pragma clang loop unroll(full)
+        for (int p = 0; p < pixels; p++)
+            qk_avx2_requantize16_store(acc[p][0], acc[p][1], multiplier0, multiplier1, args->multipliers_below_one,
+                                       out + (size_t)p * out_c);
+        return;
+    }
+#pragma clang loop unroll(full)
+    for (int j = 0; j < blocks; j++) {
+        const __m256 m = qk_load8_ps(multiplier + j * STEM_LANES, valid - j * STEM_LANES);
+#pragma clang loop unroll(full)
+        for (int p = 0; p < pixels; p++)
+            qk_requantize8_store(acc[p][j], _mm256_setzero_si256(), m, out + (size_t)p * out_c + j * STEM_LANES,
+                                 valid - j * STEM_LANES);
+    }
+}
+
+QK_INLINE QK_TARGET_AVX2 void stem_run(const qk_conv_args *args, const qk_conv_tile *tile, const int blocks) {
+    const qk_conv_geometry *geo = &args->geo;
+    const int32_t first_o = tile->first_block * STEM_LANES;
+    const int32_t valid = geo->out_c - first_o;
+    const int32_t *bias = args->bias + first_o;
+    const float *multiplier = args->multiplier + first_o;
+    const size_t step = (size_t)geo->stride * 3, out_c = (size_t)geo->out_c;
+    const int16_t *r0 = qk_conv_wide_source(args, tile, 0);
+    const size_t row_values = (size_t)(geo->in_w + 2) * 3;
+    size_t pair_offsets[STEM_CHUNKS][2];
+    stem_pair_offsets(row_values, pair_offsets);
+    uint8_t *out = args->output + (((size_t)tile->image * geo->out_h + tile->out_y) * geo->out_w + tile->out_x) * out_c +
+                   (size_t)first_o;
+    // The stem writes one output byte per 27 multiply-adds into lines nothing has touched in this run:
+    // loading the row below's lines brings them in a row early (docs/performance.md, "Stem output prefetch").
+    const char *below = tile->first_block == 0 && tile->out_y + 1 < geo->out_h ? (const char *)out + geo->out_w * out_c
+                                                                                : NULL;
+    // The row's share of the next item's weights, spread over its pixel tiles.
+    const char *next = (const char *)tile->prefetch;
+    int32_t next_lines = next != NULL ? tile->prefetch_lines_per_tap : 0;
+    const int32_t pixel_tiles = (tile->pixels + STEM_TILE_PIXELS - 1) / STEM_TILE_PIXELS;
+    const int32_t lines_per_tile = (next_lines + pixel_tiles - 1) / pixel_tiles;
+    int32_t p = 0;
+    for (; p + STEM_TILE_PIXELS <= tile->pixels; p += STEM_TILE_PIXELS) {
+        for (int32_t i = 0; i < lines_per_tile && next_lines > 0; i++, next_lines--, next += 64) _mm_prefetch(next, _MM_HINT_T1);
+        if (below != NULL)
+            for (size_t offset = 0; offset < STEM_TILE_PIXELS * out_c; offset += 64)
+                _mm_prefetch(below + (size_t)p * out_c + offset, _MM_HINT_T0);
+        const size_t at = (size_t)p * step;
+        stem_pixels(args, tile->weights, bias, multiplier, valid, r0 + at, step, pair_offsets, row_values,
+                    out + (size_t)p * out_c, STEM_TILE_PIXELS, blocks);
+    }
+    for (; next_lines > 0; next_lines--, next += 64) _mm_prefetch(next, _MM_HINT_T1);
+    const size_t at = (size_t)p * step;
+    switch (tile->pixels - p) {
+    case 3:
+        stem_pixels(args, tile->weights, bias, multiplier, valid, r0 + at, step, pair_offsets, row_values,
+                    out + (size_t)p * out_c, 3, blocks);
+        break;
+    case 2:
+        stem_pixels(args, tile->weights, bias, multiplier, valid, r0 + at, step, pair_offsets, row_values,
+                    out + (size_t)p * out_c, 2, blocks);
+        break;
+    case 1:
+        stem_pixels(args, tile->weights, bias, multiplier, valid, r0 + at, step, pair_offsets, row_values,
+                    out + (size_t)p * out_c, 1, blocks);
+        break;
+    default:
+        break;
+    }
+}
+
+QK_TARGET_AVX2 void qk_conv3x3_c3_u8s16_4x2c8_avx2(const qk_conv_args *args, const qk_conv_blocking *b,
+                                                   const qk_conv_tile *tile) {
+    if (qk_tile_blocks(b, tile->tile) == 2)
+        stem_run(args, tile, 2);
+    else
+        stem_run(args, tile, 1);
+}
+#endif
