@@ -240,8 +240,8 @@ final class NetworkKernelTests: XCTestCase {
 
     /// Each thread's kernel scratch (the int16 paths' widened input rows, qk_network_scratch.thread) does not
     /// depend on the batch, is there exactly on the paths that widen (a stride-2 layer runs direct there), and
-    /// is none where every layer reads u8 inputs (scalar, the dot-product paths) or runs in dense mode: a
-    /// 3-channel stem alone widens only on the paths with a stem3 kernel (avx2).
+    /// is none where every layer reads u8 inputs (scalar, the dot-product paths) or runs in dense mode. A
+    /// 3-channel stem alone widens too: both widening paths have a stem3 kernel.
     func testThreadScratchIsSizedForTheWideningPaths() {
         var rng = SeededGenerator(seed: Self.baseSeed &+ 400)
         let strided = NetworkCase.random(inH: 12, inW: 10, layers: [(16, 2, 1), (24, 2, 1)], classes: 5, &rng)
@@ -250,7 +250,7 @@ final class NetworkKernelTests: XCTestCase {
         for path in allPaths where qk_path_supported(path) != 0 {
             let name = pathName(path)
             let widens = ["avx2", "avx512bw"].contains(name)
-            for (net, layerWidens) in [(strided, widens), (stemOnly, name == "avx2")] {
+            for (net, layerWidens) in [(strided, widens), (stemOnly, widens)] {
                 _ = withNetwork(net, path: path) { network in
                     var one = qk_network_scratch(), eight = qk_network_scratch()
                     XCTAssertEqual(qk_network_scratch_sizes(network, 1, &one), QK_OK)

@@ -3,6 +3,8 @@
 
 #include "common/qk-path.h"
 
+#include <string.h>
+
 // The blocked layout and driver shared by the SIMD paths: packing, tiling and threading live here, and a
 // path contributes only its microkernels and its packing geometry (common/qk-path.h).
 //
@@ -108,6 +110,62 @@ static inline __attribute__((always_inline)) void qk_conv_wide_sources(const qk_
     const size_t step = (size_t)args->geo.stride * (size_t)args->geo.in_c;
     x[0] = qk_conv_wide_source(args, tile, tap);
     for (int p = 1; p < pixels; p++) x[p] = x[p - 1] + step;
+}
+
+// stem3 microkernels (qk_conv_microkernels.stem3) broadcast the dense packing's int16 pairs straight from
+// the widened rows. Window values 0..8 are kernel row 0's, 9..17 row 1's, 18..26 row 2's (value = tap * 3 +
+// channel), so chunk c holds the pairs at r0 + pair_offsets[c][0] and [1] of the pixel's kernel row 0 (r0),
+// but for chunk 2, whose first pair (r0[8], r1[0]) spans two rows: the kernels blend a broadcast at r0 + 8
+// with one at r1 - 1 (row 0's end, inside the buffer). Chunk 6's last value, r2[9], has a zero weight; it
+// is the next pixel's, the pad column's or (odd widths) the scratch's slack (qk_conv_blocked_scratch_bytes).
+enum { QK_STEM3_CHUNKS = 7, QK_STEM3_STRADDLING_CHUNK = 2 };
+
+// What a stem3 call needs besides its weights, bias and multipliers: where its row's pixels read and write,
+// and its prefetches: the row below's output lines (the stem writes one byte per 27 multiply-adds into lines
+// nothing has touched in this run; loading them a row early pays, docs/performance.md, "Stem output
+// prefetch") and the row's share of the next item's weights, spread over its pixel tiles.
+typedef struct qk_stem3_row {
+    const int16_t *r0;  // the first pixel's kernel row 0; the next pixels' `step` values further
+    size_t step, row_values;
+    size_t pair_offsets[QK_STEM3_CHUNKS][2];
+    uint8_t *out;  // the first pixel's output from the tile's first channel; the next pixels' out_c further
+    size_t out_c;
+    const char *below, *next;
+    int32_t next_lines, lines_per_tile;
+} qk_stem3_row;
+
+static inline void qk_stem3_row_of(const qk_conv_args *args, const qk_conv_tile *tile, int32_t lanes,
+                                   int32_t tile_pixels, qk_stem3_row *row) {
+    const qk_conv_geometry *geo = &args->geo;
+    row->r0 = qk_conv_wide_source(args, tile, 0);
+    row->step = (size_t)geo->stride * 3;
+    row->row_values = (size_t)(geo->in_w + 2) * 3;
+    const size_t r1 = row->row_values, r2 = 2 * row->row_values;
+    const size_t offsets[QK_STEM3_CHUNKS][2] = {{0, 2}, {4, 6}, {8, r1 + 1}, {r1 + 3, r1 + 5}, {r1 + 7, r2}, {r2 + 2, r2 + 4}, {r2 + 6, r2 + 8}};
+    memcpy(row->pair_offsets, offsets, sizeof offsets);
+    row->out_c = (size_t)geo->out_c;
+    row->out = args->output + (((size_t)tile->image * geo->out_h + tile->out_y) * geo->out_w + tile->out_x) * row->out_c +
+               (size_t)tile->first_block * (size_t)lanes;
+    row->below = tile->first_block == 0 && tile->out_y + 1 < geo->out_h ? (const char *)row->out + geo->out_w * row->out_c
+                                                                        : NULL;
+    row->next = (const char *)tile->prefetch;
+    row->next_lines = row->next != NULL ? tile->prefetch_lines_per_tap : 0;
+    const int32_t pixel_tiles = (tile->pixels + tile_pixels - 1) / tile_pixels;
+    row->lines_per_tile = (row->next_lines + pixel_tiles - 1) / pixel_tiles;
+}
+
+// The prefetches that go with the pixel tile from pixel p on (`pixels` of them).
+static inline void qk_stem3_prefetch_tile(qk_stem3_row *row, int32_t p, int32_t pixels) {
+    for (int32_t i = 0; i < row->lines_per_tile && row->next_lines > 0; i++, row->next_lines--, row->next += 64)
+        __builtin_prefetch(row->next, 0, 2);  // into L2 (prefetcht1)
+    if (row->below != NULL)
+        for (size_t offset = 0; offset < (size_t)pixels * row->out_c; offset += 64)
+            __builtin_prefetch(row->below + (size_t)p * row->out_c + offset, 0, 3);
+}
+
+// The row's weight prefetches not issued yet.
+static inline void qk_stem3_prefetch_rest(qk_stem3_row *row) {
+    for (; row->next_lines > 0; row->next_lines--, row->next += 64) __builtin_prefetch(row->next, 0, 2);
 }
 
 // On the paths that widen: x[p], the int16 inputs of pixel p for the taps from `tap` on, of the widened band or

@@ -8,20 +8,8 @@
 
 #if QK_HAVE_X86
 
-enum { STEM_LANES = QK_AVX2_LANES, STEM_TILE_PIXELS = 4, STEM_CHUNKS = 7 };
-_Static_assert(STEM_CHUNKS * QK_AVX2_DEPTH == 28, "27 window values in 7 chunks of 4");
-
-// Where the pairs of each chunk start, relative to the pixel's kernel row 0, for kernel rows `row_values`
-// apart. Window values 0..8 are row 0's, 9..17 row 1's, 18..26 row 2's, so chunk c holds the pairs at
-// pair_offsets[c][0] and [1] but chunk 2, whose first pair (r0[8], r1[0]) spans two rows (STRADDLING_CHUNK).
-// Chunk 6's last value, r2[9], has a zero weight; it is the next pixel's, the pad column's or (odd widths)
-// the scratch's slack (qk_conv_blocked_scratch_bytes).
-enum { STRADDLING_CHUNK = 2 };
-static inline void stem_pair_offsets(size_t row_values, size_t pair_offsets[STEM_CHUNKS][2]) {
-    const size_t r1 = row_values, r2 = 2 * row_values;
-    const size_t offsets[STEM_CHUNKS][2] = {{0, 2}, {4, 6}, {8, r1 + 1}, {r1 + 3, r1 + 5}, {r1 + 7, r2}, {r2 + 2, r2 + 4}, {r2 + 6, r2 + 8}};
-    memcpy(pair_offsets, offsets, sizeof offsets);
-}
+enum { STEM_LANES = QK_AVX2_LANES, STEM_TILE_PIXELS = 4 };
+_Static_assert(QK_STEM3_CHUNKS * QK_AVX2_DEPTH == 28, "27 window values in 7 chunks of 4");
 
 QK_INLINE QK_TARGET_AVX2 __m256i stem_broadcast(const int16_t *pair) {
     return _mm256_set1_epi32(qk_load_u32((const uint8_t *)pair));
@@ -58,7 +46,7 @@ QK_INLINE QK_TARGET_AVX2 void stem_chunk(__m256i (*acc)[QK_AVX2_MAX_BLOCKS], con
 // product ahead and spilled them.
 QK_INLINE QK_TARGET_AVX2 void stem_pixels(const qk_conv_args *args, const uint8_t *w, const int32_t *bias,
                                           const float *multiplier, int32_t valid, const int16_t *r0, size_t step,
-                                          size_t pair_offsets[STEM_CHUNKS][2], size_t row_values, uint8_t *out,
+                                          const size_t pair_offsets[QK_STEM3_CHUNKS][2], size_t row_values, uint8_t *out,
                                           const int pixels, const int blocks) {
     __m256i acc[STEM_TILE_PIXELS][QK_AVX2_MAX_BLOCKS];
 #pragma clang loop unroll(full)
@@ -69,12 +57,12 @@ QK_INLINE QK_TARGET_AVX2 void stem_pixels(const qk_conv_args *args, const uint8_
     }
     const size_t chunk_bytes = (size_t)blocks * QK_AVX2_UNIT_BYTES;
 #pragma clang loop unroll(disable)
-    for (int c = 0; c < STRADDLING_CHUNK; c++)
+    for (int c = 0; c < QK_STEM3_STRADDLING_CHUNK; c++)
         stem_chunk(acc, r0, step, pair_offsets[c], row_values, w + c * chunk_bytes, pixels, blocks, 0);
-    stem_chunk(acc, r0, step, pair_offsets[STRADDLING_CHUNK], row_values, w + STRADDLING_CHUNK * chunk_bytes, pixels,
+    stem_chunk(acc, r0, step, pair_offsets[QK_STEM3_STRADDLING_CHUNK], row_values, w + QK_STEM3_STRADDLING_CHUNK * chunk_bytes, pixels,
                blocks, 1);
 #pragma clang loop unroll(disable)
-    for (int c = STRADDLING_CHUNK + 1; c < STEM_CHUNKS; c++)
+    for (int c = QK_STEM3_STRADDLING_CHUNK + 1; c < QK_STEM3_CHUNKS; c++)
         stem_chunk(acc, r0, step, pair_offsets[c], row_values, w + c * chunk_bytes, pixels, blocks, 0);
     const size_t out_c = (size_t)args->geo.out_c;
     if (blocks == 2 && valid >= 2 * STEM_LANES) {
@@ -96,55 +84,35 @@ QK_INLINE QK_TARGET_AVX2 void stem_pixels(const qk_conv_args *args, const uint8_
 }
 
 QK_INLINE QK_TARGET_AVX2 void stem_run(const qk_conv_args *args, const qk_conv_tile *tile, const int blocks) {
-    const qk_conv_geometry *geo = &args->geo;
     const int32_t first_o = tile->first_block * STEM_LANES;
-    const int32_t valid = geo->out_c - first_o;
+    const int32_t valid = args->geo.out_c - first_o;
     const int32_t *bias = args->bias + first_o;
     const float *multiplier = args->multiplier + first_o;
-    const size_t step = (size_t)geo->stride * 3, out_c = (size_t)geo->out_c;
-    const int16_t *r0 = qk_conv_wide_source(args, tile, 0);
-    const size_t row_values = (size_t)(geo->in_w + 2) * 3;
-    size_t pair_offsets[STEM_CHUNKS][2];
-    stem_pair_offsets(row_values, pair_offsets);
-    uint8_t *out = args->output + (((size_t)tile->image * geo->out_h + tile->out_y) * geo->out_w + tile->out_x) * out_c +
-                   (size_t)first_o;
-    // The stem writes one output byte per 27 multiply-adds into lines nothing has touched in this run:
-    // loading the row below's lines brings them in a row early (docs/performance.md, "Stem output prefetch").
-    const char *below = tile->first_block == 0 && tile->out_y + 1 < geo->out_h ? (const char *)out + geo->out_w * out_c
-                                                                                : NULL;
-    // The row's share of the next item's weights, spread over its pixel tiles.
-    const char *next = (const char *)tile->prefetch;
-    int32_t next_lines = next != NULL ? tile->prefetch_lines_per_tap : 0;
-    const int32_t pixel_tiles = (tile->pixels + STEM_TILE_PIXELS - 1) / STEM_TILE_PIXELS;
-    const int32_t lines_per_tile = (next_lines + pixel_tiles - 1) / pixel_tiles;
+    qk_stem3_row row;
+    qk_stem3_row_of(args, tile, STEM_LANES, STEM_TILE_PIXELS, &row);
+#define STEM_PIXELS(P, N)                                                                                          \
+    stem_pixels(args, tile->weights, bias, multiplier, valid, row.r0 + (size_t)(P) * row.step, row.step,           \
+                row.pair_offsets, row.row_values, row.out + (size_t)(P) * row.out_c, N, blocks)
     int32_t p = 0;
     for (; p + STEM_TILE_PIXELS <= tile->pixels; p += STEM_TILE_PIXELS) {
-        for (int32_t i = 0; i < lines_per_tile && next_lines > 0; i++, next_lines--, next += 64) _mm_prefetch(next, _MM_HINT_T1);
-        if (below != NULL)
-            for (size_t offset = 0; offset < STEM_TILE_PIXELS * out_c; offset += 64)
-                _mm_prefetch(below + (size_t)p * out_c + offset, _MM_HINT_T0);
-        const size_t at = (size_t)p * step;
-        stem_pixels(args, tile->weights, bias, multiplier, valid, r0 + at, step, pair_offsets, row_values,
-                    out + (size_t)p * out_c, STEM_TILE_PIXELS, blocks);
+        qk_stem3_prefetch_tile(&row, p, STEM_TILE_PIXELS);
+        STEM_PIXELS(p, STEM_TILE_PIXELS);
     }
-    for (; next_lines > 0; next_lines--, next += 64) _mm_prefetch(next, _MM_HINT_T1);
-    const size_t at = (size_t)p * step;
+    qk_stem3_prefetch_rest(&row);
     switch (tile->pixels - p) {
     case 3:
-        stem_pixels(args, tile->weights, bias, multiplier, valid, r0 + at, step, pair_offsets, row_values,
-                    out + (size_t)p * out_c, 3, blocks);
+        STEM_PIXELS(p, 3);
         break;
     case 2:
-        stem_pixels(args, tile->weights, bias, multiplier, valid, r0 + at, step, pair_offsets, row_values,
-                    out + (size_t)p * out_c, 2, blocks);
+        STEM_PIXELS(p, 2);
         break;
     case 1:
-        stem_pixels(args, tile->weights, bias, multiplier, valid, r0 + at, step, pair_offsets, row_values,
-                    out + (size_t)p * out_c, 1, blocks);
+        STEM_PIXELS(p, 1);
         break;
     default:
         break;
     }
+#undef STEM_PIXELS
 }
 
 QK_TARGET_AVX2 void qk_conv3x3_c3_u8s16_4x2c8_avx2(const qk_conv_args *args, const qk_conv_blocking *b,

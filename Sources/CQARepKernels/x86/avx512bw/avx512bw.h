@@ -21,6 +21,7 @@ enum { QK_BW_MAX_PIXELS = 8, QK_BW_MAX_BLOCKS = 4, QK_BW_MAX_ACCUMULATORS = 21 }
 _Static_assert(QK_BW_MAX_BLOCKS == 4, "qk_bw_chunk's accumulator rows hold four blocks");
 
 extern const qk_conv_tile_fn qk_conv3x3_u8s16_7x3c16_avx512bw[QK_BW_MAX_PIXELS * QK_BW_MAX_BLOCKS];
+void qk_conv3x3_c3_u8s16_7x3c16_avx512bw(const qk_conv_args *args, const qk_conv_blocking *b, const qk_conv_tile *tile);
 extern const qk_winograd_kernels qk_winograd_u8s16_7x3c16_avx512bw;
 void qk_widen_u8s16_avx512bw(const uint8_t *bytes, int32_t values, int16_t *words);
 void qk_fc_u8s16_c16_avx512bw(const qk_fc_block *block);

@@ -75,7 +75,7 @@ const qk_path_config qk_path_config_avx512bw = {
                 .pack_unit = pack_unit, .unpack_unit = unpack_unit},
     .conv = {.max_pixels = QK_BW_MAX_PIXELS, .max_blocks = QK_BW_MAX_BLOCKS,
              .max_accumulators = QK_BW_MAX_ACCUMULATORS, .tiles = qk_conv3x3_u8s16_7x3c16_avx512bw,
-             .widen = qk_widen_u8s16_avx512bw},
+             .widen = qk_widen_u8s16_avx512bw, .stem3 = qk_conv3x3_c3_u8s16_7x3c16_avx512bw},
     // In hundredths of a chunk step of one pixel and block (two vpmaddwd, two vpaddd); the load cost is fitted
     // to RepVGG A0 and B0 layers (docs/performance.md, "AVX-512BW path"), the L2 and L1 terms are the VNNI
     // path's.
