@@ -17,7 +17,7 @@ QK_INLINE QK_TARGET_AVX512 __m512i stem_broadcast(const int16_t *pair) {
 // a pair at a time.
 QK_INLINE QK_TARGET_AVX512 void stem_chunk(__m512i (*acc)[QK_BW_MAX_BLOCKS], const int16_t *r0, size_t step,
                                            const size_t *offsets, size_t row_values, const uint8_t *w,
-                                           const int pixels, const int blocks, const int straddling) {
+                                           const int pixels, const int blocks, int straddling) {
 #pragma clang loop unroll(full)
     for (int half = 0; half < 2; half++) {
         __m512i weights[QK_BW_MAX_BLOCKS];
@@ -27,7 +27,7 @@ QK_INLINE QK_TARGET_AVX512 void stem_chunk(__m512i (*acc)[QK_BW_MAX_BLOCKS], con
         for (int p = 0; p < pixels; p++) {
             const int16_t *x = r0 + (size_t)p * step;
             __m512i pair = stem_broadcast(x + offsets[half]);
-            if (straddling && half == 0)
+            if (half == 0 && straddling)
                 pair = _mm512_mask_blend_epi16(0xAAAAAAAAu, pair, stem_broadcast(x + row_values - 1));
             // A pixel's products ahead of their adds, as in the direct kernels (qk_bw_hold): without, 67-69%
             // of peak instead of 77% (docs/performance.md, "Stem kernels over widened rows").
@@ -59,13 +59,9 @@ QK_INLINE QK_TARGET_AVX512 void stem_pixels(const qk_conv_args *args, const uint
     }
     const size_t chunk_bytes = (size_t)blocks * QK_BW_UNIT_BYTES;
 #pragma clang loop unroll(disable)
-    for (int c = 0; c < QK_STEM3_STRADDLING_CHUNK; c++)
-        stem_chunk(acc, r0, step, pair_offsets[c], row_values, w + c * chunk_bytes, pixels, blocks, 0);
-    stem_chunk(acc, r0, step, pair_offsets[QK_STEM3_STRADDLING_CHUNK], row_values, w + QK_STEM3_STRADDLING_CHUNK * chunk_bytes, pixels,
-               blocks, 1);
-#pragma clang loop unroll(disable)
-    for (int c = QK_STEM3_STRADDLING_CHUNK + 1; c < QK_STEM3_CHUNKS; c++)
-        stem_chunk(acc, r0, step, pair_offsets[c], row_values, w + c * chunk_bytes, pixels, blocks, 0);
+    for (int c = 0; c < QK_STEM3_CHUNKS; c++)
+        stem_chunk(acc, r0, step, pair_offsets[c], row_values, w + c * chunk_bytes, pixels, blocks,
+                   c == QK_STEM3_STRADDLING_CHUNK);
 
     // The direct kernel's epilogue: saturating packs narrow up to four blocks at once, a permutation
     // restores channel order.
