@@ -242,6 +242,7 @@ static void conv_tests(void) {
         // 3-channel stems (avx2's stem3 kernel): odd widths at stride 2 (the last pair reads past the row),
         // rows ending in 1 to 3 pixels, 1-block tiles and partial last blocks.
         {{11, 13, 3, 20, 2, 1}, 3}, {{5, 9, 3, 40, 1, 1}, 2},   {{4, 22, 3, 8, 1, 1}, 2},
+        {{1, 1, 3, 8, 2, 1}, 2},    {{2, 1, 3, 20, 1, 1}, 1},   {{1, 3, 3, 72, 2, 1}, 3},  {{3, 2, 3, 64, 1, 1}, 2},
     };
     for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) check_conv(&edges[i], 2000 + i, true, false, false);
     // Stems of 1 to 7 channels, wide enough for interior runs of window rows.
