@@ -577,8 +577,8 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
             tile.taps = 1;
             tile.out_x = 0;
             tile.pixels = geo->out_w;
+            tile.group = 0;
             for (int64_t channel_tile = part_first; channel_tile < part_end; channel_tile++) {
-                tile.group = 0;
                 tile.tile = (int32_t)channel_tile;
                 tile.first_block = qk_tile_first_block(blocking, tile.tile);
                 tile.weights = qk_conv_tile_weights(args->packed, blocking, 0, tile.tile);

@@ -74,10 +74,10 @@ typedef struct qk_conv_tile {
     int32_t im2col_stride;
     const uint8_t *prefetch;
     int32_t prefetch_lines_per_tap;
-    // Widened mode (qk_conv_microkernels.widen; not in dense mode): the item's input rows as int16, with the
-    // padding around them, written by the driver once per work item. Row r of the buffer holds input row
-    // wide_first_row + r (pad values above and below the image), as in_w + 2 pixels of in_c values each,
-    // from column -1 (pad values) to in_w (pad values). NULL otherwise.
+    // Widened mode (qk_conv_microkernels.widen; not in dense mode, except for the stem3 microkernels): the
+    // item's input rows as int16, with the padding around them, written by the driver once per work item.
+    // Row r of the buffer holds input row wide_first_row + r (pad values above and below the image), as
+    // in_w + 2 pixels of in_c values each, from column -1 (pad values) to in_w (pad values). NULL otherwise.
     const int16_t *wide;
     int32_t wide_first_row;
 } qk_conv_tile;

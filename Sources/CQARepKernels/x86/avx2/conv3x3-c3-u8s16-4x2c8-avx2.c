@@ -34,7 +34,7 @@ QK_INLINE QK_TARGET_AVX2 void stem_chunk(__m256i (*acc)[QK_AVX2_MAX_BLOCKS], con
             __m256i pair = stem_broadcast(x + offsets[half]);
             if (straddling && half == 0) pair = _mm256_blend_epi16(pair, stem_broadcast(x + row_values - 1), 0xAA);
             // No empty asm holding the products ahead of their adds here (qk_avx2_madd_pixel has one): with it
-            // an accumulator spilled again (docs/performance.md, "avx2 stem kernel over widened rows").
+            // an accumulator spilled again (docs/performance.md, "Stem kernels over widened rows").
 #pragma clang loop unroll(full)
             for (int j = 0; j < blocks; j++) acc[p][j] = _mm256_add_epi32(acc[p][j], _mm256_madd_epi16(pair, weights[j]));
         }
@@ -71,13 +71,15 @@ QK_INLINE QK_TARGET_AVX2 void stem_chunks_stride2(__m256i (*acc)[QK_AVX2_MAX_BLO
     }
 }
 
-// `pixels` pixels from the one whose kernel row 0 starts at r0 times `blocks` blocks, stored at out (the
-// next pixels out_c bytes further). Other strides keep the chunk loop (unrolled with the products held
-// ahead of their adds, the compiler spilled them).
+// `pixels` pixels of the row from pixel `first` on times `blocks` blocks, requantized and stored. Other
+// strides keep the chunk loop (unrolled with the products held ahead of their adds, the compiler spilled
+// them).
 QK_INLINE QK_TARGET_AVX2 void stem_pixels(const qk_conv_args *args, const uint8_t *w, const int32_t *bias,
-                                          const float *multiplier, int32_t valid, const int16_t *r0, size_t step,
-                                          const size_t pair_offsets[QK_STEM3_CHUNKS][2], size_t row_values, uint8_t *out,
-                                          const int pixels, const int blocks) {
+                                          const float *multiplier, int32_t valid, const qk_stem3_row *row,
+                                          int32_t first, const int pixels, const int blocks) {
+    const int16_t *r0 = row->r0 + (size_t)first * row->step;
+    const size_t step = row->step, row_values = row->row_values, out_c = row->out_c;
+    uint8_t *out = row->out + (size_t)first * out_c;
     __m256i acc[STEM_TILE_PIXELS][QK_AVX2_MAX_BLOCKS];
 #pragma clang loop unroll(full)
     for (int j = 0; j < blocks; j++) {
@@ -91,14 +93,13 @@ QK_INLINE QK_TARGET_AVX2 void stem_pixels(const qk_conv_args *args, const uint8_
     } else {
 #pragma clang loop unroll(disable)
         for (int c = 0; c < QK_STEM3_STRADDLING_CHUNK; c++)
-            stem_chunk(acc, r0, step, pair_offsets[c], row_values, w + c * chunk_bytes, pixels, blocks, 0);
-        stem_chunk(acc, r0, step, pair_offsets[QK_STEM3_STRADDLING_CHUNK], row_values,
+            stem_chunk(acc, r0, step, row->pair_offsets[c], row_values, w + c * chunk_bytes, pixels, blocks, 0);
+        stem_chunk(acc, r0, step, row->pair_offsets[QK_STEM3_STRADDLING_CHUNK], row_values,
                    w + QK_STEM3_STRADDLING_CHUNK * chunk_bytes, pixels, blocks, 1);
 #pragma clang loop unroll(disable)
         for (int c = QK_STEM3_STRADDLING_CHUNK + 1; c < QK_STEM3_CHUNKS; c++)
-            stem_chunk(acc, r0, step, pair_offsets[c], row_values, w + c * chunk_bytes, pixels, blocks, 0);
+            stem_chunk(acc, r0, step, row->pair_offsets[c], row_values, w + c * chunk_bytes, pixels, blocks, 0);
     }
-    const size_t out_c = (size_t)args->geo.out_c;
     if (blocks == 2 && valid >= 2 * STEM_LANES) {
         const __m256 multiplier0 = _mm256_loadu_ps(multiplier), multiplier1 = _mm256_loadu_ps(multiplier + STEM_LANES);
 #pragma clang loop unroll(full)
@@ -124,29 +125,25 @@ QK_INLINE QK_TARGET_AVX2 void stem_run(const qk_conv_args *args, const qk_conv_t
     const float *multiplier = args->multiplier + first_o;
     qk_stem3_row row;
     qk_stem3_row_of(args, tile, STEM_LANES, STEM_TILE_PIXELS, &row);
-#define STEM_PIXELS(P, N)                                                                                          \
-    stem_pixels(args, tile->weights, bias, multiplier, valid, row.r0 + (size_t)(P) * row.step, row.step,           \
-                row.pair_offsets, row.row_values, row.out + (size_t)(P) * row.out_c, N, blocks)
     int32_t p = 0;
     for (; p + STEM_TILE_PIXELS <= tile->pixels; p += STEM_TILE_PIXELS) {
         qk_stem3_prefetch_tile(&row, p, STEM_TILE_PIXELS);
-        STEM_PIXELS(p, STEM_TILE_PIXELS);
+        stem_pixels(args, tile->weights, bias, multiplier, valid, &row, p, STEM_TILE_PIXELS, blocks);
     }
     qk_stem3_prefetch_rest(&row);
     switch (tile->pixels - p) {
     case 3:
-        STEM_PIXELS(p, 3);
+        stem_pixels(args, tile->weights, bias, multiplier, valid, &row, p, 3, blocks);
         break;
     case 2:
-        STEM_PIXELS(p, 2);
+        stem_pixels(args, tile->weights, bias, multiplier, valid, &row, p, 2, blocks);
         break;
     case 1:
-        STEM_PIXELS(p, 1);
+        stem_pixels(args, tile->weights, bias, multiplier, valid, &row, p, 1, blocks);
         break;
     default:
         break;
     }
-#undef STEM_PIXELS
 }
 
 QK_TARGET_AVX2 void qk_conv3x3_c3_u8s16_4x2c8_avx2(const qk_conv_args *args, const qk_conv_blocking *b,

@@ -54,6 +54,14 @@ QK_INLINE QK_TARGET_AVX512 void qk_bw_hold(__m512i *t0, __m512i *t1, const int b
                               "+v"(t0[3]), "+v"(t1[3]));
 }
 
+// The same for one pair's products (the stem kernel's pair-at-a-time steps).
+QK_INLINE QK_TARGET_AVX512 void qk_bw_hold_one(__m512i *t, const int blocks) {
+    if (blocks == 1) __asm__ volatile("" : "+v"(t[0]));
+    if (blocks == 2) __asm__ volatile("" : "+v"(t[0]), "+v"(t[1]));
+    if (blocks == 3) __asm__ volatile("" : "+v"(t[0]), "+v"(t[1]), "+v"(t[2]));
+    if (blocks == 4) __asm__ volatile("" : "+v"(t[0]), "+v"(t[1]), "+v"(t[2]), "+v"(t[3]));
+}
+
 // One pixel's (or Winograd tile's) chunk step: pairs x0, x1 times each block's two weight vectors.
 QK_INLINE QK_TARGET_AVX512 void qk_bw_madd_pixel(__m512i *acc, __m512i x0, __m512i x1, const __m512i *w0,
                                                  const __m512i *w1, const int blocks) {

@@ -29,15 +29,12 @@ QK_INLINE QK_TARGET_AVX512 void stem_chunk(__m512i (*acc)[QK_BW_MAX_BLOCKS], con
             __m512i pair = stem_broadcast(x + offsets[half]);
             if (half == 0 && straddling)
                 pair = _mm512_mask_blend_epi16(0xAAAAAAAAu, pair, stem_broadcast(x + row_values - 1));
-            // A pixel's products ahead of their adds, as in the direct kernels (qk_bw_hold): without, 67-69%
-            // of peak instead of 77% (docs/performance.md, "Stem kernels over widened rows").
+            // A pixel's products ahead of their adds, as in the direct kernels: without, 67-69% of peak
+            // instead of 77% (docs/performance.md, "Stem kernels over widened rows").
             __m512i products[QK_BW_MAX_BLOCKS];
 #pragma clang loop unroll(full)
             for (int j = 0; j < blocks; j++) products[j] = _mm512_madd_epi16(pair, weights[j]);
-            if (blocks == 1) __asm__ volatile("" : "+v"(products[0]));
-            if (blocks == 2) __asm__ volatile("" : "+v"(products[0]), "+v"(products[1]));
-            if (blocks == 3) __asm__ volatile("" : "+v"(products[0]), "+v"(products[1]), "+v"(products[2]));
-            if (blocks == 4) __asm__ volatile("" : "+v"(products[0]), "+v"(products[1]), "+v"(products[2]), "+v"(products[3]));
+            qk_bw_hold_one(products, blocks);
 #pragma clang loop unroll(full)
             for (int j = 0; j < blocks; j++) acc[p][j] = _mm512_add_epi32(acc[p][j], products[j]);
         }
@@ -95,6 +92,8 @@ QK_INLINE QK_TARGET_AVX512 void stem_run(const qk_conv_args *args, const qk_conv
     const float *multiplier = args->multiplier + first_o;
     qk_stem3_row row;
     qk_stem3_row_of(args, tile, STEM_LANES, tile_pixels, &row);
+    // The row's fields go in one by one: handing stem_pixels the row itself, as avx2's does, made clang's
+    // code for this kernel 20% slower (0.210 -> 0.249 ms in the harness).
 #define STEM_PIXELS(P, N)                                                                                          \
     stem_pixels(args, tile->weights, bias, multiplier, lane_mask, row.r0 + (size_t)(P) * row.step, row.step,       \
                 row.pair_offsets, row.row_values, row.out + (size_t)(P) * row.out_c, N, blocks)
