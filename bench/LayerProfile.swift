@@ -7,7 +7,7 @@ struct LayerTiming {
     var name: String
     var macsPerImage: Double
     var medianSeconds: Double
-    /// How the kernels run a conv layer ("winograd", "direct", "direct-dense"); "" for pool and fc.
+    /// How the kernels run a conv layer ("winograd", "winograd-4x4", "direct", "direct-dense"); "" for pool and fc.
     var algorithm: String = ""
     /// Bytes of transformed Winograd weights the layer holds (0 when it runs directly).
     var winogradBytes: Int = 0

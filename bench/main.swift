@@ -228,7 +228,7 @@ func printLayerTable(_ layers: [LayerTiming], batch: Int, peak: Double) {
         }
         print(cells.joined(separator: "  "))
     }
-    let winograd = layers.filter { $0.algorithm == "winograd" }
+    let winograd = layers.filter { $0.algorithm.hasPrefix("winograd") }
     print("winograd: \(winograd.count) layers, \(format(Double(winograd.reduce(0) { $0 + $1.winogradBytes }) / 1_048_576, 2)) MiB of transformed weights")
 }
 

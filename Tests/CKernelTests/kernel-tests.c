@@ -273,18 +273,26 @@ static void conv_tests(void) {
 }
 
 // ---- Winograd F(2x2,3x3) ----
-static bool winograd_ran[QK_PATH_TEST_END];
+static bool winograd_ran[QK_PATH_TEST_END], winograd_4x4_ran[QK_PATH_TEST_END];
 
 // The path's Winograd kernels forced on (qk_testing_conv3x3_winograd), against the scalar oracle at 1-3
-// threads, with the transformed weights' round trip; paths without Winograd refuse and are reported.
-static void check_winograd(const conv_case *c, const conv_data *d, const char *context) {
+// threads, with the transformed weights' round trip; paths without Winograd refuse and are reported. Stride 1
+// runs twice where the path has F(4x4,3x3): with it and with F(2x2,3x3).
+static void check_winograd(const conv_case *c, const conv_data *d, const char *plain_context) {
     const size_t count = output_count(c);
     uint8_t *oracle = xmalloc(count), *fenced = xmalloc(count + 2 * GUARD);
     int8_t *unpacked = xmalloc(weight_count(c));
     bool guards;
-    check(run_conv(QK_PATH_SCALAR, c, d, 1, oracle, &guards) && guards, "conv", "scalar", 1, context);
+    check(run_conv(QK_PATH_SCALAR, c, d, 1, oracle, &guards) && guards, "conv", "scalar", 1, plain_context);
+    const int forms = c->shape.stride == 1 && c->shape.in_c / c->shape.groups <= 800 ? 2 : 1;
+    for (int form = 0; form < forms; form++)
     FOR_EACH_PATH(path) {
         if (!qk_path_supported((qk_path)path)) continue;
+        if (form == 1 && !qk_testing_path_has_winograd_4x4((qk_path)path)) continue;
+        qk_testing_winograd_force_4x4(form == 1 ? 1 : -1);
+        char context[200];
+        snprintf(context, sizeof context, "%s%s", plain_context, form == 1 ? ", F(4x4,3x3)" : "");
+        if (form == 1) winograd_4x4_ran[path] = true;
         for (int t = 0; t < 3; t++) {
             memset(fenced, 0xA5, count + 2 * GUARD);
             memset(unpacked, 0, weight_count(c));
@@ -301,6 +309,7 @@ static void check_winograd(const conv_case *c, const conv_data *d, const char *c
             check(memcmp(unpacked, d->weights, weight_count(c)) == 0, "winograd unpack(pack) round trip",
                   qk_path_name((qk_path)path), thread_counts[t], context);
         }
+        qk_testing_winograd_force_4x4(0);
     }
     free(oracle);
     free(fenced);
@@ -387,6 +396,8 @@ static void winograd_tests(void) {
     // 4 * acc must fit int32), 1152 at stride 2 (one tile's transformed inputs fit the stack buffer).
     for (int sign = -1; sign <= 1; sign++) check_winograd_maxima(1841, 1, sign, 9700 + (uint64_t)(sign + 1));
     for (int sign = -1; sign <= 1; sign++) check_winograd_maxima(1152, 2, sign, 9705 + (uint64_t)(sign + 1));
+    // F(4x4,3x3) at its bound, 800 channels: groups of 28 chunks sum up to 255 * 127 * 9 * 112 < 2^25 each.
+    for (int sign = -1; sign <= 1; sign++) check_winograd_maxima(800, 1, sign, 9720 + (uint64_t)(sign + 1));
     // Past the bound the path must not take Winograd: refused when forced, direct when chosen.
     const conv_case overs[] = {{{4, 4, 1842, 16, 1, 1}, 1}, {{6, 6, 1153, 16, 2, 1}, 1}};
     for (size_t o = 0; o < sizeof overs / sizeof overs[0]; o++) {
@@ -400,7 +411,7 @@ static void winograd_tests(void) {
         FOR_EACH_PATH(path) {
             if (!qk_path_supported((qk_path)path)) continue;
             const char *algorithm = qk_conv3x3_algorithm((qk_path)path, &over->shape);
-            check(algorithm != NULL && strcmp(algorithm, "winograd") != 0, "past the bound: runs directly",
+            check(algorithm != NULL && strncmp(algorithm, "winograd", 8) != 0, "past the bound: runs directly",
                   qk_path_name((qk_path)path), 0, context);
             check(qk_conv3x3_winograd_bytes((qk_path)path, &over->shape) == 0, "past the bound: packs no Winograd weights",
                   qk_path_name((qk_path)path), 0, context);
@@ -419,6 +430,12 @@ static void winograd_tests(void) {
     printf("\npaths without a Winograd run here (no Winograd kernels, or this CPU lacks the path):");
     FOR_EACH_PATH(path)
         if (!winograd_ran[path]) printf(" %s", qk_path_name((qk_path)path));
+    printf("\npaths run with Winograd F(4x4,3x3) against scalar:");
+    FOR_EACH_PATH(path)
+        if (winograd_4x4_ran[path]) printf(" %s", qk_path_name((qk_path)path));
+    printf("\npaths without an F(4x4,3x3) run here (no such kernels, or this CPU lacks the path):");
+    FOR_EACH_PATH(path)
+        if (!winograd_4x4_ran[path]) printf(" %s", qk_path_name((qk_path)path));
     printf("\n");
 }
 

@@ -14,7 +14,14 @@ final class WinogradKernelTests: XCTestCase {
             return []
         }
         var ran = Set<String>()
+        // Stride 1 runs with F(2x2,3x3) and, where the path has it, with F(4x4,3x3).
+        let forms: [Int32] = c.shape.stride == 1 && c.inC / c.groups <= 800 ? [-1, 1] : [0]
+        defer { qk_testing_winograd_force_4x4(0) }
+        for form in forms {
         for path in allPaths where qk_path_supported(path) != 0 {
+            if form == 1 && qk_testing_path_has_winograd_4x4(path) == 0 { continue }
+            qk_testing_winograd_force_4x4(form)
+            let context = form == 1 ? context + ", F(4x4,3x3)" : context
             for threads in threadCounts {
                 var shape = c.shape
                 var unpacked = [Int8](repeating: 0, count: c.weightCount)
@@ -30,7 +37,9 @@ final class WinogradKernelTests: XCTestCase {
                 XCTAssertTrue(result.payload == oracle.payload,
                               "\(pathName(path)) x\(threads) differs from scalar at \(firstMismatch(result.payload, oracle.payload)): \(context)")
                 XCTAssertEqual(unpacked, data.weights, "\(pathName(path)) transformed weights do not unpack: \(context)")
+                if form == 1 { ran.insert(pathName(path) + "-4x4") }
             }
+        }
         }
         return ran
     }
@@ -47,11 +56,12 @@ final class WinogradKernelTests: XCTestCase {
             let data = ConvData.random(c, &rng, tinyWeights: i % 6 == 5)
             ran.formUnion(check(c, data, context: "case \(i): \(c)"))
         }
-        let expected = Set(allPaths.filter { qk_path_supported($0) != 0 && ["avx2", "avx512bw", "neon"].contains(pathName($0)) }
-            .map(pathName))
+        let withKernels = ["avx2", "avx512bw", "neon", "avx2-4x4"]
+        let expected = Set(allPaths.filter { qk_path_supported($0) != 0 }.map(pathName).flatMap { [$0, $0 + "-4x4"] }
+            .filter(withKernels.contains))
         XCTAssertEqual(ran, expected)
-        print("winograd compared with scalar on this CPU: \(ran.sorted()); not run here: "
-            + "\(Set(["avx2", "avx512bw", "neon"]).subtracting(ran).sorted())")
+        print("winograd compared with scalar on this CPU (-4x4: F(4x4,3x3)): \(ran.sorted()); not run here: "
+            + "\(Set(withKernels).subtracting(ran).sorted())")
     }
 
     func testEdgeShapesMatchScalar() {
@@ -79,10 +89,11 @@ final class WinogradKernelTests: XCTestCase {
     /// All inputs and pad values 255 and every weight +127 or -127 at the channel bounds: the largest sums
     /// either sign can reach. The bias brings each channel back to 7 * o with multiplier 1, so the bytes show
     /// whether the sums stayed exact: at stride 1, 1841 channels, where 4 * acc must fit int32 (at 1842 this
-    /// fails: shown once); at stride 2, 1152, the stack buffer's bound (its sums are the direct ones).
+    /// fails: shown once); at stride 2, 1152, the stack buffer's bound (its sums are the direct ones); and
+    /// F(4x4,3x3)'s 800, summed in channel groups whose |acc| stays below 2^25.
     func testAdversarialMaximaAtTheChannelBound() {
         var rng = SeededGenerator(seed: 97)
-        for (channels, stride) in [(1841, 1), (1152, 2)] {
+        for (channels, stride) in [(1841, 1), (1152, 2), (800, 1)] {
             for sign in [-1, 1] {
                 let c = ConvCase(inH: 5, inW: 6, inC: channels, outC: 20, stride: stride, groups: 1, batch: 1)
                 var data = ConvData.random(c, &rng)
@@ -107,7 +118,7 @@ final class WinogradKernelTests: XCTestCase {
             var output = [UInt8](repeating: 0, count: 16 * 16)
             for path in allPaths where qk_path_supported(path) != 0 {
                 let context = "\(pathName(path)), \(channels) channels, stride \(stride)"
-                XCTAssertNotEqual(qk_conv3x3_algorithm(path, &over).map { String(cString: $0) }, "winograd", context)
+                XCTAssertFalse(qk_conv3x3_algorithm(path, &over).map { String(cString: $0) }?.hasPrefix("winograd") ?? true, context)
                 XCTAssertEqual(qk_conv3x3_winograd_bytes(path, &over), 0, context)
                 XCTAssertEqual(qk_testing_conv3x3_winograd(path, &over, 1, &weights, bias, multiplier, pad, input, &output, 1,
                                                            &unpacked), QK_ERROR_UNSUPPORTED_PATH, context)
@@ -125,8 +136,10 @@ final class WinogradKernelTests: XCTestCase {
             for (side, channels) in [(56, 48), (28, 96), (14, 192), (56, 64), (28, 128), (14, 256)] {
                 var shape = ConvCase(inH: side, inW: side, inC: channels, outC: channels, stride: 1, groups: 1, batch: 1).shape
                 let algorithm = qk_conv3x3_algorithm(path, &shape).map { String(cString: $0) }
-                XCTAssertEqual(algorithm, hasWinograd ? "winograd" : "direct", "\(name) \(side)x\(side)x\(channels)")
-                // 16 positions of int16 per weight: 32 / 9 times the direct int16 units' bytes, before padding.
+                // avx2 has F(4x4,3x3) too, which the cost model prefers on these sides.
+                let expected = !hasWinograd ? "direct" : name == "avx2" ? "winograd-4x4" : "winograd"
+                XCTAssertEqual(algorithm, expected, "\(name) \(side)x\(side)x\(channels)")
+                // 16 (F(4x4,3x3): 36) positions of int16 per weight: 32 / 9 times the direct int16 units' bytes, before padding.
                 if hasWinograd { XCTAssertGreaterThanOrEqual(qk_conv3x3_winograd_bytes(path, &shape), 32 * channels * channels) }
             }
             // A0's and B0's stride-2 layers: input side, input and output channels.

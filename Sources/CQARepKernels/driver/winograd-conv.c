@@ -7,14 +7,15 @@
 #include "network/network.h"
 #include "network/team-sync.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 // ---- Which layers ----
 
-// QAREP_WINOGRAD: "0" never, "always" every eligible layer, anything else (or unset) the cost model. Read
-// once per process, so that a layer is always run the way it was packed.
-enum { QK_WINOGRAD_NEVER = 1, QK_WINOGRAD_AUTO = 2, QK_WINOGRAD_ALWAYS = 3 };
+// QAREP_WINOGRAD: "0" never, "always" every eligible layer, "2x2" the cost model without F(4x4,3x3), anything
+// else (or unset) the cost model. Read once per process, so that a layer is always run the way it was packed.
+enum { QK_WINOGRAD_NEVER = 1, QK_WINOGRAD_AUTO = 2, QK_WINOGRAD_ALWAYS = 3, QK_WINOGRAD_2X2 = 4 };
 static int policy(void) {
     static int cached;
     int value = __atomic_load_n(&cached, __ATOMIC_ACQUIRE);
@@ -23,6 +24,7 @@ static int policy(void) {
     value = QK_WINOGRAD_AUTO;
     if (text != NULL && strcmp(text, "0") == 0) value = QK_WINOGRAD_NEVER;
     if (text != NULL && strcmp(text, "always") == 0) value = QK_WINOGRAD_ALWAYS;
+    if (text != NULL && strcmp(text, "2x2") == 0) value = QK_WINOGRAD_2X2;
     int expected = 0;
     __atomic_compare_exchange_n(&cached, &expected, value, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
     return __atomic_load_n(&cached, __ATOMIC_ACQUIRE);
@@ -34,9 +36,41 @@ static bool eligible(const qk_path_config *path, const qk_conv_geometry *geo) {
     return geo->stride == 2 && path->winograd->tiles_s2 != NULL && geo->in_per_group <= QK_WINOGRAD_S2_MAX_CHANNELS;
 }
 
-// Products per channel pair and 2x2 output tile: F(2x2,3x3) at stride 1, the phases' 25 at stride 2.
-static int32_t positions_of(const qk_conv_geometry *geo) {
-    return geo->stride == 2 ? QK_WINOGRAD_S2_POSITIONS : QK_WINOGRAD_POSITIONS;
+typedef enum qk_winograd_form { QK_WINOGRAD_F2 = 0, QK_WINOGRAD_S2 = 1, QK_WINOGRAD_F4 = 2 } qk_winograd_form;
+
+// Products per channel pair and output tile: F(2x2,3x3) and F(4x4,3x3) at stride 1, the phases' 25 at stride 2.
+static int32_t positions_of(qk_winograd_form form) {
+    return form == QK_WINOGRAD_F4 ? QK_WINOGRAD_F4_POSITIONS : form == QK_WINOGRAD_S2 ? QK_WINOGRAD_S2_POSITIONS : QK_WINOGRAD_POSITIONS;
+}
+// Output side of a tile, input patch side, and the patch origin's step per tile (origin: step * t - 1).
+static int32_t tile_side_of(qk_winograd_form form) { return form == QK_WINOGRAD_F4 ? 4 : 2; }
+static int32_t patch_side_of(qk_winograd_form form) { return form == QK_WINOGRAD_F4 ? 6 : form == QK_WINOGRAD_S2 ? 5 : 4; }
+static int32_t patch_step_of(qk_winograd_form form) { return form == QK_WINOGRAD_F2 ? 2 : 4; }
+
+// Estimated time of a Winograd form in MACs at the path's peak: products per tile at the GEMM's efficiency,
+// plus the transforms, whose loads and stores grow with the positions. Tiles are whole, so an output side
+// that is no multiple of the tile's pays for its padding.
+static int64_t winograd_cost(const qk_winograd_kernels *k, const qk_conv_geometry *geo, qk_winograd_form form) {
+    const int64_t cpad = (int64_t)(geo->in_per_group + k->depth - 1) / k->depth * k->depth;
+    const int64_t kpad = (int64_t)(geo->out_per_group + k->lanes - 1) / k->lanes * k->lanes;
+    const int32_t side = tile_side_of(form);
+    const int64_t tiles = (int64_t)((geo->out_h + side - 1) / side) * ((geo->out_w + side - 1) / side);
+    const int64_t positions = positions_of(form);
+    return tiles * (positions * cpad * kpad * 100 / k->gemm_percent +
+                    ((int64_t)k->input_macs * cpad + (int64_t)k->output_macs * kpad) * positions / 16);
+}
+
+// Testing: 1 forces F(4x4,3x3) wherever a path has it, -1 keeps it off, 0 leaves it to the cost model.
+static _Atomic int f4_forced;
+
+// F(4x4,3x3) where the path has it, the layer's channels allow it and the cost model prefers it to F(2x2,3x3).
+static qk_winograd_form form_of(const qk_winograd_kernels *k, const qk_conv_geometry *geo) {
+    if (geo->stride == 2) return QK_WINOGRAD_S2;
+    if (k->tiles_f4 == NULL || geo->in_per_group > QK_WINOGRAD_F4_MAX_CHANNELS) return QK_WINOGRAD_F2;
+    const int forced = atomic_load(&f4_forced);
+    if (forced != 0) return forced > 0 ? QK_WINOGRAD_F4 : QK_WINOGRAD_F2;
+    if (policy() == QK_WINOGRAD_2X2) return QK_WINOGRAD_F2;
+    return winograd_cost(k, geo, QK_WINOGRAD_F4) < winograd_cost(k, geo, QK_WINOGRAD_F2) ? QK_WINOGRAD_F4 : QK_WINOGRAD_F2;
 }
 
 // Estimated time of both algorithms in MACs at the path's peak: the direct kernel's MACs at its measured
@@ -48,10 +82,7 @@ static bool cheaper(const qk_winograd_kernels *k, const qk_conv_geometry *geo) {
     if (geo->in_per_group <= 7) return false;
     const int64_t cpad = (int64_t)(geo->in_per_group + k->depth - 1) / k->depth * k->depth;
     const int64_t kpad = (int64_t)(geo->out_per_group + k->lanes - 1) / k->lanes * k->lanes;
-    const int64_t tiles = (int64_t)((geo->out_h + 1) / 2) * ((geo->out_w + 1) / 2);
-    const int64_t positions = positions_of(geo);
-    const int64_t winograd = tiles * (positions * cpad * kpad * 100 / k->gemm_percent +
-                                      ((int64_t)k->input_macs * cpad + (int64_t)k->output_macs * kpad) * positions / 16);
+    const int64_t winograd = winograd_cost(k, geo, form_of(k, geo));
     const int64_t direct = (int64_t)geo->out_h * geo->out_w * 9 * cpad * kpad * 100 / k->direct_percent;
     return winograd < direct;
 }
@@ -76,17 +107,21 @@ bool qk_winograd_chosen(const qk_path_config *path, const qk_conv_geometry *geo)
 // ---- Layout ----
 
 typedef struct qk_winograd_blocking {
+    qk_winograd_form form;
     int32_t chunks, blocks_per_group, tiles_per_group;
     int32_t positions;
-    size_t block_bytes;  // one block's units over the positions and all chunks
+    size_t header_bytes;  // F(4x4,3x3): a line in front of the weights holding the chunks per channel group
+    size_t block_bytes;   // one block's units over the positions and all chunks
 } qk_winograd_blocking;
 
 static qk_winograd_blocking blocking_of(const qk_winograd_kernels *k, const qk_conv_geometry *geo) {
     qk_winograd_blocking b;
+    b.form = form_of(k, geo);
     b.chunks = (geo->in_per_group + k->depth - 1) / k->depth;
     b.blocks_per_group = (geo->out_per_group + k->lanes - 1) / k->lanes;
     b.tiles_per_group = (b.blocks_per_group + k->max_blocks - 1) / k->max_blocks;
-    b.positions = positions_of(geo);
+    b.positions = positions_of(b.form);
+    b.header_bytes = b.form == QK_WINOGRAD_F4 ? 64 : 0;
     b.block_bytes = (size_t)b.positions * (size_t)b.chunks * (size_t)k->unit_bytes;
     return b;
 }
@@ -98,7 +133,7 @@ static int32_t first_block_of(const qk_winograd_blocking *b, int32_t tile) {
 
 static size_t packed_size(const qk_winograd_kernels *k, const qk_conv_geometry *geo) {
     const qk_winograd_blocking b = blocking_of(k, geo);
-    return (size_t)geo->groups * (size_t)b.blocks_per_group * b.block_bytes;
+    return b.header_bytes + (size_t)geo->groups * (size_t)b.blocks_per_group * b.block_bytes;
 }
 
 // U' = G' g G't of one 3x3 kernel (row-major), G' = [2 0 0; 1 1 1; 1 -1 1; 0 0 2].
@@ -159,6 +194,31 @@ static void transform_weights_s2(const int8_t *g, int16_t *u) {
     for (int e = 21; e < 25; e++) u[e] = g[4];
 }
 
+// F(4x4,3x3): U = E g Et, E's rows g's values at 0, 1, -1, 2, -2 and infinity (winograd.h).
+static void transform_weights_f4(const int8_t *g, int16_t *u) {
+    static const int8_t e[6][3] = {{1, 0, 0}, {1, 1, 1}, {1, -1, 1}, {1, 2, 4}, {1, -2, 4}, {0, 0, 1}};
+    int32_t t[6][3];  // E g
+    for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 3; j++) t[i][j] = e[i][0] * g[j] + e[i][1] * g[3 + j] + e[i][2] * g[6 + j];
+    for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 6; j++) u[6 * i + j] = (int16_t)(e[j][0] * t[i][0] + e[j][1] * t[i][1] + e[j][2] * t[i][2]);
+}
+
+// The inverse from rows and columns 0 (g's first), 5 (its last) and 1 - 2 (twice its middle one).
+static void restore_weights_f4(const int16_t *u, int8_t *g) {
+    int32_t t[3][6];  // g Et, from E (g Et)'s rows 0, 5 and 1 - 2
+    for (int j = 0; j < 6; j++) {
+        t[0][j] = u[j];
+        t[2][j] = u[30 + j];
+        t[1][j] = (u[6 + j] - u[12 + j]) / 2;
+    }
+    for (int i = 0; i < 3; i++) {
+        g[3 * i + 0] = (int8_t)t[i][0];
+        g[3 * i + 2] = (int8_t)t[i][5];
+        g[3 * i + 1] = (int8_t)((t[i][1] - t[i][2]) / 2);
+    }
+}
+
 static void restore_weights_s2(const int16_t *u, int8_t *g) {
     g[0] = (int8_t)u[0];
     g[2] = (int8_t)u[2];
@@ -179,22 +239,60 @@ static size_t weight_offset(const qk_winograd_kernels *k, const qk_winograd_bloc
     while (first_block_of(b, tile + 1) <= block) tile++;
     while (first_block_of(b, tile) > block) tile--;
     const int32_t first = first_block_of(b, tile), tile_blocks = first_block_of(b, tile + 1) - first;
-    const size_t tile_base = ((size_t)g * (size_t)b->blocks_per_group + (size_t)first) * b->block_bytes;
+    const size_t tile_base = b->header_bytes + ((size_t)g * (size_t)b->blocks_per_group + (size_t)first) * b->block_bytes;
     const int32_t chunk = c / k->depth, q = c % k->depth;
     return tile_base + (((size_t)e * (size_t)b->chunks + (size_t)chunk) * (size_t)tile_blocks + (size_t)(block - first)) *
                            (size_t)k->unit_bytes +
            (size_t)k->unit_index(lane, q) * sizeof(int16_t);
 }
 
+// F(4x4,3x3)'s channel groups: the most chunks per group for which every output channel's |acc| over a group
+// stays below 2^25 with inputs up to 255 (winograd.h). One chunk always does: 255 * 127 * 9 * 8 < 2^25.
+static int32_t f4_group_chunks(const qk_winograd_kernels *k, const qk_conv_geometry *geo, const int8_t *weight_oihw) {
+    const int32_t chunks = (geo->in_per_group + k->depth - 1) / k->depth;
+    // sums[o * chunks + chunk]: 255 * sum of |w| of the chunk's input channels; without memory, one chunk per group.
+    int64_t *sums = malloc((size_t)geo->out_c * (size_t)chunks * sizeof *sums);
+    if (sums == NULL) return 1;
+    for (int32_t o = 0; o < geo->out_c; o++) {
+        const int8_t *w = weight_oihw + (size_t)o * (size_t)geo->in_per_group * 9;
+        for (int32_t chunk = 0; chunk < chunks; chunk++) {
+            int64_t sum = 0;
+            const int32_t end_c = (chunk + 1) * k->depth < geo->in_per_group ? (chunk + 1) * k->depth : geo->in_per_group;
+            for (int32_t i = chunk * k->depth * 9; i < end_c * 9; i++) sum += w[i] < 0 ? -w[i] : w[i];
+            sums[(size_t)o * (size_t)chunks + (size_t)chunk] = 255 * sum;
+        }
+    }
+    int32_t n = chunks;
+    for (; n > 1; n--) {
+        bool fits = true;
+        for (int32_t o = 0; o < geo->out_c && fits; o++) {
+            const int64_t *row = sums + (size_t)o * (size_t)chunks;
+            for (int32_t first = 0; first < chunks && fits; first += n) {
+                int64_t bound = 0;
+                for (int32_t chunk = first; chunk < first + n && chunk < chunks; chunk++) bound += row[chunk];
+                fits = bound < QK_WINOGRAD_F4_GROUP_BOUND;
+            }
+        }
+        if (fits) break;
+    }
+    free(sums);
+    return n;
+}
+
 static void pack(const qk_winograd_kernels *k, const qk_conv_geometry *geo, const int8_t *weight_oihw, uint8_t *packed) {
     const qk_winograd_blocking b = blocking_of(k, geo);
     memset(packed, 0, packed_size(k, geo));
+    if (b.form == QK_WINOGRAD_F4) {
+        const int32_t group_chunks = f4_group_chunks(k, geo, weight_oihw);
+        memcpy(packed, &group_chunks, sizeof group_chunks);
+    }
     for (int32_t g = 0; g < geo->groups; g++)
         for (int32_t o = 0; o < geo->out_per_group; o++)
             for (int32_t c = 0; c < geo->in_per_group; c++) {
-                int16_t u[QK_WINOGRAD_S2_POSITIONS];
+                int16_t u[QK_WINOGRAD_F4_POSITIONS];
                 const int8_t *kernel = weight_oihw + ((size_t)(g * geo->out_per_group + o) * geo->in_per_group + c) * 9;
-                if (geo->stride == 2) transform_weights_s2(kernel, u);
+                if (b.form == QK_WINOGRAD_S2) transform_weights_s2(kernel, u);
+                else if (b.form == QK_WINOGRAD_F4) transform_weights_f4(kernel, u);
                 else transform_weights(kernel, u);
                 for (int32_t e = 0; e < b.positions; e++) memcpy(packed + weight_offset(k, &b, g, o, c, e), &u[e], sizeof u[e]);
             }
@@ -205,10 +303,11 @@ static void unpack(const qk_winograd_kernels *k, const qk_conv_geometry *geo, co
     for (int32_t g = 0; g < geo->groups; g++)
         for (int32_t o = 0; o < geo->out_per_group; o++)
             for (int32_t c = 0; c < geo->in_per_group; c++) {
-                int16_t u[QK_WINOGRAD_S2_POSITIONS];
+                int16_t u[QK_WINOGRAD_F4_POSITIONS];
                 for (int32_t e = 0; e < b.positions; e++) memcpy(&u[e], packed + weight_offset(k, &b, g, o, c, e), sizeof u[e]);
                 int8_t *kernel = weight_oihw + ((size_t)(g * geo->out_per_group + o) * geo->in_per_group + c) * 9;
-                if (geo->stride == 2) restore_weights_s2(u, kernel);
+                if (b.form == QK_WINOGRAD_S2) restore_weights_s2(u, kernel);
+                else if (b.form == QK_WINOGRAD_F4) restore_weights_f4(u, kernel);
                 else restore_weights(u, kernel);
             }
 }
@@ -219,8 +318,14 @@ static void unpack(const qk_winograd_kernels *k, const qk_conv_geometry *geo, co
 // streamed once per up to 40 tiles at 192 channels), else this stack buffer, which holds a tile at the
 // channel bound (16 x 1856 int16).
 enum { QK_WINOGRAD_V_BYTES = 256 << 10, QK_WINOGRAD_V_STACK_BYTES = 60 << 10 };
+// F(4x4,3x3) transforms 2.25x as many inputs per output; a band that holds a whole 14x14 layer of 256 channels (16
+// tiles) streams its 2.4 MB of weights once instead of twice, 1.2x faster on a Zen 3 (docs/performance.md).
+enum { QK_WINOGRAD_F4_V_BYTES = 320 << 10 };
+static int32_t v_bytes_of(qk_winograd_form form) { return form == QK_WINOGRAD_F4 ? QK_WINOGRAD_F4_V_BYTES : QK_WINOGRAD_V_BYTES; }
 _Static_assert(16 * ((QK_WINOGRAD_MAX_CHANNELS + 63) / 64 * 64) * 2 <= QK_WINOGRAD_V_STACK_BYTES,
                "the stack buffer holds one tile at the channel bound");
+_Static_assert(QK_WINOGRAD_F4_POSITIONS * ((QK_WINOGRAD_F4_MAX_CHANNELS + 63) / 64 * 64) * 2 <= QK_WINOGRAD_V_STACK_BYTES,
+               "the stack buffer holds one F(4x4,3x3) tile at its channel bound");
 _Static_assert(QK_WINOGRAD_S2_POSITIONS * ((QK_WINOGRAD_S2_MAX_CHANNELS + 63) / 64 * 64) * 2 <= QK_WINOGRAD_V_STACK_BYTES,
                "the stack buffer holds one stride-2 tile at its channel bound");
 
@@ -250,11 +355,12 @@ static qk_winograd_plan plan_of(const qk_winograd_kernels *k, const qk_conv_args
     const qk_conv_geometry *geo = &args->geo;
     qk_winograd_plan plan;
     plan.blocking = blocking_of(k, geo);
-    plan.tiles_w = (geo->out_w + 1) / 2;
-    plan.tiles_h = (geo->out_h + 1) / 2;
+    const int32_t side = tile_side_of(plan.blocking.form);
+    plan.tiles_w = (geo->out_w + side - 1) / side;
+    plan.tiles_h = (geo->out_h + side - 1) / side;
     const int32_t values = plan.blocking.chunks * k->depth;
     plan.v_stride = (values + k->input_width - 1) / k->input_width * k->input_width;
-    plan.segment_tiles = QK_WINOGRAD_V_BYTES / (plan.blocking.positions * plan.v_stride * (int32_t)sizeof(int16_t));
+    plan.segment_tiles = v_bytes_of(plan.blocking.form) / (plan.blocking.positions * plan.v_stride * (int32_t)sizeof(int16_t));
     // Bands as even as the segment allows: one segment each.
     const int64_t image_tiles = (int64_t)plan.tiles_w * plan.tiles_h;
     int64_t bands = (image_tiles + plan.segment_tiles - 1) / plan.segment_tiles;
@@ -300,7 +406,7 @@ static qk_winograd_item locate(const qk_winograd_plan *plan, const qk_conv_geome
 
 static const uint8_t *tile_weights(const qk_winograd_plan *plan, const void *packed, int32_t group, int32_t tile) {
     const qk_winograd_blocking *b = &plan->blocking;
-    return (const uint8_t *)packed +
+    return (const uint8_t *)packed + b->header_bytes +
            ((size_t)group * (size_t)b->blocks_per_group + (size_t)first_block_of(b, tile)) * b->block_bytes;
 }
 
@@ -355,9 +461,10 @@ static void item_region(const void *context, int64_t item, qk_item_region *regio
     const qk_winograd_item it = locate(plan, geo, item);
     const int32_t first_tile_row = it.band * plan->band_rows;
     const int32_t end_tile_row = first_tile_row + plan->band_rows < plan->tiles_h ? first_tile_row + plan->band_rows : plan->tiles_h;
+    const int32_t side = tile_side_of(plan->blocking.form);
     region->image = it.image;
-    region->first_row = 2 * first_tile_row;
-    region->end_row = 2 * end_tile_row < geo->out_h ? 2 * end_tile_row : geo->out_h;
+    region->first_row = side * first_tile_row;
+    region->end_row = side * end_tile_row < geo->out_h ? side * end_tile_row : geo->out_h;
     const int32_t lanes = share->kernels->lanes, per_group = geo->out_per_group;
     int32_t end_channel = first_block_of(&plan->blocking, it.end_tile) * lanes;
     if (end_channel > per_group) end_channel = per_group;
@@ -365,17 +472,17 @@ static void item_region(const void *context, int64_t item, qk_item_region *regio
     region->end_channel = it.group * per_group + end_channel;
 }
 
-// The input pointers of tile (ty, tx), its 4x4 patch (stride 1) or 5x5 (stride 2) from (2 s ty - 1, 2 s tx - 1):
-// the group's first channel of each input pixel, or the pad values.
-static void tile_sources(const qk_conv_args *args, const uint8_t *image, int32_t group, int32_t ty, int32_t tx,
-                         const uint8_t **src) {
+// The input pointers of tile (ty, tx), its 4x4 patch (F(2x2,3x3)) from (2 ty - 1, 2 tx - 1), 5x5 (stride 2) or
+// 6x6 (F(4x4,3x3)) from (4 ty - 1, 4 tx - 1): the group's first channel of each input pixel, or the pad values.
+static void tile_sources(const qk_conv_args *args, qk_winograd_form form, const uint8_t *image, int32_t group, int32_t ty,
+                         int32_t tx, const uint8_t **src) {
     const qk_conv_geometry *geo = &args->geo;
     const size_t first_channel = (size_t)group * (size_t)geo->in_per_group;
-    const int32_t side = geo->stride == 2 ? 5 : 4;
+    const int32_t side = patch_side_of(form), step = patch_step_of(form);
     for (int32_t r = 0; r < side; r++) {
-        const int32_t iy = 2 * geo->stride * ty - 1 + r;
+        const int32_t iy = step * ty - 1 + r;
         for (int32_t c = 0; c < side; c++) {
-            const int32_t ix = 2 * geo->stride * tx - 1 + c;
+            const int32_t ix = step * tx - 1 + c;
             src[side * r + c] = (uint32_t)iy < (uint32_t)geo->in_h && (uint32_t)ix < (uint32_t)geo->in_w
                                  ? image + ((size_t)iy * (size_t)geo->in_w + (size_t)ix) * (size_t)geo->in_c + first_channel
                                  : args->pad_value + first_channel;
@@ -421,14 +528,17 @@ static void run_item(const qk_winograd_kernels *k, const qk_conv_args *args, con
     const int32_t first_row = it->band * plan->band_rows;
     const int32_t end_row = first_row + plan->band_rows < plan->tiles_h ? first_row + plan->band_rows : plan->tiles_h;
     const size_t tile_values = (size_t)b->positions * (size_t)plan->v_stride;
-    const bool stride2 = geo->stride == 2;
-    const qk_winograd_input_fn input = stride2 ? k->input_s2 : k->input;
+    const qk_winograd_form form = b->form;
+    const qk_winograd_input_fn input = form == QK_WINOGRAD_S2 ? k->input_s2 : form == QK_WINOGRAD_F4 ? k->input_f4 : k->input;
+    const qk_winograd_tile_fn *tile_fns = form == QK_WINOGRAD_S2 ? k->tiles_s2 : form == QK_WINOGRAD_F4 ? k->tiles_f4 : k->tiles;
     qk_winograd_call call;
     call.args = args;
     call.v_stride = plan->v_stride;
     call.chunks = b->chunks;
     call.image = it->image;
     call.group = it->group;
+    call.group_chunks = b->chunks;
+    if (form == QK_WINOGRAD_F4) memcpy(&call.group_chunks, args->packed, sizeof call.group_chunks);
     const bool one_segment = (end_row - first_row) * tw <= segment_tiles;
     const bool reuse = one_segment && held->valid && held->image == it->image && held->band == it->band &&
                        held->group == it->group;
@@ -439,8 +549,8 @@ static void run_item(const qk_winograd_kernels *k, const qk_conv_args *args, con
     for (int32_t segment = first_row * tw; segment < end_row * tw; segment += segment_tiles) {
         const int32_t segment_end = segment + segment_tiles < end_row * tw ? segment + segment_tiles : end_row * tw;
         for (int32_t i = segment; i < segment_end && !reuse; i++) {
-            const uint8_t *src[QK_WINOGRAD_S2_POSITIONS];
-            tile_sources(args, image, it->group, i / tw, i % tw, src);
+            const uint8_t *src[QK_WINOGRAD_F4_POSITIONS];
+            tile_sources(args, form, image, it->group, i / tw, i % tw, src);
             input(src, plan->v_stride, v + (size_t)(i - segment) * tile_values, plan->v_stride);
         }
         for (int32_t tile = it->first_tile; tile < it->end_tile; tile++) {
@@ -461,7 +571,7 @@ static void run_item(const qk_winograd_kernels *k, const qk_conv_args *args, con
             }
             const int32_t next_lines = next != NULL ? (int32_t)((next_bytes + 63) / 64) : 0;
             const int32_t lines_per_tile = (next_lines + (segment_end - segment) - 1) / (segment_end - segment);
-            const qk_winograd_tile_fn *of_width = (stride2 ? k->tiles_s2 : k->tiles) + (call.tile_blocks - 1);
+            const qk_winograd_tile_fn *of_width = tile_fns + (call.tile_blocks - 1);
             int32_t widest = k->max_accumulators / call.tile_blocks;
             if (widest > k->max_tiles) widest = k->max_tiles;
             for (int32_t i = segment; i < segment_end;) {
@@ -488,7 +598,7 @@ static void winograd_share(const qk_path_config *path, const qk_conv_args *calle
     const qk_conv_args *args = &layer;
     const qk_winograd_plan plan = plan_of(k, args);
     int16_t stack_v[QK_WINOGRAD_V_STACK_BYTES / sizeof(int16_t)] __attribute__((aligned(64)));
-    int16_t *heap_v = aligned_alloc(64, QK_WINOGRAD_V_BYTES);
+    int16_t *heap_v = aligned_alloc(64, (size_t)v_bytes_of(plan.blocking.form));
     int16_t *v = heap_v != NULL ? heap_v : stack_v;
     int32_t segment_tiles = plan.segment_tiles;
     if (heap_v == NULL)
@@ -613,7 +723,8 @@ const char *qk_conv3x3_algorithm(qk_path path, const qk_conv_shape *shape) {
     if (config == NULL) return NULL;
     const qk_conv_geometry geo = qk_conv_geometry_of(shape);
     if (config->ops == &qk_scalar_ops) return "direct";
-    if (config->ops == &qk_winograd_ops && qk_winograd_chosen(config, &geo)) return "winograd";
+    if (config->ops == &qk_winograd_ops && qk_winograd_chosen(config, &geo))
+        return form_of(config->winograd, &geo) == QK_WINOGRAD_F4 ? "winograd-4x4" : "winograd";
     return geo.in_per_group <= 7 ? "direct-dense" : "direct";
 }
 
@@ -642,6 +753,15 @@ qk_status qk_testing_conv3x3_winograd(qk_path path, const qk_conv_shape *shape, 
                                               threads, winograd_share);
     free(packed);
     return status;
+}
+
+void qk_testing_winograd_force_4x4(int mode) {
+    atomic_store(&f4_forced, mode > 0 ? 1 : mode < 0 ? -1 : 0);
+}
+
+int qk_testing_path_has_winograd_4x4(qk_path path) {
+    const qk_path_config *config = qk_path_config_of(path);
+    return config != NULL && config->winograd != NULL && config->winograd->tiles_f4 != NULL;
 }
 
 size_t qk_network_winograd_bytes(const qk_network *network) {

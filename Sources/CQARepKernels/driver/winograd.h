@@ -31,6 +31,80 @@ enum { QK_WINOGRAD_MAX_CHANNELS = 1841 };
 // 21..24 the 1x1 taps (2 dy + dx). The channel bound is the stack buffer's (one tile's 25 rows).
 enum { QK_WINOGRAD_POSITIONS = 16, QK_WINOGRAD_S2_POSITIONS = 25, QK_WINOGRAD_S2_MAX_CHANNELS = 1152 };
 
+// F(4x4,3x3) (docs/performance.md, "Winograd F(4x4,3x3)"), stride 1, on paths that have its kernels: a 4x4
+// output tile from a 6x6 input patch at (4 ty - 1, 4 tx - 1), 36 products per channel pair instead of 144.
+// Points 0, 1, -1, 2, -2 and infinity; Lavin's Bt, with G's row factors moved into the output transform:
+//   V = Bt d B                 |V| <= 68 * 255 = 17340 (int16; the first pass |.| <= 2040)
+//   U = E g Et                 E = [1 0 0; 1 1 1; 1 -1 1; 1 2 4; 1 -2 4; 0 0 1]: |U| <= 49 * 127 = 6223 (int16)
+//   R = A'' M A''t = 576 * acc  (exact modulo 2^32), A''t = At diag(6, -4, -4, 1, 1, 24)
+// 576 = 64 * 9: R * 9^-1 (mod 2^32) = 64 * acc, exact while |acc| < 2^25, and acc = that >> 6. So the
+// input channels are summed in groups whose |acc| cannot reach 2^25 (255 * sum of |w| over the group's
+// weights of each output channel, known at packing), each group transformed and reduced on its own.
+enum { QK_WINOGRAD_F4_POSITIONS = 36, QK_WINOGRAD_F4_MAX_CHANNELS = 800 };
+#define QK_WINOGRAD_F4_INVERSE_9 954437177  // 9 * 954437177 = 2 * 2^32 + 1
+#define QK_WINOGRAD_F4_GROUP_BOUND (1 << 25)
+
+// Bt x of six values (int16; every partial sum stays within 10 * 2040).
+#define QK_WINOGRAD_F4_INPUT_1D(x0, x1, x2, x3, x4, x5, t, ADD, SUB)                                    \
+    do {                                                                                                 \
+        const __typeof__(x0) d02_ = SUB(x0, x2), d42_ = SUB(x4, x2), d31_ = SUB(x3, x1);                 \
+        const __typeof__(x0) s12_ = ADD(x1, x2), d12_ = SUB(x1, x2), s34_ = ADD(x3, x4);                \
+        const __typeof__(x0) d43_ = SUB(x4, x3), d13_ = SUB(x1, x3), d53_ = SUB(x5, x3);                 \
+        const __typeof__(x0) d02x2_ = ADD(d02_, d02_), s12x2_ = ADD(s12_, s12_);                        \
+        const __typeof__(x0) d12x2_ = ADD(d12_, d12_), d31x2_ = ADD(d31_, d31_), d13x2_ = ADD(d13_, d13_); \
+        t[0] = ADD(ADD(d02x2_, d02x2_), d42_);             /* 4 x0 - 5 x2 + x4 */                        \
+        t[1] = SUB(s34_, ADD(s12x2_, s12x2_));             /* -4 x1 - 4 x2 + x3 + x4 */                  \
+        t[2] = ADD(d43_, ADD(d12x2_, d12x2_));             /* 4 x1 - 4 x2 - x3 + x4 */                   \
+        t[3] = ADD(d42_, d31x2_);                          /* -2 x1 - x2 + 2 x3 + x4 */                  \
+        t[4] = SUB(d42_, d31x2_);                          /* 2 x1 - x2 - 2 x3 + x4 */                   \
+        t[5] = ADD(ADD(d13x2_, d13x2_), d53_);             /* 4 x1 - 5 x3 + x5 */                        \
+    } while (0)
+
+// Input: d[6 * row + column] (the widened patch); STORE(e, value) receives V[e] = (Bt d B)[e].
+#define QK_WINOGRAD_F4_INPUT_TRANSFORM(T, d, ADD, SUB, STORE)                                           \
+    do {                                                                                                 \
+        T w_[36]; /* Bt d: w_[6 * i + column] */                                                         \
+        for (int c_ = 0; c_ < 6; c_++) {                                                                 \
+            T t_[6];                                                                                     \
+            QK_WINOGRAD_F4_INPUT_1D(d[c_], d[6 + c_], d[12 + c_], d[18 + c_], d[24 + c_], d[30 + c_], t_, ADD, SUB); \
+            for (int i_ = 0; i_ < 6; i_++) w_[6 * i_ + c_] = t_[i_];                                    \
+        }                                                                                                \
+        for (int i_ = 0; i_ < 6; i_++) {                                                                 \
+            T t_[6];                                                                                     \
+            const T *r_ = &w_[6 * i_];                                                                   \
+            QK_WINOGRAD_F4_INPUT_1D(r_[0], r_[1], r_[2], r_[3], r_[4], r_[5], t_, ADD, SUB);             \
+            for (int j_ = 0; j_ < 6; j_++) STORE(6 * i_ + j_, t_[j_]);                                   \
+        }                                                                                                \
+    } while (0)
+
+// A''t m of six int32 values, wrapping: SHL(x, n) = x * 2^n.
+#define QK_WINOGRAD_F4_OUTPUT_1D(m0, m1, m2, m3, m4, m5, y, ADD, SUB, SHL)                              \
+    do {                                                                                                 \
+        const __typeof__(m0) sa_ = ADD(m1, m2), sb_ = SUB(m1, m2), sc_ = ADD(m3, m4), sd_ = SUB(m3, m4);    \
+        const __typeof__(m0) sa4_ = SHL(sa_, 2), sb4_ = SHL(sb_, 2);                                         \
+        y[0] = ADD(SUB(ADD(SHL(m0, 2), SHL(m0, 1)), sa4_), sc_); /* 6 m0 - 4 a + c */                      \
+        y[1] = SUB(SHL(sd_, 1), sb4_);                           /* 2 d - 4 b */                           \
+        y[2] = SUB(SHL(sc_, 2), sa4_);                           /* 4 c - 4 a */                           \
+        y[3] = ADD(SUB(SHL(sd_, 3), sb4_), ADD(SHL(m5, 4), SHL(m5, 3))); /* 8 d - 4 b + 24 m5 */           \
+    } while (0)
+
+// Output: r[4 * dy + dx] = (A''t M A'')[dy][dx] = 576 * acc (mod 2^32) from the 36 sums m[e].
+#define QK_WINOGRAD_F4_OUTPUT_TRANSFORM(T, m, r, ADD, SUB, SHL)                                         \
+    do {                                                                                                 \
+        T u_[24]; /* A''t M: u_[6 * dy + column] */                                                      \
+        for (int c_ = 0; c_ < 6; c_++) {                                                                 \
+            T t_[4];                                                                                     \
+            QK_WINOGRAD_F4_OUTPUT_1D(m[c_], m[6 + c_], m[12 + c_], m[18 + c_], m[24 + c_], m[30 + c_], t_, ADD, SUB, SHL); \
+            for (int i_ = 0; i_ < 4; i_++) u_[6 * i_ + c_] = t_[i_];                                    \
+        }                                                                                                \
+        for (int i_ = 0; i_ < 4; i_++) {                                                                 \
+            T t_[4];                                                                                     \
+            const T *q_ = &u_[6 * i_];                                                                   \
+            QK_WINOGRAD_F4_OUTPUT_1D(q_[0], q_[1], q_[2], q_[3], q_[4], q_[5], t_, ADD, SUB, SHL);       \
+            for (int j_ = 0; j_ < 4; j_++) r[4 * i_ + j_] = t_[j_];                                      \
+        }                                                                                                \
+    } while (0)
+
 // Transformed inputs of the tiles a call covers: [tile][e][v_stride] int16, channel order.
 typedef struct qk_winograd_call {
     const qk_conv_args *args;
@@ -41,6 +115,7 @@ typedef struct qk_winograd_call {
     int32_t tile_blocks;       // blocks of the channel tile (the weights' interleave)
     int32_t image, group, first_block;  // first_block: the channel tile's, within the group
     int32_t tile_y, tile_x;    // the first tile's place; the call's tiles are consecutive in one row
+    int32_t group_chunks;      // F(4x4,3x3): chunks per channel group (the last group may have fewer)
     int32_t *m;                // scratch for the 16 transformed sums: 16 x tiles x tile lanes int32
     // Cache lines the call fetches into L2 over its 16 positions (none: prefetch_lines 0): its share of the
     // weights that run next, which would otherwise come from L3 or DRAM at the speed of one demand stream.
@@ -68,6 +143,10 @@ typedef struct qk_winograd_kernels {
     // the 25 positions with the stride-2 output transform (no /4).
     qk_winograd_input_fn input_s2;
     const qk_winograd_tile_fn *tiles_s2;
+    // F(4x4,3x3) (NULL: the path runs stride-1 layers with F(2x2,3x3) only): the 6x6 patch's 36 V rows, and
+    // the tiles over the 36 positions in channel groups, each group's output transform reduced on its own.
+    qk_winograd_input_fn input_f4;
+    const qk_winograd_tile_fn *tiles_f4;
     // The per-layer choice (winograd-conv.c): the GEMM's and the direct kernel's measured fraction of the
     // path's peak, in percent, and the transforms' cost per tile and channel in MACs at peak.
     int32_t gemm_percent, direct_percent, input_macs, output_macs;
@@ -160,6 +239,15 @@ typedef struct qk_winograd_kernels {
 static inline uint8_t *qk_winograd_output(const qk_winograd_call *call, int32_t p, int32_t q, int32_t o) {
     const qk_conv_geometry *geo = &call->args->geo;
     const int32_t oy = 2 * call->tile_y + q / 2, ox = 2 * (call->tile_x + p) + q % 2;
+    if (oy >= geo->out_h || ox >= geo->out_w) return NULL;
+    return call->args->output + (((size_t)call->image * geo->out_h + oy) * geo->out_w + ox) * geo->out_c +
+           (size_t)call->group * geo->out_per_group + o;
+}
+
+// Where output q (4 * dy + dx) of F(4x4,3x3) tile p goes, as qk_winograd_output.
+static inline uint8_t *qk_winograd_output4(const qk_winograd_call *call, int32_t p, int32_t q, int32_t o) {
+    const qk_conv_geometry *geo = &call->args->geo;
+    const int32_t oy = 4 * call->tile_y + q / 4, ox = 4 * (call->tile_x + p) + q % 4;
     if (oy >= geo->out_h || ox >= geo->out_w) return NULL;
     return call->args->output + (((size_t)call->image * geo->out_h + oy) * geo->out_w + ox) * geo->out_c +
            (size_t)call->group * geo->out_per_group + o;

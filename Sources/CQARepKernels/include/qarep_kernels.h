@@ -87,9 +87,10 @@ qk_status qk_conv3x3_pack(qk_path path, const qk_conv_shape *shape, const int8_t
 // The exact inverse of qk_conv3x3_pack for the same path and shape: out_c * in_c / groups * 9 OIHW bytes.
 qk_status qk_conv3x3_unpack(qk_path path, const qk_conv_shape *shape, const void *packed, int8_t *weight_oihw);
 
-// How the path runs this layer: "winograd" (exact F(2x2,3x3), stride-1 layers where the cost model picks
-// it; QAREP_WINOGRAD=0 turns it off, =always on wherever allowed), "direct" or "direct-dense" (the blocked
-// driver; dense for up to 7 input channels per group). NULL for an invalid shape or unsupported path.
+// How the path runs this layer: "winograd" (exact F(2x2,3x3), or over the input's phases at stride 2),
+// "winograd-4x4" (exact F(4x4,3x3)) where the cost model picks them (QAREP_WINOGRAD=0 turns Winograd off,
+// =2x2 keeps F(4x4,3x3) off, =always turns Winograd on wherever allowed), "direct" or "direct-dense" (the
+// blocked driver; dense for up to 7 input channels per group). NULL for an invalid shape or unsupported path.
 const char *qk_conv3x3_algorithm(qk_path path, const qk_conv_shape *shape);
 // Bytes of transformed Winograd weights the path packs for this shape (0 when it runs it directly).
 size_t qk_conv3x3_winograd_bytes(qk_path path, const qk_conv_shape *shape);
@@ -255,6 +256,13 @@ int qk_testing_blocked_packing_round_trip(int32_t lanes, int32_t depth, int with
 qk_status qk_testing_conv3x3_winograd(qk_path path, const qk_conv_shape *shape, int32_t batch, const int8_t *weight_oihw,
                                       const int32_t *bias, const float *multiplier, const uint8_t *pad_value,
                                       const uint8_t *input, uint8_t *output, int32_t threads, int8_t *unpacked_oihw);
+
+// For the whole process: 1 makes every path that has F(4x4,3x3) kernels use them on every stride-1 Winograd
+// layer of up to 800 input channels per group, -1 never, 0 as the cost model says. Packing and running must
+// see the same setting; tests set it around qk_testing_conv3x3_winograd and networks they build.
+void qk_testing_winograd_force_4x4(int mode);
+// Whether the path has F(4x4,3x3) kernels (whether or not this CPU can run them).
+int qk_testing_path_has_winograd_4x4(qk_path path);
 
 #ifdef __cplusplus
 }
