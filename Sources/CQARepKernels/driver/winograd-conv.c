@@ -367,7 +367,12 @@ static qk_winograd_plan plan_of(const qk_winograd_kernels *k, const qk_conv_args
     if (bands > plan.tiles_h) bands = plan.tiles_h;
     plan.band_rows = (int32_t)((plan.tiles_h + bands - 1) / bands);
     plan.parts = 1;
-    if (args->threads > 1 && !even_row_split(&plan, args)) {
+    if (plan.blocking.form == QK_WINOGRAD_F4 && args->threads > 1 && bands == 1 && args->batch < args->threads) {
+        // F(4x4,3x3) on an image that is one band (14x14 layers): the members split the output channels, each
+        // reading its part of the weights (2.25x F(2x2,3x3)'s bytes) rather than all of them for half the
+        // tiles; each transforms the band's inputs (a few percent of its work).
+        plan.parts = plan.blocking.tiles_per_group;
+    } else if (args->threads > 1 && !even_row_split(&plan, args)) {
         if ((int64_t)plan.band_rows * plan.tiles_w <= plan.segment_tiles) {
             // No even split of the rows (RepVGG's 7-row layers on 2 threads): one item per channel tile, shared
             // by work (share_of), so that no member gets a whole band more. A member's consecutive items of one
