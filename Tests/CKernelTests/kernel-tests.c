@@ -285,31 +285,32 @@ static void check_winograd(const conv_case *c, const conv_data *d, const char *p
     bool guards;
     check(run_conv(QK_PATH_SCALAR, c, d, 1, oracle, &guards) && guards, "conv", "scalar", 1, plain_context);
     const int forms = c->shape.stride == 1 && c->shape.in_c / c->shape.groups <= 800 ? 2 : 1;
-    for (int form = 0; form < forms; form++)
-    FOR_EACH_PATH(path) {
-        if (!qk_path_supported((qk_path)path)) continue;
-        if (form == 1 && !qk_testing_path_has_winograd_4x4((qk_path)path)) continue;
-        qk_testing_winograd_force_4x4(form == 1 ? 1 : -1);
-        char context[200];
-        snprintf(context, sizeof context, "%s%s", plain_context, form == 1 ? ", F(4x4,3x3)" : "");
-        if (form == 1) winograd_4x4_ran[path] = true;
-        for (int t = 0; t < 3; t++) {
-            memset(fenced, 0xA5, count + 2 * GUARD);
-            memset(unpacked, 0, weight_count(c));
-            const qk_status status = qk_testing_conv3x3_winograd((qk_path)path, &c->shape, c->batch, d->weights, d->bias,
-                                                                 d->multiplier, d->pad, d->input, fenced + GUARD,
-                                                                 thread_counts[t], unpacked);
-            if (status == QK_ERROR_UNSUPPORTED_PATH) break;
-            winograd_ran[path] = true;
-            guards = true;
-            for (size_t i = 0; i < GUARD; i++)
-                if (fenced[i] != 0xA5 || fenced[GUARD + count + i] != 0xA5) guards = false;
-            check(status == QK_OK && guards && memcmp(fenced + GUARD, oracle, count) == 0, "winograd conv",
-                  qk_path_name((qk_path)path), thread_counts[t], context);
-            check(memcmp(unpacked, d->weights, weight_count(c)) == 0, "winograd unpack(pack) round trip",
-                  qk_path_name((qk_path)path), thread_counts[t], context);
+    for (int form = 0; form < forms; form++) {
+        FOR_EACH_PATH(path) {
+            if (!qk_path_supported((qk_path)path)) continue;
+            if (form == 1 && !qk_testing_path_has_winograd_4x4((qk_path)path)) continue;
+            qk_testing_winograd_force_4x4(form == 1 ? 1 : -1);
+            char context[200];
+            snprintf(context, sizeof context, "%s%s", plain_context, form == 1 ? ", F(4x4,3x3)" : "");
+            if (form == 1) winograd_4x4_ran[path] = true;
+            for (int t = 0; t < 3; t++) {
+                memset(fenced, 0xA5, count + 2 * GUARD);
+                memset(unpacked, 0, weight_count(c));
+                const qk_status status = qk_testing_conv3x3_winograd((qk_path)path, &c->shape, c->batch, d->weights, d->bias,
+                                                                     d->multiplier, d->pad, d->input, fenced + GUARD,
+                                                                     thread_counts[t], unpacked);
+                if (status == QK_ERROR_UNSUPPORTED_PATH) break;
+                winograd_ran[path] = true;
+                guards = true;
+                for (size_t i = 0; i < GUARD; i++)
+                    if (fenced[i] != 0xA5 || fenced[GUARD + count + i] != 0xA5) guards = false;
+                check(status == QK_OK && guards && memcmp(fenced + GUARD, oracle, count) == 0, "winograd conv",
+                      qk_path_name((qk_path)path), thread_counts[t], context);
+                check(memcmp(unpacked, d->weights, weight_count(c)) == 0, "winograd unpack(pack) round trip",
+                      qk_path_name((qk_path)path), thread_counts[t], context);
+            }
+            qk_testing_winograd_force_4x4(0);
         }
-        qk_testing_winograd_force_4x4(0);
     }
     free(oracle);
     free(fenced);

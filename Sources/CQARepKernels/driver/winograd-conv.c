@@ -36,8 +36,6 @@ static bool eligible(const qk_path_config *path, const qk_conv_geometry *geo) {
     return geo->stride == 2 && path->winograd->tiles_s2 != NULL && geo->in_per_group <= QK_WINOGRAD_S2_MAX_CHANNELS;
 }
 
-typedef enum qk_winograd_form { QK_WINOGRAD_F2 = 0, QK_WINOGRAD_S2 = 1, QK_WINOGRAD_F4 = 2 } qk_winograd_form;
-
 // Products per channel pair and output tile: F(2x2,3x3) and F(4x4,3x3) at stride 1, the phases' 25 at stride 2.
 static int32_t positions_of(qk_winograd_form form) {
     return form == QK_WINOGRAD_F4 ? QK_WINOGRAD_F4_POSITIONS : form == QK_WINOGRAD_S2 ? QK_WINOGRAD_S2_POSITIONS : QK_WINOGRAD_POSITIONS;

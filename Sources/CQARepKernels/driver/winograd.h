@@ -41,6 +41,9 @@ enum { QK_WINOGRAD_POSITIONS = 16, QK_WINOGRAD_S2_POSITIONS = 25, QK_WINOGRAD_S2
 // input channels are summed in groups whose |acc| cannot reach 2^25 (255 * sum of |w| over the group's
 // weights of each output channel, known at packing), each group transformed and reduced on its own.
 enum { QK_WINOGRAD_F4_POSITIONS = 36, QK_WINOGRAD_F4_MAX_CHANNELS = 800 };
+
+// Which transform a layer runs: F(2x2,3x3), stride 2 over the input's phases, or F(4x4,3x3).
+typedef enum qk_winograd_form { QK_WINOGRAD_F2 = 0, QK_WINOGRAD_S2 = 1, QK_WINOGRAD_F4 = 2 } qk_winograd_form;
 #define QK_WINOGRAD_F4_INVERSE_9 954437177  // 9 * 954437177 = 2 * 2^32 + 1
 #define QK_WINOGRAD_F4_GROUP_BOUND (1 << 25)
 

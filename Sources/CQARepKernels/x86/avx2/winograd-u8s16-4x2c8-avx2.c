@@ -37,16 +37,16 @@ static QK_TARGET_AVX2 void input_transform_s2(const uint8_t *const *src, int32_t
 
 // The 4 outputs of one tile and 8 channels, from its column of the position sums: At M A >> 2 at stride 1,
 // the stride-2 transform's sums as they are.
-enum { WG_F2 = 0, WG_S2 = 1, WG_F4 = 2, WG_F4_OUTPUTS = 16 };
+enum { WG_F4_OUTPUTS = 16 };
 
 // The outputs of one tile and 8 channels: from its column of the position sums, At M A >> 2 for F(2x2,3x3) and
 // the stride-2 transform's sums as they are; F(4x4,3x3)'s 16, reduced already (wg_reduce_f4), as they are.
 QK_INLINE QK_TARGET_AVX2 void wg_outputs(const int32_t *m_column, size_t position_step, const int form, __m256i *y) {
-    if (form == WG_F4) {
+    if (form == QK_WINOGRAD_F4) {
         for (int q = 0; q < WG_F4_OUTPUTS; q++) y[q] = _mm256_load_si256((const __m256i *)(m_column + q * position_step));
         return;
     }
-    if (form == WG_S2) {
+    if (form == QK_WINOGRAD_S2) {
         __m256i mm[QK_WINOGRAD_S2_POSITIONS];
         for (int e = 0; e < QK_WINOGRAD_S2_POSITIONS; e++) mm[e] = _mm256_load_si256((const __m256i *)(m_column + e * position_step));
         QK_WINOGRAD_S2_OUTPUT_TRANSFORM(__m256i, mm, y, _mm256_add_epi32);
@@ -65,11 +65,11 @@ enum { WG_TILE_STEP = WG_MAX_BLOCKS * WG_LANES, WG_POSITION_STEP = WG_MAX_TILES 
 // with loops serves every tile shape (unrolled into each of them, it was most of the Winograd kernels' code).
 static QK_TARGET_AVX2 __attribute__((noinline)) void wg_store(const qk_winograd_call *call, const int32_t *m, int tiles,
                                                                int blocks, int form) {
-    const int outputs = form == WG_F4 ? WG_F4_OUTPUTS : 4;
-    const size_t tile_step = form == WG_F4 ? (size_t)WG_F4_OUTPUTS * WG_TILE_STEP : WG_TILE_STEP;
-    const size_t position_step = form == WG_F4 ? WG_TILE_STEP : WG_POSITION_STEP;
+    const int outputs = form == QK_WINOGRAD_F4 ? WG_F4_OUTPUTS : 4;
+    const size_t tile_step = form == QK_WINOGRAD_F4 ? (size_t)WG_F4_OUTPUTS * WG_TILE_STEP : WG_TILE_STEP;
+    const size_t position_step = form == QK_WINOGRAD_F4 ? WG_TILE_STEP : WG_POSITION_STEP;
     uint8_t *(*const output_of)(const qk_winograd_call *, int32_t, int32_t, int32_t) =
-        form == WG_F4 ? qk_winograd_output4 : qk_winograd_output;
+        form == QK_WINOGRAD_F4 ? qk_winograd_output4 : qk_winograd_output;
     const qk_conv_args *args = call->args;
     const qk_conv_geometry *geo = &args->geo;
     const int32_t first_out = call->group * geo->out_per_group;
@@ -146,7 +146,7 @@ QK_INLINE QK_TARGET_AVX2 void wg_tile(const qk_winograd_call *call, const int ti
                     tiles, blocks, m[e]);
     }
 
-    wg_store(call, &m[0][0][0], tiles, blocks, stride2 ? WG_S2 : WG_F2);
+    wg_store(call, &m[0][0][0], tiles, blocks, stride2 ? QK_WINOGRAD_S2 : QK_WINOGRAD_F2);
 }
 
 #define WG_TILE(P, B)                                                                                          \
@@ -221,7 +221,7 @@ QK_INLINE QK_TARGET_AVX2 void wg_tile_f4(const qk_winograd_call *call, const int
         }
         wg_reduce_f4(&m[0][0][0], &sums[0][0], tiles, blocks, first == 0);
     }
-    wg_store(call, &sums[0][0], tiles, blocks, WG_F4);
+    wg_store(call, &sums[0][0], tiles, blocks, QK_WINOGRAD_F4);
 }
 
 #define WG_TILE_F4(P, B) \
