@@ -22,9 +22,9 @@ archer=${QAREP_ARCHER:-$(ls /usr/lib/llvm-*/lib/libarcher.so 2>/dev/null | sort 
 threading_tests='QARepTests.EngineTests|QARepTests.CAPITests|QARepKernelTests.NetworkKernelTests|QARepTests.ConcurrencyStressTests'
 suppressions="$root/scripts/sanitizer-suppressions"
 
-started=$SECONDS
-for step in "${steps[@]}"; do
-    case "$step" in
+# One step: its build and its tests, output to stdout.
+run_step() {
+    case "$1" in
     asan)
         echo "=== sanitizers: whole suite, ASan + UBSan"
         # Swift has no UBSan on Linux (its own checks trap anyway): UBSan goes to the C targets through -Xcc,
@@ -36,14 +36,34 @@ for step in "${steps[@]}"; do
             swift test --build-path .build-asan --sanitize=address \
                 -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined ;;
     tsan)
-        [ -n "$archer" ] && [ -f "$archer" ] || { echo "libarcher.so not found (Debian: libomp-dev)" >&2; exit 1; }
+        [ -n "$archer" ] && [ -f "$archer" ] || { echo "libarcher.so not found (Debian: libomp-dev)" >&2; return 1; }
         echo "=== sanitizers: threading tests, TSan + Archer ($archer)"
         # ignore_noninstrumented_modules: reports whose every frame is in an uninstrumented library (libomp's
         # own runtime, libc) are not ours to fix; Archer's documentation asks for it.
         OMP_TOOL_LIBRARIES="$archer" ARCHER_OPTIONS="verbose=1" \
         TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:ignore_noninstrumented_modules=1:suppressions=$suppressions/tsan.supp" \
             swift test --build-path .build-tsan --sanitize=thread --filter "$threading_tests" ;;
-    *) echo "usage: $0 [asan|tsan]..." >&2; exit 2 ;;
+    *) echo "usage: $0 [asan|tsan]..." >&2; return 2 ;;
     esac
-done
+}
+
+started=$SECONDS
+if [ "${#steps[@]}" -gt 1 ] && [ "$(nproc)" -gt 1 ]; then
+    # The steps at once, each to its own log, printed whole when it ends: most of the suite is single-threaded
+    # Swift, so on 2 cores the pair takes little more than the ASan step alone.
+    logs=$(mktemp -d)
+    trap 'rm -rf "$logs"' EXIT
+    pids=()
+    for step in "${steps[@]}"; do
+        run_step "$step" > "$logs/$step.log" 2>&1 & pids+=($!)
+    done
+    status=0
+    for i in "${!steps[@]}"; do
+        wait "${pids[$i]}" || { status=1; echo "=== sanitizers: the ${steps[$i]} step failed" >&2; }
+        cat "$logs/${steps[$i]}.log"
+    done
+    [ "$status" -eq 0 ] || exit 1
+else
+    for step in "${steps[@]}"; do run_step "$step"; done
+fi
 echo "=== sanitizers: no report in $((SECONDS - started)) s"

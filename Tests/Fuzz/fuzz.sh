@@ -50,26 +50,42 @@ build() {
     # Every kernel file of every path's folder (the paths this CPU lacks are compiled and simply not run).
     # Kernels keep edge coverage but not comparison tracing: their branches depend only on the shapes, and
     # tracing the inner loops' compares took half of the loader target's time (260 runs/s).
-    for c in $(find "$ROOT/Sources/CQARepKernels" -name '*.c' | sort); do
-        object=$(echo "${c#"$ROOT/Sources/CQARepKernels/"}" | tr / -)
-        "$SWIFT_BIN/clang" -c "${CFLAGS[@]}" -fno-sanitize-coverage=trace-cmp -fopenmp -ffp-contract=off -fno-math-errno \
-            -I "$ROOT/Sources/CQARepKernels/include" -I "$ROOT/Sources/CQARepKernels" "$c" -o "$WORK/obj/kernels/${object%.c}.o"
-    done
+    # The C files compile on every core while the Swift modules, one after another, take about one core:
+    # serial, the whole build took 4.5 minutes on a slow 2-core host.
+    kernel_object() {
+        local object
+        object=$(echo "${1#"$ROOT/Sources/CQARepKernels/"}" | tr / -)
+        # shellcheck disable=SC2086 # the flags are words without spaces
+        "$SWIFT_BIN/clang" -c $KERNEL_CFLAGS -I "$ROOT/Sources/CQARepKernels/include" -I "$ROOT/Sources/CQARepKernels" \
+            "$1" -o "$WORK/obj/kernels/${object%.c}.o"
+    }
+    export -f kernel_object
+    export ROOT WORK SWIFT_BIN
+    export KERNEL_CFLAGS="${CFLAGS[*]} -fno-sanitize-coverage=trace-cmp -fopenmp -ffp-contract=off -fno-math-errno"
+    (find "$ROOT/Sources/CQARepKernels" -name '*.c' | sort | xargs -P "$(nproc)" -n 1 bash -c 'kernel_object "$1"' _) &
+    local kernels=$!
     "$SWIFT_BIN/clang" -c "${CFLAGS[@]}" -I "$ROOT/Sources/CImageDecode/include" -I "$ROOT/Sources/CImageCodecs" \
         "$ROOT/Sources/CImageDecode/image_decode.c" -o "$WORK/obj/image_decode.o"
     swift_module QARep $(find "$ROOT/Sources/QARep" -name '*.swift' | sort)
     swift_module RepVGGArchitectures $(find "$ROOT/Sources/RepVGGArchitectures" -name '*.swift' | sort)
     swift_module QARepOffline $(find "$ROOT/Sources/QARepOffline" -name '*.swift' | sort)
+    wait "$kernels" || { echo "a kernel file did not compile" >&2; exit 1; }
     local runtime=("$WORK/obj/QARep.o" "$WORK"/obj/kernels/*.o -Xlinker -l:libomp.so.5)
     local offline=("$WORK/obj/QARepOffline.o" "$WORK/obj/RepVGGArchitectures.o" "$WORK/obj/image_decode.o"
                    "${runtime[@]}" -ljpeg -lpng16 -lwebp -lopenblas)
-    # gold warns about every ASan symbol it cannot export: the link log is shown only when a link fails.
-    link() { "${SWIFTC[@]}" -parse-as-library "$@" 2> "$WORK/link.log" || { cat "$WORK/link.log" >&2; exit 1; }; }
-    link "$ROOT/Tests/Fuzz/fuzz-loader.swift" "${runtime[@]}" -o "$WORK/fuzz-loader"
-    link -D STRUCTURED "$ROOT/Tests/Fuzz/fuzz-loader.swift" "${runtime[@]}" -o "$WORK/fuzz-structured"
+    # gold warns about every ASan symbol it cannot export: a link's log is shown only when that link fails.
+    link() {
+        local out=${*: -1}
+        "${SWIFTC[@]}" -parse-as-library "$@" 2> "$out.link.log" || { cat "$out.link.log" >&2; return 1; }
+        rm -f "$out.link.log"
+    }
+    local links=()
+    link "$ROOT/Tests/Fuzz/fuzz-loader.swift" "${runtime[@]}" -o "$WORK/fuzz-loader" & links+=($!)
+    link -D STRUCTURED "$ROOT/Tests/Fuzz/fuzz-loader.swift" "${runtime[@]}" -o "$WORK/fuzz-structured" & links+=($!)
     for target in pth safetensors image; do
-        link "$ROOT/Tests/Fuzz/fuzz-$target.swift" "${offline[@]}" -o "$WORK/fuzz-$target"
+        link "$ROOT/Tests/Fuzz/fuzz-$target.swift" "${offline[@]}" -o "$WORK/fuzz-$target" & links+=($!)
     done
+    for pid in "${links[@]}"; do wait "$pid" || { echo "a fuzz target did not link" >&2; exit 1; }; done
 }
 
 # libFuzzer on one target. $1 target, $2 seconds, $3 corpus directory (written to), then extra flags.
@@ -91,6 +107,19 @@ fuzz() {
         -max_len="${FUZZ_MAX_LEN:-65536}" -print_final_stats=1 -artifact_prefix="$artifacts/" "$@")
 }
 
+# One target's CI pass: prints its line, or its log's tail and returns 1 on a finding.
+ci_target() {
+    local target=$1 seconds=$2 corpus log
+    corpus=$(mktemp -d "$WORK/ci-corpus-$target.XXXXXX")
+    log="$WORK/ci-$target.log"
+    if ! fuzz "$target" "$seconds" "$corpus" > "$log" 2>&1; then
+        { tail -n 60 "$log"; echo "fuzz $target: FINDING (artifacts in $WORK/artifacts-$target)"; } >&2
+        return 1
+    fi
+    echo "fuzz $target: $(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | grep -o '[0-9]*$') executions in ${seconds} s, no finding"
+    rm -rf "$corpus"
+}
+
 case "${1:-}" in
     build) build ;;
     run)
@@ -99,18 +128,18 @@ case "${1:-}" in
     ci)
         # Fixed time per target from the checked-in seeds, in a fresh corpus: the result does not depend on
         # what earlier runs on this machine found. Any crash, leak, UB report, timeout or OOM fails.
+        # Each libFuzzer process uses one core, so as many targets run at once as there are cores.
         seconds=${2:-30}
+        status=0 running=()
         for target in $TARGETS; do
-            corpus=$(mktemp -d "$WORK/ci-corpus-$target.XXXXXX")
-            log="$WORK/ci-$target.log"
-            if ! fuzz "$target" "$seconds" "$corpus" > "$log" 2>&1; then
-                tail -n 60 "$log" >&2
-                echo "fuzz $target: FINDING (artifacts in $WORK/artifacts-$target)" >&2
-                exit 1
+            ci_target "$target" "$seconds" & running+=($!)
+            if [ "${#running[@]}" -ge "$(nproc)" ]; then
+                wait "${running[0]}" || status=1
+                running=("${running[@]:1}")
             fi
-            echo "fuzz $target: $(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | grep -o '[0-9]*$') executions in ${seconds} s, no finding"
-            rm -rf "$corpus"
-        done ;;
+        done
+        for pid in "${running[@]}"; do wait "$pid" || status=1; done
+        exit "$status" ;;
     repro)
         target=${2:?target}; shift 2
         ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} "$(binary "$target")" -rss_limit_mb=2048 -malloc_limit_mb=1024 "$@" ;;
