@@ -112,14 +112,14 @@ typedef enum qk_winograd_form { QK_WINOGRAD_F2 = 0, QK_WINOGRAD_S2 = 1, QK_WINOG
 typedef struct qk_winograd_call {
     const qk_conv_args *args;
     const int16_t *v;          // the call's first tile
-    int32_t v_stride;          // values per (tile, e) row; rows of one tile are v_stride apart, tiles 16 rows
+    int32_t v_stride;          // values per (tile, e) row; rows of one tile are v_stride apart, tiles 16
+                               // rows (stride 2: 25, F(4x4,3x3): 36)
     const uint8_t *weights;    // the channel tile's packed weights
     int32_t chunks;            // per e: ceil(in_per_group / depth)
     int32_t tile_blocks;       // blocks of the channel tile (the weights' interleave)
     int32_t image, group, first_block;  // first_block: the channel tile's, within the group
     int32_t tile_y, tile_x;    // the first tile's place; the call's tiles are consecutive in one row
     int32_t group_chunks;      // F(4x4,3x3): chunks per channel group (the last group may have fewer)
-    int32_t *m;                // scratch for the 16 transformed sums: 16 x tiles x tile lanes int32
     // Cache lines the call fetches into L2 over its 16 positions (none: prefetch_lines 0): its share of the
     // weights that run next, which would otherwise come from L3 or DRAM at the speed of one demand stream.
     const char *prefetch;
@@ -127,8 +127,8 @@ typedef struct qk_winograd_call {
 } qk_winograd_call;
 typedef void (*qk_winograd_tile_fn)(const qk_winograd_call *call);
 
-// Writes V of one 4x4 input tile: src[4 * row + column] points at the group's first channel of that input
-// pixel (or at the pad values); `values` (a multiple of input_width) channels are transformed, those past
+// Writes V of one input patch (4x4; stride 2: 5x5; F(4x4,3x3): 6x6): src[side * row + column] points at the
+// group's first channel of that input pixel (or at the pad values); `values` (a multiple of input_width) channels are transformed, those past
 // the group's channels being readable slack that meets zero weights.
 typedef void (*qk_winograd_input_fn)(const uint8_t *const *src, int32_t values, int16_t *v, int32_t v_stride);
 

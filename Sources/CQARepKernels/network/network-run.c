@@ -255,7 +255,7 @@ static uint8_t *rescue_buffer(uint8_t *base, size_t offset, size_t bytes, int32_
     return base + offset + (size_t)index * qk_round_to_line(bytes);
 }
 
-static _Atomic bool rescue_forced = false, roll_call = false;
+static _Atomic bool rescue_forced = false, roll_call = false, judged_on_time = false;
 static _Atomic int64_t rescue_runs = 0;
 
 void qk_testing_crew_roll_call(int on) {
@@ -268,6 +268,10 @@ int64_t qk_testing_rescue_runs(void) {
 
 void qk_testing_force_rescue(int on) {
     atomic_store(&rescue_forced, on != 0);
+}
+
+void qk_testing_judge_on_time(int on) {
+    atomic_store(&judged_on_time, on != 0);
 }
 
 // Whether rescue mode can run this team: a history to hold its crew, kernels that claim items, a team its
@@ -592,7 +596,7 @@ qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const u
         }
         const double join_wait = qk_monotonic_seconds() - first_finished;
         if (join_wait > longest_wait) longest_wait = join_wait;
-        qk_team_pace_record(history, threads, longest_wait);
+        qk_team_pace_record(history, threads, atomic_load(&judged_on_time) ? 0.0 : longest_wait);
     }
     free(work.counters);
     free(own_scratch);
