@@ -15,13 +15,20 @@ qemu=${QEMU_AARCH64:-qemu-aarch64-static}
 sysroot=${AARCH64_SYSROOT:-/usr/aarch64-linux-gnu}
 total_passed=0 total_failed=0 status=0
 
-run() {  # label, command...
-    local label=$1 log begin
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+
+# The runs go on side by side (each qemu run is mostly one emulated thread), each into its own log; report
+# reads a finished run's log in a fixed order.
+execute() {  # log, command...
+    local log=$1 begin=$SECONDS
     shift
-    log=$(mktemp)
-    begin=$SECONDS
-    "$@" 2>&1 | tee "$log" | grep -E '^(best path|paths|FAIL|note|detection|[0-9]+ passed)' || true
-    local line
+    "$@" > "$log" 2>&1 || true
+    echo $((SECONDS - begin)) > "$log.seconds"
+}
+report() {  # label, log
+    local label=$1 log=$2 line
+    grep -E '^(best path|paths|FAIL|note|detection|[0-9]+ passed)' "$log" || true
     line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
     if [ -z "$line" ]; then
         echo "$label: no closing count (crashed?)"
@@ -33,23 +40,31 @@ run() {  # label, command...
         total_failed=$((total_failed + f))
         [ "$f" -eq 0 ] || status=1
     fi
-    echo "$label: $((SECONDS - begin))s"
-    rm -f "$log"
+    echo "$label: $(cat "$log.seconds")s"
 }
 
-step "host build and run"
+step "host build, then its run beside the aarch64 cross build"
 make -s -C "$tests" BUILD="$(realpath -m "$build")" ARCH=host
-run host "$build/kernel-tests-host"
-
-step "aarch64 cross build"
+execute "$logs/host" "$build/kernel-tests-host" &
+host=$!
 make -s -C "$tests" BUILD="$(realpath -m "$build")" ARCH=aarch64
 # A dot-product-only model: cortex-a76 where this qemu has it, else neoverse-n1.
 models=$("$qemu" -cpu help 2>&1 || true)
 dot_cpu=cortex-a76
 grep -qw cortex-a76 <<< "$models" || dot_cpu=neoverse-n1
-for cpu in cortex-a72 "$dot_cpu" max; do
-    step "aarch64 under qemu -cpu $cpu"
-    run "qemu $cpu" "$qemu" -L "$sysroot" -cpu "$cpu" "$build/kernel-tests-aarch64"
+cpus=(cortex-a72 "$dot_cpu" max)
+wait "$host"
+step "aarch64 under qemu -cpu ${cpus[*]}, at once"
+runs=()
+for cpu in "${cpus[@]}"; do
+    execute "$logs/qemu-$cpu" "$qemu" -L "$sysroot" -cpu "$cpu" "$build/kernel-tests-aarch64" &
+    runs+=($!)
+done
+report host "$logs/host"
+for i in "${!cpus[@]}"; do
+    wait "${runs[$i]}"
+    echo "--- qemu -cpu ${cpus[$i]}"
+    report "qemu ${cpus[$i]}" "$logs/qemu-${cpus[$i]}"
 done
 
 step "done in $((SECONDS - started))s"
