@@ -128,8 +128,8 @@ typedef struct qk_winograd_call {
 typedef void (*qk_winograd_tile_fn)(const qk_winograd_call *call);
 
 // Writes V of one input patch (4x4; stride 2: 5x5; F(4x4,3x3): 6x6): src[side * row + column] points at the
-// group's first channel of that input pixel (or at the pad values); `values` (a multiple of input_width) channels are transformed, those past
-// the group's channels being readable slack that meets zero weights.
+// group's first channel of that input pixel (or at the pad values); `values` (a multiple of input_width)
+// channels are transformed, those past the group's channels being readable slack that meets zero weights.
 typedef void (*qk_winograd_input_fn)(const uint8_t *const *src, int32_t values, int16_t *v, int32_t v_stride);
 
 typedef struct qk_winograd_kernels {

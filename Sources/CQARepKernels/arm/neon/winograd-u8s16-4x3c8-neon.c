@@ -39,7 +39,7 @@ enum { WG_F4_OUTPUTS = 16 };
 
 // The outputs of one tile and 4 channels, from its column of the position sums: At M A >> 2 for F(2x2,3x3),
 // the stride-2 transform's sums as they are; F(4x4,3x3)'s 16, reduced already (wg_reduce_f4), as they are.
-QK_INLINE void wg_outputs(const int32_t *m_column, size_t position_step, const int form, int32x4_t *y) {
+QK_INLINE void wg_outputs(const int32_t *m_column, size_t position_step, const qk_winograd_form form, int32x4_t *y) {
     if (form == QK_WINOGRAD_F4) {
         for (int q = 0; q < WG_F4_OUTPUTS; q++) y[q] = vld1q_s32(m_column + q * position_step);
         return;
@@ -72,7 +72,7 @@ enum { WG_TILE_STEP = WG_MAX_BLOCKS * WG_LANES, WG_POSITION_STEP = WG_MAX_TILES 
 // bias, requantization, stores. Once per tile and block against the GEMM's positions x chunks steps, so one copy
 // with loops serves every tile shape (unrolled into each of them, it was most of the Winograd kernels' code).
 static __attribute__((noinline)) void wg_store(const qk_winograd_call *call, const int32_t *m, int tiles, int blocks,
-                                               int form) {
+                                               qk_winograd_form form) {
     const int outputs = form == QK_WINOGRAD_F4 ? WG_F4_OUTPUTS : 4;
     const size_t tile_step = form == QK_WINOGRAD_F4 ? (size_t)WG_F4_OUTPUTS * WG_TILE_STEP : WG_TILE_STEP;
     const size_t position_step = form == QK_WINOGRAD_F4 ? WG_TILE_STEP : WG_POSITION_STEP;
