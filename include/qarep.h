@@ -153,8 +153,8 @@ QAREP_API void qarep_session_destroy(qarep_session *session);
 /* The kernel path the session really runs (never AUTO). */
 QAREP_API qarep_kernel qarep_session_kernel(const qarep_session *session);
 /* Bytes of memory the session holds for its runs (input, activations, pooled features, logits, and on the
-   int16 paths (avx2, avx512bw) each thread's kernel scratch of widened input rows), all of it
-   allocated by qarep_session_create: a run allocates no more than a few bytes of work counters per thread.
+   int16 paths (avx2, avx512bw, neon) each thread's kernel scratch: widened input rows, and up to 320 KB of
+   Winograd's transformed inputs), all of it allocated by qarep_session_create: a run allocates no more than a few bytes of work counters per thread.
    Not counted: the model's packed weights, and rescue mode's threads and buffers, which a session makes
    when load first makes a team of more threads than images late, and grows with the batch (num_threads - 1
    threads of its own, and num_threads sets of (2 x num_threads + 1) activation buffers of the batch, about

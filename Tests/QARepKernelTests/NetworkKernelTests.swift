@@ -116,7 +116,8 @@ final class NetworkKernelTests: XCTestCase {
         let fence: UInt8 = 0x5A
         var ping = [UInt8](repeating: fence, count: batch * (net.largestInPing + extraBytes) + extraBytes)
         var pong = [UInt8](repeating: fence, count: batch * (net.largestInPong + extraBytes) + extraBytes)
-        // The kernels' scratch of each thread, then a fence: a run writes its widened rows only within it.
+        // The kernels' scratch of each thread, then a fence: a run writes its widened rows and Winograd's tiles
+        // only within it.
         var sizes = qk_network_scratch()
         _ = qk_network_scratch_sizes(network, Int32(batch), &sizes)
         let scratchReach = Int(threads) * sizes.thread
@@ -239,7 +240,7 @@ final class NetworkKernelTests: XCTestCase {
     }
 
     /// Each thread's kernel scratch (the int16 paths' widened input rows, qk_network_scratch.thread) does not
-    /// depend on the batch, is there exactly on the paths that widen (a stride-2 layer runs direct there), and
+    /// depend on the batch, is there exactly on the paths that widen (these stride-2 layers run direct), and
     /// is none where every layer reads u8 inputs (scalar, the dot-product paths) or runs in dense mode. A
     /// 3-channel stem alone widens too: both widening paths have a stem3 kernel.
     func testThreadScratchIsSizedForTheWideningPaths() {
@@ -263,6 +264,31 @@ final class NetworkKernelTests: XCTestCase {
             compared.append(name)
         }
         print("thread scratch checked on: \(compared)")
+    }
+
+    /// A layer the cost model puts on Winograd transforms its input tiles into the thread scratch, so the
+    /// network's scratch holds a segment of them (256 KB, F(4x4,3x3) 320 KB) whatever the batch: a run
+    /// allocates nothing per layer. The whole-network tests run with exactly this size (ASan sees an overrun).
+    func testThreadScratchHoldsTheWinogradSegment() {
+        var rng = SeededGenerator(seed: Self.baseSeed &+ 410)
+        let net = NetworkCase.random(inH: 16, inW: 16, layers: [(48, 1, 1), (48, 1, 1)], classes: 5, &rng)
+        var checked: [String] = []
+        for path in allPaths where qk_path_supported(path) != 0 {
+            var shape = net.convs[1].shape
+            guard let algorithm = qk_conv3x3_algorithm(path, &shape).map({ String(cString: $0) }),
+                  algorithm.hasPrefix("winograd") else { continue }
+            let name = pathName(path)
+            let segment = algorithm == "winograd-4x4" ? 320 << 10 : 256 << 10
+            _ = withNetwork(net, path: path) { network in
+                var one = qk_network_scratch(), eight = qk_network_scratch()
+                XCTAssertEqual(qk_network_scratch_sizes(network, 1, &one), QK_OK)
+                XCTAssertEqual(qk_network_scratch_sizes(network, 8, &eight), QK_OK)
+                XCTAssertEqual(one.thread, eight.thread, "\(name): the thread scratch grew with the batch")
+                XCTAssertGreaterThanOrEqual(one.thread, segment, "\(name) (\(algorithm)): \(one.thread) bytes of thread scratch")
+            }
+            checked.append("\(name) (\(algorithm))")
+        }
+        print("Winograd thread scratch checked on: \(checked)")
     }
 
     /// A member that falls behind (as when another process holds its core) has its items taken over by the

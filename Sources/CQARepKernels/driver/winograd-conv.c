@@ -312,24 +312,27 @@ static void unpack(const qk_winograd_kernels *k, const qk_conv_geometry *geo, co
 
 // ---- Work split ----
 
-// Transformed inputs of a segment of tiles: a heap buffer of this size per call (the weights are then
-// streamed once per up to 40 tiles at 192 channels), else this stack buffer, which holds a tile at the
-// channel bound (16 x 1856 int16).
-enum { QK_WINOGRAD_V_BYTES = 256 << 10, QK_WINOGRAD_V_STACK_BYTES = 60 << 10 };
+// Transformed inputs of a segment of tiles, each member's kernel scratch (conv_scratch_bytes, from the session's
+// workspace): the weights are then streamed once per up to 40 tiles at 192 channels.
+enum { QK_WINOGRAD_V_BYTES = 256 << 10 };
 // F(4x4,3x3) transforms 2.25x as many inputs per output; a band that holds a whole 14x14 layer of 256 channels (16
 // tiles) streams its 2.4 MB of weights once instead of twice, 1.2x faster on a Zen 3 (docs/performance.md).
 enum { QK_WINOGRAD_F4_V_BYTES = 320 << 10 };
 static int32_t v_bytes_of(qk_winograd_form form) { return form == QK_WINOGRAD_F4 ? QK_WINOGRAD_F4_V_BYTES : QK_WINOGRAD_V_BYTES; }
-_Static_assert(16 * ((QK_WINOGRAD_MAX_CHANNELS + 63) / 64 * 64) * 2 <= QK_WINOGRAD_V_STACK_BYTES,
-               "the stack buffer holds one tile at the channel bound");
-_Static_assert(QK_WINOGRAD_F4_POSITIONS * ((QK_WINOGRAD_F4_MAX_CHANNELS + 63) / 64 * 64) * 2 <= QK_WINOGRAD_V_STACK_BYTES,
-               "the stack buffer holds one F(4x4,3x3) tile at its channel bound");
-_Static_assert(QK_WINOGRAD_S2_POSITIONS * ((QK_WINOGRAD_S2_MAX_CHANNELS + 63) / 64 * 64) * 2 <= QK_WINOGRAD_V_STACK_BYTES,
-               "the stack buffer holds one stride-2 tile at its channel bound");
+_Static_assert(16 * ((QK_WINOGRAD_MAX_CHANNELS + 63) / 64 * 64) * 2 <= QK_WINOGRAD_V_BYTES,
+               "a segment holds a tile at the channel bound");
+_Static_assert(QK_WINOGRAD_F4_POSITIONS * ((QK_WINOGRAD_F4_MAX_CHANNELS + 63) / 64 * 64) * 2 <= QK_WINOGRAD_F4_V_BYTES,
+               "a segment holds an F(4x4,3x3) tile at its channel bound");
+_Static_assert(QK_WINOGRAD_S2_POSITIONS * ((QK_WINOGRAD_S2_MAX_CHANNELS + 63) / 64 * 64) * 2 <= QK_WINOGRAD_V_BYTES,
+               "a segment holds a stride-2 tile at its channel bound");
+
+static size_t scratch_bytes_of(const qk_winograd_kernels *k, const qk_conv_geometry *geo) {
+    return (size_t)v_bytes_of(form_of(k, geo));
+}
 
 typedef struct qk_winograd_plan {
     qk_winograd_blocking blocking;
-    int32_t tiles_w, tiles_h, v_stride, segment_tiles;  // segment_tiles: for the heap buffer
+    int32_t tiles_w, tiles_h, v_stride, segment_tiles;
     int32_t band_rows, bands, parts;
     int64_t items;  // [image][band][group][part]
 } qk_winograd_plan;
@@ -522,9 +525,9 @@ typedef struct qk_winograd_held {
 } qk_winograd_held;
 
 static void run_item(const qk_winograd_kernels *k, const qk_conv_args *args, const qk_winograd_plan *plan,
-                     const qk_winograd_item *it, int16_t *v, int32_t segment_tiles, const qk_winograd_prefetch *fetch,
-                     qk_winograd_held *held) {
+                     const qk_winograd_item *it, int16_t *v, const qk_winograd_prefetch *fetch, qk_winograd_held *held) {
     const qk_conv_geometry *geo = &args->geo;
+    const int32_t segment_tiles = plan->segment_tiles;
     const qk_winograd_blocking *b = &plan->blocking;
     const uint8_t *image = args->input + (size_t)it->image * geo->in_h * geo->in_w * geo->in_c;
     const int32_t tw = plan->tiles_w;
@@ -600,12 +603,7 @@ static void winograd_share(const qk_path_config *path, const qk_conv_args *calle
     const qk_conv_args layer = qk_conv_args_with_multiplier_bound(caller_args);
     const qk_conv_args *args = &layer;
     const qk_winograd_plan plan = plan_of(k, args);
-    int16_t stack_v[QK_WINOGRAD_V_STACK_BYTES / sizeof(int16_t)] __attribute__((aligned(64)));
-    int16_t *heap_v = aligned_alloc(64, (size_t)v_bytes_of(plan.blocking.form));
-    int16_t *v = heap_v != NULL ? heap_v : stack_v;
-    int32_t segment_tiles = plan.segment_tiles;
-    if (heap_v == NULL)
-        segment_tiles = QK_WINOGRAD_V_STACK_BYTES / (plan.blocking.positions * plan.v_stride * (int32_t)sizeof(int16_t));
+    int16_t *v = args->scratch;  // scratch_bytes_of(k, geo), as conv_scratch_bytes asked of every caller
     const qk_winograd_share_context context = {&plan, k, &args->geo};
     qk_item_claim claim;
     qk_claim_begin(&claim, team, &context, share_of, item_region);
@@ -636,9 +634,8 @@ static void winograd_share(const qk_path_config *path, const qk_conv_args *calle
             fetch.after = args->prefetch_next;
             fetch.after_bytes = fetch.after != NULL ? args->prefetch_next_bytes : 0;
         }
-        run_item(k, args, &plan, &it, v, segment_tiles, &fetch, &held);
+        run_item(k, args, &plan, &it, v, &fetch, &held);
     }
-    free(heap_v);
 }
 
 // ---- The ops: Winograd where chosen, the blocked driver elsewhere ----
@@ -678,7 +675,7 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *args, con
 }
 
 static size_t conv_scratch_bytes(const qk_path_config *path, const qk_conv_geometry *geo) {
-    return qk_winograd_chosen(path, geo) ? 0 : qk_conv_blocked_scratch_bytes(path, geo);
+    return qk_winograd_chosen(path, geo) ? scratch_bytes_of(path->winograd, geo) : qk_conv_blocked_scratch_bytes(path, geo);
 }
 
 // The member's first channel tile's weights (the member transforms its first band meanwhile).
@@ -753,7 +750,7 @@ qk_status qk_testing_conv3x3_winograd(qk_path path, const qk_conv_shape *shape, 
     pack(config->winograd, &geo, weight_oihw, packed);
     unpack(config->winograd, &geo, packed, unpacked_oihw);
     const qk_status status = qk_conv_run_team(config, shape, batch, packed, bias, multiplier, pad_value, input, output,
-                                              threads, winograd_share);
+                                              threads, winograd_share, scratch_bytes_of(config->winograd, &geo));
     free(packed);
     return status;
 }

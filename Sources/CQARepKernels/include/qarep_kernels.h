@@ -169,7 +169,7 @@ typedef struct qk_network_scratch {
     size_t pong;    // activations of even layers
     size_t pooled;  // [batch][last out_c]
     size_t logits;  // floats, [batch][classes]
-    size_t thread;  // kernel scratch of each thread of a run (the int16 paths' widened input rows; may be 0)
+    size_t thread;  // kernel scratch of each thread of a run (widened input rows, Winograd's transformed inputs; may be 0)
 } qk_network_scratch;
 qk_status qk_network_scratch_sizes(const qk_network *network, int32_t max_batch, qk_network_scratch *out_sizes);
 
