@@ -54,6 +54,13 @@ struct Analyze: ParsableCommand {
             guard calibration.holdout > 0 else { throw CLIError("--holdout must be above 0: the per-layer figures use the held-aside images") }
             if let limit, limit < 1 { throw CLIError("--limit must be at least 1") }
             let htmlPath = output ?? checkpoint + ".report.html"
+            // The labelled folder is listed before the checkpoint is imported and the calibration images are
+            // decoded, so that a wrong path fails at once rather than after them.
+            let labelled = try images.map { folder in
+                let (files, labels) = try imageFolder(folder)
+                guard !files.isEmpty else { throw CLIError("\(folder): no images in class sub-folders") }
+                return (files: files, labels: labels)
+            }
             let (network, importReport) = try importCheckpointWithReport(path: checkpoint, options: importOptions)
             let data = try CalibrationData.load(path: calib, inputHeight: network.inputHeight, inputWidth: network.inputWidth,
                                                 preprocessing: network.preprocessing, limit: calibration.count,
@@ -61,11 +68,9 @@ struct Analyze: ParsableCommand {
             for skipped in data.skipped { printToStandardError("qarep: skipped \(skipped)\n") }
             warnIfUpscaled(data, folder: calib)
             var evaluation: LabelledImages? = nil
-            if let images {
-                let (files, labels) = try imageFolder(images)
-                guard !files.isEmpty else { throw CLIError("\(images): no images in class sub-folders") }
+            if let images, let labelled {
                 var labelOf: [String: Int] = [:]
-                for (file, label) in zip(files, labels) { labelOf[file] = label }
+                for (file, label) in zip(labelled.files, labelled.labels) { labelOf[file] = label }
                 let loaded = try CalibrationData.load(path: images, inputHeight: network.inputHeight, inputWidth: network.inputWidth,
                                                       preprocessing: network.preprocessing, limit: limit, skipBad: calibration.skipBad)
                 for skipped in loaded.skipped { printToStandardError("qarep: skipped \(skipped)\n") }
