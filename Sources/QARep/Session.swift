@@ -33,7 +33,8 @@ public final class Session {
     private let pong: AlignedBuffer
     private let pooled: AlignedBuffer
     private let logits: AlignedBuffer
-    /// The kernels' scratch, `threads` parts (the int16 paths' widened input rows and Winograd's transformed inputs; may be empty).
+    /// The kernels' scratch, `threads` parts (the int16 paths' widened input rows and Winograd's transformed
+    /// inputs; may be empty).
     private let threadScratch: AlignedBuffer
     private let running = Atomic<Bool>(false)
     /// How the team kept pace in recent runs: after a member was late (another process on its core), runs
