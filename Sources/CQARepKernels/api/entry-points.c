@@ -79,7 +79,7 @@ qk_status qk_conv3x3_unpack(qk_path path, const qk_conv_shape *shape, const void
 
 qk_status qk_conv_run_team(const qk_path_config *config, const qk_conv_shape *shape, int32_t batch, const void *packed,
                             const int32_t *bias, const float *multiplier, const uint8_t *pad_value, const uint8_t *input,
-                            uint8_t *output, int32_t threads, qk_conv_share_fn share, size_t scratch_bytes) {
+                            uint8_t *output, int32_t threads, qk_conv_share_fn share, qk_conv_scratch_fn scratch_of) {
     if (!qk_conv_shape_is_valid(shape) || batch < 1 || batch > QK_MAX_BATCH) return QK_ERROR_INVALID_ARGUMENT;
     if (packed == NULL || bias == NULL || multiplier == NULL || pad_value == NULL || input == NULL || output == NULL)
         return QK_ERROR_INVALID_ARGUMENT;
@@ -95,7 +95,7 @@ qk_status qk_conv_run_team(const qk_path_config *config, const qk_conv_shape *sh
         .output = output,
     };
     // Each member's scratch, allocated per call: the network runner takes it from the session's workspace instead.
-    scratch_bytes = qk_round_to_line(scratch_bytes);
+    const size_t scratch_bytes = scratch_of != NULL ? qk_round_to_line(scratch_of(config, &args.geo)) : 0;
     uint8_t *scratch = NULL;
     if (scratch_bytes > 0) {
         if (scratch_bytes > SIZE_MAX / (size_t)args.threads) return QK_ERROR_OUT_OF_MEMORY;
@@ -120,11 +120,8 @@ qk_status qk_conv3x3_u8(qk_path path, const qk_conv_shape *shape, int32_t batch,
     const qk_path_config *config;
     const qk_status status = checked_path(path, &config);
     if (status != QK_OK) return status;
-    if (!qk_conv_shape_is_valid(shape)) return QK_ERROR_INVALID_ARGUMENT;
-    const qk_conv_geometry geo = qk_conv_geometry_of(shape);
-    const size_t scratch_bytes = config->ops->conv_scratch_bytes != NULL ? config->ops->conv_scratch_bytes(config, &geo) : 0;
     return qk_conv_run_team(config, shape, batch, packed, bias, multiplier, pad_value, input, output, threads,
-                            config->ops->conv_share, scratch_bytes);
+                            config->ops->conv_share, config->ops->conv_scratch_bytes);
 }
 
 qk_status qk_global_avgpool_u8(qk_path path, int32_t batch, int32_t pixels, int32_t channels,

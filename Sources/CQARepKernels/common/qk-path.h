@@ -150,12 +150,13 @@ QK_TEST_PATH_TABLE(QK_PATH_DECLARE_CONFIG)
 #undef QK_PATH_DECLARE_CONFIG
 
 // One conv layer on a team of up to `threads`, each member calling `share` (api/entry-points.c), after the
-// argument checks of qk_conv3x3_u8, each with its own scratch of scratch_bytes (what `share` asks for; the op's
-// conv_scratch_bytes), allocated for the call.
+// argument checks of qk_conv3x3_u8, each with its own scratch of the bytes `scratch_of` gives (what `share` asks
+// for: the op's conv_scratch_bytes; NULL for none), allocated for the call.
 typedef void (*qk_conv_share_fn)(const qk_path_config *path, const qk_conv_args *args, const qk_team *team);
+typedef size_t (*qk_conv_scratch_fn)(const qk_path_config *path, const qk_conv_geometry *geo);
 qk_status qk_conv_run_team(const qk_path_config *config, const qk_conv_shape *shape, int32_t batch, const void *packed,
                             const int32_t *bias, const float *multiplier, const uint8_t *pad_value, const uint8_t *input,
-                            uint8_t *output, int32_t threads, qk_conv_share_fn share, size_t scratch_bytes);
+                            uint8_t *output, int32_t threads, qk_conv_share_fn share, qk_conv_scratch_fn scratch_of);
 
 extern const qk_path_ops qk_blocked_ops;
 extern const qk_path_ops qk_scalar_ops;

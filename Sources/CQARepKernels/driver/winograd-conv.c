@@ -326,10 +326,6 @@ _Static_assert(QK_WINOGRAD_F4_POSITIONS * ((QK_WINOGRAD_F4_MAX_CHANNELS + 63) / 
 _Static_assert(QK_WINOGRAD_S2_POSITIONS * ((QK_WINOGRAD_S2_MAX_CHANNELS + 63) / 64 * 64) * 2 <= QK_WINOGRAD_V_BYTES,
                "a segment holds a stride-2 tile at its channel bound");
 
-static size_t scratch_bytes_of(const qk_winograd_kernels *k, const qk_conv_geometry *geo) {
-    return (size_t)v_bytes_of(form_of(k, geo));
-}
-
 typedef struct qk_winograd_plan {
     qk_winograd_blocking blocking;
     int32_t tiles_w, tiles_h, v_stride, segment_tiles;
@@ -603,7 +599,7 @@ static void winograd_share(const qk_path_config *path, const qk_conv_args *calle
     const qk_conv_args layer = qk_conv_args_with_multiplier_bound(caller_args);
     const qk_conv_args *args = &layer;
     const qk_winograd_plan plan = plan_of(k, args);
-    int16_t *v = args->scratch;  // scratch_bytes_of(k, geo), as conv_scratch_bytes asked of every caller
+    int16_t *v = args->scratch;  // winograd_scratch_bytes, as conv_scratch_bytes asked of every caller
     const qk_winograd_share_context context = {&plan, k, &args->geo};
     qk_item_claim claim;
     qk_claim_begin(&claim, team, &context, share_of, item_region);
@@ -674,8 +670,13 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *args, con
     qk_blocked_ops.conv_share(path, args, team);
 }
 
+// The transformed inputs' segment, whether or not the cost model would pick Winograd (the testing entry forces it).
+static size_t winograd_scratch_bytes(const qk_path_config *path, const qk_conv_geometry *geo) {
+    return (size_t)v_bytes_of(form_of(path->winograd, geo));
+}
+
 static size_t conv_scratch_bytes(const qk_path_config *path, const qk_conv_geometry *geo) {
-    return qk_winograd_chosen(path, geo) ? scratch_bytes_of(path->winograd, geo) : qk_conv_blocked_scratch_bytes(path, geo);
+    return qk_winograd_chosen(path, geo) ? winograd_scratch_bytes(path, geo) : qk_conv_blocked_scratch_bytes(path, geo);
 }
 
 // The member's first channel tile's weights (the member transforms its first band meanwhile).
@@ -750,7 +751,7 @@ qk_status qk_testing_conv3x3_winograd(qk_path path, const qk_conv_shape *shape, 
     pack(config->winograd, &geo, weight_oihw, packed);
     unpack(config->winograd, &geo, packed, unpacked_oihw);
     const qk_status status = qk_conv_run_team(config, shape, batch, packed, bias, multiplier, pad_value, input, output,
-                                              threads, winograd_share, scratch_bytes_of(config->winograd, &geo));
+                                              threads, winograd_share, winograd_scratch_bytes);
     free(packed);
     return status;
 }
