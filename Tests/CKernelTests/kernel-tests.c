@@ -273,7 +273,7 @@ static void conv_tests(void) {
 }
 
 // ---- Winograd F(2x2,3x3) ----
-static bool winograd_ran[QK_PATH_TEST_END], winograd_4x4_ran[QK_PATH_TEST_END];
+static bool winograd_ran[QK_PATH_TEST_END], winograd_4x4_ran[QK_PATH_TEST_END], winograd_packing_checked[QK_PATH_TEST_END];
 
 // The path's Winograd kernels forced on (qk_testing_conv3x3_winograd), against the scalar oracle at 1-3
 // threads, with the transformed weights' round trip; paths without Winograd refuse and are reported. Stride 1
@@ -287,11 +287,20 @@ static void check_winograd(const conv_case *c, const conv_data *d, const char *p
     const int forms = c->shape.stride == 1 && c->shape.in_c / c->shape.groups <= 800 ? 2 : 1;
     for (int form = 0; form < forms; form++) {
         FOR_EACH_PATH(path) {
-            if (!qk_path_supported((qk_path)path)) continue;
             if (form == 1 && !qk_testing_path_has_winograd_4x4((qk_path)path)) continue;
             qk_testing_winograd_force_4x4(form == 1 ? 1 : -1);
             char context[200];
             snprintf(context, sizeof context, "%s%s", plain_context, form == 1 ? ", F(4x4,3x3)" : "");
+            // Packing is plain C: checked on every path, whether or not this CPU runs it.
+            const int packing = qk_testing_winograd_packing_matches((qk_path)path, &c->shape, d->weights);
+            if (packing >= 0) {
+                winograd_packing_checked[path] = true;
+                check(packing == 1, "winograd packing against value by value", qk_path_name((qk_path)path), 1, context);
+            }
+            if (!qk_path_supported((qk_path)path)) {
+                qk_testing_winograd_force_4x4(0);
+                continue;
+            }
             if (form == 1) winograd_4x4_ran[path] = true;
             for (int t = 0; t < 3; t++) {
                 memset(fenced, 0xA5, count + 2 * GUARD);
@@ -431,6 +440,9 @@ static void winograd_tests(void) {
     printf("\npaths without a Winograd run here (no Winograd kernels, or this CPU lacks the path):");
     FOR_EACH_PATH(path)
         if (!winograd_ran[path]) printf(" %s", qk_path_name((qk_path)path));
+    printf("\npaths whose Winograd packing was checked (on any CPU):");
+    FOR_EACH_PATH(path)
+        if (winograd_packing_checked[path]) printf(" %s", qk_path_name((qk_path)path));
     printf("\npaths run with Winograd F(4x4,3x3) against scalar:");
     FOR_EACH_PATH(path)
         if (winograd_4x4_ran[path]) printf(" %s", qk_path_name((qk_path)path));

@@ -64,6 +64,39 @@ final class WinogradKernelTests: XCTestCase {
             + "\(Set(withKernels).subtracting(ran).sorted())")
     }
 
+    /// Packing is plain C, so every path with Winograd kernels is checked here, whether or not this CPU runs it:
+    /// the whole units the library writes against each value written at its own offset.
+    func testPackingMatchesValueByValueOnEveryPath() {
+        var rng = SeededGenerator(seed: 0x9AC4)
+        var checked = Set<String>()
+        defer { qk_testing_winograd_force_4x4(0) }
+        for i in 0..<24 {
+            let groups = [1, 1, 2, 4][Int.random(in: 0..<4, using: &rng)]
+            let c = ConvCase(inH: Int.random(in: 1...12, using: &rng), inW: Int.random(in: 1...12, using: &rng),
+                             inC: groups * Int.random(in: 1...70, using: &rng), outC: groups * Int.random(in: 1...70, using: &rng),
+                             stride: i % 3 == 1 ? 2 : 1, groups: groups, batch: 1)
+            let data = ConvData.random(c, &rng)
+            for form: Int32 in c.shape.stride == 1 ? [-1, 1] : [0] {
+                for path in allPaths {
+                    if form == 1 && qk_testing_path_has_winograd_4x4(path) == 0 { continue }
+                    qk_testing_winograd_force_4x4(form)
+                    var shape = c.shape
+                    let matches = qk_testing_winograd_packing_matches(path, &shape, data.weights)
+                    if matches < 0 { continue }
+                    checked.insert(pathName(path) + (form == 1 ? "-4x4" : ""))
+                    XCTAssertEqual(matches, 1, "\(pathName(path)) packs other bytes than value by value: case \(i): \(c)\(form == 1 ? ", F(4x4,3x3)" : "")")
+                }
+            }
+        }
+        // Every path this build has Winograd kernels for (neon only in ARM builds).
+        #if arch(arm64)
+        let expected: Set = ["neon", "neon-4x4"]
+        #else
+        let expected: Set = ["avx2", "avx2-4x4", "avx512bw"]
+        #endif
+        XCTAssertEqual(checked, expected)
+    }
+
     func testEdgeShapesMatchScalar() {
         var rng = SeededGenerator(seed: 95)
         let edges = [

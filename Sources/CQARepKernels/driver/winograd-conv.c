@@ -277,23 +277,46 @@ static int32_t f4_group_chunks(const qk_winograd_kernels *k, const qk_conv_geome
     return n;
 }
 
+// One block of output channels and one chunk of input channels at a time, so that each position's unit is
+// built in place and written whole: the units of a pair lie positions apart, and writing them value by value
+// missed the cache on every value (B3's weights took 9 s to pack).
 static void pack(const qk_winograd_kernels *k, const qk_conv_geometry *geo, const int8_t *weight_oihw, uint8_t *packed) {
     const qk_winograd_blocking b = blocking_of(k, geo);
-    memset(packed, 0, packed_size(k, geo));
+    memset(packed, 0, b.header_bytes);
     if (b.form == QK_WINOGRAD_F4) {
         const int32_t group_chunks = f4_group_chunks(k, geo, weight_oihw);
         memcpy(packed, &group_chunks, sizeof group_chunks);
     }
+    const size_t unit_values = (size_t)k->unit_bytes / sizeof(int16_t);
+    int16_t units[QK_WINOGRAD_F4_POSITIONS * QK_WINOGRAD_MAX_UNIT_BYTES / sizeof(int16_t)];
     for (int32_t g = 0; g < geo->groups; g++)
-        for (int32_t o = 0; o < geo->out_per_group; o++)
-            for (int32_t c = 0; c < geo->in_per_group; c++) {
-                int16_t u[QK_WINOGRAD_F4_POSITIONS];
-                const int8_t *kernel = weight_oihw + ((size_t)(g * geo->out_per_group + o) * geo->in_per_group + c) * 9;
-                if (b.form == QK_WINOGRAD_S2) transform_weights_s2(kernel, u);
-                else if (b.form == QK_WINOGRAD_F4) transform_weights_f4(kernel, u);
-                else transform_weights(kernel, u);
-                for (int32_t e = 0; e < b.positions; e++) memcpy(packed + weight_offset(k, &b, g, o, c, e), &u[e], sizeof u[e]);
-            }
+        for (int32_t tile = 0; tile < b.tiles_per_group; tile++) {
+            const int32_t first = first_block_of(&b, tile), tile_blocks = first_block_of(&b, tile + 1) - first;
+            uint8_t *tile_base = packed + b.header_bytes + ((size_t)g * (size_t)b.blocks_per_group + (size_t)first) * b.block_bytes;
+            for (int32_t block = first; block < first + tile_blocks; block++)
+                for (int32_t chunk = 0; chunk < b.chunks; chunk++) {
+                    memset(units, 0, (size_t)b.positions * unit_values * sizeof units[0]);
+                    for (int32_t lane = 0; lane < k->lanes; lane++) {
+                        const int32_t o = block * k->lanes + lane;
+                        if (o >= geo->out_per_group) break;
+                        for (int32_t q = 0; q < k->depth; q++) {
+                            const int32_t c = chunk * k->depth + q;
+                            if (c >= geo->in_per_group) break;
+                            int16_t u[QK_WINOGRAD_F4_POSITIONS];
+                            const int8_t *kernel = weight_oihw + ((size_t)(g * geo->out_per_group + o) * geo->in_per_group + c) * 9;
+                            if (b.form == QK_WINOGRAD_S2) transform_weights_s2(kernel, u);
+                            else if (b.form == QK_WINOGRAD_F4) transform_weights_f4(kernel, u);
+                            else transform_weights(kernel, u);
+                            const int32_t index = k->unit_index(lane, q);
+                            for (int32_t e = 0; e < b.positions; e++) units[(size_t)e * unit_values + (size_t)index] = u[e];
+                        }
+                    }
+                    for (int32_t e = 0; e < b.positions; e++) {
+                        const size_t unit = ((size_t)e * (size_t)b.chunks + (size_t)chunk) * (size_t)tile_blocks + (size_t)(block - first);
+                        memcpy(tile_base + unit * (size_t)k->unit_bytes, units + (size_t)e * unit_values, (size_t)k->unit_bytes);
+                    }
+                }
+        }
 }
 
 static void unpack(const qk_winograd_kernels *k, const qk_conv_geometry *geo, const uint8_t *packed, int8_t *weight_oihw) {
@@ -754,6 +777,39 @@ qk_status qk_testing_conv3x3_winograd(qk_path path, const qk_conv_shape *shape, 
                                               threads, winograd_share, winograd_scratch_bytes);
     free(packed);
     return status;
+}
+
+int qk_testing_winograd_packing_matches(qk_path path, const qk_conv_shape *shape, const int8_t *weight_oihw) {
+    const qk_path_config *config = qk_path_config_of(path);
+    if (config == NULL || !qk_conv_shape_is_valid(shape) || weight_oihw == NULL) return -1;
+    const qk_conv_geometry geo = qk_conv_geometry_of(shape);
+    if (!eligible(config, &geo)) return -1;
+    const qk_winograd_kernels *k = config->winograd;
+    const qk_winograd_blocking b = blocking_of(k, &geo);
+    const size_t size = packed_size(k, &geo);
+    uint8_t *packed = malloc(size), *reference = calloc(1, size);
+    int matches = -1;
+    if (packed != NULL && reference != NULL) {
+        pack(k, &geo, weight_oihw, packed);
+        if (b.form == QK_WINOGRAD_F4) {
+            const int32_t group_chunks = f4_group_chunks(k, &geo, weight_oihw);
+            memcpy(reference, &group_chunks, sizeof group_chunks);
+        }
+        for (int32_t g = 0; g < geo.groups; g++)
+            for (int32_t o = 0; o < geo.out_per_group; o++)
+                for (int32_t c = 0; c < geo.in_per_group; c++) {
+                    int16_t u[QK_WINOGRAD_F4_POSITIONS];
+                    const int8_t *kernel = weight_oihw + ((size_t)(g * geo.out_per_group + o) * geo.in_per_group + c) * 9;
+                    if (b.form == QK_WINOGRAD_S2) transform_weights_s2(kernel, u);
+                    else if (b.form == QK_WINOGRAD_F4) transform_weights_f4(kernel, u);
+                    else transform_weights(kernel, u);
+                    for (int32_t e = 0; e < b.positions; e++) memcpy(reference + weight_offset(k, &b, g, o, c, e), &u[e], sizeof u[e]);
+                }
+        matches = memcmp(packed, reference, size) == 0;
+    }
+    free(packed);
+    free(reference);
+    return matches;
 }
 
 void qk_testing_winograd_force_4x4(int mode) {

@@ -132,8 +132,11 @@ typedef void (*qk_winograd_tile_fn)(const qk_winograd_call *call);
 // channels are transformed, those past the group's channels being readable slack that meets zero weights.
 typedef void (*qk_winograd_input_fn)(const uint8_t *const *src, int32_t values, int16_t *v, int32_t v_stride);
 
+// The largest unit a path may have (packing builds a position's units on the stack).
+enum { QK_WINOGRAD_MAX_UNIT_BYTES = 128 };
+
 typedef struct qk_winograd_kernels {
-    int32_t lanes, depth, unit_bytes;
+    int32_t lanes, depth, unit_bytes;  // unit_bytes = lanes * depth * 2 <= QK_WINOGRAD_MAX_UNIT_BYTES
     // Index of weight (lane, q) among the unit's int16 values.
     int32_t (*unit_index)(int32_t lane, int32_t q);
     qk_winograd_input_fn input;

@@ -260,6 +260,11 @@ qk_status qk_testing_conv3x3_winograd(qk_path path, const qk_conv_shape *shape, 
                                       const int32_t *bias, const float *multiplier, const uint8_t *pad_value,
                                       const uint8_t *input, uint8_t *output, int32_t threads, int8_t *unpacked_oihw);
 
+// Packs the layer's Winograd weights for the path, whether or not this CPU can run it, both as the library
+// does and value by value at each value's offset (the layout's definition, as unpacking reads it): 1 when the
+// bytes are the same, 0 when not, -1 where the path has no Winograd, the layer is not eligible or memory ran out.
+int qk_testing_winograd_packing_matches(qk_path path, const qk_conv_shape *shape, const int8_t *weight_oihw);
+
 // For the whole process: 1 makes every path that has F(4x4,3x3) kernels use them on every stride-1 Winograd
 // layer of up to 800 input channels per group, -1 never, 0 as the cost model says. Packing and running must
 // see the same setting; tests set it around qk_testing_conv3x3_winograd and networks they build.

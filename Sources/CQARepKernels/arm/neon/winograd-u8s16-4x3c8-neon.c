@@ -11,6 +11,7 @@
 enum { WG_LANES = QK_NEON_LANES, WG_MAX_TILES = 4, WG_MAX_BLOCKS = 3 };
 
 // Unit arrangement as the direct kernel's (neon.h): [channel][lane].
+_Static_assert(QK_NEON_UNIT_BYTES <= QK_WINOGRAD_MAX_UNIT_BYTES, "packing builds a unit on the stack");
 static int32_t unit_index(int32_t lane, int32_t q) { return q * WG_LANES + lane; }
 
 // V = Bt d B of 8 channels; |V| <= 4 * 255, so int16 adds cannot overflow.

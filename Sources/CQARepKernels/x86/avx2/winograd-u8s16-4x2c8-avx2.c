@@ -11,6 +11,7 @@
 enum { WG_LANES = QK_AVX2_LANES, WG_MAX_TILES = 6, WG_MAX_BLOCKS = 2, WG_MAX_ACCUMULATORS = 8 };
 
 // Unit arrangement as the direct kernel's (avx2.h): [pair][lane][2].
+_Static_assert(QK_AVX2_UNIT_BYTES <= QK_WINOGRAD_MAX_UNIT_BYTES, "packing builds a unit on the stack");
 static int32_t unit_index(int32_t lane, int32_t q) { return (q / 2) * WG_LANES * 2 + lane * 2 + q % 2; }
 
 // V = Bt d B of 16 channels; |V| <= 4 * 255, so int16 adds cannot overflow.
