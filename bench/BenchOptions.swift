@@ -1,5 +1,6 @@
 // Command-line options, parsed by hand: the bench does not depend on swift-argument-parser.
 import RepVGGArchitectures
+import CQARepAPI
 import QARep
 
 struct BenchOptions {
@@ -26,6 +27,9 @@ struct BenchOptions {
     var busyCore: Int?
     /// Rescue mode for every run of fewer images than threads, load or not (its cost on a quiet machine).
     var rescue = false
+    /// What the packed weights give up for memory (--winograd): QAREP_LOAD_* flags, and the same as options.
+    var loadFlags: UInt32 = 0
+    var packing: Model.PackingOptions { Model.PackingOptions(rawValue: loadFlags) }
 
     static let usage = """
         usage: bench [--arch NAME | --model FILE] [options]
@@ -43,6 +47,7 @@ struct BenchOptions {
           --warmup N         untimed runs first (default 5)
           --warmup-ms T      keep up the untimed runs for at least T milliseconds (default 200), so the
                              timed runs start in a settled process
+          --winograd W       auto (default), no-4x4 or off: what the packed weights give up for memory
           --kernel K         a kernel path: \(Kernel.all.map(\.name).joined(separator: "|")) (default: the fastest this CPU has)
           --layers           also time each layer (Swift API profiling hook) and print a table
           --json             print one JSON object instead of text
@@ -101,6 +106,11 @@ struct BenchOptions {
                     throw ParseError(description: "unknown kernel '\(name)'; known: \(known)")
                 }
                 options.kernel = name == "auto" ? nil : name
+            case "--winograd":
+                let flags: [String: UInt32] = ["auto": 0, "no-4x4": QAREP_LOAD_NO_WINOGRAD_4X4, "off": QAREP_LOAD_NO_WINOGRAD]
+                let name = try value(for: argument)
+                guard let value = flags[name] else { throw ParseError(description: "--winograd takes auto, no-4x4 or off, not '\(name)'") }
+                options.loadFlags = value
             case "--layers": options.layers = true
             case "--json": options.json = true
             case "--peak": options.peak = true

@@ -1,6 +1,5 @@
 // Per-layer timing through the Swift API's profiling hook (Session.runProfiled), which times each kernel
 // call of a normal run: the same packed weights and buffers the C API uses.
-import CQARepKernels
 import QARep
 
 struct LayerTiming {
@@ -13,22 +12,12 @@ struct LayerTiming {
     var winogradBytes: Int = 0
 }
 
-/// The kernels' choice for a conv layer on the named path: algorithm and Winograd weight bytes.
-func convAlgorithm(_ layer: LayerInfo, pathName: String) -> (String, Int) {
-    var path = QK_PATH_SCALAR
-    guard layer.kind == .conv3x3, qk_path_from_name(pathName, &path) == QK_OK else { return ("", 0) }
-    var shape = qk_conv_shape(in_h: Int32(layer.inputHeight), in_w: Int32(layer.inputWidth), in_c: Int32(layer.inputChannels),
-                              out_c: Int32(layer.outputChannels), stride: Int32(layer.stride), groups: Int32(layer.groups))
-    let name = qk_conv3x3_algorithm(path, &shape).map { String(cString: $0) } ?? "?"
-    return (name, qk_conv3x3_winograd_bytes(path, &shape))
-}
-
 /// Runs `warmup` untimed and `iterations` timed profiled runs, calling `afterTimedRun` after each timed one;
 /// returns each step's median time.
-func profileLayers(model: Model, kernel: Kernel, pathName: String, threads: Int, batch: Int, images: [UInt8], warmup: Int,
+func profileLayers(model: Model, kernel: Kernel, threads: Int, batch: Int, images: [UInt8], warmup: Int,
                    iterations: Int, afterTimedRun: () -> Void = {}) throws -> [LayerTiming] {
     let session = try Session(model: model, threads: threads, maxBatch: batch, kernel: kernel)
-    let layers = model.layers
+    let layers = session.layers
     var samples = [[Double]](repeating: [], count: layers.count)
     for iteration in 0..<(warmup + iterations) {
         let seconds = try session.runProfiled(images: images.span, batch: batch).layerSeconds
@@ -44,9 +33,9 @@ func profileLayers(model: Model, kernel: Kernel, pathName: String, threads: Int,
         } else if layer.kind == .fullyConnected {
             name += " \(layer.inputChannels)->\(layer.outputChannels)"
         }
-        let (algorithm, bytes) = convAlgorithm(layer, pathName: pathName)
+        let algorithm = layer.algorithm ?? ""
         return LayerTiming(name: name, macsPerImage: Double(layer.macs), medianSeconds: median(times), algorithm: algorithm,
-                           winogradBytes: bytes)
+                           winogradBytes: algorithm.hasPrefix("winograd") ? layer.packedWeightBytes ?? 0 : 0)
     }
 }
 

@@ -85,7 +85,7 @@ func runBenchmark(_ options: BenchOptions) throws {
     if let path = options.modelPath {
         modelLabel = path
         let start = monotonicSeconds()
-        try check(qarep_model_load_file(path, &model), "qarep_model_load_file(\(path))")
+        try check(qarep_model_load_file_with_flags(path, options.loadFlags, &model), "qarep_model_load_file(\(path))")
         loadSeconds = monotonicSeconds() - start
     } else {
         guard let architecture = options.architecture else { throw BenchFailure(description: "no architecture") }
@@ -100,13 +100,15 @@ func runBenchmark(_ options: BenchOptions) throws {
             }
         }
         let start = monotonicSeconds()
-        try bytes.withUnsafeBytes { try check(qarep_model_load_memory($0.baseAddress, $0.count, &model), "qarep_model_load_memory") }
+        try bytes.withUnsafeBytes { try check(qarep_model_load_memory_with_flags($0.baseAddress, $0.count, options.loadFlags, &model), "qarep_model_load_memory")  }
         loadSeconds = monotonicSeconds() - start
     }
     defer { qarep_model_release(model) }
 
     var info = qarep_model_info()
     try check(qarep_model_get_info(model, &info), "qarep_model_get_info")
+    var packedBytes = 0
+    try check(qarep_model_packed_bytes(model, &packedBytes), "qarep_model_packed_bytes")
 
     var sessionOptions = qarep_session_options_default()
     sessionOptions.num_threads = Int32(options.threads)
@@ -154,9 +156,9 @@ func runBenchmark(_ options: BenchOptions) throws {
     var layerTimings: [LayerTiming] = []
     if options.layers {
         // The same bytes the C API loaded, through the Swift API, whose sessions can time each layer.
-        let swiftModel = try description.map { try Model(description: $0) }
-            ?? Model(contentsOfFile: options.modelPath ?? "")
-        layerTimings = try profileLayers(model: swiftModel, kernel: Kernel(name: kernelName) ?? .auto, pathName: kernelName,
+        let swiftModel = try description.map { try Model(description: $0, packing: options.packing) }
+            ?? Model(contentsOfFile: options.modelPath ?? "", packing: options.packing)
+        layerTimings = try profileLayers(model: swiftModel, kernel: Kernel(name: kernelName) ?? .auto,
                                          threads: options.threads, batch: options.batch, images: images,
                                          warmup: options.warmup, iterations: options.iterations) { peak.sample() }
     }
@@ -179,6 +181,7 @@ func runBenchmark(_ options: BenchOptions) throws {
             ("images_per_s", format(imagesPerSecond, 2)), ("gmacs", format(gmacs, 2)),
             ("peak_gmacs_per_core", format(peakPerCore, 2)), ("peak_fraction", format(peakFraction, 4)),
             ("load_ms", format(loadSeconds * 1e3, 3)), ("peak_rss_mb", format(rss, 1)),
+            ("packed_weight_bytes", "\(packedBytes)"),
             // Every timed run, so a caller interleaving runtimes (bench/compare-peers) can pool samples.
             ("samples_ms", "[" + samples.map { format($0 * 1e3, 4) }.joined(separator: ", ") + "]"),
         ]
@@ -197,6 +200,7 @@ func runBenchmark(_ options: BenchOptions) throws {
     }
 
     print("model       \(modelLabel), \(info.input_width)x\(info.input_height), \(info.num_conv_layers) conv layers, \(format(info.macs_per_image / 1e9, 3)) GMAC/image")
+    print("weights     \(format(Double(packedBytes) / 1048576, 1)) MiB packed\(options.loadFlags == 0 ? "" : options.loadFlags == QAREP_LOAD_NO_WINOGRAD ? " (--winograd off)" : " (--winograd no-4x4)")")
     print("run         kernel \(kernelName), \(options.threads) thread(s), batch \(options.batch), \(options.iterations) runs after \(options.warmup) warm-up\(options.busyCore.map { ", CPU \($0) kept busy" } ?? "")\(options.rescue ? ", rescue mode" : "")")
     print("load        \(format(loadSeconds * 1e3, 2)) ms")
     print("latency     median \(format(medianSeconds * 1e3, 3)) ms, p90 \(format(p90Seconds * 1e3, 3)) ms per batch")

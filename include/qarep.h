@@ -101,6 +101,19 @@ QAREP_API qarep_status qarep_kernel_from_name(const char *name, qarep_kernel *ou
 QAREP_API qarep_status qarep_model_load_file(const char *path, qarep_model **out_model);
 /* Loads a model from memory; the bytes are copied, so the caller may free them after the call. */
 QAREP_API qarep_status qarep_model_load_memory(const void *data, size_t size, qarep_model **out_model);
+/* What a model's packed weights may give up to take less memory, for the _with_flags loaders; bits may be
+   or-ed. Results are the same bytes whichever is chosen. Where the kernels find it faster, the int16 paths
+   (avx2, avx512bw, neon) run a layer with exact Winograd, whose transformed weights take 16 (F(2x2,3x3)),
+   25 (stride 2) or 36 (F(4x4,3x3)) int16 per 9 weights. By default a model keeps them while its packed
+   weights stay within a quarter of the machine's memory (F(4x4,3x3) given up first, then Winograd). */
+#define QAREP_LOAD_NO_WINOGRAD_4X4 0x1u  /* no F(4x4,3x3) */
+#define QAREP_LOAD_NO_WINOGRAD 0x2u      /* the direct kernels' weights only: the least memory */
+
+/* qarep_model_load_file with QAREP_LOAD_* flags; an unknown bit is QAREP_ERROR_INVALID_ARGUMENT. */
+QAREP_API qarep_status qarep_model_load_file_with_flags(const char *path, uint32_t flags, qarep_model **out_model);
+/* qarep_model_load_memory with QAREP_LOAD_* flags. */
+QAREP_API qarep_status qarep_model_load_memory_with_flags(const void *data, size_t size, uint32_t flags,
+                                                          qarep_model **out_model);
 /* Drops the caller's reference; NULL is accepted and ignored. */
 QAREP_API void qarep_model_release(qarep_model *model);
 
@@ -116,6 +129,9 @@ typedef struct qarep_model_info {
 
 /* Fills *out_info. */
 QAREP_API qarep_status qarep_model_get_info(const qarep_model *model, qarep_model_info *out_info);
+/* Bytes of the packed weights the model holds for its default path, into *out_bytes (a session forcing
+   another path adds that path's own, once per model). */
+QAREP_API qarep_status qarep_model_packed_bytes(const qarep_model *model, size_t *out_bytes);
 /* Class label, owned by the model; NULL if model is NULL or index is out of range. */
 QAREP_API const char *qarep_model_label(const qarep_model *model, int32_t class_index);
 

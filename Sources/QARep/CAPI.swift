@@ -167,22 +167,57 @@ private func publish(_ load: () throws(QARepError) -> Model, into out: UnsafeMut
 
 @_cdecl("qarep_model_load_file")
 public func _qarepModelLoadFile(_ path: UnsafePointer<CChar>?, _ outModel: UnsafeMutablePointer<OpaquePointer?>?) -> qarep_status {
+    _qarepModelLoadFileWithFlags(path, 0, outModel)
+}
+
+@_cdecl("qarep_model_load_file_with_flags")
+public func _qarepModelLoadFileWithFlags(_ path: UnsafePointer<CChar>?, _ flags: UInt32,
+                                         _ outModel: UnsafeMutablePointer<OpaquePointer?>?) -> qarep_status {
     guard let outModel else { return fail(QAREP_ERROR_INVALID_ARGUMENT, "out_model is NULL") }
     outModel.pointee = nil
     guard let path else { return fail(QAREP_ERROR_INVALID_ARGUMENT, "path is NULL") }
+    guard let packing = packingOptions(flags) else { return unknownFlags(flags) }
     let pathString = String(cString: path)
-    return publish({ () throws(QARepError) -> Model in try Model(contentsOfFile: pathString) }, into: outModel)
+    return publish({ () throws(QARepError) -> Model in try Model(contentsOfFile: pathString, packing: packing) }, into: outModel)
 }
 
 @_cdecl("qarep_model_load_memory")
 public func _qarepModelLoadMemory(_ data: UnsafeRawPointer?, _ size: Int, _ outModel: UnsafeMutablePointer<OpaquePointer?>?) -> qarep_status {
+    _qarepModelLoadMemoryWithFlags(data, size, 0, outModel)
+}
+
+@_cdecl("qarep_model_load_memory_with_flags")
+public func _qarepModelLoadMemoryWithFlags(_ data: UnsafeRawPointer?, _ size: Int, _ flags: UInt32,
+                                           _ outModel: UnsafeMutablePointer<OpaquePointer?>?) -> qarep_status {
     guard let outModel else { return fail(QAREP_ERROR_INVALID_ARGUMENT, "out_model is NULL") }
     outModel.pointee = nil
     guard let data else { return fail(QAREP_ERROR_INVALID_ARGUMENT, "data is NULL") }
     // size_t arrives as Int; values above Int.max wrap negative and cannot be a real buffer.
     guard size >= 0 else { return fail(QAREP_ERROR_INVALID_ARGUMENT, "size is larger than any addressable buffer") }
+    guard let packing = packingOptions(flags) else { return unknownFlags(flags) }
     let bytes = UnsafeRawBufferPointer(start: data, count: size)
-    return publish({ () throws(QARepError) -> Model in try Model(unsafeBytes: bytes) }, into: outModel)
+    return publish({ () throws(QARepError) -> Model in try Model(unsafeBytes: bytes, packing: packing) }, into: outModel)
+}
+
+/// The QAREP_LOAD_* bits as options; nil when a bit is unknown.
+private func packingOptions(_ flags: UInt32) -> Model.PackingOptions? {
+    guard flags & ~(QAREP_LOAD_NO_WINOGRAD_4X4 | QAREP_LOAD_NO_WINOGRAD) == 0 else { return nil }
+    var options: Model.PackingOptions = []
+    if flags & QAREP_LOAD_NO_WINOGRAD_4X4 != 0 { options.insert(.noWinograd4x4) }
+    if flags & QAREP_LOAD_NO_WINOGRAD != 0 { options.insert(.noWinograd) }
+    return options
+}
+
+private func unknownFlags(_ flags: UInt32) -> qarep_status {
+    fail(QAREP_ERROR_INVALID_ARGUMENT, "flags 0x\(String(flags, radix: 16)) has bits no QAREP_LOAD_* flag defines")
+}
+
+@_cdecl("qarep_model_packed_bytes")
+public func _qarepModelPackedBytes(_ model: OpaquePointer?, _ outBytes: UnsafeMutablePointer<Int>?) -> qarep_status {
+    guard let handle = modelHandle(model) else { return fail(QAREP_ERROR_INVALID_ARGUMENT, "model is NULL") }
+    guard let outBytes else { return fail(QAREP_ERROR_INVALID_ARGUMENT, "out_bytes is NULL") }
+    outBytes.pointee = handle.model.packedWeightBytes
+    return QAREP_OK
 }
 
 @_cdecl("qarep_model_release")

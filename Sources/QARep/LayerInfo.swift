@@ -29,4 +29,11 @@ public struct LayerInfo: Sendable, Equatable {
     public var groups: Int
     /// Multiply-accumulates per image (3x3 taps including the padding).
     public var macs: Int
+    /// How a session's kernels run a conv layer: "direct", "direct-dense" (few input channels),
+    /// "winograd" (exact F(2x2,3x3), or over the input's phases at stride 2) or "winograd-4x4" (exact
+    /// F(4x4,3x3)). nil in ``Model/layers`` (a session picks the path) and for pool and fc.
+    public var algorithm: String? = nil
+    /// Bytes of a conv layer's packed weights in a session's path (transformed ones for Winograd); nil in
+    /// ``Model/layers`` and for pool and fc.
+    public var packedWeightBytes: Int? = nil
 }

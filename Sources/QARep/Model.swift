@@ -34,7 +34,7 @@ public final class Model: Sendable {
 
     /// Validates the model, packing each layer as soon as it has passed. Each layer's weights are fetched from
     /// `weights` when validation reaches it.
-    private static func build(skeleton: QuantizedModelDescription, formatVersion: UInt32,
+    private static func build(skeleton: QuantizedModelDescription, formatVersion: UInt32, packing: PackingOptions,
                               weights: some LayerWeights) throws(QARepError) -> Parts {
         // An unusable QAREP_KERNEL is reported by the session that asks for it; the model packs for the best path.
         let path = (try? Kernel.auto.resolved())?.path ?? qk_best_path()
@@ -54,7 +54,8 @@ public final class Model: Sendable {
         ) { (checked) throws(QARepError) in
             switch checked {
             case let .shapes(shapes):
-                network = try PackedNetwork(path: path, shapes: shapes, classes: skeleton.numClasses, budget: &budget)
+                let use = PackedNetwork.winogradUse(path: path, shapes: shapes, classes: skeleton.numClasses, options: packing)
+                network = try PackedNetwork(path: path, use: use, shapes: shapes, classes: skeleton.numClasses, budget: &budget)
             case let .conv(index, layer, weight):
                 try network?.setConv(index, layer: layer, weight: weight)
             case let .fullyConnected(poolMultiplier, fcMultiplier, weight):
@@ -67,29 +68,31 @@ public final class Model: Sendable {
     }
 
     /// Reads the file's tensors one at a time, each straight from the source.
-    private static func load(source: some ByteSource) throws(QARepError) -> Parts {
+    private static func load(source: some ByteSource, packing: PackingOptions) throws(QARepError) -> Parts {
         let contents = try ModelFileContents(source: source)
         defer { qk_release_freed_heap() }  // the buffer, if any, is freed by now
-        return try build(skeleton: contents.skeleton, formatVersion: contents.formatVersion,
+        return try build(skeleton: contents.skeleton, formatVersion: contents.formatVersion, packing: packing,
                          weights: FileLayerWeights(source: source, contents: contents))
     }
 
     /// A model from a description in memory (as the offline tool or a test builds one), validated as a file would be.
-    public convenience init(description: QuantizedModelDescription) throws(QARepError) {
+    /// - Parameter packing: what the packed weights may give up for memory (``PackingOptions``).
+    public convenience init(description: QuantizedModelDescription, packing: PackingOptions = []) throws(QARepError) {
         self.init(parts: try Model.build(skeleton: description.withoutWeights, formatVersion: ModelFormat.version,
-                                         weights: DescriptionLayerWeights(description: description)))
+                                         packing: packing, weights: DescriptionLayerWeights(description: description)))
     }
 
     /// Loads a model from the bytes of a `.qarep` file.
-    public convenience init(bytes: [UInt8]) throws(QARepError) {
+    /// - Parameter packing: what the packed weights may give up for memory (``PackingOptions``).
+    public convenience init(bytes: [UInt8], packing: PackingOptions = []) throws(QARepError) {
         self.init(parts: try bytes.withUnsafeBufferPointer { (raw) throws(QARepError) -> Parts in
-            try Model.load(source: MemoryByteSource(bytes: UnsafeRawBufferPointer(raw)))
+            try Model.load(source: MemoryByteSource(bytes: UnsafeRawBufferPointer(raw)), packing: packing)
         })
     }
 
     /// Loads from the caller's buffer without copying it; the buffer is not used after the call.
-    convenience init(unsafeBytes bytes: UnsafeRawBufferPointer) throws(QARepError) {
-        self.init(parts: try Model.load(source: MemoryByteSource(bytes: bytes)))
+    convenience init(unsafeBytes bytes: UnsafeRawBufferPointer, packing: PackingOptions = []) throws(QARepError) {
+        self.init(parts: try Model.load(source: MemoryByteSource(bytes: bytes), packing: packing))
     }
 
     /// Loads a `.qarep` model file, reading its tensors one at a time.
@@ -101,9 +104,15 @@ public final class Model: Sendable {
     ///
     /// Throws `io` if the file cannot be read, `invalidModel` (naming the key or tensor) if it is malformed,
     /// `unsupportedVersion` if it is newer than this library reads.
-    public convenience init(contentsOfFile path: String) throws(QARepError) {
-        self.init(parts: try Model.load(source: FileByteSource(path: path)))
+    /// - Parameter packing: what the packed weights may give up for memory (``PackingOptions``); the default
+    ///   leaves it to the kernels.
+    public convenience init(contentsOfFile path: String, packing: PackingOptions = []) throws(QARepError) {
+        self.init(parts: try Model.load(source: FileByteSource(path: path), packing: packing))
     }
+
+    /// Bytes of the packed weights the model holds for its default path (a session forcing another path adds
+    /// that path's own, once per model).
+    public var packedWeightBytes: Int { primary.packedBytes }
 
     /// The description the model was made from, weights included, rebuilt from the packed weights (which
     /// costs one unpacked copy of them: read the other properties when they suffice).
@@ -196,6 +205,32 @@ public final class Model: Sendable {
             cache[path.rawValue] = packed
             return packed
         }
+    }
+}
+
+extension Model {
+    /// What a model's packed weights may give up to take less memory. The results are the same bytes
+    /// whichever is chosen; only speed and memory change.
+    ///
+    /// Where the kernels find it faster, the int16 paths (avx2, avx512bw, neon) run a layer with exact
+    /// Winograd, whose transformed weights take 16 (F(2x2,3x3)), 25 (stride 2) or 36 (F(4x4,3x3)) int16
+    /// values per 9 weights. By default a model keeps them while its packed weights stay within a quarter of
+    /// the machine's memory, giving up F(4x4,3x3) first and then Winograd beyond that; these options give
+    /// them up regardless, as ncnn's `use_winograd_convolution` options do.
+    ///
+    /// ```swift
+    /// let model = try Model(contentsOfFile: "repvgg-b3.qarep", packing: .noWinograd4x4)
+    /// print(model.packedWeightBytes)
+    /// ```
+    public struct PackingOptions: OptionSet, Sendable, Hashable {
+        public let rawValue: UInt32
+        public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+        /// No Winograd F(4x4,3x3): stride-1 Winograd layers take 16 instead of 36 values per 9 weights
+        /// (RepVGG-A0 224 on avx2: 23 instead of 43 MiB of packed weights).
+        public static let noWinograd4x4 = PackingOptions(rawValue: 1)
+        /// No Winograd at all: the direct kernels' weights only, the least memory (A0 on avx2: 16 MiB).
+        public static let noWinograd = PackingOptions(rawValue: 2)
     }
 }
 

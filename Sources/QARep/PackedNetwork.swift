@@ -14,16 +14,40 @@ final class PackedNetwork: @unchecked Sendable {
 
     deinit { qk_network_destroy(handle) }
 
-    /// An empty network for `path` with the model's layer shapes (the kernels check that they chain). The
-    /// kernels allocate every layer's packed weights at once, so the whole amount is reserved here.
-    convenience init(path: qk_path, shapes: [qk_conv_shape], classes: Int, budget: inout Budget) throws(QARepError) {
+    /// An empty network for `path` with the model's layer shapes (the kernels check that they chain), Winograd
+    /// limited to `use`. The kernels allocate every layer's packed weights at once, so the whole amount is
+    /// reserved here.
+    convenience init(path: qk_path, use: qk_winograd_use, shapes: [qk_conv_shape], classes: Int, budget: inout Budget) throws(QARepError) {
         var shapes = shapes
-        for index in shapes.indices { try budget.reserve(qk_conv3x3_packed_size(path, &shapes[index])) }
-        if let last = shapes.last { try budget.reserve(qk_fc_packed_size(path, last.out_c, Int32(classes))) }
+        try budget.reserve(qk_network_packed_size(path, use, Int32(shapes.count), &shapes, Int32(classes)))
         var handle: OpaquePointer? = nil
-        let status = qk_network_create(path, Int32(shapes.count), &shapes, Int32(classes), &handle)
+        let status = qk_network_create_limited(path, use, Int32(shapes.count), &shapes, Int32(classes), &handle)
         guard let handle else { throw PackedNetwork.error(status, "creating the network") }
         self.init(handle: handle)
+    }
+
+    /// The Winograd use a network of these shapes gets: the one `options` asks for, limited further while its
+    /// packed weights would take more than `memoryShare` of the machine's memory (F(4x4,3x3) given up first,
+    /// then Winograd), so that a model whose direct weights fit is not turned away for its transformed ones.
+    static func winogradUse(path: qk_path, shapes: [qk_conv_shape], classes: Int, options: Model.PackingOptions,
+                            memoryShare: Int = 4) -> qk_winograd_use {
+        var use = options.contains(.noWinograd) ? QK_WINOGRAD_USE_NONE
+            : options.contains(.noWinograd4x4) ? QK_WINOGRAD_USE_NO_4X4 : QK_WINOGRAD_USE_ANY
+        guard let memory = Platform.physicalMemoryBytes() else { return use }
+        var shapes = shapes
+        while use != QK_WINOGRAD_USE_NONE,
+              qk_network_packed_size(path, use, Int32(shapes.count), &shapes, Int32(classes)) > memory / memoryShare {
+            use = use == QK_WINOGRAD_USE_ANY ? QK_WINOGRAD_USE_NO_4X4 : QK_WINOGRAD_USE_NONE
+        }
+        return use
+    }
+
+    /// Bytes of packed weights the network holds.
+    var packedBytes: Int { qk_network_packed_bytes(handle) }
+
+    /// How conv layer `index` runs ("direct", "winograd-4x4", ...) and its packed weights' bytes.
+    func convLayer(_ index: Int) -> (algorithm: String?, packedBytes: Int) {
+        (qk_network_conv_algorithm(handle, Int32(index)).map { String(cString: $0) }, qk_network_conv_packed_bytes(handle, Int32(index)))
     }
 
     /// Packs conv layer `index` (in place when `weight` is its staging buffer).
@@ -55,11 +79,8 @@ final class PackedNetwork: @unchecked Sendable {
     func repacked(for path: qk_path, arithmetic: DerivedArithmetic, classes: Int) throws(QARepError) -> PackedNetwork {
         var budget = Budget()
         try budget.reserve(qk_network_packed_bytes(handle))
-        for layer in arithmetic.layers {
-            var shape = layer.kernelShape
-            try budget.reserve(qk_conv3x3_packed_size(path, &shape))
-        }
-        try budget.reserve(qk_fc_packed_size(path, Int32(arithmetic.fcInChannels), Int32(classes)))
+        var shapes = arithmetic.layers.map { $0.kernelShape }
+        try budget.reserve(qk_network_packed_size(path, qk_network_winograd_use(handle), Int32(shapes.count), &shapes, Int32(classes)))
         var copy: OpaquePointer? = nil
         let status = qk_network_repack(handle, path, &copy)
         guard let copy else { throw PackedNetwork.error(status, "repacking the network") }

@@ -97,6 +97,18 @@ public final class Session {
         qk_team_history_release(&history)
     }
 
+    /// The model's ``Model/layers`` with how this session's kernels run each conv layer (`algorithm`) and
+    /// the bytes of its packed weights.
+    public var layers: [LayerInfo] {
+        var list = model.layers
+        for index in list.indices where list[index].kind == .conv3x3 {
+            let layer = network.convLayer(index)
+            list[index].algorithm = layer.algorithm
+            list[index].packedWeightBytes = layer.packedBytes
+        }
+        return list
+    }
+
     private func checkBatch(_ batch: Int) throws(QARepError) {
         guard batch >= 1, batch <= maxBatch else { throw .invalidArgument("batch is \(batch), expected 1...\(maxBatch)") }
     }

@@ -48,7 +48,7 @@ struct Classify: ParsableCommand {
             guard !(json && jsonl) else { throw CLIError("--json and --jsonl exclude each other") }
             try photo.validate(runtime: runtime)
             letIdleOpenMPThreadsSleep()
-            let loaded = try Model(contentsOfFile: model)
+            let loaded = try runtime.loadModel(model)
             let files = try photo.inputFiles(arguments: images)
             guard !files.isEmpty else { throw CLIError("no images given (arguments, folders or --files-from)") }
             var results: [[String: Any]] = []

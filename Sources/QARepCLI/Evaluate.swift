@@ -42,7 +42,7 @@ struct Evaluate: ParsableCommand {
             try photo.validate(runtime: runtime)
             letIdleOpenMPThreadsSleep()
             guard photo.filesFrom == nil else { throw CLIError("--files-from is for classify; evaluate reads the ImageFolder's classes") }
-            let loaded = try Model(contentsOfFile: model)
+            let loaded = try runtime.loadModel(model)
             let (files, labels) = try imageFolder(images)
             guard !files.isEmpty else { throw CLIError("\(images): no images in class sub-folders") }
             var selected = Array(files.indices)

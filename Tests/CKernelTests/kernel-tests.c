@@ -625,11 +625,11 @@ static void per_layer_scalar(const network_case *net, const uint8_t *images, int
 // Staged: the weights are written where qk_network_*_staging says, wherever it offers a place, and packed
 // in place from there (as a model load does).
 static long staged_layers;
-static qk_network *make_network_staged(const network_case *net, qk_path path, bool staged) {
+static qk_network *make_network_limited(const network_case *net, qk_path path, qk_winograd_use use, bool staged) {
     qk_conv_shape shapes[8];
     for (int32_t i = 0; i < net->layers; i++) shapes[i] = net->convs[i].shape;
     qk_network *network = NULL;
-    if (qk_network_create(path, net->layers, shapes, net->classes, &network) != QK_OK) return NULL;
+    if (qk_network_create_limited(path, use, net->layers, shapes, net->classes, &network) != QK_OK) return NULL;
     bool ok = true;
     for (int32_t i = 0; i < net->layers; i++) {
         const int8_t *weights = net->data[i].weights;
@@ -655,6 +655,10 @@ static qk_network *make_network_staged(const network_case *net, qk_path path, bo
         return NULL;
     }
     return network;
+}
+
+static qk_network *make_network_staged(const network_case *net, qk_path path, bool staged) {
+    return make_network_limited(net, path, QK_WINOGRAD_USE_ANY, staged);
 }
 
 static qk_network *make_network(const network_case *net, qk_path path) { return make_network_staged(net, path, false); }
@@ -768,6 +772,109 @@ static void network_tests(void) {
         free(net.fc_bias);
         free(net.fc_multiplier);
     }
+}
+
+// Winograd limited per network (qk_winograd_use): the same pooled bytes and logit bits as the scalar layers,
+// the algorithms the limit allows, less memory for each step down, and the size foretold before creation.
+static bool winograd_use_compared[QK_PATH_TEST_END];
+
+static void winograd_use_tests(void) {
+    // Layers large enough for the cost model to pick F(4x4,3x3), F(2x2,3x3) and stride 2 on the int16 paths.
+    static const int32_t spec[][3] = {{32, 1, 1}, {64, 1, 1}, {64, 1, 1}, {96, 2, 1}, {96, 1, 1}};
+    network_case net = random_network(24, 24, 5, spec, 10, 8100);
+    rng_state = 8177;
+    const int32_t batch = 2;
+    uint8_t *images = xmalloc((size_t)batch * image_bytes(&net) + EXTRA);
+    random_bytes(images, (size_t)batch * image_bytes(&net) + EXTRA);
+    const size_t pooled_count = (size_t)batch * last_channels(&net), logit_count = (size_t)batch * net.classes;
+    uint8_t *expected_pooled = xmalloc(pooled_count);
+    float *expected_logits = xmalloc(logit_count * sizeof(float));
+    per_layer_scalar(&net, images, batch, expected_pooled, expected_logits);
+    qk_conv_shape shapes[8];
+    for (int32_t i = 0; i < net.layers; i++) shapes[i] = net.convs[i].shape;
+    static const char *const use_names[] = {"any", "no 4x4", "none"};
+    FOR_EACH_PATH(path) {
+        if (!qk_path_supported((qk_path)path)) continue;
+        size_t previous_bytes = 0;
+        bool winograd_under_any = false;
+        for (int use = QK_WINOGRAD_USE_ANY; use <= QK_WINOGRAD_USE_NONE; use++) {
+            char context[96];
+            snprintf(context, sizeof context, "winograd use %s", use_names[use]);
+            const size_t foretold = qk_network_packed_size((qk_path)path, (qk_winograd_use)use, net.layers, shapes, net.classes);
+            qk_network *network = make_network_limited(&net, (qk_path)path, (qk_winograd_use)use, false);
+            check(network != NULL && qk_network_packed_bytes(network) == foretold &&
+                      qk_network_winograd_use(network) == (qk_winograd_use)use,
+                  "network packed size foretold", qk_path_name((qk_path)path), 0, context);
+            if (network == NULL) continue;
+            bool allowed = true, any_winograd = false, any_4x4 = false;
+            for (int32_t i = 0; i < net.layers; i++) {
+                const char *algorithm = qk_network_conv_algorithm(network, i);
+                allowed &= algorithm != NULL;
+                if (algorithm == NULL) continue;
+                any_winograd |= strncmp(algorithm, "winograd", 8) == 0;
+                any_4x4 |= strcmp(algorithm, "winograd-4x4") == 0;
+            }
+            allowed &= !(use == QK_WINOGRAD_USE_NONE && any_winograd) && !(use == QK_WINOGRAD_USE_NO_4X4 && any_4x4);
+            allowed &= use != QK_WINOGRAD_USE_NONE || qk_network_winograd_bytes(network) == 0;
+            // The shapes are chosen so that each limit has something to give up (QAREP_WINOGRAD unset): F(4x4,3x3)
+            // where the path has it, and F(2x2,3x3) or stride 2 still run without it.
+            if (use == QK_WINOGRAD_USE_ANY) {
+                allowed &= any_4x4 || !qk_testing_path_has_winograd_4x4((qk_path)path);
+                winograd_under_any = any_winograd;
+            }
+            if (use == QK_WINOGRAD_USE_NO_4X4) allowed &= any_winograd == winograd_under_any;
+            check(allowed, "network algorithms within the Winograd use", qk_path_name((qk_path)path), 0, context);
+            // Each step down gives up what the step above used, so it holds less, or the same where that was unused.
+            if (use > QK_WINOGRAD_USE_ANY)
+                check(foretold <= previous_bytes, "network packed bytes shrink with the Winograd use", qk_path_name((qk_path)path),
+                      0, context);
+            previous_bytes = foretold;
+            qk_network_scratch scratch;
+            qk_network_scratch_sizes(network, batch, &scratch);
+            for (int t = 0; t < 3; t++) {
+                uint8_t *ping = xmalloc(scratch.ping), *pong = xmalloc(scratch.pong), *pooled = xmalloc(scratch.pooled);
+                uint8_t *input = xmalloc(scratch.input), *thread_scratch = xmalloc((size_t)thread_counts[t] * scratch.thread + 1);
+                float *logits = xmalloc(scratch.logits);
+                memcpy(input, images, (size_t)batch * image_bytes(&net) + EXTRA);
+                const qk_status status = qk_network_run(network, batch, input, ping, pong, pooled, logits, thread_scratch,
+                                                        thread_counts[t], NULL);
+                check(status == QK_OK && memcmp(pooled, expected_pooled, pooled_count) == 0 &&
+                          memcmp(logits, expected_logits, logit_count * sizeof(float)) == 0,
+                      "network with Winograd limited (pooled bytes, logit bits)", qk_path_name((qk_path)path), thread_counts[t],
+                      context);
+                free(ping);
+                free(pong);
+                free(pooled);
+                free(input);
+                free(thread_scratch);
+                free(logits);
+            }
+            // A repacked copy keeps the limit.
+            qk_network *copy = NULL;
+            check(qk_network_repack(network, (qk_path)path, &copy) == QK_OK && qk_network_winograd_use(copy) == (qk_winograd_use)use &&
+                      qk_network_packed_bytes(copy) == foretold,
+                  "network repack keeps the Winograd use", qk_path_name((qk_path)path), 0, context);
+            qk_network_destroy(copy);
+            qk_network_destroy(network);
+        }
+        winograd_use_compared[path] = true;
+    }
+    qk_network *network = NULL;
+    check(qk_network_create_limited(QK_PATH_SCALAR, (qk_winograd_use)3, net.layers, shapes, net.classes, &network) ==
+                  QK_ERROR_INVALID_ARGUMENT && network == NULL && qk_network_packed_size(QK_PATH_SCALAR, (qk_winograd_use)3, net.layers,
+                                                                                        shapes, net.classes) == 0,
+          "network refuses an unknown Winograd use", "scalar", 0, "");
+    printf("paths run with each Winograd use against scalar:");
+    FOR_EACH_PATH(path)
+        if (winograd_use_compared[path]) printf(" %s", qk_path_name((qk_path)path));
+    printf("\n");
+    free(images);
+    free(expected_pooled);
+    free(expected_logits);
+    for (int32_t l = 0; l < net.layers; l++) free_conv_data(&net.data[l]);
+    free(net.fc_weight);
+    free(net.fc_bias);
+    free(net.fc_multiplier);
 }
 
 // ---- Detection and peak ----
@@ -886,6 +993,7 @@ int main(int argc, char **argv) {
     pool_tests();
     fc_tests();
     network_tests();
+    winograd_use_tests();
     printf("layers packed in place from staged weights: %ld\n", staged_layers);
     // The scalar path packs nothing in place: a CPU without SIMD (x86-64 baseline, emulated) stages nothing.
     bool simd_ran = false;

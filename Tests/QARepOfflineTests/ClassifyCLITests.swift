@@ -134,14 +134,18 @@ final class ClassifyCLITests: XCTestCase {
         let good = try mixedFolder(root, count: 30).files.filter { !$0.contains("truncated") && !$0.contains("text") }
         let one = try run(["classify", model, "--json", "--batch", "1", "--threads", "1", "--decode-threads", "1"] + good)
         let many = try run(["classify", model, "--json", "--batch", "7", "--decode-threads", "4"] + good)
+        // The packing options change memory and speed only.
+        let direct = try run(["classify", model, "--json", "--batch", "7", "--winograd", "off"] + good)
         XCTAssertEqual(one.status, 0, one.err)
         XCTAssertEqual(many.status, 0, many.err)
+        XCTAssertEqual(direct.status, 0, direct.err)
         func results(_ text: String) throws -> String {
             let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
             let data = try JSONSerialization.data(withJSONObject: object["results"] as Any, options: [.sortedKeys])
             return String(decoding: data, as: UTF8.self)
         }
         XCTAssertEqual(try results(one.out), try results(many.out))
+        XCTAssertEqual(try results(one.out), try results(direct.out))
     }
 
     func testFailFastStopsAtTheFirstBadFile() throws {
@@ -162,6 +166,7 @@ final class ClassifyCLITests: XCTestCase {
         XCTAssertEqual(try run(["classify", root.appendingPathComponent("missing.qarep").path] + good).status, 1)
         XCTAssertEqual(try run(["classify", model, "--no-such-flag"] + good).status, 1)
         XCTAssertEqual(try run(["classify", model, "--batch", "0"] + good).status, 1)
+        XCTAssertEqual(try run(["classify", model, "--winograd", "sometimes"] + good).status, 1)
         XCTAssertEqual(try run(["classify", model]).status, 1)
     }
 

@@ -75,6 +75,31 @@ final class CAPITests: XCTestCase {
         qarep_session_destroy(nil)
     }
 
+    /// The QAREP_LOAD_* flags: unknown bits refused, each flag holding no more packed weights than none.
+    func testLoadFlagsAndPackedBytes() throws {
+        var model: OpaquePointer? = nil
+        var status = modelBytes.withUnsafeBytes { qarep_model_load_memory_with_flags($0.baseAddress, $0.count, 0x4, &model) }
+        XCTAssertEqual(status, QAREP_ERROR_INVALID_ARGUMENT)
+        XCTAssertNil(model)
+        XCTAssertTrue(lastError.contains("0x4"), lastError)
+        XCTAssertEqual(qarep_model_load_file_with_flags("/nonexistent.qarep", 0x80, &model), QAREP_ERROR_INVALID_ARGUMENT)
+        var bytesOfDefault = 0
+        let plain = try loadModel()
+        defer { qarep_model_release(plain) }
+        XCTAssertEqual(qarep_model_packed_bytes(plain, &bytesOfDefault), QAREP_OK)
+        XCTAssertGreaterThan(bytesOfDefault, 0)
+        for flags in [QAREP_LOAD_NO_WINOGRAD_4X4, QAREP_LOAD_NO_WINOGRAD, QAREP_LOAD_NO_WINOGRAD_4X4 | QAREP_LOAD_NO_WINOGRAD] {
+            status = modelBytes.withUnsafeBytes { qarep_model_load_memory_with_flags($0.baseAddress, $0.count, flags, &model) }
+            XCTAssertEqual(status, QAREP_OK, "flags \(flags)")
+            var bytes = 0
+            XCTAssertEqual(qarep_model_packed_bytes(model, &bytes), QAREP_OK)
+            XCTAssertLessThanOrEqual(bytes, bytesOfDefault, "flags \(flags)")
+            qarep_model_release(model)
+        }
+        XCTAssertEqual(qarep_model_packed_bytes(nil, &bytesOfDefault), QAREP_ERROR_INVALID_ARGUMENT)
+        XCTAssertEqual(qarep_model_packed_bytes(plain, nil), QAREP_ERROR_INVALID_ARGUMENT)
+    }
+
     func testModelInfoAndLabels() throws {
         let model = try loadModel()
         defer { qarep_model_release(model) }

@@ -101,6 +101,79 @@ final class PackedModelTests: XCTestCase {
         }
     }
 
+    /// Layers large enough for the cost model to pick F(4x4,3x3), F(2x2,3x3) and stride 2 on the int16 paths.
+    func winogradModel() -> QuantizedModelDescription {
+        makeRandomModel(seed: 41, height: 24, width: 24,
+                        layers: [LayerSpec(out: 32, stride: 1), LayerSpec(out: 64, stride: 1), LayerSpec(out: 64, stride: 1),
+                                 LayerSpec(out: 96, stride: 2), LayerSpec(out: 96, stride: 1)],
+                        numClasses: 10)
+    }
+
+    /// Each packing option gives the same logit bits on every path, runs no layer the way it rules out, holds
+    /// no more packed weights than the option before it, unpacks to the same weights, and is kept by the
+    /// copies sessions on other paths make.
+    func testPackingOptionsKeepTheResultsAndGiveUpWinograd() throws {
+        let description = winogradModel()
+        let bytes = try description.serialized()
+        var rng = SeededGenerator(seed: 5)
+        let images = rng.bytes(2 * description.inputHeight * description.inputWidth * 3)
+        let expected = try Session(model: Model(description: description), maxBatch: 2, kernel: .scalar)
+            .run(images: images, batch: 2).map(\.bitPattern)
+        var previousBytes = Int.max
+        var algorithmsOfAuto: Set<String> = []
+        let best = try Kernel.auto.resolved()
+        for options: Model.PackingOptions in [[], .noWinograd4x4, .noWinograd, [.noWinograd4x4, .noWinograd]] {
+            let model = try Model(bytes: bytes, packing: options)
+            XCTAssertEqual(try model.description, description, "\(options)")
+            XCTAssertLessThanOrEqual(model.packedWeightBytes, previousBytes, "\(options)")
+            previousBytes = model.packedWeightBytes
+            for kernel in Kernel.all where kernel.isSupported {
+                let session = try Session(model: model, threads: 2, maxBatch: 2, kernel: kernel)
+                XCTAssertEqual(try session.run(images: images, batch: 2).map(\.bitPattern), expected, "\(kernel) \(options)")
+                let algorithms = Set(session.layers.compactMap(\.algorithm))
+                if options.contains(.noWinograd) {
+                    XCTAssertFalse(algorithms.contains { $0.hasPrefix("winograd") }, "\(kernel) \(options): \(algorithms)")
+                } else if options.contains(.noWinograd4x4) {
+                    XCTAssertFalse(algorithms.contains("winograd-4x4"), "\(kernel) \(options): \(algorithms)")
+                    // On the default path, F(2x2,3x3) and stride 2 still run where Winograd ran without a limit.
+                    if kernel == best, algorithmsOfAuto.contains(where: { $0.hasPrefix("winograd") }) {
+                        XCTAssertTrue(algorithms.contains("winograd"), "\(kernel) \(options): \(algorithms)")
+                    }
+                } else if kernel == best {
+                    algorithmsOfAuto = algorithms
+                }
+                XCTAssertEqual(session.layers.compactMap(\.packedWeightBytes).count, description.convs.count)
+            }
+        }
+        // Where the best path has F(4x4,3x3) kernels the model is large enough to use them unasked.
+        if let path = best.path, qk_testing_path_has_winograd_4x4(path) != 0 { XCTAssertTrue(algorithmsOfAuto.contains("winograd-4x4"), "\(best): \(algorithmsOfAuto)") }
+        print("packing options compared on: \(Kernel.all.filter(\.isSupported).map(\.name)); default-path algorithms: \(algorithmsOfAuto.sorted())")
+    }
+
+    /// By default Winograd is given up, F(4x4,3x3) first, while the packed weights would take more than the
+    /// machine's memory share; a smaller share of memory steps down further.
+    func testWinogradUseStepsDownWhenMemoryIsShort() throws {
+        let description = winogradModel()
+        let path = qk_best_path()
+        let model = try Model(description: description)
+        var shapes = model.arithmetic.layers.map { $0.kernelShape }
+        let classes = description.numClasses
+        func size(_ use: qk_winograd_use) -> Int { qk_network_packed_size(path, use, Int32(shapes.count), &shapes, Int32(classes)) }
+        let memory = try XCTUnwrap(Platform.physicalMemoryBytes())
+        func use(_ options: Model.PackingOptions, share: Int) -> qk_winograd_use {
+            PackedNetwork.winogradUse(path: path, shapes: shapes, classes: classes, options: options, memoryShare: share)
+        }
+        XCTAssertEqual(use([], share: 1), QK_WINOGRAD_USE_ANY)
+        XCTAssertEqual(use(.noWinograd4x4, share: 1), QK_WINOGRAD_USE_NO_4X4)
+        XCTAssertEqual(use(.noWinograd, share: 1), QK_WINOGRAD_USE_NONE)
+        XCTAssertEqual(use([], share: memory), QK_WINOGRAD_USE_NONE, "1 byte of memory")
+        XCTAssertEqual(model.primary.packedBytes, size(QK_WINOGRAD_USE_ANY))
+        if size(QK_WINOGRAD_USE_ANY) > size(QK_WINOGRAD_USE_NO_4X4) {
+            // A share whose bytes lie between the two sizes.
+            XCTAssertEqual(use([], share: memory / size(QK_WINOGRAD_USE_NO_4X4)), QK_WINOGRAD_USE_NO_4X4)
+        }
+    }
+
     /// Reading a file at offsets must refuse and accept exactly what the in-memory loader does, with the same
     /// error: truncations and corruptions of every region (header length, header, each tensor). Only the
     /// codes are compared for truncations: when several tensors lie past the end, which one the message

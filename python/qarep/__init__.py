@@ -189,28 +189,40 @@ class _Handle:
 _H = TypeVar("_H", bound=_Handle)
 
 
+# ``Model(..., winograd=)``: the QAREP_LOAD_* flags of each choice.
+_WINOGRAD_FLAGS = {"auto": 0, "no-4x4": 0x1, "off": 0x2}
+
+
 class Model(_Handle):
     """A loaded, validated model: ``Model(path)`` or ``Model(data)`` with the file's bytes.
 
     Immutable; share one model between threads and sessions. Raises QARepIOError for a file that cannot be
     read, InvalidModelError for a malformed one (the message names the key or tensor), and
     UnsupportedVersionError for a newer format than this library reads.
+
+    ``winograd`` trades speed for memory, with the same results: ``"auto"`` keeps exact Winograd's
+    transformed weights where the kernels find them faster (within a quarter of the machine's memory),
+    ``"no-4x4"`` gives up F(4x4,3x3), ``"off"`` keeps the direct kernels' weights only (the least memory);
+    ``packed_weight_bytes`` tells what was kept.
     """
 
     _release = staticmethod(_lib.qarep_model_release)  # sessions made from the model keep it alive
 
-    def __init__(self, source: Union[str, os.PathLike, bytes, bytearray, memoryview]):
+    def __init__(self, source: Union[str, os.PathLike, bytes, bytearray, memoryview], winograd: str = "auto"):
         self._handle = ctypes.c_void_p()
         handle = ctypes.c_void_p()
+        if winograd not in _WINOGRAD_FLAGS:
+            raise ValueError(f"winograd: expected one of {', '.join(_WINOGRAD_FLAGS)}, got {winograd!r}")
+        flags = _WINOGRAD_FLAGS[winograd]
         if isinstance(source, (bytes, bytearray, memoryview)):
             data = np.frombuffer(source, dtype=np.uint8)  # no copy; the library copies what it keeps
-            _check(_lib.qarep_model_load_memory(data.ctypes.data, data.size, ctypes.byref(handle)))
+            _check(_lib.qarep_model_load_memory_with_flags(data.ctypes.data, data.size, flags, ctypes.byref(handle)))
             header_source: object = memoryview(data)
         elif isinstance(source, (str, os.PathLike)):
             path = os.fsencode(source)
             if b"\0" in path:
                 raise ValueError("path: expected a file path without NUL characters")
-            _check(_lib.qarep_model_load_file(path, ctypes.byref(handle)))
+            _check(_lib.qarep_model_load_file_with_flags(path, flags, ctypes.byref(handle)))
             header_source = os.fsdecode(path)
         else:
             raise TypeError(f"source: expected a path (str or os.PathLike) or the model file's bytes, got {type(source).__name__}")
@@ -230,6 +242,13 @@ class Model(_Handle):
     @property
     def info(self) -> ModelInfo:
         return self._info
+
+    @property
+    def packed_weight_bytes(self) -> int:
+        """Bytes of the packed weights the model holds for its default kernel path."""
+        size = ctypes.c_size_t()
+        _check(_lib.qarep_model_packed_bytes(self._handle, ctypes.byref(size)))
+        return size.value
 
     @property
     def labels(self) -> tuple[str, ...]:

@@ -81,6 +81,21 @@ def test_every_kernel_and_thread_count_gives_the_same_bytes(model, kernel, threa
     np.testing.assert_array_equal(session.run(images).view(np.uint32), reference.view(np.uint32))
 
 
+def test_winograd_choices_keep_the_bytes_and_not_the_memory(model, model_path):
+    images = np.stack([model.preprocess(im) for im in random_images(2, seed=9)])
+    reference = qarep.Session(model, threads=1, max_batch=2).run(images)
+    sizes = [model.packed_weight_bytes]
+    for choice in ("no-4x4", "off"):
+        limited = qarep.Model(model_path, winograd=choice)
+        sizes.append(limited.packed_weight_bytes)
+        np.testing.assert_array_equal(qarep.Session(limited, threads=2, max_batch=2).run(images).view(np.uint32),
+                                      reference.view(np.uint32))
+    assert sizes == sorted(sizes, reverse=True) and sizes[-1] > 0
+    assert qarep.Model(model_path.read_bytes(), winograd="off").packed_weight_bytes == sizes[-1]
+    with pytest.raises(ValueError, match="winograd"):
+        qarep.Model(model_path, winograd="sometimes")
+
+
 def test_run_float_is_run_on_normalized_pixels(model):
     images = np.stack([model.preprocess(im) for im in random_images(2, seed=9)])
     mean = np.array(model.mean, dtype=np.float32)[None, :, None, None]

@@ -741,10 +741,7 @@ const qk_path_ops qk_winograd_ops = {
 
 // ---- Public queries and the testing entry ----
 
-const char *qk_conv3x3_algorithm(qk_path path, const qk_conv_shape *shape) {
-    if (!qk_conv_shape_is_valid(shape) || qk_path_config_of(path) == NULL) return NULL;
-    const qk_path_config *config = qk_supported_path_config(path);
-    if (config == NULL) return NULL;
+static const char *algorithm_of(const qk_path_config *config, const qk_conv_shape *shape) {
     const qk_conv_geometry geo = qk_conv_geometry_of(shape);
     if (config->ops == &qk_scalar_ops) return "direct";
     if (config->ops == &qk_winograd_ops && qk_winograd_chosen(config, &geo))
@@ -752,12 +749,66 @@ const char *qk_conv3x3_algorithm(qk_path path, const qk_conv_shape *shape) {
     return geo.in_per_group <= 7 ? "direct-dense" : "direct";
 }
 
+static size_t winograd_bytes_of(const qk_path_config *config, const qk_conv_shape *shape) {
+    const qk_conv_geometry geo = qk_conv_geometry_of(shape);
+    return qk_winograd_chosen(config, &geo) ? packed_size(config->winograd, &geo) : 0;
+}
+
+const char *qk_conv3x3_algorithm(qk_path path, const qk_conv_shape *shape) {
+    if (!qk_conv_shape_is_valid(shape) || qk_path_config_of(path) == NULL) return NULL;
+    const qk_path_config *config = qk_supported_path_config(path);
+    return config != NULL ? algorithm_of(config, shape) : NULL;
+}
+
 size_t qk_conv3x3_winograd_bytes(qk_path path, const qk_conv_shape *shape) {
     if (!qk_conv_shape_is_valid(shape) || qk_path_config_of(path) == NULL) return 0;
     const qk_path_config *config = qk_supported_path_config(path);
-    if (config == NULL) return 0;
-    const qk_conv_geometry geo = qk_conv_geometry_of(shape);
-    return qk_winograd_chosen(config, &geo) ? packed_size(config->winograd, &geo) : 0;
+    return config != NULL ? winograd_bytes_of(config, shape) : 0;
+}
+
+const char *qk_network_conv_algorithm(const qk_network *network, int32_t index) {
+    if (network == NULL || index < 0 || index >= network->conv_count) return NULL;
+    return algorithm_of(network->config, &network->convs[index].shape);
+}
+
+size_t qk_network_conv_packed_bytes(const qk_network *network, int32_t index) {
+    if (network == NULL || index < 0 || index >= network->conv_count) return 0;
+    const qk_conv_geometry geo = qk_conv_geometry_of(&network->convs[index].shape);
+    return network->config->ops->conv_packed_size(network->config, &geo);
+}
+
+// Copies of each path's config with Winograd limited (qk_winograd_use), made by the first caller; the others
+// wait for it (a few microseconds, once per process).
+static qk_path_config limited_configs[QK_PATH_TEST_END][2];
+static qk_winograd_kernels limited_kernels[QK_PATH_TEST_END];
+static int limited_state;  // 0: not made, 1: being made, 2: made
+
+static void make_limited_configs(void) {
+    int expected = 0;
+    if (__atomic_compare_exchange_n(&limited_state, &expected, 1, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        for (int path = 0; path < QK_PATH_TEST_END; path++) {
+            const qk_path_config *config = qk_path_config_of((qk_path)path);
+            if (config == NULL) continue;
+            limited_configs[path][0] = *config;
+            limited_configs[path][1] = *config;
+            limited_configs[path][1].winograd = NULL;
+            if (config->winograd != NULL) {
+                limited_kernels[path] = *config->winograd;
+                limited_kernels[path].tiles_f4 = NULL;
+                limited_kernels[path].input_f4 = NULL;
+                limited_configs[path][0].winograd = &limited_kernels[path];
+            }
+        }
+        __atomic_store_n(&limited_state, 2, __ATOMIC_RELEASE);
+    }
+    while (__atomic_load_n(&limited_state, __ATOMIC_ACQUIRE) != 2) {
+    }
+}
+
+const qk_path_config *qk_winograd_limited_config(qk_path path, const qk_path_config *config, qk_winograd_use use) {
+    if (config == NULL || use == QK_WINOGRAD_USE_ANY || (unsigned)path >= QK_PATH_TEST_END) return config;
+    make_limited_configs();
+    return &limited_configs[path][use == QK_WINOGRAD_USE_NO_4X4 ? 0 : 1];
 }
 
 qk_status qk_testing_conv3x3_winograd(qk_path path, const qk_conv_shape *shape, int32_t batch, const int8_t *weight_oihw,
@@ -825,6 +876,6 @@ size_t qk_network_winograd_bytes(const qk_network *network) {
     if (network == NULL) return 0;
     size_t bytes = 0;
     for (int32_t i = 0; i < network->conv_count; i++)
-        if (network->convs[i].packed != NULL) bytes += qk_conv3x3_winograd_bytes(network->path, &network->convs[i].shape);
+        if (network->convs[i].packed != NULL) bytes += winograd_bytes_of(network->config, &network->convs[i].shape);
     return bytes;
 }

@@ -262,6 +262,9 @@ static inline uint8_t *qk_winograd_output4(const qk_winograd_call *call, int32_t
 // Whether this path runs this layer with Winograd (stride 1, channels within the bound, cheaper by the
 // cost model; QAREP_WINOGRAD=0 never, =always wherever allowed).
 bool qk_winograd_chosen(const qk_path_config *path, const qk_conv_geometry *geo);
+// The path's config with Winograd limited to `use`: itself for QK_WINOGRAD_USE_ANY, else a copy without
+// the F(4x4,3x3) kernels or without Winograd, made once per process. NULL for a NULL config.
+const qk_path_config *qk_winograd_limited_config(qk_path path, const qk_path_config *config, qk_winograd_use use);
 // The ops of the int16 paths: Winograd for the layers it is chosen for, the blocked driver otherwise.
 extern const qk_path_ops qk_winograd_ops;
 

@@ -124,10 +124,26 @@ qk_status qk_fc_u8(qk_path path, int32_t batch, int32_t in_c, int32_t out_c, con
 // values. Immutable once complete, so any number of threads may run it at once (each with its own scratch).
 typedef struct qk_network qk_network;
 
+// How much Winograd a network may use where the cost model picks it. Its transformed weights take 16
+// (F(2x2,3x3)), 25 (stride 2) or 36 (F(4x4,3x3)) int16 per 9 weights, against 9 int8 or int16 directly, so
+// giving it up trades speed for memory; the results are the same bytes either way.
+typedef enum qk_winograd_use {
+    QK_WINOGRAD_USE_ANY = 0,      // every form the path has
+    QK_WINOGRAD_USE_NO_4X4 = 1,   // no F(4x4,3x3)
+    QK_WINOGRAD_USE_NONE = 2,     // the direct kernels only
+} qk_winograd_use;
+
 // An empty network of `conv_count` layers with these shapes, which must chain (layer i's input is layer
 // i-1's output), and a head of `classes` outputs. Weights are set afterwards, layer by layer.
 qk_status qk_network_create(qk_path path, int32_t conv_count, const qk_conv_shape *shapes, int32_t classes,
                             qk_network **out_network);
+// The same with Winograd limited to `use` (QAREP_WINOGRAD, read once per process, can limit it further).
+qk_status qk_network_create_limited(qk_path path, qk_winograd_use use, int32_t conv_count, const qk_conv_shape *shapes,
+                                    int32_t classes, qk_network **out_network);
+// Bytes of packed weights such a network holds once complete (qk_network_packed_bytes then); 0 where
+// qk_network_create_limited would fail for its arguments (an unsupported path included).
+size_t qk_network_packed_size(qk_path path, qk_winograd_use use, int32_t conv_count, const qk_conv_shape *shapes,
+                              int32_t classes);
 // Packs conv layer i's OIHW weights and copies its out_c biases and multipliers and in_c pad values.
 qk_status qk_network_set_conv(qk_network *network, int32_t index, const int8_t *weight_oihw, const int32_t *bias,
                               const float *multiplier, const uint8_t *pad_value);
@@ -141,7 +157,8 @@ int8_t *qk_network_fc_staging(qk_network *network);
 // Sets the pool's multiplier and packs the fc head's [classes][last out_c] weights.
 qk_status qk_network_set_head(qk_network *network, float pool_multiplier, const int8_t *fc_weight,
                               const int32_t *fc_bias, const float *fc_multiplier);
-// The same complete network for another path, packed from this one's weights (one layer unpacked at a time).
+// The same complete network for another path, packed from this one's weights (one layer unpacked at a time),
+// with the same Winograd use.
 qk_status qk_network_repack(const qk_network *network, qk_path path, qk_network **out_network);
 // Conv layer i's OIHW weights, unpacked (out_c * in_c / groups * 9 bytes).
 qk_status qk_network_conv_weights(const qk_network *network, int32_t index, int8_t *weight_oihw);
@@ -153,6 +170,12 @@ qk_path qk_network_path(const qk_network *network);
 size_t qk_network_packed_bytes(const qk_network *network);
 // Of those, the bytes of layers packed as transformed Winograd weights (qk_conv3x3_winograd_bytes).
 size_t qk_network_winograd_bytes(const qk_network *network);
+// The Winograd use the network was created with.
+qk_winograd_use qk_network_winograd_use(const qk_network *network);
+// How the network runs conv layer i, as qk_conv3x3_algorithm names it; NULL for a bad index.
+const char *qk_network_conv_algorithm(const qk_network *network, int32_t index);
+// Bytes of conv layer i's packed weights (transformed ones where it runs Winograd); 0 for a bad index.
+size_t qk_network_conv_packed_bytes(const qk_network *network, int32_t index);
 // Frees the network; NULL is ignored.
 void qk_network_destroy(qk_network *network);
 // Returns heap memory freed while a model was loaded to the system (glibc's malloc_trim; a no-op elsewhere).

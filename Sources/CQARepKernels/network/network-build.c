@@ -1,6 +1,7 @@
 // Building a network (qarep_kernels.h, "Networks"): shapes checked once at creation, weights packed layer
 // by layer into memory the network owns, and the scratch sizes a run needs.
 #include "network/network.h"
+#include "driver/winograd.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -97,13 +98,55 @@ static bool shapes_chain(int32_t conv_count, const qk_conv_shape *shapes, int32_
            qk_fc_shape_is_valid(last->out_c, classes);
 }
 
+// The config a network of `path` limited to `use` runs with; NULL for a bad path or use, or one this CPU lacks
+// (*status says which).
+static const qk_path_config *limited_config(qk_path path, qk_winograd_use use, qk_status *status) {
+    *status = QK_ERROR_INVALID_ARGUMENT;
+    if (qk_path_config_of(path) == NULL || (unsigned)use > QK_WINOGRAD_USE_NONE) return NULL;
+    const qk_path_config *config = qk_supported_path_config(path);
+    *status = config != NULL ? QK_OK : QK_ERROR_UNSUPPORTED_PATH;
+    return qk_winograd_limited_config(path, config, use);
+}
+
+// The arena's bytes for these (chained) shapes, and each layer's offset into `convs`.
+static size_t arena_size(const qk_path_config *config, int32_t conv_count, const qk_conv_shape *shapes, int32_t classes,
+                         qk_network_conv *convs, size_t *fc_offset) {
+    size_t arena = 0;
+    for (int32_t i = 0; i < conv_count; i++) {
+        convs[i].shape = shapes[i];
+        convs[i].packed_offset = arena;
+        const qk_conv_geometry geo = qk_conv_geometry_of(&shapes[i]);
+        arena += qk_round_to_line(config->ops->conv_packed_size(config, &geo));
+    }
+    *fc_offset = arena;
+    return arena + qk_round_to_line(config->ops->fc_packed_size(config, shapes[conv_count - 1].out_c, classes));
+}
+
+size_t qk_network_packed_size(qk_path path, qk_winograd_use use, int32_t conv_count, const qk_conv_shape *shapes,
+                              int32_t classes) {
+    qk_status status;
+    const qk_path_config *config = limited_config(path, use, &status);
+    if (config == NULL || !shapes_chain(conv_count, shapes, classes)) return 0;
+    size_t bytes = config->ops->fc_packed_size(config, shapes[conv_count - 1].out_c, classes);
+    for (int32_t i = 0; i < conv_count; i++) {
+        const qk_conv_geometry geo = qk_conv_geometry_of(&shapes[i]);
+        bytes += config->ops->conv_packed_size(config, &geo);
+    }
+    return bytes;
+}
+
 qk_status qk_network_create(qk_path path, int32_t conv_count, const qk_conv_shape *shapes, int32_t classes,
                             qk_network **out_network) {
+    return qk_network_create_limited(path, QK_WINOGRAD_USE_ANY, conv_count, shapes, classes, out_network);
+}
+
+qk_status qk_network_create_limited(qk_path path, qk_winograd_use use, int32_t conv_count, const qk_conv_shape *shapes,
+                                    int32_t classes, qk_network **out_network) {
     if (out_network == NULL) return QK_ERROR_INVALID_ARGUMENT;
     *out_network = NULL;
-    if (qk_path_config_of(path) == NULL) return QK_ERROR_INVALID_ARGUMENT;
-    const qk_path_config *config = qk_supported_path_config(path);
-    if (config == NULL) return QK_ERROR_UNSUPPORTED_PATH;
+    qk_status status;
+    const qk_path_config *config = limited_config(path, use, &status);
+    if (config == NULL) return status;
     if (!shapes_chain(conv_count, shapes, classes)) return QK_ERROR_INVALID_ARGUMENT;
     qk_network *network = calloc(1, sizeof *network);
     qk_network_conv *convs = calloc((size_t)conv_count, sizeof *convs);
@@ -112,15 +155,7 @@ qk_status qk_network_create(qk_path path, int32_t conv_count, const qk_conv_shap
         free(convs);
         return QK_ERROR_OUT_OF_MEMORY;
     }
-    size_t arena = 0;
-    for (int32_t i = 0; i < conv_count; i++) {
-        convs[i].shape = shapes[i];
-        convs[i].packed_offset = arena;
-        const qk_conv_geometry geo = qk_conv_geometry_of(&shapes[i]);
-        arena += qk_round_to_line(config->ops->conv_packed_size(config, &geo));
-    }
-    network->fc_packed_offset = arena;
-    arena += qk_round_to_line(config->ops->fc_packed_size(config, shapes[conv_count - 1].out_c, classes));
+    const size_t arena = arena_size(config, conv_count, shapes, classes, convs, &network->fc_packed_offset);
     network->arena = arena_bytes(arena);
     if (network->arena == NULL) {
         free(network);
@@ -129,6 +164,7 @@ qk_status qk_network_create(qk_path path, int32_t conv_count, const qk_conv_shap
     }
     network->config = config;
     network->path = path;
+    network->use = use;
     network->conv_count = conv_count;
     network->convs = convs;
     network->thread_scratch_bytes = largest_thread_scratch(config, conv_count, convs);
@@ -325,7 +361,7 @@ qk_status qk_network_repack(const qk_network *network, qk_path path, qk_network 
     if (shapes == NULL) return QK_ERROR_OUT_OF_MEMORY;
     for (int32_t i = 0; i < network->conv_count; i++) shapes[i] = network->convs[i].shape;
     qk_network *copy = NULL;
-    qk_status status = qk_network_create(path, network->conv_count, shapes, network->classes, &copy);
+    qk_status status = qk_network_create_limited(path, network->use, network->conv_count, shapes, network->classes, &copy);
     free(shapes);
     // One layer's OIHW weights at a time, in a buffer as large as the largest layer's (or the head's).
     size_t largest = (size_t)last_channels(network) * (size_t)network->classes;
@@ -355,6 +391,10 @@ qk_status qk_network_repack(const qk_network *network, qk_path path, qk_network 
 }
 
 qk_path qk_network_path(const qk_network *network) { return network != NULL ? network->path : QK_PATH_COUNT; }
+
+qk_winograd_use qk_network_winograd_use(const qk_network *network) {
+    return network != NULL ? network->use : QK_WINOGRAD_USE_ANY;
+}
 
 size_t qk_network_packed_bytes(const qk_network *network) { return network != NULL ? network->packed_bytes : 0; }
 

@@ -14,8 +14,9 @@ typedef struct qk_network_conv {
 } qk_network_conv;
 
 struct qk_network {
-    const qk_path_config *config;
+    const qk_path_config *config;  // the path's, limited to `use` (qk_winograd_limited_config)
     qk_path path;
+    qk_winograd_use use;
     int32_t conv_count;
     qk_network_conv *convs;
     float pool_multiplier;
