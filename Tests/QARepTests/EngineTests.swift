@@ -196,7 +196,9 @@ final class EngineTests: XCTestCase {
                                           fixedScales: true)
         let winograd = try checkIdenticalAcrossKernels(description, layers: 28)
         if Kernel.all.contains(where: { $0.isSupported && ["avx2", "avx512bw", "neon"].contains($0.name) }) {
-            XCTAssertGreaterThan(winograd, 10, "the stride-1 layers should run Winograd")
+            // At least the 8 stride-1 layers of 16x16 and 8x8; avx2 runs the 4x4 ones directly, where each
+            // image's 4 tiles would stream the transformed weights (the cost model's streaming term).
+            XCTAssertGreaterThanOrEqual(winograd, 8, "the stride-1 layers should run Winograd")
         }
         print("B0-shaped network: \(winograd) layers on Winograd")
     }

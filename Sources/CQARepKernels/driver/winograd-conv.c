@@ -45,17 +45,48 @@ static int32_t tile_side_of(qk_winograd_form form) { return form == QK_WINOGRAD_
 static int32_t patch_side_of(qk_winograd_form form) { return form == QK_WINOGRAD_F4 ? 6 : form == QK_WINOGRAD_S2 ? 5 : 4; }
 static int32_t patch_step_of(qk_winograd_form form) { return form == QK_WINOGRAD_F2 ? 2 : 4; }
 
+// Transformed inputs of a segment of tiles, each member's kernel scratch (conv_scratch_bytes, from the session's
+// workspace): the weights are then streamed once per up to 40 tiles at 192 channels.
+enum { QK_WINOGRAD_V_BYTES = 256 << 10 };
+// F(4x4,3x3) transforms 2.25x as many inputs per output; a band that holds a whole 14x14 layer of 256 channels (16
+// tiles) streams its 2.4 MB of weights once instead of twice, 1.2x faster on a Zen 3 (docs/performance.md).
+enum { QK_WINOGRAD_F4_V_BYTES = 320 << 10 };
+static int32_t v_bytes_of(qk_winograd_form form) { return form == QK_WINOGRAD_F4 ? QK_WINOGRAD_F4_V_BYTES : QK_WINOGRAD_V_BYTES; }
+
+// Int16 values from one transformed input channel to the next within a tile's V rows.
+static int32_t v_stride_of(const qk_winograd_kernels *k, const qk_conv_geometry *geo) {
+    const int32_t values = (geo->in_per_group + k->depth - 1) / k->depth * k->depth;
+    return (values + k->input_width - 1) / k->input_width * k->input_width;
+}
+
+// Tiles whose transformed inputs a segment holds.
+static int32_t segment_tiles_of(const qk_winograd_kernels *k, const qk_conv_geometry *geo, qk_winograd_form form) {
+    return v_bytes_of(form) / (positions_of(form) * v_stride_of(k, geo) * (int32_t)sizeof(int16_t));
+}
+
+// Bands of an image: one segment each, at most one per row of tiles.
+static int64_t image_bands_of(const qk_winograd_kernels *k, const qk_conv_geometry *geo, qk_winograd_form form) {
+    const int32_t side = tile_side_of(form);
+    const int32_t tiles_h = (geo->out_h + side - 1) / side, tiles_w = (geo->out_w + side - 1) / side;
+    const int32_t segment = segment_tiles_of(k, geo, form);
+    const int64_t bands = ((int64_t)tiles_w * tiles_h + segment - 1) / segment;
+    return bands < tiles_h ? bands : tiles_h;
+}
+
 // Estimated time of a Winograd form in MACs at the path's peak: products per tile at the GEMM's efficiency,
-// plus the transforms, whose loads and stores grow with the positions. Tiles are whole, so an output side
-// that is no multiple of the tile's pays for its padding.
+// plus the transforms, whose loads and stores grow with the positions, plus the weights each band streams. Tiles are whole, so an output side that is no multiple of the tile's pays for its
+// padding. The third term is what makes B3's 768-channel 14x14 layers faster under F(2x2,3x3) than under
+// F(4x4,3x3), whose 42 MB of weights four bands stream (docs/performance.md, "Weights streamed per band").
 static int64_t winograd_cost(const qk_winograd_kernels *k, const qk_conv_geometry *geo, qk_winograd_form form) {
     const int64_t cpad = (int64_t)(geo->in_per_group + k->depth - 1) / k->depth * k->depth;
     const int64_t kpad = (int64_t)(geo->out_per_group + k->lanes - 1) / k->lanes * k->lanes;
     const int32_t side = tile_side_of(form);
     const int64_t tiles = (int64_t)((geo->out_h + side - 1) / side) * ((geo->out_w + side - 1) / side);
     const int64_t positions = positions_of(form);
+    const int64_t weight_bytes = positions * cpad * kpad * (int64_t)sizeof(int16_t);  // of a group, as the rest
     return tiles * (positions * cpad * kpad * 100 / k->gemm_percent +
-                    ((int64_t)k->input_macs * cpad + (int64_t)k->output_macs * kpad) * positions / 16);
+                    ((int64_t)k->input_macs * cpad + (int64_t)k->output_macs * kpad) * positions / 16) +
+           image_bands_of(k, geo, form) * weight_bytes * k->stream_macs_per_byte;
 }
 
 // Testing: 1 forces F(4x4,3x3) wherever a path has it, -1 keeps it off, 0 leaves it to the cost model.
@@ -335,13 +366,6 @@ static void unpack(const qk_winograd_kernels *k, const qk_conv_geometry *geo, co
 
 // ---- Work split ----
 
-// Transformed inputs of a segment of tiles, each member's kernel scratch (conv_scratch_bytes, from the session's
-// workspace): the weights are then streamed once per up to 40 tiles at 192 channels.
-enum { QK_WINOGRAD_V_BYTES = 256 << 10 };
-// F(4x4,3x3) transforms 2.25x as many inputs per output; a band that holds a whole 14x14 layer of 256 channels (16
-// tiles) streams its 2.4 MB of weights once instead of twice, 1.2x faster on a Zen 3 (docs/performance.md).
-enum { QK_WINOGRAD_F4_V_BYTES = 320 << 10 };
-static int32_t v_bytes_of(qk_winograd_form form) { return form == QK_WINOGRAD_F4 ? QK_WINOGRAD_F4_V_BYTES : QK_WINOGRAD_V_BYTES; }
 _Static_assert(16 * ((QK_WINOGRAD_MAX_CHANNELS + 63) / 64 * 64) * 2 <= QK_WINOGRAD_V_BYTES,
                "a segment holds a tile at the channel bound");
 _Static_assert(QK_WINOGRAD_F4_POSITIONS * ((QK_WINOGRAD_F4_MAX_CHANNELS + 63) / 64 * 64) * 2 <= QK_WINOGRAD_F4_V_BYTES,
@@ -378,13 +402,10 @@ static qk_winograd_plan plan_of(const qk_winograd_kernels *k, const qk_conv_args
     const int32_t side = tile_side_of(plan.blocking.form);
     plan.tiles_w = (geo->out_w + side - 1) / side;
     plan.tiles_h = (geo->out_h + side - 1) / side;
-    const int32_t values = plan.blocking.chunks * k->depth;
-    plan.v_stride = (values + k->input_width - 1) / k->input_width * k->input_width;
-    plan.segment_tiles = v_bytes_of(plan.blocking.form) / (plan.blocking.positions * plan.v_stride * (int32_t)sizeof(int16_t));
+    plan.v_stride = v_stride_of(k, geo);
+    plan.segment_tiles = segment_tiles_of(k, geo, plan.blocking.form);
     // Bands as even as the segment allows: one segment each.
-    const int64_t image_tiles = (int64_t)plan.tiles_w * plan.tiles_h;
-    int64_t bands = (image_tiles + plan.segment_tiles - 1) / plan.segment_tiles;
-    if (bands > plan.tiles_h) bands = plan.tiles_h;
+    const int64_t bands = image_bands_of(k, geo, plan.blocking.form);
     plan.band_rows = (int32_t)((plan.tiles_h + bands - 1) / bands);
     plan.parts = 1;
     if (plan.blocking.form == QK_WINOGRAD_F4 && args->threads > 1 && bands == 1 && args->batch < args->threads) {

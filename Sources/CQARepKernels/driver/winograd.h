@@ -156,6 +156,9 @@ typedef struct qk_winograd_kernels {
     // The per-layer choice (winograd-conv.c): the GEMM's and the direct kernel's measured fraction of the
     // path's peak, in percent, and the transforms' cost per tile and channel in MACs at peak.
     int32_t gemm_percent, direct_percent, input_macs, output_macs;
+    // What each byte of weights costs, in MACs at peak, each time a band of tiles streams them (from L3 or
+    // DRAM once they outgrow L2); 0 where it is not measured.
+    int32_t stream_macs_per_byte;
 } qk_winograd_kernels;
 
 // The transforms' algebra on any vector type T, one macro for every path so that their arithmetic cannot

@@ -239,6 +239,6 @@ const qk_winograd_kernels qk_winograd_u8s16_4x2c8_avx2 = {
     .max_tiles = WG_MAX_TILES, .max_blocks = WG_MAX_BLOCKS, .max_accumulators = WG_MAX_ACCUMULATORS, .tiles = tiles,
     .input_s2 = input_transform_s2, .tiles_s2 = tiles_s2,
     .input_f4 = input_transform_f4, .tiles_f4 = tiles_f4,
-    .gemm_percent = 75, .direct_percent = 76, .input_macs = 16, .output_macs = 48,
+    .gemm_percent = 75, .direct_percent = 76, .input_macs = 16, .output_macs = 48, .stream_macs_per_byte = 6,
 };
 #endif
