@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 // ---- Which layers ----
 
@@ -73,8 +74,40 @@ static int64_t image_bands_of(const qk_winograd_kernels *k, const qk_conv_geomet
     return bands < tiles_h ? bands : tiles_h;
 }
 
+// One core's L2 cache, read once (the model's choices then stay fixed for the process); 512 KB where the OS
+// does not say.
+static int64_t l2_bytes(void) {
+    static int64_t cached;
+    int64_t bytes = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (bytes != 0) return bytes;
+    bytes = 512 << 10;
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+    const long reported = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    if (reported > 0) bytes = reported;
+#endif
+    __atomic_store_n(&cached, bytes, __ATOMIC_RELAXED);
+    return bytes;
+}
+
+// Weight bytes one image streams under a form: each band streams the group's weights once, and again for every
+// further call of a channel tile in the band when the tile's weights (every position and chunk) outgrow L2, as
+// F(4x4,3x3)'s do from 512 channels on avx2 (590 KB against Zen 3's 512 KB; docs/performance.md).
+static int64_t streamed_bytes(const qk_winograd_kernels *k, const qk_conv_geometry *geo, qk_winograd_form form,
+                              int64_t weight_bytes) {
+    const int64_t bands = image_bands_of(k, geo, form);
+    const int32_t blocks = (geo->out_per_group + k->lanes - 1) / k->lanes;
+    const int32_t tile_blocks = blocks < k->max_blocks ? blocks : k->max_blocks;
+    if (weight_bytes / ((blocks + tile_blocks - 1) / tile_blocks) <= l2_bytes()) return bands * weight_bytes;
+    const int32_t side = tile_side_of(form);
+    const int32_t tiles_h = (geo->out_h + side - 1) / side, tiles_w = (geo->out_w + side - 1) / side;
+    int32_t widest = k->max_accumulators / tile_blocks;
+    if (widest > k->max_tiles) widest = k->max_tiles;
+    const int64_t band_rows = (tiles_h + bands - 1) / bands;
+    return bands * band_rows * ((tiles_w + widest - 1) / widest) * weight_bytes;
+}
+
 // Estimated time of a Winograd form in MACs at the path's peak: products per tile at the GEMM's efficiency,
-// plus the transforms, whose loads and stores grow with the positions, plus the weights each band streams. Tiles are whole, so an output side that is no multiple of the tile's pays for its
+// plus the transforms, whose loads and stores grow with the positions, plus the weights streamed. Tiles are whole, so an output side that is no multiple of the tile's pays for its
 // padding. The third term is what makes B3's 768-channel 14x14 layers faster under F(2x2,3x3) than under
 // F(4x4,3x3), whose 42 MB of weights four bands stream (docs/performance.md, "Weights streamed per band").
 static int64_t winograd_cost(const qk_winograd_kernels *k, const qk_conv_geometry *geo, qk_winograd_form form) {
@@ -86,7 +119,7 @@ static int64_t winograd_cost(const qk_winograd_kernels *k, const qk_conv_geometr
     const int64_t weight_bytes = positions * cpad * kpad * (int64_t)sizeof(int16_t);  // of a group, as the rest
     return tiles * (positions * cpad * kpad * 100 / k->gemm_percent +
                     ((int64_t)k->input_macs * cpad + (int64_t)k->output_macs * kpad) * positions / 16) +
-           image_bands_of(k, geo, form) * weight_bytes * k->stream_macs_per_byte;
+           streamed_bytes(k, geo, form, weight_bytes) * k->stream_macs_per_byte;
 }
 
 // Testing: 1 forces F(4x4,3x3) wherever a path has it, -1 keeps it off, 0 leaves it to the cost model.
