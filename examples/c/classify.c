@@ -6,9 +6,11 @@
  *   classify MODEL.qarep [OPTIONS] --random N
  *   classify --list-kernels
  *
- * Options: --threads N, --batch N, --kernel NAME (force a CPU path), --logits (print every logit's float bits
- * after the top-5, for bitwise comparisons), --timing (load, session-create and per-batch times and the peak
- * RSS, on stderr). --list-kernels prints the paths this CPU runs, as the library numbers them.
+ * Options: --threads N, --batch N, --kernel NAME (force a CPU path), --winograd auto|no-4x4|off (what the
+ * packed weights may give up for memory, QAREP_LOAD_*; the same results), --logits (print every logit's float
+ * bits after the top-5, for bitwise comparisons), --timing (load, session-create and per-batch times, the packed
+ * weights' size and the peak RSS, on stderr). --list-kernels prints the paths this CPU runs, as the library
+ * numbers them.
  *
  * --random N classifies N images of random pixels and random sizes instead of files: CI has a model
  * (bench --save) but no image files, and the random sizes still exercise qarep_model_preprocess.
@@ -301,7 +303,7 @@ static void usage(void) {
             "usage: classify MODEL.qarep [OPTIONS] IMAGE.jpg|IMAGE.png...\n"
             "       classify MODEL.qarep [OPTIONS] --random N\n"
             "       classify --list-kernels\n"
-            "options: --threads N  --batch N  --kernel NAME  --logits  --timing\n");
+            "options: --threads N  --batch N  --kernel NAME  --winograd auto|no-4x4|off  --logits  --timing\n");
 }
 
 /* The paths this CPU runs, from the library's own numbering 1..qarep_kernel_count(). */
@@ -327,6 +329,8 @@ int main(int argc, char **argv) {
     size_t image_bytes;
     unsigned random_state = 12345u;
     const char *kernel_name = NULL;
+    uint32_t load_flags = 0;
+    size_t packed_bytes = 0;
     run_report report;
     double started;
 
@@ -352,6 +356,19 @@ int main(int argc, char **argv) {
             }
             kernel_name = argv[++arg];
             continue;
+        } else if (strcmp(argv[arg], "--winograd") == 0) {
+            const char *choice = arg + 1 < argc ? argv[++arg] : "";
+            if (strcmp(choice, "auto") == 0) {
+                load_flags = 0;
+            } else if (strcmp(choice, "no-4x4") == 0) {
+                load_flags = QAREP_LOAD_NO_WINOGRAD_4X4;
+            } else if (strcmp(choice, "off") == 0) {
+                load_flags = QAREP_LOAD_NO_WINOGRAD;
+            } else {
+                fprintf(stderr, "classify: --winograd takes auto, no-4x4 or off\n");
+                return 2;
+            }
+            continue;
         } else if (strcmp(argv[arg], "--threads") == 0) {
             target = &threads;
             minimum = 0;
@@ -376,12 +393,16 @@ int main(int argc, char **argv) {
     }
 
     started = now_ms();
-    status = qarep_model_load_file(argv[1], &model);
+    status = qarep_model_load_file_with_flags(argv[1], load_flags, &model);
     if (status != QAREP_OK) {
         print_api_error(argv[1], status);
         return 1;
     }
-    if (report.timing) fprintf(stderr, "classify: timing: load %.3f ms\n", now_ms() - started);
+    if (report.timing) {
+        fprintf(stderr, "classify: timing: load %.3f ms\n", now_ms() - started);
+        if (qarep_model_packed_bytes(model, &packed_bytes) == QAREP_OK)
+            fprintf(stderr, "classify: packed weights %.1f MiB\n", (double)packed_bytes / 1048576.0);
+    }
     status = qarep_model_get_info(model, &info);
     if (status != QAREP_OK) {
         print_api_error("model info", status);
