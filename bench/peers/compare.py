@@ -38,16 +38,20 @@ def read_safetensors(path):
 
 
 def peer_sessions(onnx_path, threads):
+    """Each peer's run function, and how long making it took (ms): ORT's session, OpenVINO's compile."""
     import onnxruntime as ort
     import openvino as ov
 
+    started = time.perf_counter()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     ort_session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+    ort_ms = (time.perf_counter() - started) * 1e3
 
+    started = time.perf_counter()
     core = ov.Core()
     compiled = core.compile_model(onnx_path, "CPU", {
         "INFERENCE_NUM_THREADS": str(threads),
@@ -55,6 +59,7 @@ def peer_sessions(onnx_path, threads):
         "NUM_STREAMS": "1",
     })
     request = compiled.create_infer_request()
+    ov_ms = (time.perf_counter() - started) * 1e3
 
     def run_ort(x):
         return ort_session.run(None, {"pixels": x})[0]
@@ -63,7 +68,7 @@ def peer_sessions(onnx_path, threads):
         request.infer({0: x})
         return request.get_output_tensor(0).data
 
-    return {"onnxruntime": run_ort, "openvino": run_ov}
+    return {"onnxruntime": run_ort, "openvino": run_ov}, {"onnxruntime": ort_ms, "openvino": ov_ms}
 
 
 def time_peer(run, x, iterations, warmup):
@@ -189,15 +194,16 @@ def main():
         header, _ = read_safetensors(model)
         size = int(header["__metadata__"]["input_height"])
         for threads in args.threads:
-            peers = peer_sessions(onnx_path, threads)
+            peers, peer_load_ms = peer_sessions(onnx_path, threads)
             for batch in args.batches:
                 x = np.ascontiguousarray(rng.integers(0, 256, size=(batch, 3, size, size), dtype=np.uint8))
                 samples = {"qarep": [], "onnxruntime": [], "openvino": []}
                 info = {}
-                peaks = []
+                peaks, our_load_ms = [], []
                 for _ in range(args.rounds):
                     ours, info = time_ours(args.bench, model, batch, threads, args.iterations, args.warmup)
                     peaks.append(info.get("peak_gmacs_per_core") or 0.0)
+                    our_load_ms.append(info.get("load_ms") or 0.0)
                     samples["qarep"] += ours
                     for peer, run in peers.items():
                         samples[peer] += time_peer(run, x, args.iterations, args.warmup)
@@ -206,7 +212,11 @@ def main():
                        "median_ms": medians, "peak_fraction": info.get("peak_fraction"),
                        "macs_per_image": info.get("macs_per_image"),
                        # Load from elsewhere can only lower a measured peak: the highest of the rounds.
-                       "peak_gmacs_per_core": max(peaks)}
+                       "peak_gmacs_per_core": max(peaks),
+                       # Ready to run: our model load (bench, median of the rounds) against ORT's session and
+                       # OpenVINO's compiled model, made once per thread count in this process.
+                       "load_ms": {"qarep": float(np.median(our_load_ms)), **peer_load_ms},
+                       "packed_weight_bytes": info.get("packed_weight_bytes")}
                 rows.append(row)
                 print("%-4s b%-2d %dT  qarep %7.2f ms  ort %7.2f ms  openvino %7.2f ms  ratio vs ort %.2f  vs ov %.2f  "
                       "(qarep %.0f img/s, %.0f%% of peak)" % (
@@ -238,6 +248,15 @@ def main():
             r["model"], r["batch"], r["threads"], m["qarep"], m["onnxruntime"], m["openvino"],
             m["qarep"] / m["onnxruntime"], m["qarep"] / m["openvino"], r["batch"] * 1e3 / m["qarep"],
             r["batch"] * 1e3 / best_peer, peak_share(r, m["qarep"]), peak_share(r, m["openvino"])))
+    print()
+    print("| model | threads | QARep load ms | ORT session ms | OpenVINO compile ms | QARep packed weights MiB |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        if r["batch"] != args.batches[0]:
+            continue
+        load = r["load_ms"]
+        print("| %s | %d | %.1f | %.1f | %.1f | %.1f |" % (r["model"], r["threads"], load["qarep"], load["onnxruntime"],
+                                                        load["openvino"], (r["packed_weight_bytes"] or 0) / 2**20))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"rows": rows, "agreement": agreements}, f, indent=1)
