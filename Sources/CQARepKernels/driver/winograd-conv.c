@@ -43,6 +43,8 @@ static int32_t positions_of(qk_winograd_form form) {
 }
 // Output side of a tile, input patch side, and the patch origin's step per tile (origin: step * t - 1).
 static int32_t tile_side_of(qk_winograd_form form) { return form == QK_WINOGRAD_F4 ? 4 : 2; }
+// Whole tiles along an output side of `pixels`.
+static int32_t tiles_along(int32_t pixels, qk_winograd_form form) { return (pixels + tile_side_of(form) - 1) / tile_side_of(form); }
 static int32_t patch_side_of(qk_winograd_form form) { return form == QK_WINOGRAD_F4 ? 6 : form == QK_WINOGRAD_S2 ? 5 : 4; }
 static int32_t patch_step_of(qk_winograd_form form) { return form == QK_WINOGRAD_F2 ? 2 : 4; }
 
@@ -67,8 +69,7 @@ static int32_t segment_tiles_of(const qk_winograd_kernels *k, const qk_conv_geom
 
 // Bands of an image: one segment each, at most one per row of tiles.
 static int64_t image_bands_of(const qk_winograd_kernels *k, const qk_conv_geometry *geo, qk_winograd_form form) {
-    const int32_t side = tile_side_of(form);
-    const int32_t tiles_h = (geo->out_h + side - 1) / side, tiles_w = (geo->out_w + side - 1) / side;
+    const int32_t tiles_h = tiles_along(geo->out_h, form), tiles_w = tiles_along(geo->out_w, form);
     const int32_t segment = segment_tiles_of(k, geo, form);
     const int64_t bands = ((int64_t)tiles_w * tiles_h + segment - 1) / segment;
     return bands < tiles_h ? bands : tiles_h;
@@ -98,8 +99,7 @@ static int64_t streamed_bytes(const qk_winograd_kernels *k, const qk_conv_geomet
     const int32_t blocks = (geo->out_per_group + k->lanes - 1) / k->lanes;
     const int32_t tile_blocks = blocks < k->max_blocks ? blocks : k->max_blocks;
     if (weight_bytes / ((blocks + tile_blocks - 1) / tile_blocks) <= l2_bytes()) return bands * weight_bytes;
-    const int32_t side = tile_side_of(form);
-    const int32_t tiles_h = (geo->out_h + side - 1) / side, tiles_w = (geo->out_w + side - 1) / side;
+    const int32_t tiles_h = tiles_along(geo->out_h, form), tiles_w = tiles_along(geo->out_w, form);
     int32_t widest = k->max_accumulators / tile_blocks;
     if (widest > k->max_tiles) widest = k->max_tiles;
     const int64_t band_rows = (tiles_h + bands - 1) / bands;
@@ -107,14 +107,13 @@ static int64_t streamed_bytes(const qk_winograd_kernels *k, const qk_conv_geomet
 }
 
 // Estimated time of a Winograd form in MACs at the path's peak: products per tile at the GEMM's efficiency,
-// plus the transforms, whose loads and stores grow with the positions, plus the weights streamed. Tiles are whole, so an output side that is no multiple of the tile's pays for its
-// padding. The third term is what makes B3's 768-channel 14x14 layers faster under F(2x2,3x3) than under
+// plus the transforms, whose loads and stores grow with the positions, plus the weights streamed. Tiles are
+// whole, so an output side that is no multiple of the tile's pays for its padding. The third term is what makes B3's 768-channel 14x14 layers faster under F(2x2,3x3) than under
 // F(4x4,3x3), whose 42 MB of weights four bands stream (docs/performance.md, "Weights streamed per band").
 static int64_t winograd_cost(const qk_winograd_kernels *k, const qk_conv_geometry *geo, qk_winograd_form form) {
     const int64_t cpad = (int64_t)(geo->in_per_group + k->depth - 1) / k->depth * k->depth;
     const int64_t kpad = (int64_t)(geo->out_per_group + k->lanes - 1) / k->lanes * k->lanes;
-    const int32_t side = tile_side_of(form);
-    const int64_t tiles = (int64_t)((geo->out_h + side - 1) / side) * ((geo->out_w + side - 1) / side);
+    const int64_t tiles = (int64_t)tiles_along(geo->out_h, form) * tiles_along(geo->out_w, form);
     const int64_t positions = positions_of(form);
     const int64_t weight_bytes = positions * cpad * kpad * (int64_t)sizeof(int16_t);  // of a group, as the rest
     return tiles * (positions * cpad * kpad * 100 / k->gemm_percent +
@@ -293,6 +292,13 @@ static void restore_weights_s2(const int16_t *u, int8_t *g) {
     g[4] = (int8_t)u[21];
 }
 
+// U' of one channel pair's 3x3 kernel under the layer's form.
+static void transform_of(qk_winograd_form form, const int8_t *kernel, int16_t *u) {
+    if (form == QK_WINOGRAD_S2) transform_weights_s2(kernel, u);
+    else if (form == QK_WINOGRAD_F4) transform_weights_f4(kernel, u);
+    else transform_weights(kernel, u);
+}
+
 // Where U'[e] of output channel o (within its group g) and input channel c lies in the packed weights.
 static size_t weight_offset(const qk_winograd_kernels *k, const qk_winograd_blocking *b, int32_t g, int32_t o,
                             int32_t c, int32_t e) {
@@ -368,9 +374,7 @@ static void pack(const qk_winograd_kernels *k, const qk_conv_geometry *geo, cons
                             if (c >= geo->in_per_group) break;
                             int16_t u[QK_WINOGRAD_F4_POSITIONS];
                             const int8_t *kernel = weight_oihw + ((size_t)(g * geo->out_per_group + o) * geo->in_per_group + c) * 9;
-                            if (b.form == QK_WINOGRAD_S2) transform_weights_s2(kernel, u);
-                            else if (b.form == QK_WINOGRAD_F4) transform_weights_f4(kernel, u);
-                            else transform_weights(kernel, u);
+                            transform_of(b.form, kernel, u);
                             const int32_t index = k->unit_index(lane, q);
                             for (int32_t e = 0; e < b.positions; e++) units[(size_t)e * unit_values + (size_t)index] = u[e];
                         }
@@ -432,9 +436,8 @@ static qk_winograd_plan plan_of(const qk_winograd_kernels *k, const qk_conv_args
     const qk_conv_geometry *geo = &args->geo;
     qk_winograd_plan plan;
     plan.blocking = blocking_of(k, geo);
-    const int32_t side = tile_side_of(plan.blocking.form);
-    plan.tiles_w = (geo->out_w + side - 1) / side;
-    plan.tiles_h = (geo->out_h + side - 1) / side;
+    plan.tiles_w = tiles_along(geo->out_w, plan.blocking.form);
+    plan.tiles_h = tiles_along(geo->out_h, plan.blocking.form);
     plan.v_stride = v_stride_of(k, geo);
     plan.segment_tiles = segment_tiles_of(k, geo, plan.blocking.form);
     // Bands as even as the segment allows: one segment each.
@@ -905,9 +908,7 @@ int qk_testing_winograd_packing_matches(qk_path path, const qk_conv_shape *shape
                 for (int32_t c = 0; c < geo.in_per_group; c++) {
                     int16_t u[QK_WINOGRAD_F4_POSITIONS];
                     const int8_t *kernel = weight_oihw + ((size_t)(g * geo.out_per_group + o) * geo.in_per_group + c) * 9;
-                    if (b.form == QK_WINOGRAD_S2) transform_weights_s2(kernel, u);
-                    else if (b.form == QK_WINOGRAD_F4) transform_weights_f4(kernel, u);
-                    else transform_weights(kernel, u);
+                    transform_of(b.form, kernel, u);
                     for (int32_t e = 0; e < b.positions; e++) memcpy(reference + weight_offset(k, &b, g, o, c, e), &u[e], sizeof u[e]);
                 }
         matches = memcmp(packed, reference, size) == 0;
