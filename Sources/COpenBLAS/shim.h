@@ -1,5 +1,4 @@
 #include <cblas.h>
-/* LAPACK's Cholesky factorization and inverse (in libopenblas), for the weight-rounding optimization's
-   inverse Hessian. Fortran calling convention: every argument by pointer, column-major. */
+/* LAPACK's Cholesky factorization (in libopenblas), for the weight-rounding optimization's inverse Hessian.
+   Fortran calling convention: every argument by pointer, column-major. */
 void spotrf_(const char *uplo, const int *n, float *a, const int *lda, int *info);
-void spotri_(const char *uplo, const int *n, float *a, const int *lda, int *info);

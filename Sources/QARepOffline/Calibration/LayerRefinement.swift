@@ -118,6 +118,7 @@ final class LayerRefiner {
         let (height, width) = forward.inputSize(conv: index)
         let outPlane = forward.layerHeights[index] * forward.layerWidths[index]
         let images = min(count, max(1, roundingColumnBudget / outPlane))
+        let workers = calibrationWorkers()
         // H per group, from the first `images` images (the refinement images are already evenly spaced).
         var hessians = [[Float]](repeating: [Float](repeating: 0, count: depth * depth), count: conv.groups)
         var columnsSeen = 0
@@ -133,8 +134,8 @@ final class LayerRefiner {
                                             outWidth: forward.layerWidths[index], stride: conv.stride),
                                 source: SendablePointer(base), target: SendableMutablePointer(target))
                     hessians[group].withUnsafeMutableBufferPointer {
-                        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(depth), Int32(spatial), 1,
-                                    target, Int32(spatial), 1, $0.baseAddress, Int32(depth))
+                        guard let hessian = $0.baseAddress else { return }
+                        addGram(target, rows: depth, columns: spatial, into: hessian, workers: workers)
                     }
                 }
             }
@@ -143,17 +144,18 @@ final class LayerRefiner {
         guard columnsSeen > 0 else { return }
         var nearestError = 0.0, optimizedError = 0.0, signal = 0.0, changed = 0
         for group in 0..<conv.groups {
-            var h = [Double](repeating: 0, count: depth * depth)
-            for i in 0..<depth {
-                for j in i..<depth {
-                    h[i * depth + j] = Double(hessians[group][i * depth + j]) / Double(columnsSeen)
-                    h[j * depth + i] = h[i * depth + j]
+            // H = E[x x^T], both triangles: the factorization reads it reversed, the quadratic forms by rows.
+            var h = [Float](repeating: 0, count: depth * depth)
+            hessians[group].withUnsafeBufferPointer { upper in
+                h.withUnsafeMutableBufferPointer {
+                    guard let upperBase = upper.baseAddress, let hBase = $0.baseAddress else { return }
+                    symmetricFromUpper(upperBase, size: depth, dividedBy: Float(columnsSeen), into: hBase, workers: workers)
                 }
             }
-            guard let inverse = inverseCholeskyUpper(h, size: depth) else { continue }
-            // All of the group's rows at once, in int8 units (weight / scale): column j is rounded, and its
-            // rounding error, divided by U[j][j], is taken off the later columns along U's row j (a rank-1
-            // update over the rows).
+            guard let inverse = h.withUnsafeBufferPointer({ hessian in
+                hessian.baseAddress.flatMap { inverseCholeskyUpper($0, size: depth, workers: workers) }
+            }) else { continue }
+            // All of the group's rows, in int8 units (weight / scale), rounded by GPTQ (gptqRound).
             let rows = outPerGroup, first = group * outPerGroup
             var target = [Double](repeating: 0, count: rows * depth)
             for r in 0..<rows {
@@ -162,40 +164,26 @@ final class LayerRefiner {
             }
             let original = target
             var rounded = [Double](repeating: 0, count: rows * depth)
-            // In blocks of columns (GPTQ's lazy batch updates): within a block the updates are rank-1, the later
-            // columns receive the whole block's errors in one matrix product.
-            let block = 128
-            var errors = [Double](repeating: 0, count: rows * block)
             inverse.withUnsafeBufferPointer { u in
                 target.withUnsafeMutableBufferPointer { t in
-                    guard let uBase = u.baseAddress, let tBase = t.baseAddress else { return }
-                    for start in stride(from: 0, to: depth, by: block) {
-                        let end = min(start + block, depth), width = end - start
-                        errors.withUnsafeMutableBufferPointer { e in
-                            guard let eBase = e.baseAddress else { return }
-                            for j in start..<end {
-                                for r in 0..<rows {
-                                    let q = min(max(t[r * depth + j].rounded(.toNearestOrEven), -Double(weightLevels)), Double(weightLevels))
-                                    rounded[r * depth + j] = q
-                                    e[r * width + j - start] = (t[r * depth + j] - q) / u[j * depth + j]
-                                }
-                                if j + 1 < end {
-                                    cblas_dger(CblasRowMajor, Int32(rows), Int32(end - j - 1), -1, eBase + (j - start), Int32(width),
-                                               uBase + j * depth + j + 1, 1, tBase + j + 1, Int32(depth))
-                                }
-                            }
-                            if end < depth {
-                                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(depth - end), Int32(width),
-                                            -1, eBase, Int32(width), uBase + start * depth + end, Int32(depth), 1, tBase + end, Int32(depth))
-                            }
-                        }
+                    rounded.withUnsafeMutableBufferPointer { q in
+                        guard let uBase = u.baseAddress, let tBase = t.baseAddress, let qBase = q.baseAddress else { return }
+                        gptqRound(tBase, into: qBase, rows: rows, depth: depth, inverse: uBase, workers: workers)
                     }
                 }
             }
             let nearest = original.map { min(max($0.rounded(.toNearestOrEven), -Double(weightLevels)), Double(weightLevels)) }
-            let errorNearest = rowQuadraticForms(zip(original, nearest).map { $0 - $1 }, h, rows: rows, size: depth)
-            let errorOptimized = rowQuadraticForms(zip(original, rounded).map { $0 - $1 }, h, rows: rows, size: depth)
-            let energy = rowQuadraticForms(original, h, rows: rows, size: depth)
+            func forms(_ v: [Double]) -> [Double] {
+                v.map(Float.init).withUnsafeBufferPointer { vectors in
+                    h.withUnsafeBufferPointer { hessian in
+                        guard let vBase = vectors.baseAddress, let hBase = hessian.baseAddress else { return [Double](repeating: 0, count: rows) }
+                        return rowQuadraticForms(vBase, hBase, rows: rows, size: depth, workers: workers)
+                    }
+                }
+            }
+            let errorNearest = forms(zip(original, nearest).map { $0 - $1 })
+            let errorOptimized = forms(zip(original, rounded).map { $0 - $1 })
+            let energy = forms(original)
             for r in 0..<rows {
                 let output = first + r, row = output * depth
                 let scale2 = Double(layer.weightScale[output]) * Double(layer.weightScale[output])
@@ -306,51 +294,81 @@ final class LayerRefiner {
     }
 }
 
-/// Per row r of the rows x size matrix `v`: v_r^T H v_r.
-private func rowQuadraticForms(_ v: [Double], _ h: [Double], rows: Int, size: Int) -> [Double] {
-    var product = [Double](repeating: 0, count: rows * size)
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(size), Int32(size), 1, v, Int32(size),
-                h, Int32(size), 0, &product, Int32(size))
-    return (0..<rows).map { r in
-        var sum = 0.0
-        for j in 0..<size { sum += v[r * size + j] * product[r * size + j] }
-        return sum
+/// GPTQ's rounding of `target` (rows x depth, int8 units, overwritten) into `rounded`, U the upper Cholesky
+/// factor of H^-1 (depth x depth): column j is rounded, and its rounding error, divided by U[j][j], is taken off
+/// the later columns along U's row j. In blocks of columns (GPTQ's lazy batch updates): within a block the
+/// updates are rank-1, the later columns receive the whole block's errors in one matrix product. Rows are
+/// independent, so tiles of rows (and of the later columns) run on the workers, all reading one block of U's
+/// rows while it is in cache.
+func gptqRound(_ target: UnsafeMutablePointer<Double>, into rounded: UnsafeMutablePointer<Double>, rows: Int, depth: Int,
+               inverse u: UnsafePointer<Double>, workers: Int) {
+    let columnBlock = 128
+    let rowTiles = tiles(rows, linearAlgebraRowBlock)
+    let targets = SendableMutablePointer(target), results = SendableMutablePointer(rounded), factor = SendablePointer(u)
+    let errorBuffer = UnsafeMutablePointer<Double>.allocate(capacity: rows * columnBlock)
+    defer { errorBuffer.deallocate() }
+    let errors = SendableMutablePointer(errorBuffer)
+    for start in stride(from: 0, to: depth, by: columnBlock) {
+        let end = min(start + columnBlock, depth), width = end - start
+        forEachTile(rowTiles.count, workers: workers) { item in
+            let tile = rowTiles[item]
+            let t = targets.base + tile.start * depth, q = results.base + tile.start * depth, e = errors.base + tile.start * width
+            for j in start..<end {
+                for r in 0..<tile.size {
+                    let value = t[r * depth + j]
+                    let level = min(max(value.rounded(.toNearestOrEven), -Double(weightLevels)), Double(weightLevels))
+                    q[r * depth + j] = level
+                    e[r * width + j - start] = (value - level) / factor.base[j * depth + j]
+                }
+                if j + 1 < end {
+                    cblas_dger(CblasRowMajor, Int32(tile.size), Int32(end - j - 1), -1, e + (j - start), Int32(width),
+                               factor.base + j * depth + j + 1, 1, t + j + 1, Int32(depth))
+                }
+            }
+        }
+        let columnTiles = tiles(depth - end, linearAlgebraColumnBlock)
+        // Consecutive items share their columns of U.
+        forEachTile(rowTiles.count * columnTiles.count, workers: workers) { item in
+            let tile = rowTiles[item % rowTiles.count], columns = columnTiles[item / rowTiles.count]
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(tile.size), Int32(columns.size), Int32(width), -1,
+                        errors.base + tile.start * width, Int32(width), factor.base + start * depth + end + columns.start, Int32(depth),
+                        1, targets.base + tile.start * depth + end + columns.start, Int32(depth))
+        }
     }
 }
 
-/// The upper Cholesky factor U of H^-1 (H^-1 = U^T U), row-major, GPTQ's form; H is damped by 1% of its mean
-/// diagonal (GPTQ's default), more if it is still not positive definite. nil if that fails too.
-func inverseCholeskyUpper(_ h: [Double], size: Int) -> [Double]? {
+/// The upper Cholesky factor U of H^-1 (H^-1 = U^T U), row-major, GPTQ's form, for H symmetric (both triangles)
+/// n x n; H is damped by 1% of its mean diagonal (GPTQ's default), more if it is still not positive definite. nil
+/// if that fails too. One factorization and one triangular inverse: with P the reversal of rows and columns and
+/// P H P = L L^T, H^-1 = P L^-T L^-1 P = U^T U for U = P L^-1 P, which is upper since L^-1 is lower.
+func inverseCholeskyUpper(_ h: UnsafePointer<Float>, size n: Int, workers: Int) -> [Double]? {
     var meanDiagonal = 0.0
-    for i in 0..<size { meanDiagonal += h[i * size + i] }
-    meanDiagonal /= Double(size)
-    guard meanDiagonal > 0, meanDiagonal.isFinite else { return nil }
+    for i in 0..<n { meanDiagonal += Double(h[i * n + i]) }
+    meanDiagonal /= Double(n)
+    guard n > 0, meanDiagonal > 0, meanDiagonal.isFinite else { return nil }
+    // Single precision: the damped H is well conditioned, and the factorizations are most of GPTQ's time.
+    let a = UnsafeMutablePointer<Float>.allocate(capacity: n * n), x = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+    defer {
+        a.deallocate()
+        x.deallocate()
+    }
     var damping = 0.01
-    var n = Int32(size)
-    let upper: [CChar] = [CChar(UInt8(ascii: "U")), 0]
     for _ in 0..<4 {
-        // Single precision: the damped H is well conditioned, and the factorizations are most of GPTQ's time.
-        var a = h.map(Float.init)
-        for i in 0..<size {
+        for i in 0..<n {
+            let reversed = h + (n - 1 - i) * n + (n - 1)
+            for j in 0...i { a[i * n + j] = reversed[-j] }
             // An input that was always zero has no say: make its column independent of the others.
-            if a[i * size + i] <= 0 { a[i * size + i] = 1 }
-            a[i * size + i] += Float(damping * meanDiagonal)
+            if a[i * n + i] <= 0 { a[i * n + i] = 1 }
+            a[i * n + i] += Float(damping * meanDiagonal)
         }
-        var info: Int32 = 0
-        // Symmetric, so row- and column-major agree; LAPACK's "U" of the column-major array is our lower part
-        // transposed, i.e. the same numbers.
-        spotrf_(upper, &n, &a, &n, &info)
-        if info == 0 { spotri_(upper, &n, &a, &n, &info) }
-        if info == 0 {
-            // Column-major upper triangle of H^-1: a[i + j * size] for i <= j. Mirror it, then factor again.
-            for j in 0..<size { for i in 0..<j { a[j + i * size] = a[i + j * size] } }
-            spotrf_(upper, &n, &a, &n, &info)
-            if info == 0 {
-                // Column-major upper U: element (i, j), i <= j, at a[i + j * size]; return it row-major.
-                var result = [Double](repeating: 0, count: size * size)
-                for i in 0..<size { for j in i..<size { result[i * size + j] = Double(a[i + j * size]) } }
-                if result.allSatisfy(\.isFinite) { return result }
+        if choleskyLower(a, size: n, workers: workers) {
+            lowerInverse(a, size: n, into: x, workers: workers)
+            var result = [Double](repeating: 0, count: n * n)
+            for i in 0..<n {
+                let reversed = x + (n - 1 - i) * n + (n - 1)
+                for j in i..<n { result[i * n + j] = Double(reversed[-j]) }
             }
+            if result.allSatisfy(\.isFinite) { return result }
         }
         damping *= 10
     }

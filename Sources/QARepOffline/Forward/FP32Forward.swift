@@ -291,14 +291,15 @@ public final class FP32ForwardWorkspace {
     }
 }
 
-struct SendablePointer: @unchecked Sendable {
-    let base: UnsafePointer<Float>
-    init(_ base: UnsafePointer<Float>) { self.base = base }
+/// A pointer handed to concurrent workers, each of which reads (or writes) parts no other worker writes.
+struct SendablePointer<Pointee>: @unchecked Sendable {
+    let base: UnsafePointer<Pointee>
+    init(_ base: UnsafePointer<Pointee>) { self.base = base }
 }
 
-struct SendableMutablePointer: @unchecked Sendable {
-    let base: UnsafeMutablePointer<Float>
-    init(_ base: UnsafeMutablePointer<Float>) { self.base = base }
+struct SendableMutablePointer<Pointee>: @unchecked Sendable {
+    let base: UnsafeMutablePointer<Pointee>
+    init(_ base: UnsafeMutablePointer<Pointee>) { self.base = base }
 }
 
 struct ColumnShape: Sendable {
@@ -314,7 +315,7 @@ struct ColumnShape: Sendable {
 
 /// im2col for a 3x3, pad-1 conv over channel-major activations: row (c, ky, kx), column (image, oy, ox), with
 /// the FP32 network's zero padding. Rows are split across cores; each worker writes only its own rows.
-func fillColumns(_ shape: ColumnShape, source: SendablePointer, target: SendableMutablePointer) {
+func fillColumns(_ shape: ColumnShape, source: SendablePointer<Float>, target: SendableMutablePointer<Float>) {
     let workers = max(1, min(shape.rows, ProcessInfo.processInfo.activeProcessorCount))
     let spatial = shape.count * shape.outHeight * shape.outWidth
     DispatchQueue.concurrentPerform(iterations: workers) { part in
