@@ -81,12 +81,15 @@ final class ExportCalibrationTests: XCTestCase {
             options.method = method
             options.holdoutFraction = 0.25
             options.threads = 1
-            var progressCalls = 0
+            var calls: [(done: Int, total: Int)] = []
             let (description, report) = try calibrateAndQuantize(network: network, calibration: calibration, options: options) { done, total in
-                progressCalls += 1
-                XCTAssertLessThanOrEqual(done, total)
+                calls.append((done, total))
             }
-            XCTAssertGreaterThan(progressCalls, 0)
+            // One total throughout, reached at the end, never a step back.
+            XCTAssertGreaterThan(calls.count, 0)
+            XCTAssertEqual(Set(calls.map(\.total)).count, 1)
+            XCTAssertEqual(calls.last?.done, calls.last?.total)
+            XCTAssertEqual(zip(calls, calls.dropFirst()).filter { $0.done > $1.done }.count, 0, "progress went back")
             let holdout = try XCTUnwrap(report.holdout)
             XCTAssertEqual(holdout.images, 30)
             XCTAssertEqual(report.calibrationImages, 90)
@@ -101,6 +104,23 @@ final class ExportCalibrationTests: XCTestCase {
             let json = try JSONSerialization.jsonObject(with: Data(try report.jsonString().utf8)) as? [String: Any]
             XCTAssertEqual((json?["layers"] as? [Any])?.count, plan.count)
         }
+    }
+
+    func testCorrectionProgressWeighsGPTQByItsWork() throws {
+        // A wide layer whose GPTQ algebra (a 576-row H) outweighs its convolution on a few 8x8 images.
+        let plan = [CalibLayerPlan(out: 64, stride: 2, groups: 1), CalibLayerPlan(out: 64, stride: 1, groups: 1),
+                    CalibLayerPlan(out: 64, stride: 2, groups: 4)]
+        let forward = try FP32Forward(network: calibTestNetwork(plan: plan, height: 16, width: 16, classes: 4, seed: 3))
+        let plain = correctionProgress(forward, images: 8, gptq: false)
+        let refined = correctionProgress(forward, images: 8, gptq: true)
+        for steps in [plain, refined] {
+            XCTAssertEqual(steps.count, plan.count + 2, "one step before the layers, one per conv, one for the FC")
+            XCTAssertEqual(steps.first, 0)
+            XCTAssertEqual(zip(steps, steps.dropFirst()).filter { $0 > $1 }.count, 0)
+        }
+        // Without GPTQ the pass is the layers on its images: 8 images' worth.
+        XCTAssertEqual(plain.last, 8)
+        XCTAssertGreaterThan(refined[2] - refined[1], 4 * (plain[2] - plain[1]), "GPTQ's work on conv 1 not counted")
     }
 
     func testHugeBiasIsClampedToTheAccumulatorBoundAndReported() throws {

@@ -65,8 +65,9 @@ func holdoutIndices(count: Int, fraction: Double) -> [Int] {
 }
 
 /// Calibrates `network` on `calibration` and returns the quantized model (valid per docs/model-format.md: it is
-/// loaded by the runtime before being returned) and a report. `progress(done, total)` counts images through the
-/// FP32 forward, the bias correction's INT8 layers (in fractions of its layers) and the runtime.
+/// loaded by the runtime before being returned) and a report. `progress(done, total)` counts work in images
+/// through the FP32 forward: the observed images, then the bias correction's pass layer by layer at its
+/// estimated cost (`correctionProgress`), then the hold-out images through the runtime.
 public func calibrateAndQuantize(network: FusedNetwork, calibration: CalibrationData, options: CalibrationOptions,
                                  progress: ((Int, Int) -> Void)? = nil) throws -> (QuantizedModelDescription, CalibrationReport) {
     let result = try calibrate(network: network, calibration: calibration, options: options, progress: progress)
@@ -121,7 +122,14 @@ func calibrate(network: FusedNetwork, calibration: CalibrationData, options: Cal
     let correctionSet = try calibrationSet.subset(correctionIndices)
     let correctionMembers = Set(correctionIndices)
     let remainingSet = try calibrationSet.subset((0..<calibrationSet.count).filter { !correctionMembers.contains($0) })
-    let total = calibrationSet.count + correctionSet.count + holdoutSet.count
+    // Progress in FP32-forward images, so that the CLI's rate and ETA hold from one pass to the next: a B3's
+    // GPTQ pass on 32 images takes three times its first pass on 80.
+    let correctionSteps = correctionSet.count > 0 && (options.biasCorrection || refines)
+        ? correctionProgress(try FP32Forward(network: network), images: correctionSet.count,
+                             gptq: options.weightRounding == .gptq)
+        : [0]
+    let correctionUnits = correctionSteps.last ?? 0
+    let total = calibrationSet.count + correctionUnits + holdoutSet.count
 
     let started = Date()
     let key = "\(options.equalization) \(correctionSet.count) \(options.batchSize)"
@@ -162,7 +170,7 @@ func calibrate(network: FusedNetwork, calibration: CalibrationData, options: Cal
         let correction = try correctBiases(&quantized.description, forward: forward, data: correctionSet,
                                            reference: fp32Means, threads: threads, refiner: refiner,
                                            correcting: options.biasCorrection, thresholds: &thresholds) { layersDone in
-            progress?(calibrationSet.count + correctionSet.count * layersDone / (network.convs.count + 1), total)
+            progress?(calibrationSet.count + correctionSteps[min(layersDone, correctionSteps.count - 1)], total)
         }
         if options.biasCorrection { biasShifts = correction.shifts }
         refinement = refiner?.reports
@@ -182,7 +190,7 @@ func calibrate(network: FusedNetwork, calibration: CalibrationData, options: Cal
     if holdoutSet.count > 0 {
         holdout = try compareWithRuntime(model: model, forward: forward, data: holdoutSet, threads: threads,
                                          batchSize: options.batchSize) { done in
-            progress?(calibrationSet.count + correctionSet.count + done, total)
+            progress?(calibrationSet.count + correctionUnits + done, total)
         }
     }
     var layers: [LayerReport] = []
@@ -363,4 +371,32 @@ private func observe(network: FusedNetwork, correctionSet: CalibrationData, rema
     }
     return Observation(network: network, equalization: equalization, histograms: histograms, poolHistogram: poolHistogram,
                        fp32Means: fp32Means)
+}
+
+/// The bias correction pass's progress after each conv layer (index 0: none done; the FC adds nothing), in
+/// FP32-forward images of the whole network: the layer's work on `images` images, plus with GPTQ its algebra per
+/// group (Gram matrix, factor and inverse, rounding in double, the three quadratic forms), which on B-size layers
+/// outweighs the layer itself many times.
+func correctionProgress(_ forward: FP32Forward, images: Int, gptq: Bool) -> [Int] {
+    let convs = forward.network.convs
+    var layerMACs: [Double] = []
+    for (index, conv) in convs.enumerated() {
+        let pixels = Double(forward.layerHeights[index] * forward.layerWidths[index])
+        layerMACs.append(pixels * Double(conv.outChannels) * Double(conv.inChannels / conv.groups * 9))
+    }
+    let perImage = max(layerMACs.reduce(0, +), 1)
+    var steps = [0], done = 0.0
+    for (index, conv) in convs.enumerated() {
+        var work = Double(images) * layerMACs[index]
+        if gptq {
+            let depth = Double(conv.inChannels / conv.groups * 9), rows = Double(conv.outChannels / conv.groups)
+            let plane = forward.layerHeights[index] * forward.layerWidths[index]
+            let columns = Double(min(images, max(1, roundingColumnBudget / plane)) * plane)
+            work += Double(conv.groups) * (depth * depth * columns / 2 + depth * depth * depth / 3 + 5 * rows * depth * depth)
+        }
+        done += work / perImage
+        steps.append(Int(done.rounded()))
+    }
+    steps.append(steps[steps.count - 1])
+    return steps
 }
