@@ -34,7 +34,7 @@ struct CalibrationFlags: ParsableArguments {
     @Option(help: "Fraction of the calibration images held aside to measure INT8-vs-FP32 agreement.")
     var holdout: Double = CalibrationOptions().holdoutFraction
 
-    @Option(help: "Threads for the FP32 forward, bias correction and the INT8 check (0 = all CPUs).")
+    @Option(help: "Threads for the FP32 forward, GPTQ, bias correction and the INT8 check (0 = all CPUs); the model written is the same for any count.")
     var threads: Int = 0
 
     @Flag(name: .customLong("skip-bad"), help: "Skip and count undecodable images instead of failing.")

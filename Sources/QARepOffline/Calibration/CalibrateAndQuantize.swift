@@ -35,8 +35,8 @@ public struct CalibrationOptions: Sendable {
     public var count: Int? = nil
     /// Fraction of the images held aside (never calibrated on) to compare INT8 with FP32; 0 skips the check.
     public var holdoutFraction: Double = 0.2
-    /// Threads for the FP32 forward (OpenBLAS), the bias correction's INT8 layers and the runtime session; 0: all
-    /// online CPUs.
+    /// Threads for the FP32 forward, GPTQ's linear algebra, the bias correction's INT8 layers and the runtime
+    /// session; 0: all online CPUs. The model written is the same for every count.
     public var threads: Int = 0
     /// Passed to `CalibrationData.load` by callers that load through it.
     public var skipBadImages: Bool = false
