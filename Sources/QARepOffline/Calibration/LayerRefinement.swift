@@ -298,12 +298,12 @@ final class LayerRefiner {
 /// factor of H^-1 (depth x depth): column j is rounded, and its rounding error, divided by U[j][j], is taken off
 /// the later columns along U's row j. In blocks of columns (GPTQ's lazy batch updates): within a block the
 /// updates are rank-1, the later columns receive the whole block's errors in one matrix product. Rows are
-/// independent, so tiles of rows (and of the later columns) run on the workers, all reading one block of U's
-/// rows while it is in cache.
+/// independent, so tiles of 16 rows (3-48 of a layer's 48-768 output channels) and of 512 later columns run on the
+/// workers, all reading one block of U's rows while it is in cache; any fixed tiling gives the same bytes.
 func gptqRound(_ target: UnsafeMutablePointer<Double>, into rounded: UnsafeMutablePointer<Double>, rows: Int, depth: Int,
                inverse u: UnsafePointer<Double>, workers: Int) {
     let columnBlock = 128
-    let rowTiles = tiles(rows, linearAlgebraRowBlock)
+    let rowTiles = tiles(rows, 16)
     let targets = SendableMutablePointer(target), results = SendableMutablePointer(rounded), factor = SendablePointer(u)
     let errorBuffer = UnsafeMutablePointer<Double>.allocate(capacity: rows * columnBlock)
     defer { errorBuffer.deallocate() }
@@ -326,7 +326,7 @@ func gptqRound(_ target: UnsafeMutablePointer<Double>, into rounded: UnsafeMutab
                 }
             }
         }
-        let columnTiles = tiles(depth - end, linearAlgebraColumnBlock)
+        let columnTiles = tiles(depth - end, 512)
         // Consecutive items share their columns of U.
         forEachTile(rowTiles.count * columnTiles.count, workers: workers) { item in
             let tile = rowTiles[item % rowTiles.count], columns = columnTiles[item / rowTiles.count]

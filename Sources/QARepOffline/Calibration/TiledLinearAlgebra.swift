@@ -15,12 +15,6 @@ import Foundation
 /// Hessian still makes several.
 let linearAlgebraTile = 128
 
-/// Calibration's thread count (`--threads`; 0 is one per CPU), which the FP32 forward shares.
-func calibrationWorkers() -> Int {
-    let setting = fp32ForwardThreads.load(ordering: .relaxed)
-    return max(1, setting > 0 ? setting : ProcessInfo.processInfo.activeProcessorCount)
-}
-
 /// `body(item)` for every item in 0..<count, each on one of up to `workers` threads (the caller's among them),
 /// in the order the workers claim them; OpenBLAS on one thread meanwhile. Items must not depend on each other.
 func forEachTile(_ count: Int, workers: Int, _ body: @Sendable (Int) -> Void) {
@@ -47,13 +41,17 @@ func tiles(_ n: Int, _ side: Int = linearAlgebraTile) -> [(start: Int, size: Int
     stride(from: 0, to: n, by: side).map { ($0, min(side, n - $0)) }
 }
 
+/// The pairs (row tile, column tile) of the upper triangle, diagonal included, as indices into `sides`.
+private func upperTilePairs(_ sides: [(start: Int, size: Int)]) -> [(row: Int, column: Int)] {
+    sides.indices.flatMap { i in (i..<sides.count).map { (i, $0) } }
+}
+
 /// The upper triangle of row-major `h` (n x n, leading dimension n) += X X^T, X row-major n x `columns`.
 func addGram(_ x: UnsafePointer<Float>, rows n: Int, columns: Int, into h: UnsafeMutablePointer<Float>, workers: Int) {
-    let sides = tiles(n)
-    let pairs = sides.indices.flatMap { i in (i..<sides.count).map { (i, $0) } }
+    let sides = tiles(n), pairs = upperTilePairs(sides)
     let source = SendablePointer(x), target = SendableMutablePointer(h)
     forEachTile(pairs.count, workers: workers) { item in
-        let (row, column) = (sides[pairs[item].0], sides[pairs[item].1])
+        let (row, column) = (sides[pairs[item].row], sides[pairs[item].column])
         let a = source.base + row.start * columns, out = target.base + row.start * n + column.start
         if row.start == column.start {
             cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(row.size), Int32(columns), 1, a, Int32(columns),
@@ -115,20 +113,13 @@ func lowerInverse(_ l: UnsafePointer<Float>, size n: Int, into x: UnsafeMutableP
     }
 }
 
-/// Rows per tile of GPTQ's rounding pass: rows are independent, so any fixed count gives the same bytes; 16
-/// makes 3-48 tiles of a layer's 48-768 output channels.
-let linearAlgebraRowBlock = 16
-/// Columns per tile of GPTQ's update of the later columns.
-let linearAlgebraColumnBlock = 512
-
 /// Both triangles of row-major `full` (n x n) from the upper triangle of `upper`, each value divided by `divisor`.
 func symmetricFromUpper(_ upper: UnsafePointer<Float>, size n: Int, dividedBy divisor: Float, into full: UnsafeMutablePointer<Float>,
                         workers: Int) {
-    let sides = tiles(n)
-    let pairs = sides.indices.flatMap { i in (i..<sides.count).map { (i, $0) } }
+    let sides = tiles(n), pairs = upperTilePairs(sides)
     let source = SendablePointer(upper), target = SendableMutablePointer(full)
     forEachTile(pairs.count, workers: workers) { item in
-        let (rows, columns) = (sides[pairs[item].0], sides[pairs[item].1])
+        let (rows, columns) = (sides[pairs[item].row], sides[pairs[item].column])
         for i in rows.start..<(rows.start + rows.size) {
             for j in max(i, columns.start)..<(columns.start + columns.size) {
                 let value = source.base[i * n + j] / divisor

@@ -199,8 +199,7 @@ public struct FP32Forward: Sendable {
         let spatial = count * outHeight * outWidth
         let blockWidth = min(spatial, max(16, columnBlockFloats / depth / 16 * 16))
         let blocks = (spatial + blockWidth - 1) / blockWidth
-        let setting = fp32ForwardThreads.load(ordering: .relaxed)
-        let workers = max(1, min(blocks, setting > 0 ? setting : ProcessInfo.processInfo.activeProcessorCount))
+        let workers = min(blocks, calibrationWorkers())
         let columns = workspace.buffer(3, count: workers * depth * blockWidth)
         guard let inputBase = input.baseAddress, let columnBase = columns.baseAddress, let outputBase = output.baseAddress else { return }
         let source = SendablePointer(inputBase), target = SendableMutablePointer(columnBase)
@@ -249,6 +248,12 @@ public struct FP32Forward: Sendable {
 
 /// Workers of the FP32 forward's convolutions; 0 is one per CPU. Calibration sets it from its `threads`.
 let fp32ForwardThreads = Atomic<Int>(0)
+
+/// Calibration's thread count (`fp32ForwardThreads` resolved: 0 is one per CPU), for the FP32 forward and GPTQ.
+func calibrationWorkers() -> Int {
+    let setting = fp32ForwardThreads.load(ordering: .relaxed)
+    return max(1, setting > 0 ? setting : ProcessInfo.processInfo.activeProcessorCount)
+}
 
 /// Hands out consecutive work item numbers to concurrent workers.
 final class WorkCounter: Sendable {
