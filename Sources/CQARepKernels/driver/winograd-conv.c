@@ -324,10 +324,10 @@ static int32_t f4_group_chunks(const qk_winograd_kernels *k, const qk_conv_geome
     for (int32_t o = 0; o < geo->out_c; o++) {
         const int8_t *w = weight_oihw + (size_t)o * (size_t)geo->in_per_group * 9;
         for (int32_t chunk = 0; chunk < chunks; chunk++) {
-            int64_t sum = 0;
+            int32_t sum = 0;  // at most 128 * 9 * depth
             const int32_t end_c = (chunk + 1) * k->depth < geo->in_per_group ? (chunk + 1) * k->depth : geo->in_per_group;
             for (int32_t i = chunk * k->depth * 9; i < end_c * 9; i++) sum += w[i] < 0 ? -w[i] : w[i];
-            sums[(size_t)o * (size_t)chunks + (size_t)chunk] = 255 * sum;
+            sums[(size_t)o * (size_t)chunks + (size_t)chunk] = 255 * (int64_t)sum;
         }
     }
     int32_t n = chunks;
@@ -347,9 +347,89 @@ static int32_t f4_group_chunks(const qk_winograd_kernels *k, const qk_conv_geome
     return n;
 }
 
-// One block of output channels and one chunk of input channels at a time, so that each position's unit is
-// built in place and written whole: the units of a pair lie positions apart, and writing them value by value
-// missed the cache on every value (B3's weights took 9 s to pack).
+// U' of a unit's channel pairs at once, from their taps (taps[t][i]: tap t of the pair at unit index i),
+// written as the unit of each position (u + e * stride). The same integers as transform_of, pair by pair, in
+// int16 lanes: |G' g G't| <= 4 * 3 * 3 * 128 and |E g Et| <= 7 * 7 * 128. Unit-wide, the compiler vectorizes
+// across the pairs (a pair at a time, packing took most of a load: docs/performance.md).
+enum { QK_WINOGRAD_MAX_UNIT_VALUES = QK_WINOGRAD_MAX_UNIT_BYTES / (int)sizeof(int16_t) };
+typedef int16_t qk_winograd_taps[9][QK_WINOGRAD_MAX_UNIT_VALUES];
+
+static void transform_unit_f2(const qk_winograd_taps taps, int32_t n, int16_t *u, size_t stride) {
+    int16_t t[4][3][QK_WINOGRAD_MAX_UNIT_VALUES];  // G' g
+    for (int j = 0; j < 3; j++)
+        for (int32_t i = 0; i < n; i++) {
+            const int16_t g0 = taps[j][i], g1 = taps[3 + j][i], g2 = taps[6 + j][i];
+            t[0][j][i] = (int16_t)(2 * g0);
+            t[1][j][i] = (int16_t)(g0 + g1 + g2);
+            t[2][j][i] = (int16_t)(g0 - g1 + g2);
+            t[3][j][i] = (int16_t)(2 * g2);
+        }
+    for (int r = 0; r < 4; r++) {
+        int16_t *row = u + (size_t)(4 * r) * stride;
+        for (int32_t i = 0; i < n; i++) {
+            const int16_t a = t[r][0][i], b = t[r][1][i], c = t[r][2][i];
+            row[i] = (int16_t)(2 * a);
+            row[stride + i] = (int16_t)(a + b + c);
+            row[2 * stride + i] = (int16_t)(a - b + c);
+            row[3 * stride + i] = (int16_t)(2 * c);
+        }
+    }
+}
+
+// E's rows: g's values at 0, 1, -1, 2, -2 and infinity.
+static void transform_unit_f4(const qk_winograd_taps taps, int32_t n, int16_t *u, size_t stride) {
+    int16_t t[6][3][QK_WINOGRAD_MAX_UNIT_VALUES];  // E g
+    for (int j = 0; j < 3; j++)
+        for (int32_t i = 0; i < n; i++) {
+            const int16_t g0 = taps[j][i], g1 = taps[3 + j][i], g2 = taps[6 + j][i];
+            const int16_t even = (int16_t)(g0 + g2), even4 = (int16_t)(g0 + 4 * g2), odd2 = (int16_t)(2 * g1);
+            t[0][j][i] = g0;
+            t[1][j][i] = (int16_t)(even + g1);
+            t[2][j][i] = (int16_t)(even - g1);
+            t[3][j][i] = (int16_t)(even4 + odd2);
+            t[4][j][i] = (int16_t)(even4 - odd2);
+            t[5][j][i] = g2;
+        }
+    for (int r = 0; r < 6; r++) {
+        int16_t *row = u + (size_t)(6 * r) * stride;
+        for (int32_t i = 0; i < n; i++) {
+            const int16_t a = t[r][0][i], b = t[r][1][i], c = t[r][2][i];
+            const int16_t even = (int16_t)(a + c), even4 = (int16_t)(a + 4 * c), odd2 = (int16_t)(2 * b);
+            row[i] = a;
+            row[stride + i] = (int16_t)(even + b);
+            row[2 * stride + i] = (int16_t)(even - b);
+            row[3 * stride + i] = (int16_t)(even4 + odd2);
+            row[4 * stride + i] = (int16_t)(even4 - odd2);
+            row[5 * stride + i] = c;
+        }
+    }
+}
+
+// Stride 2's 25 positions, as transform_weights_s2 lays them out.
+static void transform_unit_s2(const qk_winograd_taps taps, int32_t n, int16_t *u, size_t stride) {
+    for (int32_t i = 0; i < n; i++) {
+        const int16_t g0 = taps[0][i], g1 = taps[1][i], g2 = taps[2][i], g3 = taps[3][i], g4 = taps[4][i];
+        const int16_t g5 = taps[5][i], g6 = taps[6][i], g7 = taps[7][i], g8 = taps[8][i];
+        const int16_t corner[3][2] = {{g0, g2}, {(int16_t)(g0 + g6), (int16_t)(g2 + g8)}, {g6, g8}};
+        for (int r = 0; r < 3; r++) {
+            u[(size_t)(3 * r) * stride + i] = corner[r][0];
+            u[(size_t)(3 * r + 1) * stride + i] = (int16_t)(corner[r][0] + corner[r][1]);
+            u[(size_t)(3 * r + 2) * stride + i] = corner[r][1];
+        }
+        for (int b = 0; b < 2; b++) {
+            u[(size_t)(9 + 3 * b) * stride + i] = g1;
+            u[(size_t)(10 + 3 * b) * stride + i] = (int16_t)(g1 + g7);
+            u[(size_t)(11 + 3 * b) * stride + i] = g7;
+            u[(size_t)(15 + 3 * b) * stride + i] = g3;
+            u[(size_t)(16 + 3 * b) * stride + i] = (int16_t)(g3 + g5);
+            u[(size_t)(17 + 3 * b) * stride + i] = g5;
+        }
+        for (int e = 21; e < 25; e++) u[(size_t)e * stride + i] = g4;
+    }
+}
+
+// One block of output channels and one chunk of input channels at a time: their taps gathered in the unit's
+// arrangement, then each position's unit written whole (the units of a pair lie positions apart).
 static void pack(const qk_winograd_kernels *k, const qk_conv_geometry *geo, const int8_t *weight_oihw, uint8_t *packed) {
     const qk_winograd_blocking b = blocking_of(k, geo);
     memset(packed, 0, b.header_bytes);
@@ -357,32 +437,31 @@ static void pack(const qk_winograd_kernels *k, const qk_conv_geometry *geo, cons
         const int32_t group_chunks = f4_group_chunks(k, geo, weight_oihw);
         memcpy(packed, &group_chunks, sizeof group_chunks);
     }
-    const size_t unit_values = (size_t)k->unit_bytes / sizeof(int16_t);
-    int16_t units[QK_WINOGRAD_F4_POSITIONS * QK_WINOGRAD_MAX_UNIT_BYTES / sizeof(int16_t)];
+    const int32_t unit_values = k->unit_bytes / (int32_t)sizeof(int16_t);
+    int32_t index[QK_WINOGRAD_MAX_UNIT_VALUES];  // of lane * depth + q
+    for (int32_t lane = 0; lane < k->lanes; lane++)
+        for (int32_t q = 0; q < k->depth; q++) index[lane * k->depth + q] = k->unit_index(lane, q);
+    _Alignas(64) qk_winograd_taps taps;
     for (int32_t g = 0; g < geo->groups; g++)
         for (int32_t tile = 0; tile < b.tiles_per_group; tile++) {
             const int32_t first = first_block_of(&b, tile), tile_blocks = first_block_of(&b, tile + 1) - first;
             uint8_t *tile_base = packed + b.header_bytes + ((size_t)g * (size_t)b.blocks_per_group + (size_t)first) * b.block_bytes;
+            const size_t position_stride = (size_t)b.chunks * (size_t)tile_blocks * (size_t)unit_values;  // in int16
             for (int32_t block = first; block < first + tile_blocks; block++)
                 for (int32_t chunk = 0; chunk < b.chunks; chunk++) {
-                    memset(units, 0, (size_t)b.positions * unit_values * sizeof units[0]);
-                    for (int32_t lane = 0; lane < k->lanes; lane++) {
-                        const int32_t o = block * k->lanes + lane;
-                        if (o >= geo->out_per_group) break;
-                        for (int32_t q = 0; q < k->depth; q++) {
-                            const int32_t c = chunk * k->depth + q;
-                            if (c >= geo->in_per_group) break;
-                            int16_t u[QK_WINOGRAD_F4_POSITIONS];
-                            const int8_t *kernel = weight_oihw + ((size_t)(g * geo->out_per_group + o) * geo->in_per_group + c) * 9;
-                            transform_of(b.form, kernel, u);
-                            const int32_t index = k->unit_index(lane, q);
-                            for (int32_t e = 0; e < b.positions; e++) units[(size_t)e * unit_values + (size_t)index] = u[e];
-                        }
+                    const int32_t lanes = geo->out_per_group - block * k->lanes < k->lanes ? geo->out_per_group - block * k->lanes : k->lanes;
+                    const int32_t depth = geo->in_per_group - chunk * k->depth < k->depth ? geo->in_per_group - chunk * k->depth : k->depth;
+                    if (lanes < k->lanes || depth < k->depth) memset(taps, 0, sizeof taps);
+                    for (int32_t lane = 0; lane < lanes; lane++) {
+                        const int8_t *w = weight_oihw + ((size_t)(g * geo->out_per_group + block * k->lanes + lane) * geo->in_per_group +
+                                                         (size_t)chunk * (size_t)k->depth) * 9;
+                        for (int32_t q = 0; q < depth; q++)
+                            for (int t = 0; t < 9; t++) taps[t][index[lane * k->depth + q]] = w[9 * q + t];
                     }
-                    for (int32_t e = 0; e < b.positions; e++) {
-                        const size_t unit = ((size_t)e * (size_t)b.chunks + (size_t)chunk) * (size_t)tile_blocks + (size_t)(block - first);
-                        memcpy(tile_base + unit * (size_t)k->unit_bytes, units + (size_t)e * unit_values, (size_t)k->unit_bytes);
-                    }
+                    int16_t *unit = (int16_t *)(tile_base + ((size_t)chunk * (size_t)tile_blocks + (size_t)(block - first)) * (size_t)k->unit_bytes);
+                    if (b.form == QK_WINOGRAD_S2) transform_unit_s2(taps, unit_values, unit, position_stride);
+                    else if (b.form == QK_WINOGRAD_F4) transform_unit_f4(taps, unit_values, unit, position_stride);
+                    else transform_unit_f2(taps, unit_values, unit, position_stride);
                 }
         }
 }
