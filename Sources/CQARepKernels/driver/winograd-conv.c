@@ -428,56 +428,123 @@ static void transform_unit_s2(const qk_winograd_taps taps, int32_t n, int16_t *u
     }
 }
 
-// One block of output channels and one chunk of input channels at a time: their taps gathered in the unit's
-// arrangement, then each position's unit written whole (the units of a pair lie positions apart).
-static void pack(const qk_winograd_kernels *k, const qk_conv_geometry *geo, const int8_t *weight_oihw, uint8_t *packed) {
-    const qk_winograd_blocking b = blocking_of(k, geo);
-    memset(packed, 0, b.header_bytes);
-    if (b.form == QK_WINOGRAD_F4) {
-        const int32_t group_chunks = f4_group_chunks(k, geo, weight_oihw);
-        memcpy(packed, &group_chunks, sizeof group_chunks);
-    }
-    const int32_t unit_values = k->unit_bytes / (int32_t)sizeof(int16_t);
-    int32_t index[QK_WINOGRAD_MAX_UNIT_VALUES];  // of lane * depth + q
+// One block of output channels by one chunk of input channels: the units of its positions (unit + e *
+// position_stride, in int16) and where its channel pairs' 3x3 kernels lie in the OIHW weights.
+typedef struct qk_winograd_unit_pairs {
+    size_t unit;             // byte offset of position 0's unit in the packed weights
+    size_t position_stride;  // int16 values from one position's unit to the next
+    size_t kernels;          // OIHW offset of the block's first output channel and the chunk's first input channel
+    int32_t lanes, depth;    // of them present (the last block and chunk may be partial)
+} qk_winograd_unit_pairs;
+
+typedef struct qk_winograd_unit_walk {
+    qk_winograd_blocking blocking;
+    int32_t unit_values;
+    int32_t index[QK_WINOGRAD_MAX_UNIT_VALUES];  // unit index of lane * depth + q
+} qk_winograd_unit_walk;
+
+static qk_winograd_unit_walk unit_walk_of(const qk_winograd_kernels *k, const qk_conv_geometry *geo) {
+    qk_winograd_unit_walk walk;
+    walk.blocking = blocking_of(k, geo);
+    walk.unit_values = k->unit_bytes / (int32_t)sizeof(int16_t);
     for (int32_t lane = 0; lane < k->lanes; lane++)
-        for (int32_t q = 0; q < k->depth; q++) index[lane * k->depth + q] = k->unit_index(lane, q);
-    _Alignas(64) qk_winograd_taps taps;
+        for (int32_t q = 0; q < k->depth; q++) walk.index[lane * k->depth + q] = k->unit_index(lane, q);
+    return walk;
+}
+
+// The unit of block `block` and chunk `chunk` (block within group g, in channel tile `tile`).
+static qk_winograd_unit_pairs unit_pairs_of(const qk_winograd_kernels *k, const qk_conv_geometry *geo,
+                                            const qk_winograd_blocking *b, int32_t g, int32_t tile, int32_t block, int32_t chunk) {
+    const int32_t first = first_block_of(b, tile), tile_blocks = first_block_of(b, tile + 1) - first;
+    const size_t tile_base = b->header_bytes + ((size_t)g * (size_t)b->blocks_per_group + (size_t)first) * b->block_bytes;
+    qk_winograd_unit_pairs pairs;
+    pairs.unit = tile_base + ((size_t)chunk * (size_t)tile_blocks + (size_t)(block - first)) * (size_t)k->unit_bytes;
+    pairs.position_stride = (size_t)b->chunks * (size_t)tile_blocks * (size_t)k->unit_bytes / sizeof(int16_t);
+    pairs.kernels = ((size_t)(g * geo->out_per_group + block * k->lanes) * geo->in_per_group + (size_t)chunk * (size_t)k->depth) * 9;
+    pairs.lanes = geo->out_per_group - block * k->lanes < k->lanes ? geo->out_per_group - block * k->lanes : k->lanes;
+    pairs.depth = geo->in_per_group - chunk * k->depth < k->depth ? geo->in_per_group - chunk * k->depth : k->depth;
+    return pairs;
+}
+
+// Every unit in packing order, so that writes move through the packed weights tile by tile.
+static void for_each_unit(const qk_winograd_kernels *k, const qk_conv_geometry *geo, const qk_winograd_blocking *b,
+                          void (*visit)(const void *context, const qk_winograd_unit_pairs *pairs), const void *context) {
     for (int32_t g = 0; g < geo->groups; g++)
-        for (int32_t tile = 0; tile < b.tiles_per_group; tile++) {
-            const int32_t first = first_block_of(&b, tile), tile_blocks = first_block_of(&b, tile + 1) - first;
-            uint8_t *tile_base = packed + b.header_bytes + ((size_t)g * (size_t)b.blocks_per_group + (size_t)first) * b.block_bytes;
-            const size_t position_stride = (size_t)b.chunks * (size_t)tile_blocks * (size_t)unit_values;  // in int16
-            for (int32_t block = first; block < first + tile_blocks; block++)
-                for (int32_t chunk = 0; chunk < b.chunks; chunk++) {
-                    const int32_t lanes = geo->out_per_group - block * k->lanes < k->lanes ? geo->out_per_group - block * k->lanes : k->lanes;
-                    const int32_t depth = geo->in_per_group - chunk * k->depth < k->depth ? geo->in_per_group - chunk * k->depth : k->depth;
-                    if (lanes < k->lanes || depth < k->depth) memset(taps, 0, sizeof taps);
-                    for (int32_t lane = 0; lane < lanes; lane++) {
-                        const int8_t *w = weight_oihw + ((size_t)(g * geo->out_per_group + block * k->lanes + lane) * geo->in_per_group +
-                                                         (size_t)chunk * (size_t)k->depth) * 9;
-                        for (int32_t q = 0; q < depth; q++)
-                            for (int t = 0; t < 9; t++) taps[t][index[lane * k->depth + q]] = w[9 * q + t];
-                    }
-                    int16_t *unit = (int16_t *)(tile_base + ((size_t)chunk * (size_t)tile_blocks + (size_t)(block - first)) * (size_t)k->unit_bytes);
-                    if (b.form == QK_WINOGRAD_S2) transform_unit_s2(taps, unit_values, unit, position_stride);
-                    else if (b.form == QK_WINOGRAD_F4) transform_unit_f4(taps, unit_values, unit, position_stride);
-                    else transform_unit_f2(taps, unit_values, unit, position_stride);
+        for (int32_t tile = 0; tile < b->tiles_per_group; tile++)
+            for (int32_t block = first_block_of(b, tile); block < first_block_of(b, tile + 1); block++)
+                for (int32_t chunk = 0; chunk < b->chunks; chunk++) {
+                    const qk_winograd_unit_pairs pairs = unit_pairs_of(k, geo, b, g, tile, block, chunk);
+                    visit(context, &pairs);
                 }
+}
+
+// Packing reads OIHW weights and writes packed ones; unpacking the other way round.
+typedef struct qk_winograd_unit_job {
+    const qk_winograd_kernels *k;
+    const qk_conv_geometry *geo;
+    const qk_winograd_unit_walk *walk;
+    union {
+        const int8_t *weight_oihw;
+        const uint8_t *packed;
+    } from;
+    union {
+        uint8_t *packed;
+        int8_t *weight_oihw;
+    } to;
+} qk_winograd_unit_job;
+
+// The pairs' taps gathered in the unit's arrangement, then transformed together and written as each
+// position's unit, whole (the units of a pair lie positions apart).
+static void pack_unit(const void *context, const qk_winograd_unit_pairs *pairs) {
+    const qk_winograd_unit_job *job = (const qk_winograd_unit_job *)context;
+    const qk_winograd_kernels *k = job->k;
+    _Alignas(64) qk_winograd_taps taps;
+    if (pairs->lanes < k->lanes || pairs->depth < k->depth) memset(taps, 0, sizeof taps);
+    for (int32_t lane = 0; lane < pairs->lanes; lane++) {
+        const int8_t *w = job->from.weight_oihw + pairs->kernels + (size_t)lane * (size_t)job->geo->in_per_group * 9;
+        for (int32_t q = 0; q < pairs->depth; q++)
+            for (int t = 0; t < 9; t++) taps[t][job->walk->index[lane * k->depth + q]] = w[9 * q + t];
+    }
+    int16_t *unit = (int16_t *)(job->to.packed + pairs->unit);
+    const qk_winograd_form form = job->walk->blocking.form;
+    if (form == QK_WINOGRAD_S2) transform_unit_s2(taps, job->walk->unit_values, unit, pairs->position_stride);
+    else if (form == QK_WINOGRAD_F4) transform_unit_f4(taps, job->walk->unit_values, unit, pairs->position_stride);
+    else transform_unit_f2(taps, job->walk->unit_values, unit, pairs->position_stride);
+}
+
+// The inverse, pair by pair (value by value through weight_offset, repacking B0 for another path took 0.8 s).
+static void unpack_unit(const void *context, const qk_winograd_unit_pairs *pairs) {
+    const qk_winograd_unit_job *job = (const qk_winograd_unit_job *)context;
+    const qk_winograd_kernels *k = job->k;
+    const qk_winograd_blocking *b = &job->walk->blocking;
+    const int16_t *unit = (const int16_t *)(job->from.packed + pairs->unit);
+    for (int32_t lane = 0; lane < pairs->lanes; lane++)
+        for (int32_t q = 0; q < pairs->depth; q++) {
+            const int32_t i = job->walk->index[lane * k->depth + q];
+            int16_t u[QK_WINOGRAD_F4_POSITIONS];
+            for (int32_t e = 0; e < b->positions; e++) u[e] = unit[(size_t)e * pairs->position_stride + (size_t)i];
+            int8_t *kernel = job->to.weight_oihw + pairs->kernels + ((size_t)lane * (size_t)job->geo->in_per_group + (size_t)q) * 9;
+            if (b->form == QK_WINOGRAD_S2) restore_weights_s2(u, kernel);
+            else if (b->form == QK_WINOGRAD_F4) restore_weights_f4(u, kernel);
+            else restore_weights(u, kernel);
         }
 }
 
+static void pack(const qk_winograd_kernels *k, const qk_conv_geometry *geo, const int8_t *weight_oihw, uint8_t *packed) {
+    const qk_winograd_unit_walk walk = unit_walk_of(k, geo);
+    memset(packed, 0, walk.blocking.header_bytes);
+    if (walk.blocking.form == QK_WINOGRAD_F4) {
+        const int32_t group_chunks = f4_group_chunks(k, geo, weight_oihw);
+        memcpy(packed, &group_chunks, sizeof group_chunks);
+    }
+    const qk_winograd_unit_job job = {k, geo, &walk, {.weight_oihw = weight_oihw}, {.packed = packed}};
+    for_each_unit(k, geo, &walk.blocking, pack_unit, &job);
+}
+
 static void unpack(const qk_winograd_kernels *k, const qk_conv_geometry *geo, const uint8_t *packed, int8_t *weight_oihw) {
-    const qk_winograd_blocking b = blocking_of(k, geo);
-    for (int32_t g = 0; g < geo->groups; g++)
-        for (int32_t o = 0; o < geo->out_per_group; o++)
-            for (int32_t c = 0; c < geo->in_per_group; c++) {
-                int16_t u[QK_WINOGRAD_F4_POSITIONS];
-                for (int32_t e = 0; e < b.positions; e++) memcpy(&u[e], packed + weight_offset(k, &b, g, o, c, e), sizeof u[e]);
-                int8_t *kernel = weight_oihw + ((size_t)(g * geo->out_per_group + o) * geo->in_per_group + c) * 9;
-                if (b.form == QK_WINOGRAD_S2) restore_weights_s2(u, kernel);
-                else if (b.form == QK_WINOGRAD_F4) restore_weights_f4(u, kernel);
-                else restore_weights(u, kernel);
-            }
+    const qk_winograd_unit_walk walk = unit_walk_of(k, geo);
+    const qk_winograd_unit_job job = {k, geo, &walk, {.packed = packed}, {.weight_oihw = weight_oihw}};
+    for_each_unit(k, geo, &walk.blocking, unpack_unit, &job);
 }
 
 // ---- Work split ----
