@@ -578,6 +578,8 @@ static bool even_row_split(qk_winograd_plan *plan, const qk_conv_args *args) {
     return false;
 }
 
+enum { QK_WINOGRAD_ITEMS_PER_THREAD = 16 };
+
 static qk_winograd_plan plan_of(const qk_winograd_kernels *k, const qk_conv_args *args) {
     const qk_conv_geometry *geo = &args->geo;
     qk_winograd_plan plan;
@@ -604,9 +606,13 @@ static qk_winograd_plan plan_of(const qk_winograd_kernels *k, const qk_conv_args
             plan.parts = plan.blocking.tiles_per_group;
         } else {
             // Bands of several segments cannot keep their inputs: enough items that claiming evens out the
-            // shares, each part transforming its band's inputs again (a few percent of its work).
+            // shares, each part transforming its band's inputs again (under 2% of its work at 16 parts).
+            // At 4 items per thread B2's 14x14x640 layers (4 bands of 2, 2, 2 and 1 tile rows) left a member
+            // waiting a whole item, 0.5-1 ms of their 4.3 (docs/performance.md, "Waits of big layers").
             const int64_t base = (int64_t)args->batch * ((plan.tiles_h + plan.band_rows - 1) / plan.band_rows) * geo->groups;
-            while (base * plan.parts < 4 * (int64_t)args->threads && plan.parts < plan.blocking.tiles_per_group) plan.parts++;
+            while (base * plan.parts < QK_WINOGRAD_ITEMS_PER_THREAD * (int64_t)args->threads &&
+                   plan.parts < plan.blocking.tiles_per_group)
+                plan.parts++;
         }
     }
     plan.bands = (plan.tiles_h + plan.band_rows - 1) / plan.band_rows;

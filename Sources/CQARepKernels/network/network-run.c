@@ -596,7 +596,7 @@ qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const u
         }
         const double join_wait = qk_monotonic_seconds() - first_finished;
         if (join_wait > longest_wait) longest_wait = join_wait;
-        qk_team_pace_record(history, threads, atomic_load(&judged_on_time) ? 0.0 : longest_wait);
+        qk_team_pace_record(history, threads, atomic_load(&judged_on_time) ? 0.0 : longest_wait, qk_monotonic_seconds() - started);
     }
     free(work.counters);
     free(own_scratch);

@@ -11,8 +11,12 @@
 #include "network/team-pace.h"
 #include "network/team-sync.h"
 
-// A wait this long is no uneven split of a step (tens of microseconds) but a member off its core.
+// A wait this long is no uneven split of a step (tens of microseconds) but a member off its core. Layers of
+// several milliseconds (B2's, B3's) split to within a few percent still leave waits of a few hundred
+// microseconds, and one time slice off core costs a long run little: there a wait is late from 1/32 of the
+// run (docs/performance.md, "Waits of big layers").
 #define QK_LATE_SECONDS 300e-6
+#define QK_LATE_SHARE_OF_RUN (1.0 / 32.0)
 #define QK_SOLO_FIRST_SECONDS 0.25
 #define QK_SOLO_LONGEST_SECONDS 4.0
 // A lone late run also happens on a quiet machine (an interrupt, a VM's stolen slice); going solo for it cost
@@ -75,13 +79,14 @@ void qk_team_pace_record_loaded(qk_team_history *history, qk_pace_mode mode, dou
     if (history->loaded_runs[mode]++ > 0) history->loaded_seconds[mode] += seconds / batch;
 }
 
-void qk_team_pace_record(qk_team_history *history, int32_t threads, double longest_wait) {
+void qk_team_pace_record(qk_team_history *history, int32_t threads, double longest_wait, double run_seconds) {
     if (history == NULL || threads < 2) return;
     // A session's first team run starts the OpenMP workers and touches its scratch for the first time, so a
     // member is often late there on a quiet machine; judged, it made the next run late twice in a row and sent
     // a quiet 2-thread session solo (bench's quiet A0 batch 1: 6.07 ms instead of 3.4).
     if (history->team_runs++ == 0) return;
-    if (longest_wait <= QK_LATE_SECONDS) {
+    const double late = run_seconds * QK_LATE_SHARE_OF_RUN > QK_LATE_SECONDS ? run_seconds * QK_LATE_SHARE_OF_RUN : QK_LATE_SECONDS;
+    if (longest_wait <= late) {
         history->solo_length = 0.0;
         history->late_in_a_row = 0;
         return;

@@ -15,9 +15,9 @@ qk_pace_mode qk_team_pace_mode(qk_team_history *history, int32_t threads, bool r
 // Before a run in `mode` that was not the pace's choice (a test or bench forcing rescue mode); the pace's
 // choice calls it itself.
 void qk_team_pace_begin(qk_team_history *history, qk_pace_mode mode, int32_t threads);
-// After a layer-by-layer team run on `threads` threads whose longest wait at a barrier was `longest_wait`
-// seconds.
-void qk_team_pace_record(qk_team_history *history, int32_t threads, double longest_wait);
+// After a layer-by-layer team run on `threads` threads that took `run_seconds` and whose longest wait at a
+// barrier was `longest_wait` seconds.
+void qk_team_pace_record(qk_team_history *history, int32_t threads, double longest_wait, double run_seconds);
 // After a run in a loaded period (solo or rescue mode) that took `seconds` for `batch` images.
 void qk_team_pace_record_loaded(qk_team_history *history, qk_pace_mode mode, double seconds, int32_t batch);
 
