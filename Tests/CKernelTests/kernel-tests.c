@@ -398,8 +398,11 @@ static void winograd_tests(void) {
     };
     for (size_t i = 0; i < sizeof edges_s2 / sizeof edges_s2[0]; i++) check_winograd_case(&edges_s2[i], 9550 + i, false);
     if (!quick) {
-        const conv_case big[] = {{{56, 56, 48, 48, 1, 1}, 1}, {{7, 7, 640, 24, 1, 1}, 1}, {{112, 112, 48, 48, 2, 1}, 1},
-                                 {{14, 14, 192, 200, 2, 1}, 2}};
+        // Past 4 MB of transformed weights a member holds a whole image's inputs: 12x12x400 (F(2x2,3x3) in one
+        // band of 36 tiles), 20x20x400 (F(4x4,3x3) too), 20x20x800 -> 168 (past the 2 MB cap: two bands).
+        const conv_case big[] = {{{56, 56, 48, 48, 1, 1}, 1},   {{7, 7, 640, 24, 1, 1}, 1},    {{112, 112, 48, 48, 2, 1}, 1},
+                                 {{14, 14, 192, 200, 2, 1}, 2}, {{12, 12, 400, 400, 1, 1}, 2}, {{20, 20, 400, 400, 1, 1}, 1},
+                                 {{20, 20, 800, 168, 1, 1}, 1}};
         for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) check_winograd_case(&big[i], 9600 + i, false);
     }
     // The channel bounds, exact with the largest sums of either sign: 1841 input channels at stride 1 (where

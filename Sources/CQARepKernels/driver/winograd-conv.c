@@ -48,13 +48,11 @@ static int32_t tiles_along(int32_t pixels, qk_winograd_form form) { return (pixe
 static int32_t patch_side_of(qk_winograd_form form) { return form == QK_WINOGRAD_F4 ? 6 : form == QK_WINOGRAD_S2 ? 5 : 4; }
 static int32_t patch_step_of(qk_winograd_form form) { return form == QK_WINOGRAD_F2 ? 2 : 4; }
 
-// Transformed inputs of a segment of tiles, each member's kernel scratch (conv_scratch_bytes, from the session's
-// workspace): the weights are then streamed once per up to 40 tiles at 192 channels.
+// Transformed inputs of a segment of tiles: the weights are then streamed once per up to 40 tiles at 192 channels.
 enum { QK_WINOGRAD_V_BYTES = 256 << 10 };
 // F(4x4,3x3) transforms 2.25x as many inputs per output; a band that holds a whole 14x14 layer of 256 channels (16
 // tiles) streams its 2.4 MB of weights once instead of twice, 1.2x faster on a Zen 3 (docs/performance.md).
 enum { QK_WINOGRAD_F4_V_BYTES = 320 << 10 };
-static int32_t v_bytes_of(qk_winograd_form form) { return form == QK_WINOGRAD_F4 ? QK_WINOGRAD_F4_V_BYTES : QK_WINOGRAD_V_BYTES; }
 
 // Int16 values from one transformed input channel to the next within a tile's V rows.
 static int32_t v_stride_of(const qk_winograd_kernels *k, const qk_conv_geometry *geo) {
@@ -62,9 +60,29 @@ static int32_t v_stride_of(const qk_winograd_kernels *k, const qk_conv_geometry 
     return (values + k->input_width - 1) / k->input_width * k->input_width;
 }
 
+// Layers with more transformed weights than this hold a whole image's transformed inputs, up to the cap: every
+// band streams all of a layer's weights, and B3's 14x14x768 layers (19 MB, 4 bands) streamed 76 MB per image
+// from DRAM. With one band they stream once, and the inputs, 1.2 MB here, come from L3 for each channel tile
+// instead: those layers took 7.9 ms instead of 11-12 (docs/performance.md, "Whole images for big layers").
+enum { QK_WINOGRAD_WHOLE_IMAGE_WEIGHT_BYTES = 4 << 20, QK_WINOGRAD_MAX_V_BYTES = 2 << 20 };
+
+// The transformed inputs a member holds at once, its kernel scratch (conv_scratch_bytes, from the session's
+// workspace).
+static int32_t v_bytes_of(const qk_winograd_kernels *k, const qk_conv_geometry *geo, qk_winograd_form form) {
+    const int32_t segment = form == QK_WINOGRAD_F4 ? QK_WINOGRAD_F4_V_BYTES : QK_WINOGRAD_V_BYTES;
+    const int64_t cpad = (int64_t)(geo->in_per_group + k->depth - 1) / k->depth * k->depth;
+    const int64_t kpad = (int64_t)(geo->out_per_group + k->lanes - 1) / k->lanes * k->lanes;
+    const int64_t tile_values = positions_of(form) * (int64_t)v_stride_of(k, geo);
+    if ((int64_t)geo->groups * positions_of(form) * cpad * kpad * (int64_t)sizeof(int16_t) <= QK_WINOGRAD_WHOLE_IMAGE_WEIGHT_BYTES)
+        return segment;
+    int64_t whole = (int64_t)tiles_along(geo->out_h, form) * tiles_along(geo->out_w, form) * tile_values * (int64_t)sizeof(int16_t);
+    if (whole > QK_WINOGRAD_MAX_V_BYTES) whole = QK_WINOGRAD_MAX_V_BYTES;
+    return whole > segment ? (int32_t)whole : segment;
+}
+
 // Tiles whose transformed inputs a segment holds.
 static int32_t segment_tiles_of(const qk_winograd_kernels *k, const qk_conv_geometry *geo, qk_winograd_form form) {
-    return v_bytes_of(form) / (positions_of(form) * v_stride_of(k, geo) * (int32_t)sizeof(int16_t));
+    return v_bytes_of(k, geo, form) / (positions_of(form) * v_stride_of(k, geo) * (int32_t)sizeof(int16_t));
 }
 
 // Bands of an image: one segment each, at most one per row of tiles.
@@ -904,7 +922,7 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *args, con
 
 // The transformed inputs' segment, whether or not the cost model would pick Winograd (the testing entry forces it).
 static size_t winograd_scratch_bytes(const qk_path_config *path, const qk_conv_geometry *geo) {
-    return (size_t)v_bytes_of(form_of(path->winograd, geo));
+    return (size_t)v_bytes_of(path->winograd, geo, form_of(path->winograd, geo));
 }
 
 static size_t conv_scratch_bytes(const qk_path_config *path, const qk_conv_geometry *geo) {
