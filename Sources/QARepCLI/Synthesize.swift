@@ -8,7 +8,7 @@ struct Synthesize: ParsableCommand {
     @Option(help: "Architecture: \(RepVGGArchitecture.publishedNames.joined(separator: ", ")).")
     var arch: String
 
-    @Option(help: "Input size (square).")
+    @Option(help: "Input size (square). A checkpoint does not record it: pass the same --input-size to `qarep quantize`.")
     var size: Int = 224
 
     @Option(help: "Number of classes.")
