@@ -54,10 +54,23 @@ enum { QK_WINOGRAD_V_BYTES = 256 << 10 };
 // tiles) streams its 2.4 MB of weights once instead of twice, 1.2x faster on a Zen 3 (docs/performance.md).
 enum { QK_WINOGRAD_F4_V_BYTES = 320 << 10 };
 
+// Input and output channels of a group, padded to whole chunks and whole blocks.
+static int64_t padded_inputs(const qk_winograd_kernels *k, const qk_conv_geometry *geo) {
+    return (int64_t)(geo->in_per_group + k->depth - 1) / k->depth * k->depth;
+}
+static int64_t padded_outputs(const qk_winograd_kernels *k, const qk_conv_geometry *geo) {
+    return (int64_t)(geo->out_per_group + k->lanes - 1) / k->lanes * k->lanes;
+}
+
 // Int16 values from one transformed input channel to the next within a tile's V rows.
 static int32_t v_stride_of(const qk_winograd_kernels *k, const qk_conv_geometry *geo) {
-    const int32_t values = (geo->in_per_group + k->depth - 1) / k->depth * k->depth;
+    const int32_t values = (int32_t)padded_inputs(k, geo);
     return (values + k->input_width - 1) / k->input_width * k->input_width;
+}
+
+// Bytes of one group's transformed weights under a form.
+static int64_t group_weight_bytes(const qk_winograd_kernels *k, const qk_conv_geometry *geo, qk_winograd_form form) {
+    return positions_of(form) * padded_inputs(k, geo) * padded_outputs(k, geo) * (int64_t)sizeof(int16_t);
 }
 
 // Layers with more transformed weights than this hold a whole image's transformed inputs, up to the cap: every
@@ -70,11 +83,8 @@ enum { QK_WINOGRAD_WHOLE_IMAGE_WEIGHT_BYTES = 4 << 20, QK_WINOGRAD_MAX_V_BYTES =
 // workspace).
 static int32_t v_bytes_of(const qk_winograd_kernels *k, const qk_conv_geometry *geo, qk_winograd_form form) {
     const int32_t segment = form == QK_WINOGRAD_F4 ? QK_WINOGRAD_F4_V_BYTES : QK_WINOGRAD_V_BYTES;
-    const int64_t cpad = (int64_t)(geo->in_per_group + k->depth - 1) / k->depth * k->depth;
-    const int64_t kpad = (int64_t)(geo->out_per_group + k->lanes - 1) / k->lanes * k->lanes;
+    if (geo->groups * group_weight_bytes(k, geo, form) <= QK_WINOGRAD_WHOLE_IMAGE_WEIGHT_BYTES) return segment;
     const int64_t tile_values = positions_of(form) * (int64_t)v_stride_of(k, geo);
-    if ((int64_t)geo->groups * positions_of(form) * cpad * kpad * (int64_t)sizeof(int16_t) <= QK_WINOGRAD_WHOLE_IMAGE_WEIGHT_BYTES)
-        return segment;
     int64_t whole = (int64_t)tiles_along(geo->out_h, form) * tiles_along(geo->out_w, form) * tile_values * (int64_t)sizeof(int16_t);
     if (whole > QK_WINOGRAD_MAX_V_BYTES) whole = QK_WINOGRAD_MAX_V_BYTES;
     return whole > segment ? (int32_t)whole : segment;
@@ -129,11 +139,10 @@ static int64_t streamed_bytes(const qk_winograd_kernels *k, const qk_conv_geomet
 // whole, so an output side that is no multiple of the tile's pays for its padding. The third term is what makes B3's 768-channel 14x14 layers faster under F(2x2,3x3) than under
 // F(4x4,3x3), whose 42 MB of weights four bands stream (docs/performance.md, "Weights streamed per band").
 static int64_t winograd_cost(const qk_winograd_kernels *k, const qk_conv_geometry *geo, qk_winograd_form form) {
-    const int64_t cpad = (int64_t)(geo->in_per_group + k->depth - 1) / k->depth * k->depth;
-    const int64_t kpad = (int64_t)(geo->out_per_group + k->lanes - 1) / k->lanes * k->lanes;
+    const int64_t cpad = padded_inputs(k, geo), kpad = padded_outputs(k, geo);
     const int64_t tiles = (int64_t)tiles_along(geo->out_h, form) * tiles_along(geo->out_w, form);
     const int64_t positions = positions_of(form);
-    const int64_t weight_bytes = positions * cpad * kpad * (int64_t)sizeof(int16_t);  // of a group, as the rest
+    const int64_t weight_bytes = group_weight_bytes(k, geo, form);  // of a group, as the rest
     return tiles * (positions * cpad * kpad * 100 / k->gemm_percent +
                     ((int64_t)k->input_macs * cpad + (int64_t)k->output_macs * kpad) * positions / 16) +
            streamed_bytes(k, geo, form, weight_bytes) * k->stream_macs_per_byte;
@@ -159,8 +168,7 @@ static qk_winograd_form form_of(const qk_winograd_kernels *k, const qk_conv_geom
 // the direct driver's dense mode, which Winograd's per-channel transforms cannot beat.
 static bool cheaper(const qk_winograd_kernels *k, const qk_conv_geometry *geo) {
     if (geo->in_per_group <= 7) return false;
-    const int64_t cpad = (int64_t)(geo->in_per_group + k->depth - 1) / k->depth * k->depth;
-    const int64_t kpad = (int64_t)(geo->out_per_group + k->lanes - 1) / k->lanes * k->lanes;
+    const int64_t cpad = padded_inputs(k, geo), kpad = padded_outputs(k, geo);
     const int64_t winograd = winograd_cost(k, geo, form_of(k, geo));
     const int64_t direct = (int64_t)geo->out_h * geo->out_w * 9 * cpad * kpad * 100 / k->direct_percent;
     return winograd < direct;
