@@ -340,6 +340,19 @@ static size_t weight_offset(const qk_winograd_kernels *k, const qk_winograd_bloc
            (size_t)k->unit_index(lane, q) * sizeof(int16_t);
 }
 
+// Big layers are summed (F(4x4,3x3)'s groups) and packed by several threads, one per this many bytes up to
+// OpenMP's default team: each writes its own units, and the kernel zeroes their fresh pages on the CPU that
+// touches them first (the three were most of a big model's load).
+#define QK_WINOGRAD_PARALLEL_SUM_BYTES (64 * 1024)
+#define QK_WINOGRAD_PACK_BYTES_PER_THREAD (512 * 1024)
+
+extern int omp_get_max_threads(void);
+
+static int pack_threads(size_t bytes, size_t bytes_per_thread) {
+    const size_t wanted = bytes / bytes_per_thread, most = (size_t)omp_get_max_threads();
+    return wanted < 1 ? 1 : (int)(wanted < most ? wanted : most);
+}
+
 // F(4x4,3x3)'s channel groups: the most chunks per group for which every output channel's |acc| over a group
 // stays below 2^25 with inputs up to 255 (winograd.h). One chunk always does: 255 * 127 * 9 * 8 < 2^25.
 static int32_t f4_group_chunks(const qk_winograd_kernels *k, const qk_conv_geometry *geo, const int8_t *weight_oihw) {
@@ -347,6 +360,8 @@ static int32_t f4_group_chunks(const qk_winograd_kernels *k, const qk_conv_geome
     // sums[o * chunks + chunk]: 255 * sum of |w| of the chunk's input channels; without memory, one chunk per group.
     int64_t *sums = malloc((size_t)geo->out_c * (size_t)chunks * sizeof *sums);
     if (sums == NULL) return 1;
+    const int threads = pack_threads((size_t)geo->out_c * (size_t)geo->in_per_group * 9, QK_WINOGRAD_PARALLEL_SUM_BYTES);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
     for (int32_t o = 0; o < geo->out_c; o++) {
         const int8_t *w = weight_oihw + (size_t)o * (size_t)geo->in_per_group * 9;
         for (int32_t chunk = 0; chunk < chunks; chunk++) {
@@ -380,6 +395,32 @@ static int32_t f4_group_chunks(const qk_winograd_kernels *k, const qk_conv_geome
 enum { QK_WINOGRAD_MAX_UNIT_VALUES = QK_WINOGRAD_MAX_UNIT_BYTES / (int)sizeof(int16_t) };
 typedef int16_t qk_winograd_taps[9][QK_WINOGRAD_MAX_UNIT_VALUES];
 
+// A row of the second product, (G' g) G't or (E g) Et, from its three columns a, b, c into the units of its
+// positions. The units are distinct, and saying so (restrict) lets the compiler vectorize across the pairs.
+static inline void f2_row(const int16_t *restrict a, const int16_t *restrict b, const int16_t *restrict c, int32_t n,
+                          int16_t *restrict u0, int16_t *restrict u1, int16_t *restrict u2, int16_t *restrict u3) {
+    for (int32_t i = 0; i < n; i++) {
+        u0[i] = (int16_t)(2 * a[i]);
+        u1[i] = (int16_t)(a[i] + b[i] + c[i]);
+        u2[i] = (int16_t)(a[i] - b[i] + c[i]);
+        u3[i] = (int16_t)(2 * c[i]);
+    }
+}
+
+static inline void f4_row(const int16_t *restrict a, const int16_t *restrict b, const int16_t *restrict c, int32_t n,
+                          int16_t *restrict u0, int16_t *restrict u1, int16_t *restrict u2, int16_t *restrict u3,
+                          int16_t *restrict u4, int16_t *restrict u5) {
+    for (int32_t i = 0; i < n; i++) {
+        const int16_t even = (int16_t)(a[i] + c[i]), even4 = (int16_t)(a[i] + 4 * c[i]), odd2 = (int16_t)(2 * b[i]);
+        u0[i] = a[i];
+        u1[i] = (int16_t)(even + b[i]);
+        u2[i] = (int16_t)(even - b[i]);
+        u3[i] = (int16_t)(even4 + odd2);
+        u4[i] = (int16_t)(even4 - odd2);
+        u5[i] = c[i];
+    }
+}
+
 static void transform_unit_f2(const qk_winograd_taps taps, int32_t n, int16_t *u, size_t stride) {
     int16_t t[4][3][QK_WINOGRAD_MAX_UNIT_VALUES];  // G' g
     for (int j = 0; j < 3; j++)
@@ -392,13 +433,7 @@ static void transform_unit_f2(const qk_winograd_taps taps, int32_t n, int16_t *u
         }
     for (int r = 0; r < 4; r++) {
         int16_t *row = u + (size_t)(4 * r) * stride;
-        for (int32_t i = 0; i < n; i++) {
-            const int16_t a = t[r][0][i], b = t[r][1][i], c = t[r][2][i];
-            row[i] = (int16_t)(2 * a);
-            row[stride + i] = (int16_t)(a + b + c);
-            row[2 * stride + i] = (int16_t)(a - b + c);
-            row[3 * stride + i] = (int16_t)(2 * c);
-        }
+        f2_row(t[r][0], t[r][1], t[r][2], n, row, row + stride, row + 2 * stride, row + 3 * stride);
     }
 }
 
@@ -418,16 +453,8 @@ static void transform_unit_f4(const qk_winograd_taps taps, int32_t n, int16_t *u
         }
     for (int r = 0; r < 6; r++) {
         int16_t *row = u + (size_t)(6 * r) * stride;
-        for (int32_t i = 0; i < n; i++) {
-            const int16_t a = t[r][0][i], b = t[r][1][i], c = t[r][2][i];
-            const int16_t even = (int16_t)(a + c), even4 = (int16_t)(a + 4 * c), odd2 = (int16_t)(2 * b);
-            row[i] = a;
-            row[stride + i] = (int16_t)(even + b);
-            row[2 * stride + i] = (int16_t)(even - b);
-            row[3 * stride + i] = (int16_t)(even4 + odd2);
-            row[4 * stride + i] = (int16_t)(even4 - odd2);
-            row[5 * stride + i] = c;
-        }
+        f4_row(t[r][0], t[r][1], t[r][2], n, row, row + stride, row + 2 * stride, row + 3 * stride, row + 4 * stride,
+               row + 5 * stride);
     }
 }
 
@@ -492,16 +519,30 @@ static qk_winograd_unit_pairs unit_pairs_of(const qk_winograd_kernels *k, const 
     return pairs;
 }
 
-// Every unit in packing order, so that writes move through the packed weights tile by tile.
+// The channel tile that holds block `block` of a group.
+static int32_t tile_of_block(const qk_winograd_blocking *b, int32_t block) {
+    int32_t tile = (int32_t)((int64_t)block * b->tiles_per_group / b->blocks_per_group);
+    while (tile + 1 < b->tiles_per_group && first_block_of(b, tile + 1) <= block) tile++;
+    while (tile > 0 && first_block_of(b, tile) > block) tile--;
+    return tile;
+}
+
+// Every unit once, each block's chunks in order. The units of different blocks are independent, and handed out
+// a block at a time (in static shares one CPU waited for the other: the pages a CPU touches first cost it more).
 static void for_each_unit(const qk_winograd_kernels *k, const qk_conv_geometry *geo, const qk_winograd_blocking *b,
                           void (*visit)(const void *context, const qk_winograd_unit_pairs *pairs), const void *context) {
-    for (int32_t g = 0; g < geo->groups; g++)
-        for (int32_t tile = 0; tile < b->tiles_per_group; tile++)
-            for (int32_t block = first_block_of(b, tile); block < first_block_of(b, tile + 1); block++)
-                for (int32_t chunk = 0; chunk < b->chunks; chunk++) {
-                    const qk_winograd_unit_pairs pairs = unit_pairs_of(k, geo, b, g, tile, block, chunk);
-                    visit(context, &pairs);
-                }
+    const int64_t blocks = (int64_t)geo->groups * b->blocks_per_group;
+    const int threads = pack_threads((size_t)blocks * b->block_bytes, QK_WINOGRAD_PACK_BYTES_PER_THREAD);
+    _Atomic int64_t next_block = 0;  // not schedule(dynamic): the libomp of LLVM 14 lacks what clang emits for it
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    for (int64_t i; (i = atomic_fetch_add_explicit(&next_block, 1, memory_order_relaxed)) < blocks;) {
+        const int32_t g = (int32_t)(i / b->blocks_per_group), block = (int32_t)(i % b->blocks_per_group);
+        const int32_t tile = tile_of_block(b, block);
+        for (int32_t chunk = 0; chunk < b->chunks; chunk++) {
+            const qk_winograd_unit_pairs pairs = unit_pairs_of(k, geo, b, g, tile, block, chunk);
+            visit(context, &pairs);
+        }
+    }
 }
 
 // Packing reads OIHW weights and writes packed ones; unpacking the other way round.
