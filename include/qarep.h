@@ -97,7 +97,8 @@ QAREP_API qarep_status qarep_kernel_from_name(const char *name, qarep_kernel *ou
 
 /* ---- Model ------------------------------------------------------------------------------------ */
 
-/* Loads and validates a model file. On success *out_model owns a new model. */
+/* Loads and validates a model file. On success *out_model owns a new model. Layers with over 512 KB of
+   Winograd weights are packed by up to OpenMP's default number of threads (OMP_NUM_THREADS, else all CPUs). */
 QAREP_API qarep_status qarep_model_load_file(const char *path, qarep_model **out_model);
 /* Loads a model from memory; the bytes are copied, so the caller may free them after the call. */
 QAREP_API qarep_status qarep_model_load_memory(const void *data, size_t size, qarep_model **out_model);
@@ -169,8 +170,10 @@ QAREP_API void qarep_session_destroy(qarep_session *session);
 /* The kernel path the session really runs (never AUTO). */
 QAREP_API qarep_kernel qarep_session_kernel(const qarep_session *session);
 /* Bytes of memory the session holds for its runs (input, activations, pooled features, logits, and on the
-   int16 paths (avx2, avx512bw, neon) each thread's kernel scratch: widened input rows, and up to 320 KB of
-   Winograd's transformed inputs), all of it allocated by qarep_session_create: a run allocates no more than a few bytes of work counters per thread.
+   int16 paths (avx2, avx512bw, neon) each thread's kernel scratch: widened input rows, and Winograd's
+   transformed inputs, up to 320 KB, or up to 2 MB where a layer has over 4 MB of transformed weights), all
+   of it allocated by qarep_session_create: a run allocates no more than a few bytes of work counters per
+   thread.
    Not counted: the model's packed weights, and rescue mode's threads and buffers, which a session makes
    when load first makes a team of more threads than images late, and grows with the batch (num_threads - 1
    threads of its own, and num_threads sets of (2 x num_threads + 1) activation buffers of the batch, about
