@@ -47,6 +47,8 @@ struct NetworkResult: Equatable {
 
 final class NetworkKernelTests: XCTestCase {
     static let baseSeed: UInt64 = 0x0BE7_2024_0001
+    /// Runs a test with a late member tries for the others to step in while it sleeps.
+    static let tries = 5
 
     /// The oracle: scalar kernels, one call per step, one thread.
     func perLayerScalar(_ net: NetworkCase, images: [UInt8], batch: Int) -> NetworkResult {
@@ -306,20 +308,26 @@ final class NetworkKernelTests: XCTestCase {
             let checked: Void? = withNetwork(net, path: path) { network in
                 for threads: Int32 in [2, 3] {
                     for straggler in 0..<threads {
-                        qk_testing_set_straggler(straggler, 3000)
-                        _ = qk_testing_taken_over_items()
-                        let run = runNetwork(network, net, path: path, images: images, batch: batch, threads: threads,
-                                             inputInPing: true)
-                        let takenOver = qk_testing_taken_over_items()
-                        qk_testing_set_straggler(-1, 0)
                         let label = "\(pathName(path)) x\(threads) member \(straggler) late"
-                        XCTAssertEqual(run.status, QK_OK, label)
-                        XCTAssertTrue(run.fencesIntact, label)
-                        XCTAssertTrue(run.result.pooled == expected.pooled, "\(label): pooled differ")
-                        XCTAssertTrue(run.result.logits == expected.logits, "\(label): logits differ")
+                        // The others take over only if they run during the sleep; on a loaded machine (CI's
+                        // sanitizer steps side by side) they may not, so a few tries, each checked for its bytes.
+                        var takenOver: Int64 = 0
+                        for _ in 0..<Self.tries where takenOver == 0 {
+                            qk_testing_set_straggler(straggler, 3000)
+                            _ = qk_testing_taken_over_items()
+                            let run = runNetwork(network, net, path: path, images: images, batch: batch, threads: threads,
+                                                 inputInPing: true)
+                            takenOver = qk_testing_taken_over_items()
+                            qk_testing_set_straggler(-1, 0)
+                            XCTAssertEqual(run.status, QK_OK, label)
+                            XCTAssertTrue(run.fencesIntact, label)
+                            XCTAssertTrue(run.result.pooled == expected.pooled, "\(label): pooled differ")
+                            XCTAssertTrue(run.result.logits == expected.logits, "\(label): logits differ")
+                            if path == QK_PATH_SCALAR { break }
+                        }
                         // The blocked paths claim items; the scalar oracle keeps its static split.
                         if path != QK_PATH_SCALAR {
-                            XCTAssertGreaterThan(takenOver, 0, "\(label): nothing was taken over")
+                            XCTAssertGreaterThan(takenOver, 0, "\(label): nothing was taken over in \(Self.tries) runs")
                         }
                     }
                 }
@@ -355,26 +363,31 @@ final class NetworkKernelTests: XCTestCase {
                 for (batch, threads): (Int, Int32) in [(1, 2), (1, 3), (2, 3)] {
                     let expected = perLayerScalar(net, images: images, batch: batch)
                     for straggler: Int32 in [-1] + Array(0..<threads) {
-                        qk_testing_set_straggler(straggler, straggler < 0 ? 0 : 3000)
-                        _ = qk_testing_redone_items()
-                        let before = history.rescue_runs
-                        let run = runNetwork(network, net, path: path, images: images, batch: batch, threads: threads,
-                                             inputInPing: false, history: &history)
-                        let redone = qk_testing_redone_items()
-                        qk_testing_set_straggler(-1, 0)
                         let label = "\(pathName(path)) batch \(batch) x\(threads) member \(straggler) late"
-                        XCTAssertEqual(run.status, QK_OK, label)
-                        XCTAssertTrue(run.fencesIntact, label)
-                        XCTAssertTrue(run.result.pooled == expected.pooled, "\(label): pooled differ")
-                        XCTAssertTrue(run.result.logits == expected.logits, "\(label): logits differ")
-                        // The scalar oracle's kernels do not claim items: it runs on one thread instead.
-                        XCTAssertEqual(history.rescue_runs - before, path == QK_PATH_SCALAR ? 0 : 1, label)
                         // Every member is in each step from its start (the roll call, and a step ends for
                         // all at once), and takes its own share first: the caller claims items, and sleeps on
                         // the first of each step. Unless a spinning partner shares its CPU (more threads than
-                        // CPUs) and the scheduler leaves the caller out of a step.
-                        if path != QK_PATH_SCALAR && straggler == 0 && threads <= cpus {
-                            XCTAssertGreaterThan(redone, 0, "\(label): nothing was redone")
+                        // CPUs) and the scheduler leaves the caller out of a step, or (a loaded machine) the
+                        // partners are off their CPUs for the whole sleep: a few tries, each checked for its bytes.
+                        let wantRedone = path != QK_PATH_SCALAR && straggler == 0 && threads <= cpus
+                        var redone: Int64 = 0
+                        for _ in 0..<(wantRedone ? Self.tries : 1) where redone == 0 {
+                            qk_testing_set_straggler(straggler, straggler < 0 ? 0 : 3000)
+                            _ = qk_testing_redone_items()
+                            let before = history.rescue_runs
+                            let run = runNetwork(network, net, path: path, images: images, batch: batch, threads: threads,
+                                                 inputInPing: false, history: &history)
+                            redone = qk_testing_redone_items()
+                            qk_testing_set_straggler(-1, 0)
+                            XCTAssertEqual(run.status, QK_OK, label)
+                            XCTAssertTrue(run.fencesIntact, label)
+                            XCTAssertTrue(run.result.pooled == expected.pooled, "\(label): pooled differ")
+                            XCTAssertTrue(run.result.logits == expected.logits, "\(label): logits differ")
+                            // The scalar oracle's kernels do not claim items: it runs on one thread instead.
+                            XCTAssertEqual(history.rescue_runs - before, path == QK_PATH_SCALAR ? 0 : 1, label)
+                        }
+                        if wantRedone {
+                            XCTAssertGreaterThan(redone, 0, "\(label): nothing was redone in \(Self.tries) runs")
                         }
                     }
                 }
