@@ -101,6 +101,15 @@ final class NetworkKernelTests: XCTestCase {
 
     /// One qk_network_run with the images in `ping` (as the runtime does) or in a buffer of their own.
     /// Also reports whether every buffer's bytes past its payload survived.
+    /// A run that succeeded, wrote within its buffers, and gave the oracle's pooled features and logits.
+    func assertSameBytes(_ run: (status: qk_status, result: NetworkResult, fencesIntact: Bool), _ expected: NetworkResult,
+                         _ label: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(run.status, QK_OK, label, file: file, line: line)
+        XCTAssertTrue(run.fencesIntact, label, file: file, line: line)
+        XCTAssertTrue(run.result.pooled == expected.pooled, "\(label): pooled differ", file: file, line: line)
+        XCTAssertTrue(run.result.logits == expected.logits, "\(label): logits differ", file: file, line: line)
+    }
+
     func runNetwork(_ network: OpaquePointer?, _ net: NetworkCase, path: qk_path, images: [UInt8],
                     batch: Int, threads: Int32, inputInPing: Bool,
                     history: UnsafeMutablePointer<qk_team_history>? = nil) -> (status: qk_status, result: NetworkResult, fencesIntact: Bool) {
@@ -319,10 +328,7 @@ final class NetworkKernelTests: XCTestCase {
                                                  inputInPing: true)
                             takenOver = qk_testing_taken_over_items()
                             qk_testing_set_straggler(-1, 0)
-                            XCTAssertEqual(run.status, QK_OK, label)
-                            XCTAssertTrue(run.fencesIntact, label)
-                            XCTAssertTrue(run.result.pooled == expected.pooled, "\(label): pooled differ")
-                            XCTAssertTrue(run.result.logits == expected.logits, "\(label): logits differ")
+                            assertSameBytes(run, expected, label)
                             if path == QK_PATH_SCALAR { break }
                         }
                         // The blocked paths claim items; the scalar oracle keeps its static split.
@@ -379,10 +385,7 @@ final class NetworkKernelTests: XCTestCase {
                                                  inputInPing: false, history: &history)
                             redone = qk_testing_redone_items()
                             qk_testing_set_straggler(-1, 0)
-                            XCTAssertEqual(run.status, QK_OK, label)
-                            XCTAssertTrue(run.fencesIntact, label)
-                            XCTAssertTrue(run.result.pooled == expected.pooled, "\(label): pooled differ")
-                            XCTAssertTrue(run.result.logits == expected.logits, "\(label): logits differ")
+                            assertSameBytes(run, expected, label)
                             // The scalar oracle's kernels do not claim items: it runs on one thread instead.
                             XCTAssertEqual(history.rescue_runs - before, path == QK_PATH_SCALAR ? 0 : 1, label)
                         }
@@ -441,10 +444,7 @@ final class NetworkKernelTests: XCTestCase {
                                   history: &history)
             XCTAssertEqual(history.rescue_runs, 2)
             for (label, run) in [("late partner", late), ("next run", next)] {
-                XCTAssertEqual(run.status, QK_OK, label)
-                XCTAssertTrue(run.fencesIntact, label)
-                XCTAssertTrue(run.result.pooled == expected.pooled, "\(label): pooled differ")
-                XCTAssertTrue(run.result.logits == expected.logits, "\(label): logits differ")
+                assertSameBytes(run, expected, label)
             }
             let crews = qk_testing_live_crews()
             qk_team_history_release(&history)
