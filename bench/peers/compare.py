@@ -37,29 +37,54 @@ def read_safetensors(path):
     return header, tensor
 
 
-def peer_sessions(onnx_path, threads):
-    """Each peer's run function, and how long making it took (ms): ORT's session, OpenVINO's compile."""
+def make_ort_session(onnx_path, threads):
     import onnxruntime as ort
-    import openvino as ov
 
-    started = time.perf_counter()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    ort_session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
-    ort_ms = (time.perf_counter() - started) * 1e3
+    return ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
 
-    started = time.perf_counter()
-    core = ov.Core()
-    compiled = core.compile_model(onnx_path, "CPU", {
+
+def make_ov_request(onnx_path, threads):
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(onnx_path, "CPU", {
         "INFERENCE_NUM_THREADS": str(threads),
         "PERFORMANCE_HINT": "LATENCY",
         "NUM_STREAMS": "1",
     })
-    request = compiled.create_infer_request()
-    ov_ms = (time.perf_counter() - started) * 1e3
+    return compiled.create_infer_request()
+
+
+def ready_ms(onnx_path, threads):
+    """How long each peer takes to be ready (ms), its library already imported: ORT's session, OpenVINO's
+    compiled model and request."""
+    import onnxruntime  # noqa: F401
+    import openvino  # noqa: F401
+
+    started = time.perf_counter()
+    make_ort_session(onnx_path, threads)
+    ort_ms = (time.perf_counter() - started) * 1e3
+    started = time.perf_counter()
+    make_ov_request(onnx_path, threads)
+    return {"onnxruntime": ort_ms, "openvino": (time.perf_counter() - started) * 1e3}
+
+
+def fresh_ready_ms(onnx_path, threads):
+    """ready_ms in a new Python process, as `bench` loads our model in a new process: the first session of
+    a process also starts the runtime's threads and touches fresh memory, which a warm process has done."""
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--ready", onnx_path, str(threads)],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def peer_sessions(onnx_path, threads):
+    """Each peer's run function."""
+    ort_session = make_ort_session(onnx_path, threads)
+    request = make_ov_request(onnx_path, threads)
 
     def run_ort(x):
         return ort_session.run(None, {"pixels": x})[0]
@@ -68,7 +93,7 @@ def peer_sessions(onnx_path, threads):
         request.infer({0: x})
         return request.get_output_tensor(0).data
 
-    return {"onnxruntime": run_ort, "openvino": run_ov}, {"onnxruntime": ort_ms, "openvino": ov_ms}
+    return {"onnxruntime": run_ort, "openvino": run_ov}
 
 
 def time_peer(run, x, iterations, warmup):
@@ -173,6 +198,9 @@ def peak_share(row, ms):
 
 
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--ready":
+        print(json.dumps(ready_ms(sys.argv[2], int(sys.argv[3]))))
+        return
     parser = argparse.ArgumentParser()
     parser.add_argument("--bench", required=True)
     parser.add_argument("--library", required=True)
@@ -194,16 +222,19 @@ def main():
         header, _ = read_safetensors(model)
         size = int(header["__metadata__"]["input_height"])
         for threads in args.threads:
-            peers, peer_load_ms = peer_sessions(onnx_path, threads)
+            peers = peer_sessions(onnx_path, threads)
             for batch in args.batches:
                 x = np.ascontiguousarray(rng.integers(0, 256, size=(batch, 3, size, size), dtype=np.uint8))
                 samples = {"qarep": [], "onnxruntime": [], "openvino": []}
                 info = {}
-                peaks, our_load_ms = [], []
+                peaks, load_ms = [], {"qarep": [], "onnxruntime": [], "openvino": []}
                 for _ in range(args.rounds):
                     ours, info = time_ours(args.bench, model, batch, threads, args.iterations, args.warmup)
                     peaks.append(info.get("peak_gmacs_per_core") or 0.0)
-                    our_load_ms.append(info.get("load_ms") or 0.0)
+                    load_ms["qarep"].append(info.get("load_ms") or 0.0)
+                    if batch == args.batches[0]:
+                        for peer, ms in fresh_ready_ms(onnx_path, threads).items():
+                            load_ms[peer].append(ms)
                     samples["qarep"] += ours
                     for peer, run in peers.items():
                         samples[peer] += time_peer(run, x, args.iterations, args.warmup)
@@ -213,9 +244,9 @@ def main():
                        "macs_per_image": info.get("macs_per_image"),
                        # Load from elsewhere can only lower a measured peak: the highest of the rounds.
                        "peak_gmacs_per_core": max(peaks),
-                       # Ready to run: our model load (bench, median of the rounds) against ORT's session and
-                       # OpenVINO's compiled model, made once per thread count in this process.
-                       "load_ms": {"qarep": float(np.median(our_load_ms)), **peer_load_ms},
+                       # Ready to run, each in a new process, medians of the rounds: our model load (bench)
+                       # against ORT's session and OpenVINO's compiled model (the first batch's rows only).
+                       "load_ms": {k: float(np.median(v)) if v else None for k, v in load_ms.items()},
                        "packed_weight_bytes": info.get("packed_weight_bytes")}
                 rows.append(row)
                 print("%-4s b%-2d %dT  qarep %7.2f ms  ort %7.2f ms  openvino %7.2f ms  ratio vs ort %.2f  vs ov %.2f  "
@@ -249,6 +280,7 @@ def main():
             m["qarep"] / m["onnxruntime"], m["qarep"] / m["openvino"], r["batch"] * 1e3 / m["qarep"],
             r["batch"] * 1e3 / best_peer, peak_share(r, m["qarep"]), peak_share(r, m["openvino"])))
     print()
+    # Each in a new process (ours through bench; the peers' after importing their library), medians of the rounds.
     print("| model | threads | QARep load ms | ORT session ms | OpenVINO compile ms | QARep packed weights MiB |")
     print("|---|---|---|---|---|---|")
     for r in rows:

@@ -60,7 +60,7 @@ def main():
     runtimes = ["qarep"] + (["qarep-before"] if args.baseline_bench else []) + ["openvino"]
     conditions = ["quiet", "busy"]
     samples = {}
-    peers = {threads: peer_sessions(args.onnx, threads)[0]["openvino"] for threads in (1, 2)}
+    peers = {threads: peer_sessions(args.onnx, threads)["openvino"] for threads in (1, 2)}
     rng = np.random.default_rng(0)
     inputs = {b: np.ascontiguousarray(rng.integers(0, 256, size=(b, 3, size, size), dtype=np.uint8)) for b in args.batches}
     loads = []
