@@ -521,9 +521,8 @@ static qk_winograd_unit_pairs unit_pairs_of(const qk_winograd_kernels *k, const 
 
 // The channel tile that holds block `block` of a group.
 static int32_t tile_of_block(const qk_winograd_blocking *b, int32_t block) {
-    int32_t tile = (int32_t)((int64_t)block * b->tiles_per_group / b->blocks_per_group);
+    int32_t tile = 0;
     while (tile + 1 < b->tiles_per_group && first_block_of(b, tile + 1) <= block) tile++;
-    while (tile > 0 && first_block_of(b, tile) > block) tile--;
     return tile;
 }
 
