@@ -509,6 +509,8 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
     qk_claim_begin(&claim, team, &share_context, share_items_of, item_region);
     // The member's own share, which its prefetch plan follows (the claim starts with it).
     const int64_t first_item = claim.first, end_item = claim.end;
+    int32_t run_offsets[QK_RUN_OFFSETS];
+    const int window_runs = plan.widened ? 0 : qk_conv_build_run_offsets(geo, blocking, run_offsets);
     int64_t item;
     bool own;
     while (qk_claim_next(&claim, team, &item, &own)) {
@@ -532,6 +534,8 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
         const int32_t first_tile = first_row * row_tiles, end_tile = end_row * row_tiles;
         tile.wide = NULL;
         tile.wide_first_row = 0;
+        tile.run_offsets = plan.widened ? NULL : run_offsets;
+        tile.window_runs = window_runs;
         if (plan.widened) {
             tile.wide_first_row = first_row * geo->stride - 1;
             widen_rows(path, args, tile.image, tile.wide_first_row, band_input_rows(geo, end_row - first_row),

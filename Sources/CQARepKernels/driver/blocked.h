@@ -80,6 +80,10 @@ typedef struct qk_conv_tile {
     // in_w + 2 pixels of in_c values each, from column -1 (pad values) to in_w (pad values). NULL otherwise.
     const int16_t *wide;
     int32_t wide_first_row;
+    // Byte paths: offsets of a run's chunks (qk_conv_tile_run_sources), and whether runs may span whole
+    // windows. NULL and 0 in widened mode.
+    const int32_t *run_offsets;
+    int32_t window_runs;
 } qk_conv_tile;
 
 // Widened mode: the taps of one kernel row read adjacent input pixels, so with one group whose channels fill
@@ -230,6 +234,56 @@ static inline __attribute__((always_inline)) void qk_conv_tile_sources(const qk_
         const int32_t ix = first_ix + p * geo->stride;
         src[p] = (uint32_t)ix < (uint32_t)geo->in_w ? row + (size_t)ix * (size_t)geo->in_c : pad;
     }
+}
+
+// Runs of taps on the byte paths that use them (avxvnni): with one group whose channels fill whole chunks,
+// a pixel's three taps of one kernel row read adjacent input pixels, 3 * in_c contiguous bytes in the order
+// of their packed weights, and its whole 3x3 window is three such rows, in_w * in_c bytes apart. Where every
+// pixel of a tile has its neighbours inside the image, a microkernel runs a kernel row's taps, or all nine,
+// as one loop: chunk k of a run reads each pixel's source + run_offsets[k] (qk_conv_build_run_offsets).
+// Each loop exit costs a mispredicted branch and each run a setup, which at 48 channels took a sixth of a
+// 4 x 3 ymm tile's time (docs/performance.md, "AVX-VNNI path"). Elsewhere (border tiles, rows in the
+// padding, slices that cut a kernel row, dense mode) a run is one tap.
+enum { QK_RUN_OFFSETS = 6144 };
+_Static_assert(QK_RUN_OFFSETS >= 3 * (QK_MAX_CHANNELS / 4), "a kernel row's run of 4-deep chunks always fits");
+
+// run_offsets[k] for a layer: k * depth along a kernel row's taps, and the next rows in_w * in_c bytes on;
+// returns whether whole windows fit the table.
+static inline int qk_conv_build_run_offsets(const qk_conv_geometry *geo, const qk_conv_blocking *b,
+                                            int32_t *run_offsets) {
+    const int32_t row_chunks = 3 * b->chunks;
+    const int32_t count = 3 * row_chunks < QK_RUN_OFFSETS ? 3 * row_chunks : QK_RUN_OFFSETS;
+    const int32_t row_bytes = geo->in_w * geo->in_c;
+    for (int32_t k = 0, row = 0, in_row = 0; k < count; k++) {
+        run_offsets[k] = row * row_bytes + in_row * b->depth;
+        if (++in_row == row_chunks) in_row = 0, row++;
+    }
+    return 3 * row_chunks <= QK_RUN_OFFSETS;
+}
+
+// src[p] for the taps from `tap` on, and the end of their run (at most end_tap): all nine taps where
+// tile->window_runs allows, a kernel row's three, or one.
+static inline __attribute__((always_inline)) int32_t qk_conv_tile_run_sources(const qk_conv_args *args,
+                                                                              const qk_conv_blocking *b,
+                                                                              const qk_conv_tile *tile,
+                                                                              const uint8_t *image, int32_t first_channel,
+                                                                              int32_t tap, int32_t end_tap, int pixels,
+                                                                              const uint8_t **src) {
+    const qk_conv_geometry *geo = &args->geo;
+    if (tile->im2col == NULL && tap % 3 == 0 && tap + 3 <= end_tap && geo->groups == 1 &&
+        b->chunks * b->depth == geo->in_c) {
+        const int32_t iy = tile->out_y * geo->stride + tap / 3 - 1;
+        const int32_t first_ix = tile->out_x * geo->stride - 1;
+        const int32_t last_ix = first_ix + (pixels - 1) * geo->stride + 2;
+        if ((uint32_t)iy < (uint32_t)geo->in_h && first_ix >= 0 && last_ix < geo->in_w) {
+            const uint8_t *first = image + ((size_t)iy * (size_t)geo->in_w + (size_t)first_ix) * (size_t)geo->in_c;
+            const size_t step = (size_t)geo->stride * (size_t)geo->in_c;
+            for (int p = 0; p < pixels; p++) src[p] = first + (size_t)p * step;
+            return tile->window_runs && tap == 0 && end_tap == 9 && iy + 2 < geo->in_h ? 9 : tap + 3;
+        }
+    }
+    qk_conv_tile_sources(args, tile, image, first_channel, tap, pixels, src);
+    return tap + 1;
 }
 
 // The tiling of a layer for a path (blocked-conv.c), and the bytes its packed weights take.

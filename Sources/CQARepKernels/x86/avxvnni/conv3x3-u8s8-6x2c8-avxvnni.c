@@ -88,16 +88,20 @@ QK_INLINE QK_TARGET_AVXVNNI void avxvnni_tile(const qk_conv_args *args, const qk
     }
 
     w += (size_t)tile->first_tap * (size_t)chunks * (size_t)blocks * UNIT_BYTES;
-    for (int32_t tap = tile->first_tap; tap < tile->first_tap + tile->taps; tap++) {
+    const int32_t end_tap = tile->first_tap + tile->taps;
+    for (int32_t tap = tile->first_tap, run_end; tap < end_tap; tap = run_end) {
         const uint8_t *src[MAX_PIXELS];
-        qk_conv_tile_sources(args, tile, image, first_channel, tap, pixels, src);
-        const qk_paced_prefetch prefetch = qk_paced_prefetch_taps(tile, tap, 1, chunks);
-        for (int32_t k = 0; k < chunks; k++) {
+        run_end = qk_conv_tile_run_sources(args, b, tile, image, first_channel, tap, end_tap, pixels, src);
+        const int32_t run_chunks = (run_end - tap) * chunks;
+        const qk_paced_prefetch prefetch = qk_paced_prefetch_taps(tile, tap, run_end - tap, run_chunks);
+        const int32_t *offsets = tile->run_offsets;
+        for (int32_t k = 0; k < run_chunks; k++) {
             qk_paced_prefetch_chunk(&prefetch, k);
+            const int32_t offset = offsets[k];
             if (WEIGHTS_OUTER(pixels, blocks)) {
                 __m256i x[MAX_PIXELS];
 #pragma clang loop unroll(full)
-                for (int p = 0; p < pixels; p++) x[p] = _mm256_set1_epi32(qk_load_u32(src[p] + 4 * k));
+                for (int p = 0; p < pixels; p++) x[p] = _mm256_set1_epi32(qk_load_u32(src[p] + offset));
 #pragma clang loop unroll(full)
                 for (int j = 0; j < blocks; j++) {
                     const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + j * UNIT_BYTES));
@@ -111,7 +115,7 @@ QK_INLINE QK_TARGET_AVXVNNI void avxvnni_tile(const qk_conv_args *args, const qk
                 for (int j = 0; j < blocks; j++) wv[j] = _mm256_loadu_si256((const __m256i *)(w + j * UNIT_BYTES));
 #pragma clang loop unroll(full)
                 for (int p = 0; p < pixels; p++) {
-                    const __m256i x = _mm256_set1_epi32(qk_load_u32(src[p] + 4 * k));
+                    const __m256i x = _mm256_set1_epi32(qk_load_u32(src[p] + offset));
 #pragma clang loop unroll(full)
                     for (int j = 0; j < blocks; j++) acc[p][j] = qk_avxvnni_dpbusd(acc[p][j], x, wv[j]);
                     hold_pixel(acc[p], blocks);
