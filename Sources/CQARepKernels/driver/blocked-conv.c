@@ -16,6 +16,10 @@ static int uses_dense_mode(const qk_conv_geometry *geo) {
     return geo->in_per_group <= QK_DENSE_MAX_CHANNELS;
 }
 
+static int uses_raster_tiles(const qk_conv_geometry *geo, const qk_path_config *path) {
+    return path->conv.raster_tiles && path->conv.widen == NULL && !uses_dense_mode(geo);
+}
+
 // A row of `out_w` pixels cut into tiles of at most `pixels_per_tile` as evenly as possible (see
 // place_row_tile).
 static void split_row(int32_t out_w, int32_t pixels_per_tile, int32_t *row_tiles, int32_t *base_pixels,
@@ -62,8 +66,10 @@ qk_conv_blocking qk_conv_blocking_of(const qk_conv_geometry *geo, const qk_path_
         if ((b.blocks_per_group + tiles - 1) / tiles != blocks_per_tile) continue;  // the even split is narrower
         int32_t pixels_per_tile = kernels->max_accumulators / blocks_per_tile;
         if (pixels_per_tile > kernels->max_pixels) pixels_per_tile = kernels->max_pixels;
+        // Raster tiles (qk_conv_microkernels.raster_tiles) split whole bands, costed as the whole image.
+        const int32_t split_pixels = uses_raster_tiles(geo, path) ? geo->out_h * geo->out_w : geo->out_w;
         int32_t row_tiles, base_pixels, wider_tiles;
-        split_row(geo->out_w, pixels_per_tile, &row_tiles, &base_pixels, &wider_tiles);
+        split_row(split_pixels, pixels_per_tile, &row_tiles, &base_pixels, &wider_tiles);
         // The even split gives `full_tiles` tiles of blocks_per_tile blocks and the rest one block fewer.
         const int32_t full_tiles = b.blocks_per_group - tiles * (blocks_per_tile - 1);
         int64_t cost = 0;
@@ -201,6 +207,52 @@ static void place_row_tile(int32_t index, int32_t base_pixels, int32_t wider, qk
     tile->pixels = base_pixels + (index < wider ? 1 : 0);
 }
 
+// The pixel tiles of a band of rows: each row cut alike (place_row_tile), or with raster tiles the band's
+// pixels in raster order, cut as evenly (qk_conv_microkernels.raster_tiles). Tiles are numbered from 0 in
+// the band; a cursor walks them in order without a division per tile.
+typedef struct qk_band_tiles {
+    int32_t first_row, out_w, count;
+    int32_t row_tiles, base_pixels, wider;  // row_tiles == 0: raster tiles
+} qk_band_tiles;
+
+typedef struct qk_tile_cursor {
+    int32_t index, out_y, out_x;
+} qk_tile_cursor;
+
+// Places tile t (0 <= t < band->count) and returns the cursor after it.
+static qk_tile_cursor place_band_tile(const qk_band_tiles *band, int32_t t, qk_conv_tile *tile) {
+    qk_tile_cursor at;
+    if (band->row_tiles > 0) {
+        at.out_y = band->first_row + t / band->row_tiles;
+        at.index = t % band->row_tiles;
+        tile->out_y = at.out_y;
+        place_row_tile(at.index, band->base_pixels, band->wider, tile);
+        at.out_x = 0;
+    } else {
+        const int32_t first = t * band->base_pixels + (t < band->wider ? t : band->wider);
+        at.index = t;
+        tile->out_y = at.out_y = band->first_row + first / band->out_w;
+        tile->out_x = at.out_x = first % band->out_w;
+        tile->pixels = band->base_pixels + (t < band->wider ? 1 : 0);
+    }
+    return at;
+}
+
+// Places the tile after the one `at` placed (at most band->count - 1 of them).
+static void place_next_band_tile(const qk_band_tiles *band, qk_tile_cursor *at, qk_conv_tile *tile) {
+    if (band->row_tiles > 0) {
+        if (++at->index == band->row_tiles) at->index = 0, at->out_y++;
+        tile->out_y = at->out_y;
+        place_row_tile(at->index, band->base_pixels, band->wider, tile);
+        return;
+    }
+    for (at->out_x += tile->pixels; at->out_x >= band->out_w; at->out_x -= band->out_w) at->out_y++;
+    at->index++;
+    tile->out_y = at->out_y;
+    tile->out_x = at->out_x;
+    tile->pixels = band->base_pixels + (at->index < band->wider ? 1 : 0);
+}
+
 // How a layer is cut into work items: a band of output rows of one image for a part of the channel tiles.
 // Narrow rows are banded together so that a segment still has up to QK_SEGMENT_TILES pixel tiles sharing
 // each weight slice (a 7x7 layer: 7 rows of one tile each). Bands shrink again while they would leave
@@ -224,7 +276,7 @@ typedef struct qk_conv_plan {
     int32_t row_tiles, base_pixels, wider_tiles, band_rows, bands, segment_tiles;
     int64_t channel_tiles, image_bands, items;  // channel_tiles: the parts, each a range of channel tiles
     int64_t all_tiles;                          // groups x tiles_per_group
-    int channels_outermost, widened;
+    int channels_outermost, widened, raster;
 } qk_conv_plan;
 
 // With several threads, bands of one height that the threads share evenly, where the rows allow one up to
@@ -292,6 +344,7 @@ static qk_conv_plan plan_of(const qk_conv_args *args, const qk_path_config *path
     qk_conv_plan plan;
     plan.blocking = qk_conv_blocking_of(geo, path);
     plan.widened = uses_widening(geo, path);
+    plan.raster = uses_raster_tiles(geo, path);
     split_row(geo->out_w, plan.blocking.pixels_per_tile, &plan.row_tiles, &plan.base_pixels, &plan.wider_tiles);
     plan.all_tiles = (int64_t)geo->groups * plan.blocking.tiles_per_group;
     // Dense mode: one item covers all channel tiles of its group, so that they share the window rows
@@ -530,8 +583,15 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
         const int32_t first_row = (int32_t)(image_band % plan.bands) * plan.band_rows;
         const int32_t end_row = first_row + plan.band_rows < geo->out_h ? first_row + plan.band_rows : geo->out_h;
         const int32_t tile_lanes = blocking->blocks_per_tile * blocking->lanes;
-        // Pixel tiles of the band, numbered row by row, taken plan.segment_tiles at a time.
-        const int32_t first_tile = first_row * row_tiles, end_tile = end_row * row_tiles;
+        // Pixel tiles of the band, taken plan.segment_tiles at a time.
+        qk_band_tiles band = {first_row, geo->out_w, (end_row - first_row) * row_tiles, row_tiles, plan.base_pixels,
+                              plan.wider_tiles};
+        if (plan.raster) {
+            const int32_t pixels = (end_row - first_row) * geo->out_w;
+            split_row(pixels, blocking->pixels_per_tile, &band.count, &band.base_pixels, &band.wider);
+            band.row_tiles = 0;
+        }
+        const int32_t first_tile = 0, end_tile = band.count;
         tile.wide = NULL;
         tile.wide_first_row = 0;
         tile.run_offsets = plan.widened ? NULL : run_offsets;
@@ -601,16 +661,14 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
             if (dense) {
                 tile.group = (int32_t)(part_first / blocking->tiles_per_group);
                 size_t row = 0;
-                int32_t out_y = segment / row_tiles, index = segment % row_tiles;
+                qk_tile_cursor at = place_band_tile(&band, segment, &tile);
                 for (int32_t t = segment; t < segment_end; t++) {
-                    tile.out_y = out_y;
-                    place_row_tile(index, plan.base_pixels, plan.wider_tiles, &tile);
+                    if (t > segment) place_next_band_tile(&band, &at, &tile);
                     if (kernels->widen != NULL)
                         build_wide_window_rows(args, &tile, tile.pixels, wide_windows + row);
                     else
                         build_window_rows(args, &tile, tile.pixels, windows + row);
                     row += (size_t)tile.pixels * QK_DENSE_ROW_BYTES;
-                    if (++index == row_tiles) index = 0, out_y++;
                 }
                 if (kernels->widen != NULL) dense_rows = (const uint8_t *)wide_windows;
             }
@@ -642,12 +700,10 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
                     tile.taps = blocking->taps - first_tap < taps_per_slice ? blocking->taps - first_tap : taps_per_slice;
                     int32_t *sums = partial;
                     const uint8_t *rows = dense_rows;
-                    // Row and index counted along rather than divided out per pixel tile.
-                    int32_t out_y = segment / row_tiles, index = segment % row_tiles;
+                    // Placed along rather than divided out per pixel tile.
+                    qk_tile_cursor at = place_band_tile(&band, segment, &tile);
                     for (int32_t t = segment; t < segment_end; t++) {
-                        tile.out_y = out_y;
-                        place_row_tile(index, plan.base_pixels, plan.wider_tiles, &tile);
-                        if (++index == row_tiles) index = 0, out_y++;
+                        if (t > segment) place_next_band_tile(&band, &at, &tile);
                         tile.partial = taps_per_slice < blocking->taps ? sums : NULL;
                         tile.im2col = dense ? rows : NULL;
                         tiles_of_width[(tile.pixels - 1) * kernels->max_blocks](args, blocking, &tile);

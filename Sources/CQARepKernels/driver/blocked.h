@@ -270,6 +270,14 @@ static inline __attribute__((always_inline)) int32_t qk_conv_tile_run_sources(co
                                                                               int32_t tap, int32_t end_tap, int pixels,
                                                                               const uint8_t **src) {
     const qk_conv_geometry *geo = &args->geo;
+    if (tile->out_x + pixels > geo->out_w) {
+        // A raster tile across rows (qk_conv_microkernels.raster_tiles): each pixel on its own.
+        for (int p = 0, y = tile->out_y, x = tile->out_x; p < pixels; p++) {
+            for (; x >= geo->out_w; x -= geo->out_w) y++;
+            src[p] = qk_conv_tap_source(args, image, y, x++, tap / 3, tap % 3, first_channel);
+        }
+        return tap + 1;
+    }
     if (tile->im2col == NULL && tap % 3 == 0 && tap + 3 <= end_tap && geo->groups == 1 &&
         b->chunks * b->depth == geo->in_c) {
         const int32_t iy = tile->out_y * geo->stride + tap / 3 - 1;
