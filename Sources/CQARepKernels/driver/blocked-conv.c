@@ -562,8 +562,10 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
     qk_claim_begin(&claim, team, &share_context, share_items_of, item_region);
     // The member's own share, which its prefetch plan follows (the claim starts with it).
     const int64_t first_item = claim.first, end_item = claim.end;
+    // The chunk offsets of runs, for the microkernels that read through qk_conv_tile_run_sources.
     int32_t run_offsets[QK_RUN_OFFSETS];
-    const int window_runs = plan.widened ? 0 : qk_conv_build_run_offsets(geo, blocking, run_offsets);
+    const int reads_runs = kernels->raster_tiles && !plan.widened;
+    const int window_runs = reads_runs ? qk_conv_build_run_offsets(geo, blocking, run_offsets) : 0;
     int64_t item;
     bool own;
     while (qk_claim_next(&claim, team, &item, &own)) {
@@ -594,7 +596,7 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
         const int32_t first_tile = 0, end_tile = band.count;
         tile.wide = NULL;
         tile.wide_first_row = 0;
-        tile.run_offsets = plan.widened ? NULL : run_offsets;
+        tile.run_offsets = reads_runs ? run_offsets : NULL;
         tile.window_runs = window_runs;
         if (plan.widened) {
             tile.wide_first_row = first_row * geo->stride - 1;

@@ -53,8 +53,9 @@ static inline const uint8_t *qk_conv_tile_weights(const void *packed, const qk_c
 // Largest microkernel any path uses, which sizes the driver's buffer of partial sums.
 enum { QK_MAX_TILE_PIXELS = 8, QK_MAX_TILE_LANES = 64 };
 
-// One microkernel call: `pixels` consecutive output pixels of one row, starting at out_x, times the
-// output channels of tile `tile` of group `group`, over taps [first_tap, first_tap + taps).
+// One microkernel call: `pixels` consecutive output pixels of one row (or, with raster tiles, running on into
+// the next rows), starting at (out_y, out_x), times the output channels of tile `tile` of group `group`, over
+// taps [first_tap, first_tap + taps).
 // partial == NULL: all taps of the packing (9, or the one dense-mode tap) at once, then store the
 // requantized bytes. Otherwise the call is one slice: it starts afresh (first_tap == 0) or from the sums in
 // partial[pixel][lane] (lanes counted over a full tile), and stores either the sums back there or, on the
@@ -80,8 +81,8 @@ typedef struct qk_conv_tile {
     // in_w + 2 pixels of in_c values each, from column -1 (pad values) to in_w (pad values). NULL otherwise.
     const int16_t *wide;
     int32_t wide_first_row;
-    // Byte paths: offsets of a run's chunks (qk_conv_tile_run_sources), and whether runs may span whole
-    // windows. NULL and 0 in widened mode.
+    // Offsets of a run's chunks (qk_conv_tile_run_sources), and whether runs may span whole windows; NULL
+    // and 0 but for the microkernels that read runs (qk_conv_microkernels.raster_tiles).
     const int32_t *run_offsets;
     int32_t window_runs;
 } qk_conv_tile;
@@ -236,7 +237,7 @@ static inline __attribute__((always_inline)) void qk_conv_tile_sources(const qk_
     }
 }
 
-// Runs of taps on the byte paths that use them (avxvnni): with one group whose channels fill whole chunks,
+// Runs of taps, for the byte-input microkernels that read them (qk_conv_microkernels.raster_tiles: avxvnni): with one group whose channels fill whole chunks,
 // a pixel's three taps of one kernel row read adjacent input pixels, 3 * in_c contiguous bytes in the order
 // of their packed weights, and its whole 3x3 window is three such rows, in_w * in_c bytes apart. Where every
 // pixel of a tile has its neighbours inside the image, a microkernel runs a kernel row's taps, or all nine,
