@@ -50,10 +50,10 @@ typedef struct qk_conv_microkernels {
     // tile->pixels pixels of row out_y from out_x on, for channel tile `tile` (qk_tile_blocks of its blocks),
     // and fetches the prefetch_lines_per_tap lines from `prefetch` on (the row's share), spread over the row.
     qk_conv_tile_fn stem3;
-    // Byte-input microkernels that read their sources through qk_conv_tile_run_sources (driver/blocked.h), so
-    // take runs of taps and pixel tiles running on across rows: the driver builds the runs' chunk offsets,
-    // and outside dense mode cuts a band's pixels, in raster order, into tiles as even as possible (a
-    // 14-pixel row no longer leaves tiles a pixel short of the widest).
+    // Microkernels that take pixel tiles running on across rows: outside dense mode the driver cuts a band's
+    // pixels, in raster order, into tiles as even as possible (a 14-pixel row no longer leaves tiles a pixel
+    // short of the widest). Byte-input ones read their sources through qk_conv_tile_run_sources and the
+    // runs' chunk offsets the driver builds; widened ones through qk_conv_int16_sources (driver/blocked.h).
     bool raster_tiles;
 } qk_conv_microkernels;
 

@@ -17,7 +17,7 @@ static int uses_dense_mode(const qk_conv_geometry *geo) {
 }
 
 static int uses_raster_tiles(const qk_conv_geometry *geo, const qk_path_config *path) {
-    return path->conv.raster_tiles && path->conv.widen == NULL && !uses_dense_mode(geo);
+    return path->conv.raster_tiles && !uses_dense_mode(geo);
 }
 
 // A row of `out_w` pixels cut into tiles of at most `pixels_per_tile` as evenly as possible (see
@@ -564,7 +564,7 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
     const int64_t first_item = claim.first, end_item = claim.end;
     // The chunk offsets of runs, for the microkernels that read through qk_conv_tile_run_sources.
     int32_t run_offsets[QK_RUN_OFFSETS];
-    const int reads_runs = kernels->raster_tiles && !plan.widened;
+    const int reads_runs = kernels->raster_tiles && kernels->widen == NULL;
     const int window_runs = reads_runs ? qk_conv_build_run_offsets(geo, blocking, run_offsets) : 0;
     int64_t item;
     bool own;

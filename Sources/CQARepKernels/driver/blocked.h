@@ -109,12 +109,23 @@ static inline const int16_t *qk_conv_wide_source(const qk_conv_args *args, const
            (size_t)tile->group * (size_t)geo->in_per_group;
 }
 
-// The same for each of the tile's `pixels` pixels.
+// The same for each of the tile's `pixels` pixels; a raster tile (qk_conv_microkernels.raster_tiles) goes on
+// at the next row's first pixel, still inside the band's rows.
 static inline __attribute__((always_inline)) void qk_conv_wide_sources(const qk_conv_args *args, const qk_conv_tile *tile,
                                                                        int32_t tap, int pixels, const int16_t **x) {
-    const size_t step = (size_t)args->geo.stride * (size_t)args->geo.in_c;
+    const qk_conv_geometry *geo = &args->geo;
+    const size_t step = (size_t)geo->stride * (size_t)geo->in_c;
     x[0] = qk_conv_wide_source(args, tile, tap);
-    for (int p = 1; p < pixels; p++) x[p] = x[p - 1] + step;
+    if (tile->out_x + pixels <= geo->out_w) {
+        for (int p = 1; p < pixels; p++) x[p] = x[p - 1] + step;
+        return;
+    }
+    const size_t row_values = (size_t)(geo->in_w + 2) * (size_t)geo->in_c * (size_t)geo->stride;
+    const int16_t *row_start = x[0] - (size_t)tile->out_x * step;
+    for (int p = 1, out_x = tile->out_x + 1; p < pixels; p++, out_x++) {
+        if (out_x == geo->out_w) out_x = 0, row_start += row_values;
+        x[p] = row_start + (size_t)out_x * step;
+    }
 }
 
 // stem3 microkernels (qk_conv_microkernels.stem3) broadcast the dense packing's int16 pairs straight from

@@ -72,7 +72,7 @@ const qk_path_config qk_path_config_avx2 = {
                 .pack_unit = pack_unit, .unpack_unit = unpack_unit},
     .conv = {.max_pixels = QK_AVX2_MAX_PIXELS, .max_blocks = QK_AVX2_MAX_BLOCKS,
              .max_accumulators = QK_AVX2_MAX_ACCUMULATORS, .tiles = qk_conv3x3_u8s16_4x2c8_avx2,
-             .widen = qk_widen_u8s16_avx2, .stem3 = qk_conv3x3_c3_u8s16_4x2c8_avx2},
+             .widen = qk_widen_u8s16_avx2, .stem3 = qk_conv3x3_c3_u8s16_4x2c8_avx2, .raster_tiles = true},
     // Bound by the vector ALU ports, not by loads: always the largest tile.
     .costs = {.load_cost = 0, .streamed_block_cost = 0, .l1_weight_bytes = AVX2_SLICE_BYTES,
               .slice_bytes = AVX2_SLICE_BYTES},
