@@ -59,8 +59,8 @@ QK_TARGET_AVXVNNI static double avxvnni_peak_gmacs(double seconds) {
     return qk_bursts_finish(&bursts) * 32.0 * 1e-9;
 }
 
-// Not measured on AVX-VNNI hardware (none here): the AVX-512 VNNI path's constants scaled to 32-byte
-// units (docs/performance.md, "AVX-VNNI path").
+// The AVX-512 VNNI path's constants scaled to 32-byte units; on an Emerald Rapids, L1-sized slices and
+// 6 x 2 tiles were slower (docs/performance.md, "AVX-VNNI measured").
 enum { AVXVNNI_SLICE_BYTES = 262144 };
 
 const qk_path_config AVXVNNI_CONFIG = {
