@@ -481,6 +481,31 @@ static void conv_first_weights(const qk_path_config *path, const qk_conv_args *a
     if (first_item < end_item) *weights = item_weights(args, &plan, first_item, bytes);
 }
 
+void qk_conv_wide_sources_across_rows(const qk_conv_args *args, const qk_conv_tile *tile, int pixels,
+                                      const int16_t **x) {
+    const qk_conv_geometry *geo = &args->geo;
+    const size_t step = (size_t)geo->stride * (size_t)geo->in_c;
+    const size_t row_values = (size_t)(geo->in_w + 2) * (size_t)geo->in_c * (size_t)geo->stride;
+    const int16_t *row_start = x[0] - (size_t)tile->out_x * step;
+    for (int p = 1, out_x = tile->out_x + 1; p < pixels; p++, out_x++) {
+        if (out_x == geo->out_w) out_x = 0, row_start += row_values;
+        x[p] = row_start + (size_t)out_x * step;
+    }
+}
+
+void qk_conv_tile_tap_sources(const qk_conv_args *args, const qk_conv_tile *tile, const uint8_t *image,
+                              int32_t first_channel, int32_t tap, int pixels, const uint8_t **src) {
+    const qk_conv_geometry *geo = &args->geo;
+    if (tile->im2col != NULL || tile->out_x + pixels <= geo->out_w) {
+        qk_conv_tile_sources(args, tile, image, first_channel, tap, pixels, src);
+        return;
+    }
+    for (int p = 0, y = tile->out_y, x = tile->out_x; p < pixels; p++) {
+        for (; x >= geo->out_w; x -= geo->out_w) y++;
+        src[p] = qk_conv_tap_source(args, image, y, x++, tap / 3, tap % 3, first_channel);
+    }
+}
+
 // Widened mode: input rows [first, first + rows) of a band (some may be above or below the image) with a pad
 // column on each side, as qk_conv_tile.wide describes. The path's widen may write up to 31 values past each
 // piece (the next piece, written after it, or the scratch's slack) and read as far past its source (the

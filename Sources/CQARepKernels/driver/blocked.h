@@ -109,23 +109,27 @@ static inline const int16_t *qk_conv_wide_source(const qk_conv_args *args, const
            (size_t)tile->group * (size_t)geo->in_per_group;
 }
 
-// The same for each of the tile's `pixels` pixels; a raster tile (qk_conv_microkernels.raster_tiles) goes on
-// at the next row's first pixel, still inside the band's rows.
+// x[1..pixels) of a raster tile across rows, from x[0]; out of line, as the slow paths of the sources below
+// are, so that each microkernel's copy of its callers stays small (blocked-conv.c).
+void qk_conv_wide_sources_across_rows(const qk_conv_args *args, const qk_conv_tile *tile, int pixels,
+                                      const int16_t **x);
+// qk_conv_tile_sources for one tap of a tile in one row, or pixel by pixel for a raster tile across rows.
+void qk_conv_tile_tap_sources(const qk_conv_args *args, const qk_conv_tile *tile, const uint8_t *image,
+                              int32_t first_channel, int32_t tap, int pixels, const uint8_t **src);
+
+// The same for each of the tile's `pixels` pixels; on paths with raster tiles (qk_conv_microkernels.raster_tiles,
+// a constant of the caller), a tile goes on at the next row's first pixel, still inside the band's rows.
 static inline __attribute__((always_inline)) void qk_conv_wide_sources(const qk_conv_args *args, const qk_conv_tile *tile,
-                                                                       int32_t tap, int pixels, const int16_t **x) {
+                                                                       int32_t tap, int pixels, const int16_t **x,
+                                                                       const int raster_tiles) {
     const qk_conv_geometry *geo = &args->geo;
     const size_t step = (size_t)geo->stride * (size_t)geo->in_c;
     x[0] = qk_conv_wide_source(args, tile, tap);
-    if (tile->out_x + pixels <= geo->out_w) {
-        for (int p = 1; p < pixels; p++) x[p] = x[p - 1] + step;
+    if (raster_tiles && tile->out_x + pixels > geo->out_w) {
+        qk_conv_wide_sources_across_rows(args, tile, pixels, x);
         return;
     }
-    const size_t row_values = (size_t)(geo->in_w + 2) * (size_t)geo->in_c * (size_t)geo->stride;
-    const int16_t *row_start = x[0] - (size_t)tile->out_x * step;
-    for (int p = 1, out_x = tile->out_x + 1; p < pixels; p++, out_x++) {
-        if (out_x == geo->out_w) out_x = 0, row_start += row_values;
-        x[p] = row_start + (size_t)out_x * step;
-    }
+    for (int p = 1; p < pixels; p++) x[p] = x[p - 1] + step;
 }
 
 // stem3 microkernels (qk_conv_microkernels.stem3) broadcast the dense packing's int16 pairs straight from
@@ -186,17 +190,17 @@ static inline void qk_stem3_prefetch_rest(qk_stem3_row *row) {
 
 // On the paths that widen: x[p], the int16 inputs of pixel p for the taps from `tap` on, of the widened band or
 // (dense mode) of the pixel's window row; returns the end of their run (qk_conv_wide_run_end; dense mode's one
-// tap).
+// tap). raster_tiles: the path's qk_conv_microkernels.raster_tiles, as a constant.
 static inline __attribute__((always_inline)) int32_t qk_conv_int16_sources(const qk_conv_args *args,
                                                                            const qk_conv_blocking *b,
                                                                            const qk_conv_tile *tile, int32_t tap,
                                                                            int32_t end_tap, int pixels,
-                                                                           const int16_t **x) {
+                                                                           const int16_t **x, const int raster_tiles) {
     if (tile->im2col != NULL) {
         for (int p = 0; p < pixels; p++) x[p] = (const int16_t *)(tile->im2col + (size_t)p * (size_t)tile->im2col_stride);
         return end_tap;
     }
-    qk_conv_wide_sources(args, tile, tap, pixels, x);
+    qk_conv_wide_sources(args, tile, tap, pixels, x, raster_tiles);
     return qk_conv_wide_run_end(&args->geo, b, tap, end_tap);
 }
 
@@ -274,7 +278,8 @@ static inline int qk_conv_build_run_offsets(const qk_conv_geometry *geo, const q
 }
 
 // src[p] for the taps from `tap` on, and the end of their run (at most end_tap): all nine taps where
-// tile->window_runs allows, a kernel row's three, or one.
+// tile->window_runs allows, a kernel row's three, or one (out of line: border tiles, and raster tiles across
+// rows, pixel by pixel).
 static inline __attribute__((always_inline)) int32_t qk_conv_tile_run_sources(const qk_conv_args *args,
                                                                               const qk_conv_blocking *b,
                                                                               const qk_conv_tile *tile,
@@ -282,15 +287,11 @@ static inline __attribute__((always_inline)) int32_t qk_conv_tile_run_sources(co
                                                                               int32_t tap, int32_t end_tap, int pixels,
                                                                               const uint8_t **src) {
     const qk_conv_geometry *geo = &args->geo;
-    if (tile->out_x + pixels > geo->out_w) {
-        // A raster tile across rows (qk_conv_microkernels.raster_tiles): each pixel on its own.
-        for (int p = 0, y = tile->out_y, x = tile->out_x; p < pixels; p++) {
-            for (; x >= geo->out_w; x -= geo->out_w) y++;
-            src[p] = qk_conv_tap_source(args, image, y, x++, tap / 3, tap % 3, first_channel);
-        }
+    if (tile->im2col != NULL) {
+        for (int p = 0; p < pixels; p++) src[p] = tile->im2col + p * tile->im2col_stride;
         return tap + 1;
     }
-    if (tile->im2col == NULL && tap % 3 == 0 && tap + 3 <= end_tap && geo->groups == 1 &&
+    if (tile->out_x + pixels <= geo->out_w && tap % 3 == 0 && tap + 3 <= end_tap && geo->groups == 1 &&
         b->chunks * b->depth == geo->in_c) {
         const int32_t iy = tile->out_y * geo->stride + tap / 3 - 1;
         const int32_t first_ix = tile->out_x * geo->stride - 1;
@@ -302,7 +303,7 @@ static inline __attribute__((always_inline)) int32_t qk_conv_tile_run_sources(co
             return tile->window_runs && tap == 0 && end_tap == 9 && iy + 2 < geo->in_h ? 9 : tap + 3;
         }
     }
-    qk_conv_tile_sources(args, tile, image, first_channel, tap, pixels, src);
+    qk_conv_tile_tap_sources(args, tile, image, first_channel, tap, pixels, src);
     return tap + 1;
 }
 

@@ -45,7 +45,7 @@ QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_
     // slower here).
     for (int32_t tap = tile->first_tap, run_end; tap < end_tap; tap = run_end) {
         const int16_t *x[AVX2_MAX_PIXELS];
-        run_end = qk_conv_int16_sources(args, b, tile, tap, end_tap, pixels, x);
+        run_end = qk_conv_int16_sources(args, b, tile, tap, end_tap, pixels, x, 1);
         qk_prefetch_taps(tile, tap, run_end - tap);
         for (int32_t k = 0; k < (run_end - tap) * chunks; k++, w += blocks * QK_AVX2_UNIT_BYTES)
             qk_avx2_chunk(acc, x, (size_t)k * QK_AVX2_DEPTH, w, pixels, blocks);

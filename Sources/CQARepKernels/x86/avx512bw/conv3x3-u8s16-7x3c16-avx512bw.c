@@ -51,7 +51,7 @@ QK_INLINE QK_TARGET_AVX512 void bw_tile(const qk_conv_args *args, const qk_conv_
     // whole kernel rows where the inputs allow.
     for (int32_t tap = tile->first_tap, run_end; tap < end_tap; tap = run_end) {
         const int16_t *x[BW_MAX_PIXELS];
-        run_end = qk_conv_int16_sources(args, b, tile, tap, end_tap, pixels, x);
+        run_end = qk_conv_int16_sources(args, b, tile, tap, end_tap, pixels, x, 0);
         const int32_t run_chunks = (run_end - tap) * chunks;
         const qk_paced_prefetch prefetch = qk_paced_prefetch_taps(tile, tap, run_end - tap, run_chunks);
         for (int32_t k = 0; k < run_chunks; k++, w += blocks * QK_BW_UNIT_BYTES) {
