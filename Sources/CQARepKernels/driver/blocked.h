@@ -82,7 +82,7 @@ typedef struct qk_conv_tile {
     const int16_t *wide;
     int32_t wide_first_row;
     // Offsets of a run's chunks (qk_conv_tile_run_sources), and whether runs may span whole windows; NULL
-    // and 0 but for the microkernels that read runs (qk_conv_microkernels.raster_tiles).
+    // and 0 but for the microkernels that read runs (raster_tiles without widen).
     const int32_t *run_offsets;
     int32_t window_runs;
 } qk_conv_tile;
@@ -117,8 +117,8 @@ void qk_conv_wide_sources_across_rows(const qk_conv_args *args, const qk_conv_ti
 void qk_conv_tile_tap_sources(const qk_conv_args *args, const qk_conv_tile *tile, const uint8_t *image,
                               int32_t first_channel, int32_t tap, int pixels, const uint8_t **src);
 
-// The same for each of the tile's `pixels` pixels; on paths with raster tiles (qk_conv_microkernels.raster_tiles,
-// a constant of the caller), a tile goes on at the next row's first pixel, still inside the band's rows.
+// The same for each of the tile's `pixels` pixels; on paths with raster tiles (raster_tiles, a constant of
+// the caller), a tile goes on at the next row's first pixel, still inside the band's rows.
 static inline __attribute__((always_inline)) void qk_conv_wide_sources(const qk_conv_args *args, const qk_conv_tile *tile,
                                                                        int32_t tap, int pixels, const int16_t **x,
                                                                        const int raster_tiles) {
@@ -252,14 +252,15 @@ static inline __attribute__((always_inline)) void qk_conv_tile_sources(const qk_
     }
 }
 
-// Runs of taps, for the byte-input microkernels that read them (qk_conv_microkernels.raster_tiles: avxvnni): with one group whose channels fill whole chunks,
-// a pixel's three taps of one kernel row read adjacent input pixels, 3 * in_c contiguous bytes in the order
-// of their packed weights, and its whole 3x3 window is three such rows, in_w * in_c bytes apart. Where every
-// pixel of a tile has its neighbours inside the image, a microkernel runs a kernel row's taps, or all nine,
-// as one loop: chunk k of a run reads each pixel's source + run_offsets[k] (qk_conv_build_run_offsets).
-// Each loop exit costs a mispredicted branch and each run a setup, which at 48 channels took a sixth of a
-// 4 x 3 ymm tile's time (docs/performance.md, "AVX-VNNI path"). Elsewhere (border tiles, rows in the
-// padding, slices that cut a kernel row, dense mode) a run is one tap.
+// Runs of taps, for the byte-input microkernels that read them (raster_tiles without widen: avxvnni). With
+// one group whose channels fill whole chunks, a pixel's three taps of one kernel row read adjacent input
+// pixels, 3 * in_c contiguous bytes in the order of their packed weights, and its whole 3x3 window is three
+// such rows, in_w * in_c bytes apart. Where every pixel of a tile has its neighbours inside the image, a
+// microkernel runs a kernel row's taps, or all nine, as one loop: chunk k of a run reads each pixel's source
+// + run_offsets[k] (qk_conv_build_run_offsets). Each loop exit costs a mispredicted branch and each run a
+// setup, which at 48 channels took a sixth of a 4 x 3 ymm tile's time (docs/performance.md, "AVX-VNNI
+// measured"). Elsewhere (border tiles, rows in the padding, slices that cut a kernel row, dense mode) a run
+// is one tap.
 enum { QK_RUN_OFFSETS = 6144 };
 _Static_assert(QK_RUN_OFFSETS >= 3 * (QK_MAX_CHANNELS / 4), "a kernel row's run of 4-deep chunks always fits");
 
