@@ -496,7 +496,7 @@ void qk_conv_wide_sources_across_rows(const qk_conv_args *args, const qk_conv_ti
 void qk_conv_tile_tap_sources(const qk_conv_args *args, const qk_conv_tile *tile, const uint8_t *image,
                               int32_t first_channel, int32_t tap, int pixels, const uint8_t **src) {
     const qk_conv_geometry *geo = &args->geo;
-    if (tile->im2col != NULL || tile->out_x + pixels <= geo->out_w) {
+    if (tile->out_x + pixels <= geo->out_w) {
         qk_conv_tile_sources(args, tile, image, first_channel, tap, pixels, src);
         return;
     }
@@ -618,7 +618,6 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
             split_row(pixels, blocking->pixels_per_tile, &band.count, &band.base_pixels, &band.wider);
             band.row_tiles = 0;
         }
-        const int32_t first_tile = 0, end_tile = band.count;
         tile.wide = NULL;
         tile.wide_first_row = 0;
         tile.run_offsets = reads_runs ? run_offsets : NULL;
@@ -652,7 +651,7 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
         if (!plan.widened) {
             prefetch = after_item;
             prefetch_bytes = after_item_bytes;
-            tile.prefetch_lines_per_tap = lines_per_tap(prefetch_bytes, (int64_t)(end_tile - first_tile) * blocking->taps);
+            tile.prefetch_lines_per_tap = lines_per_tap(prefetch_bytes, (int64_t)band.count * blocking->taps);
             tile.prefetch = prefetch;
         }
         // Widened mode: each channel tile fetches the next one's weights while the layer streams them (or in
@@ -683,8 +682,9 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
             }
             continue;
         }
-        for (int32_t segment = first_tile; segment < end_tile; segment += plan.segment_tiles) {
-            const int32_t segment_end = segment + plan.segment_tiles < end_tile ? segment + plan.segment_tiles : end_tile;
+        for (int32_t segment = 0; segment < band.count; segment += plan.segment_tiles) {
+            const int32_t segment_end =
+                segment + plan.segment_tiles < band.count ? segment + plan.segment_tiles : band.count;
             if (dense) {
                 tile.group = (int32_t)(part_first / blocking->tiles_per_group);
                 size_t row = 0;
@@ -714,7 +714,7 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
                             next_bytes = (size_t)(global_first_block(blocking, channel_tile + 2) -
                                                   global_first_block(blocking, channel_tile + 1)) * blocking->block_bytes;
                         }
-                    } else if (segment_end == end_tile) {
+                    } else if (segment_end == band.count) {
                         next = after_item;
                         next_bytes = after_item_bytes;
                     }
