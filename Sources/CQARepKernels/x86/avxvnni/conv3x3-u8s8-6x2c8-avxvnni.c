@@ -56,6 +56,44 @@ QK_INLINE QK_TARGET_AVX2 void hold_block(__m256i (*acc)[MAX_BLOCKS], int j, cons
     if (pixels == 3) __asm__ volatile("" : "+x"(acc[0][j]), "+x"(acc[1][j]), "+x"(acc[2][j]));
 }
 
+// One chunk step of a tile: every pixel's four input bytes at src[p] + offset times every block's weights.
+QK_INLINE QK_TARGET_AVXVNNI const uint8_t *avxvnni_chunk(__m256i (*acc)[MAX_BLOCKS], const uint8_t *w,
+                                                        const uint8_t *const *src, int32_t offset, const int pixels,
+                                                        const int blocks) {
+    if (WEIGHTS_OUTER(pixels, blocks)) {
+        __m256i x[MAX_PIXELS];
+#pragma clang loop unroll(full)
+        for (int p = 0; p < pixels; p++) x[p] = _mm256_set1_epi32(qk_load_u32(src[p] + offset));
+#pragma clang loop unroll(full)
+        for (int j = 0; j < blocks; j++) {
+            const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + j * UNIT_BYTES));
+#pragma clang loop unroll(full)
+            for (int p = 0; p < pixels; p++) acc[p][j] = qk_avxvnni_dpbusd(acc[p][j], x[p], wv);
+            hold_block(acc, j, pixels);
+        }
+    } else {
+        __m256i wv[MAX_BLOCKS];
+#pragma clang loop unroll(full)
+        for (int j = 0; j < blocks; j++) wv[j] = _mm256_loadu_si256((const __m256i *)(w + j * UNIT_BYTES));
+#pragma clang loop unroll(full)
+        for (int p = 0; p < pixels; p++) {
+            const __m256i x = _mm256_set1_epi32(qk_load_u32(src[p] + offset));
+#pragma clang loop unroll(full)
+            for (int j = 0; j < blocks; j++) acc[p][j] = qk_avxvnni_dpbusd(acc[p][j], x, wv[j]);
+            hold_pixel(acc[p], blocks);
+        }
+    }
+    return w + blocks * UNIT_BYTES;
+}
+
+// Two chunk steps whose inputs are adjacent: the second reads 4 bytes past the first.
+QK_INLINE QK_TARGET_AVXVNNI const uint8_t *avxvnni_chunk_pair(__m256i (*acc)[MAX_BLOCKS], const uint8_t *w,
+                                                             const uint8_t *const *src, int32_t offset,
+                                                             const int pixels, const int blocks) {
+    w = avxvnni_chunk(acc, w, src, offset, pixels, blocks);
+    return avxvnni_chunk(acc, w, src, offset + 4, pixels, blocks);
+}
+
 QK_INLINE QK_TARGET_AVXVNNI void avxvnni_tile(const qk_conv_args *args, const qk_conv_blocking *b,
                                               const qk_conv_tile *tile, const int pixels, const int blocks) {
     const qk_conv_geometry *geo = &args->geo;
@@ -94,34 +132,31 @@ QK_INLINE QK_TARGET_AVXVNNI void avxvnni_tile(const qk_conv_args *args, const qk
         run_end = qk_conv_tile_run_sources(args, b, tile, image, first_channel, tap, end_tap, pixels, src);
         const int32_t run_chunks = (run_end - tap) * chunks;
         const qk_paced_prefetch prefetch = qk_paced_prefetch_taps(tile, tap, run_end - tap, run_chunks);
-        const int32_t *offsets = tile->run_offsets;
-        for (int32_t k = 0; k < run_chunks; k++) {
-            qk_paced_prefetch_chunk(&prefetch, k);
-            const int32_t offset = offsets[k];
-            if (WEIGHTS_OUTER(pixels, blocks)) {
-                __m256i x[MAX_PIXELS];
+        // A copy the out-of-line sources never saw, which the compiler can keep in registers.
+        const uint8_t *pixel_src[MAX_PIXELS];
 #pragma clang loop unroll(full)
-                for (int p = 0; p < pixels; p++) x[p] = _mm256_set1_epi32(qk_load_u32(src[p] + offset));
-#pragma clang loop unroll(full)
-                for (int j = 0; j < blocks; j++) {
-                    const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + j * UNIT_BYTES));
-#pragma clang loop unroll(full)
-                    for (int p = 0; p < pixels; p++) acc[p][j] = qk_avxvnni_dpbusd(acc[p][j], x[p], wv);
-                    hold_block(acc, j, pixels);
-                }
-            } else {
-                __m256i wv[MAX_BLOCKS];
-#pragma clang loop unroll(full)
-                for (int j = 0; j < blocks; j++) wv[j] = _mm256_loadu_si256((const __m256i *)(w + j * UNIT_BYTES));
-#pragma clang loop unroll(full)
-                for (int p = 0; p < pixels; p++) {
-                    const __m256i x = _mm256_set1_epi32(qk_load_u32(src[p] + offset));
-#pragma clang loop unroll(full)
-                    for (int j = 0; j < blocks; j++) acc[p][j] = qk_avxvnni_dpbusd(acc[p][j], x, wv[j]);
-                    hold_pixel(acc[p], blocks);
-                }
+        for (int p = 0; p < pixels; p++) pixel_src[p] = src[p];
+        const int32_t *offset = tile->run_offsets;
+        const int32_t *const offsets_end = offset + run_chunks;
+        const char *line = prefetch.lines;
+        if (chunks % 2 == 0) {
+            // Chunks in pairs, which never straddle a run's jump from one kernel row to the next: one offset
+            // load and one loop test per two chunk steps. The pairs that carry the next item's prefetches
+            // first, then the rest, so that no chunk step tests for them.
+            const int32_t paced = prefetch.count < run_chunks ? prefetch.count : run_chunks;
+            if (paced % 2 != 0) _mm_prefetch(line + 64 * (paced - 1), _MM_HINT_T1);
+            const int32_t *const paced_end = offset + (paced - paced % 2);
+            for (; offset < paced_end; offset += 2, line += 128) {
+                _mm_prefetch(line, _MM_HINT_T1);
+                _mm_prefetch(line + 64, _MM_HINT_T1);
+                w = avxvnni_chunk_pair(acc, w, pixel_src, *offset, pixels, blocks);
             }
-            w += blocks * UNIT_BYTES;
+            for (; offset < offsets_end; offset += 2) w = avxvnni_chunk_pair(acc, w, pixel_src, *offset, pixels, blocks);
+        } else {
+            for (int32_t k = 0; k < run_chunks; k++) {
+                qk_paced_prefetch_chunk(&prefetch, k);
+                w = avxvnni_chunk(acc, w, pixel_src, offset[k], pixels, blocks);
+            }
         }
     }
 
