@@ -323,6 +323,46 @@ static int uses_widening(const qk_conv_geometry *geo, const qk_path_config *path
     return path->conv.widen != NULL && (!uses_dense_mode(geo) || uses_stem3(geo, path));
 }
 
+// Framed mode (qk_conv_tile.framed): for the microkernels that read runs, layers whose border tiles, a third
+// to a half of the tiles at 14 to 28 pixels a row, would otherwise run tap by tap. The copy, once per image
+// and member, pays where the layer does at least 128 multiply-adds per framed byte (docs/performance.md,
+// "Framed input"), and the frame stays within the thread's scratch.
+enum { QK_FRAMED_MACS_PER_BYTE = 128, QK_MAX_FRAMED_BYTES = 262144 };
+
+static size_t framed_bytes(const qk_conv_geometry *geo) {
+    return (size_t)(geo->in_h + 2) * (size_t)(geo->in_w + 2) * (size_t)geo->in_c;
+}
+
+static int reads_runs(const qk_path_config *path) {
+    return path->conv.raster_tiles && path->conv.widen == NULL;
+}
+
+static int frames_input(const qk_path_config *path, const qk_conv_geometry *geo, const qk_conv_blocking *b) {
+    if (!reads_runs(path) || uses_dense_mode(geo) || geo->groups != 1 || b->chunks * b->depth != geo->in_c ||
+        9 * b->chunks > QK_RUN_OFFSETS || framed_bytes(geo) > QK_MAX_FRAMED_BYTES)
+        return 0;
+    const double macs = (double)geo->out_h * geo->out_w * geo->out_c * geo->in_c * 9.0;
+    return macs >= (double)QK_FRAMED_MACS_PER_BYTE * (double)framed_bytes(geo);
+}
+
+// Image `image` of the input with its frame of pad values, as qk_conv_tile.framed describes.
+static void frame_image(const qk_conv_args *args, int32_t image, uint8_t *framed) {
+    const qk_conv_geometry *geo = &args->geo;
+    const size_t in_c = (size_t)geo->in_c, row_bytes = (size_t)geo->in_w * in_c, framed_row = row_bytes + 2 * in_c;
+    const uint8_t *pixels = args->input + (size_t)image * (size_t)geo->in_h * row_bytes;
+    uint8_t *last_row = framed + (size_t)(geo->in_h + 1) * framed_row;
+    for (int32_t x = 0; x < geo->in_w + 2; x++) {
+        memcpy(framed + (size_t)x * in_c, args->pad_value, in_c);
+        memcpy(last_row + (size_t)x * in_c, args->pad_value, in_c);
+    }
+    for (int32_t y = 0; y < geo->in_h; y++) {
+        uint8_t *row = framed + (size_t)(y + 1) * framed_row;
+        memcpy(row, args->pad_value, in_c);
+        memcpy(row + in_c, pixels + (size_t)y * row_bytes, row_bytes);
+        memcpy(row + in_c + row_bytes, args->pad_value, in_c);
+    }
+}
+
 // The preferred band height of a layer (before the work split evens it out) and the tallest band any batch
 // or team size can give it.
 static int32_t preferred_band_rows(int32_t row_tiles, int32_t segment_tiles) {
@@ -537,8 +577,9 @@ static int32_t band_input_rows(const qk_conv_geometry *geo, int32_t band_rows) {
 }
 
 size_t qk_conv_blocked_scratch_bytes(const qk_path_config *path, const qk_conv_geometry *geo) {
-    if (!uses_widening(geo, path)) return 0;
     const qk_conv_blocking b = qk_conv_blocking_of(geo, path);
+    if (frames_input(path, geo, &b)) return qk_round_to_line(framed_bytes(geo));
+    if (!uses_widening(geo, path)) return 0;
     int32_t row_tiles, base_pixels, wider_tiles;
     split_row(geo->out_w, b.pixels_per_tile, &row_tiles, &base_pixels, &wider_tiles);
     // even_band_rows gives at most twice the preferred height.
@@ -587,10 +628,16 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
     qk_claim_begin(&claim, team, &share_context, share_items_of, item_region);
     // The member's own share, which its prefetch plan follows (the claim starts with it).
     const int64_t first_item = claim.first, end_item = claim.end;
-    // The chunk offsets of runs, for the microkernels that read through qk_conv_tile_run_sources.
+    // The chunk offsets of runs, for the microkernels that read through qk_conv_tile_run_sources. Framed mode
+    // only where a member's items keep to one image for long: with channel tiles outermost, a batch's items
+    // change image at every item.
     int32_t run_offsets[QK_RUN_OFFSETS];
-    const int reads_runs = kernels->raster_tiles && kernels->widen == NULL;
-    const int window_runs = reads_runs ? qk_conv_build_run_offsets(geo, blocking, run_offsets) : 0;
+    const int runs = reads_runs(path);
+    const int framed = frames_input(path, geo, blocking) && (args->batch == 1 || !plan.channels_outermost) &&
+                       args->scratch != NULL;
+    const int32_t run_row_bytes = (geo->in_w + (framed ? 2 : 0)) * geo->in_c;
+    const int window_runs = runs ? qk_conv_build_run_offsets(blocking, run_row_bytes, run_offsets) : 0;
+    int32_t framed_image = -1;  // the image the scratch holds framed
     int64_t item;
     bool own;
     while (qk_claim_next(&claim, team, &item, &own)) {
@@ -620,8 +667,14 @@ static void conv_share(const qk_path_config *path, const qk_conv_args *caller_ar
         }
         tile.wide = NULL;
         tile.wide_first_row = 0;
-        tile.run_offsets = reads_runs ? run_offsets : NULL;
+        tile.run_offsets = runs ? run_offsets : NULL;
         tile.window_runs = window_runs;
+        tile.framed = NULL;
+        if (framed) {
+            if (tile.image != framed_image) frame_image(args, tile.image, (uint8_t *)args->scratch);
+            framed_image = tile.image;
+            tile.framed = (const uint8_t *)args->scratch;
+        }
         if (plan.widened) {
             tile.wide_first_row = first_row * geo->stride - 1;
             widen_rows(path, args, tile.image, tile.wide_first_row, band_input_rows(geo, end_row - first_row),

@@ -85,6 +85,10 @@ typedef struct qk_conv_tile {
     // and 0 but for the microkernels that read runs (raster_tiles without widen).
     const int32_t *run_offsets;
     int32_t window_runs;
+    // Framed mode (runs only): the tile's image copied by the driver with a frame of pad values around it,
+    // in_h + 2 rows of in_w + 2 pixels, so that every tile's taps run as whole windows, border tiles too;
+    // run_offsets then step (in_w + 2) * in_c bytes from one kernel row to the next. NULL otherwise.
+    const uint8_t *framed;
 } qk_conv_tile;
 
 // Widened mode: the taps of one kernel row read adjacent input pixels, so with one group whose channels fill
@@ -264,18 +268,36 @@ static inline __attribute__((always_inline)) void qk_conv_tile_sources(const qk_
 enum { QK_RUN_OFFSETS = 6144 };
 _Static_assert(QK_RUN_OFFSETS >= 3 * (QK_MAX_CHANNELS / 4), "a kernel row's run of 4-deep chunks always fits");
 
-// run_offsets[k] for a layer: k * depth along a kernel row's taps, and the next rows in_w * in_c bytes on;
-// returns whether whole windows fit the table.
-static inline int qk_conv_build_run_offsets(const qk_conv_geometry *geo, const qk_conv_blocking *b,
-                                            int32_t *run_offsets) {
+// run_offsets[k] for a layer: k * depth along a kernel row's taps, and the next rows row_bytes on (in_w * in_c,
+// or (in_w + 2) * in_c in framed mode); returns whether whole windows fit the table.
+static inline int qk_conv_build_run_offsets(const qk_conv_blocking *b, int32_t row_bytes, int32_t *run_offsets) {
     const int32_t row_chunks = 3 * b->chunks;
     const int32_t count = 3 * row_chunks < QK_RUN_OFFSETS ? 3 * row_chunks : QK_RUN_OFFSETS;
-    const int32_t row_bytes = geo->in_w * geo->in_c;
     for (int32_t k = 0, row = 0, in_row = 0; k < count; k++) {
         run_offsets[k] = row * row_bytes + in_row * b->depth;
         if (++in_row == row_chunks) in_row = 0, row++;
     }
     return 3 * row_chunks <= QK_RUN_OFFSETS;
+}
+
+// Framed mode: every pixel's window lies inside the framed image, so a run goes on to the last whole kernel
+// row before end_tap (or to the end of tap's own row, for a slice that cuts one), the tile's pixels in raster
+// order from (out_y, out_x).
+static inline __attribute__((always_inline)) int32_t qk_conv_framed_run_sources(const qk_conv_geometry *geo,
+                                                                                const qk_conv_tile *tile, int32_t tap,
+                                                                                int32_t end_tap, int pixels,
+                                                                                const uint8_t **src) {
+    const int32_t kx = tap % 3;
+    const int32_t run_end = kx == 0 && end_tap - tap >= 3 ? tap + (end_tap - tap) / 3 * 3
+                                                          : (tap - kx + 3 < end_tap ? tap - kx + 3 : end_tap);
+    const size_t in_c = (size_t)geo->in_c, framed_row = (size_t)(geo->in_w + 2) * in_c;
+    const size_t step = (size_t)geo->stride * in_c, row_step = (size_t)geo->stride * framed_row;
+    const uint8_t *row = tile->framed + (size_t)tile->out_y * row_step + (size_t)(tap / 3) * framed_row + (size_t)kx * in_c;
+    for (int p = 0, x = tile->out_x; p < pixels; p++, x++) {
+        if (x == geo->out_w) x = 0, row += row_step;
+        src[p] = row + (size_t)x * step;
+    }
+    return run_end;
 }
 
 // src[p] for the taps from `tap` on, and the end of their run (at most end_tap): all nine taps where
@@ -292,6 +314,7 @@ static inline __attribute__((always_inline)) int32_t qk_conv_tile_run_sources(co
         for (int p = 0; p < pixels; p++) src[p] = tile->im2col + p * tile->im2col_stride;
         return tap + 1;
     }
+    if (tile->framed != NULL) return qk_conv_framed_run_sources(geo, tile, tap, end_tap, pixels, src);
     if (tile->out_x + pixels <= geo->out_w && tap % 3 == 0 && tap + 3 <= end_tap && geo->groups == 1 &&
         b->chunks * b->depth == geo->in_c) {
         const int32_t iy = tile->out_y * geo->stride + tap / 3 - 1;
