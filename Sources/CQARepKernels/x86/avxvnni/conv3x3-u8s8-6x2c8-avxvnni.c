@@ -86,12 +86,12 @@ QK_INLINE QK_TARGET_AVXVNNI const uint8_t *avxvnni_chunk(__m256i (*acc)[MAX_BLOC
     return w + blocks * UNIT_BYTES;
 }
 
-// Two chunk steps whose inputs are adjacent: the second reads 4 bytes past the first.
+// Two chunk steps whose inputs are adjacent: the second reads one chunk (4 u8 channels, 4 bytes) past the first.
 QK_INLINE QK_TARGET_AVXVNNI const uint8_t *avxvnni_chunk_pair(__m256i (*acc)[MAX_BLOCKS], const uint8_t *w,
                                                              const uint8_t *const *src, int32_t offset,
                                                              const int pixels, const int blocks) {
     w = avxvnni_chunk(acc, w, src, offset, pixels, blocks);
-    return avxvnni_chunk(acc, w, src, offset + 4, pixels, blocks);
+    return avxvnni_chunk(acc, w, src, offset + QK_AVXVNNI_DEPTH, pixels, blocks);
 }
 
 QK_INLINE QK_TARGET_AVXVNNI void avxvnni_tile(const qk_conv_args *args, const qk_conv_blocking *b,
