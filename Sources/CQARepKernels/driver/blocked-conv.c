@@ -338,8 +338,8 @@ static int reads_runs(const qk_path_config *path) {
 }
 
 static int frames_input(const qk_path_config *path, const qk_conv_geometry *geo, const qk_conv_blocking *b) {
-    if (!reads_runs(path) || uses_dense_mode(geo) || geo->groups != 1 || b->chunks * b->depth != geo->in_c ||
-        9 * b->chunks > QK_RUN_OFFSETS || framed_bytes(geo) > QK_MAX_FRAMED_BYTES)
+    if (!reads_runs(path) || uses_dense_mode(geo) || !qk_conv_taps_run_on(geo, b) || 9 * b->chunks > QK_RUN_OFFSETS ||
+        framed_bytes(geo) > QK_MAX_FRAMED_BYTES)
         return 0;
     const double macs = (double)geo->out_h * geo->out_w * geo->out_c * geo->in_c * 9.0;
     return macs >= (double)QK_FRAMED_MACS_PER_BYTE * (double)framed_bytes(geo);

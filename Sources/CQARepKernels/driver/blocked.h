@@ -91,14 +91,18 @@ typedef struct qk_conv_tile {
     const uint8_t *framed;
 } qk_conv_tile;
 
-// Widened mode: the taps of one kernel row read adjacent input pixels, so with one group whose channels fill
-// whole chunks their inputs form one contiguous run (3 * in_c values), in the order of their packed weights,
-// and a microkernel can run the row's taps as one loop: fewer loop exits and pointer setups, which at 48
-// channels cost as much as a tenth of the multiply-adds. The run that starts at `tap` ends before the
-// returned tap (at most end_tap).
+// With one group whose channels fill whole chunks, the taps of one kernel row read adjacent input pixels, so
+// their inputs form one contiguous run (3 * in_c values) in the order of their packed weights.
+static inline int qk_conv_taps_run_on(const qk_conv_geometry *geo, const qk_conv_blocking *b) {
+    return geo->groups == 1 && b->chunks * b->depth == geo->in_c;
+}
+
+// Widened mode: where the taps run on (qk_conv_taps_run_on), a microkernel can run a kernel row's taps as one
+// loop: fewer loop exits and pointer setups, which at 48 channels cost as much as a tenth of the
+// multiply-adds. The run that starts at `tap` ends before the returned tap (at most end_tap).
 static inline int32_t qk_conv_wide_run_end(const qk_conv_geometry *geo, const qk_conv_blocking *b, int32_t tap,
                                            int32_t end_tap) {
-    if (geo->groups != 1 || b->chunks * b->depth != geo->in_c) return tap + 1;
+    if (!qk_conv_taps_run_on(geo, b)) return tap + 1;
     const int32_t row_end = tap - tap % 3 + 3;
     return row_end < end_tap ? row_end : end_tap;
 }
@@ -315,8 +319,7 @@ static inline __attribute__((always_inline)) int32_t qk_conv_tile_run_sources(co
         return tap + 1;
     }
     if (tile->framed != NULL) return qk_conv_framed_run_sources(geo, tile, tap, end_tap, pixels, src);
-    if (tile->out_x + pixels <= geo->out_w && tap % 3 == 0 && tap + 3 <= end_tap && geo->groups == 1 &&
-        b->chunks * b->depth == geo->in_c) {
+    if (tile->out_x + pixels <= geo->out_w && tap % 3 == 0 && tap + 3 <= end_tap && qk_conv_taps_run_on(geo, b)) {
         const int32_t iy = tile->out_y * geo->stride + tap / 3 - 1;
         const int32_t first_ix = tile->out_x * geo->stride - 1;
         const int32_t last_ix = first_ix + (pixels - 1) * geo->stride + 2;
