@@ -31,13 +31,6 @@ QK_INLINE const char *qk_prefetch_lines(const qk_conv_tile *tile, int32_t tap, i
                       : NULL;
 }
 
-// The same share fetched at once.
-QK_INLINE void qk_prefetch_taps(const qk_conv_tile *tile, int32_t tap, int32_t taps) {
-    int32_t count;
-    const char *lines = qk_prefetch_lines(tile, tap, taps, &count);
-    for (int32_t i = 0; i < count; i++) _mm_prefetch(lines + 64 * i, _MM_HINT_T1);
-}
-
 // The share of the next item's L2 prefetches of taps [tap, tap + taps), run over `chunks` chunk steps, paced
 // one per chunk: issued all at the run's start they queued in front of the microkernel's own loads
 // (docs/performance.md, "Prefetch pacing"). Lines beyond one per chunk go at once; the rest, one in each
