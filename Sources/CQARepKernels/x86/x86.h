@@ -31,6 +31,34 @@ QK_INLINE const char *qk_prefetch_lines(const qk_conv_tile *tile, int32_t tap, i
                       : NULL;
 }
 
+// The same share spread evenly over `steps` steps of a microkernel's loop: one prefetch before every `every`
+// steps, and the lines beyond one a step at once. In the network, where a streamed layer's next channel tile
+// comes from memory, prefetches issued together at a run's start held up its own loads (docs/performance.md,
+// "Prefetches spread over the run").
+typedef struct qk_spread_prefetch {
+    const char *line;
+    int32_t lines, every;
+} qk_spread_prefetch;
+
+QK_INLINE qk_spread_prefetch qk_spread_prefetch_taps(const qk_conv_tile *tile, int32_t tap, int32_t taps, int32_t steps) {
+    qk_spread_prefetch spread;
+    spread.line = qk_prefetch_lines(tile, tap, taps, &spread.lines);
+#pragma clang loop unroll(disable)
+    for (; spread.lines > steps; spread.lines--, spread.line += 64) _mm_prefetch(spread.line, _MM_HINT_T1);
+    spread.every = spread.lines > 0 ? steps / spread.lines : 0;
+    return spread;
+}
+
+// Where the loop's next stretch of steps ends, from step k of `steps`: after issuing the next prefetch, `every`
+// steps on; once they are all issued, the run's end. One loop over the stretches keeps one copy of the steps.
+QK_INLINE int32_t qk_spread_prefetch_next(qk_spread_prefetch *spread, int32_t k, int32_t steps) {
+    if (spread->lines == 0) return steps;
+    _mm_prefetch(spread->line, _MM_HINT_T1);
+    spread->line += 64;
+    spread->lines--;
+    return k + spread->every;
+}
+
 // The share of the next item's L2 prefetches of taps [tap, tap + taps), run over `chunks` chunk steps, paced
 // one per chunk: issued all at the run's start they queued in front of the microkernel's own loads
 // (docs/performance.md, "Prefetch pacing"). Lines beyond one per chunk go at once; the rest, one in each

@@ -131,32 +131,28 @@ QK_INLINE QK_TARGET_AVXVNNI void avxvnni_tile(const qk_conv_args *args, const qk
         const uint8_t *src[MAX_PIXELS];
         run_end = qk_conv_tile_run_sources(args, b, tile, image, first_channel, tap, end_tap, pixels, src);
         const int32_t run_chunks = (run_end - tap) * chunks;
-        const qk_paced_prefetch prefetch = qk_paced_prefetch_taps(tile, tap, run_end - tap, run_chunks);
         // A copy the out-of-line sources never saw, which the compiler can keep in registers.
         const uint8_t *pixel_src[MAX_PIXELS];
 #pragma clang loop unroll(full)
         for (int p = 0; p < pixels; p++) pixel_src[p] = src[p];
         const int32_t *offset = tile->run_offsets;
-        const int32_t *const offsets_end = offset + run_chunks;
-        const char *line = prefetch.lines;
+        // The next item's prefetches spread evenly over the run's steps (qk_spread_prefetch_taps), so that no
+        // chunk step tests for them.
         if (chunks % 2 == 0) {
             // Chunks in pairs, which never straddle a run's jump from one kernel row to the next: one offset
-            // load and one loop test per two chunk steps. The pairs that carry the next item's prefetches
-            // first, then the rest, so that no chunk step tests for them.
-            const int32_t paced = prefetch.count < run_chunks ? prefetch.count : run_chunks;
-            if (paced % 2 != 0) _mm_prefetch(line + 64 * (paced - 1), _MM_HINT_T1);
-            const int32_t *const paced_end = offset + (paced - paced % 2);
-            for (; offset < paced_end; offset += 2, line += 128) {
-                _mm_prefetch(line, _MM_HINT_T1);
-                _mm_prefetch(line + 64, _MM_HINT_T1);
-                w = avxvnni_chunk_pair(acc, w, pixel_src, *offset, pixels, blocks);
-            }
-            for (; offset < offsets_end; offset += 2) w = avxvnni_chunk_pair(acc, w, pixel_src, *offset, pixels, blocks);
+            // load and one loop test per two chunk steps.
+            const int32_t pairs = run_chunks / 2;
+            qk_spread_prefetch spread = qk_spread_prefetch_taps(tile, tap, run_end - tap, pairs);
+            for (int32_t k = 0; k < pairs;)
+                #pragma clang loop unroll(disable)
+                for (const int32_t end = qk_spread_prefetch_next(&spread, k, pairs); k < end; k++, offset += 2)
+                    w = avxvnni_chunk_pair(acc, w, pixel_src, *offset, pixels, blocks);
         } else {
-            for (int32_t k = 0; k < run_chunks; k++) {
-                qk_paced_prefetch_chunk(&prefetch, k);
-                w = avxvnni_chunk(acc, w, pixel_src, offset[k], pixels, blocks);
-            }
+            qk_spread_prefetch spread = qk_spread_prefetch_taps(tile, tap, run_end - tap, run_chunks);
+            for (int32_t k = 0; k < run_chunks;)
+                #pragma clang loop unroll(disable)
+                for (const int32_t end = qk_spread_prefetch_next(&spread, k, run_chunks); k < end; k++)
+                    w = avxvnni_chunk(acc, w, pixel_src, offset[k], pixels, blocks);
         }
     }
 
