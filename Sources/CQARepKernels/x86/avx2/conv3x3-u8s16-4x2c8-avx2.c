@@ -49,7 +49,7 @@ QK_INLINE QK_TARGET_AVX2 void avx2_tile(const qk_conv_args *args, const qk_conv_
         const int32_t steps = (run_end - tap) * chunks;
         qk_spread_prefetch spread = qk_spread_prefetch_taps(tile, tap, run_end - tap, steps);
         for (int32_t k = 0; k < steps;)
-            #pragma clang loop unroll(disable)
+#pragma clang loop unroll(disable)
             for (const int32_t end = qk_spread_prefetch_next(&spread, k, steps); k < end; k++, w += blocks * QK_AVX2_UNIT_BYTES)
                 qk_avx2_chunk(acc, x, (size_t)k * QK_AVX2_DEPTH, w, pixels, blocks);
     }
