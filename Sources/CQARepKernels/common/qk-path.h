@@ -133,6 +133,9 @@ struct qk_path_config {
     qk_pool_share_fn pool_share;
     // Blocked paths only.
     qk_pack_geometry packing;
+    // The fc head's units where they differ from the convs' (unit_bytes 0: the same as `packing`): the
+    // head reads each weight once per batch, so a path may keep them as bytes and widen them in fc_block.
+    qk_pack_geometry fc_packing;
     qk_conv_microkernels conv;
     qk_conv_costs costs;
     qk_fc_block_fn fc_block;

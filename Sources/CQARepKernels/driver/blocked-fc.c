@@ -9,8 +9,9 @@ enum { QK_FC_BLOCKS_PER_ITEM = 4 };
 void qk_fc_blocked_share(const qk_path_config *path, int32_t batch, int32_t in_c, int32_t out_c, const void *packed,
                          const int32_t *bias, const float *multiplier, const uint8_t *input, float *logits,
                          const qk_team *team) {
-    const int32_t lanes = path->packing.lanes;
-    const int32_t chunks = (in_c + path->packing.depth - 1) / path->packing.depth;
+    const qk_pack_geometry *geometry = qk_fc_packing(path);
+    const int32_t lanes = geometry->lanes;
+    const int32_t chunks = (in_c + geometry->depth - 1) / geometry->depth;
     const int32_t blocks = (out_c + lanes - 1) / lanes;
     const int32_t items = (blocks + QK_FC_BLOCKS_PER_ITEM - 1) / QK_FC_BLOCKS_PER_ITEM;
     const size_t block_bytes = qk_fc_blocked_block_bytes(path, in_c);
@@ -40,7 +41,7 @@ void qk_fc_blocked_share(const qk_path_config *path, int32_t batch, int32_t in_c
 // it was fetched during the last conv layer.
 void qk_fc_blocked_first_weights(const qk_path_config *path, int32_t in_c, int32_t out_c, const void *packed,
                                  const qk_team *team, const uint8_t **weights, size_t *bytes) {
-    const int32_t lanes = path->packing.lanes;
+    const int32_t lanes = qk_fc_packing(path)->lanes;
     const int32_t blocks = (out_c + lanes - 1) / lanes;
     const int32_t items = (blocks + QK_FC_BLOCKS_PER_ITEM - 1) / QK_FC_BLOCKS_PER_ITEM;
     const size_t item_bytes = qk_fc_blocked_block_bytes(path, in_c) * QK_FC_BLOCKS_PER_ITEM;

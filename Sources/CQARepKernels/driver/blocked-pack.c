@@ -211,24 +211,25 @@ void qk_conv_blocked_unpack(const qk_path_config *path, const qk_conv_geometry *
     conv_blocked_traverse(path, geo, QK_UNPACK, weight_oihw, (uint8_t *)packed);
 }
 
-// The fully connected head uses the same units: [block of `lanes` outputs][chunk of `depth` inputs][unit],
-// then the block's trailer.
+// The fully connected head uses the same layout: [block of `lanes` outputs][chunk of `depth` inputs][unit],
+// then the block's trailer, in the units of qk_fc_packing.
 size_t qk_fc_blocked_block_bytes(const qk_path_config *path, int32_t in_c) {
-    const qk_pack_geometry *geometry = &path->packing;
+    const qk_pack_geometry *geometry = qk_fc_packing(path);
     const size_t chunks = (size_t)(in_c + geometry->depth - 1) / (size_t)geometry->depth;
     return chunks * (size_t)geometry->unit_bytes + (size_t)geometry->trailer_bytes;
 }
 
 size_t qk_fc_blocked_packed_size(const qk_path_config *path, int32_t in_c, int32_t out_c) {
-    const size_t blocks = (size_t)(out_c + path->packing.lanes - 1) / (size_t)path->packing.lanes;
+    const size_t blocks = (size_t)(out_c + qk_fc_packing(path)->lanes - 1) / (size_t)qk_fc_packing(path)->lanes;
     return blocks * qk_fc_blocked_block_bytes(path, in_c);
 }
 
 static void fc_blocked_traverse(const qk_path_config *path, int32_t in_c, int32_t out_c,
                                 qk_pack_direction direction, int8_t *weight, uint8_t *packed) {
-    const int32_t lanes = path->packing.lanes, depth = path->packing.depth;
+    const qk_pack_geometry *geometry = qk_fc_packing(path);
+    const int32_t lanes = geometry->lanes, depth = geometry->depth;
     const int32_t blocks = (out_c + lanes - 1) / lanes, chunks = (in_c + depth - 1) / depth;
-    qk_unit_walk walk = {.geometry = &path->packing, .direction = direction, .next = packed};
+    qk_unit_walk walk = {.geometry = geometry, .direction = direction, .next = packed};
     for (int32_t block = 0; block < blocks; block++) {
         int32_t lane_sums[QK_MAX_PACK_LANES] = {0};
         for (int32_t chunk = 0; chunk < chunks; chunk++) {
@@ -284,10 +285,11 @@ static int32_t block_rows(int32_t lanes, int32_t out_c, int32_t block) {
 }
 
 void qk_fc_blocked_pack(const qk_path_config *path, int32_t in_c, int32_t out_c, const int8_t *weight, void *packed) {
-    const int32_t lanes = path->packing.lanes, blocks = (out_c + lanes - 1) / lanes;
+    const qk_pack_geometry *geometry = qk_fc_packing(path);
+    const int32_t lanes = geometry->lanes, blocks = (out_c + lanes - 1) / lanes;
     uint8_t *next = packed;
     for (int32_t block = 0; block < blocks; block++)
-        next = fc_pack_block(&path->packing, in_c, weight + (size_t)block * (size_t)lanes * (size_t)in_c,
+        next = fc_pack_block(geometry, in_c, weight + (size_t)block * (size_t)lanes * (size_t)in_c,
                              block_rows(lanes, out_c, block), next);
 }
 
@@ -313,9 +315,10 @@ bool qk_conv_blocked_pack_in_place(const qk_path_config *path, const qk_conv_geo
 
 bool qk_fc_blocked_pack_in_place(const qk_path_config *path, int32_t in_c, int32_t out_c, void *packed,
                                  size_t region_bytes) {
-    const int32_t lanes = path->packing.lanes, blocks = (out_c + lanes - 1) / lanes;
+    const qk_pack_geometry *geometry = qk_fc_packing(path);
+    const int32_t lanes = geometry->lanes, blocks = (out_c + lanes - 1) / lanes;
     const size_t weights = (size_t)in_c * (size_t)out_c;
-    if (!units_hold_their_weights(&path->packing) || region_bytes < weights ||
+    if (!units_hold_their_weights(geometry) || region_bytes < weights ||
         region_bytes < qk_fc_blocked_packed_size(path, in_c, out_c))
         return false;
     if (packed == NULL) return true;
@@ -326,7 +329,7 @@ bool qk_fc_blocked_pack_in_place(const qk_path_config *path, int32_t in_c, int32
     for (int32_t block = 0; block < blocks; block++) {
         const int32_t present = block_rows(lanes, out_c, block);
         memcpy(rows, source + (size_t)block * (size_t)lanes * (size_t)in_c, (size_t)present * (size_t)in_c);
-        next = fc_pack_block(&path->packing, in_c, rows, present, next);
+        next = fc_pack_block(geometry, in_c, rows, present, next);
     }
     free(rows);
     return true;

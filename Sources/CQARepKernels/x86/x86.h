@@ -17,6 +17,41 @@ bool qk_x86_has_avx_vnni(void);
 #include <immintrin.h>
 #include <string.h>
 
+// The int16 paths' unit order for a chunk of weights[lane][4]: [pair][lane][2], pair 0 holding inputs (0, 1)
+// and pair 1 (2, 3), so that one broadcast input pair meets a vector of lanes. Their conv units hold these
+// values widened to int16, their fc units as bytes (widened in the fc kernel).
+static inline void qk_arrange_pairs(const int8_t *weights, int32_t lanes, int8_t *arranged) {
+    for (int32_t pair = 0; pair < 2; pair++)
+        for (int32_t lane = 0; lane < lanes; lane++)
+            for (int32_t i = 0; i < 2; i++) arranged[(pair * lanes + lane) * 2 + i] = weights[lane * 4 + 2 * pair + i];
+}
+
+static inline void qk_unarrange_pairs(const int8_t *arranged, int32_t lanes, int8_t *weights) {
+    for (int32_t pair = 0; pair < 2; pair++)
+        for (int32_t lane = 0; lane < lanes; lane++)
+            for (int32_t i = 0; i < 2; i++) weights[lane * 4 + 2 * pair + i] = arranged[(pair * lanes + lane) * 2 + i];
+}
+
+// The same order as int16 values (a conv unit of 4 * lanes of them), and back.
+static inline void qk_arrange_pairs_s16(const int8_t *weights, int32_t lanes, uint8_t *unit) {
+    int8_t arranged[4 * QK_MAX_PACK_LANES];
+    qk_arrange_pairs(weights, lanes, arranged);
+    for (int32_t k = 0; k < 4 * lanes; k++) {
+        const int16_t value = arranged[k];
+        memcpy(unit + 2 * k, &value, sizeof value);
+    }
+}
+
+static inline void qk_unarrange_pairs_s16(const uint8_t *unit, int32_t lanes, int8_t *weights) {
+    int8_t arranged[4 * QK_MAX_PACK_LANES];
+    for (int32_t k = 0; k < 4 * lanes; k++) {
+        int16_t value;
+        memcpy(&value, unit + 2 * k, sizeof value);
+        arranged[k] = (int8_t)value;
+    }
+    qk_unarrange_pairs(arranged, lanes, weights);
+}
+
 #define QK_TARGET_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 // What the AVX-512 helpers below need; both AVX-512 paths (with and without VNNI) can inline them.
 #define QK_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))

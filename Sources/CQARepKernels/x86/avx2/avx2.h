@@ -10,6 +10,9 @@
 #include "x86/x86.h"
 
 enum { QK_AVX2_LANES = 8, QK_AVX2_DEPTH = 4, QK_AVX2_UNIT_BYTES = 64 };
+// The fc head's units keep the same order as bytes ([pair][lane][2] int8), which its kernel widens: the head
+// reads each weight once per batch, from L3 or memory, so half the bytes cost it no speed.
+enum { QK_AVX2_FC_UNIT_BYTES = 32 };
 // Conv tiles: up to 4 pixels x 2 blocks, or 6 pixels x 1 block (8 accumulators).
 enum { QK_AVX2_MAX_PIXELS = 6, QK_AVX2_MAX_BLOCKS = 2, QK_AVX2_MAX_ACCUMULATORS = 8 };
 _Static_assert(QK_AVX2_MAX_BLOCKS == 2, "qk_avx2_chunk's accumulator rows hold two blocks");

@@ -1,4 +1,5 @@
-// AVX2 fully connected head: one block of 8 logits, int16 operands and vpmaddwd (units as in avx2.h).
+// AVX2 fully connected head: one block of 8 logits, int16 operands and vpmaddwd; the weights come as bytes
+// (QK_AVX2_FC_UNIT_BYTES, avx2.h) and are widened here.
 #include "x86/avx2/avx2.h"
 
 #if QK_HAVE_X86
@@ -21,11 +22,11 @@ void qk_fc_u8s16_c8_avx2(const qk_fc_block *block) {
             int32_t pair01, pair23;
             __builtin_memcpy(&pair01, &wide[k * QK_AVX2_DEPTH], sizeof pair01);
             __builtin_memcpy(&pair23, &wide[k * QK_AVX2_DEPTH + 2], sizeof pair23);
-            const uint8_t *unit = block->weights + (size_t)(k0 + k) * QK_AVX2_UNIT_BYTES;
-            acc[2 * (k & 1)] = _mm256_add_epi32(acc[2 * (k & 1)],
-                                                _mm256_madd_epi16(_mm256_set1_epi32(pair01), _mm256_loadu_si256((const __m256i *)unit)));
-            acc[2 * (k & 1) + 1] = _mm256_add_epi32(
-                acc[2 * (k & 1) + 1], _mm256_madd_epi16(_mm256_set1_epi32(pair23), _mm256_loadu_si256((const __m256i *)(unit + 32))));
+            const uint8_t *unit = block->weights + (size_t)(k0 + k) * QK_AVX2_FC_UNIT_BYTES;
+            const __m256i low = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)unit));
+            const __m256i high = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(unit + 16)));
+            acc[2 * (k & 1)] = _mm256_add_epi32(acc[2 * (k & 1)], _mm256_madd_epi16(_mm256_set1_epi32(pair01), low));
+            acc[2 * (k & 1) + 1] = _mm256_add_epi32(acc[2 * (k & 1) + 1], _mm256_madd_epi16(_mm256_set1_epi32(pair23), high));
         }
     }
     const __m256i sum = _mm256_add_epi32(_mm256_add_epi32(acc[0], acc[1]), _mm256_add_epi32(acc[2], acc[3]));

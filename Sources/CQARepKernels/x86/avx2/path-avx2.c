@@ -9,23 +9,15 @@ static bool avx2_supported(void) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && qk_x86_os_saves_state(QK_XCR0_AVX);
 }
 
-// The unit arrangement of avx2.h: [pair][lane][2] int16, pair 0 holding channels (0, 1), pair 1 (2, 3).
-static void pack_unit(const int8_t *weights, uint8_t *unit) {
-    int16_t arranged[2][QK_AVX2_LANES][2];
-    for (int32_t lane = 0; lane < QK_AVX2_LANES; lane++)
-        for (int pair = 0; pair < 2; pair++)
-            for (int i = 0; i < 2; i++) arranged[pair][lane][i] = weights[lane * QK_AVX2_DEPTH + 2 * pair + i];
-    memcpy(unit, arranged, sizeof arranged);
+// The unit arrangements of avx2.h (qk_arrange_pairs): int16 for the convs, bytes for the fc head.
+static void pack_unit(const int8_t *weights, uint8_t *unit) { qk_arrange_pairs_s16(weights, QK_AVX2_LANES, unit); }
+static void unpack_unit(const uint8_t *unit, int8_t *weights) { qk_unarrange_pairs_s16(unit, QK_AVX2_LANES, weights); }
+static void pack_fc_unit(const int8_t *weights, uint8_t *unit) { qk_arrange_pairs(weights, QK_AVX2_LANES, (int8_t *)unit); }
+static void unpack_fc_unit(const uint8_t *unit, int8_t *weights) {
+    qk_unarrange_pairs((const int8_t *)unit, QK_AVX2_LANES, weights);
 }
-
-static void unpack_unit(const uint8_t *unit, int8_t *weights) {
-    int16_t arranged[2][QK_AVX2_LANES][2];
-    memcpy(arranged, unit, sizeof arranged);
-    for (int32_t lane = 0; lane < QK_AVX2_LANES; lane++)
-        for (int pair = 0; pair < 2; pair++)
-            for (int i = 0; i < 2; i++) weights[lane * QK_AVX2_DEPTH + 2 * pair + i] = (int8_t)arranged[pair][lane][i];
-}
-_Static_assert(sizeof(int16_t[2][QK_AVX2_LANES][2]) == QK_AVX2_UNIT_BYTES, "unit size");
+_Static_assert(2 * 2 * QK_AVX2_LANES * sizeof(int16_t) == QK_AVX2_UNIT_BYTES && 2 * 2 * QK_AVX2_LANES == QK_AVX2_FC_UNIT_BYTES,
+               "unit sizes");
 
 // The conv's inner mix: vpmaddwd (16 products) plus vpaddd, counted as 16 MACs. Eight accumulators take
 // distinct products of four inputs and two weight vectors, which an empty asm makes opaque each iteration:
@@ -70,6 +62,8 @@ const qk_path_config qk_path_config_avx2 = {
     .pool_share = qk_gavgpool_u8_c32_avx2_share,
     .packing = {.lanes = QK_AVX2_LANES, .depth = QK_AVX2_DEPTH, .unit_bytes = QK_AVX2_UNIT_BYTES,
                 .pack_unit = pack_unit, .unpack_unit = unpack_unit},
+    .fc_packing = {.lanes = QK_AVX2_LANES, .depth = QK_AVX2_DEPTH, .unit_bytes = QK_AVX2_FC_UNIT_BYTES,
+                   .pack_unit = pack_fc_unit, .unpack_unit = unpack_fc_unit},
     .conv = {.max_pixels = QK_AVX2_MAX_PIXELS, .max_blocks = QK_AVX2_MAX_BLOCKS,
              .max_accumulators = QK_AVX2_MAX_ACCUMULATORS, .tiles = qk_conv3x3_u8s16_4x2c8_avx2,
              .widen = qk_widen_u8s16_avx2, .stem3 = qk_conv3x3_c3_u8s16_4x2c8_avx2, .raster_tiles = true},

@@ -15,6 +15,8 @@
 #include "x86/x86.h"
 
 enum { QK_BW_LANES = 16, QK_BW_DEPTH = 4, QK_BW_UNIT_BYTES = 128 };
+// The fc head's units: the same order as bytes, widened in its kernel (as avx2's, avx2.h).
+enum { QK_BW_FC_UNIT_BYTES = 64 };
 // Conv tiles: pixels x blocks within QK_BW_MAX_ACCUMULATORS zmm accumulators, leaving registers for the
 // 2 x blocks weight vectors, the two broadcasts and the products: 8 x 2, 7 x 3, 5 x 4.
 enum { QK_BW_MAX_PIXELS = 8, QK_BW_MAX_BLOCKS = 4, QK_BW_MAX_ACCUMULATORS = 21 };

@@ -11,23 +11,15 @@ static bool avx512bw_supported(void) {
            __builtin_cpu_supports("avx512vl") && qk_x86_os_saves_state(QK_XCR0_AVX512);
 }
 
-// The unit arrangement of avx512bw.h: [half][lane][2] int16, half h holding channels (2h, 2h + 1).
-static void pack_unit(const int8_t *weights, uint8_t *unit) {
-    int16_t arranged[2][QK_BW_LANES][2];
-    for (int32_t lane = 0; lane < QK_BW_LANES; lane++)
-        for (int half = 0; half < 2; half++)
-            for (int i = 0; i < 2; i++) arranged[half][lane][i] = weights[lane * QK_BW_DEPTH + 2 * half + i];
-    memcpy(unit, arranged, sizeof arranged);
+// The unit arrangements of avx512bw.h (qk_arrange_pairs): int16 for the convs, bytes for the fc head.
+static void pack_unit(const int8_t *weights, uint8_t *unit) { qk_arrange_pairs_s16(weights, QK_BW_LANES, unit); }
+static void unpack_unit(const uint8_t *unit, int8_t *weights) { qk_unarrange_pairs_s16(unit, QK_BW_LANES, weights); }
+static void pack_fc_unit(const int8_t *weights, uint8_t *unit) { qk_arrange_pairs(weights, QK_BW_LANES, (int8_t *)unit); }
+static void unpack_fc_unit(const uint8_t *unit, int8_t *weights) {
+    qk_unarrange_pairs((const int8_t *)unit, QK_BW_LANES, weights);
 }
-
-static void unpack_unit(const uint8_t *unit, int8_t *weights) {
-    int16_t arranged[2][QK_BW_LANES][2];
-    memcpy(arranged, unit, sizeof arranged);
-    for (int32_t lane = 0; lane < QK_BW_LANES; lane++)
-        for (int half = 0; half < 2; half++)
-            for (int i = 0; i < 2; i++) weights[lane * QK_BW_DEPTH + 2 * half + i] = (int8_t)arranged[half][lane][i];
-}
-_Static_assert(sizeof(int16_t[2][QK_BW_LANES][2]) == QK_BW_UNIT_BYTES, "unit size");
+_Static_assert(2 * 2 * QK_BW_LANES * sizeof(int16_t) == QK_BW_UNIT_BYTES && 2 * 2 * QK_BW_LANES == QK_BW_FC_UNIT_BYTES,
+               "unit sizes");
 
 // The conv's inner mix: vpmaddwd zmm (32 products) whose result vpaddd adds to an accumulator, counted as
 // 32 MACs. Four input vectors pass through an empty asm every iteration, so the compiler can neither hoist
@@ -73,6 +65,8 @@ const qk_path_config qk_path_config_avx512bw = {
     .pool_share = qk_gavgpool_u8_c64_avx512bw_share,
     .packing = {.lanes = QK_BW_LANES, .depth = QK_BW_DEPTH, .unit_bytes = QK_BW_UNIT_BYTES,
                 .pack_unit = pack_unit, .unpack_unit = unpack_unit},
+    .fc_packing = {.lanes = QK_BW_LANES, .depth = QK_BW_DEPTH, .unit_bytes = QK_BW_FC_UNIT_BYTES,
+                   .pack_unit = pack_fc_unit, .unpack_unit = unpack_fc_unit},
     .conv = {.max_pixels = QK_BW_MAX_PIXELS, .max_blocks = QK_BW_MAX_BLOCKS,
              .max_accumulators = QK_BW_MAX_ACCUMULATORS, .tiles = qk_conv3x3_u8s16_7x3c16_avx512bw,
              .widen = qk_widen_u8s16_avx512bw, .stem3 = qk_conv3x3_c3_u8s16_7x3c16_avx512bw},
