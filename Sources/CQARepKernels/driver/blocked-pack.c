@@ -220,7 +220,8 @@ size_t qk_fc_blocked_block_bytes(const qk_path_config *path, int32_t in_c) {
 }
 
 size_t qk_fc_blocked_packed_size(const qk_path_config *path, int32_t in_c, int32_t out_c) {
-    const size_t blocks = (size_t)(out_c + qk_fc_packing(path)->lanes - 1) / (size_t)qk_fc_packing(path)->lanes;
+    const size_t lanes = (size_t)qk_fc_packing(path)->lanes;
+    const size_t blocks = ((size_t)out_c + lanes - 1) / lanes;
     return blocks * qk_fc_blocked_block_bytes(path, in_c);
 }
 

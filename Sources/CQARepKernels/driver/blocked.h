@@ -352,11 +352,11 @@ void qk_conv_blocked_unpack(const qk_path_config *path, const qk_conv_geometry *
                             int8_t *weight_oihw);
 bool qk_conv_blocked_pack_in_place(const qk_path_config *path, const qk_conv_geometry *geo, void *packed,
                                    size_t region_bytes);
-// One fc block's units and trailer.
 // The units of the fc head's weights: the path's fc_packing, or where it sets none, the convs' packing.
 static inline const qk_pack_geometry *qk_fc_packing(const qk_path_config *path) {
     return path->fc_packing.unit_bytes > 0 ? &path->fc_packing : &path->packing;
 }
+// One fc block's units and trailer.
 size_t qk_fc_blocked_block_bytes(const qk_path_config *path, int32_t in_c);
 size_t qk_fc_blocked_packed_size(const qk_path_config *path, int32_t in_c, int32_t out_c);
 void qk_fc_blocked_pack(const qk_path_config *path, int32_t in_c, int32_t out_c, const int8_t *weight, void *packed);

@@ -1,6 +1,7 @@
 // AVX-512BW fully connected head: one block of 16 logits, int16 operands and vpmaddwd; the weights come as
-// bytes (QK_BW_FC_UNIT_BYTES, avx512bw.h) and are widened here. The input is widened 32 channels at a time, as in the conv microkernels; the chunks of a
-// piece go to separate accumulators, so the sums are not one chain bound by vpmaddwd latency.
+// bytes (QK_BW_FC_UNIT_BYTES, avx512bw.h) and are widened here. The input is widened 32 channels at a time,
+// as in the conv microkernels; the chunks of a piece go to separate accumulators, so the sums are not one
+// chain bound by vpmaddwd latency.
 #include "x86/avx512bw/avx512bw.h"
 
 #if QK_HAVE_X86
