@@ -213,7 +213,23 @@ def main():
     parser.add_argument("--images", default=None, help="folder of photos for the agreement check")
     parser.add_argument("--agreement-images", type=int, default=32)
     parser.add_argument("--json", default=None, help="also write all results here")
+    parser.add_argument("--cpu-view", choices=["avx2", "avxvnni", "avx512bw", "avx512vnni"], default=None,
+                        help="run every runtime (this process and bench) seeing this CPU with fewer extensions "
+                             "(bench/peers/cpuid-mask.c), through --cpu-mask-library")
+    parser.add_argument("--cpu-mask-library", default=None, help="cpuid-mask.c built as a shared library")
     args = parser.parse_args()
+    if args.cpu_view is not None and os.environ.get("QAREP_CPUID_MASK") != args.cpu_view:
+        # CPUID faulting must be on before the peers' libraries load and pick their kernels: start again under
+        # the library. Children (bench, the load-time processes) inherit it.
+        if args.cpu_mask_library is None:
+            parser.error("--cpu-view needs --cpu-mask-library")
+        env = dict(os.environ, QAREP_CPUID_MASK=args.cpu_view, LD_PRELOAD=os.path.abspath(args.cpu_mask_library))
+        os.execve(sys.executable, [sys.executable] + sys.argv, env)
+    if args.cpu_view is not None:
+        seen = {"avx2": "without AVX-512, AVX-VNNI and AMX", "avxvnni": "with AVX-VNNI, without AVX-512 and AMX",
+                "avx512bw": "with AVX-512 F/CD/BW/DQ/VL, without VNNI of either kind and AMX",
+                "avx512vnni": "with AVX-512 VNNI, without AMX and VEX AVX-VNNI"}[args.cpu_view]
+        print("CPU view: %s (CPUID %s; this machine's cores and caches)" % (args.cpu_view, seen), flush=True)
 
     rng = np.random.default_rng(0)
     rows, agreements = [], {}
@@ -240,6 +256,7 @@ def main():
                         samples[peer] += time_peer(run, x, args.iterations, args.warmup)
                 medians = {k: float(np.median(v)) for k, v in samples.items()}
                 row = {"model": name, "batch": batch, "threads": threads, "runs": len(samples["qarep"]),
+                       "qarep_kernel": info.get("kernel"), "cpu_view": args.cpu_view,
                        "median_ms": medians, "peak_fraction": info.get("peak_fraction"),
                        "macs_per_image": info.get("macs_per_image"),
                        # Load from elsewhere can only lower a measured peak: the highest of the rounds.
@@ -249,9 +266,9 @@ def main():
                        "load_ms": {k: float(np.median(v)) if v else None for k, v in load_ms.items()},
                        "packed_weight_bytes": info.get("packed_weight_bytes")}
                 rows.append(row)
-                print("%-4s b%-2d %dT  qarep %7.2f ms  ort %7.2f ms  openvino %7.2f ms  ratio vs ort %.2f  vs ov %.2f  "
+                print("%-4s b%-2d %dT  qarep(%s) %7.2f ms  ort %7.2f ms  openvino %7.2f ms  ratio vs ort %.2f  vs ov %.2f  "
                       "(qarep %.0f img/s, %.0f%% of peak)" % (
-                          name, batch, threads, medians["qarep"], medians["onnxruntime"], medians["openvino"],
+                          name, batch, threads, info.get("kernel"), medians["qarep"], medians["onnxruntime"], medians["openvino"],
                           medians["qarep"] / medians["onnxruntime"], medians["qarep"] / medians["openvino"],
                           batch * 1e3 / medians["qarep"], peak_share(row, medians["qarep"])), flush=True)
         images = load_images(args.images, size, args.agreement_images, rng)
