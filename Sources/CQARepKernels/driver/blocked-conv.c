@@ -401,7 +401,11 @@ static qk_conv_plan plan_of(const qk_conv_args *args, const qk_path_config *path
     plan.image_bands = (int64_t)args->batch * plan.bands;
     const uint64_t input_bytes = (uint64_t)args->batch * (uint64_t)geo->in_h * (uint64_t)geo->in_w * (uint64_t)geo->in_c;
     const uint64_t weight_bytes = (uint64_t)qk_conv_blocked_size(&plan.blocking, geo);
-    plan.channels_outermost = args->threads <= 1 || 16 * input_bytes <= weight_bytes;
+    // One thread keeps a channel tile's weights for every image's bands, except where the layer is framed and
+    // the batch has several images: there bands go outermost too, so that each image is framed once rather than
+    // left unframed, its border tiles then run tap by tap (docs/performance.md, "Framed input at batch 8").
+    const int frames_batch = args->batch > 1 && frames_input(path, geo, &plan.blocking);
+    plan.channels_outermost = (args->threads <= 1 && !frames_batch) || 16 * input_bytes <= weight_bytes;
     plan.channel_tiles = channel_tiles;
     if (plan.widened) {
         // One thread: one part, bands in order. Weight-dominated layers on a team: two parts per member,
