@@ -801,7 +801,7 @@ static void winograd_use_tests(void) {
     FOR_EACH_PATH(path) {
         if (!qk_path_supported((qk_path)path)) continue;
         size_t previous_bytes = 0;
-        bool winograd_under_any = false;
+        bool plain_winograd_under_any[8] = {false};  // F(2x2,3x3) or stride 2, which no-4x4 keeps
         for (int use = QK_WINOGRAD_USE_ANY; use <= QK_WINOGRAD_USE_NONE; use++) {
             char context[96];
             snprintf(context, sizeof context, "winograd use %s", use_names[use]);
@@ -811,13 +811,16 @@ static void winograd_use_tests(void) {
                       qk_network_winograd_use(network) == (qk_winograd_use)use,
                   "network packed size foretold", qk_path_name((qk_path)path), 0, context);
             if (network == NULL) continue;
-            bool allowed = true, any_winograd = false, any_4x4 = false;
+            bool allowed = true, any_winograd = false, any_4x4 = false, plain_kept = true;
             for (int32_t i = 0; i < net.layers; i++) {
                 const char *algorithm = qk_network_conv_algorithm(network, i);
                 allowed &= algorithm != NULL;
                 if (algorithm == NULL) continue;
                 any_winograd |= strncmp(algorithm, "winograd", 8) == 0;
                 any_4x4 |= strcmp(algorithm, "winograd-4x4") == 0;
+                const bool plain = strcmp(algorithm, "winograd") == 0;
+                if (use == QK_WINOGRAD_USE_ANY) plain_winograd_under_any[i] = plain;
+                if (use == QK_WINOGRAD_USE_NO_4X4) plain_kept &= plain || !plain_winograd_under_any[i];
             }
             allowed &= !(use == QK_WINOGRAD_USE_NONE && any_winograd) && !(use == QK_WINOGRAD_USE_NO_4X4 && any_4x4);
             allowed &= use != QK_WINOGRAD_USE_NONE || qk_network_winograd_bytes(network) == 0;
@@ -825,9 +828,10 @@ static void winograd_use_tests(void) {
             // where the path has it, and F(2x2,3x3) or stride 2 still run without it.
             if (use == QK_WINOGRAD_USE_ANY) {
                 allowed &= any_4x4 || !qk_testing_path_has_winograd_4x4((qk_path)path);
-                winograd_under_any = any_winograd;
             }
-            if (use == QK_WINOGRAD_USE_NO_4X4) allowed &= any_winograd == winograd_under_any;
+            // Without F(4x4,3x3) the layers that ran F(2x2,3x3) or stride 2 still do; an F(4x4,3x3) layer may fall
+            // back to either F(2x2,3x3) or direct, whichever the path's cost model prefers (avxvnni: direct).
+            if (use == QK_WINOGRAD_USE_NO_4X4) allowed &= plain_kept;
             check(allowed, "network algorithms within the Winograd use", qk_path_name((qk_path)path), 0, context);
             // Each step down gives up what the step above used, so it holds less, or the same where that was unused.
             if (use > QK_WINOGRAD_USE_ANY)

@@ -56,7 +56,7 @@ final class WinogradKernelTests: XCTestCase {
             let data = ConvData.random(c, &rng, tinyWeights: i % 6 == 5)
             ran.formUnion(check(c, data, context: "case \(i): \(c)"))
         }
-        let withKernels = ["avx2", "avx512bw", "neon", "avx2-4x4"]
+        let withKernels = ["avx2", "avx512bw", "neon", "avx2-4x4", "avxvnni", "avxvnni-4x4", "avxvnni-evex", "avxvnni-evex-4x4"]
         let expected = Set(allPaths.filter { qk_path_supported($0) != 0 }.map(pathName).flatMap { [$0, $0 + "-4x4"] }
             .filter(withKernels.contains))
         XCTAssertEqual(ran, expected)
@@ -92,7 +92,7 @@ final class WinogradKernelTests: XCTestCase {
         #if arch(arm64)
         let expected: Set = ["neon", "neon-4x4"]
         #else
-        let expected: Set = ["avx2", "avx2-4x4", "avx512bw"]
+        let expected: Set = ["avx2", "avx2-4x4", "avx512bw", "avxvnni", "avxvnni-4x4", "avxvnni-evex", "avxvnni-evex-4x4"]
         #endif
         XCTAssertEqual(checked, expected)
     }
@@ -160,17 +160,20 @@ final class WinogradKernelTests: XCTestCase {
     }
 
     /// The cost model gives Winograd RepVGG's stride-1 layers of 48 channels and more on the int16 paths, and
-    /// their stride-2 layers except the last (weights past 2 MB); never the 3-channel stem, a
-    /// 1x1 image, or a path without the kernels.
+    /// their stride-2 layers except the last (weights past 2 MB); on avxvnni (the avx2 kernels against its
+    /// vpdpbusd) the 56x56 and 28x28 stride-1 layers only; never the 3-channel stem, a 1x1 image, or a path
+    /// without the kernels.
     func testCostModelChoice() {
         for path in allPaths where qk_path_supported(path) != 0 {
             let name = pathName(path)
             let hasWinograd = ["avx2", "avx512bw", "neon"].contains(name)
+            let byteDirect = ["avxvnni", "avxvnni-evex"].contains(name)
             for (side, channels) in [(56, 48), (28, 96), (14, 192), (56, 64), (28, 128), (14, 256)] {
                 var shape = ConvCase(inH: side, inW: side, inC: channels, outC: channels, stride: 1, groups: 1, batch: 1).shape
                 let algorithm = qk_conv3x3_algorithm(path, &shape).map { String(cString: $0) }
                 // avx2 has F(4x4,3x3) too, which the cost model prefers on these sides.
-                let expected = !hasWinograd ? "direct" : name == "avx2" ? "winograd-4x4" : "winograd"
+                let expected = byteDirect ? (side >= 28 ? "winograd-4x4" : "direct")
+                    : !hasWinograd ? "direct" : name == "avx2" ? "winograd-4x4" : "winograd"
                 XCTAssertEqual(algorithm, expected, "\(name) \(side)x\(side)x\(channels)")
                 // 16 (F(4x4,3x3): 36) positions of int16 per weight: 32 / 9 times the direct int16 units' bytes, before padding.
                 if hasWinograd { XCTAssertGreaterThanOrEqual(qk_conv3x3_winograd_bytes(path, &shape), 32 * channels * channels) }

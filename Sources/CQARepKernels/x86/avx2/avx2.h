@@ -20,6 +20,13 @@ _Static_assert(QK_AVX2_MAX_BLOCKS == 2, "qk_avx2_chunk's accumulator rows hold t
 extern const qk_conv_tile_fn qk_conv3x3_u8s16_4x2c8_avx2[QK_AVX2_MAX_PIXELS * QK_AVX2_MAX_BLOCKS];
 void qk_conv3x3_c3_u8s16_4x2c8_avx2(const qk_conv_args *args, const qk_conv_blocking *b, const qk_conv_tile *tile);
 extern const qk_winograd_kernels qk_winograd_u8s16_4x2c8_avx2;
+// Its stride-1 parts, which the AVX-VNNI path runs too, costed against its own peak (path-avxvnni.c).
+enum { QK_AVX2_WG_MAX_TILES = 6, QK_AVX2_WG_MAX_BLOCKS = 2, QK_AVX2_WG_MAX_ACCUMULATORS = 8 };
+int32_t qk_winograd_unit_index_avx2(int32_t lane, int32_t q);
+void qk_winograd_input_u8s16_avx2(const uint8_t *const *src, int32_t values, int16_t *v, int32_t v_stride);
+void qk_winograd_input_f4_u8s16_avx2(const uint8_t *const *src, int32_t values, int16_t *v, int32_t v_stride);
+extern const qk_winograd_tile_fn qk_winograd_u8s16_4x2c8_avx2_tiles[QK_AVX2_WG_MAX_TILES * QK_AVX2_WG_MAX_BLOCKS];
+extern const qk_winograd_tile_fn qk_winograd_f4_u8s16_4x2c8_avx2_tiles[QK_AVX2_WG_MAX_TILES * QK_AVX2_WG_MAX_BLOCKS];
 void qk_widen_u8s16_avx2(const uint8_t *bytes, int32_t values, int16_t *words);
 void qk_fc_u8s16_c8_avx2(const qk_fc_block *block);
 void qk_gavgpool_u8_c32_avx2_share(int32_t batch, int32_t pixels, int32_t channels, const uint8_t *input,

@@ -8,14 +8,15 @@
 
 #if QK_HAVE_X86
 
-enum { WG_LANES = QK_AVX2_LANES, WG_MAX_TILES = 6, WG_MAX_BLOCKS = 2, WG_MAX_ACCUMULATORS = 8 };
+enum { WG_LANES = QK_AVX2_LANES, WG_MAX_TILES = QK_AVX2_WG_MAX_TILES, WG_MAX_BLOCKS = QK_AVX2_WG_MAX_BLOCKS,
+       WG_MAX_ACCUMULATORS = QK_AVX2_WG_MAX_ACCUMULATORS };
 
 // Unit arrangement as the direct kernel's (avx2.h): [pair][lane][2].
 _Static_assert(QK_AVX2_UNIT_BYTES <= QK_WINOGRAD_MAX_UNIT_BYTES, "packing builds a unit on the stack");
-static int32_t unit_index(int32_t lane, int32_t q) { return (q / 2) * WG_LANES * 2 + lane * 2 + q % 2; }
+int32_t qk_winograd_unit_index_avx2(int32_t lane, int32_t q) { return (q / 2) * WG_LANES * 2 + lane * 2 + q % 2; }
 
 // V = Bt d B of 16 channels; |V| <= 4 * 255, so int16 adds cannot overflow.
-static QK_TARGET_AVX2 void input_transform(const uint8_t *const *src, int32_t values, int16_t *v, int32_t v_stride) {
+QK_TARGET_AVX2 void qk_winograd_input_u8s16_avx2(const uint8_t *const *src, int32_t values, int16_t *v, int32_t v_stride) {
     for (int32_t c = 0; c < values; c += 16) {
         __m256i d[16];
         for (int i = 0; i < 16; i++) d[i] = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(src[i] + c)));
@@ -154,7 +155,7 @@ QK_INLINE QK_TARGET_AVX2 void wg_tile(const qk_winograd_call *call, const int ti
 WG_TILE(1, 1) WG_TILE(1, 2) WG_TILE(2, 1) WG_TILE(2, 2) WG_TILE(3, 1) WG_TILE(3, 2)
 WG_TILE(4, 1) WG_TILE(4, 2) WG_TILE(5, 1) WG_TILE(6, 1)
 
-static const qk_winograd_tile_fn tiles[WG_MAX_TILES * WG_MAX_BLOCKS] = {
+const qk_winograd_tile_fn qk_winograd_u8s16_4x2c8_avx2_tiles[WG_MAX_TILES * WG_MAX_BLOCKS] = {
     wg_tile_1x1, wg_tile_1x2, wg_tile_2x1, wg_tile_2x2, wg_tile_3x1, wg_tile_3x2,
     wg_tile_4x1, wg_tile_4x2, wg_tile_5x1, NULL,        wg_tile_6x1, NULL,
 };
@@ -166,7 +167,7 @@ static const qk_winograd_tile_fn tiles_s2[WG_MAX_TILES * WG_MAX_BLOCKS] = {
 // ---- F(4x4,3x3) ----
 
 // V = Bt d B of a 6x6 patch, 16 channels at a time (winograd.h: every partial sum fits int16).
-static QK_TARGET_AVX2 void input_transform_f4(const uint8_t *const *src, int32_t values, int16_t *v, int32_t v_stride) {
+QK_TARGET_AVX2 void qk_winograd_input_f4_u8s16_avx2(const uint8_t *const *src, int32_t values, int16_t *v, int32_t v_stride) {
     for (int32_t c = 0; c < values; c += 16) {
         __m256i d[QK_WINOGRAD_F4_POSITIONS];
         for (int i = 0; i < QK_WINOGRAD_F4_POSITIONS; i++) d[i] = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(src[i] + c)));
@@ -228,17 +229,17 @@ QK_INLINE QK_TARGET_AVX2 void wg_tile_f4(const qk_winograd_call *call, const int
 WG_TILE_F4(1, 1) WG_TILE_F4(1, 2) WG_TILE_F4(2, 1) WG_TILE_F4(2, 2) WG_TILE_F4(3, 1) WG_TILE_F4(3, 2)
 WG_TILE_F4(4, 1) WG_TILE_F4(4, 2) WG_TILE_F4(5, 1) WG_TILE_F4(6, 1)
 
-static const qk_winograd_tile_fn tiles_f4[WG_MAX_TILES * WG_MAX_BLOCKS] = {
+const qk_winograd_tile_fn qk_winograd_f4_u8s16_4x2c8_avx2_tiles[WG_MAX_TILES * WG_MAX_BLOCKS] = {
     wg_tile_f4_1x1, wg_tile_f4_1x2, wg_tile_f4_2x1, wg_tile_f4_2x2, wg_tile_f4_3x1, wg_tile_f4_3x2,
     wg_tile_f4_4x1, wg_tile_f4_4x2, wg_tile_f4_5x1, NULL,           wg_tile_f4_6x1, NULL,
 };
 
 const qk_winograd_kernels qk_winograd_u8s16_4x2c8_avx2 = {
-    .lanes = WG_LANES, .depth = QK_AVX2_DEPTH, .unit_bytes = QK_AVX2_UNIT_BYTES, .unit_index = unit_index,
-    .input = input_transform, .input_width = 16,
-    .max_tiles = WG_MAX_TILES, .max_blocks = WG_MAX_BLOCKS, .max_accumulators = WG_MAX_ACCUMULATORS, .tiles = tiles,
+    .lanes = WG_LANES, .depth = QK_AVX2_DEPTH, .unit_bytes = QK_AVX2_UNIT_BYTES, .unit_index = qk_winograd_unit_index_avx2,
+    .input = qk_winograd_input_u8s16_avx2, .input_width = 16,
+    .max_tiles = WG_MAX_TILES, .max_blocks = WG_MAX_BLOCKS, .max_accumulators = WG_MAX_ACCUMULATORS, .tiles = qk_winograd_u8s16_4x2c8_avx2_tiles,
     .input_s2 = input_transform_s2, .tiles_s2 = tiles_s2,
-    .input_f4 = input_transform_f4, .tiles_f4 = tiles_f4,
+    .input_f4 = qk_winograd_input_f4_u8s16_avx2, .tiles_f4 = qk_winograd_f4_u8s16_4x2c8_avx2_tiles,
     .gemm_percent = 75, .direct_percent = 76, .input_macs = 16, .output_macs = 48, .stream_macs_per_byte = 6,
 };
 #endif

@@ -59,6 +59,19 @@ QK_TARGET_AVXVNNI static double avxvnni_peak_gmacs(double seconds) {
     return qk_bursts_finish(&bursts) * 32.0 * 1e-9;
 }
 
+// Stride-1 layers where Winograd is cheaper run the AVX2 path's exact int16 kernels (vpmaddwd + vpaddd: an
+// int8 transform would not be exact), costed in this path's peak, 2.7x theirs. Fitted to the measured ratio
+// of Winograd to direct on RepVGG's stride-1 shapes (docs/performance.md, "Winograd on the AVX-VNNI path"):
+// 28x28 layers gain, 56x56 little, 14x14 lose. Stride 2 stays direct, where vpdpbusd ran twice as fast.
+static const qk_winograd_kernels avxvnni_winograd = {
+    .lanes = QK_AVX2_LANES, .depth = QK_AVX2_DEPTH, .unit_bytes = QK_AVX2_UNIT_BYTES,
+    .unit_index = qk_winograd_unit_index_avx2, .input = qk_winograd_input_u8s16_avx2, .input_width = 16,
+    .max_tiles = QK_AVX2_WG_MAX_TILES, .max_blocks = QK_AVX2_WG_MAX_BLOCKS,
+    .max_accumulators = QK_AVX2_WG_MAX_ACCUMULATORS, .tiles = qk_winograd_u8s16_4x2c8_avx2_tiles,
+    .input_f4 = qk_winograd_input_f4_u8s16_avx2, .tiles_f4 = qk_winograd_f4_u8s16_4x2c8_avx2_tiles,
+    .gemm_percent = 33, .direct_percent = 85, .input_macs = 259, .output_macs = 777, .stream_macs_per_byte = 6,
+};
+
 // The AVX-512 VNNI path's constants scaled to 32-byte units; on an Emerald Rapids, L1-sized slices and
 // 6 x 2 tiles were slower (docs/performance.md, "AVX-VNNI measured").
 enum { AVXVNNI_SLICE_BYTES = 262144 };
@@ -68,7 +81,7 @@ const qk_path_config AVXVNNI_CONFIG = {
     .preference = AVXVNNI_PREFERENCE,
     .supported = avxvnni_supported,
     .linux_cpu_flags = AVXVNNI_CPU_FLAGS,
-    .ops = &qk_blocked_ops,
+    .ops = &qk_winograd_ops,
     .pool_share = qk_gavgpool_u8_c32_avx2_share,  // the AVX2 path's: it needs no VNNI
     .packing = {.lanes = QK_AVXVNNI_LANES, .depth = QK_AVXVNNI_DEPTH, .unit_bytes = QK_AVXVNNI_UNIT_BYTES,
                 .pack_unit = pack_unit, .unpack_unit = unpack_unit, .units_are_lane_major = true},
@@ -80,6 +93,7 @@ const qk_path_config AVXVNNI_CONFIG = {
     .fc_block = qk_fc_u8s8_c8_avxvnni,
     .peak_mix = AVXVNNI_PEAK_MIX,
     .peak_gmacs = avxvnni_peak_gmacs,
+    .winograd = &avxvnni_winograd,
 };
 #else
 const qk_path_config AVXVNNI_CONFIG = {.name = AVXVNNI_NAME, .linux_cpu_flags = AVXVNNI_CPU_FLAGS,
