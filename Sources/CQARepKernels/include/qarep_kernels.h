@@ -245,6 +245,8 @@ qk_status qk_network_run_paced(const qk_network *network, int32_t batch, const u
 // In every team that runs a network, member `member` (-1: none, the default) sleeps `microseconds` before
 // the first work item of each conv step, so the other members take its items over.
 void qk_testing_set_straggler(int32_t member, int32_t microseconds);
+// How many times the straggler began such a sleep since the last call.
+int64_t qk_testing_straggles(void);
 // How many conv work items a member took over from another's share since the last call.
 int64_t qk_testing_taken_over_items(void);
 // How many work items rescue mode redid because their member was late, since the last call.

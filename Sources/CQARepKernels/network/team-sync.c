@@ -16,7 +16,7 @@ double qk_thread_cpu_seconds(void) {
 }
 
 static _Atomic int32_t straggler_member = -1, straggler_microseconds = 0;
-static _Atomic int64_t taken_over_items = 0;
+static _Atomic int64_t taken_over_items = 0, straggles = 0;
 
 void qk_testing_set_straggler(int32_t member, int32_t microseconds) {
     atomic_store(&straggler_microseconds, microseconds);
@@ -27,9 +27,14 @@ int64_t qk_testing_taken_over_items(void) {
     return atomic_exchange(&taken_over_items, 0);
 }
 
+int64_t qk_testing_straggles(void) {
+    return atomic_exchange(&straggles, 0);
+}
+
 void qk_team_straggle(const qk_team *team) {
     if (atomic_load_explicit(&straggler_member, memory_order_relaxed) != team->member) return;
     const int32_t microseconds = atomic_load_explicit(&straggler_microseconds, memory_order_relaxed);
+    atomic_fetch_add(&straggles, 1);  // before the sleep, so that a test sees it while the member sleeps
     const struct timespec pause = {microseconds / 1000000, (long)(microseconds % 1000000) * 1000};
     nanosleep(&pause, NULL);
 }
