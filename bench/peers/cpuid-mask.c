@@ -20,8 +20,32 @@
 
 enum { ARCH_SET_CPUID = 0x1012 };
 
-typedef enum { VIEW_AVX2, VIEW_AVXVNNI, VIEW_AVX512BW, VIEW_AVX512VNNI } cpu_view;
-static cpu_view view;
+// CPUID leaf 7 bits. Subleaf 0, EBX: AVX-512 F (16), DQ (17), IFMA (21), PF (26), ER (27), CD (28), BW (30),
+// VL (31); ECX: VBMI (1), VBMI2 (6), VNNI (11), BITALG (12), VPOPCNTDQ (14); EDX: 4VNNIW (2), 4FMAPS (3),
+// VP2INTERSECT (8), AMX-BF16 (22), AVX512-FP16 (23), AMX-TILE (24), AMX-INT8 (25). Subleaf 1, EAX: AVX-VNNI (4),
+// AVX512-BF16 (5), AMX-FP16 (21); EDX: AVX-VNNI-INT8 (4), AMX-COMPLEX (8), AVX-VNNI-INT16 (10), AVX10 (19).
+#define BIT(n) (1u << (n))
+enum {
+    AVX512_EBX = BIT(16) | BIT(17) | BIT(21) | BIT(26) | BIT(27) | BIT(28) | BIT(30) | BIT(31),
+    SKYLAKE_SP_EBX = BIT(16) | BIT(17) | BIT(28) | BIT(30) | BIT(31),
+    AVX512_ECX = BIT(1) | BIT(6) | BIT(11) | BIT(12) | BIT(14),
+    AMX_AND_FP16_EDX = BIT(22) | BIT(23) | BIT(24) | BIT(25),
+    AVX512_EDX = BIT(2) | BIT(3) | BIT(8) | AMX_AND_FP16_EDX,
+    AVX_VNNI_EAX = BIT(4),
+    AVX512_BF16_EAX = BIT(5),
+    AMX_FP16_EAX = BIT(21),
+    LATER_EDX_1 = BIT(4) | BIT(8) | BIT(10) | BIT(19),
+};
+
+// The bits a view clears in leaf 7: subleaf 0's EBX, ECX and EDX, subleaf 1's EAX and EDX.
+typedef struct { uint32_t ebx, ecx, edx, eax_1, edx_1; } view_mask;
+static const struct { const char *name; view_mask clear; } views[] = {
+    {"avx2", {AVX512_EBX, AVX512_ECX, AVX512_EDX, AVX_VNNI_EAX | AVX512_BF16_EAX | AMX_FP16_EAX, LATER_EDX_1}},
+    {"avxvnni", {AVX512_EBX, AVX512_ECX, AVX512_EDX, AVX512_BF16_EAX | AMX_FP16_EAX, LATER_EDX_1}},
+    {"avx512bw", {AVX512_EBX & ~SKYLAKE_SP_EBX, AVX512_ECX, AVX512_EDX, AVX_VNNI_EAX | AVX512_BF16_EAX | AMX_FP16_EAX, LATER_EDX_1}},
+    {"avx512vnni", {0, 0, AMX_AND_FP16_EDX, AVX_VNNI_EAX | AMX_FP16_EAX, LATER_EDX_1}},
+};
+static view_mask clear;
 static volatile long emulated;
 static struct sigaction chained;  // the program's own SIGSEGV handler, called for every other fault
 static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
@@ -29,30 +53,9 @@ static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
 static void set_faulting(int on) { syscall(SYS_arch_prctl, ARCH_SET_CPUID, on ? 0 : 1); }
 
 static void mask_leaf(uint32_t leaf, uint32_t subleaf, uint32_t r[4]) {
-    if (view == VIEW_AVX512VNNI) {
-        // Leaf 7.0 EDX: AVX512-FP16 (23), AMX-BF16, -TILE, -INT8 (22, 24, 25); 7.1 EAX: AVX-VNNI (4), AMX-FP16
-        // (21); 7.1 EDX as below.
-        if (leaf == 7 && subleaf == 0) r[3] &= ~((1u << 22) | (1u << 23) | (1u << 24) | (1u << 25));
-        if (leaf == 7 && subleaf == 1) r[0] &= ~((1u << 4) | (1u << 21)), r[3] &= ~((1u << 4) | (1u << 8) | (1u << 10) | (1u << 19));
-        if (leaf == 0x1d || leaf == 0x1e || leaf == 0x24) r[0] = r[1] = r[2] = r[3] = 0;
-        return;
-    }
-    if (leaf == 7 && subleaf == 0) {
-        // EBX: AVX-512 F DQ IFMA PF ER CD BW VL (Skylake-SP keeps F DQ CD BW VL); ECX: VBMI VBMI2 VNNI BITALG
-        // VPOPCNTDQ; EDX: 4VNNIW 4FMAPS VP2INTERSECT, AMX-BF16, AVX512-FP16, AMX-TILE, AMX-INT8.
-        const uint32_t skylake_sp = (1u << 16) | (1u << 17) | (1u << 28) | (1u << 30) | (1u << 31);
-        r[1] &= ~(((1u << 16) | (1u << 17) | (1u << 21) | (1u << 26) | (1u << 27) | (1u << 28) | (1u << 30) | (1u << 31)) &
-                  (view == VIEW_AVX512BW ? ~skylake_sp : ~0u));
-        r[2] &= ~((1u << 1) | (1u << 6) | (1u << 11) | (1u << 12) | (1u << 14));
-        r[3] &= ~((1u << 2) | (1u << 3) | (1u << 8) | (1u << 22) | (1u << 23) | (1u << 24) | (1u << 25));
-    } else if (leaf == 7 && subleaf == 1) {
-        // EAX: AVX-VNNI (4, kept for the avxvnni view), AVX512-BF16 (5), AMX-FP16 (21); EDX: AVX-VNNI-INT8 (4),
-        // AMX-COMPLEX (8), AVX-VNNI-INT16 (10), AVX10 (19).
-        r[0] &= ~((view == VIEW_AVXVNNI ? 0u : 1u << 4) | (1u << 5) | (1u << 21));
-        r[3] &= ~((1u << 4) | (1u << 8) | (1u << 10) | (1u << 19));
-    } else if (leaf == 0x1d || leaf == 0x1e || leaf == 0x24) {
-        r[0] = r[1] = r[2] = r[3] = 0;  // AMX palettes and AVX10's leaf
-    }
+    if (leaf == 7 && subleaf == 0) r[1] &= ~clear.ebx, r[2] &= ~clear.ecx, r[3] &= ~clear.edx;
+    if (leaf == 7 && subleaf == 1) r[0] &= ~clear.eax_1, r[3] &= ~clear.edx_1;
+    if (leaf == 0x1d || leaf == 0x1e || leaf == 0x24) r[0] = r[1] = r[2] = r[3] = 0;  // AMX palettes, AVX10
 }
 
 static void on_segv(int signal, siginfo_t *info, void *context) {
@@ -100,14 +103,13 @@ static void report(void) {
 __attribute__((constructor)) static void install(void) {
     const char *mask = getenv("QAREP_CPUID_MASK");
     if (mask == NULL) return;
-    if (strcmp(mask, "avx2") == 0) view = VIEW_AVX2;
-    else if (strcmp(mask, "avxvnni") == 0) view = VIEW_AVXVNNI;
-    else if (strcmp(mask, "avx512bw") == 0) view = VIEW_AVX512BW;
-    else if (strcmp(mask, "avx512vnni") == 0) view = VIEW_AVX512VNNI;
-    else {
+    size_t v = 0;
+    while (v < sizeof views / sizeof views[0] && strcmp(mask, views[v].name) != 0) v++;
+    if (v == sizeof views / sizeof views[0]) {
         fprintf(stderr, "cpuid-mask: QAREP_CPUID_MASK must be avx2, avxvnni, avx512bw or avx512vnni, not %s\n", mask);
         exit(2);
     }
+    clear = views[v].clear;
     if (real_sigaction == NULL) real_sigaction = (int (*)(int, const struct sigaction *, struct sigaction *))dlsym(RTLD_NEXT, "sigaction");
     struct sigaction action = {.sa_sigaction = on_segv, .sa_flags = SA_SIGINFO | SA_NODEFER};
     sigemptyset(&action.sa_mask);
